@@ -1,0 +1,187 @@
+"""``ChainOptimizer``: a real ``torch.optim.Optimizer`` whose maths is a chain of transforms.
+
+The class owns param groups, state, validation, the non-finite policy and the trace hooks;
+the update rule is whatever ``chain(group)`` returns (see :mod:`descend.transforms`). Each
+step, per group: increment ``state["step"]``, run the chain on the gradients, θ ← θ − u.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import _get_scalar_dtype
+from torch.utils.hooks import RemovableHandle
+
+from ..transforms import Chain, Context, chain, hp
+from . import validation as check
+
+NONFINITE = ("propagate", "skip", "raise")
+
+TraceHook = Callable[["ChainOptimizer", int, dict[str, list[Tensor]]], None]
+
+
+class ChainOptimizer(torch.optim.Optimizer):
+    """Base class of every descend optimizer.
+
+    Args:
+        params: parameters or param-group dicts, as for any torch optimizer.
+        defaults: default hyperparameters of every group.
+        nonfinite: ``"propagate"`` (torch's behaviour: NaN/Inf flow into the parameters),
+            ``"skip"`` (a step whose gradients contain NaN/Inf leaves parameters and state
+            untouched and increments ``state["skipped_steps"]``) or ``"raise"``
+            (``FloatingPointError`` before anything changes).
+    """
+
+    def __init__(self, params, defaults: dict, *, nonfinite: str = "propagate"):
+        check.choice("nonfinite", nonfinite, NONFINITE)
+        self.nonfinite = nonfinite
+        self._trace_hooks: OrderedDict[int, TraceHook] = OrderedDict()
+        self.validate(dict(defaults))
+        super().__init__(params, defaults)
+
+    # -- what subclasses provide -------------------------------------------------------
+    def chain(self, group: dict) -> Chain:
+        """The transforms of one step for this group's settings."""
+        raise NotImplementedError
+
+    def validate(self, group: dict) -> None:
+        """Raise ValueError for an invalid hyperparameter of a (merged) group."""
+
+    # -- param groups ------------------------------------------------------------------
+    def add_param_group(self, param_group: dict) -> None:
+        group = dict(param_group)
+        if "decoupled_weight_decay" in group:  # torch's spelling
+            decoupled = group.pop("decoupled_weight_decay")
+            if decoupled is not None:
+                group.setdefault("weight_decay_mode", "decoupled" if decoupled else "l2")
+        # Check the merged group first, so a rejected group leaves the optimizer unchanged.
+        merged = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
+        self.validate(merged)
+        super().add_param_group(group)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # groups loaded from torch lack descend's keys
+            if group.get("decoupled_weight_decay") and "weight_decay_mode" not in group:
+                group["weight_decay_mode"] = "decoupled"
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+        self.__dict__.setdefault("nonfinite", "propagate")
+        self.__dict__.setdefault("_trace_hooks", OrderedDict())
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        # torch casts every state tensor but "step" to the parameter's dtype on load; keep the
+        # scalar bookkeeping in the dtype a fresh step creates so a resumed run is identical.
+        for st in self.state.values():
+            if isinstance(st, dict) and isinstance(st.get("mu_product"), Tensor):
+                st["mu_product"] = st["mu_product"].to(_get_scalar_dtype())
+
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped by ``nonfinite="skip"``."""
+        return int(self.state.get("skipped_steps", 0))
+
+    # -- tracing -----------------------------------------------------------------------
+    def register_trace_hook(self, hook: TraceHook) -> RemovableHandle:
+        """Call ``hook(optimizer, group_index, record)`` after each group's step, where
+        ``record`` maps the chain's named intermediates (``grad``, ``m``, ``v``, ``v_hat``,
+        ``m_hat``, ``velocity``, ``denom``, ``lr_eff``, ``update``, ``param`` …) to one tensor
+        per parameter that had a gradient. Recording costs copies: only on while hooked."""
+        handle = RemovableHandle(self._trace_hooks)
+        self._trace_hooks[handle.id] = hook
+        return handle
+
+    # -- the step ----------------------------------------------------------------------
+    def _check_finite(self, grads: list[Tensor]) -> bool:
+        if not grads:
+            return True
+        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        work = []
+        for index, group in enumerate(self.param_groups):
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if p.grad.is_sparse:
+                    raise RuntimeError(
+                        f"{type(self).__name__} does not support sparse gradients; "
+                        "use torch.optim.SparseAdam or a dense embedding"
+                    )
+            if params:
+                work.append((index, group, params))
+        if self.nonfinite != "propagate":
+            grads = [p.grad for _, _, params in work for p in params]
+            if not self._check_finite(grads):
+                if self.nonfinite == "raise":
+                    raise FloatingPointError(
+                        f"{type(self).__name__}: non-finite gradient (NaN or Inf); parameters "
+                        "and optimizer state were left unchanged"
+                    )
+                self.state["skipped_steps"] = self.skipped_steps + 1
+                return loss
+        for index, group, params in work:
+            self._step_group(index, group, params)
+        return loss
+
+    def _step_group(self, index: int, group: dict, params: list[Tensor]) -> None:
+        links = self.chain(group)
+        states = []
+        for p in params:
+            st = self.state[p]
+            if "step" not in st:
+                st["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+            links.init(p, st)
+            states.append(st)
+        steps = [st["step"] for st in states]
+        torch._foreach_add_(steps, 1)
+        ctx = Context(group, steps, trace={} if self._trace_hooks else None)
+        grads = [p.grad for p in params]
+        ctx.record("grad", grads)
+        updates = links.update(grads, states, params, ctx)
+        ctx.record("update", updates)
+        torch._foreach_sub_(params, updates)
+        if ctx.trace is not None:
+            ctx.record("param", params)
+            for hook in list(self._trace_hooks.values()):
+                hook(self, index, ctx.trace)
+
+
+class FromChain(ChainOptimizer):
+    """An optimizer from any chain of transforms (see :func:`from_chain`)."""
+
+    def __init__(self, params, transforms: Iterable, nonfinite: str = "propagate", **defaults):
+        self._links = chain(*transforms)
+        if "lr" in defaults:
+            check.non_negative("lr", defaults["lr"])
+        super().__init__(params, defaults, nonfinite=nonfinite)
+
+    def validate(self, group: dict) -> None:
+        if "lr" in group:
+            check.non_negative("lr", group["lr"])
+
+    def chain(self, group: dict) -> Chain:
+        return self._links
+
+
+def from_chain(params, *transforms, nonfinite: str = "propagate", **defaults) -> FromChain:
+    """Turn any chain of transforms into a ``torch.optim.Optimizer``.
+
+    ``defaults`` become the param groups' hyperparameters, read by :class:`hp` references
+    (``lr`` for :func:`scale_by_lr` by default), so schedulers and per-group values work::
+
+        opt = from_chain(model.parameters(), scale_by_adam(b1=0.9, b2=0.99, eps=1e-8),
+                         scale_by_lr(), lr=1e-3)
+    """
+    return FromChain(params, transforms, nonfinite=nonfinite, **defaults)
+
+
+__all__ = ["ChainOptimizer", "FromChain", "NONFINITE", "from_chain", "hp"]

@@ -1,0 +1,128 @@
+"""One optimizer-spec syntax for every command, the lab and the web API:
+``NAME[:key=value,…]``, e.g. ``adam:lr=0.01,beta2=0.99,convention=keras``."""
+
+from __future__ import annotations
+
+import inspect
+
+from .adam import Adam, AdamW, AMSGrad, NAdam
+from .adaptive import Adagrad, RMSprop
+from .newton import Newton
+from .sgd import SGD
+
+# name -> (class, preset keywords, one-line description)
+REGISTRY: dict[str, tuple[type, dict, str]] = {
+    "sgd": (SGD, {}, "plain gradient descent: θ ← θ − γg"),
+    "momentum": (SGD, {"momentum": 0.9}, "heavy ball, modern form v = βv + g (torch)"),
+    "momentum-ema": (
+        SGD,
+        {"momentum": 0.9, "momentum_form": "ema"},
+        "heavy ball, EMA form v = βv + (1−β)g",
+    ),
+    "nesterov": (SGD, {"momentum": 0.9, "nesterov": True}, "Nesterov accelerated gradient"),
+    "adagrad": (Adagrad, {}, "AdaGrad: divide by the root of the sum of g²"),
+    "rmsprop": (RMSprop, {}, "RMSprop: divide by the root of an EWA of g²"),
+    "rmsprop-centered": (RMSprop, {"centered": True}, "RMSprop divided by the gradient's std"),
+    "adam": (Adam, {}, "Adam: momentum + RMSprop + bias correction"),
+    "adamw": (AdamW, {}, "Adam with decoupled weight decay"),
+    "amsgrad": (AMSGrad, {}, "Adam with the running max of v"),
+    "nadam": (NAdam, {}, "Adam with Nesterov momentum"),
+    "newton": (Newton, {}, "Newton's method: solve (H + λI)d = g"),
+}
+
+_SKIP = {"self", "params", "foreach", "differentiable", "capturable", "fused"}
+
+
+def _keywords(cls: type) -> list[str]:
+    return [n for n in inspect.signature(cls.__init__).parameters if n not in _SKIP]
+
+
+def _parse_value(text: str):
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``"adam:lr=0.01,beta2=0.99"`` → ``("adam", {"lr": 0.01, "beta2": 0.99})``.
+
+    Checks the name and the keys (``beta1``/``beta2`` are accepted for ``betas``); values are
+    checked by the optimizer itself."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(
+            f"optimizer spec must be a non-empty string like 'adam:lr=0.01', got {spec!r}"
+        )
+    name, _, rest = spec.strip().partition(":")
+    name = name.strip().lower()
+    if name not in REGISTRY:
+        raise ValueError(f"unknown optimizer {name!r}; available: {', '.join(REGISTRY)}")
+    cls = REGISTRY[name][0]
+    valid = _keywords(cls) + (["beta1", "beta2"] if "betas" in _keywords(cls) else [])
+    kwargs: dict = {}
+    for item in filter(None, (x.strip() for x in rest.split(","))):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"malformed item {item!r} in optimizer spec {spec!r}: use key=value")
+        if key not in valid:
+            raise ValueError(
+                f"unknown key {key!r} for optimizer {name!r}; valid keys: {', '.join(valid)}"
+            )
+        kwargs[key] = _parse_value(value)
+    return name, kwargs
+
+
+def resolve_kwargs(name: str, kwargs: dict) -> dict:
+    """Preset keywords of ``name`` merged with ``kwargs``, ``beta1``/``beta2`` folded into
+    ``betas`` (the other beta from the convention's default)."""
+    cls, preset, _ = REGISTRY[name]
+    out = {**preset, **kwargs}
+    b1, b2 = out.pop("beta1", None), out.pop("beta2", None)
+    if b1 is not None or b2 is not None:
+        from .conventions import TABLE
+
+        kind = {AdamW: "adamw", NAdam: "nadam"}.get(cls, "adam")
+        base = out.get("betas") or TABLE[kind][out.get("convention", "torch")]["betas"]
+        out["betas"] = (base[0] if b1 is None else b1, base[1] if b2 is None else b2)
+    return out
+
+
+def from_spec(spec: str, params, **overrides):
+    """Build the optimizer a spec names, e.g. ``from_spec("momentum:lr=0.001", model.parameters())``.
+    ``overrides`` win over the spec's values."""
+    name, kwargs = parse_spec(spec)
+    cls = REGISTRY[name][0]
+    return cls(params, **resolve_kwargs(name, {**kwargs, **overrides}))
+
+
+def available() -> dict[str, dict]:
+    """Every spec name with its class, description and default hyperparameters (torch
+    convention)."""
+    import torch
+
+    out = {}
+    dummy = [torch.zeros(1, requires_grad=True)]
+    for name, (cls, preset, text) in REGISTRY.items():
+        opt = cls(dummy, **preset)
+        defaults = {
+            k: v
+            for k, v in opt.defaults.items()
+            if k not in ("foreach", "differentiable", "capturable", "fused")
+        }
+        out[name] = {
+            "class": cls.__name__,
+            "description": text,
+            "defaults": defaults,
+            "keys": _keywords(cls),
+        }
+    return out

@@ -1,0 +1,165 @@
+"""The contract every transform follows, and `chain`.
+
+A transform is a small object with an ``init`` / ``update`` pair, in the spirit of optax's
+``GradientTransformation``, adapted to torch's mutable world:
+
+* **State is per parameter and updated in place.** ``init(param, state)`` adds this transform's
+  entries to the parameter's state dict (``optimizer.state[p]``) if they are absent;
+  ``update`` mutates them. Keys follow torch.optim's names (``exp_avg``, ``square_avg``,
+  ``momentum_buffer``, …) so ``state_dict()`` is compatible with torch's and a torch state dict
+  loads straight in. Unlike optax nothing is returned but the new updates.
+* **Updates flow through the chain as a list of tensors**, one per parameter, starting with the
+  gradients. The chain's output ``u`` is applied by the optimizer as ``θ ← θ − u`` (so the
+  learning rate is itself a link, :func:`scale_by_lr`, and its position in the chain decides
+  whether it sits inside or outside momentum). A transform may modify the list in place only
+  after :meth:`Context.writable` has made it the chain's own copy; the gradients in ``p.grad``
+  are never modified.
+* **The step count lives in ``state["step"]``** (a float32 scalar tensor per parameter, as in
+  torch); the optimizer increments it before the chain runs, so ``ctx.t`` is 1 on the first step.
+* **Hyperparameters** are plain numbers, 0-d or broadcastable tensors (the lab runs thousands of
+  trajectories in one tensor with one learning rate per row), or :class:`hp` references that
+  are read from the parameter group at every step — that is how per-group hyperparameters and
+  torch's lr schedulers reach a transform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Scalar = float | int | Tensor
+
+
+@dataclass(frozen=True)
+class hp:  # noqa: N801 - reads like a keyword in chains: scale_by_adam(b1=hp("betas", 0))
+    """A hyperparameter read from the parameter group at each step: ``group[key]`` or
+    ``group[key][index]`` (e.g. ``hp("betas", 1)`` is β₂)."""
+
+    key: str
+    index: int | None = None
+
+    def resolve(self, group: dict) -> Any:
+        if self.key not in group:
+            raise KeyError(f"hyperparameter {self.key!r} is not in the parameter group")
+        value = group[self.key]
+        return value if self.index is None else value[self.index]
+
+
+@dataclass
+class Context:
+    """What a transform sees besides the updates: the group, the step counts, the trace."""
+
+    group: dict
+    steps: list[Tensor]
+    trace: dict[str, list[Tensor]] | None = None
+    owned: bool = False
+    # Per-element factor that turns the first moment into the update, before the learning
+    # rate; adaptive transforms set it so scale_by_lr can report the effective lr.
+    precond: list[Tensor] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, x: Any) -> Any:
+        """Resolve an :class:`hp` reference against the group; other values pass through."""
+        return x.resolve(self.group) if isinstance(x, hp) else x
+
+    @cached_property
+    def t(self) -> list[float]:
+        """Step count of each parameter (1 on the first step) as Python floats."""
+        return [float(s) for s in self.steps]
+
+    @cached_property
+    def uniform_t(self) -> float | None:
+        """The common step count when every parameter has the same one (the usual case)."""
+        ts = self.t
+        return ts[0] if ts and all(x == ts[0] for x in ts) else None
+
+    def per_param(self, fn) -> list:
+        """``[fn(t) for each parameter]``, computed once when all step counts agree."""
+        if self.uniform_t is not None:
+            return [fn(self.uniform_t)] * len(self.steps)
+        return [fn(t) for t in self.t]
+
+    def writable(self, updates: list[Tensor]) -> list[Tensor]:
+        """Return ``updates`` safe to modify in place (a copy the first time, since the
+        incoming list holds the parameters' own ``.grad`` tensors)."""
+        if self.owned:
+            return updates
+        self.owned = True
+        return [u.clone() for u in updates]
+
+    @property
+    def tracing(self) -> bool:
+        return self.trace is not None
+
+    def record(self, name: str, tensors: Sequence[Tensor] | Sequence[float]) -> None:
+        """Store a copy of an intermediate quantity for the trace hook (no-op when off)."""
+        if self.trace is None:
+            return
+        self.trace[name] = [
+            t.detach().clone() if isinstance(t, Tensor) else torch.tensor(t) for t in tensors
+        ]
+
+
+class Transform:
+    """Base class: subclasses set ``state_keys`` and implement ``init`` and ``update``."""
+
+    state_keys: tuple[str, ...] = ()
+
+    def init(self, param: Tensor, state: dict) -> None:  # noqa: B027 - stateless by default
+        """Add this transform's entries to one parameter's state dict, if absent."""
+
+    def update(
+        self, updates: list[Tensor], states: list[dict], params: list[Tensor], ctx: Context
+    ) -> list[Tensor]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"
+
+
+class Chain(Transform):
+    """Transforms applied in order; the output of one is the input of the next.
+
+    ``chain(clip_by_global_norm(1.0), scale_by_adam(), add_decayed_weights(1e-2), scale_by_lr())``
+    """
+
+    def __init__(self, *transforms: Transform):
+        flat: list[Transform] = []
+        for tr in transforms:
+            if not isinstance(tr, Transform):
+                raise TypeError(f"chain() takes transforms, got {type(tr).__name__}: {tr!r}")
+            flat.extend(tr.transforms if isinstance(tr, Chain) else [tr])
+        seen: dict[str, Transform] = {}
+        for tr in flat:
+            for key in tr.state_keys:
+                if key in seen and seen[key] is not tr:
+                    raise ValueError(
+                        f"two transforms in the chain use the state key {key!r} "
+                        f"({seen[key]!r} and {tr!r}); give one of them another key= name"
+                    )
+                seen[key] = tr
+        self.transforms = flat
+        self.state_keys = tuple(seen)
+
+    def init(self, param: Tensor, state: dict) -> None:
+        for tr in self.transforms:
+            tr.init(param, state)
+
+    def update(self, updates, states, params, ctx):
+        for tr in self.transforms:
+            updates = tr.update(updates, states, params, ctx)
+        return updates
+
+    def __repr__(self) -> str:
+        return "chain(" + ", ".join(map(repr, self.transforms)) + ")"
+
+
+def chain(*transforms: Transform) -> Chain:
+    """Compose transforms left to right (optax's ``chain``)."""
+    return Chain(*transforms)

@@ -1,0 +1,72 @@
+"""Gradient clipping and the sign flip for maximisation."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Context, Transform, hp
+
+
+class clip_by_global_norm(Transform):  # noqa: N801
+    """Rescale the whole update list when its global L2 norm exceeds ``max_norm``
+    (Pascanu, Mikolov & Bengio, ICML 2013), exactly as ``torch.nn.utils.clip_grad_norm_``:
+
+    .. math::  ‖g‖ = \\sqrt{\\textstyle\\sum_i ‖g_i‖^2},\\qquad
+               g ← g · \\min\\big(1, \\text{max\\_norm}/(‖g‖ + 10^{-6})\\big)
+
+    The norm is taken over the parameters the chain runs on (one param group). With
+    ``axis`` set, each tensor is instead clipped along that axis on its own (``axis=-1`` on an
+    (N, d) tensor of N independent trajectories clips each row: the lab's per-run clipping).
+    Records ``grad_norm`` (before clipping).
+    """
+
+    def __init__(self, max_norm=hp("max_grad_norm"), axis: int | None = None):
+        self.max_norm, self.axis = max_norm, axis
+
+    def update(self, updates, states, params, ctx: Context):
+        max_norm = ctx.value(self.max_norm)
+        if max_norm is None or not updates:
+            return updates
+        if self.axis is not None:
+            updates = ctx.writable(updates)
+            for u in updates:
+                norm = torch.linalg.vector_norm(u, 2.0, dim=self.axis, keepdim=True)
+                u.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+            return updates
+        norms = torch._foreach_norm(updates, 2.0)
+        total = torch.linalg.vector_norm(torch.stack([n.float() for n in norms]), 2.0)
+        ctx.extras["grad_norm"] = total
+        ctx.record("grad_norm", [total])
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        if coef.item() < 1.0:
+            updates = ctx.writable(updates)
+            torch._foreach_mul_(updates, coef.to(updates[0].dtype).item())
+        return updates
+
+
+class clip_by_value(Transform):  # noqa: N801
+    """Clamp each gradient element to [−c, c] (``torch.nn.utils.clip_grad_value_``,
+    Keras ``clipvalue``):  g ← clip(g, −c, c)."""
+
+    def __init__(self, clip_value=hp("clip_value")):
+        self.clip_value = clip_value
+
+    def update(self, updates, states, params, ctx: Context):
+        c = ctx.value(self.clip_value)
+        if c is None:
+            return updates
+        updates = ctx.writable(updates)
+        torch._foreach_clamp_min_(updates, -c)
+        torch._foreach_clamp_max_(updates, c)
+        return updates
+
+
+class flip_sign(Transform):  # noqa: N801
+    """``maximize``: ascend instead of descend, g ← −g (torch's ``maximize=True``)."""
+
+    def update(self, updates, states, params, ctx: Context):
+        if ctx.owned:
+            torch._foreach_neg_(updates)
+            return updates
+        ctx.owned = True
+        return torch._foreach_neg(updates)

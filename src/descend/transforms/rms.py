@@ -1,0 +1,150 @@
+"""Scaling by a running root-mean-square of the gradients: RMSprop and AdaGrad.
+
+ε placement: ``outside`` divides by √v + ε (torch), ``inside`` by √(v + ε) (Keras, optax,
+TensorFlow). The two differ most where v is tiny, i.e. for rarely-updated parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import _ops
+from .base import Context, Transform, hp
+from .momentum import bias_correction
+
+EPS_PLACEMENTS_RMS = ("outside", "inside")
+
+
+def _denominator(v: list[Tensor], eps, placement: str) -> list[Tensor]:
+    """√v + ε or √(v + ε), as new tensors."""
+    if placement == "inside":
+        d = [x + eps for x in v] if isinstance(eps, Tensor) else torch._foreach_add(v, eps)
+        torch._foreach_sqrt_(d)
+        return d
+    d = torch._foreach_sqrt(v)
+    if isinstance(eps, Tensor):
+        for x in d:
+            x.add_(eps)
+    else:
+        torch._foreach_add_(d, eps)
+    return d
+
+
+class scale_by_rms(Transform):  # noqa: N801
+    """RMSprop's scaling (Hinton, Coursera lecture 6e, 2012; Graves 2013 for ``centered``).
+
+    .. math::
+        v ← αv + (1 − α)g²,\\quad
+        \\bar g ← α\\bar g + (1 − α)g \\;(\\text{centered}),\\quad
+        \\tilde v = v − \\bar g^2 \\;(\\text{centered, else } v)
+
+        u = g / (\\sqrt{\\tilde v / c} + ε)\\ \\text{(outside)}
+        \\quad\\text{or}\\quad g / \\sqrt{\\tilde v / c + ε}\\ \\text{(inside)}
+
+    with c = 1 − αᵗ when ``bias_correction`` (optax's option), else 1. v starts at
+    ``initial_accumulator_value`` (optax's ``initial_scale``; 0 in torch and Keras).
+    Records ``v``, ``g_avg`` (centered), ``denom``.
+    """
+
+    def __init__(
+        self,
+        alpha=hp("alpha"),
+        eps=hp("eps"),
+        eps_placement: str = "outside",
+        centered: bool = False,
+        bias_correction: bool = False,
+        initial_accumulator_value: float = 0.0,
+    ):
+        if eps_placement not in EPS_PLACEMENTS_RMS:
+            raise ValueError(
+                f"eps_placement={eps_placement!r} is not one of {', '.join(EPS_PLACEMENTS_RMS)}"
+            )
+        self.alpha, self.eps, self.eps_placement = alpha, eps, eps_placement
+        self.centered, self.bias_correction = centered, bias_correction
+        self.initial_accumulator_value = initial_accumulator_value
+        self.state_keys = ("square_avg", "grad_avg") if centered else ("square_avg",)
+
+    def init(self, param: Tensor, state: dict) -> None:
+        if "square_avg" not in state:
+            state["square_avg"] = torch.full_like(
+                param, self.initial_accumulator_value, memory_format=torch.preserve_format
+            )
+        if self.centered and "grad_avg" not in state:
+            state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def update(self, updates, states, params, ctx: Context):
+        alpha, eps = ctx.value(self.alpha), ctx.value(self.eps)
+        v = [st["square_avg"] for st in states]
+        _ops.ewa_sq_(v, updates, alpha)
+        ctx.record("v", v)
+        if self.centered:
+            gbar = [st["grad_avg"] for st in states]
+            _ops.lerp_(gbar, updates, 1 - alpha)
+            ctx.record("g_avg", gbar)
+            vt = [x - m * m for x, m in zip(v, gbar)]  # torch: addcmul(v, ḡ, ḡ, value=-1)
+        else:
+            vt = v
+        if self.bias_correction:
+            vt = [x.clone() for x in vt] if vt is v else vt
+            _ops.div_list_(vt, bias_correction(alpha, ctx))
+            ctx.record("v_hat", vt)
+        denom = _denominator(vt, eps, self.eps_placement)
+        ctx.record("denom", denom)
+        out = torch._foreach_div(updates, denom)
+        ctx.owned = True
+        ctx.precond = torch._foreach_reciprocal(denom) if ctx.tracing else None
+        return out
+
+
+class scale_by_adagrad(Transform):  # noqa: N801
+    """AdaGrad's scaling (Duchi, Hazan & Singer, JMLR 2011).
+
+    .. math::
+        s ← s + g^2,\\qquad
+        u = \\frac{g}{(1 + (t − 1)\\,δ)\\,(\\sqrt{s} + ε)}
+
+    with δ = ``lr_decay`` (torch's, γ̃ = γ/(1 + (t − 1)δ)), s starting at
+    ``initial_accumulator_value`` (0 in torch, 0.1 in Keras and optax), ε outside the root
+    (torch, 1e-10) or ``inside`` (Keras, optax). Records ``sum``, ``denom``.
+    """
+
+    state_keys = ("sum",)
+
+    def __init__(
+        self,
+        eps=hp("eps"),
+        lr_decay=hp("lr_decay"),
+        initial_accumulator_value=hp("initial_accumulator_value"),
+        eps_placement: str = "outside",
+    ):
+        if eps_placement not in EPS_PLACEMENTS_RMS:
+            raise ValueError(
+                f"eps_placement={eps_placement!r} is not one of {', '.join(EPS_PLACEMENTS_RMS)}"
+            )
+        self.eps, self.lr_decay = eps, lr_decay
+        self.initial_accumulator_value, self.eps_placement = (
+            initial_accumulator_value,
+            eps_placement,
+        )
+
+    def init(self, param: Tensor, state: dict) -> None:
+        pass  # needs the group's initial value: created lazily in update
+
+    def update(self, updates, states, params, ctx: Context):
+        eps, decay = ctx.value(self.eps), ctx.value(self.lr_decay)
+        init = ctx.value(self.initial_accumulator_value)
+        for p, st in zip(params, states):
+            if "sum" not in st:
+                st["sum"] = torch.full_like(p, init, memory_format=torch.preserve_format)
+        s = [st["sum"] for st in states]
+        torch._foreach_addcmul_(s, updates, updates)
+        ctx.record("sum", s)
+        denom = _denominator(s, eps, self.eps_placement)
+        if isinstance(decay, Tensor) or decay != 0:
+            _ops.mul_list_(denom, [1 + (t - 1) * decay for t in ctx.t])
+        ctx.record("denom", denom)
+        out = torch._foreach_div(updates, denom)
+        ctx.owned = True
+        ctx.precond = torch._foreach_reciprocal(denom) if ctx.tracing else None
+        return out
