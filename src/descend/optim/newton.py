@@ -123,8 +123,8 @@ class Newton(torch.optim.Optimizer):
         shifted = h + lam
         if mode == "exact" and (shifted <= 0).any():
             raise ValueError(
-                f"a diagonal Hessian entry (+ damping) is ≤ 0 (smallest {float(shifted.min()):.4g});"
-                " add damping or use mode='saddle_free'"
+                "a diagonal Hessian entry (+ damping) is ≤ 0 (smallest "
+                f"{float(shifted.min()):.4g}); add damping or use mode='saddle_free'"
             )
         if (shifted == 0).any():
             raise ValueError("a diagonal Hessian entry is zero; add damping > 0")

@@ -98,7 +98,7 @@ def resolve_kwargs(name: str, kwargs: dict) -> dict:
 
 
 def from_spec(spec: str, params, **overrides):
-    """Build the optimizer a spec names, e.g. ``from_spec("momentum:lr=0.001", model.parameters())``.
+    """Build the optimizer a spec names: ``from_spec("momentum:lr=0.001", model.parameters())``.
     ``overrides`` win over the spec's values."""
     name, kwargs = parse_spec(spec)
     cls = REGISTRY[name][0]
