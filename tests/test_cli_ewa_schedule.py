@@ -83,3 +83,41 @@ def test_ewa_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     missing = tmp_path / "nope.csv"
     assert main(["ewa", str(missing), "--column", "a", "--plot", str(tmp_path / "x.png")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_schedule_writes_plot_csv_and_table(tmp_path: Path, capsys) -> None:
+    from descend.schedules import from_spec
+
+    specs = ["cosine:final=0.1", "linear_warmup:warmup=20>cosine", "step:step_size=30,gamma=0.5"]
+    png, out = tmp_path / "s.png", tmp_path / "s.csv"
+    assert main(["schedule", *specs, "--steps", "120", "--plot", str(png), "--out", str(out)]) == 0
+    _png_is_a_real_figure(png)
+
+    written = pd.read_csv(out)
+    assert list(written.columns) == ["step", *specs]
+    np.testing.assert_array_equal(written["step"], np.arange(120))
+    for spec in specs:
+        want = from_spec(spec, total_steps=120).values(120)
+        np.testing.assert_array_equal(written[spec].to_numpy(), want)  # repr round-trips
+    # the table samples t = 0, 30, 60, 90, 119
+    table = capsys.readouterr().out.splitlines()
+    row60 = next(line.split() for line in table if line.split()[:1] == ["60"])
+    assert float(row60[1]) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * 60 / 120)))
+    assert float(row60[3]) == 0.25
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("cosin", "unknown schedule 'cosin'; valid: constant, step, multistep, exponential"),
+        ("cosine:stps=3", "unknown key 'stps' for cosine; valid: steps, final"),
+        ("step:gamma=0.5", "step needs step_size="),
+        ("cosine:final=1.5", "final must be in [0, 1], got 1.5"),
+    ],
+)
+def test_schedule_user_errors_are_one_line(tmp_path: Path, capsys, spec: str, message: str):
+    png = tmp_path / "x.png"
+    assert main(["schedule", "constant", spec, "--steps", "10", "--plot", str(png)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"descend schedule: error: {spec}: ") and message in err
+    assert len(err.splitlines()) == 1 and not png.exists()
