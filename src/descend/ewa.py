@@ -26,6 +26,10 @@ nothing, but older values keep ageing by β per step, so weights follow absolute
     v̂_t = Σ_{i≤t observed} β^{t−i} x_i / Σ_{i≤t observed} β^{t−i}, which is v_t/(1 − β^t)
     when nothing is missing.
 
+(pandas 3.0 departs from the first rule at exactly β = 0.5, where it special-cases com = 1
+and gives the new value weight 1 − β^{g+1}: pandas-dev/pandas#66521. descend uses the rule
+above for every β, as pandas 2.x did.)
+
 At a missing position the output repeats the previous output. Before the first observation the
 output is NaN when there is no value to repeat (``init="first"`` or bias correction) and the
 initial value v_0 otherwise. ±inf count as observations.

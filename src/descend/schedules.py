@@ -399,19 +399,10 @@ class ReduceOnPlateau:
         self.reports = 0
 
     def _better(self, value: float) -> bool:
+        rel = self.threshold_mode == "rel"
         if self.mode == "min":
-            bar = (
-                self.best * (1 - self.threshold)
-                if self.threshold_mode == "rel"
-                else (self.best - self.threshold)
-            )
-            return value < bar
-        bar = (
-            self.best * (1 + self.threshold)
-            if self.threshold_mode == "rel"
-            else (self.best + self.threshold)
-        )
-        return value > bar
+            return value < (self.best * (1 - self.threshold) if rel else self.best - self.threshold)
+        return value > (self.best * (1 + self.threshold) if rel else self.best + self.threshold)
 
     def report(self, metric: float) -> bool:
         """Feed one metric value; returns True when this report cut the scale."""
