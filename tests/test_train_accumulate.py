@@ -11,6 +11,15 @@ from torch import nn
 from descend.optim.accumulate import Accumulate
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small models: one thread avoids OpenMP stalls when the machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 3))

@@ -10,6 +10,15 @@ from descend.optim.accumulate import Accumulate
 from descend.optim.weight_ema import WeightEMA
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small models: one thread avoids OpenMP stalls when the machine is shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_shadow_follows_the_recurrence_written_out_by_hand() -> None:
     w = torch.tensor([1.0, -2.0])
     ema = WeightEMA([w], beta=0.9)
