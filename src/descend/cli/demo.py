@@ -23,12 +23,15 @@ QUADRATIC_SPECS = [
 def register(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="run the guided tour on embedded data",
-        description="Run every optimizer on the ill-conditioned quadratic ½(x² + 100y²) from "
-        "the same start and print steps to f < 1e-6 and the final loss.",
+        help="run the guided tour and write an HTML report",
+        description="Run a curated tour of the notes on embedded data and write a "
+        "self-contained HTML report (DIR/index.html) plus DIR/summary.md.",
     )
-    p.add_argument("--steps", type=int, default=2000, help="step budget per optimizer")
-    p.add_argument("--start", default="-1.5,1.0", help="start point x,y")
+    p.add_argument(
+        "--out", default="descend-report", help="output folder (default: descend-report)"
+    )
+    p.add_argument("--quick", action="store_true", help="smaller budgets: under a minute")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.set_defaults(func=run)
 
 
@@ -68,29 +71,35 @@ def quadratic_race(specs: list[str], start: tuple[float, float], steps: int, tol
     return rows
 
 
+def race_table(steps: int = 2000, start: tuple[float, float] = (-1.5, 1.0)):
+    """The optimizer race on ½(x² + 100y²) as a pandas DataFrame."""
+    import pandas as pd
+
+    rows = quadratic_race(QUADRATIC_SPECS, start, steps)
+    return pd.DataFrame(
+        [
+            {
+                "optimizer": spec.split(":")[0],
+                "hyperparameters": ", ".join(f"{k}={v}" for k, v in shown.items()),
+                "steps to f < 1e-6": reached if reached else f"did not converge in {steps}",
+                "final loss": loss,
+            }
+            for spec, shown, reached, loss in rows
+        ]
+    )
+
+
 def run(args) -> int:
+    from pathlib import Path
+
     from rich.console import Console
-    from rich.table import Table
 
-    from descend.cli import CommandError
+    from descend.report import build
 
-    try:
-        start = tuple(float(x) for x in args.start.split(","))
-    except ValueError:
-        raise CommandError(f"--start must be two numbers x,y, got {args.start!r}") from None
-    if len(start) != 2:
-        raise CommandError(f"--start must be two numbers x,y, got {args.start!r}")
-    if args.steps < 1:
-        raise CommandError(f"--steps must be ≥ 1, got {args.steps}")
-    rows = quadratic_race(QUADRATIC_SPECS, start, args.steps)
-    table = Table(title=f"½(x² + 100y²) from {start}, κ = 100, budget {args.steps} steps")
-    for col in ("optimizer", "hyperparameters", "steps to f < 1e-6", "final loss"):
-        table.add_column(col)
-    for spec, shown, reached, loss in rows:
-        hps = ", ".join(f"{k}={v}" for k, v in shown.items())
-        table.add_row(
-            spec.split(":")[0], hps,
-            str(reached) if reached else f"did not converge in {args.steps}", f"{loss:.3e}",
-        )
-    Console().print(table)
+    console = Console()
+    sections = build(args.out, quick=args.quick, progress=not args.no_progress)
+    for i, s in enumerate(sections, 1):
+        console.print(f"[bold]{i:2d}. {s.title}[/bold]  ({s.seconds:.1f} s; {s.budget})")
+    index = Path(args.out) / "index.html"
+    console.print(f"\nReport: [bold]{index}[/bold] (open it in a browser; summary.md beside it)")
     return 0
