@@ -55,7 +55,7 @@ def quadratic_race(specs: list[str], start: tuple[float, float], steps: int, tol
         loss = f(w).item()
         for t in range(1, steps + 1):
             if isinstance(opt, Newton):
-                opt.step(lambda: f(w))
+                opt.step(lambda w=w: f(w))
             else:
                 opt.zero_grad()
                 f(w).backward()

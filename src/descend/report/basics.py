@@ -146,6 +146,10 @@ def ewa_section(quick: bool) -> Section:
     raw = ewa(series, betas)
     corrected = ewa(series, betas, bias_correction=True)
     rows = []
+
+    def rmse(a, b):
+        return float(np.sqrt(np.mean((a - b) ** 2)))
+
     for i, beta in enumerate(betas):
         col_raw, col_bc = raw.iloc[:, i].to_numpy(), corrected.iloc[:, i].to_numpy()
         rows.append(
@@ -225,7 +229,7 @@ def conventions_section(quick: bool) -> Section:
     ros = get_landscape("rosenbrock")
     start = (-1.2, 1.0)
     rows, paths = [], {}
-    for name, extra, fn, scale, lr in CONVENTION_CASES:
+    for name, extra, _fn, scale, lr in CONVENTION_CASES:
         ref = None
         for conv in ("torch", "keras", "optax"):
             spec = f"{name}:lr={lr},convention={conv}" + (f",{extra}" if extra else "")

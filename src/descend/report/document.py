@@ -46,10 +46,12 @@ class Section:
 
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;
-padding:0 1em;color:#1d232a;line-height:1.5}
-h1{font-size:1.9em;margin-bottom:.2em} h2{border-bottom:2px solid #e4e8ee;padding-bottom:.2em;margin-top:2.2em}
-.budget{color:#5a6573;font-size:.9em;background:#f4f6f9;border-left:3px solid #8aa4c8;padding:.3em .7em}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#1d232a;line-height:1.5}
+h1{font-size:1.9em;margin-bottom:.2em}
+h2{border-bottom:2px solid #e4e8ee;padding-bottom:.2em;margin-top:2.2em}
+.budget{color:#5a6573;font-size:.9em;background:#f4f6f9;border-left:3px solid #8aa4c8;
+padding:.3em .7em}
 figure{margin:1em 0} figure img{max-width:100%;border:1px solid #e4e8ee}
 figcaption{color:#5a6573;font-size:.9em}
 table{border-collapse:collapse;margin:.8em 0;font-size:.88em}
