@@ -427,4 +427,4 @@ def _rich(frame: pd.DataFrame, cells: list[list[str]], title: str | None) -> str
     width = max(80, sum(w + 3 for w in widths) + 1)
     console = Console(file=io.StringIO(), width=width, force_terminal=False, color_system=None)
     console.print(table)
-    return console.file.getvalue()
+    return "".join(line.rstrip() + "\n" for line in console.file.getvalue().splitlines())

@@ -1,0 +1,172 @@
+"""``descend explain``: a step-by-step table of what an optimizer computes.
+
+    descend explain adam --grads 0.02,0.01,-0.03 --lr 0.001
+    descend explain momentum-ema --function quadratic --steps 10
+    descend explain "rmsprop:alpha=0.9" --grads "0.002;0.0" --grads "0.0018;0" --format csv
+
+Gradients are a comma-separated list (one scalar parameter per step), or several tokens; a
+vector parameter takes one ``;``-separated vector per step (``--grads "0.01;5.0,0.01;-4.8"``).
+Lists that start with a minus sign are accepted as they are (``--grads -0.03,0.01``), as is
+the ``--grads=-0.03,0.01`` spelling. Every optimizer keyword is an option (``--lr``,
+``--momentum``, ``--beta1``, ``--weight-decay`` …) and wins over the same key in the spec.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from descend.cli import CommandError
+
+# Every keyword of descend's spec optimizers (tests check this list against the registry, so
+# `descend --help` need not import torch to build it). Flags take an optional true/false.
+HYPERPARAMETERS = (
+    "lr",
+    "momentum",
+    "dampening",
+    "nesterov",
+    "momentum_form",
+    "debias",
+    "beta1",
+    "beta2",
+    "eps",
+    "eps_placement",
+    "alpha",
+    "centered",
+    "bias_correction",
+    "amsgrad",
+    "amsgrad_of",
+    "momentum_decay",
+    "schedule",
+    "lr_decay",
+    "initial_accumulator_value",
+    "weight_decay",
+    "weight_decay_mode",
+    "decoupled_weight_decay",
+    "maximize",
+    "max_grad_norm",
+    "clip_value",
+    "convention",
+    "nonfinite",
+)
+FLAGS = {
+    "nesterov",
+    "debias",
+    "centered",
+    "bias_correction",
+    "amsgrad",
+    "decoupled_weight_decay",
+    "maximize",
+}
+# Shown in the table's title when the optimizer has them.
+TITLE_KEYS = ("lr", "momentum", "momentum_form", "nesterov", "betas", "alpha", "eps", "lr_decay")
+
+_UNSIGNED = r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
+# argparse takes a token that starts with "-" for an option unless it looks like one negative
+# number; a list of numbers ("-0.03,0.01" or "-1;2") is a value here too.
+_NUMBER_LIST = re.compile(rf"^-{_UNSIGNED}([,;\s]+[-+]?{_UNSIGNED})*[,;]?$")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="step-by-step table of an optimizer's internals (moments, denominators, updates)",
+        description=(
+            "Step an optimizer through given gradients, or along a function's own gradients, "
+            "and print every quantity it computes per step: gradient, moments, bias-corrected "
+            "moments, denominator, effective learning rate, update and new parameter value."
+        ),
+    )
+    p._negative_number_matcher = _NUMBER_LIST  # see _NUMBER_LIST
+    p.add_argument("optimizer", help="optimizer spec, e.g. adam or 'momentum:lr=0.1'")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--grads",
+        nargs="+",
+        metavar="G",
+        help="gradients, one per step: comma-separated (or several tokens); a vector "
+        "parameter takes ';'-separated components, e.g. '0.01;5,0.01;-4.8'",
+    )
+    source.add_argument(
+        "--function",
+        metavar="NAME",
+        help="landscape name (quadratic, double-well, quartic, …) or expr:<formula>",
+    )
+    p.add_argument("--steps", type=int, help="number of steps (default: all the gradients)")
+    p.add_argument(
+        "--start",
+        help="parameter value before the first step (number, or ';'-separated vector); "
+        "default 0, or the landscape's first suggested start",
+    )
+    p.add_argument("--format", choices=("rich", "markdown", "csv"), default="rich")
+    p.add_argument("--digits", type=int, default=6, help="significant digits (rich, markdown)")
+    hyper = p.add_argument_group("optimizer hyperparameters (override the spec's)")
+    for key in HYPERPARAMETERS:
+        option = "--" + key.replace("_", "-")
+        if key in FLAGS:
+            hyper.add_argument(option, dest=key, nargs="?", const="true", metavar="BOOL")
+        else:
+            hyper.add_argument(option, dest=key, metavar="VALUE")
+    p.set_defaults(func=run)
+
+
+def _numbers(text: str, what: str) -> list[float]:
+    values = []
+    for item in text.split(";"):
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise CommandError(f"{what}: {item.strip()!r} is not a number") from None
+    return values
+
+
+def parse_gradients(tokens: list[str]) -> list[float] | list[list[float]]:
+    """``["0.02,0.01", "-0.03"]`` → ``[0.02, 0.01, -0.03]``;
+    ``["1;2,3;4"]`` → ``[[1, 2], [3, 4]]`` (one vector per step)."""
+    steps = [item for token in tokens for item in token.split(",") if item.strip()]
+    if not steps:
+        raise CommandError("--grads: give at least one gradient")
+    vectors = [_numbers(item, "--grads") for item in steps]
+    if any(";" in item for item in steps):
+        sizes = {len(v) for v in vectors}
+        if len(sizes) != 1:
+            raise CommandError(
+                f"--grads: every step needs the same number of components, got {sorted(sizes)}"
+            )
+        return vectors
+    return [v[0] for v in vectors]
+
+
+def _spec_with(spec: str, args: argparse.Namespace) -> str:
+    """The spec with the command-line hyperparameters appended (later keys win)."""
+    given = [(k, getattr(args, k)) for k in HYPERPARAMETERS if getattr(args, k) is not None]
+    if not given:
+        return spec
+    items = ",".join(f"{k}={v}" for k, v in given)
+    return f"{spec}{',' if ':' in spec else ':'}{items}"
+
+
+def _title(frame: Any) -> str:
+    settings = frame.attrs.get("hyperparameters", {})
+    shown = ", ".join(f"{k}={settings[k]}" for k in TITLE_KEYS if k in settings)
+    return f"{frame.attrs.get('optimizer', '')} ({shown})" if shown else frame.attrs["optimizer"]
+
+
+def run(args: argparse.Namespace) -> int:
+    from descend.explain import explain, render
+
+    spec = _spec_with(args.optimizer, args)
+    start = None
+    if args.start is not None:
+        values = _numbers(args.start, "--start")
+        start = values[0] if len(values) == 1 else values
+    if args.grads is not None:
+        frame = explain(spec, gradients=parse_gradients(args.grads), steps=args.steps, start=start)
+    else:
+        if args.steps is None:
+            raise CommandError("--steps is required with --function")
+        frame = explain(spec, function=args.function, steps=args.steps, start=start)
+    title = None if args.format == "csv" else _title(frame)
+    print(render(frame, args.format, digits=args.digits, title=title), end="")
+    return 0
