@@ -147,7 +147,8 @@ class ChainOptimizer(torch.optim.Optimizer):
         grads = [p.grad for p in params]
         ctx.record("grad", grads)
         updates = links.update(grads, states, params, ctx)
-        ctx.record("update", updates)
+        decay = ctx.extras.get("decay")  # decoupled decay, already applied to θ in place
+        ctx.record("update", updates if decay is None else torch._foreach_add(updates, decay))
         torch._foreach_sub_(params, updates)
         if ctx.trace is not None:
             ctx.record("param", params)
