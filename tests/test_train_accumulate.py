@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from descend import optim
 from descend.optim.accumulate import Accumulate
 
 
@@ -35,6 +36,8 @@ OPTIMIZERS = {
     "adam": lambda p: torch.optim.Adam(p, lr=0.01),
     "adamw": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1),
     "rmsprop": lambda p: torch.optim.RMSprop(p, lr=0.01),
+    "descend-adam": lambda p: optim.Adam(p, lr=0.01),
+    "descend-nesterov": lambda p: optim.from_spec("nesterov:lr=0.1", p),
 }
 
 

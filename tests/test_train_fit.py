@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from descend import train
+from descend import optim, train
 from descend.optim.accumulate import Accumulate
 from descend.optim.weight_ema import WeightEMA
 
@@ -142,28 +142,7 @@ def test_gradient_statistics_match_numpy(cancer) -> None:
     assert "eff_lr_median" not in row  # plain SGD has no per-parameter rate
 
 
-def test_adam_effective_lr_is_the_observed_step_over_the_momentum(cancer) -> None:
-    """Adam moves θ by −lr·m̂/(√v̂+ε): the effective rate is −Δθ/m̂, read off the weights."""
-    torch.manual_seed(3)
-    model = train.logistic(cancer.n_features, 2)
-    opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.9, 0.99))
-    loader = cancer.loader("train", 50, seed=0)
-    train.fit(model, CE, loader, opt, epochs=1, **_quiet())
-    before = [p.detach().clone() for p in model.parameters()]
-    h = train.fit(model, CE, [next(iter(loader))], opt, epochs=1, **_quiet())
-    t = opt.state[model.weight]["step"].item()
-    eff = []
-    for p, p0 in zip(model.parameters(), before):
-        m_hat = opt.state[p]["exp_avg"] / (1 - 0.9**t)
-        eff.append(((p0 - p.detach()) / m_hat).ravel())
-    eff = torch.cat(eff).double().numpy()
-    row = h.steps[0]
-    assert row["eff_lr_median"] == pytest.approx(np.quantile(eff, 0.5), rel=1e-3)
-    assert row["eff_lr_min"] == pytest.approx(eff.min(), rel=1e-3)
-    assert row["eff_lr_max"] == pytest.approx(eff.max(), rel=1e-3)
-
-
-def _dropout_run(tmp_path, epochs: int, resume: bool = False, checkpoint: bool = False):
+def _dropout_run(tmp_path, epochs: int, resume=False, checkpoint=False, kind="torch"):
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(96, 10, generator=g)
@@ -172,8 +151,13 @@ def _dropout_run(tmp_path, epochs: int, resume: bool = False, checkpoint: bool =
     loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
     model = train.mlp(10, (12,), 2, dropout=0.3)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=7, gamma=0.5)
-    ckpt = tmp_path / "run.pt"
+    if kind == "torch":
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=7, gamma=0.5)
+    else:  # descend's cosine over the run; 4 micro-batches per update, 6 batches per epoch,
+        # so a checkpoint falls in the middle of an accumulation
+        opt = Accumulate(opt, k=4)
+        sched = "cosine:steps=6,final=0.1"
+    ckpt = tmp_path / f"run-{kind}.pt"
     h = train.fit(
         model,
         CE,
@@ -199,15 +183,15 @@ def test_same_seed_same_run(tmp_path) -> None:
     m1, _, h1 = _dropout_run(tmp_path, 2)
     m2, _, h2 = _dropout_run(tmp_path, 2)
     assert _without_time(h1.steps) == _without_time(h2.steps)
-    assert all(
-        torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values())
-    )
+    for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
+        assert torch.equal(a, b)
 
 
-def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path) -> None:
-    full_model, full_opt, full = _dropout_run(tmp_path, 4)
-    _dropout_run(tmp_path, 2, checkpoint=True)
-    model, opt, resumed = _dropout_run(tmp_path, 4, resume=True)
+@pytest.mark.parametrize("kind", ["torch", "descend"])
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, kind) -> None:
+    full_model, full_opt, full = _dropout_run(tmp_path, 4, kind=kind)
+    _dropout_run(tmp_path, 2, checkpoint=True, kind=kind)
+    model, opt, resumed = _dropout_run(tmp_path, 4, resume=True, kind=kind)
     for key, value in full_model.state_dict().items():
         assert torch.equal(value, model.state_dict()[key]), key
     for p_full, p_res in zip(full_opt.state.values(), opt.state.values()):
@@ -217,6 +201,23 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path) -> None:
     assert _without_time(resumed.steps) == _without_time(full.steps)
     assert _without_time(resumed.epochs) == _without_time(full.epochs)
     assert [e["ema_val_loss"] for e in resumed.epochs] == [e["ema_val_loss"] for e in full.epochs]
+
+
+def test_descend_schedule_spec_follows_the_cosine_formula(cancer) -> None:
+    model = train.logistic(cancer.n_features, 2)
+    loader = cancer.loader("train", 64)  # 6 batches per epoch
+    h = train.fit(
+        model,
+        CE,
+        loader,
+        optim.from_spec("momentum:lr=0.2", model.parameters()),
+        epochs=2,
+        schedule="cosine:final=0.1",
+        **_quiet(),
+    )
+    total = 2 * len(loader)
+    expected = [0.2 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t / total))) for t in range(total)]
+    assert [r["lr"] for r in h.steps] == pytest.approx(expected)
 
 
 def test_divergence_stops_with_step_and_lr_and_keeps_the_history(cancer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,26 +92,59 @@ def grad_stats(params: Iterable[torch.Tensor]) -> dict[str, float]:
     }
 
 
-def _group_eff_lr(group: dict, state: dict) -> torch.Tensor | None:
-    """lr / (√v̂ + ε) for one parameter's state, by the torch-compatible state keys."""
+def _pair(flag: Any) -> tuple[bool, bool]:
+    return (bool(flag), bool(flag)) if not isinstance(flag, tuple | list) else tuple(flag)
+
+
+def _sqrt_plus(v: torch.Tensor, eps: float, placement: str) -> torch.Tensor:
+    return (v + eps).sqrt() if placement == "inside" else v.sqrt() + eps
+
+
+def _param_eff_lr(group: dict, state: dict) -> torch.Tensor | None:
+    """Effective rate of one parameter from its optimizer state, or ``None`` if not adaptive.
+
+    It is the factor that turns the raw first moment (m for Adam, g for RMSprop and AdaGrad)
+    into the step, the same definition as descend's trace (``lr_eff``), with cᵢ = 1 − βᵢᵗ:
+
+        Adam (ε outside)  γ / (c₁(√(v/c₂) + ε))     inside: γ / (c₁√(v/c₂ + ε))
+        Adam (ε "hat")    γ·√c₂ / (c₁(√v + ε))      NAdam: γ / (√(v/c₂) + ε)
+        RMSprop           γ / (√ṽ + ε), ṽ = v − ḡ² when centered (÷(1 − αᵗ) if bias-corrected)
+        AdaGrad           γ / ((1 + (t − 1)δ)(√s + ε))
+
+    descend's switches (``bias_correction``, ``eps_placement``, ``amsgrad_of``) are read from
+    the group; torch's optimizers have none of them and get torch's behaviour.
+    """
     lr = float(group["lr"])
-    eps = float(group.get("eps", 1e-8))
-    if "exp_avg_sq" in state:  # Adam, AdamW, AMSGrad, NAdam: v̂ = v / (1 − β₂ᵗ)
-        v = state.get("max_exp_avg_sq") if group.get("amsgrad") else None
-        v = state["exp_avg_sq"] if v is None else v
-        beta2 = group["betas"][1] if "betas" in group else group.get("beta2", 0.999)
-        t = float(state.get("step", 1))
-        correction = 1.0 - float(beta2) ** max(t, 1.0)
-        return lr / ((v / correction).sqrt() + eps)
-    if "square_avg" in state:  # RMSprop (centered: v − ḡ²)
+    t = max(float(state.get("step", 1)), 1.0)
+    placement = group.get("eps_placement") or "outside"
+    if "exp_avg_sq" in state:
+        b1, b2 = (float(b) for b in group["betas"])
+        eps = float(group["eps"])
+        if "mu_product" in state:  # NAdam: the corrected numerator is divided by √v̂ + ε
+            return lr / _sqrt_plus(state["exp_avg_sq"] / (1 - b2**t), eps, "outside")
+        bc_m, bc_v = _pair(group.get("bias_correction", True))
+        c1 = 1 - b1**t if bc_m else 1.0
+        c2 = 1 - b2**t if bc_v else 1.0
+        v = state["exp_avg_sq"]
+        corrected_max = group.get("amsgrad_of", "raw") == "corrected"
+        if group.get("amsgrad") and not corrected_max:
+            v = state["max_exp_avg_sq"]
+        if placement == "hat":
+            return lr * math.sqrt(c2) / (c1 * _sqrt_plus(v, eps, "outside"))
+        v_hat = v / c2
+        if group.get("amsgrad") and corrected_max:
+            v_hat = state["max_exp_avg_sq"]
+        return lr / (c1 * _sqrt_plus(v_hat, eps, placement))
+    if "square_avg" in state:
         v = state["square_avg"]
-        if "grad_avg" in state and group.get("centered", False):
+        if group.get("centered", False):
             v = v - state["grad_avg"] ** 2
-        return lr / (v.clamp(min=0).sqrt() + eps)
-    if "sum" in state:  # Adagrad: γ̃ = γ / (1 + (t − 1)·lr_decay)
-        t = float(state.get("step", 1))
-        clr = lr / (1.0 + (t - 1.0) * float(group.get("lr_decay", 0.0)))
-        return clr / (state["sum"].sqrt() + float(group.get("eps", 1e-10)))
+        if group.get("bias_correction", False):
+            v = v / (1 - float(group["alpha"]) ** t)
+        return lr / _sqrt_plus(v, float(group["eps"]), placement)
+    if "sum" in state:
+        decay = 1.0 + (t - 1.0) * float(group.get("lr_decay", 0.0))
+        return lr / (decay * _sqrt_plus(state["sum"], float(group["eps"]), placement))
     return None
 
 
@@ -121,10 +155,8 @@ QUANTILE_SAMPLE = 4096
 def effective_lr_stats(optimizer: torch.optim.Optimizer) -> dict[str, float] | None:
     """Distribution of per-parameter effective learning rates, or ``None`` if not adaptive.
 
-    For Adam-family optimizers the step is lr·m̂/(√v̂ + ε), so the effective rate multiplying
-    the (bias-corrected) momentum is lr/(√v̂ + ε); RMSprop uses lr/(√v + ε) and Adagrad
-    γ̃/(√Σg² + ε). Reads the torch-style state (``exp_avg_sq``, ``square_avg``, ``sum``), which
-    descend's optimizers keep.
+    The rates are computed from the optimizer state after the step (see :func:`_param_eff_lr`),
+    so reading them costs nothing inside the step and works for torch's optimizers too.
 
     Returns the exact min, max and geometric mean over all entries, and the 10th, 50th and 90th
     percentiles. Beyond ``QUANTILE_SAMPLE`` entries the percentiles come from an evenly strided
@@ -137,7 +169,7 @@ def effective_lr_stats(optimizer: torch.optim.Optimizer) -> dict[str, float] | N
             state = optimizer.state.get(p)
             if not state:
                 continue
-            eff = _group_eff_lr(group, state)
+            eff = _param_eff_lr(group, state)
             if eff is not None:
                 parts.append(eff.detach().reshape(-1).float())
     if not parts:

@@ -2,9 +2,10 @@
 
 Accepted by :func:`descend.train.fit` as ``schedule=``:
 
-- a descend schedule spec string (``"cosine:final=0.1"``) or schedule object, attached with
-  ``descend.schedules.attach`` for the run's total number of updates;
-- a handle already returned by ``descend.schedules.attach``;
+- a descend schedule spec string (``"cosine:final=0.1"``) or ``Schedule``, attached with
+  ``descend.schedules.attach``; a missing ``steps`` is the run's total number of updates;
+- a handle already returned by ``descend.schedules.attach`` (with a plateau factor, it is fed
+  the validation loss once per epoch);
 - a ``torch.optim.lr_scheduler.LRScheduler``: stepped once after every real update;
 - ``torch.optim.lr_scheduler.ReduceLROnPlateau``: stepped once per epoch with the validation
   loss (the training loss when there is no validation set).
@@ -38,14 +39,8 @@ class ScheduleDriver:
         else:
             from descend import schedules
 
-            if isinstance(schedule, str):
-                if total_updates is None:
-                    raise ValueError(
-                        f"schedule {schedule!r} needs the run's length: give epochs with a "
-                        "loader that has len(), or max_updates"
-                    )
-                schedule = schedules.from_spec(schedule, total_steps=total_updates)
-            self.kind, self.handle = "descend", schedules.attach(optimizer, schedule)
+            self.kind = "descend"
+            self.handle = schedules.attach(optimizer, schedule, total_steps=total_updates)
 
     def after_update(self) -> None:
         if self.kind == "torch":
@@ -56,7 +51,7 @@ class ScheduleDriver:
             return
         if self.kind == "plateau":
             self.handle.step(metric)
-        elif self.kind == "descend":
+        elif self.kind == "descend" and getattr(self.handle, "plateau", None) is not None:
             self.handle.report(metric)
 
     def state_dict(self) -> dict[str, Any] | None:
