@@ -30,6 +30,8 @@ MASK32 = 0xFFFFFFFF
 PHILOX_M0, PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
 PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 TWO_POW_M32 = 2.0**-32
+# torch parallelises an elementwise op only from 32,768 elements (its grain size) upwards.
+SERIAL_ELEMENTS = 32_767
 
 Words = tuple[Tensor, Tensor, Tensor, Tensor]
 
@@ -100,23 +102,39 @@ def standard_normal(
         raise ValueError(f"dim must be >= 1, got {dim}")
     if not 0 <= stream <= MASK32:
         raise ValueError(f"stream must be in [0, 2**32 - 1], got {stream}")
+    steps = steps.reshape(-1, 1).expand(seeds.shape[0], 1)
+    blocks = (dim + 3) // 4
+    # Work in row chunks whose largest tensor (n × 4·blocks) stays below the grain size, so
+    # torch runs each of the ~300 small ops on one thread: OpenMP regions that short can each
+    # stall for milliseconds on a busy machine. Rows are independent: chunking changes no value.
+    rows = max(1, SERIAL_ELEMENTS // (4 * blocks))
+    parts = [
+        _normals(seeds[i : i + rows], steps[i : i + rows], dim, stream)
+        for i in range(0, seeds.shape[0], rows)
+    ]
+    return torch.cat(parts) if parts else torch.zeros((0, dim), dtype=torch.float64)
+
+
+def _box_muller(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    radius = torch.sqrt(-2.0 * torch.log((a.double() + 0.5) * TWO_POW_M32))
+    angle = (2.0 * math.pi * TWO_POW_M32) * b.double()
+    return radius * torch.cos(angle), radius * torch.sin(angle)
+
+
+def _normals(seeds: Tensor, steps: Tensor, dim: int, stream: int) -> Tensor:
+    """standard_normal for one chunk: seeds (n,), steps (n, 1)."""
+    n = seeds.shape[0]
     blocks = torch.arange((dim + 3) // 4, dtype=torch.int64).unsqueeze(0)
-    steps = steps.reshape(-1, 1)
     key = (seeds.unsqueeze(1) & MASK32, (seeds.unsqueeze(1) >> 32) & MASK32)
     counter = (steps & MASK32, (steps >> 32) & MASK32, blocks, torch.tensor(stream))
-    w0, w1, w2, w3 = (w.expand(seeds.shape[0], blocks.shape[1]) for w in philox4x32(counter, key))
-
-    def box_muller(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-        radius = torch.sqrt(-2.0 * torch.log((a.double() + 0.5) * TWO_POW_M32))
-        angle = (2.0 * math.pi * TWO_POW_M32) * b.double()
-        return radius * torch.cos(angle), radius * torch.sin(angle)
-
+    w0, w1, w2, w3 = (w.expand(n, blocks.shape[1]) for w in philox4x32(counter, key))
     # Word pairs in coordinate order (w0, w1), (w2, w3) of block 0, then block 1, ...; only the
     # ceil(d/2) pairs that are needed go through the transform.
-    first = torch.stack((w0, w2), dim=-1).reshape(seeds.shape[0], -1)[:, : (dim + 1) // 2]
-    second = torch.stack((w1, w3), dim=-1).reshape(seeds.shape[0], -1)[:, : (dim + 1) // 2]
-    z = torch.stack(box_muller(first, second), dim=-1)  # (N, pairs, 2)
-    return z.reshape(seeds.shape[0], -1)[:, :dim]
+    pairs = (dim + 1) // 2
+    first = torch.stack((w0, w2), dim=-1).reshape(n, -1)[:, :pairs]
+    second = torch.stack((w1, w3), dim=-1).reshape(n, -1)[:, :pairs]
+    z = torch.stack(_box_muller(first, second), dim=-1)  # (n, pairs, 2)
+    return z.reshape(n, -1)[:, :dim]
 
 
 class Noisy:
