@@ -48,6 +48,7 @@ appears under its trace name.
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import numbers
@@ -261,17 +262,18 @@ def _single_param(opt: Any) -> Tensor:
 
 
 def _build(spec: str, param: Tensor, overrides: dict, landscape: Any) -> tuple[Any, str]:
-    from descend.optim import available, parse_spec
+    from descend.optim import parse_spec
     from descend.optim.spec import REGISTRY, resolve_kwargs
 
     name, kwargs = parse_spec(spec)
-    info = available()[name]
-    if REGISTRY[name][0].__name__ == "Newton":
+    cls = REGISTRY[name][0]
+    if cls.__name__ == "Newton":
         raise ValueError(
             "explain reads the trace hook of descend's chain optimizers; 'newton' has none "
             "(use descend.optim.Newton and its .last record instead)"
         )
-    valid = set(info["keys"]) | ({"beta1", "beta2"} if "betas" in info["keys"] else set())
+    keys = _keywords(cls)
+    valid = keys | ({"beta1", "beta2"} if "betas" in keys else set())
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise ValueError(
@@ -281,8 +283,21 @@ def _build(spec: str, param: Tensor, overrides: dict, landscape: Any) -> tuple[A
     merged = {**kwargs, **overrides}
     if "lr" not in merged and landscape is not None and name in landscape.default_lrs:
         merged["lr"] = landscape.default_lrs[name]
-    cls = REGISTRY[name][0]
     return cls([param], **resolve_kwargs(name, merged)), name
+
+
+def _keywords(cls: type) -> set[str]:
+    """Keyword names an optimizer class accepts, following ``**kwargs`` to its base class
+    (AMSGrad passes them on to Adam)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names - {"self", "params", "foreach", "differentiable", "capturable", "fused"}
 
 
 def _source(grads: Tensor | None, function: Any, landscape: Any, param: Tensor) -> Any:
