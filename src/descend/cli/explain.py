@@ -138,13 +138,26 @@ def parse_gradients(tokens: list[str]) -> list[float] | list[list[float]]:
     return [v[0] for v in vectors]
 
 
-def _spec_with(spec: str, args: argparse.Namespace) -> str:
-    """The spec with the command-line hyperparameters appended (later keys win)."""
-    given = [(k, getattr(args, k)) for k in HYPERPARAMETERS if getattr(args, k) is not None]
-    if not given:
-        return spec
-    items = ",".join(f"{k}={v}" for k, v in given)
-    return f"{spec}{',' if ':' in spec else ':'}{items}"
+def _value(text: str) -> Any:
+    """A command-line value as the optimizer wants it: bool, None, int, float or text."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The hyperparameters given as options (they win over the spec's)."""
+    return {k: _value(getattr(args, k)) for k in HYPERPARAMETERS if getattr(args, k) is not None}
 
 
 def _title(frame: Any) -> str:
@@ -156,17 +169,20 @@ def _title(frame: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     from descend.explain import explain, render
 
-    spec = _spec_with(args.optimizer, args)
+    overrides = _overrides(args)
     start = None
     if args.start is not None:
         values = _numbers(args.start, "--start")
         start = values[0] if len(values) == 1 else values
     if args.grads is not None:
-        frame = explain(spec, gradients=parse_gradients(args.grads), steps=args.steps, start=start)
+        grads = parse_gradients(args.grads)
+        frame = explain(args.optimizer, gradients=grads, steps=args.steps, start=start, **overrides)
     else:
         if args.steps is None:
             raise CommandError("--steps is required with --function")
-        frame = explain(spec, function=args.function, steps=args.steps, start=start)
+        frame = explain(
+            args.optimizer, function=args.function, steps=args.steps, start=start, **overrides
+        )
     title = None if args.format == "csv" else _title(frame)
     print(render(frame, args.format, digits=args.digits, title=title), end="")
     return 0
