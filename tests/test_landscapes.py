@@ -506,3 +506,22 @@ def test_noise_arguments_are_checked():
         Noisy(ls, 2).grad(p, -1, [1, 2, 3])
     with pytest.raises(ValueError, match="seeds must hold integers"):
         Noisy(ls, 2).grad(p, 0, torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_bad_parameters_are_named_in_the_error():
+    with pytest.raises(ValueError, match="lam1 must be a finite number > 0, got 'abc'"):
+        landscapes.get("ravine", lam1="abc")
+    with pytest.raises(ValueError, match="angle must be a finite number, got inf"):
+        landscapes.get("ravine", angle=math.inf)
+    with pytest.raises(ValueError, match="width must be a finite number > 0, got 0.0"):
+        landscapes.get("plateau", width=0)
+    with pytest.raises(ValueError, match="has no parameter 'foo'; its parameters: dim, domain"):
+        landscapes.get("expr:x", foo=1)
+    with pytest.raises(ValueError, match="domain must be"):
+        landscapes.get("x*y", domain=5)
+    with pytest.raises(ValueError, match=r"domain\[0\] must be finite with lo < hi"):
+        landscapes.get("x*y", domain=(3, 1))
+    with pytest.raises(ValueError, match="has 3 coordinates, expected 2"):
+        landscapes.get("x*y", starts=[(0, 1, 2)])
+    with pytest.raises(ValueError, match="contour must be one of"):
+        landscapes.get("x*y", contour="cubic")

@@ -16,7 +16,12 @@ import torch
 from torch import Tensor
 
 from descend.landscapes.base import Landscape, Minimum, optimizer_lrs, with_refined_minima
-from descend.landscapes.shapes import constant_hessian, require_positive, stack_hessian2
+from descend.landscapes.shapes import (
+    constant_hessian,
+    require_finite,
+    require_positive,
+    stack_hessian2,
+)
 
 TWO_PI = 2.0 * math.pi
 
@@ -28,9 +33,7 @@ def rosenbrock(a: float = 1.0, b: float = 100.0) -> Landscape:
     H = [[2 − 4by + 12bx², −4bx], [−4bx, 2b]]. At (1, 1) with b = 100 its eigenvalues are
     ≈ 0.399 and ≈ 1001.6 (κ ≈ 2508).
     """
-    a = float(a)
-    if not math.isfinite(a):
-        raise ValueError(f"a must be a finite number, got {a}")
+    a = require_finite("a", a)
     b = require_positive("b", b)
 
     def value(p: Tensor) -> Tensor:

@@ -83,30 +83,42 @@ def get(name: str, **params: Any) -> Landscape:
         raise ValueError(f"landscape name must be a string, got {type(name).__name__}")
     key = name.strip().lower().replace("_", "-")
     if key in _FACTORIES:
-        accepted = parameters(key)
-        for param in params:
-            if param not in accepted:
-                listing = ", ".join(accepted) if accepted else "none"
-                raise ValueError(
-                    f"landscape {key!r} has no parameter {param!r}; its parameters: {listing}"
-                )
+        _check_params(key, _FACTORIES[key], params)
         return _FACTORIES[key](**params)
-    if name.strip().startswith(EXPR_PREFIX):
-        return from_expression(name.strip()[len(EXPR_PREFIX) :], **params)
-    if _BARE_WORD.fullmatch(name.strip()):
+    text = name.strip()
+    if text.startswith(EXPR_PREFIX):
+        text = text[len(EXPR_PREFIX) :]
+    elif _BARE_WORD.fullmatch(text):
         raise ValueError(_unknown_message(name))
-    return from_expression(name, **params)
+    _check_params("expr:…", from_expression, params, skip=("text",))
+    return from_expression(text, **params)
+
+
+def _check_params(
+    label: str, factory: Callable[..., Landscape], params: dict[str, Any], skip: tuple = ()
+) -> None:
+    accepted = [p for p in inspect.signature(factory).parameters if p not in skip]
+    for param in params:
+        if param not in accepted:
+            listing = ", ".join(accepted) if accepted else "none"
+            raise ValueError(
+                f"landscape {label!r} has no parameter {param!r}; its parameters: {listing}"
+            )
 
 
 def _domain(
     domain: Sequence[float] | Sequence[Sequence[float]], dim: int
 ) -> tuple[tuple[float, float], ...]:
-    entries = list(domain)
-    if len(entries) == 2 and all(isinstance(v, int | float) for v in entries):
-        entries = [entries] * dim
-    if len(entries) != dim or any(len(pair) != 2 for pair in entries):
+    try:
+        entries = list(domain)
+        if len(entries) == 2 and all(isinstance(v, int | float) for v in entries):
+            entries = [entries] * dim
+        box = tuple((float(lo), float(hi)) for lo, hi in entries)
+    except (TypeError, ValueError):
+        box = ()
+    if len(box) != dim:
         raise ValueError(f"domain must be (lo, hi) or {dim} such pairs, got {domain!r}")
-    return tuple((float(lo), float(hi)) for lo, hi in entries)
+    return box
 
 
 def from_expression(
@@ -136,13 +148,17 @@ def from_expression(
             tuple(lo + (a if i % 2 == 0 else b) * (hi - lo) for i, (lo, hi) in enumerate(box))
             for a, b in fractions
         ]
+    try:
+        starts = tuple(tuple(float(v) for v in s) for s in starts)
+    except (TypeError, ValueError):
+        raise ValueError(f"starts must be a list of points, got {starts!r}") from None
     width = sum(hi - lo for lo, hi in box) / dim
     return Landscape(
         name=EXPR_PREFIX + expression.text,
         dim=dim,
         value_fn=expression,
         domain=box,
-        starts=tuple(tuple(float(v) for v in s) for s in starts),
+        starts=starts,
         contour=contour,
         description=f"User expression {expression.text!r} (gradient and Hessian by autograd).",
         formula=expression.text,

@@ -20,9 +20,23 @@ from descend.landscapes.base import (
 )
 
 
+def require_finite(name: str, value: float) -> float:
+    """``value`` as a float, or ValueError naming the parameter if it is not a finite number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
 def require_positive(name: str, value: float) -> float:
     """``value`` as a float, or ValueError naming the parameter if it is not finite and > 0."""
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value}")
     return value
@@ -62,9 +76,7 @@ def ravine(
     if kappa is not None:
         lam2 = lam1 * require_positive("kappa", kappa)
     lam2 = 10.0 * lam1 if lam2 is None else require_positive("lam2", lam2)
-    angle = float(angle)
-    if not math.isfinite(angle):
-        raise ValueError(f"angle must be a finite number of degrees, got {angle}")
+    angle = require_finite("angle", angle)
     c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
     h = [
         [lam1 * c * c + lam2 * s * s, (lam1 - lam2) * c * s],
