@@ -181,7 +181,7 @@ def test_ravine_spectrum_and_rotation(lam1, lam2, angle):
     plain = landscapes.get("ravine", lam1=lam1, lam2=lam2)
     torch.testing.assert_close(ls.f(p @ rot.T), plain.f(p))
     torch.testing.assert_close(ls.f(p), 0.5 * torch.einsum("ni,nij,nj->n", p, h, p))
-    assert ls.params["kappa"] == pytest.approx(lam2 / lam1)
+    assert ls.params == {"lam1": lam1, "lam2": lam2, "angle": angle}
 
 
 def test_ravine_kappa_parameter_and_bad_values():
@@ -284,6 +284,19 @@ def test_registry_lookup_rules_and_errors():
     with pytest.raises(ValueError, match="its parameters: none"):
         landscapes.get("bowl", width=1)
     assert landscapes.parameters("rosenbrock") == {"a": 1.0, "b": 100.0}
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("ravine", {"kappa": 40, "angle": 15}), ("rosenbrock", {"b": 10}), ("expr:x*y", {"dim": 3})]
+    + [(n, {}) for n in ALL],
+)
+def test_params_rebuild_the_same_landscape(name, params):
+    ls = landscapes.get(name, **params)
+    again = landscapes.get(ls.name, **ls.params)
+    assert again.params == ls.params and again.minima == ls.minima
+    p = random_points(ls, 20)
+    torch.testing.assert_close(again.f(p), ls.f(p), rtol=0, atol=0)
 
 
 def test_rosenbrock_parameters_move_the_minimum():

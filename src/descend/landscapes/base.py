@@ -123,7 +123,8 @@ class Landscape:
         description: one paragraph for people.
         formula: the formula in plain text.
         default_lrs: optimizer name -> a learning rate that makes progress from ``starts``.
-        params: the parameters this instance was built with.
+        params: the parameters this instance was built with, in a form that rebuilds it:
+            ``get(name, **params)``.
     """
 
     name: str

@@ -110,7 +110,7 @@ def ravine(
         ),
         formula="½(λ₁u² + λ₂v²), (u, v) = rotation of (x, y) by −angle",
         default_lrs=optimizer_lrs(sgd=1.0 / top, momentum=1.0 / top, adam=0.05),
-        params={"lam1": lam1, "lam2": lam2, "kappa": lam2 / lam1, "angle": angle},
+        params={"lam1": lam1, "lam2": lam2, "angle": angle},  # κ = lam2 / lam1
     )
 
 
