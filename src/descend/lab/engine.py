@@ -1,0 +1,219 @@
+"""``descend.lab.run``: a grid of (optimizer spec, start, seed) as one batched computation.
+
+For each group of configurations that share a chain structure (see :mod:`.configs`), all its
+runs are stacked into one (N, d) parameter tensor driven by one descend optimizer; the
+landscape's batched gradient is set as ``p.grad`` and ``optimizer.step()`` moves every run at
+once. Rows never interact: hyperparameters are per-row tensors, clipping is per row, noise is
+a function of (seed, step) only, and a run that diverges is frozen without touching the others.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from descend import landscapes
+from descend.landscapes import Landscape, Noisy
+
+from .configs import Config, build_configs, split_specs
+from .result import LabResult, RunInfo, assemble
+from .steppers import ChainStepper, NewtonStepper
+from .tracker import Tracker
+
+
+def resolve_landscape(function: str | Landscape, **params) -> Landscape:
+    """A Landscape from a name (``descend.landscapes.get``) or the object itself."""
+    if isinstance(function, Landscape):
+        if params:
+            raise ValueError("landscape parameters can only be given with a landscape name")
+        return function
+    return landscapes.get(function, **params)
+
+
+def start_points(landscape: Landscape, starts, dtype: torch.dtype) -> Tensor:
+    """Starts as an (S, d) tensor; None means the landscape's suggested starts."""
+    if starts is None:
+        starts = landscape.starts
+    x = torch.as_tensor(np.asarray(starts, dtype=np.float64), dtype=dtype)
+    if x.ndim == 1 and landscape.dim == 1:
+        x = x.reshape(-1, 1)
+    if x.ndim == 1 and x.shape[0] == landscape.dim:
+        x = x.reshape(1, -1)
+    if x.ndim != 2 or x.shape[1] != landscape.dim or x.shape[0] == 0:
+        raise ValueError(
+            f"starts must be points with {landscape.dim} coordinates each (shape (S, "
+            f"{landscape.dim})), got shape {tuple(x.shape)}"
+        )
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("starts must be finite numbers")
+    return x
+
+
+def _int_list(name: str, value: int | Sequence[int]) -> list[int]:
+    items = [value] if isinstance(value, (int, np.integer)) else list(value)
+    if not items or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in items):
+        raise ValueError(
+            f"{name} must be an integer or a non-empty list of integers, got {value!r}"
+        )
+    return [int(v) for v in items]
+
+
+def default_bound(landscape: Landscape) -> float:
+    """100 × the largest |coordinate| of the plotting domain."""
+    return 100.0 * max(max(abs(lo), abs(hi)) for lo, hi in landscape.domain)
+
+
+def run(
+    function: str | Landscape,
+    specs: str | Sequence[str],
+    starts=None,
+    steps: int = 200,
+    seeds: int | Sequence[int] = 0,
+    *,
+    noise_batch: int | None = None,
+    noise_scale: float = 1.0,
+    schedule: Callable[[int], float] | None = None,
+    record_every: int = 1,
+    tol: float = 1e-6,
+    f_star: float | None = None,
+    bound: float | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> LabResult:
+    """Run every (spec, start, seed) for ``steps`` steps; runs are ordered spec-major, then
+    start, then seed.
+
+    Args:
+        function: a landscape name (``"rosenbrock"``, ``"ravine"``, ``"expr:x**2+y**2"``) or a
+            :class:`~descend.landscapes.Landscape`.
+        specs: optimizer specs (``"adam:lr=0.01"``); a spec without ``lr`` uses the
+            landscape's default learning rate for that optimizer.
+        starts: (S, d) start points; default: the landscape's suggested starts.
+        seeds: one seed or a list; with ``noise_batch`` each run's gradient noise is a pure
+            function of (seed, step) (so a run is the same alone or in any batch).
+        noise_batch: B for the DeepOBS noisy gradient ∇f + ξ̄, ξ̄ ~ N(0, σ²/B), σ = noise_scale.
+        schedule: any callable of the step t (0, 1, …) returning a factor of each run's lr.
+        record_every: keep every k-th position and loss (and the last); 0 keeps the ends only.
+        tol: ``steps_to_tol`` is the first step with f − f* < tol.
+        f_star: the target value f*; default the landscape's lowest known minimum.
+        bound: a run with some |θ_i| > bound has diverged; default 100 × the domain's extent.
+        dtype: float64 (default) or float32.
+    """
+    landscape = resolve_landscape(function)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps={steps!r} is invalid: it must be an integer ≥ 0")
+    if isinstance(record_every, bool) or not isinstance(record_every, int) or record_every < 0:
+        raise ValueError(f"record_every={record_every!r} is invalid: it must be an integer ≥ 0")
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ValueError(f"tol={tol!r} is invalid: it must be a number > 0")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype={dtype!r} is invalid: use torch.float32 or torch.float64")
+    bound = default_bound(landscape) if bound is None else float(bound)
+    if not bound > 0:
+        raise ValueError(f"bound={bound!r} is invalid: it must be > 0")
+    if schedule is not None and not callable(schedule):
+        raise ValueError(f"schedule must be a callable of the step, got {schedule!r}")
+    noisy = None
+    if noise_batch is not None:
+        noisy = Noisy(landscape, noise_batch, noise_scale)
+    f_star = landscape.f_min if f_star is None else float(f_star)
+    spec_list = split_specs(specs)
+    configs = build_configs(spec_list, dict(landscape.default_lrs))
+    points = start_points(landscape, starts, dtype)
+    seed_list = _int_list("seeds", seeds)
+
+    grid = [(c, s, seed) for c in configs for s in range(points.shape[0]) for seed in seed_list]
+    runs = [RunInfo(index=i, config=c, start=s, seed=seed) for i, (c, s, seed) in enumerate(grid)]
+    groups: dict[tuple, list[RunInfo]] = {}
+    for r in runs:
+        if r.config.error is None:
+            groups.setdefault(r.config.structure(), []).append(r)
+
+    out = _Outputs(len(runs), steps, record_every, landscape.dim, dtype)
+    for members in groups.values():
+        _run_group(
+            landscape,
+            members,
+            points,
+            steps,
+            record_every,
+            out,
+            noisy,
+            schedule,
+            f_star,
+            tol,
+            bound,
+        )
+    return assemble(landscape, runs, points, out, steps, f_star, tol)
+
+
+class _Outputs:
+    """Per-run arrays filled group by group."""
+
+    def __init__(self, n: int, steps: int, record_every: int, d: int, dtype: torch.dtype):
+        from .tracker import recorded_steps
+
+        self.record_steps = recorded_steps(steps, record_every)
+        r = len(self.record_steps)
+        self.trajectories = torch.full((n, r, d), math.nan, dtype=dtype)
+        self.losses = torch.full((n, r), math.nan, dtype=dtype)
+        self.final = torch.full((n, d), math.nan, dtype=dtype)
+        self.final_loss = torch.full((n,), math.nan, dtype=dtype)
+        self.path_length = torch.full((n,), math.nan, dtype=dtype)
+        self.overshoots = torch.full((n,), -1, dtype=torch.int64)
+        self.steps_to_tol = torch.full((n,), -1, dtype=torch.int64)
+        self.diverged_step = torch.full((n,), -1, dtype=torch.int64)
+        self.stopped_step = torch.full((n,), -1, dtype=torch.int64)
+        self.messages: dict[int, str] = {}
+        self.done = torch.zeros(n, dtype=torch.bool)
+
+
+def _run_group(
+    landscape: Landscape,
+    members: list,
+    points: Tensor,
+    steps: int,
+    record_every: int,
+    out: _Outputs,
+    noisy: Noisy | None,
+    schedule,
+    f_star,
+    tol: float,
+    bound: float,
+) -> None:
+    configs: list[Config] = [r.config for r in members]
+    theta = points[[r.start for r in members]].clone().requires_grad_(True)
+    seeds = torch.tensor([r.seed for r in members], dtype=torch.int64)
+    if configs[0].is_newton:
+        stepper = NewtonStepper(configs, theta, landscape)
+    else:
+        stepper = ChainStepper(configs, theta)
+    tracker = Tracker(theta, steps, record_every, f_star, tol, bound)
+    with torch.no_grad():
+        for t in range(steps):
+            f, g = landscape.value_and_grad(theta.detach())
+            tracker.observe_loss(t, f)
+            if noisy is not None:
+                g = g + noisy.noise(theta.detach(), t, seeds)
+            if schedule is not None:
+                stepper.set_lr_factor(float(schedule(t)))
+            stop = stepper.step(g, t)
+            tracker.after_step(t, stop)
+        f_final = landscape.f(theta.detach())
+        tracker.observe_loss(steps, f_final)
+    index = torch.tensor([r.index for r in members])
+    out.trajectories[index] = tracker.trajectory.transpose(0, 1)
+    out.losses[index] = tracker.losses.transpose(0, 1)
+    out.final[index] = theta.detach()
+    out.final_loss[index] = f_final
+    out.path_length[index] = tracker.path_length
+    out.overshoots[index] = tracker.overshoots
+    out.steps_to_tol[index] = tracker.steps_to_tol()
+    out.diverged_step[index] = tracker.diverged_step
+    out.stopped_step[index] = tracker.stopped_step
+    out.done[index] = True
+    for row, message in getattr(stepper, "messages", {}).items():
+        out.messages[members[row].index] = message

@@ -1,0 +1,164 @@
+"""One optimizer step for a whole group of runs stacked in an (N, d) tensor.
+
+:class:`ChainStepper` wraps one descend optimizer (the very class ``from_spec`` builds) whose
+parameter is the (N, d) tensor of N runs; hyperparameters that differ between runs are
+(N, 1) tensors in its param group, so every row follows its own configuration through the
+same chain of transforms. Each step sets ``p.grad`` from the landscape's batched gradient and
+calls ``optimizer.step()``. Clipping, the one link that would mix rows (a global norm over
+the whole tensor), is applied by the lab per row before the step, with
+``clip_by_global_norm(axis=-1)`` — the chain's first link, so the order is the chain's own.
+
+:class:`NewtonStepper` runs Newton's method with the landscape's batched Hessian (one d×d
+solve per row) instead of :class:`descend.optim.Newton`, which differentiates a closure twice
+by autograd and would treat N runs as one N·d-dimensional problem. The solve follows
+``Newton``'s rules (symmetrised H, damping λ, ``mode="saddle_free"`` uses |eigenvalues|,
+``exact`` refuses a Hessian + λI that is not positive definite); a row where ``exact`` refuses
+is stopped (the others go on), where ``Newton`` would raise for the whole parameter.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from descend.landscapes import Landscape
+from descend.optim.spec import REGISTRY, resolve_kwargs
+from descend.transforms import Context, clip_by_global_norm
+
+from .configs import CLIPPING, PER_RUN, Config, per_run_value
+
+
+def _rows(configs: list[Config], key: str, dtype: torch.dtype):
+    return per_run_value([c.group[key] for c in configs], dtype)
+
+
+class ChainStepper:
+    """A descend ``ChainOptimizer`` over one (N, d) parameter, one row per run."""
+
+    def __init__(self, configs: list[Config], theta: Tensor):
+        first = configs[0]
+        cls = REGISTRY[first.name][0]
+        kwargs = resolve_kwargs(first.name, first.given)
+        for key in CLIPPING:
+            kwargs.pop(key, None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # checked (and reported) per configuration already
+            self.optimizer = cls([theta], **kwargs)
+        group = self.optimizer.param_groups[0]
+        dtype = theta.dtype
+        for key in PER_RUN:
+            if key in group:
+                group[key] = _rows(configs, key, dtype)
+        if "betas" in group:
+            group["betas"] = tuple(
+                per_run_value([c.group["betas"][i] for c in configs], dtype) for i in (0, 1)
+            )
+        self.max_norm = self._clip_rows(configs, "max_grad_norm", dtype)
+        self.clip_value = self._clip_rows(configs, "clip_value", dtype)
+        group["max_grad_norm"] = group["clip_value"] = None
+        self.base_lr = group["lr"]
+        self.group = group
+        self.theta = theta
+        self._clipper = clip_by_global_norm(self.max_norm, axis=-1)
+
+    @staticmethod
+    def _clip_rows(configs: list[Config], key: str, dtype):
+        if configs[0].group.get(key) is None:  # same for the whole group (structure)
+            return None
+        return per_run_value([c.group[key] for c in configs], dtype)
+
+    def set_lr_factor(self, factor: float) -> None:
+        self.group["lr"] = self.base_lr * factor
+
+    def step(self, grad: Tensor, t: int) -> Tensor | None:
+        """θ ← optimizer step with gradient ``grad`` (rows clipped first). Never stops a row."""
+        if self.max_norm is not None:
+            ctx = Context(group={}, steps=[])
+            grad = self._clipper.update([grad], [{}], [self.theta], ctx)[0]
+        if self.clip_value is not None:
+            grad = torch.clamp(grad, -self.clip_value, self.clip_value)
+        self.theta.grad = grad
+        self.optimizer.step()
+        self.theta.grad = None
+        return None
+
+
+class NewtonStepper:
+    """θ ← θ − γ·d, (H + λI) d = g per row, H from the landscape (see the module docstring)."""
+
+    def __init__(self, configs: list[Config], theta: Tensor, landscape: Landscape):
+        dtype = theta.dtype
+        self.lr = self.base_lr = _rows(configs, "lr", dtype)
+        self.damping = _rows(configs, "damping", dtype)
+        self.hessian_kind = configs[0].group["hessian"]
+        self.mode = configs[0].group["mode"]
+        self.theta = theta
+        self.hessian: Callable[[Tensor], Tensor] = landscape.hessian
+        self.messages: dict[int, str] = {}
+
+    def set_lr_factor(self, factor: float) -> None:
+        self.lr = self.base_lr * factor
+
+    def step(self, grad: Tensor, t: int) -> Tensor | None:
+        """One Newton step for every row; returns the rows stopped because their system is
+        not positive definite (``exact``) or singular, or None."""
+        with torch.no_grad():
+            h = self.hessian(self.theta)
+            direction, bad, lowest = newton_direction(
+                h, grad, self.damping, self.mode, self.hessian_kind
+            )
+            self.theta.sub_(self.lr * direction)
+        if not bool(bad.any()):
+            return None
+        for row in torch.nonzero(bad).flatten().tolist():
+            if row in self.messages:
+                continue  # already stopped (frozen rows are still fed to the solve)
+            self.messages[row] = (
+                f"Newton stopped at step {t}: the Hessian + damping·I is not positive definite "
+                f"(smallest eigenvalue {float(lowest[row]):.4g}); use damping or "
+                "mode=saddle_free"
+            )
+        return bad
+
+
+def newton_direction(
+    h: Tensor, g: Tensor, damping, mode: str, kind: str = "full"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Batched Newton direction d with (H + λI) d = g, as :class:`descend.optim.Newton` solves
+    one system: H ← ½(H + Hᵀ) = V diag(e) Vᵀ, e ← |e| for ``saddle_free``, s = e + λ,
+    d = V (Vᵀg / s). ``kind="diagonal"`` uses only diag(H). Returns (d, bad, lowest): rows
+    where the system is refused (``exact`` and s ≤ 10⁻¹²·max(1, max|s|), or singular) get
+    d = 0 and ``bad`` True; ``lowest`` is each row's smallest shifted eigenvalue."""
+    n, d = g.shape
+    finite = torch.isfinite(h).reshape(n, -1).all(dim=1) & torch.isfinite(g).all(dim=1)
+    if kind == "diagonal":
+        evals = torch.diagonal(h, dim1=-2, dim2=-1)
+        evals = torch.where(finite[:, None], evals, torch.ones_like(evals))
+    else:
+        sym = 0.5 * (h + h.transpose(-1, -2))
+        eye = torch.eye(d, dtype=h.dtype).expand(n, d, d)
+        sym = torch.where(finite[:, None, None], sym, eye)  # eigh of NaN would fail the batch
+        evals, evecs = torch.linalg.eigh(sym)
+    if mode == "saddle_free":
+        evals = evals.abs()
+    lam = damping if isinstance(damping, Tensor) else torch.tensor(float(damping), dtype=h.dtype)
+    shifted = evals + lam
+    scale = shifted.abs().amax(dim=1, keepdim=True).clamp_min(1.0)
+    if kind == "diagonal":
+        refused = shifted <= 0 if mode == "exact" else shifted == 0
+    elif mode == "exact":
+        refused = shifted <= 1e-12 * scale
+    else:
+        refused = shifted.abs() <= 1e-12 * scale
+    bad = refused.any(dim=1) | ~finite
+    safe = torch.where(refused, torch.ones_like(shifted), shifted)
+    if kind == "diagonal":
+        direction = g / safe
+    else:
+        coords = torch.einsum("nij,ni->nj", evecs, g) / safe
+        direction = torch.einsum("nij,nj->ni", evecs, coords)
+    direction = torch.where(bad[:, None], torch.zeros_like(direction), direction)
+    return direction, bad, shifted.amin(dim=1)
