@@ -1,0 +1,117 @@
+"""``descend sweep``: one optimizer over a grid of learning rates (× one more hyperparameter).
+
+    descend sweep ravine --optimizer momentum --lr 1e-4:1e-1:log30 --momentum 0:0.99:30 --out d/
+
+Ranges: START:STOP:N (N points, ends included), START:STOP:logN (log-spaced) or a list
+0.1,0.2. Grid points the optimizer rejects (momentum ≥ 1, …) are marked, not fatal. Writes
+sweep.csv, hyperparameters.png/svg (two keys: steps to converge, diverged runs marked, the
+theory's stability edge on top) and lr_sensitivity.png/svg (final loss against lr).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from descend.cli import CommandError
+from descend.cli.landscape import add_common, check_steps, load_landscape, print_table
+
+SECOND_KEYS = ("momentum", "beta1", "beta2", "alpha", "eps", "weight_decay", "damping")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="sweep lr (× momentum, beta1, …) for one optimizer and map the outcome",
+        description=(
+            "Run one optimizer for every grid point of lr and optionally one more "
+            "hyperparameter, from one start. Ranges: START:STOP:N, START:STOP:logN or a "
+            "comma-separated list."
+        ),
+    )
+    add_common(p, steps=300)
+    p.add_argument(
+        "--optimizer",
+        required=True,
+        metavar="SPEC",
+        help="the optimizer, possibly with fixed keys (adam:beta2=0.99)",
+    )
+    p.add_argument(
+        "--lr", required=True, metavar="RANGE", help="learning rates, e.g. 1e-4:1e-1:log30"
+    )
+    for key in SECOND_KEYS:
+        p.add_argument(
+            "--" + key.replace("_", "-"),
+            metavar="RANGE",
+            dest=key,
+            help=f"values of {key} (at most one of the second keys)",
+        )
+    p.add_argument("--start", metavar="X,Y", help="start point (default: the function's first)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from descend import lab, plots
+    from descend.lab.ranges import parse_point, parse_range
+
+    check_steps(args)
+    given = [k for k in SECOND_KEYS if getattr(args, k) is not None]
+    if len(given) > 1:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise CommandError(f"sweep takes lr and at most one more key; got {flags}")
+    values = {"lr": parse_range(args.lr, "--lr")}
+    for key in given:
+        values[key] = parse_range(getattr(args, key), "--" + key.replace("_", "-"))
+    landscape = load_landscape(args)
+    start = parse_point(args.start, landscape.dim, "--start") if args.start else None
+    result = lab.sweep(
+        landscape,
+        args.optimizer,
+        values,
+        start=start,
+        steps=args.steps,
+        seed=args.seed,
+        noise_batch=args.noise_batch,
+        tol=args.tol,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [result.result.to_csv(out / "sweep.csv")]
+    if len(values) == 2:
+        written += plots.hyperparameter_map(result, out / "hyperparameters")
+    written += plots.lr_sensitivity(result, out / "lr_sensitivity")
+
+    m = result.result.metrics
+    n = len(m)
+    n_div, n_inv = int(m["diverged"].sum()), int((m["status"] == "invalid").sum())
+    reached = m[m["steps_to_tol"].notna()]
+    print(
+        f"{result.optimizer} on {landscape.name}: {n} grid points, {len(reached)} reached "
+        f"f − f* < {args.tol:g}, {n_div} diverged, {n_inv} invalid for the optimizer"
+    )
+    if n_inv:
+        first = m[m["status"] == "invalid"].iloc[0]
+        print(f"  invalid, e.g. {first['spec']}: {first['message']}")
+    if result.edge is not None:
+        keys = list(values)
+        if len(keys) == 2:
+            pairs = ", ".join(
+                f"{keys[1]}={b:.3g}: lr<{e:.4g}"
+                for b, e in list(zip(values[keys[1]], result.edge))[
+                    :: max(1, len(result.edge) // 5)
+                ]
+                if np.isfinite(e)
+            )
+        else:
+            pairs = f"lr < {result.edge[0]:.4g}"
+        print(f"  theory (λ_max = {result.lam_max:.4g} at the minimum): stable for {pairs}")
+    if len(reached):
+        best = reached.sort_values(["steps_to_tol", "final_loss"]).head(5)
+        columns = [c for c in ["spec", "lr", *values.keys()] if c in best.columns]
+        columns = list(dict.fromkeys(columns)) + ["steps_to_tol", "final_loss"]
+        print_table(best, columns, "fastest grid points")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
