@@ -321,3 +321,63 @@ def test_torch_lr_schedulers_drive_descend_like_torch(name: str) -> None:
         assert len(cycled) > 2  # momentum / β₁ were cycled too
     for a, b in zip(ours, ref):
         assert (a - b).abs().max().item() <= 1e-10
+
+
+# ------------------------------ trace hook ------------------------------------------------------
+
+
+def test_adam_trace_records_equal_hand_computations() -> None:
+    params, targets = make_params()
+    lrs, (b1, b2), eps = (0.01, 0.004), (0.8, 0.95), 1e-3
+    opt = D.Adam(groups(params, dict(lr=lrs[1])), lr=lrs[0], betas=(b1, b2), eps=eps)
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    with D.tracing(opt) as records:
+        for step in range(1, 21):
+            set_grads(params, targets, step)
+            grads = [p.grad.clone() for p in params]
+            old = [p.detach().clone() for p in params]
+            opt.step()
+            for gi, idx in enumerate(([0, 1], [2])):
+                rec = records[-2 + gi]
+                assert rec["group"] == gi and rec["step"] == step
+                for k, i in enumerate(idx):
+                    g = grads[i]
+                    m[i] = b1 * m[i] + (1 - b1) * g
+                    v[i] = b2 * v[i] + (1 - b2) * g * g
+                    m_hat, v_hat = m[i] / (1 - b1**step), v[i] / (1 - b2**step)
+                    lr_eff = lrs[gi] / ((1 - b1**step) * (v_hat.sqrt() + eps))
+                    update = lrs[gi] * m_hat / (v_hat.sqrt() + eps)
+                    expected = dict(
+                        grad=g,
+                        m=m[i],
+                        v=v[i],
+                        m_hat=m_hat,
+                        v_hat=v_hat,
+                        lr_eff=lr_eff,
+                        update=update,
+                        param=old[i] - update,
+                    )
+                    for key, value in expected.items():
+                        torch.testing.assert_close(
+                            rec[key][k], value, rtol=1e-12, atol=1e-14, msg=f"{key} step {step}"
+                        )
+                    torch.testing.assert_close(rec["lr_eff"][k] * m[i], update)
+    assert len(records) == 40
+    set_grads(params, targets, 21)
+    opt.step()  # the hook is gone after the with-block
+    assert len(records) == 40 and not opt._trace_hooks
+
+
+def test_trace_update_includes_decoupled_decay() -> None:
+    """AdamW shrinks θ in place; the recorded update is still the whole step θ_old − θ_new."""
+    params, targets = make_params()
+    opt = D.AdamW(params, lr=0.05, weight_decay=0.5)
+    with D.tracing(opt) as records:
+        for step in range(1, 6):
+            set_grads(params, targets, step)
+            old = [p.detach().clone() for p in params]
+            opt.step()
+            for k, p in enumerate(params):
+                torch.testing.assert_close(records[-1]["update"][k], old[k] - p.detach())
+                torch.testing.assert_close(records[-1]["param"][k], p.detach())
