@@ -113,6 +113,9 @@ def test_effective_lr_times_moment_is_the_update() -> None:
     for spec, moment in [
         ("adam:lr=0.01", "first_moment"),
         ("adamw:lr=0.01,weight_decay=0", "first_moment"),
+        ("amsgrad:lr=0.01", "first_moment"),
+        ("adam:lr=0.01,eps_placement=hat", "first_moment"),
+        ("nadam:lr=0.01", "first_moment_hat"),
         ("rmsprop:lr=0.01", "gradient"),
         ("adagrad:lr=0.1", "gradient"),
         ("momentum:lr=0.1", "velocity"),
@@ -123,6 +126,8 @@ def test_effective_lr_times_moment_is_the_update() -> None:
         np.testing.assert_allclose(
             table["effective_lr"] * table[moment], table["update"], rtol=1e-12, err_msg=spec
         )
+    table = explain("rmsprop:lr=0.01,momentum=0.5", gradients=VECTOR_GRADS)
+    np.testing.assert_allclose(0.01 * table["velocity"], table["update"], rtol=1e-12)
     # the notes' α/(√v̂ + ε) multiplies m̂: γ/denominator · m̂ is the update too
     table = explain("adam:lr=0.01", gradients=GRADS)
     np.testing.assert_allclose(

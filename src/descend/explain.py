@@ -19,8 +19,8 @@ column                    trace name  meaning
 ``step``                  step        the optimizer's step count t after the step
 ``element``               –           flat index of the element (only for vector parameters)
 ``loss``                  –           f(θ) where the gradient was taken (only with function=)
-``gradient``              grad        g = ∂f/∂θ as the optimizer received it (+ λθ under L2
-                                      weight decay)
+``gradient``              grad        g = ∂f/∂θ as the optimizer received it, + λθ under L2
+                                      weight decay (before maximize's sign flip)
 ``grad_norm``             grad_norm   global ‖g‖₂ before clipping (with max_grad_norm)
 ``velocity``              velocity    momentum buffer: v = βv + g (modern, v₁ = g),
                                       v = βv + (1 − β)g (ema), v = βv + γg (lr_inside)
@@ -29,14 +29,23 @@ column                    trace name  meaning
 ``max_second_moment``     v_max       v_max = max(v_max, v) (AMSGrad)
 ``mean_gradient``         g_avg       ḡ = αḡ + (1 − α)g (centered RMSprop)
 ``sum_sq_gradients``      sum         s = s + g² (AdaGrad)
-``first_moment_hat``      m_hat       m̂ = m/c₁ (NAdam: its Nesterov blend of m and g)
-``second_moment_hat``     v_hat       v̂ = v/c₂ (RMSprop: with bias_correction, or v − ḡ²)
-``denominator``           denom       √v̂ + ε (ε outside) or √(v̂ + ε) (inside); √s + ε for
-                                      AdaGrad; √v + ε for Adam's ε-hat form
-``effective_lr``          lr_eff      per-element factor turning the (first) moment into
-                                      the update: γ/(c₁·denom) for Adam, γ/denom for RMSprop
-                                      and AdaGrad, γ for SGD and momentum, so that
-                                      update = effective_lr · m (Adam), · g (RMSprop), · v
+``first_moment_hat``      m_hat       m̂ = m/c₁; NAdam: its Nesterov blend
+                                      μₜ₊₁m/(1 − Πₜ₊₁) + (1 − μₜ)g/(1 − Πₜ)
+``second_moment_hat``     v_hat       v̂ = v/c₂ (Adam, NAdam; v_max for AMSGrad); RMSprop
+                                      with bias_correction: ṽ/(1 − αᵗ), ṽ = v − ḡ² if
+                                      centered, else v
+``denominator``           denom       √v̂ + ε (ε outside) or √(v̂ + ε) (inside); √ṽ + ε for
+                                      RMSprop without bias correction; √s + ε for AdaGrad
+                                      (× (1 + (t − 1)δ) with lr_decay δ); √v + ε for Adam's
+                                      ε-hat form
+``effective_lr``          lr_eff      γ·P, the per-element factor that turns the core's
+                                      moment into the update: P = 1/(c₁·denominator) for
+                                      Adam (update = effective_lr·m), 1/denominator for
+                                      RMSprop and AdaGrad (·g) and NAdam (·m̂), 1 for SGD
+                                      and momentum (·g, ·v); lr_inside momentum: γ, with
+                                      update = v. RMSprop with momentum: the velocity sums
+                                      g/denominator and update = γ·velocity. Decoupled
+                                      weight decay adds γλθ to the update on top
 ``update``                update      u, the step taken: θ ← θ − u
 ``new_param``             param       θ after the step
 ========================  ==========  =====================================================
