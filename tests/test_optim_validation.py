@@ -304,3 +304,14 @@ def test_propagate_gives_nan_params_like_torch() -> None:
     assert torch.isnan(ours[1]) and torch.isnan(theirs[1])
     torch.testing.assert_close(ours.detach(), theirs.detach(), equal_nan=True)
     assert a.skipped_steps == 0
+
+
+def test_a_group_cannot_change_the_convention() -> None:
+    """The convention resolves every default at construction: a group that says "keras" would
+    otherwise silently run with torch's ε and placement."""
+    p, q = torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)
+    with pytest.raises(ValueError, match="convention='keras' in a param group"):
+        D.Adam([{"params": [p]}, {"params": [q], "convention": "keras"}])
+    opt = D.Adam([p], convention="keras")
+    opt.add_param_group({"params": [q], "convention": "keras"})  # the same one is fine
+    assert opt.param_groups[1]["eps"] == 1e-7
