@@ -315,3 +315,12 @@ def test_a_group_cannot_change_the_convention() -> None:
     opt = D.Adam([p], convention="keras")
     opt.add_param_group({"params": [q], "convention": "keras"})  # the same one is fine
     assert opt.param_groups[1]["eps"] == 1e-7
+
+
+@pytest.mark.parametrize("form", ["ema", "lr_inside"])
+def test_dampening_only_with_the_modern_form(form: str) -> None:
+    with pytest.raises(ValueError, match=rf"dampening=0\.5 with momentum_form='{form}'"):
+        D.SGD(_p(), momentum=0.9, dampening=0.5, momentum_form=form)
+    with pytest.raises(ValueError, match="dampening"):
+        D.SGD(_p(), momentum=0.9, dampening=0.5, convention="keras")
+    D.SGD(_p(), momentum=0.9, momentum_form=form)  # dampening 0 is fine

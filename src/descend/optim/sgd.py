@@ -59,7 +59,7 @@ class SGD(ChainOptimizer):
         )
         defaults["debias"] = debias
         self._chains: dict = {}
-        super().__init__(params, defaults, nonfinite=nonfinite)
+        super().__init__(params, defaults, nonfinite=nonfinite, fused=fused)
 
     def validate(self, group: dict) -> None:
         check_common(group)
@@ -67,6 +67,14 @@ class SGD(ChainOptimizer):
         check.unit_closed("dampening", group["dampening"])
         check.flag("nesterov", group["nesterov"])
         check.choice("momentum_form", group["momentum_form"], MOMENTUM_FORMS)
+        if group["momentum_form"] != "modern" and any(
+            v != 0 for v in check._values(group["dampening"])
+        ):
+            raise ValueError(
+                f"dampening={group['dampening']!r} with momentum_form="
+                f"{group['momentum_form']!r}: dampening (torch's (1 − τ)·g) belongs to the "
+                "'modern' form only; the other forms would ignore it"
+            )
         if group["nesterov"]:
             values = check._values(group["momentum"])
             if any(v <= 0 for v in values) or any(
