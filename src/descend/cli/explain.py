@@ -161,7 +161,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _title(frame: Any) -> str:
-    settings = frame.attrs.get("hyperparameters", {})
+    settings = dict(frame.attrs.get("hyperparameters", {}))
+    if settings.get("momentum") == 0:  # no momentum: its form and Nesterov switch mean nothing
+        for key in ("momentum", "momentum_form", "nesterov"):
+            settings.pop(key, None)
     shown = ", ".join(f"{k}={settings[k]}" for k in TITLE_KEYS if k in settings)
     return f"{frame.attrs.get('optimizer', '')} ({shown})" if shown else frame.attrs["optimizer"]
 
