@@ -61,7 +61,7 @@ import inspect
 import io
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,32 +77,30 @@ FORMATS = ("rich", "markdown", "csv")
 
 @dataclass(frozen=True)
 class Column:
-    """A documented column: its name in the table, the notes' symbol and its formula."""
+    """A documented column: its name in the table, the notes' symbol, a short meaning."""
 
     name: str
     symbol: str
     meaning: str
 
 
-# trace record name -> column, in display order.
+# trace record name -> column, in display order (the module docstring has the formulas).
 COLUMNS: dict[str, Column] = {
-    "grad": Column("gradient", "g", "∂f/∂θ as received (+ λθ under L2 weight decay)"),
+    "grad": Column("gradient", "g", "the gradient the chain works on"),
     "grad_norm": Column("grad_norm", "‖g‖", "global L2 norm of the gradients before clipping"),
-    "velocity": Column("velocity", "v", "momentum buffer (form-dependent, see module doc)"),
-    "m": Column("first_moment", "m", "β₁m + (1 − β₁)g"),
-    "v": Column("second_moment", "v", "β₂v + (1 − β₂)g²"),
-    "v_max": Column("max_second_moment", "v_max", "max(v_max, v)"),
-    "g_avg": Column("mean_gradient", "ḡ", "αḡ + (1 − α)g"),
-    "sum": Column("sum_sq_gradients", "s", "s + g²"),
-    "m_hat": Column("first_moment_hat", "m̂", "m/(1 − β₁ᵗ)"),
-    "v_hat": Column("second_moment_hat", "v̂", "v/(1 − β₂ᵗ)"),
-    "denom": Column("denominator", "√v̂+ε", "√v̂ + ε or √(v̂ + ε)"),
-    "lr_eff": Column("effective_lr", "γ_eff", "per-element lr applied to the moment"),
-    "update": Column("update", "u", "θ ← θ − u"),
+    "velocity": Column("velocity", "v", "momentum buffer"),
+    "m": Column("first_moment", "m", "EWA of g"),
+    "v": Column("second_moment", "v", "EWA of g²"),
+    "v_max": Column("max_second_moment", "v_max", "running maximum of v (AMSGrad)"),
+    "g_avg": Column("mean_gradient", "ḡ", "EWA of g (centered RMSprop)"),
+    "sum": Column("sum_sq_gradients", "s", "running sum of g² (AdaGrad)"),
+    "m_hat": Column("first_moment_hat", "m̂", "bias-corrected first moment"),
+    "v_hat": Column("second_moment_hat", "v̂", "bias-corrected second moment"),
+    "denom": Column("denominator", "√v̂+ε", "what the moment is divided by"),
+    "lr_eff": Column("effective_lr", "γ_eff", "per-element learning rate on the moment"),
+    "update": Column("update", "u", "the step: θ ← θ − u"),
     "param": Column("new_param", "θ", "parameter after the step"),
 }
-
-GradientSource = Callable[[Tensor], tuple[Tensor, float | None]]
 
 
 def explain(
