@@ -32,15 +32,19 @@ class clip_by_global_norm(Transform):  # noqa: N801
             for u in updates:
                 norm = torch.linalg.vector_norm(u, 2.0, dim=self.axis, keepdim=True)
                 u.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+            ctx.record("grad", updates)
             return updates
         norms = torch._foreach_norm(updates, 2.0)
-        total = torch.linalg.vector_norm(torch.stack([n.float() for n in norms]), 2.0)
+        # at least float32 (bf16 norms are coarse), but fp64 gradients keep an fp64 norm
+        wide = [n.to(torch.promote_types(n.dtype, torch.float32)) for n in norms]
+        total = torch.linalg.vector_norm(torch.stack(wide), 2.0)
         ctx.extras["grad_norm"] = total
         ctx.record("grad_norm", [total])
         coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
         if coef.item() < 1.0:
             updates = ctx.writable(updates)
             torch._foreach_mul_(updates, coef.to(updates[0].dtype).item())
+            ctx.record("grad", updates)
         return updates
 
 
@@ -58,6 +62,7 @@ class clip_by_value(Transform):  # noqa: N801
         updates = ctx.writable(updates)
         torch._foreach_clamp_min_(updates, -c)
         torch._foreach_clamp_max_(updates, c)
+        ctx.record("grad", updates)
         return updates
 
 
@@ -67,6 +72,8 @@ class flip_sign(Transform):  # noqa: N801
     def update(self, updates, states, params, ctx: Context):
         if ctx.owned:
             torch._foreach_neg_(updates)
-            return updates
-        ctx.owned = True
-        return torch._foreach_neg(updates)
+        else:
+            ctx.owned = True
+            updates = torch._foreach_neg(updates)
+        ctx.record("grad", updates)
+        return updates
