@@ -34,7 +34,20 @@ _SKIP = {"self", "params", "foreach", "differentiable", "capturable", "fused"}
 
 
 def _keywords(cls: type) -> list[str]:
-    return [n for n in inspect.signature(cls.__init__).parameters if n not in _SKIP]
+    """The keyword names ``cls`` accepts, following ``**kwargs`` into its base classes."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        names += [
+            n
+            for n, p in params.items()
+            if n not in _SKIP and n not in names and p.kind != p.VAR_KEYWORD
+        ]
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            break
+    return names
 
 
 def _parse_value(text: str):

@@ -32,6 +32,7 @@ class clip_by_global_norm(Transform):  # noqa: N801
             for u in updates:
                 norm = torch.linalg.vector_norm(u, 2.0, dim=self.axis, keepdim=True)
                 u.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+            ctx.record("grad", updates)
             return updates
         norms = torch._foreach_norm(updates, 2.0)
         # at least float32 (bf16 norms are coarse), but fp64 gradients keep an fp64 norm
@@ -43,6 +44,7 @@ class clip_by_global_norm(Transform):  # noqa: N801
         if coef.item() < 1.0:
             updates = ctx.writable(updates)
             torch._foreach_mul_(updates, coef.to(updates[0].dtype).item())
+            ctx.record("grad", updates)
         return updates
 
 
@@ -60,6 +62,7 @@ class clip_by_value(Transform):  # noqa: N801
         updates = ctx.writable(updates)
         torch._foreach_clamp_min_(updates, -c)
         torch._foreach_clamp_max_(updates, c)
+        ctx.record("grad", updates)
         return updates
 
 
@@ -69,6 +72,8 @@ class flip_sign(Transform):  # noqa: N801
     def update(self, updates, states, params, ctx: Context):
         if ctx.owned:
             torch._foreach_neg_(updates)
-            return updates
-        ctx.owned = True
-        return torch._foreach_neg(updates)
+        else:
+            ctx.owned = True
+            updates = torch._foreach_neg(updates)
+        ctx.record("grad", updates)
+        return updates

@@ -86,6 +86,7 @@ class momentum(Transform):  # noqa: N801 - transforms are named like functions (
         ctx.owned = True
         if self.form == "ema" and self.debias:
             _ops.div_list_(out, bias_correction(beta, ctx))
+            ctx.record("velocity_hat", out)
         if self.form == "lr_inside":
             ctx.record("lr_eff", [ctx.value(self.lr) * torch.ones_like(b) for b in bufs])
         ctx.record("velocity", bufs)
