@@ -1,0 +1,58 @@
+"""`descend serve`: the web lab on http://127.0.0.1:8000 (FastAPI + uvicorn, the `web` extra)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the web lab (contours, trajectories, metrics) in a browser",
+        description="Serve the web lab: pick a function, click a start, tick optimizers and "
+        "watch them run (descend's optimizers, on the server). Needs the 'web' extra: "
+        "pip install 'descend[web]'. Binds to 127.0.0.1 unless --host says otherwise.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="seconds one request may compute (default: descend.web.limits.TIME_LIMIT_S)",
+    )
+    p.set_defaults(func=run)
+
+
+def allowed_hosts(host: str) -> list[str] | None:
+    """Host headers to accept: the loopback names when bound to a loopback address (so a web
+    page elsewhere cannot reach the server by DNS rebinding), else any."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    return LOOPBACK_NAMES if loopback else None
+
+
+def run(args) -> int:
+    from descend.cli import CommandError
+
+    if not 0 < args.port < 65536:
+        raise CommandError(f"--port must be in 1..65535, got {args.port}")
+    if args.time_limit is not None and not 0 < args.time_limit <= 600:
+        raise CommandError(f"--time-limit must be in (0, 600] seconds, got {args.time_limit}")
+    try:
+        import uvicorn
+
+        from descend.web import create_app, limits
+    except ImportError as exc:
+        raise CommandError(
+            f"the web lab needs the 'web' extra ({exc.name} is missing): pip install 'descend[web]'"
+        ) from None
+    limit = limits.TIME_LIMIT_S if args.time_limit is None else args.time_limit
+    app = create_app(time_limit=limit, allowed_hosts=allowed_hosts(args.host))
+    print(f"descend web lab on http://{args.host}:{args.port}/  (Ctrl-C stops it)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
