@@ -73,8 +73,11 @@ def shifted(landscape: Landscape, z: np.ndarray) -> tuple[np.ndarray, float, flo
     return z - z0 + delta, float(z0), delta
 
 
-def contour_background(ax, landscape: Landscape, n: int = 200, levels: int = 30) -> None:
-    """Filled contours of f over the domain (log levels where needed) with a colour bar."""
+def contour_background(
+    ax, landscape: Landscape, n: int = 200, levels: int = 30, colorbar: bool = True
+) -> None:
+    """Filled contours of f over the domain (log levels where needed), with a colour bar
+    unless ``colorbar`` is False (animations redraw every text each frame)."""
     gx, gy, z = f_grid(landscape, n)
     if use_log(landscape, z):
         zs, z0, _ = shifted(landscape, z)
@@ -87,6 +90,8 @@ def contour_background(ax, landscape: Landscape, n: int = 200, levels: int = 30)
         cs = ax.contourf(gx, gy, z, levels=levels, cmap="viridis")
         ax.contour(gx, gy, z, levels=cs.levels[::3], colors="white", linewidths=0.3, alpha=0.5)
         label = "f"
+    if not colorbar:
+        return
     bar = plt.colorbar(cs, ax=ax, shrink=0.85)
     if use_log(landscape, z):
         lo, hi = cs.levels[0], cs.levels[-1]

@@ -47,7 +47,7 @@ def animate(
     stem.parent.mkdir(parents=True, exist_ok=True)
     frames = frame_indices(len(result.recorded_steps), max_frames)
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
-    contour_background(ax, ls, n=120)
+    contour_background(ax, ls, n=100, colorbar=False)
     mark_minima(ax, ls)
     colours = spec_colours(result.specs)
     lines, heads = [], []
