@@ -249,3 +249,29 @@ def test_sparse_gradients_raise_a_clear_error(cls: type) -> None:
     with pytest.raises(RuntimeError, match="sparse gradients"):
         opt.step()
     assert torch.equal(emb.weight.detach(), before)
+
+
+@pytest.mark.parametrize("clip", ["norm", "value"])
+@pytest.mark.parametrize("cls, torch_cls", [(D.Adam, torch.optim.Adam), (D.SGD, torch.optim.SGD)])
+def test_clipping_matches_torch_nn_utils(cls: type, torch_cls: type, clip: str) -> None:
+    """max_grad_norm = clip_grad_norm_ and clip_value = clip_grad_value_ before torch's step
+    (one param group, so the global norm is over the same tensors)."""
+    kw = dict(lr=0.01, momentum=0.9) if cls is D.SGD else dict(lr=0.01)
+    ours, targets = make_params(torch.float64)
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    opt = cls(ours, **kw, **({"max_grad_norm": 0.5} if clip == "norm" else {"clip_value": 0.2}))
+    ref = torch_cls(theirs, **kw)
+    clipped = 0
+    for _ in range(STEPS):
+        set_grads(ours, targets)
+        opt.step()
+        set_grads(theirs, targets)
+        if clip == "norm":
+            clipped += float(torch.nn.utils.clip_grad_norm_(theirs, 0.5)) > 0.5
+        else:
+            clipped += any(bool((p.grad.abs() > 0.2).any()) for p in theirs)
+            torch.nn.utils.clip_grad_value_(theirs, 0.2)
+        ref.step()
+    assert clipped > 10  # the clipping was active on many steps
+    for a, b in zip(ours, theirs):
+        assert (a.detach() - b.detach()).abs().max().item() <= 1e-10
