@@ -145,19 +145,25 @@ def run(cls: type, case: Case, dtype: torch.dtype, steps: int = STEPS) -> list[t
 
 
 def run_with_state(
-    cls: type, case: Case, dtype: torch.dtype, steps: int = STEPS
+    cls: type, case: Case, dtype: torch.dtype, steps: int = STEPS, traced: bool = False
 ) -> tuple[list[torch.Tensor], list[dict]]:
-    """The parameters after ``steps`` steps and each parameter's optimizer state."""
+    """The parameters after ``steps`` steps and each parameter's optimizer state; ``traced``
+    registers a trace hook (which makes descend run and record the full transform chain)."""
     params, targets = make_params(dtype)
     groups = [
         {"params": params[:2]},
         {"params": params[2:], **case.group2},
     ]
     opt = cls(groups, **case.kwargs)
+    if traced:
+        calls = []
+        opt.register_trace_hook(lambda o, index, record: calls.append(index))
     sign = -1.0 if case.maximize else 1.0  # maximise −loss: the same descent, but ascending
     for _ in range(steps):
         set_grads(params, targets, sign)
         opt.step()
+    if traced:
+        assert calls == [0, 1] * steps
     return [p.detach() for p in params], [opt.state[p] for p in params]
 
 
@@ -185,9 +191,10 @@ def test_the_table_covers_every_optimizer() -> None:
     assert len({c.id for c in CASES}) == len(CASES)
 
 
+@pytest.mark.parametrize("traced", [False, True], ids=["plain", "traced"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_fp64_parity_with_torch(case: Case) -> None:
-    ours, our_states = run_with_state(case.ours, case, torch.float64)
+def test_fp64_parity_with_torch(case: Case, traced: bool) -> None:
+    ours, our_states = run_with_state(case.ours, case, torch.float64, traced=traced)
     ref, ref_states = run_with_state(case.torch_cls, case, torch.float64)
     start, _ = make_params(torch.float64)
     # the run really moved (otherwise equality would prove nothing)
@@ -253,7 +260,10 @@ def test_sparse_gradients_raise_a_clear_error(cls: type) -> None:
 
 @pytest.mark.parametrize("clip", ["norm", "value"])
 @pytest.mark.parametrize("cls, torch_cls", [(D.Adam, torch.optim.Adam), (D.SGD, torch.optim.SGD)])
-def test_clipping_matches_torch_nn_utils(cls: type, torch_cls: type, clip: str) -> None:
+@pytest.mark.parametrize("traced", [False, True], ids=["plain", "traced"])
+def test_clipping_matches_torch_nn_utils(
+    cls: type, torch_cls: type, clip: str, traced: bool
+) -> None:
     """max_grad_norm = clip_grad_norm_ and clip_value = clip_grad_value_ before torch's step
     (one param group, so the global norm is over the same tensors)."""
     kw = dict(lr=0.01, momentum=0.9) if cls is D.SGD else dict(lr=0.01)
@@ -261,6 +271,8 @@ def test_clipping_matches_torch_nn_utils(cls: type, torch_cls: type, clip: str) 
     theirs = [p.detach().clone().requires_grad_() for p in ours]
     opt = cls(ours, **kw, **({"max_grad_norm": 0.5} if clip == "norm" else {"clip_value": 0.2}))
     ref = torch_cls(theirs, **kw)
+    if traced:
+        opt.register_trace_hook(lambda *_: None)
     clipped = 0
     for _ in range(STEPS):
         set_grads(ours, targets)
