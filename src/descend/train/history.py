@@ -17,7 +17,8 @@ class History:
                 step, update (real updates so far), lr, loss, accuracy, time (training seconds
                 so far, excluding evaluation and tracing), grad_norm/mean/std/min/max of the
                 gradient actually used in the update, eff_lr_* for adaptive optimizers.
-    ``evals``   one row per evaluation (end of every epoch, and every ``eval_every`` updates):
+    ``evals``   one row per evaluation (before training as epoch 0, the end of every epoch,
+                and every ``eval_every`` updates):
                 epoch, step, update, time, val_loss, val_acc (and ema_val_loss/ema_val_acc).
     ``epochs``  one row per finished epoch: train_loss/train_acc (means over its batches),
                 val_loss/val_acc, updates, time.

@@ -219,6 +219,8 @@ class _Run:
         max_updates = opts["max_updates"]
         progress = TrainingProgress(opts["progress"], epochs, _length(self.loader), max_updates)
         epoch = self.start_epoch
+        if self.step == 0 and not self.history.evals:
+            self._evaluate(-1)  # the starting point, recorded as epoch 0, update 0
         try:
             with progress:
                 while (epochs is None or epoch < epochs) and not self._budget_spent():

@@ -1,0 +1,210 @@
+"""``descend lr-find``: the learning-rate range test on a task (over one or several seeds) or on
+a landscape whose stable range is known; prints the suggestions and writes a plot and a CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from descend.cli import CommandError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "lr-find",
+        help="learning-rate range test: suggestions from the steepest, valley and min/10 rules",
+        description=(
+            "Sweep the learning rate from --start to --end over --steps steps, smooth the loss "
+            "with a bias-corrected EWA, stop when it exceeds --diverge times the best, and "
+            "suggest a learning rate by three rules. The model and optimizer are restored "
+            "afterwards. With --landscape the sweep runs on a 2-D test function and each "
+            "suggestion is placed in the gradient-descent stable range."
+        ),
+    )
+    p.add_argument("--task", default="cat-dog", help="dataset (default cat-dog)")
+    p.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task option, e.g. n_samples=2000 (repeatable)",
+    )
+    p.add_argument("--model", default="mlp", help="logistic, mlp (default) or cnn")
+    p.add_argument("--hidden", type=int, nargs="+", help="MLP hidden sizes (default 100)")
+    p.add_argument("--norm", help="normalisation layers: batch, layer or group")
+    p.add_argument(
+        "--optimizer",
+        default="sgd",
+        metavar="SPEC",
+        help="optimizer spec (its lr is swept), default sgd",
+    )
+    p.add_argument("--batch-size", default="32", help="batch size or 'full' (default 32)")
+    p.add_argument("--landscape", help="run on a landscape instead (e.g. ravine)")
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="landscape only: gradient noise sigma (DeepOBS model)",
+    )
+    p.add_argument("--start", type=float, help="first lr (default 1e-7; landscape 1e-4)")
+    p.add_argument("--end", type=float, default=10.0, help="last lr (default 10)")
+    p.add_argument("--steps", type=int, default=100, help="sweep length (default 100)")
+    p.add_argument("--mode", default="exp", help="exp (default) or linear spacing")
+    p.add_argument("--beta", type=float, default=0.98, help="smoothing memory (default 0.98)")
+    p.add_argument(
+        "--diverge",
+        type=float,
+        default=4.0,
+        help="stop when the smoothed loss exceeds this times the best (default 4)",
+    )
+    p.add_argument("--seeds", type=int, default=1, help="repeat over this many seeds")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--out", default="lr_find_results", help="output folder (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="print only the suggestions")
+    p.set_defaults(func=run)
+
+
+def _landscape(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
+    from descend.train.lr_find_lab import lr_find_landscape
+
+    results = []
+    found = None
+    for seed in range(args.seeds):
+        found = lr_find_landscape(
+            args.landscape,
+            args.optimizer,
+            noise=args.noise,
+            seed=seed,
+            start_lr=args.start if args.start is not None else 1e-4,
+            end_lr=args.end,
+            num_steps=args.steps,
+            mode=args.mode,
+            beta=args.beta,
+            diverge_factor=args.diverge,
+        )
+        results.append(found.result)
+        if not args.quiet or seed == 0:
+            print(found.summary() if args.seeds == 1 else f"seed {seed}:\n{found.summary()}")
+    assert found is not None
+    extra = {
+        "eigenvalues": list(found.eigenvalues),
+        "stable_limit": found.stable_limit,
+        "optimal_lr": found.optimal_lr,
+        "placement": found.placement,
+        "monotone_limit": (1.0 / found.eigenvalues[-1] if found.optimal_lr is not None else None),
+    }
+    return results, extra
+
+
+def _task(args: argparse.Namespace) -> list[Any]:
+    import torch
+
+    from descend import optim, train
+    from descend.train.lr_find_lab import lr_find_seeds
+
+    if args.task not in train.available():
+        raise CommandError(
+            f"unknown task {args.task!r}; valid choices: {', '.join(train.available())}"
+        )
+    from descend.cli.compare import _key_values, _number
+
+    pairs = _key_values(args.task_option, "--task-option")
+    options = {k: _number(v) for k, v in pairs.items()}
+    ds = train.load(args.task, **options)
+    optim.parse_spec(args.optimizer)
+    batch = args.batch_size if args.batch_size == "full" else _int_or_error(args.batch_size)
+    model_options: dict[str, Any] = {}
+    if args.hidden:
+        model_options["hidden"] = tuple(args.hidden)
+    if args.norm:
+        model_options["norm"] = args.norm
+
+    def build(seed: int):
+        train.seed_everything(seed)
+        model = train.build(args.model, ds, **model_options)
+        opt = optim.from_spec(args.optimizer, model.parameters())
+        return model, torch.nn.CrossEntropyLoss(), ds.loader("train", batch, seed=seed), opt
+
+    spread = lr_find_seeds(
+        build,
+        seeds=list(range(args.seeds)),
+        start_lr=args.start if args.start is not None else 1e-7,
+        end_lr=args.end,
+        num_steps=args.steps,
+        mode=args.mode,
+        beta=args.beta,
+        diverge_factor=args.diverge,
+    )
+    for seed, res in zip(spread.seeds, spread.results):
+        print(f"seed {seed}: {res.summary()}")
+    if args.seeds > 1:
+        print("spread over seeds (min / geometric mean / max, max/min):")
+        for rule, s in spread.spread().items():
+            if s["n"]:
+                print(
+                    f"  {rule:<11} {s['min']:.3g} / {s['geomean']:.3g} / {s['max']:.3g}"
+                    f"   x{s['max/min']:.1f}"
+                )
+    return spread.results
+
+
+def _int_or_error(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise CommandError(f"--batch-size must be an integer or 'full', got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from descend.train.figures import plot_lr_find
+
+    if args.seeds < 1:
+        raise CommandError(f"--seeds must be >= 1, got {args.seeds}")
+    saved = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        if args.landscape:
+            results, extra = _landscape(args)
+            name = f"lr_find_{args.landscape}"
+        else:
+            results, extra = _task(args), {}
+            name = f"lr_find_{args.task}"
+    finally:
+        torch.set_num_threads(saved)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"Range test: {args.optimizer} on {args.landscape or args.task}"
+    png = plot_lr_find(
+        results,
+        out / f"{name}.png",
+        title=title,
+        stable_limit=extra.get("stable_limit"),
+        monotone_limit=extra.get("monotone_limit"),
+    )
+    import pandas as pd
+
+    frames = [r.frame().assign(seed=r.config.get("seed")) for r in results]
+    csv = out / f"{name}.csv"
+    pd.concat(frames).to_csv(csv, index=False)
+    summary = {
+        "results": [
+            {
+                "seed": r.config.get("seed"),
+                "suggestions": r.suggestions,
+                "stop_reason": r.stop_reason,
+                "config": r.config,
+            }
+            for r in results
+        ],
+        **extra,
+    }
+    js = out / f"{name}.json"
+    js.write_text(json.dumps(summary, indent=1, default=float))
+    if not args.quiet:
+        print(f"wrote {png}, {csv}, {js}")
+    return 0
