@@ -163,3 +163,13 @@ def test_bad_arguments(cancer, kwargs, message) -> None:
 def test_unknown_task_lists_the_choices() -> None:
     with pytest.raises(ValueError, match="unknown task 'imagenet'; valid choices: breast-cancer"):
         compare("imagenet")
+
+
+def test_schedules_are_compared_as_configurations(cancer) -> None:
+    cmp = _small(
+        cancer, optimizers=["sgd:lr=0.5"], schedules=[None, "cosine:final=0.0"], seeds=1, epochs=2
+    )
+    assert list(cmp.runs["label"]) == ["sgd:lr=0.5 B=32", "sgd:lr=0.5 B=32 cosine:final=0.0"]
+    assert cmp.summary()["selected"].sum() == 2  # two families, nothing to select between
+    constant, cosine = cmp.runs["final_val_loss"]
+    assert constant != cosine

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from descend import optim, train
+from descend import optim, schedules, train
 from descend.optim.accumulate import Accumulate
 from descend.optim.weight_ema import WeightEMA
 
@@ -297,3 +297,63 @@ def test_bad_arguments(cancer, kwargs, message) -> None:
             torch.optim.SGD(model.parameters(), lr=0.1),
             **_quiet(**kwargs),
         )
+
+
+def test_plateau_factors_are_fed_the_validation_loss_each_epoch(cancer) -> None:
+    model = train.logistic(cancer.n_features, 2)
+    opt = optim.from_spec("sgd:lr=0.05", model.parameters())
+    handle = schedules.attach(opt, "constant", plateau="plateau:patience=0,factor=0.5")
+    h = train.fit(
+        model,
+        CE,
+        cancer.loader("train", 32),
+        opt,
+        epochs=3,
+        schedule=handle,
+        val_loader=cancer.loader("val", 64),
+        **_quiet(),
+    )
+    assert handle.plateau.reports == 3
+    assert handle.plateau.best == pytest.approx(min(e["val_loss"] for e in h.epochs))
+    # torch's ReduceLROnPlateau: lr 1e-7 improves the val loss by ~1e-5 (relative) per epoch,
+    # below its 1e-4 threshold, so with patience 0 every epoch after the first halves the lr.
+    model = train.logistic(cancer.n_features, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-7)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5)
+    h = train.fit(
+        model,
+        CE,
+        cancer.loader("train", 32),
+        opt,
+        epochs=3,
+        schedule=plateau,
+        val_loader=cancer.loader("val", 64),
+        **_quiet(),
+    )
+    assert [e["lr"] for e in h.epochs] == pytest.approx([1e-7, 1e-7, 5e-8], rel=1e-9)
+    assert opt.param_groups[0]["lr"] == pytest.approx(2.5e-8, rel=1e-9)
+
+
+def test_descend_schedule_attached_to_accumulate_counts_real_updates(cancer) -> None:
+    model = train.logistic(cancer.n_features, 2)
+    opt = Accumulate(optim.from_spec("sgd:lr=0.1", model.parameters()), k=3)
+    handle = schedules.attach(opt, "step:step_size=1,gamma=0.5")
+    h = train.fit(model, CE, cancer.loader("train", 32), opt, epochs=1, schedule=handle, **_quiet())
+    assert handle.step == opt.updates == h.updates == len(cancer.loader("train", 32)) // 3
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5**h.updates)
+
+
+def test_progress_bar_goes_to_stderr(cancer, capsys) -> None:
+    model = train.logistic(cancer.n_features, 2)
+    train.fit(
+        model,
+        CE,
+        cancer.loader("train", 64),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        epochs=2,
+        val_loader=cancer.loader("val", 64),
+        progress=True,
+    )
+    captured = capsys.readouterr()
+    assert "epoch 2/2" in captured.err and "val acc" in captured.err
+    assert captured.out == ""
