@@ -125,9 +125,23 @@ def _value(value):
     return value
 
 
+def check_records(prepared: Prepared, req: RunRequest) -> None:
+    """Refuse answers with more than ``MAX_RECORDS`` points (runs × recorded steps)."""
+    every = req.thinning()
+    records = len(prepared.starts) * len(req.seeds) * len(req.optimizers)
+    records *= req.steps // every + 1 + (req.steps % every > 0)
+    if records > limits.MAX_RECORDS:
+        raise RequestError(
+            ("record_every",),
+            f"runs × recorded points = {records} is more than {limits.MAX_RECORDS}; raise "
+            f"record_every (now {every}) or ask for fewer runs or steps",
+        )
+
+
 def payload(req: RunRequest, deadline: Deadline) -> dict:
     """The JSON answer of ``POST /api/run``."""
     prepared = prepare(req)
+    check_records(prepared, req)
     result = execute(prepared, req, deadline, req.thinning())
     return result_payload(prepared, req, result)
 
@@ -180,6 +194,7 @@ def result_payload(prepared: Prepared, settings: RunSettings, result: lab.LabRes
 def csv_text(req: RunRequest, deadline: Deadline) -> str:
     """Trajectories in long form: one row per (run, recorded step)."""
     prepared = prepare(req)
+    check_records(prepared, req)
     result = execute(prepared, req, deadline, req.thinning())
     dim = prepared.landscape.dim
     coords = ["x", "y"][:dim]
