@@ -1,0 +1,150 @@
+"""Fast steps: every named optimizer's update as one single-pass kernel per param group.
+
+The default path runs a chain of transforms as a dozen ``torch._foreach_*`` calls, each a
+full pass over memory (for-loop speed on CPU). The fast path reads θ, g and the state once
+and writes them once, in C++ compiled at first use (:mod:`._lib`), with OpenMP over the
+group's tensors — as fast as torch's fused Adam, for every descend variant (centered RMSprop,
+EMA momentum, Adam without bias correction, Keras' ε̂, NAdam's schedules, AMSGrad of v̂, …).
+
+**The switch** is torch's keyword, on every named optimizer (SGD, Adagrad, RMSprop, Adam,
+AdamW, AMSGrad, NAdam):
+
+* ``fused=None`` (default): fast path whenever the group qualifies, else the default path;
+* ``fused=True``: fast path or an error saying why not (checked at construction and at
+  each step);
+* ``fused=False``: always the default path.
+
+The environment variable ``DESCEND_FAST=0`` turns the automatic choice off process-wide
+(``fused=True`` still applies). A group takes the default path when a trace hook is registered
+(explanations need the intermediates), when a hyperparameter is a tensor (the lab's per-run
+values), for per-row clipping, parameters that are not float32/float64, not on the CPU or not
+contiguous, and when no C++ compiler is available (a warning says so once). ``from_chain``
+optimizers always keep the default path. :func:`last_path` tells which path each group took.
+
+Both paths hold the same state under the same keys (torch's names, same dtypes), so a state
+dict saved from either loads into the other, and a run may switch paths at any step.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+from . import _lib
+from .plan import Shape, Unsupported, shape_of
+from .step import run
+
+__all__ = ["Unsupported", "available", "last_path", "require", "status", "step_group"]
+
+_warned = False
+
+
+def available() -> bool:
+    """True when the kernels are built (or were built before) and loaded."""
+    return _lib.load() is not None
+
+
+def status() -> dict:
+    """Build status: ``available``, ``path`` of the library, ``build_s`` (seconds spent
+    compiling in this process, None when a cached build was loaded) and ``error``."""
+    return _lib.status()
+
+
+def _auto_enabled() -> bool:
+    return os.environ.get("DESCEND_FAST", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _shape(opt, links) -> Shape:
+    """The chain's shape, cached per chain object on the optimizer."""
+    cache = opt.__dict__.setdefault("_fast_shapes", {})
+    hit = cache.get(id(links))
+    if hit is None or hit[0] is not links:
+        try:
+            hit = (links, shape_of(links.transforms), None)
+        except Unsupported as exc:
+            hit = (links, None, str(exc))
+        cache[id(links)] = hit
+    if hit[1] is None:
+        raise Unsupported(hit[2])
+    return hit[1]
+
+
+def _check_optimizer(opt) -> None:
+    from ..adam import Adam, NAdam
+    from ..adaptive import Adagrad, RMSprop
+    from ..sgd import SGD
+
+    if not isinstance(opt, (SGD, Adagrad, RMSprop, Adam, NAdam)):
+        raise Unsupported(f"{type(opt).__name__} keeps the default (foreach) path")
+
+
+def _lib_or_raise():
+    lib = _lib.load()
+    if lib is None:
+        raise Unsupported(f"the fast kernels are unavailable: {_lib.status()['error']}")
+    return lib
+
+
+def step_group(opt, index: int, group: dict, params: list) -> bool:
+    """Step one group on the fast path; False when the caller must run the chain instead
+    (``fused=True`` raises ``RuntimeError`` instead of returning False)."""
+    last = opt.__dict__.setdefault("_fast_last", {})
+    if opt.fused is None and not _auto_enabled():
+        last[index] = "DESCEND_FAST=0"
+        return False
+    try:
+        _check_optimizer(opt)
+        lib = _lib_or_raise()
+        links = opt.chain(group)
+        plan = _shape(opt, links).resolve(group)
+        run(lib, opt, links, plan, params)
+    except Unsupported as exc:
+        last[index] = str(exc)
+        if opt.fused:
+            raise RuntimeError(f"{type(opt).__name__}(fused=True): {exc}") from None
+        _warn_unavailable()
+        return False
+    last[index] = None
+    return True
+
+
+def _warn_unavailable() -> None:
+    global _warned
+    if not _warned and _lib.load() is None:
+        _warned = True
+        warnings.warn(
+            "descend's fast optimizer kernels are unavailable "
+            f"({_lib.status()['error']}); using the default path",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
+def require(opt) -> None:
+    """Raise ``ValueError`` if ``opt`` (built with ``fused=True``) cannot take the fast path for
+    a reason known at construction: class, chain, hyperparameters, parameters, compiler."""
+    try:
+        _check_optimizer(opt)
+        for group in opt.param_groups:
+            _shape(opt, opt.chain(group)).resolve(group)
+            for p in group["params"]:
+                ok = p.dtype in (torch.float32, torch.float64) and p.is_cpu
+                if not (ok and p.is_contiguous()):
+                    raise Unsupported(
+                        f"a parameter of dtype {p.dtype} on {p.device}"
+                        f"{'' if p.is_contiguous() else ', non-contiguous'} (fast kernels: "
+                        "contiguous float32/float64 on the CPU)"
+                    )
+        _lib_or_raise()
+    except Unsupported as exc:
+        raise ValueError(f"{type(opt).__name__}(fused=True) is not supported: {exc}") from None
+
+
+def last_path(opt) -> dict[int, str]:
+    """For each group stepped so far: ``"fast"`` or ``"default: <reason>"``."""
+    return {
+        index: "fast" if reason is None else f"default: {reason}"
+        for index, reason in sorted(opt.__dict__.get("_fast_last", {}).items())
+    }

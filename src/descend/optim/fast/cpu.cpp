@@ -1,0 +1,397 @@
+// descend fast path, CPU driver: one call per (param group, dtype) per step.
+//
+// The tensors of a group are treated as one virtual flat buffer of `total` elements that is cut
+// into equal contiguous ranges, one per OpenMP thread (a single parallel region per step, none
+// when the work is small); each thread walks the tensors its range covers and runs the family's
+// per-element function (kernels.h) in a vectorised loop. Before that, a serial pass over the
+// tensors increments each step counter and computes the per-tensor coefficients in double,
+// from each tensor's own step count — so parameters with different step counts are exact.
+//
+// Plain C ABI (called through ctypes): no torch headers, so the build takes about a second.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "kernels.h"
+
+namespace {
+
+using descend::AdagradC;
+using descend::AdamC;
+using descend::Common;
+using descend::MomentumC;
+using descend::NadamC;
+using descend::RmsC;
+
+// Mirrors descend.optim.fast._lib.Args field by field.
+struct Args {
+  int64_t n;               // tensors
+  const int64_t* numel;    // [n]
+  void* const* param;      // [n] θ
+  void* const* grad;       // [n] g
+  void* const* s0;         // [n] first state tensor (m, v, sum, velocity)
+  void* const* s1;         // [n] second (v, ḡ) or NULL
+  void* const* s2;         // [n] third (v_max, velocity) or NULL
+  void* const* step;       // [n] 0-d step counters (float32, or float64 if step_f64)
+  void* const* extra;      // [n] 0-d NAdam μ-product (float32, or float64 if extra_f64)
+  const uint8_t* fresh;    // [n] 1 where a modern momentum buffer was just created, or NULL
+  int32_t dtype;           // 0 float32, 1 float64
+  int32_t step_f64, extra_f64;
+  int32_t l2, dec;         // L2 decay before the core; decoupled decay after it
+  int32_t mom;             // 0 none, 1 heavy ball, 2 Nesterov
+  int32_t debias;          // ema momentum divided by 1 − βᵗ
+  int32_t ams;             // 0 off, 1 raw, 2 corrected
+  int32_t hat;             // Adam's ε̂ (Keras): u = √(1−β₂ᵗ)/(1−β₁ᵗ)·m/(√v + ε)
+  int32_t bias1, bias2;    // Adam bias correction of m, v; RMSprop uses bias2
+  int32_t centered;
+  int32_t schedule;        // NAdam: 0 torch, 1 keras, 2 none
+  double gscale, clip, l2_coef, lr, keep;
+  double beta1, beta2, eps_in, eps_out;
+  double beta, mom_gain, nest_scale;  // momentum β, a (v ← βv + a·x), s (Nesterov s·x + βv)
+  double alpha, lr_decay, psi;
+};
+
+constexpr int64_t kGrain = 1 << 15;  // fewer elements than this per thread: not worth a thread
+
+// Increment the step counter of tensor i (as torch._foreach_add_(steps, 1) does, in the
+// counter's own dtype) and return the new t.
+inline double next_step(const Args& a, int64_t i) {
+  if (a.step_f64) {
+    double* s = static_cast<double*>(a.step[i]);
+    *s = *s + 1.0;
+    return *s;
+  }
+  float* s = static_cast<float*>(a.step[i]);
+  *s = *s + 1.0f;
+  return static_cast<double>(*s);
+}
+
+// 1 − βᵗ, reusing the last value when t repeats (the usual case: every tensor at the same t).
+struct BiasCorrection {
+  double beta, t = -1, value = 1;
+  explicit BiasCorrection(double b) : beta(b) {}
+  double at(double tt) {
+    if (tt != t) {
+      t = tt;
+      value = 1.0 - std::pow(beta, tt);
+    }
+    return value;
+  }
+};
+
+// Run body(i, begin, end) over the virtual flat buffer, split evenly between threads.
+template <typename Body>
+void parallel_ranges(const Args& a, Body body) {
+  std::vector<int64_t> offs(a.n + 1, 0);
+  for (int64_t i = 0; i < a.n; ++i) offs[i + 1] = offs[i] + a.numel[i];
+  const int64_t total = offs[a.n];
+  if (total == 0) return;
+  int nt = omp_get_max_threads();
+  const int64_t most = std::max<int64_t>(1, total / kGrain);
+  if (nt > most) nt = static_cast<int>(most);
+  auto run = [&](int64_t k, int64_t parts) {
+    const int64_t lo = total * k / parts, hi = total * (k + 1) / parts;
+    int64_t i = std::upper_bound(offs.begin(), offs.end(), lo) - offs.begin() - 1;
+    for (; i < a.n && offs[i] < hi; ++i) {
+      const int64_t b = std::max(lo, offs[i]) - offs[i];
+      const int64_t e = std::min(hi, offs[i + 1]) - offs[i];
+      if (e > b) body(i, b, e);
+    }
+  };
+  if (nt <= 1) {
+    run(0, 1);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  run(omp_get_thread_num(), omp_get_num_threads());
+}
+
+template <typename T>
+Common<T> common(const Args& a) {
+  return Common<T>{T(a.gscale), T(a.clip), T(a.l2_coef), T(a.lr), T(a.keep)};
+}
+
+// Compile-time dispatch of runtime switches: f(std::integral_constant<int, v>) for v in [0, N).
+template <int N, typename F>
+void pick(int v, F&& f) {
+  if constexpr (N > 0) {
+    if (v == N - 1) return f(std::integral_constant<int, N - 1>{});
+    pick<N - 1>(v, f);
+  }
+}
+
+#define DESCEND_RANGE __attribute__((noinline))
+
+// ---------------------------------------------------------------------------------- SGD ----
+template <typename T, int MOM, bool L2, bool DEC>
+DESCEND_RANGE void sgd_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v,
+                             int64_t b, int64_t e, MomentumC<T> k, Common<T> c) {
+  if (MOM == 0) {
+    T dummy = 0;
+#pragma omp simd
+    for (int64_t j = b; j < e; ++j) descend::sgd_element<T, 0, L2, DEC>(p[j], g[j], dummy, k, c);
+    return;
+  }
+#pragma omp simd
+  for (int64_t j = b; j < e; ++j) descend::sgd_element<T, MOM, L2, DEC>(p[j], g[j], v[j], k, c);
+}
+
+template <typename T>
+void sgd(const Args& a) {
+  std::vector<MomentumC<T>> ks(a.n);
+  BiasCorrection bc(a.beta);
+  for (int64_t i = 0; i < a.n; ++i) {
+    const double t = next_step(a, i);
+    const bool fresh = a.fresh && a.fresh[i];
+    ks[i] = MomentumC<T>{T(a.beta), T(a.nest_scale), T(a.debias ? 1.0 / bc.at(t) : 1.0),
+                         T(fresh ? 0.0 : a.beta), T(fresh ? 1.0 : a.mom_gain)};
+  }
+  const Common<T> c = common<T>(a);
+  pick<3>(a.mom, [&](auto mom) {
+    pick<2>(a.l2, [&](auto l2) {
+      pick<2>(a.dec, [&](auto dec) {
+        parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+          sgd_range<T, mom(), bool(l2()), bool(dec())>(
+              static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+              a.s0 ? static_cast<T*>(a.s0[i]) : nullptr, b, e, ks[i], c);
+        });
+      });
+    });
+  });
+}
+
+// ------------------------------------------------------------------------------ Adagrad ----
+template <typename T, bool L2, bool DEC>
+DESCEND_RANGE void adagrad_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ s,
+                                 int64_t b, int64_t e, AdagradC<T> k, Common<T> c) {
+#pragma omp simd
+  for (int64_t j = b; j < e; ++j) descend::adagrad_element<T, L2, DEC>(p[j], g[j], s[j], k, c);
+}
+
+template <typename T>
+void adagrad(const Args& a) {
+  std::vector<AdagradC<T>> ks(a.n);
+  for (int64_t i = 0; i < a.n; ++i) {
+    const double t = next_step(a, i);
+    ks[i] = AdagradC<T>{T(a.eps_in), T(a.eps_out), T(1.0 + (t - 1.0) * a.lr_decay)};
+  }
+  const Common<T> c = common<T>(a);
+  pick<2>(a.l2, [&](auto l2) {
+    pick<2>(a.dec, [&](auto dec) {
+      parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+        adagrad_range<T, bool(l2()), bool(dec())>(static_cast<T*>(a.param[i]),
+                                                  static_cast<const T*>(a.grad[i]),
+                                                  static_cast<T*>(a.s0[i]), b, e, ks[i], c);
+      });
+    });
+  });
+}
+
+// ------------------------------------------------------------------------------ RMSprop ----
+template <typename T, bool CENTERED, int MOM, bool L2, bool DEC>
+DESCEND_RANGE void rms_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v,
+                             T* __restrict__ gbar, T* __restrict__ buf, int64_t b, int64_t e,
+                             RmsC<T> k, Common<T> c) {
+  T dummy_g = 0, dummy_b = 0;
+  if (CENTERED && MOM != 0) {
+#pragma omp simd
+    for (int64_t j = b; j < e; ++j)
+      descend::rms_element<T, CENTERED, MOM, L2, DEC>(p[j], g[j], v[j], gbar[j], buf[j], k, c);
+  } else if (CENTERED) {
+#pragma omp simd
+    for (int64_t j = b; j < e; ++j)
+      descend::rms_element<T, CENTERED, MOM, L2, DEC>(p[j], g[j], v[j], gbar[j], dummy_b, k, c);
+  } else if (MOM != 0) {
+#pragma omp simd
+    for (int64_t j = b; j < e; ++j)
+      descend::rms_element<T, CENTERED, MOM, L2, DEC>(p[j], g[j], v[j], dummy_g, buf[j], k, c);
+  } else {
+#pragma omp simd
+    for (int64_t j = b; j < e; ++j)
+      descend::rms_element<T, CENTERED, MOM, L2, DEC>(p[j], g[j], v[j], dummy_g, dummy_b, k, c);
+  }
+}
+
+template <typename T>
+void rmsprop(const Args& a) {
+  std::vector<RmsC<T>> ks(a.n);
+  BiasCorrection bc(a.alpha);
+  const double w = 1.0 - a.alpha;
+  for (int64_t i = 0; i < a.n; ++i) {
+    const double t = next_step(a, i);
+    const bool fresh = a.fresh && a.fresh[i];
+    ks[i] = RmsC<T>{T(a.alpha), T(w), T(a.eps_in), T(a.eps_out), T(a.bias2 ? 1.0 / bc.at(t) : 1.0),
+                    std::abs(T(w)) < T(0.5),
+                    MomentumC<T>{T(a.beta), T(a.nest_scale), T(1), T(fresh ? 0.0 : a.beta),
+                                 T(fresh ? 1.0 : a.mom_gain)}};
+  }
+  const Common<T> c = common<T>(a);
+  pick<2>(a.centered, [&](auto centered) {
+    pick<3>(a.mom, [&](auto mom) {
+      pick<2>(a.l2, [&](auto l2) {
+        pick<2>(a.dec, [&](auto dec) {
+          parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+            rms_range<T, bool(centered()), mom(), bool(l2()), bool(dec())>(
+                static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+                static_cast<T*>(a.s0[i]), a.s1 ? static_cast<T*>(a.s1[i]) : nullptr,
+                a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c);
+          });
+        });
+      });
+    });
+  });
+}
+
+// --------------------------------------------------------------------------------- Adam ----
+template <typename T, int AMS, bool L2, bool DEC>
+DESCEND_RANGE void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
+                              T* __restrict__ v, T* __restrict__ vmax, int64_t b, int64_t e,
+                              AdamC<T> k, Common<T> c) {
+  if (AMS == 0) {
+    T dummy = 0;
+#pragma omp simd
+    for (int64_t j = b; j < e; ++j)
+      descend::adam_element<T, 0, L2, DEC>(p[j], g[j], m[j], v[j], dummy, k, c);
+    return;
+  }
+#pragma omp simd
+  for (int64_t j = b; j < e; ++j)
+    descend::adam_element<T, AMS, L2, DEC>(p[j], g[j], m[j], v[j], vmax[j], k, c);
+}
+
+template <typename T>
+void adam(const Args& a) {
+  std::vector<AdamC<T>> ks(a.n);
+  BiasCorrection bc1(a.beta1), bc2(a.beta2);
+  const double w1 = 1.0 - a.beta1, w2 = 1.0 - a.beta2;
+  for (int64_t i = 0; i < a.n; ++i) {
+    const double t = next_step(a, i);
+    const double c1 = a.bias1 ? bc1.at(t) : 1.0, c2 = a.bias2 ? bc2.at(t) : 1.0;
+    ks[i] = AdamC<T>{T(w1), T(a.beta2), T(w2), T(a.eps_in), T(a.eps_out),
+                     std::abs(T(w1)) < T(0.5), T(a.hat ? 1.0 : 1.0 / c2),
+                     T(a.hat ? std::sqrt(c2) / c1 : 1.0 / c1)};
+  }
+  const Common<T> c = common<T>(a);
+  pick<3>(a.ams, [&](auto ams) {
+    pick<2>(a.l2, [&](auto l2) {
+      pick<2>(a.dec, [&](auto dec) {
+        parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+          adam_range<T, ams(), bool(l2()), bool(dec())>(
+              static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+              static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]),
+              a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c);
+        });
+      });
+    });
+  });
+}
+
+// -------------------------------------------------------------------------------- NAdam ----
+double nadam_mu(double beta1, double t, int schedule, double psi) {
+  if (schedule == 0) return beta1 * (1.0 - 0.5 * std::pow(0.96, t * psi));
+  if (schedule == 1) return beta1 * (1.0 - 0.5 * std::pow(0.96, t));
+  return beta1 * 1.0;
+}
+
+// Π ← Π·μ in the product's own dtype (torch keeps it as a 0-d tensor); returns the new Π.
+double next_mu_product(const Args& a, int64_t i, double mu) {
+  if (a.extra_f64) {
+    double* q = static_cast<double*>(a.extra[i]);
+    *q = *q * mu;
+    return *q;
+  }
+  float* q = static_cast<float*>(a.extra[i]);
+  *q = *q * static_cast<float>(mu);
+  return static_cast<double>(*q);
+}
+
+template <typename T, bool L2, bool DEC>
+DESCEND_RANGE void nadam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
+                               T* __restrict__ v, int64_t b, int64_t e, NadamC<T> k,
+                               Common<T> c) {
+#pragma omp simd
+  for (int64_t j = b; j < e; ++j)
+    descend::nadam_element<T, L2, DEC>(p[j], g[j], m[j], v[j], k, c);
+}
+
+template <typename T>
+void nadam(const Args& a) {
+  std::vector<NadamC<T>> ks(a.n);
+  BiasCorrection bc2(a.beta2);
+  const double w1 = 1.0 - a.beta1, w2 = 1.0 - a.beta2;
+  for (int64_t i = 0; i < a.n; ++i) {
+    const double t = next_step(a, i);
+    const double mu = nadam_mu(a.beta1, t, a.schedule, a.psi);
+    const double mu_next = nadam_mu(a.beta1, t + 1, a.schedule, a.psi);
+    const double prod = next_mu_product(a, i, mu);
+    ks[i] = NadamC<T>{T(w1),
+                      T(a.beta2),
+                      T(w2),
+                      T(a.eps_out),
+                      std::abs(T(w1)) < T(0.5),
+                      T(1.0 / bc2.at(t)),
+                      T((1.0 - mu) / (1.0 - prod)),
+                      T(mu_next / (1.0 - prod * mu_next))};
+  }
+  const Common<T> c = common<T>(a);
+  pick<2>(a.l2, [&](auto l2) {
+    pick<2>(a.dec, [&](auto dec) {
+      parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+        nadam_range<T, bool(l2()), bool(dec())>(
+            static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+            static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]), b, e, ks[i], c);
+      });
+    });
+  });
+}
+
+// ------------------------------------------------------------------------ all finite? ----
+template <typename T>
+DESCEND_RANGE bool finite_range(const T* __restrict__ x, int64_t b, int64_t e) {
+  // x − x is 0 for finite x and NaN for ±inf and NaN: one compare per element, vectorised.
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t j = b; j < e; ++j) acc += x[j] - x[j];
+  return acc == 0;
+}
+
+template <typename T>
+bool all_finite(const Args& a) {
+  int bad = 0;
+  parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+    if (!finite_range<T>(static_cast<const T*>(a.grad[i]), b, e)) {
+#pragma omp atomic write
+      bad = 1;
+    }
+  });
+  return bad == 0;
+}
+
+}  // namespace
+
+#define DESCEND_ENTRY(name)                                   \
+  extern "C" void descend_##name(const Args* a) {             \
+    if (a->dtype == 1)                                        \
+      name<double>(*a);                                       \
+    else                                                      \
+      name<float>(*a);                                        \
+  }
+
+DESCEND_ENTRY(sgd)
+DESCEND_ENTRY(adagrad)
+DESCEND_ENTRY(rmsprop)
+DESCEND_ENTRY(adam)
+DESCEND_ENTRY(nadam)
+
+extern "C" int descend_all_finite(const Args* a) {
+  return a->dtype == 1 ? all_finite<double>(*a) : all_finite<float>(*a);
+}
+
+extern "C" int descend_max_threads() { return omp_get_max_threads(); }
+
+// The layout check the loader runs: Python and C++ must agree on sizeof(Args).
+extern "C" int64_t descend_args_size() { return static_cast<int64_t>(sizeof(Args)); }

@@ -1,0 +1,170 @@
+// descend fast path: the per-element update of every optimizer family.
+//
+// One function per family reads each element of θ, g and the state once and writes each once;
+// the host driver (cpu.cpp) runs it over a list of tensors with OpenMP, and a CUDA driver can
+// call the same functions from a kernel (DESCEND_HD becomes __host__ __device__). Everything a
+// step needs that does not depend on the element (bias corrections, NAdam's μ, the clipping
+// factor) is computed once per tensor or per step by the driver, in double, and arrives here as
+// a coefficient of type T.
+//
+// The arithmetic follows the default (foreach) path of descend.transforms op by op, so the two
+// agree to rounding: e.g. m ← lerp(m, g, 1 − β₁) in torch's lerp form, v̂ = v·(1 − β₂ᵗ)⁻¹,
+// u = m / (√v̂ + ε) · ((1 − β₁ᵗ)⁻¹) · γ, θ ← θ·(1 − γλ) − u. One exception, for speed: a
+// division by a per-tensor constant is a multiplication by its reciprocal (one rounding apart;
+// divisions and square roots, not memory, bound a single core otherwise). Non-finite values
+// propagate as they do there (comparisons are written so that NaN passes through clamp and
+// max).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define DESCEND_HD __host__ __device__ __forceinline__
+#else
+#define DESCEND_HD static inline __attribute__((always_inline))
+#endif
+
+namespace descend {
+
+// What every family shares: g ← clamp(s·g, −c, c) [+ λθ] before the core, and
+// θ ← θ·(1 − k) − γ·d after it (s = ±clip factor, the sign for maximize; c = +inf when off).
+template <typename T>
+struct Common {
+  T gscale, clip, l2, lr, keep;  // keep = 1 − k, decoupled/independent decay factor
+};
+
+template <typename T>
+DESCEND_HD T clamp_sym(T g, T c) {
+  return g < -c ? -c : (g > c ? c : g);  // NaN stays NaN, like torch.clamp
+}
+
+// torch.maximum: NaN if either is NaN.
+template <typename T>
+DESCEND_HD T max_nan(T a, T b) {
+  return (a > b || a != a) ? a : b;
+}
+
+// torch's lerp: small weights (|w| < ½) as a + w·(b − a), large ones as b + (w − 1)·(b − a).
+template <typename T>
+DESCEND_HD T lerp(T a, T b, T w, bool small) {
+  return (small ? w : w - T(1)) * (b - a) + (small ? a : b);
+}
+
+template <typename T, bool L2>
+DESCEND_HD T grad_in(T g, T p, const Common<T>& c) {
+  g = clamp_sym(g * c.gscale, c.clip);
+  if (L2) g = g + c.l2 * p;
+  return g;
+}
+
+template <typename T, bool DEC>
+DESCEND_HD T apply(T p, T d, const Common<T>& c) {
+  T u = d * c.lr;
+  if (DEC) p = p * c.keep;
+  return p - u;
+}
+
+// Heavy-ball velocity v ← b·v + a·x in any form (modern: a = 1 − τ; ema: a = 1 − β;
+// lr_inside: a = γ; a fresh modern buffer: b = 0, a = 1, i.e. v₁ = x). MOM: 0 none,
+// 1 heavy ball (d = v), 2 Nesterov (d = s·x + β·v).
+template <typename T, int MOM>
+DESCEND_HD T velocity(T x, T& v, T b, T a, T beta, T s) {
+  if (MOM == 0) return x;
+  v = v * b + a * x;
+  return MOM == 2 ? x * s + beta * v : v;
+}
+
+template <typename T>
+struct MomentumC {
+  T beta, s, debias;  // debias: 1/(1 − βᵗ) (ema with debias) or 1
+  T b, a;             // per tensor (a fresh buffer has b = 0, a = 1)
+};
+
+template <typename T, int MOM, bool L2, bool DEC>
+DESCEND_HD void sgd_element(T& p, T g, T& v, const MomentumC<T>& k, const Common<T>& c) {
+  g = grad_in<T, L2>(g, p, c);
+  T d = velocity<T, MOM>(g, v, k.b, k.a, k.beta, k.s);
+  if (MOM != 0) d = d * k.debias;
+  p = apply<T, DEC>(p, d, c);
+}
+
+template <typename T>
+struct AdagradC {
+  T eps_in, eps_out, factor;  // factor = 1 + (t − 1)·lr_decay
+};
+
+template <typename T, bool L2, bool DEC>
+DESCEND_HD void adagrad_element(T& p, T g, T& s, const AdagradC<T>& k, const Common<T>& c) {
+  g = grad_in<T, L2>(g, p, c);
+  s = s + g * g;
+  T den = std::sqrt(s + k.eps_in) + k.eps_out;
+  den = den * k.factor;
+  p = apply<T, DEC>(p, g / den, c);
+}
+
+template <typename T>
+struct RmsC {
+  T alpha, w, eps_in, eps_out, corr;  // w = 1 − α; corr = 1/(1 − αᵗ) or 1
+  bool small;
+  MomentumC<T> mom;
+};
+
+template <typename T, bool CENTERED, int MOM, bool L2, bool DEC>
+DESCEND_HD void rms_element(T& p, T g, T& v, T& gbar, T& buf, const RmsC<T>& k,
+                            const Common<T>& c) {
+  g = grad_in<T, L2>(g, p, c);
+  v = v * k.alpha + k.w * g * g;
+  T vt = v;
+  if (CENTERED) {
+    gbar = lerp(gbar, g, k.w, k.small);
+    vt = v - gbar * gbar;
+  }
+  vt = vt * k.corr;
+  T den = std::sqrt(vt + k.eps_in) + k.eps_out;
+  T d = g / den;
+  d = velocity<T, MOM>(d, buf, k.mom.b, k.mom.a, k.mom.beta, k.mom.s);
+  p = apply<T, DEC>(p, d, c);
+}
+
+template <typename T>
+struct AdamC {
+  T w1, b2, w2, eps_in, eps_out;  // w1 = 1 − β₁, w2 = 1 − β₂
+  bool small;
+  T corr2, mul;  // per tensor: v̂ = v·corr2, corr2 = 1/(1 − β₂ᵗ); u = m/denom·mul with
+                 // mul = 1/(1 − β₁ᵗ), or √(1 − β₂ᵗ)/(1 − β₁ᵗ) for the "hat" ε (corr2 = 1)
+};
+
+// AMS: 0 off, 1 max of the raw v (torch, Keras), 2 max of v̂ (optax).
+template <typename T, int AMS, bool L2, bool DEC>
+DESCEND_HD void adam_element(T& p, T g, T& m, T& v, T& vmax, const AdamC<T>& k,
+                             const Common<T>& c) {
+  g = grad_in<T, L2>(g, p, c);
+  m = lerp(m, g, k.w1, k.small);
+  v = v * k.b2 + k.w2 * g * g;
+  T vv = v;
+  if (AMS == 1) vv = vmax = max_nan(vmax, v);
+  T vh = vv * k.corr2;
+  if (AMS == 2) vh = vmax = max_nan(vmax, vh);
+  T den = std::sqrt(vh + k.eps_in) + k.eps_out;
+  p = apply<T, DEC>(p, m / den * k.mul, c);
+}
+
+template <typename T>
+struct NadamC {
+  T w1, b2, w2, eps;
+  bool small;
+  T corr2, cg, cm;  // per tensor: 1/(1 − β₂ᵗ), (1 − μ_t)/(1 − Π_t), μ_{t+1}/(1 − Π_{t+1})
+};
+
+template <typename T, bool L2, bool DEC>
+DESCEND_HD void nadam_element(T& p, T g, T& m, T& v, const NadamC<T>& k, const Common<T>& c) {
+  g = grad_in<T, L2>(g, p, c);
+  m = lerp(m, g, k.w1, k.small);
+  v = v * k.b2 + k.w2 * g * g;
+  T den = std::sqrt(v * k.corr2) + k.eps;
+  T num = g * k.cg + k.cm * m;
+  p = apply<T, DEC>(p, num / den, c);
+}
+
+}  // namespace descend
