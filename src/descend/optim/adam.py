@@ -67,7 +67,7 @@ class Adam(ChainOptimizer):
             capturable=capturable,
         )
         self._chains: dict = {}
-        super().__init__(params, defaults, nonfinite=nonfinite)
+        super().__init__(params, defaults, nonfinite=nonfinite, fused=fused)
 
     def validate(self, group: dict) -> None:
         check_common(group)
@@ -154,6 +154,7 @@ class NAdam(ChainOptimizer):
         foreach: bool | None = None,
         differentiable: bool = False,
         capturable: bool = False,
+        fused: bool | None = None,
     ):
         given = dict(
             lr=lr,
@@ -176,7 +177,7 @@ class NAdam(ChainOptimizer):
             capturable=capturable,
         )
         self._chains: dict = {}
-        super().__init__(params, defaults, nonfinite=nonfinite)
+        super().__init__(params, defaults, nonfinite=nonfinite, fused=fused)
 
     def validate(self, group: dict) -> None:
         check_common(group)

@@ -62,7 +62,7 @@ class Adagrad(ChainOptimizer):
             differentiable=differentiable,
         )
         self._chains: dict = {}
-        super().__init__(params, defaults, nonfinite=nonfinite)
+        super().__init__(params, defaults, nonfinite=nonfinite, fused=fused)
 
     def validate(self, group: dict) -> None:
         check_common(group)
@@ -113,6 +113,7 @@ class RMSprop(ChainOptimizer):
         foreach: bool | None = None,
         differentiable: bool = False,
         capturable: bool = False,
+        fused: bool | None = None,
     ):
         given = dict(
             lr=lr,
@@ -140,7 +141,7 @@ class RMSprop(ChainOptimizer):
             capturable=capturable,
         )
         self._chains: dict = {}
-        super().__init__(params, defaults, nonfinite=nonfinite)
+        super().__init__(params, defaults, nonfinite=nonfinite, fused=fused)
 
     def validate(self, group: dict) -> None:
         check_common(group)

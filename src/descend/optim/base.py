@@ -33,14 +33,26 @@ class ChainOptimizer(torch.optim.Optimizer):
             ``"skip"`` (a step whose gradients contain NaN/Inf leaves parameters and state
             untouched and increments ``state["skipped_steps"]``) or ``"raise"``
             (``FloatingPointError`` before anything changes).
+        fused: ``None`` (fast single-pass kernels whenever a group qualifies), ``True`` (fast
+            kernels or an error) or ``False`` (always the chain); see
+            :mod:`descend.optim.fast`.
     """
 
-    def __init__(self, params, defaults: dict, *, nonfinite: str = "propagate"):
+    def __init__(
+        self, params, defaults: dict, *, nonfinite: str = "propagate", fused: bool | None = None
+    ):
         check.choice("nonfinite", nonfinite, NONFINITE)
+        if fused not in (None, True, False):
+            raise ValueError(f"fused must be None, True or False, got {fused!r}")
         self.nonfinite = nonfinite
+        self.fused = fused
         self._trace_hooks: OrderedDict[int, TraceHook] = OrderedDict()
         self.validate(dict(defaults))
         super().__init__(params, defaults)
+        if fused:
+            from .fast import require
+
+            require(self)
 
     # -- what subclasses provide -------------------------------------------------------
     def chain(self, group: dict) -> Chain:
@@ -79,6 +91,7 @@ class ChainOptimizer(torch.optim.Optimizer):
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
         self.__dict__.setdefault("nonfinite", "propagate")
+        self.__dict__.setdefault("fused", None)
         self.__dict__.setdefault("_trace_hooks", OrderedDict())
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -142,6 +155,11 @@ class ChainOptimizer(torch.optim.Optimizer):
         return loss
 
     def _step_group(self, index: int, group: dict, params: list[Tensor]) -> None:
+        if self.fused is not False and not self._trace_hooks:  # traces need the chain
+            from .fast import step_group
+
+            if step_group(self, index, group, params):
+                return
         links = self.chain(group)
         states = []
         for p in params:

@@ -59,7 +59,7 @@ class SGD(ChainOptimizer):
         )
         defaults["debias"] = debias
         self._chains: dict = {}
-        super().__init__(params, defaults, nonfinite=nonfinite)
+        super().__init__(params, defaults, nonfinite=nonfinite, fused=fused)
 
     def validate(self, group: dict) -> None:
         check_common(group)
