@@ -92,3 +92,41 @@ def test_torch_adam_effective_lr_is_the_observed_step_over_the_raw_momentum() ->
     assert row["eff_lr_min"] == pytest.approx(observed.min(), rel=1e-3)
     assert row["eff_lr_max"] == pytest.approx(observed.max(), rel=1e-3)
     assert row["eff_lr_geomean"] == pytest.approx(np.exp(np.log(observed).mean()), rel=1e-3)
+
+
+def test_accuracy_for_multiclass_binary_logit_and_regression() -> None:
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [0.0, 0.0, 5.0], [1.0, 0.0, 0.0]])
+    assert train.accuracy(logits, torch.tensor([0, 1, 0, 0])) == pytest.approx(3 / 4)
+    one_logit = torch.tensor([[0.3], [-1.0], [2.0]])  # BCEWithLogits style: sign decides
+    assert train.accuracy(one_logit, torch.tensor([1.0, 0.0, 0.0])) == pytest.approx(2 / 3)
+    assert train.accuracy(torch.randn(3, 4), torch.rand(3, 4)) is None  # not classification
+
+
+def test_evaluate_weights_batches_by_size() -> None:
+    x = torch.tensor([[1.0], [2.0], [3.0]])
+    y = torch.tensor([0.0, 0.0, 0.0])
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    mse = torch.nn.MSELoss()
+    loss, acc = train.evaluate(
+        model, lambda o, t: mse(o.squeeze(1), t), [(x[:2], y[:2]), (x[2:], y[2:])], None
+    )
+    assert loss == pytest.approx((1 + 4 + 9) / 3)  # the mean over samples, not over batches
+    assert acc is None
+
+
+def test_history_json_round_trip(tmp_path) -> None:
+    import json
+
+    h = train.History(
+        steps=[{"step": 1, "loss": float("nan")}],
+        epochs=[{"epoch": 1}],
+        diverged="loss became nan at step 1",
+        config={"seed": 3},
+    )
+    h.save(tmp_path / "h.json")
+    data = json.loads((tmp_path / "h.json").read_text())
+    assert data["steps"][0]["loss"] is None  # NaN is written as null
+    again = train.History.from_dict(data)
+    assert again.diverged == h.diverged and again.config == {"seed": 3}
