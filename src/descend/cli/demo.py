@@ -36,38 +36,24 @@ def register(sub) -> None:
 
 
 def quadratic_race(specs: list[str], start: tuple[float, float], steps: int, tol: float = 1e-6):
-    """Run each spec on ½(x² + 100y²) and return rows of (spec, hyperparameters,
-    steps to f < tol or None, final loss)."""
+    """Run each spec on ½(x² + 100y²) with the landscape lab and return rows of (spec, the
+    group's hyperparameters, steps to f < tol or None, final loss)."""
+    import pandas as pd
     import torch
 
-    from descend.optim import Newton, from_spec
+    from descend import lab
+    from descend.landscapes import get
+    from descend.optim import from_spec
 
-    scale = torch.tensor([1.0, 100.0], dtype=torch.float64)
-
-    def f(w):
-        return 0.5 * (scale * w * w).sum()
-
+    result = lab.run(
+        get("ravine", lam1=1.0, lam2=100.0), specs, starts=[start], steps=steps, tol=tol
+    )
     rows = []
-    for spec in specs:
-        w = torch.tensor(start, dtype=torch.float64, requires_grad=True)
-        opt = from_spec(spec, [w])
-        reached = None
-        loss = f(w).item()
-        for t in range(1, steps + 1):
-            if isinstance(opt, Newton):
-                opt.step(lambda w=w: f(w))
-            else:
-                opt.zero_grad()
-                f(w).backward()
-                opt.step()
-            loss = f(w).item()
-            if reached is None and loss < tol:
-                reached = t
-            if not torch.isfinite(w).all():
-                break
-        group = opt.param_groups[0]
+    for spec, (_, m) in zip(specs, result.metrics.iterrows()):
+        group = from_spec(spec, [torch.zeros(2, requires_grad=True)]).param_groups[0]
         shown = {k: group[k] for k in ("lr", "momentum", "betas", "alpha", "eps") if k in group}
-        rows.append((spec, shown, reached, loss))
+        reached = int(m["steps_to_tol"]) if pd.notna(m["steps_to_tol"]) else None
+        rows.append((spec, shown, reached, float(m["final_loss"])))
     return rows
 
 

@@ -19,11 +19,16 @@ TITLE = "descend — a guided tour of gradient descent, computed live"
 
 def section_functions() -> list[tuple[str, Callable[[bool], Section]]]:
     """The tour, in order: (title, function)."""
-    from . import basics
+    from . import basics, lab_sections
 
     return [
         ("The update rule", basics.update_rule),
         ("Exponentially weighted averages", basics.ewa_section),
+        ("Momentum and Nesterov on a ravine", lab_sections.momentum_section),
+        ("Adaptive optimizers", lab_sections.adaptive_section),
+        ("Saddles, plateaus, basins", lab_sections.saddles_section),
+        ("Noise and batch size", lab_sections.noise_section),
+        ("Schedules", lab_sections.schedules_section),
         ("Conventions side by side", basics.conventions_section),
     ]
 

@@ -44,6 +44,16 @@ class Section:
         plt.close(fig)
         self.figures.append(Figure(caption, buf.getvalue(), f"{self.key}-{name}.png"))
 
+    def plot(self, draw, caption: str, name: str) -> None:
+        """Add a picture drawn by one of :mod:`descend.plots`' functions, which write files:
+        ``draw(path, formats)`` is called with a temporary path and the PNG is kept."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            written = draw(Path(tmp) / name, ("png",))
+            png = next(p for p in written if str(p).endswith(".png"))
+            self.figures.append(Figure(caption, Path(png).read_bytes(), f"{self.key}-{name}.png"))
+
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
