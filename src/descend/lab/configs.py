@@ -142,10 +142,13 @@ def _validate(text: str, name: str, kwargs: dict, from_landscape: bool) -> Confi
     return config
 
 
-def per_run_value(values: list, dtype: torch.dtype) -> float | torch.Tensor:
-    """One value shared by all runs stays a number (the optimizers' scalar path, bitwise the
-    same as a single run); values that differ become an (N, 1) tensor, one row per run."""
+def per_run_value(values: list, rows: torch.Tensor, dtype: torch.dtype) -> float | torch.Tensor:
+    """A hyperparameter of a group: ``values`` has one entry per distinct configuration and
+    ``rows`` gives each run's configuration. One value shared by all stays a number (the
+    optimizers' scalar path, bitwise the same as a single run); values that differ become an
+    (N, 1) tensor, one row per run."""
     first = values[0]
     if all(v == first for v in values):
         return first
-    return torch.tensor([float(v) for v in values], dtype=dtype).reshape(-1, 1)
+    table = torch.tensor([float(v) for v in values], dtype=dtype)
+    return table[rows].reshape(-1, 1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from descend import landscapes
 from descend.landscapes import Landscape, Noisy
 
 from .configs import Config, build_configs, split_specs
-from .result import LabResult, RunInfo, assemble
+from .result import Grid, LabResult, assemble
 from .steppers import ChainStepper, NewtonStepper
 from .tracker import Tracker
 
@@ -125,29 +126,42 @@ def run(
     points = start_points(landscape, starts, dtype)
     seed_list = _int_list("seeds", seeds)
 
-    grid = [(c, s, seed) for c in configs for s in range(points.shape[0]) for seed in seed_list]
-    runs = [RunInfo(index=i, config=c, start=s, seed=seed) for i, (c, s, seed) in enumerate(grid)]
-    groups: dict[tuple, list[RunInfo]] = {}
-    for r in runs:
-        if r.config.error is None:
-            groups.setdefault(r.config.structure(), []).append(r)
+    # The grid, spec-major: run i has config_of[i], start_of[i], seed_of[i].
+    n_starts, n_seeds = points.shape[0], len(seed_list)
+    per_config = n_starts * n_seeds
+    config_of = np.repeat(np.arange(len(configs)), per_config)
+    start_of = np.tile(np.repeat(np.arange(n_starts), n_seeds), len(configs))
+    seed_of = np.tile(np.asarray(seed_list, dtype=np.int64), len(configs) * n_starts)
+    groups: dict[tuple, list[int]] = {}
+    for k, config in enumerate(configs):
+        if config.error is None:
+            groups.setdefault(config.structure(), []).append(k)
 
-    out = _Outputs(len(runs), steps, record_every, landscape.dim, dtype)
+    out = _Outputs(len(config_of), steps, record_every, landscape.dim, dtype)
     for members in groups.values():
-        _run_group(
-            landscape,
-            members,
-            points,
-            steps,
-            record_every,
-            out,
-            noisy,
-            schedule,
-            f_star,
-            tol,
-            bound,
+        rows = np.flatnonzero(np.isin(config_of, members))
+        group = _Group(
+            configs=[configs[k] for k in members],
+            config_pos=torch.as_tensor(np.searchsorted(members, config_of[rows])),
+            rows=rows,
+            starts=points[torch.as_tensor(start_of[rows])],
+            seeds=torch.as_tensor(seed_of[rows]),
         )
-    return assemble(landscape, runs, points, out, steps, f_star, tol)
+        _run_group(landscape, group, steps, record_every, out, noisy, schedule, f_star, tol, bound)
+    grid = Grid(configs, config_of, start_of, seed_of)
+    return assemble(landscape, grid, points, out, steps, f_star, tol)
+
+
+@dataclass
+class _Group:
+    """The runs that share one optimizer: their distinct configurations, each row's position
+    in that list, the rows' run indices, starts and seeds."""
+
+    configs: list[Config]
+    config_pos: Tensor
+    rows: np.ndarray
+    starts: Tensor
+    seeds: Tensor
 
 
 class _Outputs:
@@ -173,8 +187,7 @@ class _Outputs:
 
 def _run_group(
     landscape: Landscape,
-    members: list,
-    points: Tensor,
+    group: _Group,
     steps: int,
     record_every: int,
     out: _Outputs,
@@ -184,27 +197,25 @@ def _run_group(
     tol: float,
     bound: float,
 ) -> None:
-    configs: list[Config] = [r.config for r in members]
-    theta = points[[r.start for r in members]].clone().requires_grad_(True)
-    seeds = torch.tensor([r.seed for r in members], dtype=torch.int64)
-    if configs[0].is_newton:
-        stepper = NewtonStepper(configs, theta, landscape)
+    theta = group.starts.clone().requires_grad_(True)
+    if group.configs[0].is_newton:
+        stepper = NewtonStepper(group.configs, group.config_pos, theta, landscape)
     else:
-        stepper = ChainStepper(configs, theta)
+        stepper = ChainStepper(group.configs, group.config_pos, theta)
     tracker = Tracker(theta, steps, record_every, f_star, tol, bound)
     with torch.no_grad():
         for t in range(steps):
             f, g = landscape.value_and_grad(theta.detach())
             tracker.observe_loss(t, f)
             if noisy is not None:
-                g = g + noisy.noise(theta.detach(), t, seeds)
+                g = g + noisy.noise(theta.detach(), t, group.seeds)
             if schedule is not None:
                 stepper.set_lr_factor(float(schedule(t)))
             stop = stepper.step(g, t)
             tracker.after_step(t, stop)
         f_final = landscape.f(theta.detach())
         tracker.observe_loss(steps, f_final)
-    index = torch.tensor([r.index for r in members])
+    index = torch.as_tensor(group.rows)
     out.trajectories[index] = tracker.trajectory.transpose(0, 1)
     out.losses[index] = tracker.losses.transpose(0, 1)
     out.final[index] = theta.detach()
@@ -216,4 +227,4 @@ def _run_group(
     out.stopped_step[index] = tracker.stopped_step
     out.done[index] = True
     for row, message in getattr(stepper, "messages", {}).items():
-        out.messages[members[row].index] = message
+        out.messages[int(group.rows[row])] = message

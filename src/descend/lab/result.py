@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +19,14 @@ STATUSES = ("ok", "diverged", "stopped", "invalid")
 
 
 @dataclass
-class RunInfo:
-    """One cell of the grid: which configuration, which start (index) and which seed."""
+class Grid:
+    """The runs, spec-major: run i uses ``configs[config_of[i]]``, start ``start_of[i]`` and
+    seed ``seed_of[i]``."""
 
-    index: int
-    config: Config
-    start: int
-    seed: int
+    configs: list[Config]
+    config_of: np.ndarray
+    start_of: np.ndarray
+    seed_of: np.ndarray
 
 
 @dataclass
@@ -75,76 +77,71 @@ class LabResult:
         return path
 
 
-def assemble(landscape, runs: list[RunInfo], points, out, steps: int, f_star, tol) -> LabResult:
-    """Build the metrics table. Columns: run, spec, optimizer, lr, lr_source, the
-    hyperparameters any spec set (beta1/beta2 for betas), start, seed, final_loss, basin
-    (index into ``landscape.minima`` of the nearest minimum to the end point), distance,
-    steps_to_tol, path_length, overshoots, diverged, diverged_step, status (ok, diverged,
-    stopped, invalid), message, end. A diverged run has final_loss = inf and no basin."""
-    n = len(runs)
-    diverged = out.diverged_step >= 0
-    stopped = out.stopped_step >= 0
-    final_loss = out.final_loss.clone()
-    final_loss[diverged] = math.inf
-    basin = torch.full((n,), -1, dtype=torch.int64)
-    distance = torch.full((n,), math.nan, dtype=torch.float64)
-    ok = out.done & ~diverged
-    if landscape.minima and bool(ok.any()):
-        index, dist = nearest_minimum(landscape, out.final[ok])
-        basin[ok], distance[ok] = index, dist.double()
+def assemble(landscape, grid: Grid, points, out, steps: int, f_star, tol) -> LabResult:
+    """Build the metrics table. Columns: run, spec, optimizer, lr, the hyperparameters any
+    spec set (beta1/beta2 for betas; momentum for the momentum family), lr_source, start, seed,
+    final_loss, basin (index into ``landscape.minima`` of the nearest minimum to the end
+    point), distance, steps_to_tol, path_length, overshoots, diverged, diverged_step, status
+    (ok, diverged, stopped, invalid), message, end. A diverged run has final_loss = inf and no
+    basin; an invalid one has NaN/NA metrics and its reason in ``message``."""
+    configs, cfg = grid.configs, grid.config_of
+    n = len(cfg)
+    diverged = out.diverged_step.numpy() >= 0
+    stopped = out.stopped_step.numpy() >= 0
+    valid = out.done.numpy()
+    basin = np.full(n, -1, dtype=np.int64)
+    distance = np.full(n, math.nan)
+    ok = valid & ~diverged
+    if landscape.minima and ok.any():
+        index, dist = nearest_minimum(landscape, out.final[torch.as_tensor(ok)])
+        basin[ok], distance[ok] = index.numpy(), dist.double().numpy()
 
-    # trajectories and losses end at divergence
+    # trajectories and losses end where a run diverged
     traj, losses = out.trajectories.numpy(), out.losses.numpy()
     record = np.asarray(out.record_steps)
-    for i in torch.nonzero(diverged).flatten().tolist():
+    for i in np.flatnonzero(diverged):
         after = record >= int(out.diverged_step[i])
         traj[i, after] = np.nan
         losses[i, after] = np.nan
-    for r in runs:
-        if r.config.error is not None:
-            traj[r.index, 0] = points[r.start].numpy()
+    invalid = np.array([c.error is not None for c in configs], dtype=bool)[cfg]
+    traj[invalid, 0] = points.numpy()[grid.start_of[invalid]]
 
-    keys = ["lr"] + sorted(
-        {k for r in runs for k in _given_keys(r.config)} - {"lr"}, key=_column_order
-    )
-    rows = []
-    for r in runs:
-        c = r.config
-        hyper = c.hyperparameters()
-        if c.error is not None:
-            status, message = "invalid", c.error
-        elif bool(diverged[r.index]):
-            status = "diverged"
-            message = f"diverged at step {int(out.diverged_step[r.index])}"
-        elif bool(stopped[r.index]):
-            status, message = "stopped", out.messages.get(r.index, "stopped")
-        else:
-            status, message = "ok", ""
-        row = {
-            "run": r.index,
-            "spec": c.label,
-            "optimizer": c.name,
-            **{k: hyper.get(k, c.given.get(k, math.nan)) for k in keys},
-            "lr_source": "landscape" if c.lr_from_landscape else "spec",
-            "start": tuple(float(v) for v in points[r.start]),
-            "seed": r.seed,
-        }
-        rows.append((row, status, message))
-    table = pd.DataFrame([row for row, _, _ in rows])
-    valid = out.done.numpy()
-    table["final_loss"] = np.where(valid, final_loss.double().numpy(), np.nan)
-    table["basin"] = _optional_int(basin.numpy())
-    table["distance"] = distance.numpy()
+    table = pd.DataFrame({"run": np.arange(n)})
+    table["spec"] = np.array([c.label for c in configs], dtype=object)[cfg]
+    table["optimizer"] = np.array([c.name for c in configs], dtype=object)[cfg]
+    keys = ["lr"] + sorted({k for c in configs for k in _given_keys(c)} - {"lr"}, key=_column_order)
+    for key in keys:
+        per_config = [c.hyperparameters().get(key, c.given.get(key, math.nan)) for c in configs]
+        table[key] = pd.Series(per_config, dtype=_column_dtype(per_config)).to_numpy()[cfg]
+    sources = np.array(["landscape" if c.lr_from_landscape else "spec" for c in configs])
+    table["lr_source"] = sources[cfg]
+    start_tuples = _tuples(points.double().numpy())
+    table["start"] = pd.Series([start_tuples[s] for s in grid.start_of], dtype=object)
+    table["seed"] = grid.seed_of
+    final_loss = np.where(valid, out.final_loss.double().numpy(), np.nan)
+    table["final_loss"] = np.where(diverged, math.inf, final_loss)
+    table["basin"] = _optional_int(basin)
+    table["distance"] = distance
     table["steps_to_tol"] = _optional_int(out.steps_to_tol.numpy())
     table["path_length"] = out.path_length.double().numpy()
     table["overshoots"] = _optional_int(out.overshoots.numpy())
-    table["diverged"] = diverged.numpy()
+    table["diverged"] = diverged
     table["diverged_step"] = _optional_int(out.diverged_step.numpy())
-    table["status"] = [s for _, s, _ in rows]
-    table["message"] = [m for _, _, m in rows]
-    table["end"] = [
-        tuple(float(v) for v in out.final[i]) if valid[i] else tuple() for i in range(n)
-    ]
+    status = np.full(n, "ok", dtype=object)
+    status[stopped] = "stopped"
+    status[diverged] = "diverged"
+    status[invalid] = "invalid"
+    table["status"] = status
+    message = np.full(n, "", dtype=object)
+    for i in np.flatnonzero(diverged):
+        message[i] = f"diverged at step {int(out.diverged_step[i])}"
+    for i, text in out.messages.items():
+        message[i] = text
+    errors = np.array([c.error or "" for c in configs], dtype=object)[cfg]
+    message[invalid] = errors[invalid]
+    table["message"] = message
+    ends = _tuples(out.final.double().numpy())
+    table["end"] = pd.Series([e if v else () for e, v in zip(ends, valid)], dtype=object)
     return LabResult(
         landscape=landscape,
         trajectories=traj,
@@ -155,6 +152,22 @@ def assemble(landscape, runs: list[RunInfo], points, out, steps: int, f_star, to
         f_star=f_star,
         tol=tol,
     )
+
+
+def _tuples(points: np.ndarray) -> list[tuple[float, ...]]:
+    """Rows as tuples of Python floats. The garbage collector is paused meanwhile: with torch
+    loaded, its passes over 100,000 fresh tuples cost more than building them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return [tuple(p) for p in points.tolist()]
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _column_dtype(values: list) -> str | None:
+    return "float64" if all(isinstance(v, float) for v in values) else "object"
 
 
 _ORDER = ["momentum", "beta1", "beta2", "dampening", "alpha", "eps", "weight_decay"]

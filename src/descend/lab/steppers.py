@@ -31,14 +31,15 @@ from descend.transforms import Context, clip_by_global_norm
 from .configs import CLIPPING, PER_RUN, Config, per_run_value
 
 
-def _rows(configs: list[Config], key: str, dtype: torch.dtype):
-    return per_run_value([c.group[key] for c in configs], dtype)
+def _rows(configs: list[Config], rows: Tensor, key: str, dtype: torch.dtype):
+    return per_run_value([c.group[key] for c in configs], rows, dtype)
 
 
 class ChainStepper:
-    """A descend ``ChainOptimizer`` over one (N, d) parameter, one row per run."""
+    """A descend ``ChainOptimizer`` over one (N, d) parameter, one row per run; ``configs``
+    are the group's distinct configurations and ``rows`` gives each row's."""
 
-    def __init__(self, configs: list[Config], theta: Tensor):
+    def __init__(self, configs: list[Config], rows: Tensor, theta: Tensor):
         first = configs[0]
         cls = REGISTRY[first.name][0]
         kwargs = resolve_kwargs(first.name, first.given)
@@ -51,13 +52,13 @@ class ChainStepper:
         dtype = theta.dtype
         for key in PER_RUN:
             if key in group:
-                group[key] = _rows(configs, key, dtype)
+                group[key] = _rows(configs, rows, key, dtype)
         if "betas" in group:
             group["betas"] = tuple(
-                per_run_value([c.group["betas"][i] for c in configs], dtype) for i in (0, 1)
+                per_run_value([c.group["betas"][i] for c in configs], rows, dtype) for i in (0, 1)
             )
-        self.max_norm = self._clip_rows(configs, "max_grad_norm", dtype)
-        self.clip_value = self._clip_rows(configs, "clip_value", dtype)
+        self.max_norm = self._clip_rows(configs, rows, "max_grad_norm", dtype)
+        self.clip_value = self._clip_rows(configs, rows, "clip_value", dtype)
         group["max_grad_norm"] = group["clip_value"] = None
         self.base_lr = group["lr"]
         self.group = group
@@ -65,10 +66,10 @@ class ChainStepper:
         self._clipper = clip_by_global_norm(self.max_norm, axis=-1)
 
     @staticmethod
-    def _clip_rows(configs: list[Config], key: str, dtype):
+    def _clip_rows(configs: list[Config], rows: Tensor, key: str, dtype):
         if configs[0].group.get(key) is None:  # same for the whole group (structure)
             return None
-        return per_run_value([c.group[key] for c in configs], dtype)
+        return _rows(configs, rows, key, dtype)
 
     def set_lr_factor(self, factor: float) -> None:
         self.group["lr"] = self.base_lr * factor
@@ -89,10 +90,10 @@ class ChainStepper:
 class NewtonStepper:
     """θ ← θ − γ·d, (H + λI) d = g per row, H from the landscape (see the module docstring)."""
 
-    def __init__(self, configs: list[Config], theta: Tensor, landscape: Landscape):
+    def __init__(self, configs: list[Config], rows: Tensor, theta: Tensor, landscape: Landscape):
         dtype = theta.dtype
-        self.lr = self.base_lr = _rows(configs, "lr", dtype)
-        self.damping = _rows(configs, "damping", dtype)
+        self.lr = self.base_lr = _rows(configs, rows, "lr", dtype)
+        self.damping = _rows(configs, rows, "damping", dtype)
         self.hessian_kind = configs[0].group["hessian"]
         self.mode = configs[0].group["mode"]
         self.theta = theta
