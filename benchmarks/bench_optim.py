@@ -1,0 +1,470 @@
+"""Optimizer step speed: descend's fast path against its default path and torch's three.
+
+    python benchmarks/bench_optim.py             # full sizes, 1 and 2 threads (~10 min)
+    python benchmarks/bench_optim.py --smoke     # tiny sizes, checks only, no timing claims
+
+For every named optimizer (× convention) and three shapes — one 10M-element tensor, the 62
+tensors of ResNet-18 (11.7M parameters) and 1,000 tensors of 10k — everything below runs in
+one process, interleaved round by round with the order rotated, after warm-up rounds, fp32:
+
+* **fast**: descend's optimizer with ``fused=True`` (the single-pass kernels), one per
+  convention (torch, keras, optax);
+* **default**: the same optimizer with ``fused=False`` (the chain of ``_foreach`` ops),
+  torch convention; for ``from_chain`` chains that is the only path;
+* **torch for-loop / foreach / fused**: ``torch.optim``'s closest optimizer (the same
+  algorithm where torch has it; fused only where torch has a CPU kernel);
+* **fused Adam**: ``torch.optim.Adam(fused=True)``, the yardstick of the targets;
+* **axpy**: an in-place ``b += s·c`` over the same number of elements (12 B per element),
+  the realistic ceiling of memory bandwidth.
+
+Reported per row: ms per step (median, min–max), parameters/s, effective GB/s counted with
+the minimal bytes per parameter of the algorithm (read θ, g and each state, write θ and each
+state), the fraction of the axpy probe's GB/s, and speed ratios (their time ÷ fast's time,
+medians of per-round ratios; > 1 means fast is faster). ``main`` replaces only the ``optim``
+section of ``benchmarks/RESULTS.md``. One-off build cost is measured in a fresh process with
+an empty cache directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from descend import optim
+from descend.optim import fast
+from descend.transforms import scale_by_adam, scale_by_lr
+
+SECTION = "optim"
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+CONVENTIONS = ("torch", "keras", "optax")
+
+# ResNet-18 (1000 classes): conv/bn/fc parameter shapes in model order, 62 tensors.
+RESNET18: list[tuple[int, ...]] = [(64, 3, 7, 7), (64,), (64,)]
+for _cin, _cout, _stride in ((64, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)):
+    for _block in range(2):
+        _first = _cin if _block == 0 else _cout
+        RESNET18 += [(_cout, _first, 3, 3), (_cout,), (_cout,), (_cout, _cout, 3, 3)]
+        RESNET18 += [(_cout,), (_cout,)]
+        if _block == 0 and _stride != 1:
+            RESNET18 += [(_cout, _cin, 1, 1), (_cout,), (_cout,)]
+RESNET18 += [(1000, 512), (1000,)]
+
+SHAPES = {
+    "10M": [(10_000_000,)],
+    "resnet18": RESNET18,
+    "1000x10k": [(10_000,)] * 1000,
+}
+SMOKE_SHAPES = {"one": [(4096,)], "list": [(64, 3, 3, 3), (64,), (10, 64), (10,), (1,)]}
+
+
+@dataclass
+class Case:
+    """One row family: a descend optimizer and the torch optimizer it is compared with."""
+
+    name: str  # spec name, or a label for extra variants
+    descend: Callable[..., torch.optim.Optimizer]  # (params, convention, fused) -> optimizer
+    torch_ref: Callable[..., torch.optim.Optimizer] | None  # (params, **impl) -> optimizer
+    torch_label: str
+    bytes_per_param: int
+    conventions: tuple[str, ...] = CONVENTIONS
+    torch_fused: bool = True
+    note: str = ""
+    chain_only: bool = False  # from_chain: the default path is the only path
+    extra: dict = field(default_factory=dict)
+
+
+def _spec(name: str, **kw):
+    return lambda ps, convention, fused: optim.from_spec(
+        name, ps, convention=convention, fused=fused, **kw
+    )
+
+
+def _from_chain(ps, convention, fused):
+    return optim.from_chain(ps, scale_by_adam(b1=0.9, b2=0.999, eps=1e-8), scale_by_lr(), lr=1e-3)
+
+
+def _torch(cls, **kw):
+    return lambda ps, **impl: cls(ps, **kw, **impl)
+
+
+T = torch.optim
+CASES = [
+    Case("sgd", _spec("sgd"), _torch(T.SGD, lr=1e-3), "SGD", 12),
+    Case("momentum", _spec("momentum"), _torch(T.SGD, lr=1e-3, momentum=0.9), "SGD m=0.9", 20),
+    Case(
+        "momentum-ema",
+        _spec("momentum-ema"),
+        _torch(T.SGD, lr=1e-3, momentum=0.9),
+        "SGD m=0.9 (no EMA form in torch)",
+        20,
+    ),
+    Case(
+        "nesterov",
+        _spec("nesterov"),
+        _torch(T.SGD, lr=1e-3, momentum=0.9, nesterov=True),
+        "SGD nesterov",
+        20,
+    ),
+    Case("adagrad", _spec("adagrad"), _torch(T.Adagrad, lr=1e-2), "Adagrad", 20),
+    Case("rmsprop", _spec("rmsprop"), _torch(T.RMSprop, lr=1e-2), "RMSprop", 20, torch_fused=False),
+    Case(
+        "rmsprop-centered",
+        _spec("rmsprop-centered"),
+        _torch(T.RMSprop, lr=1e-2, centered=True),
+        "RMSprop centered",
+        28,
+        torch_fused=False,
+    ),
+    Case("adam", _spec("adam"), _torch(T.Adam, lr=1e-3), "Adam", 28),
+    Case(
+        "adam-no-bias-correction",
+        _spec("adam", bias_correction=False),
+        _torch(T.Adam, lr=1e-3),
+        "Adam (torch has no switch)",
+        28,
+    ),
+    Case("adamw", _spec("adamw"), _torch(T.AdamW, lr=1e-3), "AdamW", 28),
+    Case("amsgrad", _spec("adam", amsgrad=True), _torch(T.Adam, amsgrad=True), "Adam amsgrad", 36),
+    Case("nadam", _spec("nadam"), _torch(T.NAdam, lr=2e-3), "NAdam", 28, torch_fused=False),
+    Case(
+        "from_chain adam",
+        _from_chain,
+        _torch(T.Adam, lr=1e-3),
+        "Adam",
+        28,
+        conventions=("torch",),
+        chain_only=True,
+        note="scale_by_adam → scale_by_lr built with from_chain: keeps the foreach path",
+    ),
+]
+# The targets of the fast-steps issue: (case, convention) → the torch reference it must reach.
+TARGETS = [
+    ("adamw", "torch", "fused", 0.95),
+    ("momentum", "torch", "fused", 0.95),
+    ("rmsprop", "torch", "adam", 0.8),
+    ("rmsprop-centered", "torch", "adam", 0.8),
+    ("nadam", "torch", "adam", 0.8),
+    ("momentum-ema", "torch", "adam", 0.8),
+    ("adam-no-bias-correction", "torch", "adam", 0.8),
+    ("adam", "keras", "adam", 0.8),
+]
+
+
+def make_params(shapes, grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Fresh parameters (same values for every implementation) with copies of the gradients
+    (torch's foreach Nesterov adds to the gradients in place)."""
+    gen = torch.Generator().manual_seed(0)
+    params = []
+    for shape, g in zip(shapes, grads):
+        p = torch.randn(shape, generator=gen).requires_grad_(True)
+        p.grad = g.clone()
+        params.append(p)
+    return params
+
+
+class Axpy:
+    """The bandwidth probe: b ← b + s·c in place over the same element count."""
+
+    def __init__(self, shapes):
+        self.b = [torch.zeros(s) for s in shapes]
+        self.c = [torch.ones(s) for s in shapes]
+
+    def step(self):
+        torch._foreach_add_(self.b, self.c, alpha=1e-7)
+
+
+def implementations(case: Case, shapes, grads) -> dict[str, object]:
+    impls: dict[str, object] = {}
+    if case.chain_only:
+        impls["default"] = case.descend(make_params(shapes, grads), "torch", None)
+    else:
+        for conv in case.conventions:
+            impls[f"fast {conv}"] = case.descend(make_params(shapes, grads), conv, True)
+        impls["default"] = case.descend(make_params(shapes, grads), "torch", False)
+    impls["torch for-loop"] = case.torch_ref(make_params(shapes, grads), foreach=False)
+    impls["torch foreach"] = case.torch_ref(make_params(shapes, grads), foreach=True)
+    if case.torch_fused:
+        impls["torch fused"] = case.torch_ref(make_params(shapes, grads), fused=True)
+    impls["fused Adam"] = T.Adam(make_params(shapes, grads), lr=1e-3, fused=True)
+    impls["axpy"] = Axpy(shapes)
+    return impls
+
+
+def time_rounds(impls: dict[str, object], rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds per step of each implementation, one step each per round, order rotated."""
+    names = list(impls)
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(warmup + rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            impls[name].step()
+            elapsed = time.perf_counter() - start
+            if r >= warmup:
+                times[name].append(elapsed)
+    return times
+
+
+def _ratio(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    per_round = [x / y for x, y in zip(a, b)]
+    return statistics.median(per_round), min(per_round), max(per_round)
+
+
+def summarise(case: Case, times: dict[str, list[float]], n: int) -> list[dict]:
+    """One row per fast implementation (or the default path of a from_chain case)."""
+    rows = []
+    subjects = ["default"] if case.chain_only else [f"fast {c}" for c in case.conventions]
+    for subject in subjects:
+        t = times[subject]
+        med = statistics.median(t)
+        axpy_frac = _ratio([case.bytes_per_param / x for x in t], [12 / y for y in times["axpy"]])
+        row = {
+            "case": case.name,
+            "convention": subject.split(" ", 1)[1] if subject.startswith("fast") else "torch",
+            "path": "fast" if subject.startswith("fast") else "default",
+            "ms": (med * 1e3, min(t) * 1e3, max(t) * 1e3),
+            "gparams": n / med / 1e9,
+            "gbs": case.bytes_per_param * n / med / 1e9,
+            "axpy": axpy_frac,
+        }
+        for label, key in (
+            ("torch for-loop", "forloop"),
+            ("torch foreach", "foreach"),
+            ("torch fused", "fused"),
+            ("fused Adam", "adam"),
+            ("default", "default"),
+        ):
+            if label in times and label != subject:
+                row[key] = _ratio(times[label], t)
+        rows.append(row)
+    return rows
+
+
+def measure(args) -> list[dict]:
+    rows = []
+    shapes_by_name = SMOKE_SHAPES if args.smoke else SHAPES
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for shape_name, shapes in shapes_by_name.items():
+            gen = torch.Generator().manual_seed(1)
+            grads = [torch.randn(s, generator=gen) * 1e-2 for s in shapes]
+            n = sum(g.numel() for g in grads)
+            for case in CASES:
+                if args.only and case.name not in args.only:
+                    continue
+                impls = implementations(case, shapes, grads)
+                times = time_rounds(impls, args.rounds, args.warmup)
+                if args.check or args.smoke:
+                    check_agreement(case, impls)
+                for row in summarise(case, times, n):
+                    row.update(threads=threads, shape=shape_name, n=n)
+                    rows.append(row)
+                    print(_line(row), flush=True)
+                del impls
+    return rows
+
+
+def check_agreement(case: Case, impls: dict) -> None:
+    """The fast path must match the default path after the same steps (fp32, 1e-6)."""
+    if case.chain_only:
+        return
+    fast_opt, default_opt = impls["fast torch"], impls["default"]
+    paths = fast.last_path(fast_opt)
+    if any(v != "fast" for v in paths.values()):
+        raise AssertionError(f"{case.name}: fast path not taken: {paths}")
+    a = [p.detach() for g in fast_opt.param_groups for p in g["params"]]
+    b = [p.detach() for g in default_opt.param_groups for p in g["params"]]
+    num = sum(float(((x - y) ** 2).sum()) for x, y in zip(a, b)) ** 0.5
+    den = sum(float((y**2).sum()) for y in b) ** 0.5
+    if not num <= 1e-6 * den:
+        raise AssertionError(f"{case.name}: fast and default paths differ: rel {num / den:.2e}")
+
+
+def _line(row: dict) -> str:
+    ms = row["ms"][0]
+    fused = row.get("fused", row.get("adam"))
+    return (
+        f"{row['threads']}T {row['shape']:>9} {row['case']:>24} {row['convention']:>6}: "
+        f"{ms:8.2f} ms  {row['gparams']:.2f} Gp/s  {row['gbs']:5.1f} GB/s  "
+        f"axpy {row['axpy'][0]:.2f}  vs torch fused/Adam {fused[0]:.2f}"
+    )
+
+
+def build_cost() -> dict:
+    """Build the kernels from scratch in a fresh process (empty cache) and time it."""
+    code = (
+        "import time; t = time.perf_counter(); from descend.optim import fast; "
+        "s = fast.status(); print(s['build_s'], time.perf_counter() - t, s['error'])"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, DESCEND_CACHE_DIR=tmp)
+        cold = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        warm = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    build_s, cold_total, error = cold.stdout.split(maxsplit=2)
+    _, warm_total, _ = warm.stdout.split(maxsplit=2)
+    return {
+        "build_s": float(build_s) if build_s != "None" else None,
+        "cold_s": float(cold_total),
+        "warm_s": float(warm_total),
+        "error": None if error.strip() == "None" else error.strip(),
+    }
+
+
+def environment() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"torch {torch.__version__}, {cpu}, {os.cpu_count()} CPUs, fp32"
+
+
+def _fmt_ratio(r) -> str:
+    if r is None:
+        return "—"
+    med, lo, hi = r
+    return f"{med:.2f} ({lo:.2f}–{hi:.2f})"
+
+
+def report(rows: list[dict], build: dict | None, args) -> str:
+    out = [
+        f"## Optimizer steps: fast path\n\n{environment()}; {args.rounds} rounds after "
+        f"{args.warmup} warm-up, interleaved in one process, order rotated."
+    ]
+    if build is not None:
+        out.append(
+            f"One-off build of the kernels (g++, empty cache, fresh process): "
+            f"**{build['build_s']:.1f} s** (first `import` + build {build['cold_s']:.1f} s); "
+            f"later processes load the cached library: {build['warm_s']:.2f} s for the "
+            "import."
+            if build["build_s"] is not None
+            else f"Kernels could not be built: {build['error']}"
+        )
+    out.append(targets_table(rows))
+    for threads in sorted({r["threads"] for r in rows}):
+        lines = [
+            f"### {threads} thread{'s' if threads > 1 else ''}\n",
+            "| shape | optimizer | conv. | path | ms/step (min–max) | G param/s | GB/s | "
+            "× axpy | vs torch for-loop | vs torch foreach | vs torch fused | vs fused Adam "
+            "| vs descend default |",
+            "|" + "---|" * 13,
+        ]
+        for r in rows:
+            if r["threads"] != threads:
+                continue
+            ms, lo, hi = r["ms"]
+            lines.append(
+                f"| {r['shape']} | {r['case']} | {r['convention']} | {r['path']} | "
+                f"{ms:.2f} ({lo:.2f}–{hi:.2f}) | {r['gparams']:.2f} | {r['gbs']:.1f} | "
+                f"{r['axpy'][0]:.2f} | {_fmt_ratio(r.get('forloop'))} | "
+                f"{_fmt_ratio(r.get('foreach'))} | {_fmt_ratio(r.get('fused'))} | "
+                f"{_fmt_ratio(r.get('adam'))} | {_fmt_ratio(r.get('default'))} |"
+            )
+        out.append("\n".join(lines))
+    out.append(NOTES)
+    return "\n\n".join(out)
+
+
+def targets_table(rows: list[dict]) -> str:
+    lines = [
+        "### Targets (speed ratio = torch time ÷ fast time; median of rounds, 1 thread; "
+        "2 threads beside)\n",
+        "| optimizer | conv. | against | needed | "
+        + " | ".join(f"{s} 1T | {s} 2T" for s in SHAPES)
+        + " |",
+        "|" + "---|" * (4 + 2 * len(SHAPES)),
+    ]
+    index = {(r["case"], r["convention"], r["shape"], r["threads"]): r for r in rows}
+    for case, conv, against, need in TARGETS:
+        cells = []
+        for shape in SHAPES:
+            for threads in (1, 2):
+                r = index.get((case, conv, shape, threads))
+                value = r.get(against) if r else None
+                if value is None:
+                    cells.append("—")
+                else:
+                    mark = "" if value[0] >= need else " ✗"
+                    cells.append(f"{value[0]:.2f}{mark}")
+        label = "torch fused (same algorithm)" if against == "fused" else "torch fused Adam"
+        lines.append(f"| {case} | {conv} | {label} | ≥ {need} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+NOTES = """\
+Bytes per parameter (fp32, minimal traffic): SGD 12, SGD with momentum / RMSprop / Adagrad 20,
+Adam / AdamW / NAdam / centered RMSprop 28, AMSGrad 36. "× axpy" is the fast path's GB/s as a
+fraction of the in-place axpy probe's GB/s in the same rounds. "vs torch fused" compares with
+torch's fused kernel of the same algorithm (SGD, Adagrad, Adam, AdamW only — torch has none
+for RMSprop or NAdam, and no switch for EMA momentum, Adam without bias correction or Keras'
+ε̂: those rows compare with the nearest torch algorithm, named in the code). "vs fused Adam" is
+the yardstick of the targets for the variants."""
+
+
+def write_section(body: str, path: Path = RESULTS) -> None:
+    """Replace (or append) this benchmark's section of RESULTS.md, leaving the others."""
+    begin, end = f"<!-- section: {SECTION} -->", f"<!-- /section: {SECTION} -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}\n"
+    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, few steps; checks only")
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    p.add_argument("--rounds", type=int, default=12)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--only", nargs="*", help="case names to run (default: all)")
+    p.add_argument("--check", action="store_true", help="also check fast = default (slow)")
+    p.add_argument("--no-build", action="store_true", help="skip timing the one-off build")
+    p.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md")
+    p.add_argument("--results", type=Path, default=RESULTS, help="file to update")
+    args = p.parse_args(argv)
+    args.threads = [int(t) for t in args.threads.split(",")]
+    if args.smoke:
+        args.rounds, args.warmup, args.threads, args.no_build = 2, 1, [1], True
+        args.no_write = args.no_write or args.results == RESULTS
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if not fast.available():
+        print(f"fast kernels unavailable: {fast.status()['error']}", file=sys.stderr)
+        return 1
+    threads_before = torch.get_num_threads()
+    try:
+        rows = measure(args)
+    finally:
+        torch.set_num_threads(threads_before)
+    build = None if args.no_build else build_cost()
+    body = report(rows, build, args)
+    if not args.no_write:
+        write_section(body, args.results)
+        print(f"updated the '{SECTION}' section of {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
