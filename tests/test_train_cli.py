@@ -99,6 +99,7 @@ def test_adamw_study_reports_the_weight_decay_grid(tmp_path, capsys) -> None:
         (["--task", "wine", "--batch-sizes", "500"], "choose 1..107 or 'full'"),
         (["--epochs", "0"], "epochs must be an integer >= 1, got 0"),
         (["--study", "lr"], "unknown study 'lr'; valid choices: batch-size, adamw"),
+        (["--full"], "--full applies to --study only"),
     ],
 )
 def test_compare_bad_arguments_get_one_line(argv, message, capsys, tmp_path) -> None:

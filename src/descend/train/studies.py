@@ -13,8 +13,9 @@
                 respond to λ very differently: Adam + L2 collapses to chance from λ ≈ 1,
                 AdamW only shrinks by γλ per step and needs λ about 100× larger.
 
-``quick=True`` shrinks the budget so each study runs in seconds; the budget is always stated
-in the result (``Comparison.budget_text()``).
+Each study has three budgets, always stated in the result (``Comparison.budget_text()``):
+``"quick"`` (a smoke run, seconds), ``"default"`` (well under a minute on 2 cores) and
+``"full"`` (minutes; larger data, more epochs and seeds).
 """
 
 from __future__ import annotations
@@ -23,10 +24,26 @@ from typing import Any
 
 from descend.train.compare import Comparison, compare
 
+BUDGETS = ("quick", "default", "full")
+
+
+def _budget(budget: str) -> str:
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {', '.join(BUDGETS)}; got {budget!r}")
+    return budget
+
+
+# (n_samples, epochs, seeds, target accuracy) per budget
+BATCH_SIZE_BUDGETS = {
+    "quick": (2000, 2, 2, 0.65),
+    "default": (2000, 3, 3, 0.65),
+    "full": (8000, 10, 3, 0.75),
+}
+
 
 def batch_size_study(
     *,
-    quick: bool = False,
+    budget: str = "default",
     seeds: int | None = None,
     epochs: int | None = None,
     base_lr: float = 0.1,
@@ -34,29 +51,34 @@ def batch_size_study(
     threads: int | None = 1,
     progress: bool = False,
 ) -> Comparison:
-    """B = 1, 8, 32, 128, full with lr = base_lr·B/32 (``scale_lr=None`` keeps lr fixed)."""
-    n_samples = 2000 if quick else 8000
+    """B = 1, 8, 32, 128, full with lr = base_lr·B/32 (``scale_lr=None`` keeps lr fixed).
+
+    ``seeds`` and ``epochs`` override the budget's values.
+    """
+    n_samples, n_epochs, n_seeds, target = BATCH_SIZE_BUDGETS[_budget(budget)]
     return compare(
         "cat-dog",
         [f"sgd:lr={base_lr:g}"],
         batch_sizes=[1, 8, 32, 128, "full"],
         scale_lr=scale_lr,
         base_batch=32,
-        seeds=seeds or 3,
-        epochs=epochs or (3 if quick else 10),
+        seeds=seeds or n_seeds,
+        epochs=epochs or n_epochs,
         task_options={"n_samples": n_samples},
-        target_accuracy=0.65 if quick else 0.75,
+        target_accuracy=target,
         threads=threads,
         progress=progress,
     )
 
 
 ADAMW_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+# (epochs, seeds) per budget; the task is the same small set in every budget
+ADAMW_BUDGETS = {"quick": (6, 2), "default": (12, 3), "full": (30, 5)}
 
 
 def adamw_study(
     *,
-    quick: bool = False,
+    budget: str = "default",
     seeds: int | None = None,
     epochs: int | None = None,
     lr: float = 1e-3,
@@ -64,14 +86,19 @@ def adamw_study(
     threads: int | None = 1,
     progress: bool = False,
 ) -> Comparison:
-    """Adam + L2 vs AdamW, each over the weight-decay grid ``grid`` at learning rate ``lr``."""
+    """Adam + L2 vs AdamW, each over the weight-decay grid ``grid`` at learning rate ``lr``.
+
+    The study does not assume a winner: it reports both curves over λ and the best point of
+    each. ``seeds`` and ``epochs`` override the budget's values.
+    """
+    n_epochs, n_seeds = ADAMW_BUDGETS[_budget(budget)]
     return compare(
         "cat-dog",
         [f"adam:lr={lr:g}", f"adamw:lr={lr:g}"],
         grid={"weight_decay": list(grid)},
         batch_sizes=[32],
-        seeds=seeds or (3 if quick else 5),
-        epochs=epochs or (12 if quick else 30),
+        seeds=seeds or n_seeds,
+        epochs=epochs or n_epochs,
         task_options={"n_samples": 1000, "informative": 100},
         target_accuracy=0.65,
         threads=threads,
@@ -83,9 +110,10 @@ STUDIES: dict[str, Any] = {"batch-size": batch_size_study, "adamw": adamw_study}
 
 
 def run_study(name: str, **options: Any) -> Comparison:
-    """Run built-in study ``name`` (``batch-size`` or ``adamw``)."""
+    """Run built-in study ``name`` (``batch-size`` or ``adamw``); ``options`` as for it."""
     if name not in STUDIES:
         raise ValueError(f"unknown study {name!r}; valid choices: {', '.join(STUDIES)}")
     result = STUDIES[name](**options)
     result.config["study"] = name
+    result.config["study_budget"] = options.get("budget", "default")
     return result
