@@ -173,3 +173,25 @@ def test_schedules_are_compared_as_configurations(cancer) -> None:
     assert cmp.summary()["selected"].sum() == 2  # two families, nothing to select between
     constant, cosine = cmp.runs["final_val_loss"]
     assert constant != cosine
+
+
+def test_your_own_model_and_data() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 5, generator=g)
+    y = (x[:, 0] - x[:, 1] > 0).long()
+    ds = train.Dataset.from_tensors("mine", (x[:200], y[:200]), (x[200:], y[200:]))
+    assert ds.n_classes == 2 and "validation split" in ds.info["test"]
+    built = []
+
+    def my_model() -> torch.nn.Module:
+        net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+        built.append(net[0].weight.detach().clone())
+        return net
+
+    cmp = compare(
+        "mine", ["sgd:lr=0.5", "adam:lr=0.01"], model=my_model, dataset=ds, seeds=2, epochs=3
+    )
+    assert cmp.config["model"] == "my_model" and cmp.config["task"] == "mine"
+    assert len(built) == 4 and torch.equal(built[0], built[1])  # same start within a seed
+    assert not torch.equal(built[0], built[2])
+    assert (cmp.runs["final_val_acc"] > 0.85).all()  # a separable task, really learnt

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,7 +245,7 @@ def compare(
     task: str = "cat-dog",
     optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
     *,
-    model: str = "mlp",
+    model: str | Callable[[], nn.Module] = "mlp",
     batch_sizes: Sequence[int | str] = (32,),
     schedules: Sequence[str | None] = (None,),
     seeds: int | Sequence[int] = 3,
@@ -265,13 +265,16 @@ def compare(
     threads: int | None = None,
     progress: bool = False,
     dataset: Dataset | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> Comparison:
     """Train every configuration on ``task`` for every seed with the same budget.
 
     Args:
         task: a name from :func:`descend.train.data.available` (split seed 0).
         optimizers: descend optimizer specs (``"adam:lr=0.001,weight_decay=0.01"``).
-        model: ``logistic``, ``mlp`` or ``cnn``; ``model_options`` go to it.
+        model: ``logistic``, ``mlp`` or ``cnn`` (``model_options`` go to it), or your own
+            zero-argument callable returning a fresh ``nn.Module`` (called after seeding, so
+            every configuration of a seed starts from the same weights).
         batch_sizes: integers 1…n_train or ``"full"``.
         schedules: descend schedule specs (``None`` = constant lr).
         seeds: a count (seeds 0…n−1) or the seeds themselves.
@@ -289,7 +292,9 @@ def compare(
             ``best_val_acc``, ``final_val_loss`` or ``best_val_loss`` (lowest).
         threads: torch threads during the runs (restored afterwards).
         progress: a rich progress bar over the runs (on stderr).
-        dataset: use this Dataset instead of loading ``task``.
+        dataset: use this Dataset instead of loading ``task`` — e.g. your own tensors through
+            :meth:`Dataset.from_tensors <descend.train.data.Dataset.from_tensors>`.
+        loss_fn: the batch-mean loss (default ``nn.CrossEntropyLoss()``).
     """
     import pandas as pd
 
@@ -298,8 +303,10 @@ def compare(
 
     ds = dataset if dataset is not None else load(task, **dict(task_options or {}))
     task = ds.name
-    if model not in MODELS:
+    if isinstance(model, str) and model not in MODELS:
         raise ValueError(f"unknown model {model!r}; valid choices: {', '.join(MODELS)}")
+    if not isinstance(model, str) and not callable(model):
+        raise ValueError(f"model must be a name ({', '.join(MODELS)}) or a callable, got {model!r}")
     if (epochs is None) == (updates is None):
         raise ValueError("give exactly one budget: epochs or updates")
     for name, value in (("epochs", epochs), ("updates", updates)):
@@ -335,7 +342,7 @@ def compare(
         for batch in batches
         for schedule in schedules
     ]
-    loss_fn = nn.CrossEntropyLoss()
+    loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
     val_loader = ds.loader("val", min(2048, len(ds.y_val)))
     test_loader = ds.loader("test", min(2048, len(ds.y_test)))
     saved_threads = torch.get_num_threads()
@@ -377,7 +384,7 @@ def compare(
         "n_train": n_train,
         "n_val": len(ds.y_val),
         "n_test": len(ds.y_test),
-        "model": model,
+        "model": model if isinstance(model, str) else getattr(model, "__name__", repr(model)),
         "model_options": dict(model_options or {}),
         "optimizers": list(optimizers),
         "batch_sizes": batches,
@@ -421,7 +428,7 @@ def _one_run(
 
     n_train = len(ds.y_train)
     seed_everything(seed)
-    net = build(model_name, ds, **model_options)
+    net = model_name() if callable(model_name) else build(model_name, ds, **model_options)
     hp = dict(cfg.hparams)
     opt = optim.from_spec(cfg.optimizer, net.parameters(), **hp)
     batch = n_train if cfg.batch_size == "full" else cfg.batch_size

@@ -53,6 +53,43 @@ class Dataset:
     def n_features(self) -> int:
         return int(self.x_train.shape[1])
 
+    @classmethod
+    def from_tensors(
+        cls,
+        name: str,
+        train: tuple[Any, Any],
+        val: tuple[Any, Any],
+        test: tuple[Any, Any] | None = None,
+        n_classes: int | None = None,
+    ) -> Dataset:
+        """Your own data as a Dataset (no standardisation is applied; do it yourself).
+
+        Each split is ``(x, y)`` (tensors or arrays, x with samples along the first axis).
+        Without ``test`` the validation split doubles as the test split (``info`` says so).
+        ``n_classes`` defaults to max(y_train) + 1 for integer labels, else 0.
+        """
+
+        def pair(split: tuple[Any, Any], what: str) -> tuple[torch.Tensor, torch.Tensor]:
+            x, y = (torch.as_tensor(v) for v in split)
+            if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+                raise ValueError(
+                    f"{what}: x and y need the same non-zero number of samples, got "
+                    f"{x.shape[0]} and {y.shape[0]}"
+                )
+            return (x.float() if x.is_floating_point() else x), y
+
+        info: dict[str, Any] = {}
+        xtr, ytr = pair(train, "train")
+        xva, yva = pair(val, "val")
+        if test is None:
+            xte, yte = xva, yva
+            info["test"] = "the validation split (no test split given)"
+        else:
+            xte, yte = pair(test, "test")
+        if n_classes is None:
+            n_classes = 0 if ytr.is_floating_point() else int(ytr.max()) + 1
+        return cls(name, xtr, ytr, xva, yva, xte, yte, n_classes, None, info)
+
     def split(self, which: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)`` of the ``"train"``, ``"val"`` or ``"test"`` split."""
         if which not in ("train", "val", "test"):
