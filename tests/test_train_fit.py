@@ -153,9 +153,9 @@ def _dropout_run(tmp_path, epochs: int, resume=False, checkpoint=False, kind="to
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     if kind == "torch":
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=7, gamma=0.5)
-    else:  # descend's cosine over the run; 4 micro-batches per update, 6 batches per epoch,
-        # so a checkpoint falls in the middle of an accumulation
-        opt = Accumulate(opt, k=4)
+    else:  # descend's cosine over the run; 5 micro-batches per update, 6 batches per epoch,
+        # so the checkpoint after epoch 2 falls in the middle of an accumulation
+        opt = Accumulate(opt, k=5)
         sched = "cosine:steps=6,final=0.1"
     ckpt = tmp_path / f"run-{kind}.pt"
     h = train.fit(
@@ -191,6 +191,9 @@ def test_same_seed_same_run(tmp_path) -> None:
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, kind) -> None:
     full_model, full_opt, full = _dropout_run(tmp_path, 4, kind=kind)
     _dropout_run(tmp_path, 2, checkpoint=True, kind=kind)
+    if kind == "descend":
+        saved = torch.load(tmp_path / "run-descend.pt", weights_only=False)
+        assert saved["optimizer"]["micro_steps"] == 2  # 12 micro-batches = 2 updates + 2
     model, opt, resumed = _dropout_run(tmp_path, 4, resume=True, kind=kind)
     for key, value in full_model.state_dict().items():
         assert torch.equal(value, model.state_dict()[key]), key
