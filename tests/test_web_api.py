@@ -249,6 +249,22 @@ def test_trajectories_match_torch_optim(client, spec, make):
     assert np.allclose(got, np.array(expected), rtol=1e-10, atol=1e-12)
 
 
+def test_a_quadratic_expression_gets_its_minimum_as_the_target(client):
+    # f = (x − 1)² + 10y² + 3: minimum 3 at (1, 0); GD with lr 0.05 multiplies x − 1 by 0.9
+    # and y by 0 each step, so f − 3 = 0.81ᵗ·(x₀ − 1)² from step 1 on.
+    body = {
+        "function": {"name": "(x - 1)**2 + 10*y**2 + 3"},
+        "optimizers": ["sgd:lr=0.05"],
+        "starts": [[2.0, 1.0]],
+        "steps": 80,
+        "tol": 1e-4,
+    }
+    data = client.post("/api/run", json=body).json()
+    assert data["f_star"] == pytest.approx(3.0)
+    expected = next(t for t in range(1, 80) if 0.81**t < 1e-4)
+    assert data["runs"][0]["steps_to_tol"] == expected
+
+
 def test_missing_lr_takes_the_landscape_default(client):
     run = client.post("/api/run", json=run_body(optimizers=["adam"])).json()["runs"][0]
     assert run["lr"] == landscapes.get("rosenbrock").default_lrs["adam"]

@@ -11,6 +11,11 @@ The contour grid is computed here and coloured in the browser (and by :mod:`.gif
 plotted value is f itself (``linear``) or log₁₀(f − f_low + δ) (``log``), with f_low the lowest
 known minimum (or the lowest grid value) and δ = 10⁻⁶·(f_high − f_low) + 10⁻¹², so that a
 Rosenbrock valley spanning six decades stays visible.
+
+:func:`quadratic_form` recognises a quadratic (a Hessian that is the same, to 1e-9 relative, at
+the domain's centre and corners, its suggested starts and a few fixed points) and returns its
+Hessian H and minimizer θ* = p − H⁻¹∇f(p); the theory panel builds on it, and a user's quadratic
+expression gets f* = f(θ*) as the target of "steps to converge".
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from .errors import RequestError
 MAX_WEB_DIM = 2
 LOG_DELTA_FRACTION = 1e-6
 SCALES = ("auto", "linear", "log")
+RELATIVE_TOL = 1e-9  # a Hessian this close to constant makes a quadratic
 
 
 def is_registered(name: str) -> bool:
@@ -171,3 +177,49 @@ def to_json_array(values: np.ndarray) -> list:
     as_object = array.astype(object)
     as_object[~np.isfinite(array)] = None
     return as_object.tolist()
+
+
+def _probe_points(landscape: Landscape) -> torch.Tensor:
+    boxes = np.array(landscape.domain, dtype=np.float64)  # (d, 2)
+    centre = boxes.mean(axis=1)
+    corners = np.array(np.meshgrid(*boxes)).reshape(landscape.dim, -1).T
+    fixed = np.random.default_rng(0).uniform(boxes[:, 0], boxes[:, 1], size=(4, landscape.dim))
+    starts = np.array(landscape.starts, dtype=np.float64).reshape(-1, landscape.dim)
+    return torch.from_numpy(np.vstack([centre[None], corners, fixed, starts]))
+
+
+def quadratic_form(landscape: Landscape) -> tuple[np.ndarray, np.ndarray] | str:
+    """(H, θ*) for a quadratic with a positive definite Hessian, else the reason it is not."""
+    points = _probe_points(landscape)
+    with torch.no_grad():
+        hessians = landscape.hessian(points).double()
+    if not bool(torch.isfinite(hessians).all()):
+        return "the Hessian is not finite everywhere, so this is not a quadratic"
+    h0 = hessians[0]
+    spread = float((hessians - h0).abs().max())
+    if spread > RELATIVE_TOL * (1.0 + float(h0.abs().max())):
+        return "the Hessian changes from point to point: the theory is for quadratics"
+    h = 0.5 * (h0 + h0.T)
+    eigenvalues = torch.linalg.eigvalsh(h)
+    if float(eigenvalues[0]) <= RELATIVE_TOL * max(1.0, float(eigenvalues.abs().max())):
+        shown = ", ".join(f"{float(v):.4g}" for v in eigenvalues)
+        return f"the Hessian's eigenvalues ({shown}) are not all positive: there is no minimum"
+    centre = points[:1]
+    with torch.no_grad():
+        g = landscape.grad(centre).double()[0]
+    minimizer = centre[0] - torch.linalg.solve(h, g)
+    return h.numpy(), minimizer.numpy()
+
+
+def target_value(landscape: Landscape) -> float | None:
+    """f* for "steps to converge": the lowest known minimum, or for a quadratic without listed
+    minima (a user expression) the value at θ* = p − H⁻¹∇f(p)."""
+    if landscape.f_min is not None:
+        return landscape.f_min
+    form = quadratic_form(landscape)
+    if isinstance(form, str):
+        return None
+    with torch.no_grad():
+        point = torch.from_numpy(form[1]).reshape(1, -1)
+        value = float(landscape.f(point)[0])
+    return value if math.isfinite(value) else None

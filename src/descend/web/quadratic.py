@@ -1,16 +1,19 @@
 """The theory panel: for a quadratic landscape, what :mod:`descend.lab.theory` predicts, beside
 what the lab measures.
 
-A landscape counts as quadratic when its Hessian is the same (to 1e-9, relative) at the domain's
-centre and corners, its suggested starts and a few fixed points; then f(θ) = ½(θ − θ*)ᵀH(θ − θ*)
-+ c with θ* = p − H⁻¹∇f(p) for any p. With eigenvalues λ₁ ≤ … ≤ λₙ > 0 the panel shows
-κ = λₙ/λ₁, the optimal step of gradient descent (2/(λ₁+λₙ), rate (κ−1)/(κ+1)), the optimal
-heavy-ball pair ((2/(√λ₁+√λₙ))², ((√κ−1)/(√κ+1))², rate (√κ−1)/(√κ+1)) and the stability
-edges; and for each ticked optimizer the theory covers (SGD, heavy ball in the modern, lr-inside
-or EMA form, Nesterov in torch's form; no weight decay, dampening, clipping or maximize), its
-predicted rate against the rate measured on its trajectory: e_t = ‖θ_t − θ*‖ from the lab with
-the exact gradient and a constant lr, r = (e_{t₂}/e_{t₁})^{1/(t₂−t₁)} over the second half of the
-steps before e_t falls under 10⁻¹⁰·e₀ (or the run diverges).
+A landscape counts as quadratic when its Hessian is constant (:func:`.functions.quadratic_form`);
+then f(θ) = ½(θ − θ*)ᵀH(θ − θ*) + c with θ* = p − H⁻¹∇f(p) for any p. With eigenvalues
+λ₁ ≤ … ≤ λₙ > 0 the panel shows
+
+* κ = λₙ/λ₁;
+* gradient descent's optimal step 2/(λ₁+λₙ), its rate (κ−1)/(κ+1) and its edge 2/λₙ;
+* heavy ball's optimal pair α* = (2/(√λ₁+√λₙ))², β* = ((√κ−1)/(√κ+1))², its rate
+  (√κ−1)/(√κ+1) and its edge (2+2β*)/λₙ;
+* for each ticked optimizer the theory covers (SGD, heavy ball in the modern, lr-inside or EMA
+  form, Nesterov in torch's form; no weight decay, dampening, clipping or maximize), its
+  predicted rate against the rate measured on its trajectory: e_t = ‖θ_t − θ*‖ from the lab
+  with the exact gradient and a constant lr, r = (e_{t₂}/e_{t₁})^{1/(t₂−t₁)} over the second
+  half of the steps before e_t falls under 10⁻¹⁰·e₀ (or the run diverges).
 
 This detection and measurement are a thin adapter here because :mod:`descend.lab.theory` works
 from eigenvalues and leaves finding them to its caller.
@@ -21,50 +24,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from descend.lab import theory
 from descend.lab.configs import Config
-from descend.landscapes import Landscape
 
 from .deadline import Deadline
+from .functions import quadratic_form
 from .runs import execute, prepare
 from .schemas import TheoryRequest
 
-RELATIVE_TOL = 1e-9
 ERROR_FLOOR = 1e-10
-
-
-def _probe_points(landscape: Landscape) -> torch.Tensor:
-    boxes = np.array(landscape.domain, dtype=np.float64)  # (d, 2)
-    centre = boxes.mean(axis=1)
-    corners = np.array(np.meshgrid(*boxes)).reshape(landscape.dim, -1).T
-    fixed = np.random.default_rng(0).uniform(boxes[:, 0], boxes[:, 1], size=(4, landscape.dim))
-    starts = np.array(landscape.starts, dtype=np.float64).reshape(-1, landscape.dim)
-    return torch.from_numpy(np.vstack([centre[None], corners, fixed, starts]))
-
-
-def quadratic_form(landscape: Landscape) -> tuple[np.ndarray, np.ndarray] | str:
-    """(H, θ*) for a quadratic with a positive definite Hessian, else the reason it is not."""
-    points = _probe_points(landscape)
-    with torch.no_grad():
-        hessians = landscape.hessian(points).double()
-    if not bool(torch.isfinite(hessians).all()):
-        return "the Hessian is not finite everywhere, so this is not a quadratic"
-    h0 = hessians[0]
-    spread = float((hessians - h0).abs().max())
-    if spread > RELATIVE_TOL * (1.0 + float(h0.abs().max())):
-        return "the Hessian changes from point to point: the theory is for quadratics"
-    h = 0.5 * (h0 + h0.T)
-    eigenvalues = torch.linalg.eigvalsh(h)
-    if float(eigenvalues[0]) <= RELATIVE_TOL * max(1.0, float(eigenvalues.abs().max())):
-        shown = ", ".join(f"{float(v):.4g}" for v in eigenvalues)
-        return f"the Hessian's eigenvalues ({shown}) are not all positive: there is no minimum"
-    centre = points[:1]
-    with torch.no_grad():
-        g = landscape.grad(centre).double()[0]
-    minimizer = centre[0] - torch.linalg.solve(h, g)
-    return h.numpy(), minimizer.numpy()
 
 
 def _model(config: Config) -> tuple[str, float, float] | str:

@@ -25,7 +25,7 @@ from descend.landscapes import Landscape
 from . import limits
 from .deadline import Deadline, checked_schedule
 from .errors import RequestError
-from .functions import describe, resolve, to_json_array
+from .functions import describe, resolve, target_value, to_json_array
 from .schemas import RunRequest, RunSettings
 
 
@@ -38,6 +38,7 @@ class Prepared:
     configs: list[Config]
     starts: list[tuple[float, ...]]
     schedule: schedules.Schedule | None
+    f_star: float | None  # the target of "steps to converge"
 
 
 def prepare(settings: RunSettings) -> Prepared:
@@ -73,7 +74,8 @@ def prepare(settings: RunSettings) -> Prepared:
             raise RequestError(
                 ("schedule",), f"{exc} (GET /api/schedules lists names and keys)"
             ) from None
-    return Prepared(landscape, list(settings.optimizers), configs, starts, schedule)
+    specs = list(settings.optimizers)
+    return Prepared(landscape, specs, configs, starts, schedule, target_value(landscape))
 
 
 def validate_spec(landscape: Landscape, spec: str, index: int) -> Config:
@@ -107,6 +109,7 @@ def execute(
         schedule=checked_schedule(prepared.schedule if schedule else None, deadline),
         record_every=record_every,
         tol=settings.tol,
+        f_star=prepared.f_star,
     )
 
 

@@ -24,8 +24,13 @@
     basins: null,
     upto: 0,
     playing: false,
-    status: "loading",
   };
+  // loading → ready → running → done (or error); mirrored on <body data-status> so tests and
+  // scripts can wait for it with a CSS selector
+  Object.defineProperty(lab, "status", {
+    get: () => document.body.dataset.status || "loading",
+    set: (value) => { document.body.dataset.status = value; },
+  });
   window.descendLab = lab; // for people poking around (and the browser tests)
 
   const state = {
@@ -223,6 +228,13 @@
   }
 
   // ---------------------------------------------------------------------------- start
+  // A clicked coordinate, rounded to 1/10,000 of the domain's width (in decimal digits), so the
+  // link shows a short number and reruns exactly this start.
+  function snap(v, [lo, hi]) {
+    const digits = Math.max(0, 4 - Math.floor(Math.log10(hi - lo)));
+    return Number(v.toFixed(Math.min(digits, 12)));
+  }
+
   function syncStart() {
     if (!state.start) return;
     $("start-x").value = Plot.fmt(state.start[0], 4);
@@ -370,8 +382,8 @@
         else row.values[h.key] = input.value.trim();
         changed();
       });
-      const label = h.key === "lr" && lrs[row.name] !== undefined ? "lr (landscape default)" : h.key;
-      box.append(el("label", {}, label, input));
+      if (h.key === "lr" && lrs[row.name] !== undefined) input.title = "empty: the landscape's default lr";
+      box.append(el("label", {}, h.key, input));
     }
     box.append(specLine);
     if (row.error) box.append(el("div", { class: "message", text: row.error }));
@@ -462,6 +474,7 @@
     try {
       body = runRequest();
     } catch (err) {
+      lab.status = "error";
       setStatus(err.message, "error");
       return;
     }
@@ -486,7 +499,7 @@
       updateUrl();
       const ms = Math.round(performance.now() - started);
       setStatus(result.runs.length + " run(s) × " + result.steps + " steps in " + ms + " ms");
-      lab.status = "done";
+      lab.status = "animating"; // "done" once the animation reaches the last step
       play(true);
     } catch (err) {
       lab.status = "error";
@@ -655,6 +668,7 @@
         tol: run.tol,
       };
     } catch (err) {
+      lab.status = "error";
       setStatus(err.message, "error");
       return;
     }
@@ -746,7 +760,7 @@
     if (state.fn === "expr" && state.domain) q.set("dom", state.domain.flat().join(","));
     for (const [k, v] of Object.entries(state.params)) q.set("p." + k, v);
     if (state.scale !== "auto") q.set("scale", state.scale);
-    if (state.start) q.set("start", state.start.map((v) => Plot.fmt(v, 6)).join(","));
+    if (state.start) q.set("start", state.start.map(String).join(","));  // exact: the link reruns it
     for (const row of tickedRows()) q.append("o", specOf(row));
     for (const [id, key] of SETTINGS) {
       const v = $(id).value.trim();
@@ -776,7 +790,7 @@
     const start = (q.get("start") || "").split(",").filter((s) => s !== "").map(Number);
     if (start.length && start.every(Number.isFinite)) state.start = start;
     const specs = q.getAll("o");
-    for (const spec of specs.length || q.has("f") ? specs : DEFAULT.specs) {
+    for (const spec of specs.length ? specs : DEFAULT.specs) {
       const parsed = parseSpec(spec);
       if (!lab.catalogue[parsed.name]) continue;
       let row = state.rows.find((r) => r.name === parsed.name && !r.ticked && !r.used);
@@ -810,7 +824,7 @@
     $("contour").addEventListener("click", (event) => {
       if (!lab.view) return;
       const point = lab.view.toData(event);
-      if (point) setStart(point);
+      if (point) setStart(point.map((v, i) => snap(v, lab.grid.landscape.domain[i])));
     });
     $("start-x").addEventListener("change", startFromInputs);
     $("start-y").addEventListener("change", startFromInputs);
