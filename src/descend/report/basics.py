@@ -59,7 +59,7 @@ def update_rule(quick: bool) -> Section:
         "and lands on the minimum of a quadratic in one step — at the price of second "
         "derivatives, and only where the curvature is positive."
     )
-    steps_1d, steps_2d = (60, 3000) if quick else (100, 20000)
+    steps_1d, steps_2d = (60, 2000) if quick else (100, 20000)
     well = get_landscape("double-well")
     start1 = (2.0,)
     gd1 = descend_path(well, "sgd:lr=0.02", start1, steps_1d)

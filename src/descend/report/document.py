@@ -44,6 +44,10 @@ class Section:
         plt.close(fig)
         self.figures.append(Figure(caption, buf.getvalue(), f"{self.key}-{name}.png"))
 
+    def image(self, png_path: str | Path, caption: str, name: str) -> None:
+        """Add a PNG that some other tool already wrote."""
+        self.figures.append(Figure(caption, Path(png_path).read_bytes(), f"{self.key}-{name}.png"))
+
     def plot(self, draw, caption: str, name: str) -> None:
         """Add a picture drawn by one of :mod:`descend.plots`' functions, which write files:
         ``draw(path, formats)`` is called with a temporary path and the PNG is kept."""

@@ -93,7 +93,7 @@ def momentum_section(quick: bool) -> Section:
     s.plot(
         lambda p, f: plots.loss_curves(result, p, f), "f − f* per step, log scale", "ravine-loss"
     )
-    race_steps = 1000 if quick else 2000
+    race_steps = 600 if quick else 2000
     race = race_table(race_steps)
     s.tables.append((f"Every optimizer on ½(x² + 100y²) from (−1.5, 1), budget {race_steps}", race))
     s.numbers = {
@@ -126,7 +126,7 @@ def momentum_section(quick: bool) -> Section:
 def adaptive_section(quick: bool) -> Section:
     """Section 4: the adaptive optimizers on Rosenbrock and Beale."""
     s = Section("adaptive", "AdaGrad, RMSprop, Adam, AdamW and NAdam on Rosenbrock and Beale")
-    steps = 1500 if quick else 4000
+    steps = 800 if quick else 4000
     rows = []
     for name, start, lrs in (
         (
