@@ -13,9 +13,11 @@
 ==================  ==============================================================
 
 Every class takes ``convention="torch"|"keras"|"optax"``, ``weight_decay_mode``,
-``nonfinite``, ``maximize``, ``max_grad_norm`` and ``clip_value``.
+``nonfinite``, ``maximize``, ``max_grad_norm`` and ``clip_value``. Wrappers usable with any
+optimizer: ``Accumulate`` (gradient accumulation) and ``WeightEMA`` (Polyak averaging).
 """
 
+from .accumulate import Accumulate
 from .adam import Adam, AdamW, AMSGrad, NAdam
 from .adaptive import Adagrad, RMSprop
 from .base import NONFINITE, ChainOptimizer, FromChain, from_chain
@@ -25,9 +27,11 @@ from .newton import Newton
 from .sgd import SGD
 from .spec import available, from_spec, parse_spec
 from .trace import tracing
+from .weight_ema import WeightEMA
 
 __all__ = [
     "AMSGrad",
+    "Accumulate",
     "Adagrad",
     "Adam",
     "AdamW",
@@ -39,6 +43,7 @@ __all__ = [
     "Newton",
     "RMSprop",
     "SGD",
+    "WeightEMA",
     "available",
     "describe_groups",
     "from_chain",
