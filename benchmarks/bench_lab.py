@@ -23,6 +23,7 @@ per-round ratios. ``main`` replaces only the ``lab`` section of ``benchmarks/RES
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -47,36 +48,78 @@ def starts(n: int, seed: int = 0) -> np.ndarray:
     return np.stack([rng.uniform(-2, 2, n), rng.uniform(-1, 3, n)], axis=1)
 
 
-def time_lab(ls, x0: np.ndarray, steps: int, record_every: int) -> tuple[float, np.ndarray]:
-    t = time.perf_counter()
-    result = lab.run(ls, [SPEC], x0, steps, dtype=torch.float32, record_every=record_every)
-    elapsed = time.perf_counter() - t
+class Clock:
+    """Wall time and the calling thread's CPU time. At one torch thread all the work runs on
+    the calling thread, so its CPU time is the cost without the time spent descheduled — a
+    steadier figure than wall time on a machine shared with other processes."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.thread_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.thread_time() - self.cpu
+
+
+def time_lab(ls, x0: np.ndarray, steps: int, record_every: int):
+    with Clock() as clock:
+        result = lab.run(ls, [SPEC], x0, steps, dtype=torch.float32, record_every=record_every)
     end = np.array(result.metrics["end"].tolist(), dtype=np.float32)
-    return elapsed, end
+    return (clock.wall, clock.cpu), end
 
 
-def time_whole_tensor(ls, x0: np.ndarray, steps: int, make_opt) -> tuple[float, np.ndarray]:
+def time_whole_tensor(ls, x0: np.ndarray, steps: int, make_opt):
     p = torch.tensor(x0, dtype=torch.float32).requires_grad_(True)
     opt = make_opt(p)
-    t = time.perf_counter()
-    with torch.no_grad():
+    with Clock() as clock, torch.no_grad():
         for _ in range(steps):
             p.grad = ls.grad(p.detach())
             opt.step()
-    return time.perf_counter() - t, p.detach().numpy().copy()
+    return (clock.wall, clock.cpu), p.detach().numpy().copy()
 
 
-def time_one_at_a_time(ls, x0: np.ndarray, steps: int) -> float:
-    """Seconds per trajectory-step for torch.optim.Adam on one (2,) parameter at a time."""
+def time_one_at_a_time(ls, x0: np.ndarray, steps: int, scale: float):
+    """torch.optim.Adam on one (2,) parameter at a time; (wall, cpu) scaled by ``scale`` /
+    (trajectories × steps), i.e. to the full grid."""
     params = [torch.tensor(row, dtype=torch.float32).requires_grad_(True) for row in x0]
     opts = [torch.optim.Adam([p], lr=LR) for p in params]
-    t = time.perf_counter()
-    with torch.no_grad():
+    with Clock() as clock, torch.no_grad():
         for _ in range(steps):
             for p, opt in zip(params, opts):
                 p.grad = ls.grad(p.detach()[None])[0]
                 opt.step()
-    return (time.perf_counter() - t) / (len(params) * steps)
+    factor = scale / (len(params) * steps)
+    return clock.wall * factor, clock.cpu * factor
+
+
+def breakdown(ls, x0: np.ndarray, steps: int) -> dict[str, float]:
+    """Thread-CPU microseconds per step of each part of the lab's loop (1 thread), timed
+    around the same calls ``descend.lab`` makes: f, ∇f, the optimizer step, the bookkeeping."""
+    from descend.lab.configs import build_configs
+    from descend.lab.steppers import ChainStepper
+    from descend.lab.tracker import Tracker
+
+    theta = torch.tensor(x0, dtype=torch.float32).requires_grad_(True)
+    configs = build_configs([SPEC], {})
+    stepper = ChainStepper(configs, torch.zeros(len(x0), dtype=torch.long), theta)
+    tracker = Tracker(theta, steps, 10, 0.0, 1e-6, 200.0)
+    parts = dict.fromkeys(["f", "grad", "optimizer step", "metrics"], 0.0)
+    with torch.no_grad():
+        for t in range(steps):
+            t0 = time.thread_time()
+            f = ls.f(theta.detach())
+            t1 = time.thread_time()
+            g = ls.grad(theta.detach())
+            t2 = time.thread_time()
+            stepper.step(g, t)
+            t3 = time.thread_time()
+            tracker.observe_loss(t, f)
+            tracker.after_step(t)
+            t4 = time.thread_time()
+            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                parts[key] += dt
+    return {k: v / steps * 1e6 for k, v in parts.items()}
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -112,36 +155,53 @@ def measure(args: argparse.Namespace) -> dict:
                 seconds, end = job()
                 rows[name].append(seconds)
                 out["check"][name] = end
-            rows["single"].append(time_one_at_a_time(ls, sample, args.sample_steps) * work)
+            rows["single"].append(time_one_at_a_time(ls, sample, args.sample_steps, work))
         out["threads"][threads] = rows
+    torch.set_num_threads(1)
+    out["breakdown"] = breakdown(ls, x0, min(args.steps, 200))
     ends = out["check"]
     out["max_diff_lab_vs_fused"] = float(np.nanmax(np.abs(ends["lab"] - ends["fused"])))
     out["max_diff_lab_vs_descend"] = float(np.nanmax(np.abs(ends["lab"] - ends["descend"])))
     return out
 
 
-def table(args: argparse.Namespace, data: dict) -> str:
+def _rates(args, rows: dict, clock: int) -> tuple[dict, float, float, float]:
     work = args.runs * args.steps
+    secs = {k: [v[clock] for v in vals] for k, vals in rows.items()}
+    rate = {k: work / statistics.median(v) for k, v in secs.items()}
+    ratio_b = statistics.median(f / t for f, t in zip(secs["fused"], secs["lab"]))
+    ratio_a = statistics.median(s / t for s, t in zip(secs["single"], secs["lab"]))
+    ratio_c = statistics.median(f / d for f, d in zip(secs["fused"], secs["descend"]))
+    return rate, ratio_b, ratio_a, ratio_c
+
+
+def table(args: argparse.Namespace, data: dict) -> str:
     lines = [
         f"{args.runs:,} Adam trajectories × {args.steps:,} steps on Rosenbrock, float32, "
         f"lab records every {args.record_every}th step; medians of {args.rounds} interleaved "
-        f"rounds; (a) scaled from {args.sample_runs} trajectories × {args.sample_steps} steps.",
+        f"rounds; (a) scaled from {args.sample_runs} trajectories × {args.sample_steps} steps. "
+        "Rates in trajectory-steps per second.",
         "",
-        "| threads | lab (metrics on) | (a) torch Adam, one at a time | (b) torch fused, whole "
-        "tensor | (c) descend Adam, whole tensor | lab ÷ (b) | lab ÷ (a) | (c) ÷ (b) |",
+        "| threads, clock | lab (metrics on) | (a) torch Adam, one at a time | (b) torch fused, "
+        "whole tensor | (c) descend Adam, whole tensor | lab ÷ (b) | lab ÷ (a) | (c) ÷ (b) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for threads, rows in data["threads"].items():
-        rate = {k: work / statistics.median(v) for k, v in rows.items()}
-        ratio_b = statistics.median(f / t for f, t in zip(rows["fused"], rows["lab"]))
-        ratio_a = statistics.median(s / t for s, t in zip(rows["single"], rows["lab"]))
-        ratio_c = statistics.median(f / d for f, d in zip(rows["fused"], rows["descend"]))
-        lines.append(
-            f"| {threads} | {rate['lab'] / 1e6:.1f} M/s | {rate['single'] / 1e6:.4f} M/s | "
-            f"{rate['fused'] / 1e6:.1f} M/s | {rate['descend'] / 1e6:.1f} M/s | "
-            f"{ratio_b:.2f}× | {ratio_a:,.0f}× | {ratio_c:.2f}× |"
-        )
+        clocks = [(0, "wall")] + ([(1, "thread CPU")] if threads == 1 else [])
+        for clock, name in clocks:
+            rate, ratio_b, ratio_a, ratio_c = _rates(args, rows, clock)
+            lines.append(
+                f"| {threads}, {name} | {rate['lab'] / 1e6:.1f} M/s | "
+                f"{rate['single'] / 1e6:.4f} M/s | {rate['fused'] / 1e6:.1f} M/s | "
+                f"{rate['descend'] / 1e6:.1f} M/s | {ratio_b:.2f}× | {ratio_a:,.0f}× | "
+                f"{ratio_c:.2f}× |"
+            )
+    parts = data["breakdown"]
     lines += [
+        "",
+        "Where the lab's step goes (1 thread, thread-CPU µs per step over all runs): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in parts.items())
+        + f"; total {sum(parts.values()):.0f}.",
         "",
         f"Agreement of the final positions: lab vs (b) max |Δ| = "
         f"{data['max_diff_lab_vs_fused']:.2e}, lab vs (c) = {data['max_diff_lab_vs_descend']:.2e}.",
@@ -208,21 +268,29 @@ def main(argv: list[str] | None = None) -> int:
         print("lab and descend Adam disagree", file=sys.stderr)
         return 1
     if not args.no_write:
-        header = f"## Landscape lab: batched trajectories\n\n{environment()}.\n\n"
+        load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        header = (
+            f"## Landscape lab: batched trajectories\n\n{environment()}; load average at the "
+            f"end {load}.\n\n"
+        )
         write_section(header + body + "\n\n" + NOTES)
         print(f"updated the '{SECTION}' section of {RESULTS}")
     return 0
 
 
 NOTES = """\
-Where the lab's time goes (per step, 100,000 × 2 float32, 1 thread, measured with
-`time.thread_time` while tuning): the landscape's value *and* gradient (the baseline needs only
-the gradient; Rosenbrock's value costs about a third of its gradient), the descend Adam step
-(the fast path: same speed as torch's fused Adam, column (c)), and the per-step bookkeeping —
-about ten elementwise passes (steps-to-tol, path length, overshoots, the bound test, the copy
-of θ) that the baseline does not do. Closing the gap to ≥ 0.9× (b) would need a fused
-value-and-gradient in `descend.landscapes` and the bookkeeping fused into one pass (a kernel
-like the fast path's)."""
+The target was ≥ 0.9× (b) with metrics on; the lab does not reach it. Per step the lab does
+what (b) does — the gradient and an Adam step (column (c): descend's fast path runs at torch's
+fused speed) — plus the loss f at every point (needed for steps-to-tol and the loss records;
+Rosenbrock's separate value function costs roughly half its gradient) and about ten elementwise
+passes of bookkeeping (f − f* < tol, ‖Δθ‖ for the path length, sign changes of Δθ, the bound
+test, the copy of θ). With 100,000 × 2 float32 every pass streams ~0.8 MB per tensor, so these
+passes cost as much as the optimizer step, and the larger working set also slows the gradient.
+Closing the gap needs the loss and gradient from one fused evaluation (a `value_and_grad` in
+`descend.landscapes`) and the bookkeeping fused into one pass (a kernel like the fast path's).
+Timings on this shared 2-core machine vary with the other processes (see the load average);
+the thread-CPU row is the steadier figure at 1 thread, and 2-thread wall times suffer from
+OpenMP stalls when the machine is busy (see shared/reference/performance.md)."""
 
 
 if __name__ == "__main__":
