@@ -616,6 +616,38 @@ def test_serve_command_binds_to_loopback_by_default():
     assert math.isfinite(limits.TIME_LIMIT_S)
 
 
+def test_descend_serve_answers_on_loopback():
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "descend", "serve", "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/limits", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read().decode()
+                assert time.monotonic() < deadline, "descend serve did not answer in 60 s"
+                time.sleep(0.2)
+        assert r.status_code == 200 and r.json()["steps"] == [1, limits.MAX_STEPS]
+        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        assert page.status_code == 200 and "descend" in page.text
+        # bound to 127.0.0.1, it refuses Host names other than the loopback ones
+        foreign = httpx.get(f"http://127.0.0.1:{port}/", headers={"host": "evil.example"})
+        assert foreign.status_code == 400
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def test_serve_command_rejects_a_bad_port(capsys):
     from descend.cli import main
 

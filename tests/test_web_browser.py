@@ -228,7 +228,7 @@ def test_expression_theory_panel_and_parser_errors(server, page):
     assert page.inner_text("#formula") == "x**2 + 10*y**2"
     page.click("#run")
     wait_status(page, "done")
-    theory = page.locator("#theory")
+    theory = page.locator("#theory[data-quadratic='1']")
     assert theory.is_visible()
     text = page.inner_text("#theory-body")
     assert "10" in text and "gradient descent" in text and "heavy ball" in text

@@ -612,8 +612,16 @@
   function renderTheory() {
     const t = lab.theory;
     const panel = $("theory");
-    if (!t || !t.quadratic) { panel.hidden = true; return; }
-    panel.hidden = false;
+    panel.hidden = !t;
+    if (!t) return;
+    panel.dataset.quadratic = t.quadratic ? "1" : "";
+    $("theory-kind").textContent = t.quadratic ? "(quadratic)" : "";
+    if (!t.quadratic) {
+      $("theory-body").replaceChildren(
+        el("p", { class: "hint", text: "No closed-form rates here: " + t.reason + "." }),
+        el("p", { class: "hint", text: "Try ravine, bowl, booth or quadratic, or type a quadratic such as x**2 + 10*y**2, to see κ, the optimal α and β, and predicted against measured rates." }));
+      return;
+    }
     const f = (v) => Plot.fmt(v, 4);
     const useGd = el("button", { type: "button", text: "use GD optimum" });
     useGd.addEventListener("click", () => useOptimum("sgd", { lr: f(t.gd.alpha) }));
