@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
         description=(
             "Train every configuration on one task for every seed with the same budget (epochs "
             "or updates), the same initial weights and the same data order per seed; report "
-            "means and 95%% intervals and save PNG, CSV and JSON."
+            "means and 95% intervals and save PNG, CSV and JSON."
         ),
     )
     p.add_argument("--study", help="a built-in study: batch-size or adamw")
@@ -196,7 +196,9 @@ def _comparison(args: argparse.Namespace):
     schedules = [None if s in ("none", "constant") else s for s in (args.schedules or ["none"])]
     kwargs: dict[str, Any] = {}
     if args.optimizers:
-        kwargs["optimizers"] = args.optimizers
+        from descend.lab.configs import split_specs
+
+        kwargs["optimizers"] = split_specs(args.optimizers)
     return compare(
         args.task,
         model=args.model,
