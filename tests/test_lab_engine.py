@@ -119,6 +119,17 @@ def test_a_diverging_run_does_not_touch_the_others(dtype) -> None:
     assert pd_a.equals(pd_b)
 
 
+def test_a_diverging_start_in_a_shared_optimizer_does_not_touch_the_others() -> None:
+    # One spec, so every hyperparameter is a plain number (descend's fast path); the start
+    # (2, 3) blows up at lr = 0.003, the other two do not.
+    specs = ["sgd:lr=0.003", "momentum:lr=0.0015,momentum=0.9"]
+    with_it = lab.run(ROSEN, specs, [(-1.2, 1.0), (2.0, 3.0), (1.5, 1.5)], steps=200)
+    without = lab.run(ROSEN, specs, [(-1.2, 1.0), (1.5, 1.5)], steps=200)
+    assert with_it.metrics["diverged"].tolist() == [False, True, False, False, True, False]
+    keep = [0, 2, 3, 5]
+    assert np.array_equal(with_it.trajectories[keep], without.trajectories)
+
+
 def test_invalid_configurations_are_marked_and_the_rest_runs() -> None:
     result = lab.run(ROSEN, ["momentum:momentum=1.0", "nesterov:momentum=0", "sgd"], STARTS[:1])
     status = result.metrics["status"].tolist()

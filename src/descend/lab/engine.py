@@ -23,7 +23,7 @@ from descend.landscapes import Landscape, Noisy
 from .configs import Config, build_configs, split_specs
 from .result import Grid, LabResult, assemble
 from .steppers import ChainStepper, NewtonStepper
-from .tracker import Tracker
+from .tracker import Tracker, recorded_steps
 
 
 def resolve_landscape(function: str | Landscape, **params) -> Landscape:
@@ -168,8 +168,6 @@ class _Outputs:
     """Per-run arrays filled group by group."""
 
     def __init__(self, n: int, steps: int, record_every: int, d: int, dtype: torch.dtype):
-        from .tracker import recorded_steps
-
         self.record_steps = recorded_steps(steps, record_every)
         r = len(self.record_steps)
         self.trajectories = torch.full((n, r, d), math.nan, dtype=dtype)
