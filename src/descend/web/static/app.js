@@ -4,7 +4,23 @@
 
 (() => {
   const $ = (id) => document.getElementById(id);
-  const MAP_SIZE = 620, LOSS_W = 460, LOSS_H = 300, BASIN_SIZE = 200;
+  const LOSS_H = 300, BASIN_SIZE = 200;
+  const SIDE_MIN = 340; // style.css: .side min-width
+  // The loss chart fills its panel's width.
+  function lossWidth() {
+    const figure = $("loss").parentElement;
+    const style = getComputedStyle(figure);
+    const inner = figure.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    return Math.round(Math.max(280, inner));
+  }
+
+  // The map is square: as wide as the main column allows beside the side column, 420–620 px.
+  function mapSize() {
+    const main = document.querySelector("main");
+    const style = getComputedStyle(main);
+    const inner = main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    return Math.round(Math.min(620, Math.max(420, inner - 16 - SIDE_MIN - 18)));
+  }
   const CONTOUR_RESOLUTION = 160;
   const DEFAULT = {
     fn: "rosenbrock",
@@ -206,7 +222,7 @@
       });
       lab.grid = grid;
       const land = grid.landscape;
-      lab.view = new Plot.LandscapeView($("contour"), grid, MAP_SIZE);
+      lab.view = new Plot.LandscapeView($("contour"), grid, mapSize());
       if (!state.start || state.start.length !== land.dim) {
         state.start = land.starts.length ? land.starts[0].slice() : land.domain.map(([a, b]) => a + 0.2 * (b - a));
       }
@@ -455,7 +471,7 @@
     $("basins-panel").hidden = true;
     renderMetrics();
     renderLossLegend();
-    Plot.lossChart($("loss"), null, 0, LOSS_W, LOSS_H);
+    Plot.lossChart($("loss"), null, 0, lossWidth(), LOSS_H);
     $("frame").max = 0;
     $("frame").value = 0;
     $("step-label").textContent = "step 0";
@@ -527,7 +543,7 @@
     canvas.dataset.runs = runs ? String(runs.length) : "0";
     canvas.dataset.upto = String(lab.upto);
     if (lab.run) {
-      Plot.lossChart($("loss"), lab.run, lab.upto, LOSS_W, LOSS_H);
+      Plot.lossChart($("loss"), lab.run, lab.upto, lossWidth(), LOSS_H);
       const steps = lab.run.recorded_steps;
       $("step-label").textContent = "step " + steps[Math.min(lab.upto, steps.length - 1)] + " / " + lab.run.steps;
     }
@@ -827,7 +843,7 @@
     const flags = readUrl();
     syncFunctionControls();
     renderOptimizers();
-    Plot.lossChart($("loss"), null, 0, LOSS_W, LOSS_H);
+    Plot.lossChart($("loss"), null, 0, lossWidth(), LOSS_H);
 
     $("contour").addEventListener("click", (event) => {
       if (!lab.view) return;
