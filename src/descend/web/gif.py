@@ -89,17 +89,24 @@ def bands(values: np.ndarray) -> np.ndarray:
 
 
 class _Frame:
-    """Maps landscape coordinates to pixels of a size × size image."""
+    """Maps landscape coordinates to pixels of a size × size image. A 2-D map keeps equal
+    scales on both axes (angles stay true), centred, with white margins; a 1-D curve fills it."""
 
     def __init__(self, landscape: Landscape, size: int, y_range: tuple[float, float] | None):
         self.size = size
         self.x0, self.x1 = landscape.domain[0]
         self.y0, self.y1 = landscape.domain[1] if landscape.dim == 2 else y_range
+        dx, dy = self.x1 - self.x0, self.y1 - self.y0
+        if landscape.dim == 2:
+            scale = (size - 1) / max(dx, dy)
+            self.sx = self.sy = scale
+        else:
+            self.sx, self.sy = (size - 1) / dx, (size - 1) / dy
+        self.width, self.height = round(dx * self.sx) + 1, round(dy * self.sy) + 1
+        self.left, self.top = (size - self.width) // 2, (size - self.height) // 2
 
     def pixel(self, x: float, y: float) -> tuple[float, float]:
-        px = (x - self.x0) / (self.x1 - self.x0) * (self.size - 1)
-        py = (1 - (y - self.y0) / (self.y1 - self.y0)) * (self.size - 1)
-        return px, py
+        return self.left + (x - self.x0) * self.sx, self.top + (self.y1 - y) * self.sy
 
 
 def _clip(p: tuple[float, float], size: int) -> tuple[float, float]:
@@ -119,15 +126,16 @@ def render(req: GifRequest, deadline: Deadline) -> bytes:
     base = Image.new("P", (size, size), WHITE)
     base.putpalette(palette())
     y_range = None
-    if landscape.dim == 2:
-        colours = bands(plotted(z, scale, landscape.f_min))[::-1]  # row 0 = top = y max
-        base.putdata(colours.ravel().tolist())
-    else:
+    if landscape.dim == 1:
         finite = z[np.isfinite(z)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         pad = 0.08 * (high - low if high > low else 1.0)
         y_range = (low - pad, high + pad)
     frame = _Frame(landscape, size, y_range)
+    if landscape.dim == 2:
+        colours = bands(plotted(z, scale, landscape.f_min))[::-1]  # row 0 = top = y max
+        image = Image.fromarray(colours, mode="P").resize((frame.width, frame.height))
+        base.paste(image, (frame.left, frame.top))
     draw = ImageDraw.Draw(base)
     if landscape.dim == 1:
         curve = [frame.pixel(x, v) for x, v in zip(sampled["x"], z) if np.isfinite(v)]
