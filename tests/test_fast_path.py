@@ -1,0 +1,522 @@
+"""The fast path (descend.optim.fast) against the default path and torch.optim.
+
+Every configuration runs 100 steps on both paths from the same start with the same
+gradients (those of a loss with varying curvature); the fast path must match the default
+path to fp32 ‖a − b‖/‖b‖ ≤ 1e-6 and fp64 ≤ 1e-12, on parameters of several shapes (a
+scalar and an empty tensor included; a separate test splits large tensors between threads).
+``fused=True`` guarantees the fast path ran (it raises otherwise). Then: state dicts move
+between the paths, param groups, schedulers (lr and momentum), the non-finite policies,
+different step counts per parameter, and every documented fallback.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+import descend.optim as D
+from descend.optim import fast
+from descend.transforms import scale_by_adam, scale_by_lr
+
+pytestmark = pytest.mark.skipif(
+    not fast.available(), reason=f"fast kernels unavailable: {fast.status()['error']}"
+)
+
+STEPS = 100
+SHAPES = [(7, 3), (), (0,), (40,), (1001,)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """1 thread unless a test says otherwise (2-thread OpenMP regions stall for ~10 ms when
+    another process is busy, which would make the default path's dozen regions a step slow)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_params(dtype=torch.float32, shapes=SHAPES, seed=0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        torch.randn(s, generator=g, dtype=torch.float64).to(dtype).requires_grad_() for s in shapes
+    ]
+
+
+def set_grads(params, step: int, sign: float = 1.0) -> None:
+    """∇ of Σ ¼p⁴ + ½p² + 0.3·p·sin(3p + t/10): the gradient moves with θ and with the step."""
+    with torch.no_grad():
+        for p in params:
+            phase = 3 * p + step / 10
+            p.grad = sign * (p**3 + p + 0.3 * torch.sin(phase) + 0.9 * p * torch.cos(phase))
+
+
+def run(make_opt, dtype=torch.float32, steps=STEPS, params=None, each=None):
+    """``steps`` steps from ``make_params``; an optimizer that maximizes gets −∇ (so it
+    still descends the loss and stays finite)."""
+    params = make_params(dtype) if params is None else params
+    opt = make_opt(params)
+    sign = -1.0 if opt.defaults.get("maximize") else 1.0
+    for t in range(steps):
+        set_grads(params, t, sign)
+        if each is not None:
+            each(t, params, opt)
+        opt.step()
+    return [p.detach().clone() for p in params], opt
+
+
+def _max_abs(x: torch.Tensor) -> float:
+    return float(x.abs().max()) if x.numel() else 0.0
+
+
+def rel(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
+    num = sum(float(((x.double() - y.double()) ** 2).sum()) for x, y in zip(a, b)) ** 0.5
+    den = sum(float((y.double() ** 2).sum()) for y in b) ** 0.5
+    return num / den
+
+
+TOL = {torch.float32: 1e-6, torch.float64: 1e-12}
+
+AMS_V_HAT = dict(amsgrad=True, amsgrad_of="corrected")
+# (id, spec, keywords): every named optimizer × convention × the switches that change its kernel
+CONFIGS = [
+    *[(f"sgd-{c}", "sgd", dict(convention=c, lr=0.01)) for c in D.CONVENTIONS],
+    *[(f"momentum-{c}", "momentum", dict(convention=c, lr=0.01)) for c in D.CONVENTIONS],
+    *[(f"nesterov-{c}", "nesterov", dict(convention=c, lr=0.01)) for c in D.CONVENTIONS],
+    ("momentum-dampening", "momentum", dict(lr=0.01, dampening=0.3)),
+    ("momentum-ema", "momentum-ema", dict(lr=0.01)),
+    ("momentum-ema-debias", "momentum-ema", dict(lr=0.01, debias=True)),
+    ("momentum-ema-nesterov", "momentum-ema", dict(lr=0.01, nesterov=True)),
+    ("sgd-l2", "momentum", dict(lr=0.01, weight_decay=0.1)),
+    ("sgd-decoupled", "momentum", dict(lr=0.01, weight_decay=0.1, weight_decay_mode="decoupled")),
+    ("sgd-independent", "sgd", dict(lr=0.01, weight_decay=0.01, weight_decay_mode="independent")),
+    ("sgd-maximize", "momentum", dict(lr=0.01, maximize=True)),
+    ("sgd-clip", "nesterov", dict(lr=0.01, max_grad_norm=5.0, clip_value=0.5)),
+    *[(f"adagrad-{c}", "adagrad", dict(convention=c)) for c in D.CONVENTIONS],
+    ("adagrad-decay", "adagrad", dict(lr_decay=0.05, weight_decay=0.01)),
+    *[(f"rmsprop-{c}", "rmsprop", dict(convention=c, lr=1e-3)) for c in D.CONVENTIONS],
+    *[
+        (f"rmsprop-centered-{c}", "rmsprop-centered", dict(convention=c, lr=1e-3))
+        for c in D.CONVENTIONS
+    ],
+    ("rmsprop-momentum", "rmsprop", dict(lr=1e-3, momentum=0.9)),
+    ("rmsprop-centered-nesterov", "rmsprop-centered", dict(lr=1e-3, momentum=0.9, nesterov=True)),
+    ("rmsprop-momentum-keras", "rmsprop", dict(convention="keras", momentum=0.9)),
+    ("rmsprop-momentum-ema", "rmsprop", dict(lr=1e-3, momentum=0.5, momentum_form="ema")),
+    (
+        "rmsprop-bias-init",
+        "rmsprop",
+        dict(lr=1e-3, bias_correction=True, initial_accumulator_value=0.1),
+    ),
+    ("rmsprop-inside-l2", "rmsprop", dict(lr=1e-3, eps_placement="inside", weight_decay=0.01)),
+    *[(f"adam-{c}", "adam", dict(convention=c)) for c in D.CONVENTIONS],
+    *[(f"adamw-{c}", "adamw", dict(convention=c)) for c in D.CONVENTIONS],
+    *[(f"amsgrad-{c}", "adam", dict(convention=c, amsgrad=True)) for c in D.CONVENTIONS],
+    (
+        "amsgrad-corrected-inside",
+        "adam",
+        dict(amsgrad=True, amsgrad_of="corrected", eps_placement="inside"),
+    ),
+    (
+        "amsgrad-corrected-hat",
+        "adam",
+        dict(amsgrad=True, amsgrad_of="corrected", eps_placement="hat"),
+    ),
+    ("adam-no-bias-correction", "adam", dict(bias_correction=False)),
+    ("adam-bias-m-only", "adam", dict(bias_correction=(True, False))),
+    ("adam-bias-v-only-hat", "adam", dict(bias_correction=(False, True), eps_placement="hat")),
+    ("adam-inside-l2", "adam", dict(eps_placement="inside", weight_decay=0.05)),
+    ("adam-independent", "adam", dict(weight_decay=1e-3, weight_decay_mode="independent")),
+    ("adam-small-beta1", "adam", dict(betas=(0.4, 0.9))),  # lerp weight ≥ ½: torch's other form
+    ("adam-maximize-clip", "adamw", dict(maximize=True, max_grad_norm=1.0, clip_value=2.0)),
+    *[(f"nadam-{c}", "nadam", dict(convention=c)) for c in D.CONVENTIONS],
+    ("nadam-decoupled", "nadam", dict(weight_decay=0.01, decoupled_weight_decay=True)),
+    ("nadam-l2-psi", "nadam", dict(weight_decay=0.01, momentum_decay=0.01)),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("spec,kwargs", [c[1:] for c in CONFIGS], ids=[c[0] for c in CONFIGS])
+def test_fast_matches_default_after_100_steps(spec, kwargs, dtype):
+    a, opt = run(lambda ps: D.from_spec(spec, ps, fused=True, **kwargs), dtype)
+    b, ref = run(lambda ps: D.from_spec(spec, ps, fused=False, **kwargs), dtype)
+    assert fast.last_path(opt) == {0: "fast"}
+    assert rel(a, b) <= TOL[dtype]
+    # the same state under the same keys, dtypes and shapes (state_dict compatibility)
+    for p, q in zip(opt.param_groups[0]["params"], ref.param_groups[0]["params"]):
+        sa, sb = opt.state[p], ref.state[q]
+        assert sorted(sa) == sorted(sb)
+        for key in sa:
+            assert sa[key].dtype == sb[key].dtype and sa[key].shape == sb[key].shape, key
+            diff = _max_abs(sa[key].double() - sb[key].double())
+            assert diff <= max(1e-4 * _max_abs(sb[key].double()), 1e-12), key
+
+
+@pytest.mark.parametrize(
+    "spec", ["adamw", "nesterov", "rmsprop-centered:momentum=0.9", "nadam", "adagrad"]
+)
+def test_two_threads_split_the_work(spec):
+    """Large tensors are cut into per-thread ranges across tensor boundaries."""
+    torch.set_num_threads(2)
+    shapes = [(40_000,), (3,), (33_001,), (70_001,)]
+    results = []
+    for fused in (True, False):
+        params = make_params(torch.float64, shapes)
+        results.append(
+            run(lambda ps, f=fused: D.from_spec(spec, ps, fused=f), steps=5, params=params)
+        )
+    (a, opt), (b, _) = results
+    assert fast.last_path(opt) == {0: "fast"}
+    assert rel(a, b) <= 1e-12
+
+
+TORCH = [
+    ("adam", torch.optim.Adam, D.Adam, dict(lr=1e-3, weight_decay=0.01)),
+    ("adamw-amsgrad", torch.optim.AdamW, D.AdamW, dict(lr=1e-3, amsgrad=True)),
+    ("sgd-nesterov", torch.optim.SGD, D.SGD, dict(lr=0.01, momentum=0.9, nesterov=True)),
+    ("sgd-dampening", torch.optim.SGD, D.SGD, dict(lr=0.01, momentum=0.9, dampening=0.2)),
+    ("adagrad", torch.optim.Adagrad, D.Adagrad, dict(lr=0.05, lr_decay=0.01)),
+    (
+        "rmsprop-centered-momentum",
+        torch.optim.RMSprop,
+        D.RMSprop,
+        dict(lr=1e-3, momentum=0.9, centered=True),
+    ),
+    ("nadam", torch.optim.NAdam, D.NAdam, dict(lr=2e-3, weight_decay=0.01)),
+    (
+        "nadam-decoupled",
+        torch.optim.NAdam,
+        D.NAdam,
+        dict(weight_decay=0.01, decoupled_weight_decay=True),
+    ),
+]
+
+
+@pytest.mark.parametrize("name,torch_cls,ours,kwargs", TORCH, ids=[t[0] for t in TORCH])
+def test_fast_matches_torch_optim(name, torch_cls, ours, kwargs):
+    """An independent reference: torch's own for-loop implementation, fp64."""
+    a, _ = run(lambda ps: ours(ps, fused=True, **kwargs), torch.float64)
+    b, _ = run(lambda ps: torch_cls(ps, foreach=False, **kwargs), torch.float64)
+    assert rel(a, b) <= 1e-12
+
+
+@pytest.mark.parametrize(
+    "spec,kwargs",
+    [
+        ("adamw", {}),
+        ("momentum", {}),
+        ("nadam", {}),
+        ("adagrad", {}),
+        ("rmsprop-centered", dict(momentum=0.9)),
+    ],
+)
+@pytest.mark.parametrize("direction", ["fast->default", "default->fast"])
+def test_state_dict_moves_between_paths(spec, kwargs, direction):
+    """Save after 50 steps on one path, load into an optimizer on the other path (through a
+    serialised copy), continue 50 steps: the same as 100 steps on the default path."""
+    first, second = (True, False) if direction == "fast->default" else (False, True)
+    params = make_params(torch.float64)
+    opt = D.from_spec(spec, params, fused=first, **kwargs)
+    for t in range(50):
+        set_grads(params, t)
+        opt.step()
+    saved = opt.state_dict()
+    resumed = [p.detach().clone().requires_grad_() for p in params]
+    opt2 = D.from_spec(spec, resumed, fused=second, **kwargs)
+    opt2.load_state_dict(torch.load(_roundtrip(saved), weights_only=False))
+    for t in range(50, STEPS):
+        set_grads(resumed, t)
+        opt2.step()
+    expected, _ = run(lambda ps: D.from_spec(spec, ps, fused=False, **kwargs), torch.float64)
+    assert rel([p.detach() for p in resumed], expected) <= 1e-12
+    if second:
+        assert fast.last_path(opt2) == {0: "fast"}
+
+
+def _roundtrip(obj):
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return buf
+
+
+def test_torch_state_dict_loads_into_fast_sgd():
+    """torch.optim.SGD's state (momentum buffers) continues on the fast path as in torch."""
+    params = make_params(torch.float64)
+    ref = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    for t in range(30):
+        set_grads(params, t)
+        ref.step()
+    ours_params = [p.detach().clone().requires_grad_() for p in params]
+    ours = D.SGD(ours_params, lr=0.01, momentum=0.9, fused=True)
+    ours.load_state_dict(copy.deepcopy(ref.state_dict()))  # (loading shares the tensors)
+    for t in range(30, 60):
+        set_grads(params, t)
+        set_grads(ours_params, t)
+        ref.step()
+        ours.step()
+    assert rel([p.detach() for p in ours_params], [p.detach() for p in params]) <= 1e-12
+
+
+def _two_groups(fused):
+    def make(params):
+        return D.Adam(
+            [
+                {"params": params[:2], "lr": 3e-3, "betas": (0.8, 0.99), "weight_decay": 0.1},
+                {"params": params[2:], "eps": 1e-6, "amsgrad": True},
+            ],
+            lr=1e-3,
+            fused=fused,
+        )
+
+    return make
+
+
+def test_param_groups_with_different_hyperparameters():
+    a, opt = run(_two_groups(True))
+    b, _ = run(_two_groups(False))
+    assert fast.last_path(opt) == {0: "fast", 1: "fast"}
+    assert rel(a, b) <= 1e-6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_schedulers_change_lr_and_momentum(dtype):
+    """OneCycleLR moves lr and cycles β₁ (Adam) or momentum (SGD) at every step."""
+
+    def adam(params, fused):
+        opt = D.Adam(params, lr=1e-3, fused=fused)
+        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=STEPS)
+
+    def sgd(params, fused):
+        opt = D.SGD(params, lr=0.01, momentum=0.9, nesterov=True, fused=fused)
+        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=STEPS)
+
+    for build in (adam, sgd):
+        results = []
+        for fused in (True, False):
+            params = make_params(dtype)
+            opt, sched = build(params, fused)
+            for t in range(STEPS):
+                set_grads(params, t)
+                opt.step()
+                sched.step()
+            results.append([p.detach() for p in params])
+        assert rel(*results) <= TOL[dtype]
+
+
+def test_momentum_switched_on_by_a_schedule():
+    """momentum 0 → 0.9 mid-run: the velocity appears then (v₁ = g), as on the default path."""
+
+    def each(t, params, opt):
+        if t == 40:
+            opt.param_groups[0]["momentum"] = 0.9
+
+    a, _ = run(lambda ps: D.SGD(ps, lr=0.01, fused=True), torch.float64, each=each)
+    b, _ = run(lambda ps: D.SGD(ps, lr=0.01, fused=False), torch.float64, each=each)
+    assert rel(a, b) <= 1e-12
+
+
+@pytest.mark.parametrize("policy", ["skip", "propagate"])
+def test_nonfinite_gradients(policy):
+    """A NaN and an Inf gradient at steps 20 and 21: skipped (counted) or propagated exactly
+    as on the default path."""
+
+    def each(t, params, opt):
+        if t == 20:
+            params[0].grad[0, 0] = float("nan")
+        if t == 21:
+            params[3].grad[5] = float("inf")
+
+    results = []
+    for fused in (True, False):
+        a, opt = run(
+            lambda ps, f=fused: D.Adam(ps, nonfinite=policy, fused=f), torch.float64, each=each
+        )
+        results.append((a, opt))
+    (a, fast_opt), (b, ref) = results
+    if policy == "skip":
+        assert fast_opt.skipped_steps == ref.skipped_steps == 2
+        assert rel(a, b) <= 1e-12
+    else:
+        for x, y in zip(a, b):
+            assert torch.equal(torch.isnan(x), torch.isnan(y))
+            assert torch.allclose(x, y, rtol=1e-12, atol=0, equal_nan=True)
+        assert torch.isnan(a[0]).any() and torch.isnan(a[3]).any()
+
+
+def test_parameters_with_different_step_counts():
+    """A parameter without a gradient on odd steps keeps its own step count (and bias
+    corrections, NAdam's μ-product)."""
+
+    def each(t, params, opt):
+        if t % 2:
+            params[0].grad = None
+
+    for spec in ("adam", "nadam", "momentum-ema:debias=true"):
+        a, opt = run(lambda ps, s=spec: D.from_spec(s, ps, fused=True), torch.float64, each=each)
+        b, _ = run(lambda ps, s=spec: D.from_spec(s, ps, fused=False), torch.float64, each=each)
+        steps = {int(st["step"]) for st in opt.state.values() if isinstance(st, dict)}
+        assert steps == {50, 100}
+        assert rel(a, b) <= 1e-12
+
+
+def test_switching_paths_and_replacing_tensors_mid_run():
+    """Alternate paths step by step, reload the state and reassign p.data halfway: the cached
+    layout of the fast path must follow (same result as the default path throughout)."""
+
+    def each(t, params, opt):
+        opt.fused = None if t % 3 else False
+        if t == 50:
+            opt.load_state_dict(opt.state_dict())
+        if t == 60:
+            params[1].data = params[1].data.clone()
+            opt.state[params[0]]["exp_avg"] = opt.state[params[0]]["exp_avg"].clone()
+
+    a, _ = run(lambda ps: D.AdamW(ps, fused=None), torch.float64, each=each)
+    b, _ = run(lambda ps: D.AdamW(ps, fused=False), torch.float64)
+    assert rel(a, b) <= 1e-12
+
+
+def test_autograd_sees_the_in_place_update():
+    p = torch.randn(5, requires_grad=True)
+    opt = D.Adam([p], fused=True)
+    y = (p * p).sum()  # saves p for backward
+    y.backward(retain_graph=True)
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.backward()
+
+
+# -- fallbacks --------------------------------------------------------------------------
+
+
+def test_tracing_uses_the_chain_and_records_intermediates():
+    params = make_params()
+    opt = D.Adam(params, fused=None)
+    set_grads(params, 0)
+    with D.tracing(opt) as steps:
+        opt.step()
+    assert {"m", "v", "denom", "update"} <= set(steps[0])
+    assert 0 not in fast.last_path(opt)  # the fast path was not consulted
+    set_grads(params, 1)
+    opt.step()
+    assert fast.last_path(opt) == {0: "fast"}
+
+
+def test_tensor_hyperparameters_fall_back():
+    p = torch.randn(4, 2, requires_grad=True)
+    opt = D.Adam([p], fused=None)
+    opt.param_groups[0]["lr"] = torch.tensor([[1e-3], [1e-2], [1e-1], [1.0]])
+    p.grad = torch.ones(4, 2)
+    opt.step()
+    assert fast.last_path(opt)[0].startswith("default: lr is a tensor")
+    strict = D.Adam([torch.randn(3, requires_grad=True)], fused=True)
+    strict.param_groups[0]["lr"] = torch.tensor(1e-3)
+    strict.param_groups[0]["params"][0].grad = torch.ones(3)
+    with pytest.raises(RuntimeError, match="fused=True.*lr is a tensor"):
+        strict.step()
+
+
+def test_unsupported_dtype_layout_and_class():
+    bf16 = torch.randn(8, dtype=torch.bfloat16, requires_grad=True)
+    with pytest.raises(ValueError, match="bfloat16"):
+        D.Adam([bf16], fused=True)
+    opt = D.Adam([bf16])
+    bf16.grad = torch.ones(8, dtype=torch.bfloat16)
+    opt.step()
+    assert "dtypes" in fast.last_path(opt)[0]
+
+    strided = torch.randn(4, 6).t().detach().requires_grad_()  # non-contiguous parameter
+    assert not strided.is_contiguous()
+    a, b = strided.detach().clone(), strided.detach().clone()
+    opt = D.SGD([strided], lr=0.1, momentum=0.9)
+    strided.grad = torch.ones_like(strided)
+    opt.step()
+    assert "non-contiguous" in fast.last_path(opt)[0]
+    ref = torch.optim.SGD([b.requires_grad_()], lr=0.1, momentum=0.9)
+    b.grad = torch.ones_like(b)
+    ref.step()
+    assert torch.equal(strided.detach(), b.detach()) and not torch.equal(a, b.detach())
+
+    chained = D.from_chain(
+        [torch.randn(3, requires_grad=True)],
+        scale_by_adam(),
+        scale_by_lr(),
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+    )
+    chained.param_groups[0]["params"][0].grad = torch.ones(3)
+    chained.step()
+    assert "FromChain keeps the default" in fast.last_path(chained)[0]
+
+
+def test_fused_argument_is_checked():
+    with pytest.raises(ValueError, match="fused must be None, True or False"):
+        D.Adam([torch.zeros(1, requires_grad=True)], fused="yes")
+
+
+def test_environment_switch_turns_auto_off(monkeypatch):
+    monkeypatch.setenv("DESCEND_FAST", "0")
+    p = torch.randn(3, requires_grad=True)
+    opt = D.Adam([p])
+    p.grad = torch.ones(3)
+    opt.step()
+    assert fast.last_path(opt) == {0: "default: DESCEND_FAST=0"}
+
+
+def test_missing_compiler_falls_back_with_a_warning(monkeypatch):
+    """In-process: the loader reports no library; auto falls back and warns once,
+    fused=True refuses at construction."""
+    monkeypatch.setattr(fast._lib, "load", lambda: None)
+    monkeypatch.setitem(fast._lib._state, "error", "no C++ compiler found")
+    monkeypatch.setattr(fast, "_warned", False)
+    a, b = make_params(torch.float64), make_params(torch.float64)
+    opt, ref = D.Adam(a), D.Adam(b, fused=False)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler found"):
+        set_grads(a, 0)
+        opt.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # only once
+        set_grads(a, 1)
+        opt.step()
+    for t in range(2):
+        set_grads(b, t)
+        ref.step()
+    assert rel([p.detach() for p in a], [p.detach() for p in b]) == 0
+    with pytest.raises(ValueError, match="unavailable"):
+        D.Adam(make_params(), fused=True)
+
+
+def test_missing_compiler_in_a_fresh_process(tmp_path):
+    """A real process with no compiler and an empty cache: it trains on the default path."""
+    code = (
+        "import warnings, torch, descend.optim as D\n"
+        "from descend.optim import fast\n"
+        "p = torch.ones(3, requires_grad=True); opt = D.Adam([p], lr=0.1)\n"
+        "p.grad = torch.ones(3)\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always'); opt.step()\n"
+        "print(fast.available(), fast.last_path(opt)[0][:8], len(w), float(p[0]))\n"
+    )
+    env = dict(os.environ, DESCEND_CACHE_DIR=str(tmp_path), CXX="/nonexistent/g++")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "default:", "1", "0.8999999761581421"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_build_status_and_cache_key():
+    status = fast.status()
+    assert status["available"] and status["error"] is None
+    path = fast._lib.library_path(fast._lib._compiler())
+    assert str(path) == status["path"] and path.exists()
+    assert path.parent == fast._lib.cache_dir()
