@@ -1,0 +1,88 @@
+"""The benchmarks' smoke mode, as CI runs it: tiny sizes, a few steps, correctness only.
+
+``bench_optim --smoke`` builds every implementation of every row (descend fast per
+convention, descend default, torch for-loop/foreach/fused, the axpy probe), steps them in
+interleaved rounds, checks the fast path against the default path and renders the report; no
+timing is asserted. ``run.py`` must find every ``bench_*.py`` and pass ``--smoke`` through.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from descend.optim import fast
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_smoke_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not fast.available(), reason="fast kernels unavailable")
+def test_bench_optim_smoke_writes_only_its_section(tmp_path, capsys):
+    bench = _load("bench_optim")
+    results = tmp_path / "RESULTS.md"
+    other = "<!-- section: lab -->\nlab numbers stay\n<!-- /section: lab -->\n"
+    results.write_text("# Benchmark results\n\n" + other)
+    assert bench.main(["--smoke", "--results", str(results)]) == 0
+    text = results.read_text()
+    assert other.strip() in text  # the other section is left as it was
+    assert text.count("<!-- section: optim -->") == text.count("<!-- /section: optim -->") == 1
+    section = text.split("<!-- section: optim -->")[1].split("<!-- /section: optim -->")[0]
+    for case in bench.CASES:
+        for conv in case.conventions:
+            path = "default" if case.chain_only else "fast"
+            assert f"| {case.name} | {conv} | {path} |" in section, (case.name, conv)
+    assert "### Targets" in section and "### 1 thread" in section
+    # running again replaces the section instead of appending a second one
+    assert bench.main(["--smoke", "--results", str(results), "--only", "adam"]) == 0
+    again = results.read_text()
+    assert again.count("<!-- section: optim -->") == 1 and other.strip() in again
+    assert "| one | momentum |" not in again and "| one | adam |" in again
+
+
+def test_resnet18_shapes_are_resnet18():
+    bench = _load("bench_optim")
+    assert len(bench.RESNET18) == 62
+    assert sum(_numel(s) for s in bench.RESNET18) == 11_689_512  # torchvision's resnet18
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def test_run_finds_every_benchmark_and_passes_smoke_through(monkeypatch, tmp_path):
+    run = _load("run")
+    found = run.discover()
+    assert "optim" in found and all(p.name == f"bench_{n}.py" for n, p in found.items())
+    probe = tmp_path / "bench_probe.py"
+    probe.write_text("CALLS = []\n\ndef main(argv):\n    CALLS.append(list(argv))\n    return 0\n")
+    failing = tmp_path / "bench_zfail.py"
+    failing.write_text("def main(argv):\n    return 3\n")
+    monkeypatch.setattr(run, "discover", lambda: {"probe": probe, "zfail": failing})
+    loaded = {}
+    real_load = run.load
+
+    def load(path):
+        loaded[path.stem] = module = real_load(path)
+        return module
+
+    monkeypatch.setattr(run, "load", load)
+    assert run.main(["--smoke", "--only", "probe"]) == 0
+    assert loaded["bench_probe"].CALLS == [["--smoke"]]
+    assert run.main([]) == 3  # every benchmark runs; the first failure is the exit status
+    assert loaded["bench_probe"].CALLS == [[]]
+    with pytest.raises(SystemExit):
+        run.main(["--only", "nope"])
