@@ -25,6 +25,8 @@ from .result import Grid, LabResult, assemble
 from .steppers import ChainStepper, NewtonStepper
 from .tracker import Tracker, recorded_steps
 
+MAX_RECORD_BYTES = 4e9  # trajectories + losses kept in memory
+
 
 def resolve_landscape(function: str | Landscape, **params) -> Landscape:
     """A Landscape from a name (``descend.landscapes.get``) or the object itself."""
@@ -138,6 +140,14 @@ def run(
             groups.setdefault(config.structure(), []).append(k)
 
     out = _Outputs(len(config_of), steps, record_every, landscape.dim, dtype)
+    n, r, d = out.shape
+    need = n * r * (d + 1) * torch.finfo(dtype).bits // 8
+    if need > MAX_RECORD_BYTES:
+        raise ValueError(
+            f"recording {n:,} runs at {r:,} steps needs {need / 1e9:.1f} GB (limit "
+            f"{MAX_RECORD_BYTES / 1e9:.0f} GB): raise record_every (now {record_every}; 0 keeps "
+            "only the start and the end)"
+        )
     for members in groups.values():
         rows = np.flatnonzero(np.isin(config_of, members))
         group = _Group(
@@ -148,6 +158,7 @@ def run(
             seeds=torch.as_tensor(seed_of[rows]),
         )
         _run_group(landscape, group, steps, record_every, out, noisy, schedule, f_star, tol, bound)
+    out.finish()
     grid = Grid(configs, config_of, start_of, seed_of)
     return assemble(landscape, grid, points, out, steps, f_star, tol)
 
@@ -169,9 +180,10 @@ class _Outputs:
 
     def __init__(self, n: int, steps: int, record_every: int, d: int, dtype: torch.dtype):
         self.record_steps = recorded_steps(steps, record_every)
-        r = len(self.record_steps)
-        self.trajectories = torch.full((n, r, d), math.nan, dtype=dtype)
-        self.losses = torch.full((n, r), math.nan, dtype=dtype)
+        self.shape = (n, len(self.record_steps), d)
+        self.dtype = dtype
+        self.trajectories: Tensor | None = None  # made by the first group (see store_records)
+        self.losses: Tensor | None = None
         self.final = torch.full((n, d), math.nan, dtype=dtype)
         self.final_loss = torch.full((n,), math.nan, dtype=dtype)
         self.path_length = torch.full((n,), math.nan, dtype=dtype)
@@ -181,6 +193,27 @@ class _Outputs:
         self.stopped_step = torch.full((n,), -1, dtype=torch.int64)
         self.messages: dict[int, str] = {}
         self.done = torch.zeros(n, dtype=torch.bool)
+
+    def store_records(self, rows: np.ndarray, trajectory: Tensor, losses: Tensor) -> None:
+        """Keep a group's records, (R, rows, d) and (R, rows). A group holding every run (the
+        usual case) hands over its buffers as (runs, R, …) views, without a copy."""
+        n, r, d = self.shape
+        if self.trajectories is None and len(rows) == n:  # rows are sorted: all runs, in order
+            self.trajectories, self.losses = trajectory.transpose(0, 1), losses.transpose(0, 1)
+            return
+        if self.trajectories is None:
+            self.trajectories = torch.full((n, r, d), math.nan, dtype=self.dtype)
+            self.losses = torch.full((n, r), math.nan, dtype=self.dtype)
+        index = torch.as_tensor(rows)
+        self.trajectories[index] = trajectory.transpose(0, 1)
+        self.losses[index] = losses.transpose(0, 1)
+
+    def finish(self) -> None:
+        """Records for runs no group ran (all configurations invalid)."""
+        if self.trajectories is None:
+            n, r, d = self.shape
+            self.trajectories = torch.full((n, r, d), math.nan, dtype=self.dtype)
+            self.losses = torch.full((n, r), math.nan, dtype=self.dtype)
 
 
 def _run_group(
@@ -213,9 +246,8 @@ def _run_group(
             tracker.after_step(t, stop)
         f_final = landscape.f(theta.detach())
         tracker.observe_loss(steps, f_final)
+    out.store_records(group.rows, tracker.trajectory, tracker.losses)
     index = torch.as_tensor(group.rows)
-    out.trajectories[index] = tracker.trajectory.transpose(0, 1)
-    out.losses[index] = tracker.losses.transpose(0, 1)
     out.final[index] = theta.detach()
     out.final_loss[index] = f_final
     out.path_length[index] = tracker.path_length
