@@ -229,6 +229,8 @@ def test_bad_arguments_name_the_parameter() -> None:
         lab.run(ROSEN, ["adam"], noise_batch=0)
     with pytest.raises(ValueError, match="seeds"):
         lab.run(ROSEN, ["adam"], seeds=[0.5])
+    with pytest.raises(ValueError, match="raise record_every"):  # 7.2 GB of records
+        lab.run(ROSEN, ["adam"], np.zeros((300_000, 2)), steps=1000)
     with pytest.raises(ValueError, match="no optimizer"):
         lab.run(ROSEN, " ; ")
     assert math.isinf(lab.run(ROSEN, ["sgd:lr=1"], STARTS[:1], steps=5).metrics["final_loss"][0])
