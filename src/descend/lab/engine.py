@@ -148,16 +148,38 @@ def run(
             f"{MAX_RECORD_BYTES / 1e9:.0f} GB): raise record_every (now {record_every}; 0 keeps "
             "only the start and the end)"
         )
-    for members in groups.values():
-        rows = np.flatnonzero(np.isin(config_of, members))
-        group = _Group(
-            configs=[configs[k] for k in members],
-            config_pos=torch.as_tensor(np.searchsorted(members, config_of[rows])),
-            rows=rows,
-            starts=points[torch.as_tensor(start_of[rows])],
-            seeds=torch.as_tensor(seed_of[rows]),
+    # Runs of one group sit in consecutive rows of one tensor θ (M, d), so each group's
+    # optimizer owns a slice of it while f, ∇f, noise and the bookkeeping see all rows at once.
+    layout = [(members, np.flatnonzero(np.isin(config_of, members))) for members in groups.values()]
+    order = np.concatenate([rows for _, rows in layout]) if layout else np.zeros(0, np.int64)
+    if len(order):
+        theta = points[torch.as_tensor(start_of[order])].clone()
+        seeds = torch.as_tensor(seed_of[order])
+        slices, offset = [], 0
+        for members, rows in layout:
+            part = _Group(
+                configs=[configs[k] for k in members],
+                config_pos=torch.as_tensor(np.searchsorted(members, config_of[rows])),
+                start=offset,
+                stop=offset + len(rows),
+            )
+            offset += len(rows)
+            slices.append(part)
+        _run(
+            landscape,
+            theta,
+            seeds,
+            order,
+            slices,
+            steps,
+            record_every,
+            out,
+            noisy,
+            schedule,
+            f_star,
+            tol,
+            bound,
         )
-        _run_group(landscape, group, steps, record_every, out, noisy, schedule, f_star, tol, bound)
     out.finish()
     grid = Grid(configs, config_of, start_of, seed_of)
     return assemble(landscape, grid, points, out, steps, f_star, tol)
@@ -166,13 +188,12 @@ def run(
 @dataclass
 class _Group:
     """The runs that share one optimizer: their distinct configurations, each row's position
-    in that list, the rows' run indices, starts and seeds."""
+    in that list, and their rows ``start:stop`` of the shared parameter tensor."""
 
     configs: list[Config]
     config_pos: Tensor
-    rows: np.ndarray
-    starts: Tensor
-    seeds: Tensor
+    start: int
+    stop: int
 
 
 class _Outputs:
@@ -195,30 +216,33 @@ class _Outputs:
         self.done = torch.zeros(n, dtype=torch.bool)
 
     def store_records(self, rows: np.ndarray, trajectory: Tensor, losses: Tensor) -> None:
-        """Keep a group's records, (R, rows, d) and (R, rows). A group holding every run (the
-        usual case) hands over its buffers as (runs, R, …) views, without a copy."""
+        """Keep the records (R, len(rows), d) and (R, len(rows)) of runs ``rows``. When they are
+        every run in grid order (one group, no invalid spec: the usual case) the buffers are
+        handed over as (runs, R, …) views, without a copy."""
         n, r, d = self.shape
-        if self.trajectories is None and len(rows) == n:  # rows are sorted: all runs, in order
+        if len(rows) == n and bool((rows == np.arange(n)).all()):
             self.trajectories, self.losses = trajectory.transpose(0, 1), losses.transpose(0, 1)
             return
-        if self.trajectories is None:
-            self.trajectories = torch.full((n, r, d), math.nan, dtype=self.dtype)
-            self.losses = torch.full((n, r), math.nan, dtype=self.dtype)
+        self.trajectories = torch.full((n, r, d), math.nan, dtype=self.dtype)
+        self.losses = torch.full((n, r), math.nan, dtype=self.dtype)
         index = torch.as_tensor(rows)
         self.trajectories[index] = trajectory.transpose(0, 1)
         self.losses[index] = losses.transpose(0, 1)
 
     def finish(self) -> None:
-        """Records for runs no group ran (all configurations invalid)."""
+        """Records when no run was stepped (every configuration invalid)."""
         if self.trajectories is None:
             n, r, d = self.shape
             self.trajectories = torch.full((n, r, d), math.nan, dtype=self.dtype)
             self.losses = torch.full((n, r), math.nan, dtype=self.dtype)
 
 
-def _run_group(
+def _run(
     landscape: Landscape,
-    group: _Group,
+    theta: Tensor,
+    seeds: Tensor,
+    order: np.ndarray,
+    groups: list[_Group],
     steps: int,
     record_every: int,
     out: _Outputs,
@@ -228,27 +252,40 @@ def _run_group(
     tol: float,
     bound: float,
 ) -> None:
-    theta = group.starts.clone().requires_grad_(True)
-    if group.configs[0].is_newton:
-        stepper = NewtonStepper(group.configs, group.config_pos, theta, landscape)
-    else:
-        stepper = ChainStepper(group.configs, group.config_pos, theta)
+    """Step every group ``steps`` times; row j of ``theta`` is run ``order[j]``."""
+    steppers = []
+    for g in groups:
+        param = theta[g.start : g.stop].requires_grad_(True)  # a leaf view: updates land in θ
+        if g.configs[0].is_newton:
+            steppers.append(NewtonStepper(g.configs, g.config_pos, param, landscape))
+        else:
+            steppers.append(ChainStepper(g.configs, g.config_pos, param))
+    spans = [(g.start, g.stop) for g in groups]
     tracker = Tracker(theta, steps, record_every, f_star, tol, bound)
+    stop_all = torch.zeros(theta.shape[0], dtype=torch.bool)
     with torch.no_grad():
         for t in range(steps):
-            f, g = landscape.value_and_grad(theta.detach())
+            f, grad = landscape.value_and_grad(theta)
             tracker.observe_loss(t, f)
             if noisy is not None:
-                g = g + noisy.noise(theta.detach(), t, group.seeds)
-            if schedule is not None:
-                stepper.set_lr_factor(float(schedule(t)))
-            stop = stepper.step(g, t)
-            tracker.after_step(t, stop)
-        f_final = landscape.f(theta.detach())
+                grad = grad + noisy.noise(theta, t, seeds)
+            factor = None if schedule is None else float(schedule(t))
+            stopped = False
+            for stepper, (a, b) in zip(steppers, spans):
+                if factor is not None:
+                    stepper.set_lr_factor(factor)
+                stop = stepper.step(grad[a:b], t)
+                if stop is not None:
+                    stop_all[a:b] = stop
+                    stopped = True
+            tracker.after_step(t, stop_all if stopped else None)
+            if stopped:
+                stop_all.zero_()
+        f_final = landscape.f(theta)
         tracker.observe_loss(steps, f_final)
-    out.store_records(group.rows, tracker.trajectory, tracker.losses)
-    index = torch.as_tensor(group.rows)
-    out.final[index] = theta.detach()
+    out.store_records(order, tracker.trajectory, tracker.losses)
+    index = torch.as_tensor(order)
+    out.final[index] = theta
     out.final_loss[index] = f_final
     out.path_length[index] = tracker.path_length
     out.overshoots[index] = tracker.overshoots
@@ -256,5 +293,6 @@ def _run_group(
     out.diverged_step[index] = tracker.diverged_step
     out.stopped_step[index] = tracker.stopped_step
     out.done[index] = True
-    for row, message in getattr(stepper, "messages", {}).items():
-        out.messages[int(group.rows[row])] = message
+    for stepper, (a, _) in zip(steppers, spans):
+        for row, message in getattr(stepper, "messages", {}).items():
+            out.messages[int(order[a + row])] = message
