@@ -411,17 +411,74 @@ def test_tracing_uses_the_chain_and_records_intermediates():
     assert fast.last_path(opt) == {0: "fast"}
 
 
-def test_tensor_hyperparameters_fall_back():
+ROWS = [
+    ("adam", {}),
+    ("adamw", {"weight_decay": "rows"}),
+    ("adam", {"weight_decay": "rows"}),  # L2, per run
+    ("nadam", {}),
+    ("momentum", {"weight_decay": "rows"}),
+    ("sgd:convention=keras,momentum=0.9", {}),  # lr inside the velocity, per run
+    ("rmsprop-centered:momentum=0.9", {}),
+    ("rmsprop:convention=keras,momentum=0.9", {}),
+    ("adagrad", {}),
+    ("sgd:weight_decay_mode=independent", {"weight_decay": "rows"}),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("spec,extra", ROWS, ids=[f"{s}{'+wd' if e else ''}" for s, e in ROWS])
+def test_per_run_learning_rate_and_weight_decay(spec, extra, dtype, threads):
+    """The lab's layout: one (N, d) parameter, one run per row, lr (and weight decay) given as
+    (N, 1) tensors; the fast path reads them row by row."""
+    torch.set_num_threads(threads)
+    n = 40_000 if threads == 2 else 300
+    lr = torch.logspace(-4, -1.5, n, dtype=dtype).reshape(-1, 1)
+    wd = torch.linspace(0, 0.05, n, dtype=dtype).reshape(-1, 1)
+
+    def make(fused):
+        def build(ps):
+            opt = D.from_spec(spec, ps, fused=fused)
+            opt.param_groups[0]["lr"] = lr
+            if extra:
+                opt.param_groups[0]["weight_decay"] = wd
+            return opt
+
+        return build
+
+    steps = 20 if threads == 2 else STEPS
+    results = [
+        run(make(fused), params=make_params(dtype, [(n, 3)]), steps=steps)
+        for fused in (None, False)
+    ]
+    (a, opt), (b, _) = results
+    assert fast.last_path(opt) == {0: "fast"}
+    assert rel(a, b) <= TOL[dtype]
+
+
+def test_tensor_hyperparameters_that_fall_back():
+    """Per-run β (the default path takes βᵗ in float32), or an lr column that does not match
+    a single (N, d) parameter, keep the default path; a 0-d tensor lr is a number."""
     p = torch.randn(4, 2, requires_grad=True)
     opt = D.Adam([p], fused=None)
-    opt.param_groups[0]["lr"] = torch.tensor([[1e-3], [1e-2], [1e-1], [1.0]])
+    opt.param_groups[0]["betas"] = (torch.full((4, 1), 0.9), 0.999)
     p.grad = torch.ones(4, 2)
     opt.step()
-    assert fast.last_path(opt)[0].startswith("default: lr is a tensor")
+    assert fast.last_path(opt)[0].startswith("default: betas[0] is a tensor")
+    qs = [torch.randn(4, 2, requires_grad=True), torch.randn(4, 3, requires_grad=True)]
+    opt = D.Adam(qs, fused=None)
+    opt.param_groups[0]["lr"] = torch.full((4, 1), 1e-3)
+    for q in qs:
+        q.grad = torch.ones_like(q)
+    opt.step()
+    assert "per-run values need one (N, d)" in fast.last_path(opt)[0]
     strict = D.Adam([torch.randn(3, requires_grad=True)], fused=True)
     strict.param_groups[0]["lr"] = torch.tensor(1e-3)
     strict.param_groups[0]["params"][0].grad = torch.ones(3)
-    with pytest.raises(RuntimeError, match="fused=True.*lr is a tensor"):
+    strict.step()
+    assert fast.last_path(strict) == {0: "fast"}
+    strict.param_groups[0]["eps"] = torch.tensor(1e-8)
+    with pytest.raises(RuntimeError, match="fused=True.*eps is a tensor"):
         strict.step()
 
 

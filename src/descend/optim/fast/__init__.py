@@ -71,12 +71,18 @@ def _shape(opt, links) -> Shape:
     return hit[1]
 
 
-def _check_optimizer(opt) -> None:
-    from ..adam import Adam, NAdam
-    from ..adaptive import Adagrad, RMSprop
-    from ..sgd import SGD
+_NAMED: tuple[type, ...] = ()
 
-    if not isinstance(opt, (SGD, Adagrad, RMSprop, Adam, NAdam)):
+
+def _check_optimizer(opt) -> None:
+    global _NAMED
+    if not _NAMED:
+        from ..adam import Adam, NAdam
+        from ..adaptive import Adagrad, RMSprop
+        from ..sgd import SGD
+
+        _NAMED = (SGD, Adagrad, RMSprop, Adam, NAdam)
+    if not isinstance(opt, _NAMED):
         raise Unsupported(f"{type(opt).__name__} keeps the default (foreach) path")
 
 
@@ -99,7 +105,7 @@ def step_group(opt, index: int, group: dict, params: list) -> bool:
         lib = _lib_or_raise()
         links = opt.chain(group)
         plan = _shape(opt, links).resolve(group)
-        run(lib, opt, links, plan, params)
+        run(lib, opt, index, links, plan, params)
     except Unsupported as exc:
         last[index] = str(exc)
         if opt.fused:

@@ -86,6 +86,12 @@ class Args(ctypes.Structure):
         ("alpha", ctypes.c_double),
         ("lr_decay", ctypes.c_double),
         ("psi", ctypes.c_double),
+        ("row_len", ctypes.c_int64),
+        ("row_lr", ctypes.c_void_p),
+        ("row_keep", ctypes.c_void_p),
+        ("row_l2", ctypes.c_void_p),
+        ("row_gain", ctypes.c_void_p),
+        ("row_nest", ctypes.c_void_p),
     ]
 
 

@@ -7,7 +7,10 @@
 // tensors increments each step counter and computes the per-tensor coefficients in double,
 // from each tensor's own step count — so parameters with different step counts are exact.
 //
-// Plain C ABI (called through ctypes): no torch headers, so the build takes about a second.
+// Row mode (Args.row_len > 0) serves the lab: one (N, d) tensor whose rows are independent runs
+// with their own learning rate / weight decay; the loop then goes row by row.
+//
+// Plain C ABI (called through ctypes): no torch headers, so the build is one short g++ call.
 #include <omp.h>
 
 #include <algorithm>
@@ -53,6 +56,14 @@ struct Args {
   double beta1, beta2, eps_in, eps_out;
   double beta, mom_gain, nest_scale;  // momentum β, a (v ← βv + a·x), s (Nesterov s·x + βv)
   double alpha, lr_decay, psi;
+  // Per-row hyperparameters (the lab's runs, one per row of an (N, d) parameter): one tensor
+  // of N·row_len elements; each pointer is N values overriding the scalar above, or NULL.
+  int64_t row_len;         // d; 0 when every hyperparameter is a scalar
+  const double* row_lr;    // lr
+  const double* row_keep;  // keep
+  const double* row_l2;    // l2_coef
+  const double* row_gain;  // mom_gain (lr_inside momentum: the lr)
+  const double* row_nest;  // nest_scale (idem)
 };
 
 constexpr int64_t kGrain = 1 << 15;  // fewer elements than this per thread: not worth a thread
@@ -126,10 +137,45 @@ void pick(int v, F&& f) {
 
 #define DESCEND_RANGE __attribute__((noinline))
 
+// Row mode: walk [b, e) of one (N, d) tensor row by row, f(row, begin, end).
+template <typename F>
+inline void by_rows(int64_t d, int64_t b, int64_t e, F&& f) {
+  for (int64_t r = b / d, j = b; j < e; ++r) {
+    const int64_t stop = std::min(e, (r + 1) * d);
+    f(r, j, stop);
+    j = stop;
+  }
+}
+
+template <typename T>
+inline Common<T> row_common(const Args& a, int64_t r, Common<T> c) {
+  if (a.row_lr) c.lr = T(a.row_lr[r]);
+  if (a.row_keep) c.keep = T(a.row_keep[r]);
+  if (a.row_l2) c.l2 = T(a.row_l2[r]);
+  return c;
+}
+
+template <typename T>
+inline MomentumC<T> row_momentum(const Args& a, int64_t r, MomentumC<T> k) {
+  if (a.row_gain) k.a = T(a.row_gain[r]);
+  if (a.row_nest) k.s = T(a.row_nest[r]);
+  return k;
+}
+
 // ---------------------------------------------------------------------------------- SGD ----
 template <typename T, int MOM, bool L2, bool DEC>
 DESCEND_RANGE void sgd_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v,
-                             int64_t b, int64_t e, MomentumC<T> k, Common<T> c) {
+                             int64_t b, int64_t e, MomentumC<T> k, Common<T> c, const Args& a) {
+  if (a.row_len) {
+    T dummy = 0;
+    by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
+      const Common<T> cr = row_common(a, r, c);
+      const MomentumC<T> kr = row_momentum(a, r, k);
+      for (int64_t j = j0; j < j1; ++j)
+        descend::sgd_element<T, MOM, L2, DEC>(p[j], g[j], MOM ? v[j] : dummy, kr, cr);
+    });
+    return;
+  }
   if (MOM == 0) {
     T dummy = 0;
 #pragma omp simd
@@ -157,7 +203,7 @@ void sgd(const Args& a) {
         parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
           sgd_range<T, mom(), bool(l2()), bool(dec())>(
               static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
-              a.s0 ? static_cast<T*>(a.s0[i]) : nullptr, b, e, ks[i], c);
+              a.s0 ? static_cast<T*>(a.s0[i]) : nullptr, b, e, ks[i], c, a);
         });
       });
     });
@@ -167,7 +213,16 @@ void sgd(const Args& a) {
 // ------------------------------------------------------------------------------ Adagrad ----
 template <typename T, bool L2, bool DEC>
 DESCEND_RANGE void adagrad_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ s,
-                                 int64_t b, int64_t e, AdagradC<T> k, Common<T> c) {
+                                 int64_t b, int64_t e, AdagradC<T> k, Common<T> c,
+                                 const Args& a) {
+  if (a.row_len) {
+    by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
+      const Common<T> cr = row_common(a, r, c);
+      for (int64_t j = j0; j < j1; ++j)
+        descend::adagrad_element<T, L2, DEC>(p[j], g[j], s[j], k, cr);
+    });
+    return;
+  }
 #pragma omp simd
   for (int64_t j = b; j < e; ++j) descend::adagrad_element<T, L2, DEC>(p[j], g[j], s[j], k, c);
 }
@@ -185,7 +240,7 @@ void adagrad(const Args& a) {
       parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
         adagrad_range<T, bool(l2()), bool(dec())>(static_cast<T*>(a.param[i]),
                                                   static_cast<const T*>(a.grad[i]),
-                                                  static_cast<T*>(a.s0[i]), b, e, ks[i], c);
+                                                  static_cast<T*>(a.s0[i]), b, e, ks[i], c, a);
       });
     });
   });
@@ -195,8 +250,20 @@ void adagrad(const Args& a) {
 template <typename T, bool CENTERED, int MOM, bool L2, bool DEC>
 DESCEND_RANGE void rms_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v,
                              T* __restrict__ gbar, T* __restrict__ buf, int64_t b, int64_t e,
-                             RmsC<T> k, Common<T> c) {
+                             RmsC<T> k, Common<T> c, const Args& a) {
   T dummy_g = 0, dummy_b = 0;
+  if (a.row_len) {
+    by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
+      const Common<T> cr = row_common(a, r, c);
+      RmsC<T> kr = k;
+      kr.mom = row_momentum(a, r, k.mom);
+      for (int64_t j = j0; j < j1; ++j)
+        descend::rms_element<T, CENTERED, MOM, L2, DEC>(p[j], g[j], v[j],
+                                                        CENTERED ? gbar[j] : dummy_g,
+                                                        MOM ? buf[j] : dummy_b, kr, cr);
+    });
+    return;
+  }
   if (CENTERED && MOM != 0) {
 #pragma omp simd
     for (int64_t j = b; j < e; ++j)
@@ -238,7 +305,7 @@ void rmsprop(const Args& a) {
             rms_range<T, bool(centered()), mom(), bool(l2()), bool(dec())>(
                 static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
                 static_cast<T*>(a.s0[i]), a.s1 ? static_cast<T*>(a.s1[i]) : nullptr,
-                a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c);
+                a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c, a);
           });
         });
       });
@@ -250,7 +317,17 @@ void rmsprop(const Args& a) {
 template <typename T, int AMS, bool L2, bool DEC>
 DESCEND_RANGE void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
                               T* __restrict__ v, T* __restrict__ vmax, int64_t b, int64_t e,
-                              AdamC<T> k, Common<T> c) {
+                              AdamC<T> k, Common<T> c, const Args& a) {
+  if (a.row_len) {
+    T dummy = 0;
+    by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
+      const Common<T> cr = row_common(a, r, c);
+      for (int64_t j = j0; j < j1; ++j)
+        descend::adam_element<T, AMS, L2, DEC>(p[j], g[j], m[j], v[j], AMS ? vmax[j] : dummy, k,
+                                               cr);
+    });
+    return;
+  }
   if (AMS == 0) {
     T dummy = 0;
 #pragma omp simd
@@ -283,7 +360,7 @@ void adam(const Args& a) {
           adam_range<T, ams(), bool(l2()), bool(dec())>(
               static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
               static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]),
-              a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c);
+              a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c, a);
         });
       });
     });
@@ -312,7 +389,15 @@ double next_mu_product(const Args& a, int64_t i, double mu) {
 template <typename T, bool L2, bool DEC>
 DESCEND_RANGE void nadam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
                                T* __restrict__ v, int64_t b, int64_t e, NadamC<T> k,
-                               Common<T> c) {
+                               Common<T> c, const Args& a) {
+  if (a.row_len) {
+    by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
+      const Common<T> cr = row_common(a, r, c);
+      for (int64_t j = j0; j < j1; ++j)
+        descend::nadam_element<T, L2, DEC>(p[j], g[j], m[j], v[j], k, cr);
+    });
+    return;
+  }
 #pragma omp simd
   for (int64_t j = b; j < e; ++j)
     descend::nadam_element<T, L2, DEC>(p[j], g[j], m[j], v[j], k, c);
@@ -343,7 +428,7 @@ void nadam(const Args& a) {
       parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
         nadam_range<T, bool(l2()), bool(dec())>(
             static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
-            static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]), b, e, ks[i], c);
+            static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]), b, e, ks[i], c, a);
       });
     });
   });

@@ -9,8 +9,10 @@ with CORE one of ``momentum`` (SGD), ``scale_by_adagrad``, ``scale_by_rms`` [+ `
 object (the structural switches: form, Nesterov, ε placement, AMSGrad, centering, …), and
 :meth:`Shape.resolve` reads the numbers from the param group at every step, exactly as the
 transforms' ``hp`` references do, so schedulers and per-group values act on both paths alike.
-Anything else — a tensor-valued hyperparameter, per-row clipping, an unknown link — is
-reported as a reason and the optimizer keeps the default path.
+The learning rate and the weight decay may be tensors of per-run values (the lab's (N, 1)
+columns for an (N, d) parameter); any other tensor-valued hyperparameter (whose powers the
+default path would take in float32), per-row clipping or an unknown link is reported as a
+reason, and the optimizer keeps the default path.
 """
 
 from __future__ import annotations
@@ -134,6 +136,17 @@ def _number(group: dict, ref, name: str) -> float:
     return float(value)
 
 
+def _scaling(group: dict, ref, name: str) -> float | Tensor:
+    """A hyperparameter that may be a tensor of per-run values (the learning rate, the weight
+    decay): the kernels read it row by row (see ``step.run``). Anything derived from it is
+    computed by the same Python/torch operations as on the default path, so the rounding of
+    float32 tensors is the same."""
+    value = ref.resolve(group) if isinstance(ref, hp) else ref
+    if isinstance(value, Tensor):
+        return value.detach()
+    return _number(group, value, name)
+
+
 def _optional(group: dict, ref, name: str) -> float | None:
     value = ref.resolve(group) if isinstance(ref, hp) else ref
     return None if value is None else _number(group, value, name)
@@ -153,7 +166,7 @@ def _momentum_fields(mom: momentum, group: dict, f: dict) -> str | None:
         f["mom_gain"] = f["nest_scale"] = 1 - beta
         f["debias"] = int(mom.debias)
     else:  # lr_inside
-        f["mom_gain"] = f["nest_scale"] = _number(group, mom.lr, "lr")
+        f["mom_gain"] = f["nest_scale"] = _scaling(group, mom.lr, "lr")
     return mom.key
 
 
@@ -171,14 +184,14 @@ def _resolve(shape: Shape, group: dict) -> Resolved:
         clip = _optional(group, shape.clip_value.clip_value, "clip_value")
     f["clip"] = math.inf if clip is None else clip
     if shape.l2 is not None:
-        wd = _number(group, shape.l2.weight_decay, "weight_decay")
-        f["l2"], f["l2_coef"] = int(wd != 0), wd
-    f["lr"] = _number(group, shape.lr.lr, "lr") if shape.lr is not None else 1.0
+        wd = _scaling(group, shape.l2.weight_decay, "weight_decay")
+        f["l2"], f["l2_coef"] = int(isinstance(wd, Tensor) or wd != 0), wd
+    f["lr"] = _scaling(group, shape.lr.lr, "lr") if shape.lr is not None else 1.0
     if shape.decay is not None:
-        wd = _number(group, shape.decay.weight_decay, "weight_decay")
-        if wd != 0:
+        wd = _scaling(group, shape.decay.weight_decay, "weight_decay")
+        if isinstance(wd, Tensor) or wd != 0:  # as add_weight_decay: θ ← θ·(1 − k)
             if shape.decay.mode == "decoupled":
-                wd = _number(group, shape.decay.lr, "lr") * wd
+                wd = _scaling(group, shape.decay.lr, "lr") * wd
             f["dec"], f["keep"] = 1, 1 - wd
     core, family = shape.core, shape.family
     lazy = extra = lazy_fill = None

@@ -2,17 +2,17 @@
 
 This runs at every step for every parameter, so it is written column by column: each check
 or address is one ``map`` of a C-level method over the whole group (about 50 ns a tensor),
-not a Python loop. Gradients are read where autograd left them: nothing is gathered into a
-flat buffer, so there is no copy to time. Every check here guards memory safety (the kernels
-trust sizes and layouts) or exact agreement with the default path; a group that fails one
-raises :class:`Unsupported` before anything is modified.
+not a Python loop, and what does not change between steps (state tensors, addresses) is kept
+in a :class:`Layout` that is only re-checked by identity. Gradients are read where autograd
+left them: nothing is gathered into a flat buffer, so there is no copy to time. Every check
+guards memory safety (the kernels trust sizes and layouts) or exact agreement with the
+default path; a group that fails one raises :class:`Unsupported` before anything changes.
 """
 
 from __future__ import annotations
 
 import ctypes
 from array import array
-from itertools import repeat
 from operator import attrgetter, is_, itemgetter
 
 import torch
@@ -23,18 +23,19 @@ from . import _lib
 from .plan import Resolved, Unsupported
 
 _KIND = {torch.float32: 0, torch.float64: 1}
+_ROW_ARG = {
+    "lr": "row_lr",
+    "keep": "row_keep",
+    "l2_coef": "row_l2",
+    "mom_gain": "row_gain",
+    "nest_scale": "row_nest",
+}
 _grad = attrgetter("grad")
 _dtype = attrgetter("dtype")
 _is_cpu = attrgetter("is_cpu")
 _contiguous = Tensor.is_contiguous
 _numel = Tensor.numel
 _ptr = Tensor.data_ptr
-_dim = Tensor.dim
-
-
-def _address(values) -> tuple[array, int]:
-    buf = array("q", values)
-    return buf, buf.buffer_info()[0]
 
 
 def _clip_factor(grads: list[Tensor], max_norm: float, dtype: torch.dtype) -> float:
@@ -47,17 +48,13 @@ def _clip_factor(grads: list[Tensor], max_norm: float, dtype: torch.dtype) -> fl
     return value if value < 1.0 else 1.0
 
 
-def _init_missing(opt, links, plan: Resolved, params: list[Tensor], states: list[dict]) -> list:
-    """Create absent state as the chain would; returns the indices of modern-momentum buffers
-    created here (the kernel sets them to the first input, torch's v₁ = g)."""
-    keys = ("step",) + tuple(k for k in plan.slots if k is not None and k != plan.lazy)
+def _init_missing(links, plan: Resolved, params: list[Tensor], states: list[dict]) -> list:
+    """Create absent state as the chain would (only on a group's first step, or after a
+    parameter joined); returns the indices of modern-momentum buffers created here, which
+    the kernel sets to the first input (torch's v₁ = g)."""
+    keys = tuple(k for k in plan.slots if k is not None and k != plan.lazy)
     if plan.extra is not None:
         keys += (plan.extra,)
-    present = all(all(map(dict.__contains__, states, repeat(k))) for k in keys)
-    if present and plan.lazy is not None:
-        present = not any(map(is_, map(dict.get, states, repeat(plan.lazy)), repeat(None)))
-    if present:
-        return []  # every step after the first
     scalar = _get_scalar_dtype()
     fresh = []
     for i, (p, st) in enumerate(zip(params, states)):
@@ -77,7 +74,7 @@ def _init_missing(opt, links, plan: Resolved, params: list[Tensor], states: list
 
 def _state_column(states: list[dict], key: str, dtype, numel: list[int]) -> list[int]:
     """Addresses of ``state[key]`` for every parameter, after checking each matches its
-    parameter's dtype, size and (contiguous) layout."""
+    parameter's dtype, size and (contiguous) layout. KeyError/AttributeError: absent."""
     ts = list(map(itemgetter(key), states))
     if (
         set(map(_dtype, ts)) != {dtype}
@@ -89,74 +86,169 @@ def _state_column(states: list[dict], key: str, dtype, numel: list[int]) -> list
 
 
 def _scalar_column(states: list[dict], key: str) -> tuple[int, list[int]]:
-    """(0 float32 | 1 float64, addresses) of a 0-d per-parameter counter (step, μ-product)."""
+    """(0 float32 | 1 float64, addresses) of a one-element per-parameter counter (step,
+    μ-product), which the kernel reads and updates in place."""
     ts = list(map(itemgetter(key), states))
-    if set(map(type, ts)) != {Tensor}:
-        raise Unsupported(f"state {key!r} is not a tensor everywhere")
     dtypes = set(map(_dtype, ts))
     if len(dtypes) != 1 or not dtypes <= _KIND.keys():
         raise Unsupported(f"state {key!r} has dtypes {dtypes} (fast kernels: one of fp32/64)")
-    if any(map(_dim, ts)) or not all(map(_is_cpu, ts)):
-        raise Unsupported(f"state {key!r} is not a 0-d CPU tensor everywhere")
+    if set(map(_numel, ts)) != {1} or not all(map(_is_cpu, ts)):
+        raise Unsupported(f"state {key!r} is not a one-element CPU tensor everywhere")
     return _KIND[dtypes.pop()], list(map(_ptr, ts))
 
 
-def run(lib: ctypes.CDLL, opt, links, plan: Resolved, params: list[Tensor]) -> None:
+def _columns(plan: Resolved, states: list[dict], dtype, numel: list[int]) -> tuple:
+    slots = [
+        _state_column(states, key, dtype, numel) if key is not None else None for key in plan.slots
+    ]
+    step = _scalar_column(states, "step")
+    extra = _scalar_column(states, plan.extra) if plan.extra is not None else (0, None)
+    return slots, step, extra
+
+
+class Layout:
+    """A group's parameters, state tensors and their addresses, checked once.
+
+    Each later step re-checks it cheaply, by identity and address (the parameters, their
+    state dicts, every state tensor, every ``data_ptr``), and builds it again when anything
+    moved: a ``load_state_dict``, a state tensor replaced, ``p.data`` reassigned, a parameter
+    joining or leaving the group. Only the gradients are new at every step.
+    """
+
+    def __init__(self, opt, links, plan: Resolved, params: list[Tensor], dtype):
+        if not all(map(_is_cpu, params)):
+            raise Unsupported("a parameter not on the CPU (fast kernels: CPU)")
+        if not all(map(_contiguous, params)):
+            raise Unsupported("a non-contiguous parameter")
+        self.keys = (plan.slots, plan.extra)
+        self.dtype, self.n = dtype, len(params)
+        self.state_obj = opt.state
+        self.params = list(params)
+        self.states = states = list(map(opt.state.__getitem__, params))
+        numel = list(map(_numel, params))
+        self.fresh: list[int] = []
+        try:
+            slots, step, extra = _columns(plan, states, dtype, numel)
+        except (KeyError, AttributeError):  # absent state (first step), or None (torch's buffer)
+            self.fresh = _init_missing(links, plan, params, states)
+            try:
+                slots, step, extra = _columns(plan, states, dtype, numel)
+            except (Unsupported, KeyError, AttributeError) as exc:
+                self.discard(plan)
+                if isinstance(exc, Unsupported):
+                    raise
+                raise Unsupported(f"state {exc} is not a tensor") from None
+        self.step_kind, self.extra_kind = step[0], extra[0]
+        self.param_ptr = list(map(_ptr, params))
+        # (state key, tensors, addresses) of every column the kernel writes
+        self.columns = [
+            (key, list(map(itemgetter(key), states)), ptrs)
+            for key, ptrs in zip(
+                (*plan.slots, "step", plan.extra), (*slots, step[1], extra[1]), strict=True
+            )
+            if key is not None
+        ]
+        self.arrays = {"numel": array("q", numel), "param": array("q", self.param_ptr)}
+        for name, (key, ptrs) in zip(
+            ("s0", "s1", "s2", "step", "extra"),
+            zip((*plan.slots, "step", plan.extra), (*slots, step[1], extra[1]), strict=True),
+            strict=True,
+        ):
+            if key is not None:
+                self.arrays[name] = array("q", ptrs)
+
+    def discard(self, plan: Resolved) -> None:
+        """Undo the buffers created for the first step: the default path must find them
+        absent, to set v₁ = g itself."""
+        for i in self.fresh:
+            del self.states[i][plan.lazy]
+        self.fresh = []
+
+    def current(self, opt, plan: Resolved, params: list[Tensor]) -> bool:
+        """Whether nothing moved since the layout was built (see the class docstring)."""
+        if self.keys != (plan.slots, plan.extra) or opt.state is not self.state_obj:
+            return False
+        if len(params) != self.n or not all(map(is_, params, self.params)):
+            return False
+        if list(map(_ptr, params)) != self.param_ptr or not all(map(_contiguous, params)):
+            return False
+        states = list(map(opt.state.__getitem__, params))
+        if not all(map(is_, states, self.states)):
+            return False
+        try:
+            for key, tensors, ptrs in self.columns:
+                now = list(map(itemgetter(key), states))
+                if not all(map(is_, now, tensors)) or list(map(_ptr, now)) != ptrs:
+                    return False
+        except KeyError:
+            return False
+        return True
+
+
+def _split_rows(plan: Resolved, params: list[Tensor]) -> tuple[dict, dict, int]:
+    """``plan.fields`` as (numbers, per-row float64 arrays, row length d). A one-element
+    tensor is a number (its value, exactly); an (N, 1) tensor gives one value per row of the
+    group's only parameter, of shape (N, d), as the default path broadcasts it."""
+    numbers, rows, row_len = {}, {}, 0
+    for name, value in plan.fields.items():
+        if not isinstance(value, Tensor):
+            numbers[name] = value
+        elif value.numel() == 1 and value.is_cpu:
+            numbers[name] = value.item()
+        else:
+            p = params[0]
+            if not (
+                len(params) == 1
+                and p.dim() == 2
+                and tuple(value.shape) == (p.shape[0], 1)
+                and value.is_cpu
+                and value.dtype in _KIND
+            ):
+                raise Unsupported(
+                    f"{name} is a tensor of shape {tuple(value.shape)}: per-run values need "
+                    "one (N, d) CPU parameter in the group and an (N, 1) tensor"
+                )
+            rows[name] = value.to(torch.float64).reshape(-1).contiguous()
+            row_len = p.shape[1]
+    return numbers, rows, row_len
+
+
+def run(lib: ctypes.CDLL, opt, index: int, links, plan: Resolved, params: list[Tensor]) -> None:
     """Step ``params`` (all with gradients) with the settings in ``plan``; raises
     :class:`Unsupported` before touching anything when a tensor does not qualify."""
+    numbers, rows, row_len = _split_rows(plan, params)
     grads = list(map(_grad, params))
     dtypes = set(map(_dtype, params)) | set(map(_dtype, grads))
     if len(dtypes) != 1 or not dtypes <= _KIND.keys():
         raise Unsupported(f"parameters or gradients of dtypes {dtypes} (fast: float32 or float64)")
     dtype = dtypes.pop()
-    if not all(map(_is_cpu, params)):
-        raise Unsupported("a parameter not on the CPU (fast kernels: CPU)")
-    if not (all(map(_contiguous, params)) and all(map(_contiguous, grads))):
-        raise Unsupported("a non-contiguous parameter or gradient")
-    states = list(map(opt.state.__getitem__, params))
-    fresh = _init_missing(opt, links, plan, params, states)
-    try:
-        numel = list(map(_numel, params))
-        slots = [
-            _state_column(states, key, dtype, numel) if key is not None else None
-            for key in plan.slots
-        ]
-        step_kind, step_ptr = _scalar_column(states, "step")
-        extra_kind, extra_ptr = (0, None)
-        if plan.extra is not None:
-            extra_kind, extra_ptr = _scalar_column(states, plan.extra)
-    except Unsupported:
-        for i in fresh:  # the default path must find these buffers absent (v₁ = g)
-            del states[i][plan.lazy]
-        raise
+    if not all(map(_contiguous, grads)):
+        raise Unsupported("a non-contiguous gradient")
+    layouts = opt.__dict__.setdefault("_fast_layouts", {})
+    lay = layouts.get(index)
+    if lay is None or not lay.current(opt, plan, params):
+        layouts.pop(index, None)
+        lay = layouts[index] = Layout(opt, links, plan, params, dtype)
 
-    args = _lib.Args(**plan.fields)
-    args.n, args.dtype = len(params), _KIND[dtype]
-    args.step_f64, args.extra_f64 = step_kind, extra_kind
+    args = _lib.Args(**numbers)
+    args.n, args.dtype = lay.n, _KIND[dtype]
+    if rows:
+        args.row_len = row_len
+        for name, values in rows.items():
+            setattr(args, _ROW_ARG[name], values.data_ptr())
+    args.step_f64, args.extra_f64 = lay.step_kind, lay.extra_kind
     if plan.max_norm is not None:
         args.gscale *= _clip_factor(grads, plan.max_norm, dtype)
-    keep = []  # the arrays must outlive the call
-    columns = (
-        ("numel", numel),
-        ("param", map(_ptr, params)),
-        ("grad", map(_ptr, grads)),
-        ("s0", slots[0]),
-        ("s1", slots[1]),
-        ("s2", slots[2]),
-        ("step", step_ptr),
-        ("extra", extra_ptr),
-    )
-    for name, values in columns:
-        if values is not None:
-            buf, addr = _address(values)
-            keep.append(buf)
-            setattr(args, name, addr)
-    if fresh:
-        flags = bytearray(len(params))
-        for i in fresh:
+    grad_ptr = array("q", map(_ptr, grads))
+    args.grad = grad_ptr.buffer_info()[0]
+    for name, buf in lay.arrays.items():
+        setattr(args, name, buf.buffer_info()[0])
+    flags = None
+    if lay.fresh:
+        flags = (ctypes.c_uint8 * lay.n)()
+        for i in lay.fresh:
             flags[i] = 1
-        cflags = (ctypes.c_uint8 * len(params)).from_buffer(flags)
-        keep.append(cflags)
-        args.fresh = ctypes.addressof(cflags)
+        args.fresh = ctypes.addressof(flags)
+        lay.fresh = []
     getattr(lib, f"descend_{plan.family}")(ctypes.byref(args))
     torch.autograd.graph.increment_version(params)  # in-place writes autograd should know of
