@@ -85,7 +85,8 @@ def contour_background(
         lv = np.geomspace(lo, np.nanmax(zs), levels)
         cs = ax.contourf(gx, gy, np.clip(zs, lo, None), levels=lv, norm=LogNorm(), cmap="viridis")
         ax.contour(gx, gy, zs, levels=lv[::3], colors="white", linewidths=0.3, alpha=0.5)
-        label = "f − f_min (log scale)" if z0 == 0 else f"f − ({z0:.4g}) (log scale)"
+        shift = "f_min" if z0 == 0 else f"{z0:.4g}" if z0 > 0 else f"({z0:.4g})"
+        label = f"f − {shift} (log scale)"
     else:
         cs = ax.contourf(gx, gy, z, levels=levels, cmap="viridis")
         ax.contour(gx, gy, z, levels=cs.levels[::3], colors="white", linewidths=0.3, alpha=0.5)
