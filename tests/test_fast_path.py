@@ -425,14 +425,7 @@ ROWS = [
 ]
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
-@pytest.mark.parametrize("spec,extra", ROWS, ids=[f"{s}{'+wd' if e else ''}" for s, e in ROWS])
-def test_per_run_learning_rate_and_weight_decay(spec, extra, dtype, threads):
-    """The lab's layout: one (N, d) parameter, one run per row, lr (and weight decay) given as
-    (N, 1) tensors; the fast path reads them row by row."""
-    torch.set_num_threads(threads)
-    n = 40_000 if threads == 2 else 300
+def _per_run(spec, extra, dtype, n, steps):
     lr = torch.logspace(-4, -1.5, n, dtype=dtype).reshape(-1, 1)
     wd = torch.linspace(0, 0.05, n, dtype=dtype).reshape(-1, 1)
 
@@ -446,14 +439,26 @@ def test_per_run_learning_rate_and_weight_decay(spec, extra, dtype, threads):
 
         return build
 
-    steps = 20 if threads == 2 else STEPS
-    results = [
-        run(make(fused), params=make_params(dtype, [(n, 3)]), steps=steps)
-        for fused in (None, False)
+    (a, opt), (b, _) = [
+        run(make(f), params=make_params(dtype, [(n, 3)]), steps=steps) for f in (None, False)
     ]
-    (a, opt), (b, _) = results
     assert fast.last_path(opt) == {0: "fast"}
     assert rel(a, b) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("spec,extra", ROWS, ids=[f"{s}{'+wd' if e else ''}" for s, e in ROWS])
+def test_per_run_learning_rate_and_weight_decay(spec, extra, dtype):
+    """The lab's layout: one (N, d) parameter, one run per row, lr (and weight decay) given as
+    (N, 1) tensors; the fast path reads them row by row."""
+    _per_run(spec, extra, dtype, n=300, steps=STEPS)
+
+
+@pytest.mark.parametrize("spec,extra", ROWS[1:3] + ROWS[5:7])
+def test_per_run_rows_split_between_threads(spec, extra):
+    """Two threads cut the rows (a range may start or end inside a row)."""
+    torch.set_num_threads(2)
+    _per_run(spec, extra, torch.float64, n=22_001, steps=5)
 
 
 def test_tensor_hyperparameters_that_fall_back():
