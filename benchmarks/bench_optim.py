@@ -460,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(threads_before)
     build = None if args.no_build else build_cost()
     body = report(rows, build, args)
+    print(body)
     if not args.no_write:
         write_section(body, args.results)
         print(f"updated the '{SECTION}' section of {args.results}")

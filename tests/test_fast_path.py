@@ -352,6 +352,31 @@ def test_nonfinite_gradients(policy):
         assert torch.isnan(a[0]).any() and torch.isnan(a[3]).any()
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_finite_check_finds_every_nan_and_inf(threads):
+    """The one-pass check that ``nonfinite="skip"|"raise"`` uses: NaN or ±Inf anywhere (first,
+    last, either thread's range, an fp64 gradient beside fp32 ones) and nothing else (huge
+    finite values, subnormals, −0 are finite)."""
+    torch.set_num_threads(threads)
+    opt = D.Adam([torch.zeros(1, requires_grad=True)])
+    grads = [torch.randn(70_000), torch.randn(3, 2), torch.randn(5, dtype=torch.float64)]
+    grads[0][:3] = torch.tensor([3.4e38, 1e-45, -0.0])
+    assert fast.grads_finite(opt, grads) is True
+    for i, index in [(0, 0), (0, 34_999), (0, 35_000), (0, 69_999), (1, (2, 1)), (2, 4)]:
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            broken = [g.clone() for g in grads]
+            broken[i][index] = bad
+            assert fast.grads_finite(opt, broken) is False, (i, index, bad)
+    opt.fused = False
+    assert fast.grads_finite(opt, grads) is None  # the caller uses torch's check
+    with pytest.raises(FloatingPointError):
+        p = torch.zeros(2, requires_grad=True)
+        strict = D.Adam([p], nonfinite="raise", fused=True)
+        p.grad = torch.tensor([1.0, float("nan")])
+        strict.step()
+    assert torch.equal(p.detach(), torch.zeros(2)) and not strict.state[p]
+
+
 def test_parameters_with_different_step_counts():
     """A parameter without a gradient on odd steps keeps its own step count (and bias
     corrections, NAdam's μ-product)."""

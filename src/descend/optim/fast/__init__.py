@@ -34,9 +34,18 @@ import torch
 
 from . import _lib
 from .plan import Shape, Unsupported, shape_of
+from .step import all_finite as _all_finite
 from .step import run
 
-__all__ = ["Unsupported", "available", "last_path", "require", "status", "step_group"]
+__all__ = [
+    "Unsupported",
+    "available",
+    "grads_finite",
+    "last_path",
+    "require",
+    "status",
+    "step_group",
+]
 
 _warned = False
 
@@ -114,6 +123,20 @@ def step_group(opt, index: int, group: dict, params: list) -> bool:
         return False
     last[index] = None
     return True
+
+
+def grads_finite(opt, grads: list) -> bool | None:
+    """The non-finite check of ``nonfinite="skip"|"raise"`` in one parallel pass; None when the
+    caller must use torch's (fused=False, ``DESCEND_FAST=0``, unsupported tensors, no kernels)."""
+    if opt.fused is False or (opt.fused is None and not _auto_enabled()):
+        return None
+    lib = _lib.load()
+    if lib is None:
+        return None
+    try:
+        return _all_finite(lib, grads)
+    except Unsupported:
+        return None
 
 
 def _warn_unavailable() -> None:

@@ -252,3 +252,24 @@ def run(lib: ctypes.CDLL, opt, index: int, links, plan: Resolved, params: list[T
         lay.fresh = []
     getattr(lib, f"descend_{plan.family}")(ctypes.byref(args))
     torch.autograd.graph.increment_version(params)  # in-place writes autograd should know of
+
+
+def all_finite(lib: ctypes.CDLL, grads: list[Tensor]) -> bool:
+    """Whether every element of every gradient is finite: one parallel read pass, no
+    temporaries (``torch.isfinite(g).all()`` allocates a bool tensor per gradient).
+    Raises :class:`Unsupported` for gradients the kernel cannot read."""
+    by_dtype: dict = {}
+    for g in grads:
+        by_dtype.setdefault(g.dtype, []).append(g)
+    if not by_dtype.keys() <= _KIND.keys():
+        raise Unsupported(f"gradients of dtypes {set(by_dtype)}")
+    if not (all(map(_is_cpu, grads)) and all(map(_contiguous, grads))):
+        raise Unsupported("a gradient not on the CPU or not contiguous")
+    for dtype, gs in by_dtype.items():
+        numel = array("q", map(_numel, gs))
+        ptrs = array("q", map(_ptr, gs))
+        args = _lib.Args(n=len(gs), dtype=_KIND[dtype])
+        args.numel, args.grad = numel.buffer_info()[0], ptrs.buffer_info()[0]
+        if not lib.descend_all_finite(ctypes.byref(args)):
+            return False
+    return True
