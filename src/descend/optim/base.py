@@ -121,6 +121,11 @@ class ChainOptimizer(torch.optim.Optimizer):
     def _check_finite(self, grads: list[Tensor]) -> bool:
         if not grads:
             return True
+        from .fast import grads_finite  # one pass without temporaries, when it can
+
+        ok = grads_finite(self, grads)
+        if ok is not None:
+            return ok
         return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
     @torch.no_grad()
