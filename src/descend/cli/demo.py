@@ -79,11 +79,22 @@ def run(args) -> int:
     from pathlib import Path
 
     from rich.console import Console
+    from rich.table import Table
 
     from descend.report import build
 
     console = Console()
     sections = build(args.out, quick=args.quick, progress=not args.no_progress)
+    race = next((s.numbers.get("race") for s in sections if s.key == "momentum"), None)
+    if race:
+        table = Table(
+            title="Every optimizer on the ill-conditioned quadratic ½(x² + 100y²), from (−1.5, 1)"
+        )
+        for col in race[0]:
+            table.add_column(col)
+        for row in race:
+            table.add_row(*(f"{v:.3e}" if isinstance(v, float) else str(v) for v in row.values()))
+        console.print(table)
     for i, s in enumerate(sections, 1):
         console.print(f"[bold]{i:2d}. {s.title}[/bold]  ({s.seconds:.1f} s; {s.budget})")
     index = Path(args.out) / "index.html"
