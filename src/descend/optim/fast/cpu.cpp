@@ -123,7 +123,8 @@ void parallel_ranges(const Args& a, Body body) {
 
 template <typename T>
 Common<T> common(const Args& a) {
-  return Common<T>{T(a.gscale), T(a.clip), T(a.l2_coef), T(a.lr), T(a.keep)};
+  return Common<T>{T(a.gscale), T(a.clip), T(a.l2_coef), T(a.lr), T(a.keep),
+                   a.l2 != 0, a.dec != 0};
 }
 
 // Compile-time dispatch of runtime switches: f(std::integral_constant<int, v>) for v in [0, N).
@@ -163,7 +164,7 @@ inline MomentumC<T> row_momentum(const Args& a, int64_t r, MomentumC<T> k) {
 }
 
 // ---------------------------------------------------------------------------------- SGD ----
-template <typename T, int MOM, bool L2, bool DEC>
+template <typename T, int MOM>
 DESCEND_RANGE void sgd_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v,
                              int64_t b, int64_t e, MomentumC<T> k, Common<T> c, const Args& a) {
   if (a.row_len) {
@@ -172,18 +173,18 @@ DESCEND_RANGE void sgd_range(T* __restrict__ p, const T* __restrict__ g, T* __re
       const Common<T> cr = row_common(a, r, c);
       const MomentumC<T> kr = row_momentum(a, r, k);
       for (int64_t j = j0; j < j1; ++j)
-        descend::sgd_element<T, MOM, L2, DEC>(p[j], g[j], MOM ? v[j] : dummy, kr, cr);
+        descend::sgd_element<T, MOM>(p[j], g[j], MOM ? v[j] : dummy, kr, cr);
     });
     return;
   }
   if (MOM == 0) {
     T dummy = 0;
 #pragma omp simd
-    for (int64_t j = b; j < e; ++j) descend::sgd_element<T, 0, L2, DEC>(p[j], g[j], dummy, k, c);
+    for (int64_t j = b; j < e; ++j) descend::sgd_element<T, 0>(p[j], g[j], dummy, k, c);
     return;
   }
 #pragma omp simd
-  for (int64_t j = b; j < e; ++j) descend::sgd_element<T, MOM, L2, DEC>(p[j], g[j], v[j], k, c);
+  for (int64_t j = b; j < e; ++j) descend::sgd_element<T, MOM>(p[j], g[j], v[j], k, c);
 }
 
 template <typename T>
@@ -198,33 +199,27 @@ void sgd(const Args& a) {
   }
   const Common<T> c = common<T>(a);
   pick<3>(a.mom, [&](auto mom) {
-    pick<2>(a.l2, [&](auto l2) {
-      pick<2>(a.dec, [&](auto dec) {
-        parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
-          sgd_range<T, mom(), bool(l2()), bool(dec())>(
-              static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
-              a.s0 ? static_cast<T*>(a.s0[i]) : nullptr, b, e, ks[i], c, a);
-        });
-      });
+    parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+      sgd_range<T, mom()>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+                          a.s0 ? static_cast<T*>(a.s0[i]) : nullptr, b, e, ks[i], c, a);
     });
   });
 }
 
 // ------------------------------------------------------------------------------ Adagrad ----
-template <typename T, bool L2, bool DEC>
+template <typename T>
 DESCEND_RANGE void adagrad_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ s,
                                  int64_t b, int64_t e, AdagradC<T> k, Common<T> c,
                                  const Args& a) {
   if (a.row_len) {
     by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
       const Common<T> cr = row_common(a, r, c);
-      for (int64_t j = j0; j < j1; ++j)
-        descend::adagrad_element<T, L2, DEC>(p[j], g[j], s[j], k, cr);
+      for (int64_t j = j0; j < j1; ++j) descend::adagrad_element<T>(p[j], g[j], s[j], k, cr);
     });
     return;
   }
 #pragma omp simd
-  for (int64_t j = b; j < e; ++j) descend::adagrad_element<T, L2, DEC>(p[j], g[j], s[j], k, c);
+  for (int64_t j = b; j < e; ++j) descend::adagrad_element<T>(p[j], g[j], s[j], k, c);
 }
 
 template <typename T>
@@ -235,19 +230,14 @@ void adagrad(const Args& a) {
     ks[i] = AdagradC<T>{T(a.eps_in), T(a.eps_out), T(1.0 + (t - 1.0) * a.lr_decay)};
   }
   const Common<T> c = common<T>(a);
-  pick<2>(a.l2, [&](auto l2) {
-    pick<2>(a.dec, [&](auto dec) {
-      parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
-        adagrad_range<T, bool(l2()), bool(dec())>(static_cast<T*>(a.param[i]),
-                                                  static_cast<const T*>(a.grad[i]),
-                                                  static_cast<T*>(a.s0[i]), b, e, ks[i], c, a);
-      });
-    });
+  parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+    adagrad_range<T>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+                     static_cast<T*>(a.s0[i]), b, e, ks[i], c, a);
   });
 }
 
 // ------------------------------------------------------------------------------ RMSprop ----
-template <typename T, bool CENTERED, int MOM, bool L2, bool DEC>
+template <typename T, bool CENTERED, int MOM>
 DESCEND_RANGE void rms_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v,
                              T* __restrict__ gbar, T* __restrict__ buf, int64_t b, int64_t e,
                              RmsC<T> k, Common<T> c, const Args& a) {
@@ -258,7 +248,7 @@ DESCEND_RANGE void rms_range(T* __restrict__ p, const T* __restrict__ g, T* __re
       RmsC<T> kr = k;
       kr.mom = row_momentum(a, r, k.mom);
       for (int64_t j = j0; j < j1; ++j)
-        descend::rms_element<T, CENTERED, MOM, L2, DEC>(p[j], g[j], v[j],
+        descend::rms_element<T, CENTERED, MOM>(p[j], g[j], v[j],
                                                         CENTERED ? gbar[j] : dummy_g,
                                                         MOM ? buf[j] : dummy_b, kr, cr);
     });
@@ -267,19 +257,19 @@ DESCEND_RANGE void rms_range(T* __restrict__ p, const T* __restrict__ g, T* __re
   if (CENTERED && MOM != 0) {
 #pragma omp simd
     for (int64_t j = b; j < e; ++j)
-      descend::rms_element<T, CENTERED, MOM, L2, DEC>(p[j], g[j], v[j], gbar[j], buf[j], k, c);
+      descend::rms_element<T, CENTERED, MOM>(p[j], g[j], v[j], gbar[j], buf[j], k, c);
   } else if (CENTERED) {
 #pragma omp simd
     for (int64_t j = b; j < e; ++j)
-      descend::rms_element<T, CENTERED, MOM, L2, DEC>(p[j], g[j], v[j], gbar[j], dummy_b, k, c);
+      descend::rms_element<T, CENTERED, MOM>(p[j], g[j], v[j], gbar[j], dummy_b, k, c);
   } else if (MOM != 0) {
 #pragma omp simd
     for (int64_t j = b; j < e; ++j)
-      descend::rms_element<T, CENTERED, MOM, L2, DEC>(p[j], g[j], v[j], dummy_g, buf[j], k, c);
+      descend::rms_element<T, CENTERED, MOM>(p[j], g[j], v[j], dummy_g, buf[j], k, c);
   } else {
 #pragma omp simd
     for (int64_t j = b; j < e; ++j)
-      descend::rms_element<T, CENTERED, MOM, L2, DEC>(p[j], g[j], v[j], dummy_g, dummy_b, k, c);
+      descend::rms_element<T, CENTERED, MOM>(p[j], g[j], v[j], dummy_g, dummy_b, k, c);
   }
 }
 
@@ -299,22 +289,18 @@ void rmsprop(const Args& a) {
   const Common<T> c = common<T>(a);
   pick<2>(a.centered, [&](auto centered) {
     pick<3>(a.mom, [&](auto mom) {
-      pick<2>(a.l2, [&](auto l2) {
-        pick<2>(a.dec, [&](auto dec) {
-          parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
-            rms_range<T, bool(centered()), mom(), bool(l2()), bool(dec())>(
-                static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
-                static_cast<T*>(a.s0[i]), a.s1 ? static_cast<T*>(a.s1[i]) : nullptr,
-                a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c, a);
-          });
-        });
+      parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+        rms_range<T, bool(centered()), mom()>(
+            static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+            static_cast<T*>(a.s0[i]), a.s1 ? static_cast<T*>(a.s1[i]) : nullptr,
+            a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c, a);
       });
     });
   });
 }
 
 // --------------------------------------------------------------------------------- Adam ----
-template <typename T, int AMS, bool L2, bool DEC>
+template <typename T, int AMS>
 DESCEND_RANGE void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
                               T* __restrict__ v, T* __restrict__ vmax, int64_t b, int64_t e,
                               AdamC<T> k, Common<T> c, const Args& a) {
@@ -323,7 +309,7 @@ DESCEND_RANGE void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __r
     by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
       const Common<T> cr = row_common(a, r, c);
       for (int64_t j = j0; j < j1; ++j)
-        descend::adam_element<T, AMS, L2, DEC>(p[j], g[j], m[j], v[j], AMS ? vmax[j] : dummy, k,
+        descend::adam_element<T, AMS>(p[j], g[j], m[j], v[j], AMS ? vmax[j] : dummy, k,
                                                cr);
     });
     return;
@@ -332,12 +318,12 @@ DESCEND_RANGE void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __r
     T dummy = 0;
 #pragma omp simd
     for (int64_t j = b; j < e; ++j)
-      descend::adam_element<T, 0, L2, DEC>(p[j], g[j], m[j], v[j], dummy, k, c);
+      descend::adam_element<T, 0>(p[j], g[j], m[j], v[j], dummy, k, c);
     return;
   }
 #pragma omp simd
   for (int64_t j = b; j < e; ++j)
-    descend::adam_element<T, AMS, L2, DEC>(p[j], g[j], m[j], v[j], vmax[j], k, c);
+    descend::adam_element<T, AMS>(p[j], g[j], m[j], v[j], vmax[j], k, c);
 }
 
 template <typename T>
@@ -354,15 +340,10 @@ void adam(const Args& a) {
   }
   const Common<T> c = common<T>(a);
   pick<3>(a.ams, [&](auto ams) {
-    pick<2>(a.l2, [&](auto l2) {
-      pick<2>(a.dec, [&](auto dec) {
-        parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
-          adam_range<T, ams(), bool(l2()), bool(dec())>(
-              static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
-              static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]),
-              a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c, a);
-        });
-      });
+    parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+      adam_range<T, ams()>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+                           static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]),
+                           a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c, a);
     });
   });
 }
@@ -386,7 +367,7 @@ double next_mu_product(const Args& a, int64_t i, double mu) {
   return static_cast<double>(*q);
 }
 
-template <typename T, bool L2, bool DEC>
+template <typename T>
 DESCEND_RANGE void nadam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
                                T* __restrict__ v, int64_t b, int64_t e, NadamC<T> k,
                                Common<T> c, const Args& a) {
@@ -394,13 +375,13 @@ DESCEND_RANGE void nadam_range(T* __restrict__ p, const T* __restrict__ g, T* __
     by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
       const Common<T> cr = row_common(a, r, c);
       for (int64_t j = j0; j < j1; ++j)
-        descend::nadam_element<T, L2, DEC>(p[j], g[j], m[j], v[j], k, cr);
+        descend::nadam_element<T>(p[j], g[j], m[j], v[j], k, cr);
     });
     return;
   }
 #pragma omp simd
   for (int64_t j = b; j < e; ++j)
-    descend::nadam_element<T, L2, DEC>(p[j], g[j], m[j], v[j], k, c);
+    descend::nadam_element<T>(p[j], g[j], m[j], v[j], k, c);
 }
 
 template <typename T>
@@ -423,14 +404,9 @@ void nadam(const Args& a) {
                       T(mu_next / (1.0 - prod * mu_next))};
   }
   const Common<T> c = common<T>(a);
-  pick<2>(a.l2, [&](auto l2) {
-    pick<2>(a.dec, [&](auto dec) {
-      parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
-        nadam_range<T, bool(l2()), bool(dec())>(
-            static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
-            static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]), b, e, ks[i], c, a);
-      });
-    });
+  parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+    nadam_range<T>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+                   static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]), b, e, ks[i], c, a);
   });
 }
 

@@ -29,9 +29,13 @@ namespace descend {
 
 // What every family shares: g ← clamp(s·g, −c, c) [+ λθ] before the core, and
 // θ ← θ·(1 − k) − γ·d after it (s = ±clip factor, the sign for maximize; c = +inf when off).
+// The two decays are switches read at run time (a select per element, so the loops stay
+// vectorised and the build small); the value left out is never used, so an infinite θ does
+// not turn into 0·∞ = NaN.
 template <typename T>
 struct Common {
   T gscale, clip, l2, lr, keep;  // keep = 1 − k, decoupled/independent decay factor
+  bool l2_on, decay_on;
 };
 
 template <typename T>
@@ -51,17 +55,16 @@ DESCEND_HD T lerp(T a, T b, T w, bool small) {
   return (small ? w : w - T(1)) * (b - a) + (small ? a : b);
 }
 
-template <typename T, bool L2>
+template <typename T>
 DESCEND_HD T grad_in(T g, T p, const Common<T>& c) {
   g = clamp_sym(g * c.gscale, c.clip);
-  if (L2) g = g + c.l2 * p;
-  return g;
+  return c.l2_on ? g + c.l2 * p : g;
 }
 
-template <typename T, bool DEC>
+template <typename T>
 DESCEND_HD T apply(T p, T d, const Common<T>& c) {
   T u = d * c.lr;
-  if (DEC) p = p * c.keep;
+  p = c.decay_on ? p * c.keep : p;
   return p - u;
 }
 
@@ -81,12 +84,12 @@ struct MomentumC {
   T b, a;             // per tensor (a fresh buffer has b = 0, a = 1)
 };
 
-template <typename T, int MOM, bool L2, bool DEC>
+template <typename T, int MOM>
 DESCEND_HD void sgd_element(T& p, T g, T& v, const MomentumC<T>& k, const Common<T>& c) {
-  g = grad_in<T, L2>(g, p, c);
+  g = grad_in<T>(g, p, c);
   T d = velocity<T, MOM>(g, v, k.b, k.a, k.beta, k.s);
   if (MOM != 0) d = d * k.debias;
-  p = apply<T, DEC>(p, d, c);
+  p = apply<T>(p, d, c);
 }
 
 template <typename T>
@@ -94,13 +97,13 @@ struct AdagradC {
   T eps_in, eps_out, factor;  // factor = 1 + (t − 1)·lr_decay
 };
 
-template <typename T, bool L2, bool DEC>
+template <typename T>
 DESCEND_HD void adagrad_element(T& p, T g, T& s, const AdagradC<T>& k, const Common<T>& c) {
-  g = grad_in<T, L2>(g, p, c);
+  g = grad_in<T>(g, p, c);
   s = s + g * g;
   T den = std::sqrt(s + k.eps_in) + k.eps_out;
   den = den * k.factor;
-  p = apply<T, DEC>(p, g / den, c);
+  p = apply<T>(p, g / den, c);
 }
 
 template <typename T>
@@ -110,10 +113,10 @@ struct RmsC {
   MomentumC<T> mom;
 };
 
-template <typename T, bool CENTERED, int MOM, bool L2, bool DEC>
+template <typename T, bool CENTERED, int MOM>
 DESCEND_HD void rms_element(T& p, T g, T& v, T& gbar, T& buf, const RmsC<T>& k,
                             const Common<T>& c) {
-  g = grad_in<T, L2>(g, p, c);
+  g = grad_in<T>(g, p, c);
   v = v * k.alpha + k.w * g * g;
   T vt = v;
   if (CENTERED) {
@@ -124,7 +127,7 @@ DESCEND_HD void rms_element(T& p, T g, T& v, T& gbar, T& buf, const RmsC<T>& k,
   T den = std::sqrt(vt + k.eps_in) + k.eps_out;
   T d = g / den;
   d = velocity<T, MOM>(d, buf, k.mom.b, k.mom.a, k.mom.beta, k.mom.s);
-  p = apply<T, DEC>(p, d, c);
+  p = apply<T>(p, d, c);
 }
 
 template <typename T>
@@ -136,10 +139,10 @@ struct AdamC {
 };
 
 // AMS: 0 off, 1 max of the raw v (torch, Keras), 2 max of v̂ (optax).
-template <typename T, int AMS, bool L2, bool DEC>
+template <typename T, int AMS>
 DESCEND_HD void adam_element(T& p, T g, T& m, T& v, T& vmax, const AdamC<T>& k,
                              const Common<T>& c) {
-  g = grad_in<T, L2>(g, p, c);
+  g = grad_in<T>(g, p, c);
   m = lerp(m, g, k.w1, k.small);
   v = v * k.b2 + k.w2 * g * g;
   T vv = v;
@@ -147,7 +150,7 @@ DESCEND_HD void adam_element(T& p, T g, T& m, T& v, T& vmax, const AdamC<T>& k,
   T vh = vv * k.corr2;
   if (AMS == 2) vh = vmax = max_nan(vmax, vh);
   T den = std::sqrt(vh + k.eps_in) + k.eps_out;
-  p = apply<T, DEC>(p, m / den * k.mul, c);
+  p = apply<T>(p, m / den * k.mul, c);
 }
 
 template <typename T>
@@ -157,14 +160,14 @@ struct NadamC {
   T corr2, cg, cm;  // per tensor: 1/(1 − β₂ᵗ), (1 − μ_t)/(1 − Π_t), μ_{t+1}/(1 − Π_{t+1})
 };
 
-template <typename T, bool L2, bool DEC>
+template <typename T>
 DESCEND_HD void nadam_element(T& p, T g, T& m, T& v, const NadamC<T>& k, const Common<T>& c) {
-  g = grad_in<T, L2>(g, p, c);
+  g = grad_in<T>(g, p, c);
   m = lerp(m, g, k.w1, k.small);
   v = v * k.b2 + k.w2 * g * g;
   T den = std::sqrt(v * k.corr2) + k.eps;
   T num = g * k.cg + k.cm * m;
-  p = apply<T, DEC>(p, num / den, c);
+  p = apply<T>(p, num / den, c);
 }
 
 }  // namespace descend
