@@ -234,3 +234,33 @@ def test_bad_arguments_name_the_parameter() -> None:
     with pytest.raises(ValueError, match="no optimizer"):
         lab.run(ROSEN, " ; ")
     assert math.isinf(lab.run(ROSEN, ["sgd:lr=1"], STARTS[:1], steps=5).metrics["final_loss"][0])
+
+
+def test_newton_solve_batched_against_numpy_and_one_system_at_a_time() -> None:
+    # One solve function serves descend.optim.Newton and the lab: a batch of (H + λI) d = g
+    # equals numpy's solve of each system; a refused row (indefinite H, exact mode) gets d = 0
+    # and ok False without changing the others; saddle_free uses |eigenvalues| (by hand for a
+    # diagonal H: d_i = g_i / (|h_i| + λ)).
+    from descend.optim.newton import solve
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(5, 3, 3))
+    h = a @ a.transpose(0, 2, 1) + 0.5 * np.eye(3)
+    h[2] = np.diag([1.0, -2.0, 3.0])
+    g = rng.normal(size=(5, 3))
+    lam = 0.1
+    sol = solve(torch.tensor(h), torch.tensor(g), lam, "exact")
+    assert sol.ok.tolist() == [True, True, False, True, True]
+    assert np.all(sol.direction[2].numpy() == 0)
+    assert float(sol.lowest[2]) == pytest.approx(-2.0 + lam)
+    for i in (0, 1, 3, 4):
+        expect = np.linalg.solve(h[i] + lam * np.eye(3), g[i])
+        assert np.allclose(sol.direction[i].numpy(), expect, rtol=1e-10, atol=1e-12)
+        one = solve(torch.tensor(h[i]), torch.tensor(g[i]), lam, "exact")
+        assert bool(one.ok) and np.allclose(one.direction.numpy(), expect, rtol=1e-10)
+    free = solve(torch.tensor(h[2]), torch.tensor(g[2]), lam, "saddle_free")
+    assert np.allclose(free.direction.numpy(), g[2] / (np.array([1.0, 2.0, 3.0]) + lam))
+    diag = solve(torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0]), 0.0, "saddle_free", "diagonal")
+    assert not bool(diag.ok)  # a zero entry is singular
+    with pytest.raises(ValueError, match="mode='bogus'"):
+        solve(torch.tensor(h), torch.tensor(g), lam, "bogus")

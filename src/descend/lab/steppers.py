@@ -10,10 +10,11 @@ the whole tensor), is applied by the lab per row before the step, with
 
 :class:`NewtonStepper` runs Newton's method with the landscape's batched Hessian (one d×d
 solve per row) instead of :class:`descend.optim.Newton`, which differentiates a closure twice
-by autograd and would treat N runs as one N·d-dimensional problem. The solve follows
-``Newton``'s rules (symmetrised H, damping λ, ``mode="saddle_free"`` uses |eigenvalues|,
-``exact`` refuses a Hessian + λI that is not positive definite); a row where ``exact`` refuses
-is stopped (the others go on), where ``Newton`` would raise for the whole parameter.
+by autograd and would treat N runs as one N·d-dimensional problem. Both solve with the same
+function, :func:`descend.optim.newton.solve` (symmetrised H, damping λ, ``mode="saddle_free"``
+uses |eigenvalues|, ``exact`` refuses a Hessian + λI that is not positive definite); a row
+that is refused is stopped (the others go on), where ``Newton`` raises for the whole
+parameter.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from torch import Tensor
 
 from descend.landscapes import Landscape
+from descend.optim.newton import solve
 from descend.optim.spec import REGISTRY, resolve_kwargs
 from descend.transforms import Context, clip_by_global_norm
 
@@ -108,9 +110,10 @@ class NewtonStepper:
         not positive definite (``exact``) or singular, or None."""
         with torch.no_grad():
             h = self.hessian(self.theta)
-            direction, bad, lowest = newton_direction(
-                h, grad, self.damping, self.mode, self.hessian_kind
-            )
+            if self.hessian_kind == "diagonal":
+                h = torch.diagonal(h, dim1=-2, dim2=-1)
+            direction, ok, lowest, _ = solve(h, grad, self.damping, self.mode, self.hessian_kind)
+            bad = ~ok
             self.theta.sub_(self.lr * direction)
         if not bool(bad.any()):
             return None
@@ -123,43 +126,3 @@ class NewtonStepper:
                 "mode=saddle_free"
             )
         return bad
-
-
-def newton_direction(
-    h: Tensor, g: Tensor, damping, mode: str, kind: str = "full"
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Batched Newton direction d with (H + λI) d = g, as :class:`descend.optim.Newton` solves
-    one system: H ← ½(H + Hᵀ) = V diag(e) Vᵀ, e ← |e| for ``saddle_free``, s = e + λ,
-    d = V (Vᵀg / s). ``kind="diagonal"`` uses only diag(H). Returns (d, bad, lowest): rows
-    where the system is refused (``exact`` and s ≤ 10⁻¹²·max(1, max|s|), or singular) get
-    d = 0 and ``bad`` True; ``lowest`` is each row's smallest shifted eigenvalue."""
-    n, d = g.shape
-    finite = torch.isfinite(h).reshape(n, -1).all(dim=1) & torch.isfinite(g).all(dim=1)
-    if kind == "diagonal":
-        evals = torch.diagonal(h, dim1=-2, dim2=-1)
-        evals = torch.where(finite[:, None], evals, torch.ones_like(evals))
-    else:
-        sym = 0.5 * (h + h.transpose(-1, -2))
-        eye = torch.eye(d, dtype=h.dtype).expand(n, d, d)
-        sym = torch.where(finite[:, None, None], sym, eye)  # eigh of NaN would fail the batch
-        evals, evecs = torch.linalg.eigh(sym)
-    if mode == "saddle_free":
-        evals = evals.abs()
-    lam = damping if isinstance(damping, Tensor) else torch.tensor(float(damping), dtype=h.dtype)
-    shifted = evals + lam
-    scale = shifted.abs().amax(dim=1, keepdim=True).clamp_min(1.0)
-    if kind == "diagonal":
-        refused = shifted <= 0 if mode == "exact" else shifted == 0
-    elif mode == "exact":
-        refused = shifted <= 1e-12 * scale
-    else:
-        refused = shifted.abs() <= 1e-12 * scale
-    bad = refused.any(dim=1) | ~finite
-    safe = torch.where(refused, torch.ones_like(shifted), shifted)
-    if kind == "diagonal":
-        direction = g / safe
-    else:
-        coords = torch.einsum("nij,ni->nj", evecs, g) / safe
-        direction = torch.einsum("nij,nj->ni", evecs, coords)
-    direction = torch.where(bad[:, None], torch.zeros_like(direction), direction)
-    return direction, bad, shifted.amin(dim=1)

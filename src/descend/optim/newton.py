@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -81,15 +82,11 @@ class Newton(torch.optim.Optimizer):
             )
             rows.append(flat[i : i + 1] if group["hessian"] == "diagonal" else flat)
         g = g.detach()
-        lam, mode = group["damping"], group["mode"]
-        if group["hessian"] == "diagonal":
-            h = torch.cat(rows).detach()
-            d = self._solve_diagonal(h, g, lam, mode)
-            self.last = {"grad": g, "hessian_diagonal": h, "direction": d}
-        else:
-            H = torch.stack(rows).detach()
-            d = self._solve_full(H, g, lam, mode)
-            self.last = {"grad": g, "hessian": H, "direction": d}
+        lam, mode, kind = group["damping"], group["mode"], group["hessian"]
+        h = torch.cat(rows).detach() if kind == "diagonal" else torch.stack(rows).detach()
+        d = _solved_or_raise(solve(h, g, lam, mode, kind), lam, mode, kind)
+        key = "hessian_diagonal" if kind == "diagonal" else "hessian"
+        self.last = {"grad": g, key: h, "direction": d}
         with torch.no_grad():
             offset = 0
             for p in params:
@@ -97,35 +94,90 @@ class Newton(torch.optim.Optimizer):
                 p.sub_(group["lr"] * d[offset : offset + k].view_as(p))
                 offset += k
 
-    @staticmethod
-    def _solve_full(H: Tensor, g: Tensor, lam: float, mode: str) -> Tensor:
-        H = 0.5 * (H + H.T)
-        evals, evecs = torch.linalg.eigh(H)
-        if mode == "saddle_free":
-            evals = evals.abs()
-        shifted = evals + lam
-        scale = shifted.abs().max().clamp_min(1.0)
-        if mode == "exact" and (shifted <= 1e-12 * scale).any():
-            raise ValueError(
-                f"the Hessian{' + damping·I' if lam else ''} is not positive definite "
-                f"(smallest eigenvalue {float(shifted.min()):.4g}): Newton's step would go "
-                "towards a saddle or maximum, or is undefined. Add damping > "
-                f"{max(0.0, -float(evals.min())):.4g} or use mode='saddle_free'"
-            )
-        if (shifted.abs() <= 1e-12 * scale).any():
-            raise ValueError("the Hessian is singular; add damping > 0")
-        return evecs @ ((evecs.T @ g) / shifted)
 
-    @staticmethod
-    def _solve_diagonal(h: Tensor, g: Tensor, lam: float, mode: str) -> Tensor:
-        if mode == "saddle_free":
-            h = h.abs()
-        shifted = h + lam
-        if mode == "exact" and (shifted <= 0).any():
+class Solution(NamedTuple):
+    """A batch of Newton directions: ``direction`` (N, d) (zero where not ``ok``), ``ok`` (N,)
+    bool, ``lowest`` (N,) each row's smallest shifted eigenvalue (or diagonal entry) s, and
+    ``finite`` (N,) whether the row's H and g were finite."""
+
+    direction: Tensor
+    ok: Tensor
+    lowest: Tensor
+    finite: Tensor
+
+
+def solve(h: Tensor, g: Tensor, damping, mode: str = "exact", kind: str = "full") -> Solution:
+    """Newton directions d with (H + λI) d = g, for one system or a batch of N.
+
+    ``kind="full"``: H (d, d) or (N, d, d) is symmetrised, ½(H + Hᵀ) = V diag(e) Vᵀ;
+    ``mode="saddle_free"`` replaces e by |e|; s = e + λ and d = V (Vᵀg / s).
+    ``kind="diagonal"``: ``h`` holds only diag(H), shape like ``g``; s = h (or |h|) + λ, d = g / s.
+    g is (d,) or (N, d); ``damping`` λ a number or an (N, 1) tensor (one per system).
+
+    A system is refused (``ok`` False, d = 0) when its H or g is not finite, when ``exact``
+    and some s ≤ 10⁻¹²·max(1, max|s|) (not positive definite; for the diagonal: s ≤ 0), or
+    when some |s| ≤ 10⁻¹²·max(1, max|s|) (singular; diagonal: s = 0). Rows never interact, so
+    a refused row leaves the others' directions unchanged. Used by :class:`Newton` (which
+    raises for a refused system) and by the lab (which stops only the refused runs).
+    """
+    check.choice("mode", mode, MODES)
+    check.choice("hessian", kind, HESSIANS)
+    single = g.ndim == 1
+    if single:
+        h, g = h.unsqueeze(0), g.unsqueeze(0)
+    n, d = g.shape
+    finite = torch.isfinite(h).reshape(n, -1).all(dim=1) & torch.isfinite(g).all(dim=1)
+    if kind == "diagonal":
+        evals = torch.where(finite[:, None], h, torch.ones_like(h))
+    else:
+        sym = 0.5 * (h + h.transpose(-1, -2))
+        eye = torch.eye(d, dtype=h.dtype, device=h.device).expand(n, d, d)
+        sym = torch.where(finite[:, None, None], sym, eye)  # eigh of NaN would fail the batch
+        evals, evecs = torch.linalg.eigh(sym)
+    if mode == "saddle_free":
+        evals = evals.abs()
+    lam = damping if isinstance(damping, Tensor) else torch.tensor(float(damping), dtype=h.dtype)
+    shifted = evals + lam
+    scale = shifted.abs().amax(dim=1, keepdim=True).clamp_min(1.0)
+    if kind == "diagonal":
+        refused = shifted <= 0 if mode == "exact" else shifted == 0
+    elif mode == "exact":
+        refused = shifted <= 1e-12 * scale
+    else:
+        refused = shifted.abs() <= 1e-12 * scale
+    ok = ~refused.any(dim=1) & finite
+    safe = torch.where(refused, torch.ones_like(shifted), shifted)
+    if kind == "diagonal":
+        direction = g / safe
+    else:
+        coords = torch.einsum("nij,ni->nj", evecs, g) / safe
+        direction = torch.einsum("nij,nj->ni", evecs, coords)
+    direction = torch.where(ok[:, None], direction, torch.zeros_like(direction))
+    lowest = shifted.amin(dim=1)
+    if single:
+        return Solution(direction[0], ok[0], lowest[0], finite[0])
+    return Solution(direction, ok, lowest, finite)
+
+
+def _solved_or_raise(sol: Solution, lam: float, mode: str, kind: str) -> Tensor:
+    """The direction of one system, or the ValueError that says why it was refused."""
+    if bool(sol.ok):
+        return sol.direction
+    lowest = float(sol.lowest)
+    if not bool(sol.finite):
+        raise ValueError("the gradient or Hessian is not finite; Newton cannot take a step")
+    if kind == "diagonal":
+        if mode == "exact" and lowest <= 0:
             raise ValueError(
                 "a diagonal Hessian entry (+ damping) is ≤ 0 (smallest "
-                f"{float(shifted.min()):.4g}); add damping or use mode='saddle_free'"
+                f"{lowest:.4g}); add damping or use mode='saddle_free'"
             )
-        if (shifted == 0).any():
-            raise ValueError("a diagonal Hessian entry is zero; add damping > 0")
-        return g / shifted
+        raise ValueError("a diagonal Hessian entry is zero; add damping > 0")
+    if mode == "exact":  # every refusal in exact mode is a shifted eigenvalue ≤ 0 (or ~0)
+        raise ValueError(
+            f"the Hessian{' + damping·I' if lam else ''} is not positive definite "
+            f"(smallest eigenvalue {lowest:.4g}): Newton's step would go "
+            "towards a saddle or maximum, or is undefined. Add damping > "
+            f"{max(0.0, -(lowest - lam)):.4g} or use mode='saddle_free'"
+        )
+    raise ValueError("the Hessian is singular; add damping > 0")
