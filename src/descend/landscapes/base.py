@@ -116,6 +116,8 @@ class Landscape:
         value_fn: (N, d) -> (N,) values; must be written with torch ops so autograd works.
         grad_fn: analytic (N, d) -> (N, d) gradient, or None to use autograd.
         hessian_fn: analytic (N, d) -> (N, d, d) Hessian, or None to use autograd.
+        value_and_grad_fn: (N, d) -> ((N,), (N, d)) computing both in one pass where they
+            share subexpressions (the lab calls it every step); None: value_fn then grad_fn.
         domain: plotting box, one (lo, hi) per coordinate.
         minima: known minima (global and, where listed, local), lowest value first.
         starts: suggested start points inside the domain.
@@ -133,6 +135,7 @@ class Landscape:
     domain: tuple[tuple[float, float], ...]
     grad_fn: PointFn | None = None
     hessian_fn: PointFn | None = None
+    value_and_grad_fn: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
     minima: tuple[Minimum, ...] = ()
     starts: tuple[tuple[float, ...], ...] = ()
     contour: str = "linear"
@@ -169,8 +172,11 @@ class Landscape:
         return autograd_gradient(self.value_fn, points)
 
     def value_and_grad(self, points: Tensor) -> tuple[Tensor, Tensor]:
-        """Values (N,) and gradients (N, d), sharing one forward pass in the autograd case."""
+        """Values (N,) and gradients (N, d) in one pass: the landscape's fused form, else
+        value_fn and grad_fn, else one autograd forward and backward."""
         check_points(points, self.dim)
+        if self.value_and_grad_fn is not None:
+            return self.value_and_grad_fn(points)
         if self.grad_fn is not None:
             return self.value_fn(points), self.grad_fn(points)
         with torch.enable_grad():
