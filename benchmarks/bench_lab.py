@@ -103,7 +103,8 @@ def breakdown(ls, x0: np.ndarray, steps: int) -> dict[str, float]:
     theta = torch.tensor(x0, dtype=torch.float32).requires_grad_(True)
     configs = build_configs([SPEC], {})
     stepper = ChainStepper(configs, torch.zeros(len(x0), dtype=torch.long), theta)
-    tracker = Tracker(theta, steps, 10, 0.0, 1e-6, 200.0)
+    still = 8 * torch.finfo(theta.dtype).eps * 3.0  # as the engine: 8 ε × max |domain|
+    tracker = Tracker(theta, steps, 10, 0.0, 1e-6, 200.0, still)
     parts = dict.fromkeys(["f", "grad", "optimizer step", "metrics"], 0.0)
     with torch.no_grad():
         for t in range(steps):

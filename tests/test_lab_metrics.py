@@ -148,3 +148,25 @@ def test_metrics_table_columns() -> None:
     assert result.metrics["lr_source"].tolist()[-1] == "landscape"
     assert result.default_lrs_used() == {"momentum": booth.default_lrs["momentum"]}
     assert math.isnan(result.metrics["momentum"][0]) and result.metrics["momentum"].iloc[-1] == 0.8
+
+
+def test_a_converged_run_stops_counting_overshoots() -> None:
+    # A run that has converged jitters by a few units in the last place, flipping sign every
+    # step. Opposite steps count only when Δ_t·Δ_{t−1} < −τ² (τ = 8ε × the domain scale in the
+    # engine), so the jitter adds nothing while flips of 1e-3 still count, one per flip.
+    from descend.lab.tracker import Tracker
+
+    eps = torch.finfo(torch.float64).eps
+    theta = torch.tensor([[1.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    tracker = Tracker(theta, 40, 1, 0.0, 1e-6, 100.0, still=8 * eps * 3)
+    for t in range(40):
+        sign = 1 if t % 2 else -1
+        theta[0] = 1.0 + sign * torch.tensor([eps, 2 * eps], dtype=torch.float64)
+        theta[1] = sign * 1e-3
+        tracker.after_step(t)
+    assert tracker.overshoots.tolist() == [0, 2 * 39]
+    naive = Tracker(theta.clone(), 3, 1, 0.0, 1e-6, 100.0)  # τ = 0: the jitter counts
+    for t in range(3):
+        naive.theta[0] = 1.0 + (1 if t % 2 else -1) * eps
+        naive.after_step(t)
+    assert naive.overshoots.tolist()[0] == 2 * 2

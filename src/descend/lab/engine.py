@@ -261,7 +261,8 @@ def _run(
         else:
             steppers.append(ChainStepper(g.configs, g.config_pos, param))
     spans = [(g.start, g.stop) for g in groups]
-    tracker = Tracker(theta, steps, record_every, f_star, tol, bound)
+    still = 8 * torch.finfo(theta.dtype).eps * default_bound(landscape) / 100
+    tracker = Tracker(theta, steps, record_every, f_star, tol, bound, still)
     stop_all = torch.zeros(theta.shape[0], dtype=torch.bool)
     with torch.no_grad():
         for t in range(steps):
