@@ -295,13 +295,15 @@ def main(argv: list[str] | None = None) -> int:
 NOTES = """\
 The target was ≥ 0.9× (b) with metrics on; the lab does not reach it. Per step the lab does
 what (b) does — the gradient and an Adam step (column (c): descend's fast path runs at torch's
-fused speed) — plus the loss f at every point (needed for steps-to-tol and the loss records;
-Rosenbrock's separate value function costs roughly half its gradient) and about ten elementwise
-passes of bookkeeping (f − f* < tol, ‖Δθ‖ for the path length, sign changes of Δθ, the bound
-test, the copy of θ). With 100,000 × 2 float32 every pass streams ~0.8 MB per tensor, so these
-passes cost as much as the optimizer step, and the larger working set also slows the gradient.
-Closing the gap needs the loss and gradient from one fused evaluation (a `value_and_grad` in
-`descend.landscapes`) and the bookkeeping fused into one pass (a kernel like the fast path's).
+fused speed) — plus the loss f at every point (needed for steps-to-tol and the loss records)
+and about ten elementwise passes of bookkeeping (f − f* < tol, ‖Δθ‖ for the path length, sign
+changes of Δθ, the bound test, the copy of θ, the thinned records). Rosenbrock now computes f
+and ∇f in one pass (`value_and_grad_fn`, written into preallocated outputs; its `grad` uses the
+same code, so (b) got faster by as much). With 100,000 × 2 float32 each bookkeeping pass costs
+15–50 µs at 1 thread and the Python dispatch of ~12 ops and the fast path's per-step plan adds
+more, so the bookkeeping alone costs about as much as the gradient plus the Adam step; the
+metrics table (pandas, 100,000 rows) adds ~0.15 s per call. Closing the gap needs the
+bookkeeping fused into one compiled pass (a kernel like the fast path's), not done yet.
 Timings on this shared 2-core machine vary with the other processes (see the load average);
 the thread-CPU row is the steadier figure at 1 thread. At 2 threads each OpenMP region
 sometimes stalls for milliseconds while other processes run (shared/reference/performance.md):
