@@ -607,3 +607,25 @@ def test_build_status_and_cache_key():
     path = fast._lib.library_path(fast._lib._compiler())
     assert str(path) == status["path"] and path.exists()
     assert path.parent == fast._lib.cache_dir()
+
+
+@pytest.mark.slow
+def test_every_simd_loop_is_vectorised(tmp_path):
+    """gcc's own report: no ``#pragma omp simd`` loop of the kernels may stay scalar (one did,
+    silently: AMSGrad ran 5x slower until a run-time bool select became a template switch)."""
+    lib = fast._lib
+    source = lib.HERE / "cpu.cpp"
+    flags = [f for f in lib.FLAGS if f != "-shared"]
+    cmd = [lib._compiler(), *flags, "-c", str(source), "-o", str(tmp_path / "k.o")]
+    out = subprocess.run([*cmd, "-fopt-info-vec-missed"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = source.read_text().splitlines()
+    # gcc names a loop by its header line or, when the body wraps, by the body's first line
+    pragmas = [i for i, ln in enumerate(lines) if ln.strip() == "#pragma omp simd"]
+    simd = {i + 2 for i in pragmas} | {i + 3 for i in pragmas}
+    missed = {
+        int(m.split(":")[1])
+        for m in out.stderr.splitlines()
+        if m.startswith(str(source)) and "couldn't vectorize loop" in m
+    }
+    assert simd and not (missed & simd), sorted(missed & simd)

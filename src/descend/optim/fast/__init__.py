@@ -2,9 +2,10 @@
 
 The default path runs a chain of transforms as a dozen ``torch._foreach_*`` calls, each a
 full pass over memory (for-loop speed on CPU). The fast path reads θ, g and the state once
-and writes them once, in C++ compiled at first use (:mod:`._lib`), with OpenMP over the
-group's tensors — as fast as torch's fused Adam, for every descend variant (centered RMSprop,
-EMA momentum, Adam without bias correction, Keras' ε̂, NAdam's schedules, AMSGrad of v̂, …).
+and writes them once, in C++ compiled at first use (:mod:`._lib`), with one OpenMP region over
+all the group's tensors — as fast as torch's fused Adam, for every descend variant (centered
+RMSprop, EMA momentum, Adam without bias correction, Keras' ε̂, NAdam's schedules, AMSGrad of
+v̂, …). The non-finite check of ``nonfinite="skip"|"raise"`` is one read pass too.
 
 **The switch** is torch's keyword, on every named optimizer (SGD, Adagrad, RMSprop, Adam,
 AdamW, AMSGrad, NAdam):
@@ -16,13 +17,18 @@ AdamW, AMSGrad, NAdam):
 
 The environment variable ``DESCEND_FAST=0`` turns the automatic choice off process-wide
 (``fused=True`` still applies). A group takes the default path when a trace hook is registered
-(explanations need the intermediates), when a hyperparameter is a tensor (the lab's per-run
-values), for per-row clipping, parameters that are not float32/float64, not on the CPU or not
-contiguous, and when no C++ compiler is available (a warning says so once). ``from_chain``
-optimizers always keep the default path. :func:`last_path` tells which path each group took.
+(explanations need the intermediates); when a hyperparameter other than the learning rate and
+the weight decay is a tensor (those two may be the lab's (N, 1) per-run columns); for per-row
+clipping; for parameters that are not float32/float64, not on the CPU or not contiguous; and
+when no C++ compiler is available (a warning says so once). ``from_chain`` optimizers always
+keep the default path. :func:`last_path` tells which path each group took, and why.
 
 Both paths hold the same state under the same keys (torch's names, same dtypes), so a state
 dict saved from either loads into the other, and a run may switch paths at any step.
+
+The per-element arithmetic lives in ``kernels.h`` as plain functions marked ``DESCEND_HD``
+(``__host__ __device__`` under nvcc); only the driver (``cpu.cpp``: per-tensor coefficients,
+thread ranges) is CPU-specific, so a CUDA driver would reuse the same functions.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -187,6 +188,12 @@ def load() -> ctypes.CDLL | None:
                 )
             path = library_path(cxx)
             if not path.exists():
+                if sys.stderr.isatty():  # a pause of several seconds deserves a word
+                    print(
+                        "descend: building the fast optimizer kernels (once per machine)…",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 start = time.perf_counter()
                 _build(cxx, path)
                 _state["build_s"] = time.perf_counter() - start

@@ -237,7 +237,7 @@ void adagrad(const Args& a) {
 }
 
 // ------------------------------------------------------------------------------ RMSprop ----
-template <typename T, bool CENTERED, int MOM>
+template <typename T, bool CENTERED, int MOM, bool SMALL>
 DESCEND_RANGE void rms_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v,
                              T* __restrict__ gbar, T* __restrict__ buf, int64_t b, int64_t e,
                              RmsC<T> k, Common<T> c, const Args& a) {
@@ -248,7 +248,7 @@ DESCEND_RANGE void rms_range(T* __restrict__ p, const T* __restrict__ g, T* __re
       RmsC<T> kr = k;
       kr.mom = row_momentum(a, r, k.mom);
       for (int64_t j = j0; j < j1; ++j)
-        descend::rms_element<T, CENTERED, MOM>(p[j], g[j], v[j],
+        descend::rms_element<T, CENTERED, MOM, SMALL>(p[j], g[j], v[j],
                                                         CENTERED ? gbar[j] : dummy_g,
                                                         MOM ? buf[j] : dummy_b, kr, cr);
     });
@@ -257,19 +257,19 @@ DESCEND_RANGE void rms_range(T* __restrict__ p, const T* __restrict__ g, T* __re
   if (CENTERED && MOM != 0) {
 #pragma omp simd
     for (int64_t j = b; j < e; ++j)
-      descend::rms_element<T, CENTERED, MOM>(p[j], g[j], v[j], gbar[j], buf[j], k, c);
+      descend::rms_element<T, CENTERED, MOM, SMALL>(p[j], g[j], v[j], gbar[j], buf[j], k, c);
   } else if (CENTERED) {
 #pragma omp simd
     for (int64_t j = b; j < e; ++j)
-      descend::rms_element<T, CENTERED, MOM>(p[j], g[j], v[j], gbar[j], dummy_b, k, c);
+      descend::rms_element<T, CENTERED, MOM, SMALL>(p[j], g[j], v[j], gbar[j], dummy_b, k, c);
   } else if (MOM != 0) {
 #pragma omp simd
     for (int64_t j = b; j < e; ++j)
-      descend::rms_element<T, CENTERED, MOM>(p[j], g[j], v[j], dummy_g, buf[j], k, c);
+      descend::rms_element<T, CENTERED, MOM, SMALL>(p[j], g[j], v[j], dummy_g, buf[j], k, c);
   } else {
 #pragma omp simd
     for (int64_t j = b; j < e; ++j)
-      descend::rms_element<T, CENTERED, MOM>(p[j], g[j], v[j], dummy_g, dummy_b, k, c);
+      descend::rms_element<T, CENTERED, MOM, SMALL>(p[j], g[j], v[j], dummy_g, dummy_b, k, c);
   }
 }
 
@@ -282,25 +282,27 @@ void rmsprop(const Args& a) {
     const double t = next_step(a, i);
     const bool fresh = a.fresh && a.fresh[i];
     ks[i] = RmsC<T>{T(a.alpha), T(w), T(a.eps_in), T(a.eps_out), T(a.bias2 ? 1.0 / bc.at(t) : 1.0),
-                    std::abs(T(w)) < T(0.5),
                     MomentumC<T>{T(a.beta), T(a.nest_scale), T(1), T(fresh ? 0.0 : a.beta),
                                  T(fresh ? 1.0 : a.mom_gain)}};
   }
   const Common<T> c = common<T>(a);
+  const bool small = std::abs(T(w)) < T(0.5);  // lerp's form (centered ḡ only)
   pick<2>(a.centered, [&](auto centered) {
     pick<3>(a.mom, [&](auto mom) {
-      parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
-        rms_range<T, bool(centered()), mom()>(
-            static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
-            static_cast<T*>(a.s0[i]), a.s1 ? static_cast<T*>(a.s1[i]) : nullptr,
-            a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c, a);
+      pick<2>(centered() && !small, [&](auto large) {
+        parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+          rms_range<T, bool(centered()), mom(), !large()>(
+              static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+              static_cast<T*>(a.s0[i]), a.s1 ? static_cast<T*>(a.s1[i]) : nullptr,
+              a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c, a);
+        });
       });
     });
   });
 }
 
 // --------------------------------------------------------------------------------- Adam ----
-template <typename T, int AMS>
+template <typename T, int AMS, bool SMALL>
 DESCEND_RANGE void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
                               T* __restrict__ v, T* __restrict__ vmax, int64_t b, int64_t e,
                               AdamC<T> k, Common<T> c, const Args& a) {
@@ -309,7 +311,7 @@ DESCEND_RANGE void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __r
     by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
       const Common<T> cr = row_common(a, r, c);
       for (int64_t j = j0; j < j1; ++j)
-        descend::adam_element<T, AMS>(p[j], g[j], m[j], v[j], AMS ? vmax[j] : dummy, k,
+        descend::adam_element<T, AMS, SMALL>(p[j], g[j], m[j], v[j], AMS ? vmax[j] : dummy, k,
                                                cr);
     });
     return;
@@ -318,12 +320,12 @@ DESCEND_RANGE void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __r
     T dummy = 0;
 #pragma omp simd
     for (int64_t j = b; j < e; ++j)
-      descend::adam_element<T, 0>(p[j], g[j], m[j], v[j], dummy, k, c);
+      descend::adam_element<T, 0, SMALL>(p[j], g[j], m[j], v[j], dummy, k, c);
     return;
   }
 #pragma omp simd
   for (int64_t j = b; j < e; ++j)
-    descend::adam_element<T, AMS>(p[j], g[j], m[j], v[j], vmax[j], k, c);
+    descend::adam_element<T, AMS, SMALL>(p[j], g[j], m[j], v[j], vmax[j], k, c);
 }
 
 template <typename T>
@@ -334,16 +336,18 @@ void adam(const Args& a) {
   for (int64_t i = 0; i < a.n; ++i) {
     const double t = next_step(a, i);
     const double c1 = a.bias1 ? bc1.at(t) : 1.0, c2 = a.bias2 ? bc2.at(t) : 1.0;
-    ks[i] = AdamC<T>{T(w1), T(a.beta2), T(w2), T(a.eps_in), T(a.eps_out),
-                     std::abs(T(w1)) < T(0.5), T(a.hat ? 1.0 : 1.0 / c2),
+    ks[i] = AdamC<T>{T(w1), T(a.beta2), T(w2), T(a.eps_in), T(a.eps_out), T(a.hat ? 1.0 : 1.0 / c2),
                      T(a.hat ? std::sqrt(c2) / c1 : 1.0 / c1)};
   }
   const Common<T> c = common<T>(a);
   pick<3>(a.ams, [&](auto ams) {
-    parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
-      adam_range<T, ams()>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
-                           static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]),
-                           a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c, a);
+    pick<2>(std::abs(T(w1)) < T(0.5), [&](auto small) {
+      parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+        adam_range<T, ams(), bool(small())>(
+            static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+            static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]),
+            a.s2 ? static_cast<T*>(a.s2[i]) : nullptr, b, e, ks[i], c, a);
+      });
     });
   });
 }
@@ -367,7 +371,7 @@ double next_mu_product(const Args& a, int64_t i, double mu) {
   return static_cast<double>(*q);
 }
 
-template <typename T>
+template <typename T, bool SMALL>
 DESCEND_RANGE void nadam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
                                T* __restrict__ v, int64_t b, int64_t e, NadamC<T> k,
                                Common<T> c, const Args& a) {
@@ -375,13 +379,13 @@ DESCEND_RANGE void nadam_range(T* __restrict__ p, const T* __restrict__ g, T* __
     by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
       const Common<T> cr = row_common(a, r, c);
       for (int64_t j = j0; j < j1; ++j)
-        descend::nadam_element<T>(p[j], g[j], m[j], v[j], k, cr);
+        descend::nadam_element<T, SMALL>(p[j], g[j], m[j], v[j], k, cr);
     });
     return;
   }
 #pragma omp simd
   for (int64_t j = b; j < e; ++j)
-    descend::nadam_element<T>(p[j], g[j], m[j], v[j], k, c);
+    descend::nadam_element<T, SMALL>(p[j], g[j], m[j], v[j], k, c);
 }
 
 template <typename T>
@@ -398,15 +402,17 @@ void nadam(const Args& a) {
                       T(a.beta2),
                       T(w2),
                       T(a.eps_out),
-                      std::abs(T(w1)) < T(0.5),
                       T(1.0 / bc2.at(t)),
                       T((1.0 - mu) / (1.0 - prod)),
                       T(mu_next / (1.0 - prod * mu_next))};
   }
   const Common<T> c = common<T>(a);
-  parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
-    nadam_range<T>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
-                   static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]), b, e, ks[i], c, a);
+  pick<2>(std::abs(T(w1)) < T(0.5), [&](auto small) {
+    parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+      nadam_range<T, bool(small())>(static_cast<T*>(a.param[i]),
+                                    static_cast<const T*>(a.grad[i]), static_cast<T*>(a.s0[i]),
+                                    static_cast<T*>(a.s1[i]), b, e, ks[i], c, a);
+    });
   });
 }
 

@@ -50,9 +50,10 @@ DESCEND_HD T max_nan(T a, T b) {
 }
 
 // torch's lerp: small weights (|w| < ½) as a + w·(b − a), large ones as b + (w − 1)·(b − a).
-template <typename T>
-DESCEND_HD T lerp(T a, T b, T w, bool small) {
-  return (small ? w : w - T(1)) * (b - a) + (small ? a : b);
+// SMALL is a compile-time switch: a select on a run-time bool stops gcc from vectorising.
+template <typename T, bool SMALL>
+DESCEND_HD T lerp(T a, T b, T w) {
+  return SMALL ? w * (b - a) + a : (w - T(1)) * (b - a) + b;
 }
 
 template <typename T>
@@ -109,18 +110,17 @@ DESCEND_HD void adagrad_element(T& p, T g, T& s, const AdagradC<T>& k, const Com
 template <typename T>
 struct RmsC {
   T alpha, w, eps_in, eps_out, corr;  // w = 1 − α; corr = 1/(1 − αᵗ) or 1
-  bool small;
   MomentumC<T> mom;
 };
 
-template <typename T, bool CENTERED, int MOM>
+template <typename T, bool CENTERED, int MOM, bool SMALL>
 DESCEND_HD void rms_element(T& p, T g, T& v, T& gbar, T& buf, const RmsC<T>& k,
                             const Common<T>& c) {
   g = grad_in<T>(g, p, c);
   v = v * k.alpha + k.w * g * g;
   T vt = v;
   if (CENTERED) {
-    gbar = lerp(gbar, g, k.w, k.small);
+    gbar = lerp<T, SMALL>(gbar, g, k.w);
     vt = v - gbar * gbar;
   }
   vt = vt * k.corr;
@@ -133,17 +133,16 @@ DESCEND_HD void rms_element(T& p, T g, T& v, T& gbar, T& buf, const RmsC<T>& k,
 template <typename T>
 struct AdamC {
   T w1, b2, w2, eps_in, eps_out;  // w1 = 1 − β₁, w2 = 1 − β₂
-  bool small;
   T corr2, mul;  // per tensor: v̂ = v·corr2, corr2 = 1/(1 − β₂ᵗ); u = m/denom·mul with
                  // mul = 1/(1 − β₁ᵗ), or √(1 − β₂ᵗ)/(1 − β₁ᵗ) for the "hat" ε (corr2 = 1)
 };
 
 // AMS: 0 off, 1 max of the raw v (torch, Keras), 2 max of v̂ (optax).
-template <typename T, int AMS>
+template <typename T, int AMS, bool SMALL>
 DESCEND_HD void adam_element(T& p, T g, T& m, T& v, T& vmax, const AdamC<T>& k,
                              const Common<T>& c) {
   g = grad_in<T>(g, p, c);
-  m = lerp(m, g, k.w1, k.small);
+  m = lerp<T, SMALL>(m, g, k.w1);
   v = v * k.b2 + k.w2 * g * g;
   T vv = v;
   if (AMS == 1) vv = vmax = max_nan(vmax, v);
@@ -156,14 +155,13 @@ DESCEND_HD void adam_element(T& p, T g, T& m, T& v, T& vmax, const AdamC<T>& k,
 template <typename T>
 struct NadamC {
   T w1, b2, w2, eps;
-  bool small;
   T corr2, cg, cm;  // per tensor: 1/(1 − β₂ᵗ), (1 − μ_t)/(1 − Π_t), μ_{t+1}/(1 − Π_{t+1})
 };
 
-template <typename T>
+template <typename T, bool SMALL>
 DESCEND_HD void nadam_element(T& p, T g, T& m, T& v, const NadamC<T>& k, const Common<T>& c) {
   g = grad_in<T>(g, p, c);
-  m = lerp(m, g, k.w1, k.small);
+  m = lerp<T, SMALL>(m, g, k.w1);
   v = v * k.b2 + k.w2 * g * g;
   T den = std::sqrt(v * k.corr2) + k.eps;
   T num = g * k.cg + k.cm * m;

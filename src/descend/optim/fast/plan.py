@@ -18,7 +18,7 @@ reason, and the optimizer keeps the default path.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from torch import Tensor
 
@@ -64,7 +64,6 @@ class Shape:
     l2: add_weight_decay | None = None
     lr: scale_by_lr | None = None
     decay: add_weight_decay | None = None
-    state_keys: tuple[str, ...] = field(default=())
 
     def resolve(self, group: dict) -> Resolved:
         """The step's numbers and switches, or :class:`Unsupported`."""
@@ -171,11 +170,7 @@ def _momentum_fields(mom: momentum, group: dict, f: dict) -> str | None:
 
 
 def _resolve(shape: Shape, group: dict) -> Resolved:
-    f: dict = {}
-    scale = 1.0
-    if shape.maximize:
-        scale = -1.0
-    f["gscale"] = scale
+    f: dict = {"gscale": -1.0 if shape.maximize else 1.0}  # × the clipping factor, per step
     max_norm = None
     if shape.clip_norm is not None:
         max_norm = _optional(group, shape.clip_norm.max_norm, "max_grad_norm")
