@@ -407,12 +407,22 @@ def targets_table(rows: list[dict]) -> str:
 
 NOTES = """\
 Bytes per parameter (fp32, minimal traffic): SGD 12, SGD with momentum / RMSprop / Adagrad 20,
-Adam / AdamW / NAdam / centered RMSprop 28, AMSGrad 36. "× axpy" is the fast path's GB/s as a
+Adam / AdamW / NAdam / centered RMSprop 28, AMSGrad 36 (Keras-convention SGD keeps its velocity
+even without momentum: 20 B moved, counted as 12). "× axpy" is the fast path's GB/s as a
 fraction of the in-place axpy probe's GB/s in the same rounds. "vs torch fused" compares with
 torch's fused kernel of the same algorithm (SGD, Adagrad, Adam, AdamW only — torch has none
 for RMSprop or NAdam, and no switch for EMA momentum, Adam without bias correction or Keras'
 ε̂: those rows compare with the nearest torch algorithm, named in the code). "vs fused Adam" is
-the yardstick of the targets for the variants."""
+the yardstick of the targets for the variants.
+
+The fast path is C++ compiled once per machine and called through ctypes: per step and
+param group, one call, one OpenMP parallel region over all the group's tensors (cut into equal
+element ranges), each element of θ, g and the state read once and written once; the
+gradients stay where autograd put them (no flat-buffer copy). torch's fused kernels open one
+parallel region per tensor: at 2 threads, while another process keeps the second core busy,
+each region can stall for milliseconds (see `shared/reference/performance.md`), which is where
+the very large 2-thread ratios and min–max spreads come from; the 1-thread columns are the
+steady comparison."""
 
 
 def write_section(body: str, path: Path = RESULTS) -> None:
