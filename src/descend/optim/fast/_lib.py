@@ -93,6 +93,9 @@ class Args(ctypes.Structure):
         ("row_l2", ctypes.c_void_p),
         ("row_gain", ctypes.c_void_p),
         ("row_nest", ctypes.c_void_p),
+        ("el_lr", ctypes.c_void_p),
+        ("el_keep", ctypes.c_void_p),
+        ("el_l2", ctypes.c_void_p),
     ]
 
 

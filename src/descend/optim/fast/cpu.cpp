@@ -8,7 +8,8 @@
 // from each tensor's own step count — so parameters with different step counts are exact.
 //
 // Row mode (Args.row_len > 0) serves the lab: one (N, d) tensor whose rows are independent runs
-// with their own learning rate / weight decay; the loop then goes row by row.
+// with their own learning rate / weight decay, given per element (the vectorised loop) or, for
+// a learning rate inside the velocity, per row (a scalar loop row by row).
 //
 // Plain C ABI (called through ctypes): no torch headers, so the build is one short g++ call.
 #include <omp.h>
@@ -64,6 +65,11 @@ struct Args {
   const double* row_l2;    // l2_coef
   const double* row_gain;  // mom_gain (lr_inside momentum: the lr)
   const double* row_nest;  // nest_scale (idem)
+  // The vectorised form of row mode: lr, keep and l2_coef given per element (N·d values of
+  // the parameter's dtype, each row's value repeated), or NULL (then the loop goes row by row).
+  const void* el_lr;
+  const void* el_keep;
+  const void* el_l2;
 };
 
 constexpr int64_t kGrain = 1 << 15;  // fewer elements than this per thread: not worth a thread
@@ -156,6 +162,21 @@ inline Common<T> row_common(const Args& a, int64_t r, Common<T> c) {
   return c;
 }
 
+// Row mode, vectorised: f(j, common with element j's lr, keep and l2) over [b, e).
+template <typename T, typename F>
+inline void each_element(const Args& a, int64_t b, int64_t e, const Common<T>& c, F&& f) {
+  const T* __restrict__ lr = static_cast<const T*>(a.el_lr);
+  const T* __restrict__ keep = static_cast<const T*>(a.el_keep);
+  const T* __restrict__ l2 = static_cast<const T*>(a.el_l2);
+  const T gscale = c.gscale, clip = c.clip;
+  const bool l2_on = c.l2_on, decay_on = c.decay_on;
+#pragma omp simd
+  for (int64_t j = b; j < e; ++j) {
+    const Common<T> cj{gscale, clip, l2[j], lr[j], keep[j], l2_on, decay_on};
+    f(j, cj);
+  }
+}
+
 template <typename T>
 inline MomentumC<T> row_momentum(const Args& a, int64_t r, MomentumC<T> k) {
   if (a.row_gain) k.a = T(a.row_gain[r]);
@@ -169,6 +190,12 @@ DESCEND_RANGE void sgd_range(T* __restrict__ p, const T* __restrict__ g, T* __re
                              int64_t b, int64_t e, MomentumC<T> k, Common<T> c, const Args& a) {
   if (a.row_len) {
     T dummy = 0;
+    if (a.el_lr) {
+      each_element(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+        descend::sgd_element<T, MOM>(p[j], g[j], MOM ? v[j] : dummy, k, cj);
+      });
+      return;
+    }
     by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
       const Common<T> cr = row_common(a, r, c);
       const MomentumC<T> kr = row_momentum(a, r, k);
@@ -212,6 +239,12 @@ DESCEND_RANGE void adagrad_range(T* __restrict__ p, const T* __restrict__ g, T* 
                                  int64_t b, int64_t e, AdagradC<T> k, Common<T> c,
                                  const Args& a) {
   if (a.row_len) {
+    if (a.el_lr) {
+      each_element(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+        descend::adagrad_element<T>(p[j], g[j], s[j], k, cj);
+      });
+      return;
+    }
     by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
       const Common<T> cr = row_common(a, r, c);
       for (int64_t j = j0; j < j1; ++j) descend::adagrad_element<T>(p[j], g[j], s[j], k, cr);
@@ -243,6 +276,13 @@ DESCEND_RANGE void rms_range(T* __restrict__ p, const T* __restrict__ g, T* __re
                              RmsC<T> k, Common<T> c, const Args& a) {
   T dummy_g = 0, dummy_b = 0;
   if (a.row_len) {
+    if (a.el_lr) {
+      each_element(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+        descend::rms_element<T, CENTERED, MOM, SMALL>(
+            p[j], g[j], v[j], CENTERED ? gbar[j] : dummy_g, MOM ? buf[j] : dummy_b, k, cj);
+      });
+      return;
+    }
     by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
       const Common<T> cr = row_common(a, r, c);
       RmsC<T> kr = k;
@@ -308,6 +348,13 @@ DESCEND_RANGE void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __r
                               AdamC<T> k, Common<T> c, const Args& a) {
   if (a.row_len) {
     T dummy = 0;
+    if (a.el_lr) {
+      each_element(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+        descend::adam_element<T, AMS, SMALL>(p[j], g[j], m[j], v[j], AMS ? vmax[j] : dummy, k,
+                                             cj);
+      });
+      return;
+    }
     by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
       const Common<T> cr = row_common(a, r, c);
       for (int64_t j = j0; j < j1; ++j)
@@ -376,6 +423,12 @@ DESCEND_RANGE void nadam_range(T* __restrict__ p, const T* __restrict__ g, T* __
                                T* __restrict__ v, int64_t b, int64_t e, NadamC<T> k,
                                Common<T> c, const Args& a) {
   if (a.row_len) {
+    if (a.el_lr) {
+      each_element(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+        descend::nadam_element<T, SMALL>(p[j], g[j], m[j], v[j], k, cj);
+      });
+      return;
+    }
     by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
       const Common<T> cr = row_common(a, r, c);
       for (int64_t j = j0; j < j1; ++j)

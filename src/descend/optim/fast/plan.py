@@ -142,7 +142,7 @@ def _scaling(group: dict, ref, name: str) -> float | Tensor:
     float32 tensors is the same."""
     value = ref.resolve(group) if isinstance(ref, hp) else ref
     if isinstance(value, Tensor):
-        return value.detach()
+        return value  # read only, under the step's no_grad
     return _number(group, value, name)
 
 

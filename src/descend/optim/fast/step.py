@@ -186,7 +186,7 @@ class Layout:
 
 
 def _split_rows(plan: Resolved, params: list[Tensor]) -> tuple[dict, dict, int]:
-    """``plan.fields`` as (numbers, per-row float64 arrays, row length d). A one-element
+    """``plan.fields`` as (numbers, per-row (N, 1) tensors, row length d). A one-element
     tensor is a number (its value, exactly); an (N, 1) tensor gives one value per row of the
     group's only parameter, of shape (N, d), as the default path broadcasts it."""
     numbers, rows, row_len = {}, {}, 0
@@ -208,9 +208,26 @@ def _split_rows(plan: Resolved, params: list[Tensor]) -> tuple[dict, dict, int]:
                     f"{name} is a tensor of shape {tuple(value.shape)}: per-run values need "
                     "one (N, d) CPU parameter in the group and an (N, 1) tensor"
                 )
-            rows[name] = value.to(torch.float64).reshape(-1).contiguous()
+            rows[name] = value
             row_len = p.shape[1]
     return numbers, rows, row_len
+
+
+def _per_element(opt, name: str, value, shape: tuple, dtype) -> Tensor:
+    """``value`` (a number or an (N, 1) column) repeated along each row of an (N, d)
+    parameter, in its dtype; kept between steps while the value is the same object."""
+    cache = opt.__dict__.setdefault("_fast_elements", {})
+    tensor = isinstance(value, Tensor)
+    key = (shape, dtype, value._version if tensor else float(value))
+    hit = cache.get(name)
+    if hit is not None and hit[0] == key and (not tensor or hit[2] is value):
+        return hit[1]
+    if tensor:
+        values = value.to(dtype).expand(shape).contiguous()
+    else:
+        values = torch.full(shape, float(value), dtype=dtype)
+    cache[name] = (key, values, value if tensor else None)
+    return values
 
 
 def run(lib: ctypes.CDLL, opt, index: int, links, plan: Resolved, params: list[Tensor]) -> None:
@@ -232,10 +249,21 @@ def run(lib: ctypes.CDLL, opt, index: int, links, plan: Resolved, params: list[T
 
     args = _lib.Args(**numbers)
     args.n, args.dtype = lay.n, _KIND[dtype]
+    keep_alive = []
     if rows:
         args.row_len = row_len
-        for name, values in rows.items():
-            setattr(args, _ROW_ARG[name], values.data_ptr())
+        if rows.keys() & {"mom_gain", "nest_scale"}:  # lr inside the velocity: row by row
+            for name, column in rows.items():
+                values = column.to(torch.float64).reshape(-1).contiguous()
+                keep_alive.append(values)
+                setattr(args, _ROW_ARG[name], values.data_ptr())
+        else:  # vectorised: lr, keep and l2 per element
+            shape = tuple(params[0].shape)
+            for name, arg in (("lr", "el_lr"), ("keep", "el_keep"), ("l2_coef", "el_l2")):
+                value = plan.fields.get(name, 0.0)
+                values = _per_element(opt, name, value, shape, dtype)
+                keep_alive.append(values)
+                setattr(args, arg, values.data_ptr())
     args.step_f64, args.extra_f64 = lay.step_kind, lay.extra_kind
     if plan.max_norm is not None:
         args.gscale *= _clip_factor(grads, plan.max_norm, dtype)
