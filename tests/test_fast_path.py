@@ -12,6 +12,7 @@ different step counts per parameter, and every documented fallback.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import subprocess
 import sys
@@ -484,6 +485,34 @@ def test_per_run_rows_split_between_threads(spec, extra):
     """Two threads cut the rows (a range may start or end inside a row)."""
     torch.set_num_threads(2)
     _per_run(spec, extra, torch.float64, n=22_001, steps=5)
+
+
+@pytest.mark.parametrize("change", ["new-tensor", "in-place"])
+def test_per_run_learning_rate_changed_by_a_schedule(change):
+    """The lab's schedules: a new (N, 1) lr every step, or the same tensor changed in place —
+    the per-element copies the fast path keeps must follow both."""
+    n = 200
+    base = torch.logspace(-3, -1, n, dtype=torch.float64).reshape(-1, 1)
+
+    def each(t, params, opt):
+        group = opt.param_groups[0]
+        if change == "new-tensor":
+            group["lr"] = base * (0.5 + 0.5 * math.cos(math.pi * t / STEPS))
+        elif t:
+            group["lr"].mul_(0.97)
+
+    results = []
+    for fused in (None, False):
+
+        def build(ps, f=fused):
+            opt = D.AdamW(ps, fused=f)
+            opt.param_groups[0]["lr"] = base.clone()
+            return opt
+
+        results.append(run(build, params=make_params(torch.float64, [(n, 2)]), each=each))
+    (a, opt), (b, _) = results
+    assert fast.last_path(opt) == {0: "fast"}
+    assert rel(a, b) <= 1e-12
 
 
 def test_tensor_hyperparameters_that_fall_back():
