@@ -124,11 +124,6 @@ CONFIGS = [
         "adam",
         dict(amsgrad=True, amsgrad_of="corrected", eps_placement="inside"),
     ),
-    (
-        "amsgrad-corrected-hat",
-        "adam",
-        dict(amsgrad=True, amsgrad_of="corrected", eps_placement="hat"),
-    ),
     ("adam-no-bias-correction", "adam", dict(bias_correction=False)),
     ("adam-bias-m-only", "adam", dict(bias_correction=(True, False))),
     ("adam-bias-v-only-hat", "adam", dict(bias_correction=(False, True), eps_placement="hat")),

@@ -324,3 +324,21 @@ def test_dampening_only_with_the_modern_form(form: str) -> None:
     with pytest.raises(ValueError, match="dampening"):
         D.SGD(_p(), momentum=0.9, dampening=0.5, convention="keras")
     D.SGD(_p(), momentum=0.9, momentum_form=form)  # dampening 0 is fine
+
+
+def test_hat_eps_with_corrected_amsgrad_max_is_rejected():
+    """The ε̂ form divides by the raw √v; a max over v̂ has nowhere to go, so the combination
+    is refused (it used to be accepted and silently ignored the max)."""
+    import torch
+
+    from descend.optim import Adam
+    from descend.transforms import scale_by_adam
+
+    w = [torch.zeros(2, requires_grad=True)]
+    with pytest.raises(ValueError, match="amsgrad_of='corrected'"):
+        Adam(w, amsgrad=True, eps_placement="hat", amsgrad_of="corrected")
+    with pytest.raises(ValueError, match="amsgrad_of='corrected'"):
+        scale_by_adam(eps_placement="hat", amsgrad=True, amsgrad_of="corrected")
+    # the conventions themselves stay valid: Keras' hat form with its raw max, optax's outside
+    Adam(w, amsgrad=True, convention="keras")
+    Adam(w, amsgrad=True, convention="optax")

@@ -84,6 +84,12 @@ class Adam(ChainOptimizer):
             check.flag("bias_correction", bc)
         check.choice("eps_placement", group["eps_placement"], EPS_PLACEMENTS)
         check.choice("amsgrad_of", group["amsgrad_of"], AMSGRAD_OF)
+        if group["amsgrad"] and group["eps_placement"] == "hat" and group["amsgrad_of"] != "raw":
+            raise ValueError(
+                "amsgrad_of='corrected' needs eps_placement 'outside' or 'inside': the ε̂ form "
+                "(eps_placement='hat', Keras) divides by the raw √v, so its AMSGrad max is over "
+                "the raw v (amsgrad_of='raw')"
+            )
 
     def chain(self, group: dict):
         bc = group["bias_correction"]

@@ -91,6 +91,11 @@ class scale_by_adam(Transform):  # noqa: N801
             )
         if amsgrad_of not in AMSGRAD_OF:
             raise ValueError(f"amsgrad_of={amsgrad_of!r} is not one of {', '.join(AMSGRAD_OF)}")
+        if amsgrad and eps_placement == "hat" and amsgrad_of != "raw":
+            raise ValueError(
+                "amsgrad_of='corrected' needs eps_placement 'outside' or 'inside': the ε̂ form "
+                "divides by the raw √v, so its AMSGrad max is over the raw v"
+            )
         self.b1, self.b2, self.eps, self.eps_placement = b1, b2, eps, eps_placement
         self.bias_correction = _pair(bias_correction)
         self.amsgrad, self.amsgrad_of = amsgrad, amsgrad_of
