@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -35,6 +34,9 @@ import torch
 
 from descend import lab, landscapes
 from descend.optim import Adam as DescendAdam
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _results  # noqa: E402  (the benchmarks' shared helpers, beside this file)
 
 SECTION = "lab"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -224,29 +226,13 @@ def table(args: argparse.Namespace, data: dict) -> str:
 
 
 def environment() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = _results.cpu_name()
     return f"torch {torch.__version__}, {cpu}, {torch.get_num_threads()} threads available"
 
 
 def write_section(body: str, path: Path = RESULTS) -> None:
     """Replace (or append) this benchmark's section of RESULTS.md, leaving the others."""
-    begin, end = f"<!-- section: {SECTION} -->", f"<!-- /section: {SECTION} -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}\n"
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
+    _results.write_section(SECTION, body, path)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

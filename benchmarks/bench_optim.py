@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,9 @@ import torch
 from descend import optim
 from descend.optim import fast
 from descend.transforms import scale_by_adam, scale_by_lr
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _results  # noqa: E402  (the benchmarks' shared helpers, beside this file)
 
 SECTION = "optim"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -322,14 +324,7 @@ def build_cost() -> dict:
 
 
 def environment() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = _results.cpu_name()
     return f"torch {torch.__version__}, {cpu}, {os.cpu_count()} CPUs, fp32"
 
 
@@ -427,16 +422,7 @@ steady comparison."""
 
 def write_section(body: str, path: Path = RESULTS) -> None:
     """Replace (or append) this benchmark's section of RESULTS.md, leaving the others."""
-    begin, end = f"<!-- section: {SECTION} -->", f"<!-- /section: {SECTION} -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}\n"
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
+    _results.write_section(SECTION, body, path)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

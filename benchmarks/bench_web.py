@@ -30,6 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _results  # noqa: E402  (the benchmarks' shared helpers, beside this file)
+
 SECTION = "web"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 TARGET_MS = 500.0
@@ -155,14 +158,7 @@ def check(client, call: tuple[str, dict], steps: int) -> float:
 
 
 def environment() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = _results.cpu_name()
     return f"torch {torch.__version__}, {cpu}, {os.cpu_count()} cores"
 
 
@@ -206,16 +202,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def write_section(body: str, path: Path = RESULTS) -> None:
     """Replace (or append) this benchmark's section of RESULTS.md, leaving the others."""
-    begin, end = f"<!-- section: {SECTION} -->", f"<!-- /section: {SECTION} -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}\n"
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block.rstrip("\n") + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
+    _results.write_section(SECTION, body, path)
 
 
 def main(argv: list[str] | None = None) -> int:
