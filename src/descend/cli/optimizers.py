@@ -24,13 +24,14 @@ def run(args) -> int:
     for col in ("spec name", "class", "what it is", "defaults"):
         table.add_column(col, overflow="fold")
     dummy = [torch.zeros(1, requires_grad=True)]
-    for name, (cls, preset, text) in REGISTRY.items():
+    for name, (cls, _preset, text) in REGISTRY.items():
         kwargs = resolve_kwargs(name, {})
         if name != "newton":
             kwargs["convention"] = args.convention
         defaults = cls(dummy, **kwargs).defaults
         shown = ", ".join(
-            f"{k}={v}" for k, v in defaults.items()
+            f"{k}={v}"
+            for k, v in defaults.items()
             if k not in ("maximize", "max_grad_norm", "clip_value", "convention") and v is not None
         )
         table.add_row(name, cls.__name__, text, shown)

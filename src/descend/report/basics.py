@@ -121,6 +121,7 @@ def update_rule(quick: bool) -> Section:
     b.set(xlabel="x", ylabel="y", title="2-D: Rosenbrock (log contours)")
     b.legend(loc="lower right", fontsize=8)
     s.figure(fig, "Gradient descent and Newton's method on a 1-D and a 2-D function", "paths")
+
     def reach(row) -> str:
         k = row["steps to ‖θ − θ*‖ < 1e-8"]
         if isinstance(k, int):
