@@ -303,6 +303,7 @@ def test_bad_arguments(cancer, kwargs, message) -> None:
 
 
 def test_plateau_factors_are_fed_the_validation_loss_each_epoch(cancer) -> None:
+    torch.manual_seed(0)  # the same initial weights whatever ran before (order-independent)
     model = train.logistic(cancer.n_features, 2)
     opt = optim.from_spec("sgd:lr=0.05", model.parameters())
     handle = schedules.attach(opt, "constant", plateau="plateau:patience=0,factor=0.5")
@@ -320,6 +321,7 @@ def test_plateau_factors_are_fed_the_validation_loss_each_epoch(cancer) -> None:
     assert handle.plateau.best == pytest.approx(min(e["val_loss"] for e in h.epochs))
     # torch's ReduceLROnPlateau: lr 1e-7 improves the val loss by ~1e-5 (relative) per epoch,
     # below its 1e-4 threshold, so with patience 0 every epoch after the first halves the lr.
+    torch.manual_seed(0)
     model = train.logistic(cancer.n_features, 2)
     opt = torch.optim.SGD(model.parameters(), lr=1e-7)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.5)
