@@ -38,17 +38,7 @@ def register(sub: Any) -> None:
     size.add_argument(
         "--full", action="store_true", help="studies only: the larger budget (minutes)"
     )
-    p.add_argument("--task", default="cat-dog", help="dataset (default cat-dog)")
-    p.add_argument(
-        "--task-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="task option, e.g. n_samples=2000 or snr=1.5 (repeatable)",
-    )
-    p.add_argument("--model", default="mlp", help="logistic, mlp (default) or cnn")
-    p.add_argument("--hidden", type=int, nargs="+", help="MLP hidden sizes (default 100)")
-    p.add_argument("--norm", help="normalisation layers: batch, layer or group")
+    add_task_arguments(p)
     p.add_argument(
         "--optimizers",
         nargs="+",
@@ -108,6 +98,21 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default="compare_results", help="output folder (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_task_arguments(p: argparse.ArgumentParser) -> None:
+    """--task, --task-option, --model, --hidden, --norm (shared with ``descend lr-find``)."""
+    p.add_argument("--task", default="cat-dog", help="dataset (default cat-dog)")
+    p.add_argument(
+        "--task-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task option, e.g. n_samples=2000 or snr=1.5 (repeatable)",
+    )
+    p.add_argument("--model", default="mlp", help="logistic, mlp (default) or cnn")
+    p.add_argument("--hidden", type=int, nargs="+", help="MLP hidden sizes (default 100)")
+    p.add_argument("--norm", help="normalisation layers: batch, layer or group")
 
 
 def _key_values(items: list[str], what: str) -> dict[str, Any]:

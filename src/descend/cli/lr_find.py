@@ -24,17 +24,9 @@ def register(sub: Any) -> None:
             "suggestion is placed in the gradient-descent stable range."
         ),
     )
-    p.add_argument("--task", default="cat-dog", help="dataset (default cat-dog)")
-    p.add_argument(
-        "--task-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="task option, e.g. n_samples=2000 (repeatable)",
-    )
-    p.add_argument("--model", default="mlp", help="logistic, mlp (default) or cnn")
-    p.add_argument("--hidden", type=int, nargs="+", help="MLP hidden sizes (default 100)")
-    p.add_argument("--norm", help="normalisation layers: batch, layer or group")
+    from descend.cli.compare import add_task_arguments
+
+    add_task_arguments(p)
     p.add_argument(
         "--optimizer",
         default="sgd",
