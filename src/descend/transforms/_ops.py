@@ -95,3 +95,18 @@ def add_scaled_list_(xs: list[Tensor], ys: list[Tensor], ss: list) -> None:
     else:
         for x, y, s in zip(xs, ys, ss):
             x.add_(y, alpha=s)
+
+
+def sqrt_plus_eps(xs: list[Tensor], eps, inside: bool) -> list[Tensor]:
+    """New tensors √x + ε, or √(x + ε) when ``inside`` (the ε placements of RMSprop/Adam)."""
+    if inside:
+        d = [x + eps for x in xs] if _is_tensor(eps) else torch._foreach_add(xs, eps)
+        torch._foreach_sqrt_(d)
+        return d
+    d = torch._foreach_sqrt(xs)
+    if _is_tensor(eps):
+        for x in d:
+            x.add_(eps)
+    else:
+        torch._foreach_add_(d, eps)
+    return d

@@ -45,20 +45,6 @@ def _moments(updates, states, b1, b2, ctx) -> tuple[list[Tensor], list[Tensor]]:
     return m, v
 
 
-def _sqrt_plus(xs: list[Tensor], eps, inside: bool) -> list[Tensor]:
-    if inside:
-        d = [x + eps for x in xs] if isinstance(eps, Tensor) else torch._foreach_add(xs, eps)
-        torch._foreach_sqrt_(d)
-    else:
-        d = torch._foreach_sqrt(xs)
-        if isinstance(eps, Tensor):
-            for x in d:
-                x.add_(eps)
-        else:
-            torch._foreach_add_(d, eps)
-    return d
-
-
 class scale_by_adam(Transform):  # noqa: N801
     """Adam's moment estimates and scaling.
 
@@ -120,7 +106,7 @@ class scale_by_adam(Transform):  # noqa: N801
             ctx.record("v_max", vmax)
             v = vmax
         if self.eps_placement == "hat":
-            denom = _sqrt_plus(v, eps, inside=False)
+            denom = _ops.sqrt_plus_eps(v, eps, inside=False)
             ctx.record("denom", denom)
             out = torch._foreach_div(m, denom)
             factor = [_sqrt(b) / a for a, b in zip(c1, c2)]
@@ -134,7 +120,7 @@ class scale_by_adam(Transform):  # noqa: N801
                 ctx.record("v_max", vmax)
                 v_hat = vmax
             ctx.record("v_hat", v_hat)
-            denom = _sqrt_plus(v_hat, eps, inside=self.eps_placement == "inside")
+            denom = _ops.sqrt_plus_eps(v_hat, eps, inside=self.eps_placement == "inside")
             ctx.record("denom", denom)
             out = torch._foreach_div(m, denom)
             if self.bias_correction[0]:
@@ -217,7 +203,7 @@ class scale_by_nadam(Transform):  # noqa: N801
             coef_m.append(mu_next / (1 - _value(prod) * mu_next))
         v_hat = [x / c for x, c in zip(v, bias_correction(b2, ctx))]
         ctx.record("v_hat", v_hat)
-        denom = _sqrt_plus(v_hat, eps, inside=False)
+        denom = _ops.sqrt_plus_eps(v_hat, eps, inside=False)
         ctx.record("denom", denom)
         num = [g * cg for g, cg in zip(updates, coef_g)]
         _ops.add_scaled_list_(num, m, coef_m)

@@ -16,21 +16,6 @@ from .momentum import bias_correction
 EPS_PLACEMENTS_RMS = ("outside", "inside")
 
 
-def _denominator(v: list[Tensor], eps, placement: str) -> list[Tensor]:
-    """√v + ε or √(v + ε), as new tensors."""
-    if placement == "inside":
-        d = [x + eps for x in v] if isinstance(eps, Tensor) else torch._foreach_add(v, eps)
-        torch._foreach_sqrt_(d)
-        return d
-    d = torch._foreach_sqrt(v)
-    if isinstance(eps, Tensor):
-        for x in d:
-            x.add_(eps)
-    else:
-        torch._foreach_add_(d, eps)
-    return d
-
-
 class scale_by_rms(Transform):  # noqa: N801
     """RMSprop's scaling (Hinton, Coursera lecture 6e, 2012; Graves 2013 for ``centered``).
 
@@ -89,7 +74,7 @@ class scale_by_rms(Transform):  # noqa: N801
             vt = [x.clone() for x in vt] if vt is v else vt
             _ops.div_list_(vt, bias_correction(alpha, ctx))
             ctx.record("v_hat", vt)
-        denom = _denominator(vt, eps, self.eps_placement)
+        denom = _ops.sqrt_plus_eps(vt, eps, inside=self.eps_placement == "inside")
         ctx.record("denom", denom)
         out = torch._foreach_div(updates, denom)
         ctx.owned = True
@@ -140,7 +125,7 @@ class scale_by_adagrad(Transform):  # noqa: N801
         s = [st["sum"] for st in states]
         torch._foreach_addcmul_(s, updates, updates)
         ctx.record("sum", s)
-        denom = _denominator(s, eps, self.eps_placement)
+        denom = _ops.sqrt_plus_eps(s, eps, inside=self.eps_placement == "inside")
         if isinstance(decay, Tensor) or decay != 0:
             _ops.mul_list_(denom, [1 + (t - 1) * decay for t in ctx.t])
         ctx.record("denom", denom)
