@@ -9,16 +9,8 @@ import torch
 from ..ewa import bias_correction_factor, effective_window, ewa
 from ..landscapes import get as get_landscape
 from ..optim import Newton, from_spec
+from ..plots._common import plt  # the Agg backend, set once for every picture
 from .document import Section
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def descend_path(landscape, spec: str, start, steps: int, scale: float = 1.0) -> np.ndarray:
@@ -50,7 +42,6 @@ def _first_below(errors: np.ndarray, tol: float) -> int | None:
 
 def update_rule(quick: bool) -> Section:
     """Section 1: θ ← θ − α∇f against Newton's θ ← θ − H⁻¹∇f."""
-    plt = _plt()
     s = Section("update-rule", "The update rule: gradient descent vs a Newton step")
     s.paragraphs.append(
         "Gradient descent moves against the gradient by a step α that carries the units of "
@@ -140,7 +131,6 @@ def update_rule(quick: bool) -> Section:
 
 def ewa_section(quick: bool) -> Section:
     """Section 2: exponentially weighted averages of a noisy series, with bias correction."""
-    plt = _plt()
     s = Section("ewa", "Exponentially weighted averages and bias correction")
     days = 365
     rng = np.random.default_rng(0)
@@ -228,7 +218,6 @@ CONVENTION_CASES = [
 
 def conventions_section(quick: bool) -> Section:
     """Section 11: the same optimizer name under torch, Keras and optax conventions."""
-    plt = _plt()
     s = Section("conventions", "One name, three conventions: torch, Keras and optax side by side")
     steps = 150 if quick else 500
     ros = get_landscape("rosenbrock")

@@ -8,17 +8,9 @@ import pandas as pd
 from .. import lab, plots
 from ..lab import theory
 from ..landscapes import get as get_landscape
+from ..plots._common import plt  # the Agg backend, set once for every picture
 from ..schedules import from_spec as schedule_from_spec
 from .document import Section
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _error_norms(result, run: int) -> np.ndarray:
@@ -243,7 +235,6 @@ def saddles_section(quick: bool) -> Section:
 
 def noise_section(quick: bool) -> Section:
     """Section 6: noisy gradients and batch size on a 2-D landscape."""
-    plt = _plt()
     s = Section("noise", "Noisy gradients and batch size")
     steps = 400 if quick else 800
     seeds = list(range(8 if quick else 32))
@@ -312,7 +303,6 @@ SCHEDULES = [
 
 def schedules_section(quick: bool) -> Section:
     """Section 7: learning-rate schedules and their effect on a noisy run."""
-    plt = _plt()
     s = Section("schedules", "Learning-rate schedules and what they do to a run")
     steps = 400 if quick else 1000
     seeds = list(range(8 if quick else 24))
