@@ -19,7 +19,10 @@ from torch import Tensor
 
 from descend import landscapes
 from descend.landscapes import Landscape, Noisy
+from descend.landscapes import compiled as compiled_landscapes
 
+from . import compiled
+from .compiled import CompiledTracker
 from .configs import Config, build_configs, split_specs
 from .result import Grid, LabResult, assemble
 from .steppers import ChainStepper, NewtonStepper
@@ -237,6 +240,23 @@ class _Outputs:
             self.losses = torch.full((n, r), math.nan, dtype=self.dtype)
 
 
+def _fused_stepper(landscape, theta, tracker, steppers, noisy) -> ChainStepper | None:
+    """The stepper whose steps can run fused with the landscape and the tracker in one
+    compiled call (:meth:`CompiledTracker.fused_step`): one group of runs covering θ, no
+    noise, a landscape with a compiled twin, the compiled tracker. Whether its optimizer
+    qualifies is asked at each step (:meth:`ChainStepper.prepare_fused`)."""
+    if not isinstance(tracker, CompiledTracker) or noisy is not None or len(steppers) != 1:
+        return None
+    stepper = steppers[0]
+    if not isinstance(stepper, ChainStepper) or stepper.theta.data_ptr() != theta.data_ptr():
+        return None
+    if stepper.theta.shape != theta.shape:
+        return None
+    if not compiled_landscapes.usable(landscape.kernel, theta.detach()):
+        return None
+    return stepper
+
+
 def _run(
     landscape: Landscape,
     theta: Tensor,
@@ -262,15 +282,28 @@ def _run(
             steppers.append(ChainStepper(g.configs, g.config_pos, param))
     spans = [(g.start, g.stop) for g in groups]
     still = 8 * torch.finfo(theta.dtype).eps * default_bound(landscape) / 100
-    tracker = Tracker(theta, steps, record_every, f_star, tol, bound, still)
+    make = CompiledTracker if compiled.available(theta) else Tracker
+    tracker = make(theta, steps, record_every, f_star, tol, bound, still)
+    fused = _fused_stepper(landscape, theta, tracker, steppers, noisy)
     stop_all = torch.zeros(theta.shape[0], dtype=torch.bool)
     with torch.no_grad():
-        for t in range(steps):
+        t = 0
+        while t < steps:
+            factor = None if schedule is None else float(schedule(t))
+            if fused is not None:
+                if factor is not None:
+                    fused.set_lr_factor(factor)
+                prepared = fused.prepare_fused(tracker.fused_grad(landscape))
+                if prepared is not None:
+                    # without a schedule nothing changes between steps: all of them in one call
+                    count = 1 if schedule is not None else steps - t
+                    tracker.fused_run(t, count, landscape, prepared)
+                    fused.fused_done(prepared)
+                    t += count
+                    continue
             f, grad = landscape.value_and_grad(theta)
-            tracker.observe_loss(t, f)
             if noisy is not None:
                 grad = grad + noisy.noise(theta, t, seeds)
-            factor = None if schedule is None else float(schedule(t))
             stopped = False
             for stepper, (a, b) in zip(steppers, spans):
                 if factor is not None:
@@ -279,11 +312,12 @@ def _run(
                 if stop is not None:
                     stop_all[a:b] = stop
                     stopped = True
-            tracker.after_step(t, stop_all if stopped else None)
+            tracker.update(t, f, stop_all if stopped else None)
             if stopped:
                 stop_all.zero_()
+            t += 1
         f_final = landscape.f(theta)
-        tracker.observe_loss(steps, f_final)
+        tracker.observe_final(steps, f_final)
     out.store_records(order, tracker.trajectory, tracker.losses)
     index = torch.as_tensor(order)
     out.final[index] = theta

@@ -20,6 +20,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from descend.landscapes import compiled
+
 PointFn = Callable[[Tensor], Tensor]
 
 CONTOUR_SCALES = ("linear", "log")
@@ -127,6 +129,9 @@ class Landscape:
         default_lrs: optimizer name -> a learning rate that makes progress from ``starts``.
         params: the parameters this instance was built with, in a form that rebuilds it:
             ``get(name, **params)``.
+        kernel: (name, constants) of a compiled twin of ``value_fn``/``grad_fn`` in
+            ``descend/native/landscapes.h``, used for CPU float points outside autograd
+            (:mod:`descend.landscapes.compiled`); None: the torch functions only.
     """
 
     name: str
@@ -143,6 +148,7 @@ class Landscape:
     formula: str = ""
     default_lrs: Mapping[str, float] = field(default_factory=dict)
     params: Mapping[str, float] = field(default_factory=dict)
+    kernel: tuple[str, tuple[float, ...]] | None = None
 
     def __post_init__(self) -> None:
         if self.dim < 1:
@@ -162,11 +168,17 @@ class Landscape:
     def f(self, points: Tensor) -> Tensor:
         """Values, shape (N,), same dtype as ``points``."""
         check_points(points, self.dim)
+        out = compiled.evaluate(self.kernel, points, want_g=False)
+        if out is not None:
+            return out[0]
         return self.value_fn(points)
 
     def grad(self, points: Tensor) -> Tensor:
         """Gradients, shape (N, d): analytic where available, else autograd."""
         check_points(points, self.dim)
+        out = compiled.evaluate(self.kernel, points, want_f=False)
+        if out is not None:
+            return out[1]
         if self.grad_fn is not None:
             return self.grad_fn(points)
         return autograd_gradient(self.value_fn, points)
@@ -175,6 +187,9 @@ class Landscape:
         """Values (N,) and gradients (N, d) in one pass: the landscape's fused form, else
         value_fn and grad_fn, else one autograd forward and backward."""
         check_points(points, self.dim)
+        out = compiled.evaluate(self.kernel, points)
+        if out is not None:
+            return out
         if self.value_and_grad_fn is not None:
             return self.value_and_grad_fn(points)
         if self.grad_fn is not None:

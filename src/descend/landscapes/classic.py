@@ -71,6 +71,7 @@ def rosenbrock(a: float = 1.0, b: float = 100.0) -> Landscape:
         grad_fn=grad,
         hessian_fn=hessian,
         value_and_grad_fn=value_and_grad,
+        kernel=("rosenbrock", (a, b)),
         domain=((-2.0, 2.0), (-1.0, 3.0)),
         minima=(Minimum((a, a * a), 0.0),),
         starts=((-1.2, 1.0), (0.0, 2.5), (1.5, 1.5)),

@@ -2,10 +2,10 @@
 
 The default path runs a chain of transforms as a dozen ``torch._foreach_*`` calls, each a
 full pass over memory (for-loop speed on CPU). The fast path reads θ, g and the state once
-and writes them once, in C++ compiled at first use (:mod:`._lib`), with one OpenMP region over
-all the group's tensors — as fast as torch's fused Adam, for every descend variant (centered
-RMSprop, EMA momentum, Adam without bias correction, Keras' ε̂, NAdam's schedules, AMSGrad of
-v̂, …). The non-finite check of ``nonfinite="skip"|"raise"`` is one read pass too.
+and writes them once, in C++ compiled at first use (:mod:`descend.native`), with one OpenMP
+region over all the group's tensors — as fast as torch's fused Adam, for every descend variant
+(centered RMSprop, EMA momentum, Adam without bias correction, Keras' ε̂, NAdam's schedules,
+AMSGrad of v̂, …). The non-finite check of ``nonfinite="skip"|"raise"`` is one read pass too.
 
 **The switch** is torch's keyword, on every named optimizer (SGD, Adagrad, RMSprop, Adam,
 AdamW, AMSGrad, NAdam):
@@ -26,28 +26,31 @@ keep the default path. :func:`last_path` tells which path each group took, and w
 Both paths hold the same state under the same keys (torch's names, same dtypes), so a state
 dict saved from either loads into the other, and a run may switch paths at any step.
 
-The per-element arithmetic lives in ``kernels.h`` as plain functions marked ``DESCEND_HD``
-(``__host__ __device__`` under nvcc); only the driver (``cpu.cpp``: per-tensor coefficients,
-thread ranges) is CPU-specific, so a CUDA driver would reuse the same functions.
+The per-element arithmetic lives in ``descend/native/kernels.h`` as plain functions marked
+``DESCEND_HD`` (``__host__ __device__`` under nvcc); only the drivers (``drivers.h``: per-tensor
+coefficients; ``cpu.cpp``: thread ranges) are CPU-specific, so a CUDA driver would reuse the
+same functions.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import torch
 
-from . import _lib
+from descend import native
+from descend.native import build as _lib
+
 from .plan import Shape, Unsupported, shape_of
+from .step import Prepared, prepare, run
 from .step import all_finite as _all_finite
-from .step import run
 
 __all__ = [
     "Unsupported",
     "available",
     "grads_finite",
     "last_path",
+    "prepare_group",
     "require",
     "status",
     "step_group",
@@ -67,8 +70,7 @@ def status() -> dict:
     return _lib.status()
 
 
-def _auto_enabled() -> bool:
-    return os.environ.get("DESCEND_FAST", "1").strip().lower() not in ("0", "false", "no", "off")
+_auto_enabled = native.enabled
 
 
 def _shape(opt, links) -> Shape:
@@ -129,6 +131,22 @@ def step_group(opt, index: int, group: dict, params: list) -> bool:
         return False
     last[index] = None
     return True
+
+
+def prepare_group(opt, index: int, group: dict, params: list) -> Prepared:
+    """A group's step made ready but not run, for a caller that runs the family's driver
+    itself (the lab's fused step, ``descend_lab_step``); raises :class:`Unsupported` when the
+    group cannot take the fast path (``fused=False`` and ``DESCEND_FAST=0`` included)."""
+    if opt.fused is False or (opt.fused is None and not _auto_enabled()):
+        raise Unsupported("the fast path is switched off (fused=False or DESCEND_FAST=0)")
+    if opt._trace_hooks:
+        raise Unsupported("a trace hook is registered (explanations need the chain)")
+    _check_optimizer(opt)
+    _lib_or_raise()
+    links = opt.chain(group)
+    prepared = prepare(opt, index, links, _shape(opt, links).resolve(group), params)
+    opt.__dict__.setdefault("_fast_last", {})[index] = None
+    return prepared
 
 
 def grads_finite(opt, grads: list) -> bool | None:

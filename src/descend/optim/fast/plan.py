@@ -72,7 +72,8 @@ class Shape:
 
 @dataclass
 class Resolved:
-    """One step's kernel settings for a group (fields of ``_lib.Args``) and its state keys."""
+    """One step's kernel settings for a group (fields of ``descend.native.abi.Args``) and its
+    state keys."""
 
     family: str
     fields: dict

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_scalar_dtype
 
-from . import _lib
+from descend.native import build as _lib
+
 from .plan import Resolved, Unsupported
 
 _KIND = {torch.float32: 0, torch.float64: 1}
@@ -230,8 +231,21 @@ def _per_element(opt, name: str, value, shape: tuple, dtype) -> Tensor:
     return values
 
 
-def run(lib: ctypes.CDLL, opt, index: int, links, plan: Resolved, params: list[Tensor]) -> None:
-    """Step ``params`` (all with gradients) with the settings in ``plan``; raises
+class Prepared:
+    """One group's kernel call, ready: ``args`` (a :class:`~descend.native.build.Args`) for
+    the entry point ``descend_<family>``, with every buffer it points to kept alive."""
+
+    def __init__(self, family: str, args, keep_alive: list, params: list[Tensor]):
+        self.family, self.args, self.keep_alive, self.params = family, args, keep_alive, params
+
+    def done(self) -> None:
+        """After the kernel ran: tell autograd the parameters changed in place."""
+        torch.autograd.graph.increment_version(self.params)
+
+
+def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Prepared:
+    """Everything a step of ``params`` (all with gradients) needs but the kernel call itself:
+    checks, missing state (a group's first step), addresses, coefficients. Raises
     :class:`Unsupported` before touching anything when a tensor does not qualify."""
     numbers, rows, row_len = _split_rows(plan, params)
     grads = list(map(_grad, params))
@@ -249,7 +263,7 @@ def run(lib: ctypes.CDLL, opt, index: int, links, plan: Resolved, params: list[T
 
     args = _lib.Args(**numbers)
     args.n, args.dtype = lay.n, _KIND[dtype]
-    keep_alive = []
+    keep_alive: list = [grads]
     if rows:
         args.row_len = row_len
         if rows.keys() & {"mom_gain", "nest_scale"}:  # lr inside the velocity: row by row
@@ -268,6 +282,7 @@ def run(lib: ctypes.CDLL, opt, index: int, links, plan: Resolved, params: list[T
     if plan.max_norm is not None:
         args.gscale *= _clip_factor(grads, plan.max_norm, dtype)
     grad_ptr = array("q", map(_ptr, grads))
+    keep_alive.append(grad_ptr)
     args.grad = grad_ptr.buffer_info()[0]
     for name, buf in lay.arrays.items():
         setattr(args, name, buf.buffer_info()[0])
@@ -276,10 +291,19 @@ def run(lib: ctypes.CDLL, opt, index: int, links, plan: Resolved, params: list[T
         flags = (ctypes.c_uint8 * lay.n)()
         for i in lay.fresh:
             flags[i] = 1
+        keep_alive.append(flags)
         args.fresh = ctypes.addressof(flags)
         lay.fresh = []
-    getattr(lib, f"descend_{plan.family}")(ctypes.byref(args))
-    torch.autograd.graph.increment_version(params)  # in-place writes autograd should know of
+    keep_alive.append(lay)
+    return Prepared(plan.family, args, keep_alive, params)
+
+
+def run(lib: ctypes.CDLL, opt, index: int, links, plan: Resolved, params: list[Tensor]) -> None:
+    """Step ``params`` (all with gradients) with the settings in ``plan``; raises
+    :class:`Unsupported` before touching anything when a tensor does not qualify."""
+    prepared = prepare(opt, index, links, plan, params)
+    getattr(lib, f"descend_{plan.family}")(ctypes.byref(prepared.args))
+    prepared.done()  # in-place writes autograd should know of
 
 
 def all_finite(lib: ctypes.CDLL, grads: list[Tensor]) -> bool:

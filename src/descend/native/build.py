@@ -1,7 +1,8 @@
-"""Build, cache and load the fast-path kernels (``kernels.h`` + ``cpu.cpp``).
+"""Build, cache and load descend's kernels (the C++ sources of this folder) as one library.
 
 The kernels are plain C++ with a C ABI, called through :mod:`ctypes`: no torch headers and no
-pybind11, so the build is one ``g++`` call of a few seconds (a torch extension built with
+pybind11, so the build is two ``g++`` compilations side by side and a link, about ten
+seconds (a torch extension built with
 ``torch.utils.cpp_extension.load_inline`` took about a minute here). The shared library is
 cached per user in ``$DESCEND_CACHE_DIR`` (default ``$XDG_CACHE_HOME/descend`` or
 ``~/.cache/descend``) under a name keyed by a hash of the sources, the compiler, its flags and
@@ -29,8 +30,11 @@ from pathlib import Path
 
 import torch  # noqa: F401 - loads torch's libgomp before the kernels (one OpenMP runtime)
 
+from .abi import FAMILIES, LANDSCAPES, Args, LabArgs
+
 HERE = Path(__file__).resolve().parent
-SOURCES = ("kernels.h", "cpu.cpp")
+SOURCES = ("kernels.h", "drivers.h", "cpu.cpp", "landscapes.h", "track.h", "lab.cpp")
+UNITS = ("cpu.cpp", "lab.cpp")  # compiled side by side, then linked
 FLAGS = (
     "-O3",
     "-march=native",
@@ -43,63 +47,6 @@ FLAGS = (
 
 _lock = threading.Lock()
 _state: dict = {"loaded": False, "lib": None, "error": None, "path": None, "build_s": None}
-
-
-class Args(ctypes.Structure):
-    """One kernel call's arguments; mirrors ``struct Args`` in ``cpu.cpp`` field by field."""
-
-    _fields_ = [
-        ("n", ctypes.c_int64),
-        ("numel", ctypes.c_void_p),
-        ("param", ctypes.c_void_p),
-        ("grad", ctypes.c_void_p),
-        ("s0", ctypes.c_void_p),
-        ("s1", ctypes.c_void_p),
-        ("s2", ctypes.c_void_p),
-        ("step", ctypes.c_void_p),
-        ("extra", ctypes.c_void_p),
-        ("fresh", ctypes.c_void_p),
-        ("dtype", ctypes.c_int32),
-        ("step_f64", ctypes.c_int32),
-        ("extra_f64", ctypes.c_int32),
-        ("l2", ctypes.c_int32),
-        ("dec", ctypes.c_int32),
-        ("mom", ctypes.c_int32),
-        ("debias", ctypes.c_int32),
-        ("ams", ctypes.c_int32),
-        ("hat", ctypes.c_int32),
-        ("bias1", ctypes.c_int32),
-        ("bias2", ctypes.c_int32),
-        ("centered", ctypes.c_int32),
-        ("schedule", ctypes.c_int32),
-        ("gscale", ctypes.c_double),
-        ("clip", ctypes.c_double),
-        ("l2_coef", ctypes.c_double),
-        ("lr", ctypes.c_double),
-        ("keep", ctypes.c_double),
-        ("beta1", ctypes.c_double),
-        ("beta2", ctypes.c_double),
-        ("eps_in", ctypes.c_double),
-        ("eps_out", ctypes.c_double),
-        ("beta", ctypes.c_double),
-        ("mom_gain", ctypes.c_double),
-        ("nest_scale", ctypes.c_double),
-        ("alpha", ctypes.c_double),
-        ("lr_decay", ctypes.c_double),
-        ("psi", ctypes.c_double),
-        ("row_len", ctypes.c_int64),
-        ("row_lr", ctypes.c_void_p),
-        ("row_keep", ctypes.c_void_p),
-        ("row_l2", ctypes.c_void_p),
-        ("row_gain", ctypes.c_void_p),
-        ("row_nest", ctypes.c_void_p),
-        ("el_lr", ctypes.c_void_p),
-        ("el_keep", ctypes.c_void_p),
-        ("el_l2", ctypes.c_void_p),
-    ]
-
-
-FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam")
 
 
 def cache_dir() -> Path:
@@ -144,34 +91,59 @@ def library_path(cxx: str) -> Path:
 
 
 def _build(cxx: str, target: Path) -> None:
+    """Compile each unit to an object file (side by side: one process per unit), then link."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Compile beside the target and rename: concurrent builders each load a complete file.
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    cmd = [cxx, *FLAGS, str(HERE / "cpu.cpp"), "-o", tmp]
+    # Build beside the target and rename: concurrent builders each load a complete file.
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=".build-"))
+    compile_flags = [f for f in FLAGS if f != "-shared"]
     try:
+        jobs = []
+        for unit in UNITS:
+            obj = work / (Path(unit).stem + ".o")
+            cmd = [cxx, *compile_flags, "-c", str(HERE / unit), "-o", str(obj)]
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            jobs.append((cmd, proc, obj))
+        for cmd, proc, _ in jobs:
+            _, err = proc.communicate(timeout=300)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed:\n{err.strip()[-2000:]}")
+        tmp = work / "lib.so"
+        cmd = [cxx, *FLAGS, *(str(obj) for _, _, obj in jobs), "-o", str(tmp)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr.strip()[-2000:]}")
         os.replace(tmp, target)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _bind(lib: ctypes.CDLL) -> None:
-    ptr = ctypes.POINTER(Args)
+    """Declare the entry points' signatures and check the library against :mod:`.abi`."""
+    ptr, lab_ptr = ctypes.POINTER(Args), ctypes.POINTER(LabArgs)
     for name in FAMILIES:
         fn = getattr(lib, f"descend_{name}")
         fn.argtypes, fn.restype = [ptr], None
-    lib.descend_all_finite.argtypes, lib.descend_all_finite.restype = [ptr], ctypes.c_int
-    lib.descend_max_threads.argtypes, lib.descend_max_threads.restype = [], ctypes.c_int
-    lib.descend_args_size.argtypes, lib.descend_args_size.restype = [], ctypes.c_int64
-    if lib.descend_args_size() != ctypes.sizeof(Args):
-        raise RuntimeError(
-            f"kernel ABI mismatch: C++ Args is {lib.descend_args_size()} bytes, "
-            f"Python's {ctypes.sizeof(Args)}"
-        )
+    signatures = {
+        "descend_all_finite": ([ptr], ctypes.c_int),
+        "descend_max_threads": ([], ctypes.c_int),
+        "descend_args_size": ([], ctypes.c_int64),
+        "descend_lab_args_size": ([], ctypes.c_int64),
+        "descend_landscape": ([lab_ptr], ctypes.c_int64),
+        "descend_lab_step": ([ctypes.c_void_p, lab_ptr], ctypes.c_int64),
+        "descend_landscape_name": ([ctypes.c_int32], ctypes.c_char_p),
+    }
+    for name, (argtypes, restype) in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, restype
+    for struct, size in ((Args, lib.descend_args_size()), (LabArgs, lib.descend_lab_args_size())):
+        if size != ctypes.sizeof(struct):
+            raise RuntimeError(
+                f"kernel ABI mismatch: C++ {struct.__name__} is {size} bytes, "
+                f"Python's {ctypes.sizeof(struct)}"
+            )
+    for name, index in LANDSCAPES.items():
+        if lib.descend_landscape_name(index) != name.encode():
+            raise RuntimeError(f"kernel ABI mismatch: landscape id {index} is not {name!r}")
 
 
 def load() -> ctypes.CDLL | None:

@@ -1,17 +1,21 @@
-// descend fast path, CPU driver: one call per (param group, dtype) per step.
+// descend fast path: the drivers of every optimizer family, shared by the optimizer entry
+// points (cpu.cpp) and the landscape lab's fused step (descend/lab/native/lab.cpp).
 //
-// The tensors of a group are treated as one virtual flat buffer of `total` elements that is cut
-// into equal contiguous ranges, one per OpenMP thread (a single parallel region per step, none
-// when the work is small); each thread walks the tensors its range covers and runs the family's
-// per-element function (kernels.h) in a vectorised loop. Before that, a serial pass over the
-// tensors increments each step counter and computes the per-tensor coefficients in double,
-// from each tensor's own step count — so parameters with different step counts are exact.
+// A driver prepares one step of a group: a serial pass over the tensors increments each step
+// counter and computes the per-tensor coefficients in double, from each tensor's own step
+// count (so parameters with different step counts are exact); then it hands a body
+// body(i, begin, end) — the family's vectorised per-element loop (kernels.h) over elements
+// [begin, end) of tensor i — to a runner, which decides how the elements are walked:
+// parallel_ranges below (the optimizers: the group's tensors as one virtual flat buffer cut
+// into equal contiguous ranges, one per OpenMP thread, a single parallel region per step,
+// none when the work is small), or the lab's chunked loop that evaluates the landscape, steps
+// and records each block of rows while it is in cache.
 //
 // Row mode (Args.row_len > 0) serves the lab: one (N, d) tensor whose rows are independent runs
 // with their own learning rate / weight decay, given per element (the vectorised loop) or, for
 // a learning rate inside the velocity, per row (a scalar loop row by row).
-//
-// Plain C ABI (called through ctypes): no torch headers, so the build is one short g++ call.
+#pragma once
+
 #include <omp.h>
 
 #include <algorithm>
@@ -22,7 +26,7 @@
 
 #include "kernels.h"
 
-namespace {
+namespace descend::drv {
 
 using descend::AdagradC;
 using descend::AdamC;
@@ -102,7 +106,7 @@ struct BiasCorrection {
 
 // Run body(i, begin, end) over the virtual flat buffer, split evenly between threads.
 template <typename Body>
-void parallel_ranges(const Args& a, Body body) {
+inline void parallel_ranges(const Args& a, Body body) {
   std::vector<int64_t> offs(a.n + 1, 0);
   for (int64_t i = 0; i < a.n; ++i) offs[i + 1] = offs[i] + a.numel[i];
   const int64_t total = offs[a.n];
@@ -128,7 +132,7 @@ void parallel_ranges(const Args& a, Body body) {
 }
 
 template <typename T>
-Common<T> common(const Args& a) {
+inline Common<T> common(const Args& a) {
   return Common<T>{T(a.gscale), T(a.clip), T(a.l2_coef), T(a.lr), T(a.keep),
                    a.l2 != 0, a.dec != 0};
 }
@@ -214,8 +218,8 @@ DESCEND_RANGE void sgd_range(T* __restrict__ p, const T* __restrict__ g, T* __re
   for (int64_t j = b; j < e; ++j) descend::sgd_element<T, MOM>(p[j], g[j], v[j], k, c);
 }
 
-template <typename T>
-void sgd(const Args& a) {
+template <typename T, typename Runner>
+void sgd(const Args& a, Runner&& runner) {
   std::vector<MomentumC<T>> ks(a.n);
   BiasCorrection bc(a.beta);
   for (int64_t i = 0; i < a.n; ++i) {
@@ -226,7 +230,7 @@ void sgd(const Args& a) {
   }
   const Common<T> c = common<T>(a);
   pick<3>(a.mom, [&](auto mom) {
-    parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+    runner([&](int64_t i, int64_t b, int64_t e) {
       sgd_range<T, mom()>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
                           a.s0 ? static_cast<T*>(a.s0[i]) : nullptr, b, e, ks[i], c, a);
     });
@@ -255,15 +259,15 @@ DESCEND_RANGE void adagrad_range(T* __restrict__ p, const T* __restrict__ g, T* 
   for (int64_t j = b; j < e; ++j) descend::adagrad_element<T>(p[j], g[j], s[j], k, c);
 }
 
-template <typename T>
-void adagrad(const Args& a) {
+template <typename T, typename Runner>
+void adagrad(const Args& a, Runner&& runner) {
   std::vector<AdagradC<T>> ks(a.n);
   for (int64_t i = 0; i < a.n; ++i) {
     const double t = next_step(a, i);
     ks[i] = AdagradC<T>{T(a.eps_in), T(a.eps_out), T(1.0 + (t - 1.0) * a.lr_decay)};
   }
   const Common<T> c = common<T>(a);
-  parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+  runner([&](int64_t i, int64_t b, int64_t e) {
     adagrad_range<T>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
                      static_cast<T*>(a.s0[i]), b, e, ks[i], c, a);
   });
@@ -313,8 +317,8 @@ DESCEND_RANGE void rms_range(T* __restrict__ p, const T* __restrict__ g, T* __re
   }
 }
 
-template <typename T>
-void rmsprop(const Args& a) {
+template <typename T, typename Runner>
+void rmsprop(const Args& a, Runner&& runner) {
   std::vector<RmsC<T>> ks(a.n);
   BiasCorrection bc(a.alpha);
   const double w = 1.0 - a.alpha;
@@ -330,7 +334,7 @@ void rmsprop(const Args& a) {
   pick<2>(a.centered, [&](auto centered) {
     pick<3>(a.mom, [&](auto mom) {
       pick<2>(centered() && !small, [&](auto large) {
-        parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+        runner([&](int64_t i, int64_t b, int64_t e) {
           rms_range<T, bool(centered()), mom(), !large()>(
               static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
               static_cast<T*>(a.s0[i]), a.s1 ? static_cast<T*>(a.s1[i]) : nullptr,
@@ -375,8 +379,8 @@ DESCEND_RANGE void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __r
     descend::adam_element<T, AMS, SMALL>(p[j], g[j], m[j], v[j], vmax[j], k, c);
 }
 
-template <typename T>
-void adam(const Args& a) {
+template <typename T, typename Runner>
+void adam(const Args& a, Runner&& runner) {
   std::vector<AdamC<T>> ks(a.n);
   BiasCorrection bc1(a.beta1), bc2(a.beta2);
   const double w1 = 1.0 - a.beta1, w2 = 1.0 - a.beta2;
@@ -389,7 +393,7 @@ void adam(const Args& a) {
   const Common<T> c = common<T>(a);
   pick<3>(a.ams, [&](auto ams) {
     pick<2>(std::abs(T(w1)) < T(0.5), [&](auto small) {
-      parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+      runner([&](int64_t i, int64_t b, int64_t e) {
         adam_range<T, ams(), bool(small())>(
             static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
             static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]),
@@ -400,14 +404,14 @@ void adam(const Args& a) {
 }
 
 // -------------------------------------------------------------------------------- NAdam ----
-double nadam_mu(double beta1, double t, int schedule, double psi) {
+inline double nadam_mu(double beta1, double t, int schedule, double psi) {
   if (schedule == 0) return beta1 * (1.0 - 0.5 * std::pow(0.96, t * psi));
   if (schedule == 1) return beta1 * (1.0 - 0.5 * std::pow(0.96, t));
   return beta1 * 1.0;
 }
 
 // Π ← Π·μ in the product's own dtype (torch keeps it as a 0-d tensor); returns the new Π.
-double next_mu_product(const Args& a, int64_t i, double mu) {
+inline double next_mu_product(const Args& a, int64_t i, double mu) {
   if (a.extra_f64) {
     double* q = static_cast<double*>(a.extra[i]);
     *q = *q * mu;
@@ -441,8 +445,8 @@ DESCEND_RANGE void nadam_range(T* __restrict__ p, const T* __restrict__ g, T* __
     descend::nadam_element<T, SMALL>(p[j], g[j], m[j], v[j], k, c);
 }
 
-template <typename T>
-void nadam(const Args& a) {
+template <typename T, typename Runner>
+void nadam(const Args& a, Runner&& runner) {
   std::vector<NadamC<T>> ks(a.n);
   BiasCorrection bc2(a.beta2);
   const double w1 = 1.0 - a.beta1, w2 = 1.0 - a.beta2;
@@ -461,7 +465,7 @@ void nadam(const Args& a) {
   }
   const Common<T> c = common<T>(a);
   pick<2>(std::abs(T(w1)) < T(0.5), [&](auto small) {
-    parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
+    runner([&](int64_t i, int64_t b, int64_t e) {
       nadam_range<T, bool(small())>(static_cast<T*>(a.param[i]),
                                     static_cast<const T*>(a.grad[i]), static_cast<T*>(a.s0[i]),
                                     static_cast<T*>(a.s1[i]), b, e, ks[i], c, a);
@@ -469,49 +473,4 @@ void nadam(const Args& a) {
   });
 }
 
-// ------------------------------------------------------------------------ all finite? ----
-template <typename T>
-DESCEND_RANGE bool finite_range(const T* __restrict__ x, int64_t b, int64_t e) {
-  // x − x is 0 for finite x and NaN for ±inf and NaN: one compare per element, vectorised.
-  T acc = 0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t j = b; j < e; ++j) acc += x[j] - x[j];
-  return acc == 0;
-}
-
-template <typename T>
-bool all_finite(const Args& a) {
-  int bad = 0;
-  parallel_ranges(a, [&](int64_t i, int64_t b, int64_t e) {
-    if (!finite_range<T>(static_cast<const T*>(a.grad[i]), b, e)) {
-#pragma omp atomic write
-      bad = 1;
-    }
-  });
-  return bad == 0;
-}
-
-}  // namespace
-
-#define DESCEND_ENTRY(name)                                   \
-  extern "C" void descend_##name(const Args* a) {             \
-    if (a->dtype == 1)                                        \
-      name<double>(*a);                                       \
-    else                                                      \
-      name<float>(*a);                                        \
-  }
-
-DESCEND_ENTRY(sgd)
-DESCEND_ENTRY(adagrad)
-DESCEND_ENTRY(rmsprop)
-DESCEND_ENTRY(adam)
-DESCEND_ENTRY(nadam)
-
-extern "C" int descend_all_finite(const Args* a) {
-  return a->dtype == 1 ? all_finite<double>(*a) : all_finite<float>(*a);
-}
-
-extern "C" int descend_max_threads() { return omp_get_max_threads(); }
-
-// The layout check the loader runs: Python and C++ must agree on sizeof(Args).
-extern "C" int64_t descend_args_size() { return static_cast<int64_t>(sizeof(Args)); }
+}  // namespace descend::drv

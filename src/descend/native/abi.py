@@ -1,0 +1,102 @@
+"""The C ABI of the kernels: ctypes mirrors of their argument structs, and the ids they share
+with Python. Each struct mirrors its C++ twin field by field; the loader compares the sizes."""
+
+from __future__ import annotations
+
+import ctypes
+
+FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam")  # the family index of LabArgs
+
+# Landscape ids of ``landscapes.h`` (``enum Id``); the loader checks each name against the
+# library's ``descend_landscape_name``.
+LANDSCAPES = {"rosenbrock": 1}
+
+
+class Args(ctypes.Structure):
+    """One kernel call's arguments; mirrors ``struct Args`` in ``cpu.cpp`` field by field."""
+
+    _fields_ = [
+        ("n", ctypes.c_int64),
+        ("numel", ctypes.c_void_p),
+        ("param", ctypes.c_void_p),
+        ("grad", ctypes.c_void_p),
+        ("s0", ctypes.c_void_p),
+        ("s1", ctypes.c_void_p),
+        ("s2", ctypes.c_void_p),
+        ("step", ctypes.c_void_p),
+        ("extra", ctypes.c_void_p),
+        ("fresh", ctypes.c_void_p),
+        ("dtype", ctypes.c_int32),
+        ("step_f64", ctypes.c_int32),
+        ("extra_f64", ctypes.c_int32),
+        ("l2", ctypes.c_int32),
+        ("dec", ctypes.c_int32),
+        ("mom", ctypes.c_int32),
+        ("debias", ctypes.c_int32),
+        ("ams", ctypes.c_int32),
+        ("hat", ctypes.c_int32),
+        ("bias1", ctypes.c_int32),
+        ("bias2", ctypes.c_int32),
+        ("centered", ctypes.c_int32),
+        ("schedule", ctypes.c_int32),
+        ("gscale", ctypes.c_double),
+        ("clip", ctypes.c_double),
+        ("l2_coef", ctypes.c_double),
+        ("lr", ctypes.c_double),
+        ("keep", ctypes.c_double),
+        ("beta1", ctypes.c_double),
+        ("beta2", ctypes.c_double),
+        ("eps_in", ctypes.c_double),
+        ("eps_out", ctypes.c_double),
+        ("beta", ctypes.c_double),
+        ("mom_gain", ctypes.c_double),
+        ("nest_scale", ctypes.c_double),
+        ("alpha", ctypes.c_double),
+        ("lr_decay", ctypes.c_double),
+        ("psi", ctypes.c_double),
+        ("row_len", ctypes.c_int64),
+        ("row_lr", ctypes.c_void_p),
+        ("row_keep", ctypes.c_void_p),
+        ("row_l2", ctypes.c_void_p),
+        ("row_gain", ctypes.c_void_p),
+        ("row_nest", ctypes.c_void_p),
+        ("el_lr", ctypes.c_void_p),
+        ("el_keep", ctypes.c_void_p),
+        ("el_l2", ctypes.c_void_p),
+    ]
+
+
+class LabArgs(ctypes.Structure):
+    """One lab call's arguments; mirrors ``struct LabArgs`` in ``track.h`` field by field."""
+
+    _fields_ = [
+        ("rows", ctypes.c_int64),
+        ("dim", ctypes.c_int64),
+        ("dtype", ctypes.c_int32),
+        ("family", ctypes.c_int32),
+        ("function", ctypes.c_int32),
+        ("f_known", ctypes.c_int32),
+        ("consts", ctypes.c_double * 8),
+        ("t", ctypes.c_int64),
+        ("steps", ctypes.c_int64),
+        ("f_star", ctypes.c_double),
+        ("tol", ctypes.c_double),
+        ("bound", ctypes.c_double),
+        ("flip_below", ctypes.c_double),
+        ("theta", ctypes.c_void_p),
+        ("grad", ctypes.c_void_p),
+        ("f", ctypes.c_void_p),
+        ("prev", ctypes.c_void_p),
+        ("vel_prev", ctypes.c_void_p),
+        ("path_length", ctypes.c_void_p),
+        ("overshoots", ctypes.c_void_p),
+        ("reached_count", ctypes.c_void_p),
+        ("frozen", ctypes.c_void_p),
+        ("diverged_step", ctypes.c_void_p),
+        ("stopped_step", ctypes.c_void_p),
+        ("stop", ctypes.c_void_p),
+        ("losses", ctypes.c_void_p),
+        ("trajectory", ctypes.c_void_p),
+        ("loss_slot", ctypes.c_void_p),
+        ("theta_slot", ctypes.c_void_p),
+    ]

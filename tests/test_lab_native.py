@@ -1,0 +1,246 @@
+"""The lab's compiled parts against their torch references.
+
+* ``descend/native/landscapes.h`` (``Landscape.kernel``) against the landscape's torch form;
+* the compiled tracker (``track.h``) against ``descend.lab.tracker.Tracker``;
+* the fused lab run (``lab.cpp``: landscape, optimizer and tracker block by block over all
+  steps) against the step-by-step loop (torch landscape evaluation order, ``optimizer.step()``
+  on the fast path, the reference tracker).
+
+Everything is bitwise equal except the path length, whose square root torch computes to
+within an ulp but not always correctly rounded (measured: 1.2906619822065186 where IEEE gives
+…188), so it is compared to a few ulps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import pytest
+import torch
+
+from descend import lab, landscapes, native
+from descend.lab import compiled, engine
+from descend.lab.compiled import CompiledTracker
+from descend.lab.tracker import Tracker
+from descend.landscapes import compiled as compiled_landscapes
+
+pytestmark = pytest.mark.skipif(native.load() is None, reason="no C++ compiler")
+
+DTYPES = [torch.float32, torch.float64]
+ULPS = {torch.float32: 4e-7, torch.float64: 1e-15}
+
+
+def random_points(n: int, dtype, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 2, generator=g, dtype=dtype) * 4 - 2) * torch.tensor([1.0, 1.5]).to(dtype)
+
+
+# -- landscapes ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("params", [{}, {"a": 2.0, "b": 50.0}])
+def test_compiled_rosenbrock_equals_its_torch_form_bitwise(dtype, params) -> None:
+    ls = landscapes.get("rosenbrock", **params)
+    p = random_points(10_001, dtype)
+    f, g = ls.value_and_grad(p)
+    f_ref, g_ref = ls.value_and_grad_fn(p)
+    assert torch.equal(f, f_ref) and torch.equal(g, g_ref)
+    assert torch.equal(ls.f(p), f_ref) and torch.equal(ls.grad(p), g_ref)
+    # and the plain formula (different rounding) to a few ulps; autograd agrees too
+    assert torch.allclose(f, ls.value_fn(p), rtol=1e-5 if dtype == torch.float32 else 1e-12)
+    assert torch.allclose(g, ls.autograd_grad(p), rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_landscape_is_used_only_where_it_can_serve(monkeypatch) -> None:
+    ls = landscapes.get("rosenbrock")
+    p = random_points(8, torch.float32)
+    assert compiled_landscapes.evaluate(ls.kernel, p) is not None
+    x = p.clone().requires_grad_(True)
+    assert compiled_landscapes.evaluate(ls.kernel, x) is None  # autograd needs the torch form
+    ls.f(x).sum().backward()  # and gets it
+    assert x.grad is not None and torch.allclose(x.grad, ls.grad(p))
+    assert compiled_landscapes.evaluate(ls.kernel, p.to(torch.float16)) is None
+    assert compiled_landscapes.evaluate(ls.kernel, p.t().contiguous().t()) is not None
+    monkeypatch.setenv("DESCEND_FAST", "0")
+    assert compiled_landscapes.evaluate(ls.kernel, p) is None
+    assert torch.equal(ls.grad(p), ls.grad_fn(p))
+
+
+def test_kernel_refuses_a_wrong_dimension() -> None:
+    args = compiled_landscapes.lab_args(("rosenbrock", (1.0, 100.0)), torch.zeros(4, 3))
+    assert native.load().descend_landscape(ctypes.byref(args)) == -1
+
+
+# -- tracker ------------------------------------------------------------------------------
+def drive(tracker, theta: torch.Tensor, steps: int, seed: int, stops: bool) -> None:
+    """A random walk with big jumps (some rows leave the bound, some turn NaN), the same for
+    any tracker: positions depend only on the seed and on the tracker's freezing."""
+    g = torch.Generator().manual_seed(seed)
+    n, d = theta.shape
+    for t in range(steps):
+        f = (theta * theta).sum(1)
+        step = torch.randn(n, d, generator=g, dtype=theta.dtype) * 0.4
+        jump = torch.rand(n, generator=g) < 0.01
+        step[jump] *= 40
+        step[torch.rand(n, generator=g) < 0.002, 0] = float("nan")
+        theta += step
+        stop = (torch.rand(n, generator=g) < 0.01) if stops and t % 3 == 1 else None
+        tracker.update(t, f, stop)
+    tracker.observe_final(steps, (theta * theta).sum(1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("stops", [False, True])
+def test_compiled_tracker_equals_the_reference(dtype, d, stops) -> None:
+    g = torch.Generator().manual_seed(d)
+    start = torch.randn(3000, d, generator=g, dtype=dtype)
+    a, b = start.clone(), start.clone()
+    steps = 40
+    ref = Tracker(a, steps, 7, 0.0, 0.5, 6.0, 1e-4)
+    new = CompiledTracker(b, steps, 7, 0.0, 0.5, 6.0, 1e-4)
+    drive(ref, a, steps, seed=1, stops=stops)
+    drive(new, b, steps, seed=1, stops=stops)
+    assert torch.equal(a, b)
+    assert int(ref.frozen.sum()) > 10 and int((ref.diverged_step > 0).sum()) > 10
+    if stops:
+        assert int((ref.stopped_step >= 0).sum()) > 10
+    for name in ("diverged_step", "stopped_step", "overshoots", "frozen"):
+        assert torch.equal(getattr(ref, name), getattr(new, name)), name
+    assert torch.equal(ref.steps_to_tol(), new.steps_to_tol())
+    assert int((ref.steps_to_tol() >= 0).sum()) > 10
+    assert torch.equal(ref.trajectory, new.trajectory)
+    assert torch.equal(ref.losses, new.losses)
+    assert torch.allclose(ref.path_length, new.path_length, rtol=40 * ULPS[dtype], atol=0)
+
+
+def test_tracker_with_unknown_minimum_counts_nothing() -> None:
+    theta = torch.zeros(5, 2)
+    tr = CompiledTracker(theta, 3, 1, None, 1e-6, 10.0)
+    for t in range(3):
+        tr.update(t, torch.zeros(5))
+    assert tr.steps_to_tol().tolist() == [-1] * 5
+
+
+# -- the fused run ------------------------------------------------------------------------
+SPECS = [
+    "adam:lr=0.001",
+    "adamw:lr=0.05,weight_decay=0.1",
+    "amsgrad:lr=0.01",
+    "nadam:lr=0.01",
+    "rmsprop:lr=0.01,centered=True",
+    "adagrad:lr=0.5",
+    "sgd:lr=0.003",
+    "momentum:lr=1e-4,momentum=0.9",
+    "nesterov:lr=1e-3,momentum=0.9",
+]
+
+
+def starts(n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.uniform(-2, 2, n), rng.uniform(-1, 3, n)], axis=1)
+    x[:3] = [[400.0, 1.0], [1.9, 2.9], [-2.0, 3.0]]  # the first beyond the bound (300)
+    return x
+
+
+def step_by_step(monkeypatch):
+    """The reference loop: the Python tracker, so no fused call either."""
+    monkeypatch.setattr(compiled, "available", lambda theta: False)
+
+
+def assert_same(a, b, dtype) -> None:
+    assert np.array_equal(a.trajectories, b.trajectories, equal_nan=True)
+    assert np.array_equal(a.losses, b.losses, equal_nan=True)
+    ma, mb = a.metrics, b.metrics
+    for column in ma.columns:
+        if column == "path_length":
+            assert np.allclose(ma[column], mb[column], rtol=300 * ULPS[dtype], atol=0)
+        else:
+            assert ma[column].equals(mb[column]), column
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spec", SPECS)
+def test_fused_run_equals_the_step_by_step_loop(monkeypatch, spec, dtype) -> None:
+    x0 = starts(3000)
+    fused = lab.run("rosenbrock", [spec], x0, 120, dtype=dtype, record_every=7)
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", [spec], x0, 120, dtype=dtype, record_every=7)
+    assert_same(fused, plain, dtype)
+    assert (fused.metrics["status"] == "diverged").sum() >= 1
+
+
+def test_fused_run_is_taken_and_matches_with_schedule_and_threads(monkeypatch) -> None:
+    calls = []
+    real = CompiledTracker.fused_run
+
+    def counting(self, t, steps, *args):
+        calls.append(steps)
+        return real(self, t, steps, *args)
+
+    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    x0 = starts(5000)
+    lab.run("rosenbrock", ["adam:lr=0.01"], x0, 50, dtype=torch.float32)
+    assert calls == [50]  # all steps in one call
+    calls.clear()
+    sched = lab.run("rosenbrock", ["adam:lr=0.01"], x0, 50, dtype=torch.float32,
+                    schedule=lambda t: 1.0 / (1 + t))  # fmt: skip
+    assert calls == [1] * 50  # one call per step: the lr changes
+    big = starts(40_000)  # enough work for two threads (20 blocks)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = lab.run("rosenbrock", ["adam:lr=0.01"], big, 20, dtype=torch.float32)
+        torch.set_num_threads(2)
+        two = lab.run("rosenbrock", ["adam:lr=0.01"], big, 20, dtype=torch.float32)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(one.trajectories, two.trajectories, equal_nan=True)
+    assert one.metrics.equals(two.metrics)
+    monkeypatch.setattr(CompiledTracker, "fused_run", real)
+    step_by_step(monkeypatch)
+    assert_same(sched, lab.run("rosenbrock", ["adam:lr=0.01"], x0, 50, dtype=torch.float32,
+                               schedule=lambda t: 1.0 / (1 + t)), torch.float32)  # fmt: skip
+
+
+def test_fused_run_leaves_the_optimizer_state_of_the_step_by_step_loop(monkeypatch) -> None:
+    """The step counter is advanced per block and written back once: the optimizer ends with
+    the state a step-by-step run leaves (step = steps, moments equal)."""
+    from descend.lab.steppers import ChainStepper
+
+    states = []
+    real = ChainStepper.__init__
+
+    def keep(self, *args):
+        real(self, *args)
+        states.append(self.optimizer)
+
+    monkeypatch.setattr(ChainStepper, "__init__", keep)
+    x0 = starts(4100)  # two blocks and a partial one
+    lab.run("rosenbrock", ["nadam:lr=0.01"], x0, 30, dtype=torch.float64)
+    step_by_step(monkeypatch)
+    lab.run("rosenbrock", ["nadam:lr=0.01"], x0, 30, dtype=torch.float64)
+    (fused_state,), (plain_state,) = [list(o.state.values()) for o in states]
+    assert float(fused_state["step"]) == 30.0
+    for key, value in plain_state.items():
+        assert torch.equal(fused_state[key], value), key
+
+
+def test_several_groups_and_noise_take_the_step_by_step_path(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(CompiledTracker, "fused_run", lambda *a: calls.append(a))
+    x0 = starts(50)
+    lab.run("rosenbrock", ["adam:lr=0.01", "momentum:lr=1e-4"], x0, 5)
+    lab.run("rosenbrock", ["adam:lr=0.01"], x0, 5, noise_batch=8)
+    lab.run("rosenbrock", ["adam:lr=0.01,max_grad_norm=1"], x0, 5)
+    lab.run("himmelblau", ["adam:lr=0.01"], None, 5)  # no compiled twin
+    assert calls == []
+    assert engine._fused_stepper is not None
+
+
+def test_the_kernel_refuses_what_it_cannot_run() -> None:
+    theta = torch.zeros(4, 2)
+    tr = CompiledTracker(theta, 3, 1, 0.0, 1e-6, 10.0)
+    tr._args.steps, tr._args.family = 2, -1  # several steps without an optimizer
+    with pytest.raises(RuntimeError, match="refused"):
+        tr._call(None)
