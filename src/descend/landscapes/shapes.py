@@ -98,6 +98,7 @@ def ravine(
         value_fn=value,
         grad_fn=grad,
         hessian_fn=constant_hessian(h),
+        kernel=("ravine", (h[0][0], h[0][1], h[1][1])),
         domain=((-2.0, 2.0), (-2.0, 2.0)),
         minima=(Minimum((0.0, 0.0), 0.0),),
         starts=((-1.8, 1.2), (1.5, -1.6)),
@@ -126,6 +127,7 @@ def bowl() -> Landscape:
         value_fn=value,
         grad_fn=lambda p: 2 * p,
         hessian_fn=constant_hessian([[2.0, 0.0], [0.0, 2.0]]),
+        kernel=("bowl", ()),
         domain=((-2.0, 2.0), (-2.0, 2.0)),
         minima=(Minimum((0.0, 0.0), 0.0),),
         starts=((-1.5, 1.5), (1.8, 0.4)),
@@ -147,6 +149,7 @@ def saddle() -> Landscape:
         value_fn=value,
         grad_fn=lambda p: torch.stack((2 * p[:, 0], -2 * p[:, 1]), dim=1),
         hessian_fn=constant_hessian([[2.0, 0.0], [0.0, -2.0]]),
+        kernel=("saddle", ()),
         domain=((-2.0, 2.0), (-2.0, 2.0)),
         starts=((-1.8, 0.01), (1.5, -0.05)),
         description=(
@@ -180,6 +183,7 @@ def monkey_saddle() -> Landscape:
         value_fn=value,
         grad_fn=grad,
         hessian_fn=hessian,
+        kernel=("monkey-saddle", ()),
         domain=((-1.5, 1.5), (-1.5, 1.5)),
         starts=((1.2, 0.1), (0.5, 1.0)),
         description=(

@@ -9,7 +9,21 @@ FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam")  # the family index of
 
 # Landscape ids of ``landscapes.h`` (``enum Id``); the loader checks each name against the
 # library's ``descend_landscape_name``.
-LANDSCAPES = {"rosenbrock": 1}
+LANDSCAPES = {
+    "rosenbrock": 1,
+    "bowl": 2,
+    "ravine": 3,
+    "booth": 4,
+    "himmelblau": 5,
+    "beale": 6,
+    "six-hump-camel": 7,
+    "goldstein-price": 8,
+    "saddle": 9,
+    "monkey-saddle": 10,
+    "quadratic": 11,
+    "double-well": 12,
+    "quartic": 13,
+}
 
 
 class Args(ctypes.Structure):

@@ -145,7 +145,7 @@ auto lc(const double* c) {
 // (landscapes.h) the same loop goes on to the next step's start: f and ∇f at θ_{t+1} (into
 // a.f, a.grad) and its steps-to-tol, so θ is read once per step.
 template <typename T, int D, typename L = NoEval>
-int64_t rows_simd(const LabArgs& a, int64_t t, int64_t r0, int64_t r1) {
+DESCEND_NO_CONTRACT int64_t rows_simd(const LabArgs& a, int64_t t, int64_t r0, int64_t r1) {
   static_assert(D == 1 || D == 2, "rows_simd: d = 1 or 2");
   constexpr bool kEval = !std::is_same_v<L, NoEval>;
   T* __restrict__ fv = static_cast<T*>(a.f);
