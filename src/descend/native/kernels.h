@@ -93,6 +93,14 @@ DESCEND_HD void sgd_element(T& p, T g, T& v, const MomentumC<T>& k, const Common
   p = apply<T>(p, d, c);
 }
 
+// sgd_element where the clip factor and sign are 1, the clip bound infinite, and L2, decay and
+// debiasing off (torch's own SGD): the operations left are the same, so the result is too.
+template <typename T, int MOM>
+DESCEND_HD void sgd_plain_element(T& p, T g, T& v, const MomentumC<T>& k, T lr) {
+  const T d = velocity<T, MOM>(g, v, k.b, k.a, k.beta, k.s);
+  p = p - d * lr;
+}
+
 template <typename T>
 struct AdagradC {
   T eps_in, eps_out, factor;  // factor = 1 + (t − 1)·lr_decay
