@@ -370,6 +370,17 @@ void rmsprop(const Args& a, Runner&& runner) {
 }
 
 // --------------------------------------------------------------------------------- Adam ----
+// Adam and AdamW as torch runs them (no clipping, sign, L2 or AMSGrad): what is left of
+// adam_element, at 256-bit vectors like sgd_plain_range.
+template <typename T, bool SMALL, bool DEC>
+__attribute__((noinline, target("prefer-vector-width=256"))) void adam_plain_range(
+    T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v, int64_t b,
+    int64_t e, AdamC<T> k, T lr, T keep) {
+#pragma omp simd
+  for (int64_t j = b; j < e; ++j)
+    descend::adam_plain_element<T, SMALL, DEC>(p[j], g[j], m[j], v[j], k, lr, keep);
+}
+
 template <typename T, int AMS, bool SMALL>
 DESCEND_RANGE void adam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
                               T* __restrict__ v, T* __restrict__ vmax, int64_t b, int64_t e,
@@ -415,6 +426,20 @@ void adam(const Args& a, Runner&& runner) {
                      T(a.hat ? std::sqrt(c2) / c1 : 1.0 / c1)};
   }
   const Common<T> c = common<T>(a);
+  const bool plain =
+      a.gscale == 1.0 && std::isinf(a.clip) && a.clip > 0 && !a.l2 && !a.ams && !a.row_len;
+  if (plain) {
+    pick<2>(std::abs(T(w1)) < T(0.5), [&](auto small) {
+      pick<2>(a.dec != 0, [&](auto dec) {
+        runner([&](int64_t i, int64_t b, int64_t e) {
+          adam_plain_range<T, bool(small()), bool(dec())>(
+              static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+              static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]), b, e, ks[i], c.lr, c.keep);
+        });
+      });
+    });
+    return;
+  }
   pick<3>(a.ams, [&](auto ams) {
     pick<2>(std::abs(T(w1)) < T(0.5), [&](auto small) {
       runner([&](int64_t i, int64_t b, int64_t e) {

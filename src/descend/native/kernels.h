@@ -160,6 +160,18 @@ DESCEND_HD void adam_element(T& p, T g, T& m, T& v, T& vmax, const AdamC<T>& k,
   p = apply<T>(p, m / den * k.mul, c);
 }
 
+// adam_element with the clip factor and sign 1, the clip bound infinite, no L2 and no AMSGrad
+// (torch's Adam and AdamW, every convention's default): the same operations without the
+// identities, so the same result.
+template <typename T, bool SMALL, bool DEC>
+DESCEND_HD void adam_plain_element(T& p, T g, T& m, T& v, const AdamC<T>& k, T lr, T keep) {
+  m = lerp<T, SMALL>(m, g, k.w1);
+  v = v * k.b2 + k.w2 * g * g;
+  const T den = std::sqrt(v * k.corr2 + k.eps_in) + k.eps_out;
+  const T u = m / den * k.mul * lr;
+  p = (DEC ? p * keep : p) - u;
+}
+
 template <typename T>
 struct NadamC {
   T w1, b2, w2, eps;
