@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -64,6 +65,20 @@ def test_animation_gif_respects_the_frame_cap(rosen_runs, tmp_path: Path) -> Non
     assert (tmp_path / "anim.mp4" in files) == plots.ffmpeg_available()
     assert frame_indices(61, 7).tolist() == [0, 10, 20, 30, 40, 50, 60]
     assert frame_indices(5, 80).tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.skipif(not plots.ffmpeg_available(), reason="ffmpeg is not installed")
+def test_animation_mp4_where_ffmpeg_exists(rosen_runs, tmp_path: Path) -> None:
+    """The MP4 is a real video with the capped number of frames (ffprobe counts them)."""
+    files = plots.animate(rosen_runs, tmp_path / "anim", max_frames=9, formats=("mp4",))
+    mp4 = tmp_path / "anim.mp4"
+    assert files == [mp4] and mp4.read_bytes()[4:8] == b"ftyp"
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+         "stream=nb_read_frames,codec_type", "-of", "csv=p=0", str(mp4)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert probe.stdout.strip().split(",") == ["video", "9"]
 
 
 def test_basin_map(tmp_path: Path) -> None:
