@@ -381,3 +381,35 @@ def test_trace_update_includes_decoupled_decay() -> None:
             for k, p in enumerate(params):
                 torch.testing.assert_close(records[-1]["update"][k], old[k] - p.detach())
                 torch.testing.assert_close(records[-1]["param"][k], p.detach())
+
+
+def test_copies_and_pickles_keep_descend_switches_and_free_chains() -> None:
+    """torch's Optimizer pickles only defaults, state and groups: descend's ``nonfinite`` and
+    ``fused`` (and a ``from_chain`` optimizer's chain) must survive copy.deepcopy and pickle,
+    and the copy must then step exactly as the original."""
+    import pickle
+
+    from descend.transforms import scale_by_adam, scale_by_lr
+
+    p = torch.randn(5, requires_grad=True)
+    opt = D.Adam([p], lr=0.1, fused=False, nonfinite="skip")
+    p.grad = torch.ones(5)
+    opt.step()
+    for copy_of in (copy.deepcopy, lambda o: pickle.loads(pickle.dumps(o))):
+        twin = copy_of(opt)
+        assert (twin.fused, twin.nonfinite) == (False, "skip")
+    chained = D.from_chain(
+        [torch.randn(4, requires_grad=True)],
+        scale_by_adam(),
+        scale_by_lr(),
+        lr=1e-2,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+    )
+    twin = copy.deepcopy(chained)
+    for o in (chained, twin):
+        for t in range(3):
+            o.param_groups[0]["params"][0].grad = torch.full((4,), float(t + 1))
+            o.step()
+    a, b = chained.param_groups[0]["params"][0], twin.param_groups[0]["params"][0]
+    assert torch.equal(a, b) and not torch.equal(a, torch.zeros(4))

@@ -83,6 +83,15 @@ class ChainOptimizer(torch.optim.Optimizer):
         self.validate(merged)
         super().add_param_group(group)
 
+    def __getstate__(self) -> dict:
+        # torch keeps defaults, state and groups; descend's switches (and a free chain) belong
+        # to the optimizer too, so copies and pickles keep them. Caches are rebuilt on use.
+        state = super().__getstate__()
+        state.update(nonfinite=self.nonfinite, fused=self.fused)
+        if "_links" in self.__dict__:
+            state["_links"] = self._links
+        return state
+
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         for group in self.param_groups:  # groups loaded from torch lack descend's keys
