@@ -354,3 +354,23 @@ def test_the_kernel_refuses_what_it_cannot_run() -> None:
     tr._args.steps, tr._args.family = 2, -1  # several steps without an optimizer
     with pytest.raises(RuntimeError, match="refused"):
         tr._call(None)
+
+
+@pytest.mark.parametrize(
+    "specs",
+    [
+        ["adam:lr=0.001", "adam:lr=0.01", "adam:lr=0.1"],  # per-run lr: the per-element form
+        ["adamw:lr=0.01,weight_decay=0.1", "adamw:lr=0.05,weight_decay=0.01"],
+        ["momentum:lr=1e-4,momentum=0.9", "momentum:lr=3e-4,momentum=0.9"],
+        ["momentum:lr=1e-4,momentum=0.5", "momentum:lr=1e-4,momentum=0.9"],  # per-run β
+    ],
+)
+def test_fused_run_with_per_run_hyperparameters(monkeypatch, specs) -> None:
+    """Configurations of one structure share a group with per-run (N, 1) hyperparameters; the
+    fused run reads them per element exactly as optimizer.step() does (and a per-run β, which
+    the kernels do not take, keeps the step-by-step loop)."""
+    x0 = starts(2500)
+    fused = lab.run("rosenbrock", specs, x0, 80, dtype=torch.float64, record_every=9)
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", specs, x0, 80, dtype=torch.float64, record_every=9)
+    assert_same(fused, plain, torch.float64)
