@@ -26,6 +26,14 @@
 
 #include "kernels.h"
 
+// The short loops of torch's own SGD and Adam run at 256-bit vectors on x86 with gcc (see
+// sgd_plain_range); elsewhere at the compiler's choice.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DESCEND_NARROW __attribute__((noinline, target("prefer-vector-width=256")))
+#else
+#define DESCEND_NARROW __attribute__((noinline))
+#endif
+
 namespace descend::drv {
 
 using descend::AdagradC;
@@ -194,7 +202,7 @@ inline MomentumC<T> row_momentum(const Args& a, int64_t r, MomentumC<T> k) {
 // memory as torch's fused SGD: this loop at 256-bit vectors 4.70–4.96 ms, torch 4.79–5.04 ms,
 // the same loop at 512 bits 5.02–5.28 ms, the general loop (run-time clamp) 4.87–5.18 ms.
 template <typename T, int MOM>
-__attribute__((noinline, target("prefer-vector-width=256"))) void sgd_plain_range(
+DESCEND_NARROW void sgd_plain_range(
     T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v, int64_t b, int64_t e,
     MomentumC<T> k, T lr) {
   T dummy = 0;
@@ -373,7 +381,7 @@ void rmsprop(const Args& a, Runner&& runner) {
 // Adam and AdamW as torch runs them (no clipping, sign, L2 or AMSGrad): what is left of
 // adam_element, at 256-bit vectors like sgd_plain_range.
 template <typename T, bool SMALL, bool DEC>
-__attribute__((noinline, target("prefer-vector-width=256"))) void adam_plain_range(
+DESCEND_NARROW void adam_plain_range(
     T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v, int64_t b,
     int64_t e, AdamC<T> k, T lr, T keep) {
 #pragma omp simd
