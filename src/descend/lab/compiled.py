@@ -4,7 +4,7 @@
 reference, used when no compiler is available or ``DESCEND_FAST=0``) in one C++ pass per step
 instead of about a dozen torch operations; the two agree exactly (tests/test_lab_native.py).
 
-:meth:`CompiledTracker.fused_step` goes further for the usual lab job — one group of runs, a
+:meth:`CompiledTracker.fused_run` goes further for the usual lab job — one group of runs, a
 landscape with a compiled twin, a named optimizer on the fast path: one call evaluates f and
 ∇f, steps the optimizer (its own driver and per-element code, prepared by
 :func:`descend.optim.fast.prepare_group` exactly as ``optimizer.step()`` prepares it) and
@@ -21,22 +21,14 @@ from torch import Tensor
 
 from descend import native
 from descend.landscapes import compiled as compiled_landscapes
-from descend.native.abi import FAMILIES, LabArgs
+from descend.native.abi import DTYPES, FAMILIES, LabArgs
 
 from .tracker import recorded_steps
-
-_KIND = {torch.float32: 0, torch.float64: 1}
 
 
 def available(theta: Tensor) -> bool:
     """Whether the compiled tracker can serve a run over ``theta`` (N, d)."""
-    return (
-        theta.dtype in _KIND
-        and theta.is_cpu
-        and theta.is_contiguous()
-        and native.enabled()
-        and native.load() is not None
-    )
+    return theta.dtype in DTYPES and theta.is_cpu and theta.is_contiguous() and native.ready()
 
 
 class CompiledTracker:
@@ -72,7 +64,7 @@ class CompiledTracker:
         self.stopped_step = torch.full((n,), -1, dtype=torch.int64)
         self.trajectory[0] = theta.detach()
         self._lib = native.load()
-        a = self._args = LabArgs(rows=n, dim=d, dtype=_KIND[dtype], family=-1)
+        a = self._args = LabArgs(rows=n, dim=d, dtype=DTYPES[dtype], family=-1)
         a.f_known = int(f_star is not None)
         a.f_star = 0.0 if f_star is None else float(f_star)
         a.tol, a.bound, a.flip_below = float(tol), float(bound), -(still * still)
@@ -83,7 +75,7 @@ class CompiledTracker:
         a.diverged_step = self.diverged_step.data_ptr()
         a.stopped_step = self.stopped_step.data_ptr()
         a.losses, a.trajectory = self.losses.data_ptr(), self.trajectory.data_ptr()
-        self._fused: tuple | None = None  # (landscape kernel, f buffer, g buffer)
+        self._fused: tuple | None = None  # see _fused_buffers
 
     @property
     def frozen(self) -> Tensor:
@@ -129,9 +121,8 @@ class CompiledTracker:
 
     def observe_final(self, t: int, f: Tensor) -> None:
         """f(θ_t) at the last step: steps-to-tol and the loss record (nothing moves)."""
-        if self.f_star is not None:
-            hit = (f < self.tol) if self.f_star == 0 else ((f - self.f_star) < self.tol)
-            self.reached_count += (self.reached_count > 0) | hit
+        if self.f_star is not None:  # as track.h's observe: f − 0 is f, one form for f* = 0
+            self.reached_count += (self.reached_count > 0) | ((f - self.f_star) < self.tol)
         slot = int(self._slot_of(np.array([t]))[0])
         if slot >= 0:
             self.losses[slot] = f

@@ -242,7 +242,7 @@ class _Outputs:
 
 def _fused_stepper(landscape, theta, tracker, steppers, noisy) -> ChainStepper | None:
     """The stepper whose steps can run fused with the landscape and the tracker in one
-    compiled call (:meth:`CompiledTracker.fused_step`): one group of runs covering θ, no
+    compiled call (:meth:`CompiledTracker.fused_run`): one group of runs covering θ, no
     noise, a landscape with a compiled twin, the compiled tracker. Whether its optimizer
     qualifies is asked at each step (:meth:`ChainStepper.prepare_fused`)."""
     if not isinstance(tracker, CompiledTracker) or noisy is not None or len(steppers) != 1:

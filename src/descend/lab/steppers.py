@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from descend.landscapes import Landscape
+from descend.optim import fast
 from descend.optim.newton import solve
 from descend.optim.spec import REGISTRY, resolve_kwargs
 from descend.transforms import Context, clip_by_global_norm
@@ -84,8 +85,6 @@ class ChainStepper:
         non-finite policy, anything the fast path refuses). A prepared step is reused while
         the hyperparameters stay the same: the kernel reads the step counters from the state
         itself, so only a first step (whose fresh momentum buffers it marks) is not reused."""
-        from descend.optim import fast
-
         prepared = self._prepared
         if prepared is not None and not prepared.args.fresh:
             return prepared

@@ -103,7 +103,7 @@ class Tracker:
             self._freeze(new, theta)
         vel, vel_prev, work = self.vel, self.vel_prev, self._work
         torch.sub(theta, self.prev, out=vel)
-        self.path_length.add_(_row_norm(vel, work, self._row))
+        self.path_length.add_(_row_norm(vel, self._row))
         self._overshoots.add_(torch.mul(vel, vel_prev, out=work).lt_(self._flip_below))
         self.vel, self.vel_prev = vel_prev, vel
         self.prev.copy_(theta)
@@ -131,7 +131,7 @@ class Tracker:
         return torch.where(count > 0, self.steps + 1 - count, torch.full_like(count, -1))
 
 
-def _row_norm(v: Tensor, work: Tensor, out: Tensor) -> Tensor:
+def _row_norm(v: Tensor, out: Tensor) -> Tensor:
     """‖v_i‖ of each row into ``out``: |v| in 1-D, else v₀², each further column added by
     ``addcmul`` (one rounding per column, as the compiled tracker's fused multiply-add), then
     the square root. (A strided sum over a short last axis is several times slower than

@@ -21,15 +21,13 @@ import torch
 from torch import Tensor
 
 from descend import native
-from descend.native.abi import LANDSCAPES, LabArgs
-
-_KIND = {torch.float32: 0, torch.float64: 1}
+from descend.native.abi import DTYPES, LANDSCAPES, LabArgs
 
 
 def lab_args(kernel: tuple[str, tuple[float, ...]], points: Tensor) -> LabArgs:
     """The landscape part of a kernel call: id, dimension, constants and the points."""
     name, consts = kernel
-    args = LabArgs(rows=points.shape[0], dim=points.shape[1], dtype=_KIND[points.dtype])
+    args = LabArgs(rows=points.shape[0], dim=points.shape[1], dtype=DTYPES[points.dtype])
     args.function = LANDSCAPES[name]
     for i, c in enumerate(consts):
         args.consts[i] = float(c)
@@ -41,11 +39,10 @@ def usable(kernel, points: Tensor) -> bool:
     """Whether the compiled form can evaluate ``points`` (checked (N, d) already)."""
     return (
         kernel is not None
-        and points.dtype in _KIND
+        and points.dtype in DTYPES
         and points.is_cpu
         and not (points.requires_grad and torch.is_grad_enabled())
-        and native.enabled()
-        and native.load() is not None
+        and native.ready()
     )
 
 

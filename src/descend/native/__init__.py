@@ -19,10 +19,15 @@ import os
 
 from .build import load, status
 
-__all__ = ["enabled", "load", "status"]
+__all__ = ["enabled", "load", "ready", "status"]
 
 
 def enabled() -> bool:
     """False when ``DESCEND_FAST`` is 0/false/no/off: the process keeps every default (torch)
     path — optimizers, landscapes and lab alike."""
     return os.environ.get("DESCEND_FAST", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def ready() -> bool:
+    """Enabled and built: the compiled landscapes and lab bookkeeping may be used."""
+    return enabled() and load() is not None

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import ctypes
 
+import torch
+
+# The ``dtype`` field of Args and LabArgs: the tensor dtypes the kernels take.
+DTYPES = {torch.float32: 0, torch.float64: 1}
+
 FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam")  # the family index of LabArgs
 
 # Landscape ids of ``landscapes.h`` (``enum Id``); the loader checks each name against the

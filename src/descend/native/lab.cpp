@@ -118,6 +118,18 @@ int64_t lab_run(const Args* opt, const LabArgs& a) {
       return descend::track::track<T>(a, 0, r0, r1);
     });
   }
+  namespace track = descend::track;
+  // d = 1 or 2: the tracking of step t and the landscape at θ_{t+1} in one pass of rows,
+  // rows_simd<T, D, L>. Only that pass depends on the landscape L: the optimizer's step is
+  // compiled once per D, not once per landscape (13 landscapes: 2.4× the compile time).
+  using Pass = int64_t (*)(const LabArgs&, int64_t, int64_t, int64_t);
+  Pass pass = nullptr;
+  descend::land::dispatch(a.function, [&](auto l) {
+    using L = decltype(l);
+    constexpr int D = int(L::kDim);
+    if constexpr (D == 1 || D == 2) pass = &track::rows_simd<T, D, L>;
+  });
+  const bool fused = pass != nullptr;  // then d = L::kDim (known_function)
   Counter step0, extra0, step_end, extra_end;
   step0.load(opt->step[0], opt->step_f64);
   if (opt->extra) extra0.load(opt->extra[0], opt->extra_f64);
@@ -131,18 +143,6 @@ int64_t lab_run(const Args* opt, const LabArgs& a) {
       local.extra = extra.ptr;
     }
     int64_t newly = 0;
-    namespace track = descend::track;
-    // d = 1 or 2: the tracking of step t and the landscape at θ_{t+1} in one pass of rows,
-    // rows_simd<T, D, L>. Only that pass depends on the landscape L: the optimizer's step is
-    // compiled once per D, not once per landscape (13 landscapes: 2.4× the compile time).
-    using Pass = int64_t (*)(const LabArgs&, int64_t, int64_t, int64_t);
-    Pass pass = nullptr;
-    descend::land::dispatch(a.function, [&](auto l) {
-      using L = decltype(l);
-      constexpr int D = int(L::kDim);
-      if constexpr (D == 1 || D == 2) pass = &track::rows_simd<T, D, L>;
-    });
-    const bool fused = pass != nullptr;  // then d = L::kDim (known_function)
     if (fused) {
       evaluate<T>(a, r0, r1);
       track::observe<T>(a, r0, r1);

@@ -55,12 +55,19 @@ enum Id : int32_t {
   kQuartic = 13,        // x⁴
 };
 
-// The constants of a landscape that has none.
-template <typename T>
-struct NoK {};
+// The constants of a landscape that has none: inherit them.
+struct NoConstants {
+  template <typename T>
+  struct K {};
+  template <typename T>
+  static K<T> constants(const double*) {
+    return {};
+  }
+};
 
 // A landscape is a struct with its dimension kDim (1 or 2), its registry name kName, its
-// constants K<T> made from the call's doubles by constants<T>(c) once per loop, and
+// constants K<T> made from the call's doubles by constants<T>(c) once per loop (inherited
+// from NoConstants when it has none), and
 //   template <typename T> at(T x, T y, T& f, T& gx, T& gy, const K<T>& k)    (2-D)
 //   template <typename T> at(T x, T& f, T& gx, const K<T>& k)                (1-D)
 // giving f and ∇f at the point. Coordinates and results are scalars, not arrays: a local
@@ -96,15 +103,9 @@ struct Rosenbrock {
 // go through pow (not bitwise reproducible: products here).
 
 // bowl: value (p·p).sum(1) = x² + y²; grad 2p.
-struct Bowl {
+struct Bowl : NoConstants {
   static constexpr int64_t kDim = 2;
   static constexpr const char* kName = "bowl";
-  template <typename T>
-  using K = NoK<T>;
-  template <typename T>
-  static K<T> constants(const double*) {
-    return {};
-  }
   template <typename T>
   DESCEND_HD void at(T x, T y, T& f, T& gx, T& gy, const K<T>&) {
     f = x * x + y * y;
@@ -135,15 +136,9 @@ struct Ravine {
 };
 
 // booth: value (x + 2y − 7)² + (2x + y − 5)²; grad (10x + 8y − 34, 8x + 10y − 38).
-struct Booth {
+struct Booth : NoConstants {
   static constexpr int64_t kDim = 2;
   static constexpr const char* kName = "booth";
-  template <typename T>
-  using K = NoK<T>;
-  template <typename T>
-  static K<T> constants(const double*) {
-    return {};
-  }
   template <typename T>
   DESCEND_HD void at(T x, T y, T& f, T& gx, T& gy, const K<T>&) {
     const T u = (x + T(2) * y) - T(7), v = (T(2) * x + y) - T(5);
@@ -154,15 +149,9 @@ struct Booth {
 };
 
 // himmelblau: a = x·x + y − 11, b = x + y·y − 7; value a² + b²; grad (4x·a + 2b, 2a + 4y·b).
-struct Himmelblau {
+struct Himmelblau : NoConstants {
   static constexpr int64_t kDim = 2;
   static constexpr const char* kName = "himmelblau";
-  template <typename T>
-  using K = NoK<T>;
-  template <typename T>
-  static K<T> constants(const double*) {
-    return {};
-  }
   template <typename T>
   DESCEND_HD void at(T x, T y, T& f, T& gx, T& gy, const K<T>&) {
     const T a = (x * x + y) - T(11), b = (x + y * y) - T(7);
@@ -174,15 +163,9 @@ struct Himmelblau {
 
 // beale: tᵢ = cᵢ − x + x·yⁱ (y**1 is y, y**2 y·y, y**3 (y·y)·y); value Σ tᵢ² (the sum starts
 // at 0: 0 + t₁² is t₁²); grad Σ 2tᵢ·(yⁱ − 1) and Σ ((2tᵢ·i)·x)·yⁱ⁻¹ (y**0 is 1), from zeros.
-struct Beale {
+struct Beale : NoConstants {
   static constexpr int64_t kDim = 2;
   static constexpr const char* kName = "beale";
-  template <typename T>
-  using K = NoK<T>;
-  template <typename T>
-  static K<T> constants(const double*) {
-    return {};
-  }
   template <typename T>
   DESCEND_HD void at(T x, T y, T& f, T& gx, T& gy, const K<T>&) {
     const T y2 = y * y, y3 = y2 * y;
@@ -197,15 +180,9 @@ struct Beale {
 
 // six-hump-camel: value (4 − 2.1x² + x²·x²/3)·x² + x·y + (−4 + 4y²)·y²; grad
 // (8x − 8.4x³ + 2x⁵ + y, x − 8y + 16y³) with x⁵ = (x²·x²)·x here (torch: pow, to an ulp).
-struct SixHumpCamel {
+struct SixHumpCamel : NoConstants {
   static constexpr int64_t kDim = 2;
   static constexpr const char* kName = "six-hump-camel";
-  template <typename T>
-  using K = NoK<T>;
-  template <typename T>
-  static K<T> constants(const double*) {
-    return {};
-  }
   template <typename T>
   DESCEND_HD void at(T x, T y, T& f, T& gx, T& gy, const K<T>&) {
     const T x2 = x * x, y2 = y * y;
@@ -219,15 +196,9 @@ struct SixHumpCamel {
 // q₂ = 18 − 32x + 12x·x + 48y − 36x·y + 27y·y; value (1 + s²q₁)·(30 + u²q₂) as torch's.
 // The torch form has no grad_fn (autograd): here the chain rule, with ∂q₁/∂x = ∂q₁/∂y =
 // 6x + 6y − 14, ∂q₂/∂x = 24x − 36y − 32, ∂q₂/∂y = 54y − 36x + 48 (to rounding).
-struct GoldsteinPrice {
+struct GoldsteinPrice : NoConstants {
   static constexpr int64_t kDim = 2;
   static constexpr const char* kName = "goldstein-price";
-  template <typename T>
-  using K = NoK<T>;
-  template <typename T>
-  static K<T> constants(const double*) {
-    return {};
-  }
   template <typename T>
   DESCEND_HD void at(T x, T y, T& f, T& gx, T& gy, const K<T>&) {
     const T s = (x + y) + T(1), ss = s * s;
@@ -248,15 +219,9 @@ struct GoldsteinPrice {
 };
 
 // saddle: value x**2 − y**2; grad (2x, −2y).
-struct Saddle {
+struct Saddle : NoConstants {
   static constexpr int64_t kDim = 2;
   static constexpr const char* kName = "saddle";
-  template <typename T>
-  using K = NoK<T>;
-  template <typename T>
-  static K<T> constants(const double*) {
-    return {};
-  }
   template <typename T>
   DESCEND_HD void at(T x, T y, T& f, T& gx, T& gy, const K<T>&) {
     f = x * x - y * y;
@@ -266,15 +231,9 @@ struct Saddle {
 };
 
 // monkey-saddle: value x**3 − 3·x·y·y; grad (3x·x − 3y·y, −6x·y).
-struct MonkeySaddle {
+struct MonkeySaddle : NoConstants {
   static constexpr int64_t kDim = 2;
   static constexpr const char* kName = "monkey-saddle";
-  template <typename T>
-  using K = NoK<T>;
-  template <typename T>
-  static K<T> constants(const double*) {
-    return {};
-  }
   template <typename T>
   DESCEND_HD void at(T x, T y, T& f, T& gx, T& gy, const K<T>&) {
     f = (x * x) * x - ((T(3) * x) * y) * y;
@@ -303,15 +262,9 @@ struct Quadratic {
 };
 
 // double-well: value (x**2 − 1)**2; grad 4·x**3 − 4x.
-struct DoubleWell {
+struct DoubleWell : NoConstants {
   static constexpr int64_t kDim = 1;
   static constexpr const char* kName = "double-well";
-  template <typename T>
-  using K = NoK<T>;
-  template <typename T>
-  static K<T> constants(const double*) {
-    return {};
-  }
   template <typename T>
   DESCEND_HD void at(T x, T& f, T& gx, const K<T>&) {
     const T r = x * x - T(1);
@@ -321,15 +274,9 @@ struct DoubleWell {
 };
 
 // quartic: value x**4, here (x·x)·(x·x) (torch: pow, to an ulp); grad 4·x**3.
-struct Quartic {
+struct Quartic : NoConstants {
   static constexpr int64_t kDim = 1;
   static constexpr const char* kName = "quartic";
-  template <typename T>
-  using K = NoK<T>;
-  template <typename T>
-  static K<T> constants(const double*) {
-    return {};
-  }
   template <typename T>
   DESCEND_HD void at(T x, T& f, T& gx, const K<T>&) {
     const T x2 = x * x;

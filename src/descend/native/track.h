@@ -47,18 +47,22 @@ struct LabArgs {
   const int64_t* theta_slot;  // [steps] record of θ_{t+1}, or −1
 };
 
+// One step's addition to a run's steps-to-tol count: 1 once f − f* < tol has been reached
+// (f − 0 is f: one form for f* = 0 too).
+template <typename T>
+DESCEND_HD int32_t reached(int32_t count, T f, T f_star, T tol) {
+  return int32_t(count > 0) | int32_t((f - f_star) < tol);
+}
+
 // Steps-to-tol of rows [r0, r1) from f(θ_t).
 template <typename T>
 void observe(const LabArgs& a, int64_t r0, int64_t r1) {
   if (!a.f_known) return;
   const T* __restrict__ f = static_cast<const T*>(a.f);
   int32_t* __restrict__ count = a.reached_count;
-  const T shift = T(a.f_star), tol = T(a.tol);  // f − 0 is f: one form for f* = 0 too
+  const T shift = T(a.f_star), tol = T(a.tol);
 #pragma omp simd
-  for (int64_t r = r0; r < r1; ++r) {
-    const bool hit = (f[r] - shift) < tol;
-    count[r] += int32_t((count[r] > 0) | hit);
-  }
+  for (int64_t r = r0; r < r1; ++r) count[r] += reached(count[r], f[r], shift, tol);
 }
 
 // The record of f(θ_t) at step k of the call, rows [r0, r1), where kept.
@@ -198,8 +202,7 @@ DESCEND_NO_CONTRACT int64_t rows_simd(const LabArgs& a, int64_t t, int64_t r0, i
       fv[r] = fq;
       gv[D * r] = g0;
       if constexpr (D == 2) gv[D * r + 1] = g1;
-      const int32_t hit = (fq - shift) < tol;
-      count[r] += f_known & (int32_t(count[r] > 0) | hit);
+      count[r] += f_known & reached(count[r], fq, shift, tol);
     }
   }
   if (held) {  // rare: put frozen rows back (prev holds their θ_t), date those frozen now

@@ -20,10 +20,10 @@ from torch import Tensor
 from torch.optim.optimizer import _get_scalar_dtype
 
 from descend.native import build as _lib
+from descend.native.abi import DTYPES as _KIND
 
 from .plan import Resolved, Unsupported
 
-_KIND = {torch.float32: 0, torch.float64: 1}
 _ROW_ARG = {
     "lr": "row_lr",
     "keep": "row_keep",
