@@ -35,13 +35,17 @@ class clip_by_global_norm(Transform):  # noqa: N801
             ctx.record("grad", updates)
             return updates
         norms = torch._foreach_norm(updates, 2.0)
-        # at least float32 (bf16 norms are coarse), but fp64 gradients keep an fp64 norm
-        wide = [n.to(torch.promote_types(n.dtype, torch.float32)) for n in norms]
+        # at least float32 (bf16 norms are coarse), but fp64 gradients keep an fp64 norm;
+        # gathered on the first tensor's device, as clip_grad_norm_ (a group may span devices)
+        device = norms[0].device
+        wide = [n.to(torch.promote_types(n.dtype, torch.float32)).to(device) for n in norms]
         total = torch.linalg.vector_norm(torch.stack(wide), 2.0)
         ctx.extras["grad_norm"] = total
         ctx.record("grad_norm", [total])
         coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-        if coef.item() < 1.0:
+        # not `coef < 1`: a NaN/Inf norm must reach the gradients (NaN, or 0·Inf = NaN), as
+        # torch's clip_grad_norm_ multiplies them by the NaN or zero factor
+        if not coef.item() >= 1.0:
             updates = ctx.writable(updates)
             torch._foreach_mul_(updates, coef.to(updates[0].dtype).item())
             ctx.record("grad", updates)

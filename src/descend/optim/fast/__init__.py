@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 _warned = False
+_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
 def available() -> bool:
@@ -183,12 +184,12 @@ def require(opt) -> None:
         for group in opt.param_groups:
             _shape(opt, opt.chain(group)).resolve(group)
             for p in group["params"]:
-                ok = p.dtype in (torch.float32, torch.float64) and p.is_cpu
+                ok = p.dtype in _DTYPES and p.is_cpu  # complex: stepped as view_as_real
                 if not (ok and p.is_contiguous()):
                     raise Unsupported(
                         f"a parameter of dtype {p.dtype} on {p.device}"
                         f"{'' if p.is_contiguous() else ', non-contiguous'} (fast kernels: "
-                        "contiguous float32/float64 on the CPU)"
+                        "contiguous float32/float64 on the CPU; complex64/128 as real views)"
                     )
         _lib_or_raise()
     except Unsupported as exc:
