@@ -118,6 +118,16 @@ def _need_fast() -> None:
         pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """1 thread, as in test_fast_path: these tensors are tiny, and 2-thread OpenMP regions
+    stall for ~10 ms when another process is busy (20× slower on a loaded 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(params=NAMES)
 def info(request):
     return INFOS[request.param]
