@@ -114,9 +114,10 @@ class AdamW(Adam):
 
     _kind = "adamw"
 
-    def __setstate__(self, state: dict) -> None:
-        # As torch's AdamW: decoupled whatever it loads, an Adam's (L2) state dict included.
-        super().__setstate__(state)
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As torch's AdamW: decoupled whatever it loads, an Adam's (L2) state dict included
+        (copies and pickles keep their groups as they are)."""
+        super().load_state_dict(state_dict)
         mode = self.defaults["weight_decay_mode"]
         for group in self.param_groups:
             if group["weight_decay_mode"] == "l2" and mode != "l2":
