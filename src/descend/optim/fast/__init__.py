@@ -21,8 +21,9 @@ The environment variable ``DESCEND_FAST=0`` turns the automatic choice off proce
 the weight decay is a tensor of several values (those two may be the lab's (N, 1) per-run
 columns; a one-element tensor is a number, as in torch); for per-row clipping; for parameters
 that are not float32/float64 (complex ones step as their ``view_as_real``), not on the CPU or
-not contiguous; and when no C++ compiler is available (a warning says so once). ``from_chain`` optimizers always
-keep the default path. :func:`last_path` tells which path each group took, and why.
+not contiguous; and when no C++ compiler is available (a warning says so once).
+``from_chain`` optimizers always keep the default path. :func:`last_path` tells which path
+each group took, and why.
 
 Both paths hold the same state under the same keys (torch's names, same dtypes), so a state
 dict saved from either loads into the other, and a run may switch paths at any step.
