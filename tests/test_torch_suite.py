@@ -34,7 +34,7 @@ Adapted (torch's check kept, the setting changed), with the reason:
   either both floats or both Tensors" (each β is read on its own) — for these the test
   asserts instead that the optimizer steps exactly like the one with plain floats; "Tensor
   lr must be 1-element" (descend's lab steps N trajectories with an (N, 1) lr column) —
-  the test asserts that a 2-element lr broadcasts as a per-row column on the chain.
+  the test asserts that an (N, 1) lr steps row i as an optimizer with lr[i] would.
 * ``test_forloop_goes_right_direction`` with ``contiguous=False`` on the fast path: the C++
   kernels take contiguous tensors only, so ``fused=True`` refuses non-contiguous parameters
   at construction (asserted) and the test runs with ``fused=None``, asserting that the group
@@ -234,6 +234,26 @@ def _same_as_floats(info, kwargs, fused) -> None:
     assert torch.equal(p, q)
 
 
+def _lr_column(info, fused) -> None:
+    """descend's per-run lr column: row i of an (N, d) parameter steps with lr[i], as a
+    separate optimizer with that lr on that row alone."""
+    torch.manual_seed(0)
+    start, lrs = torch.randn(2, 3), (0.1, 0.2)
+    p = start.clone().requires_grad_()
+    opt = info.optim_cls([p], lr=torch.tensor([[lrs[0]], [lrs[1]]]), fused=fused)
+    rows = [start[i : i + 1].clone().requires_grad_() for i in range(2)]
+    refs = [info.optim_cls([r], lr=lr, fused=False) for r, lr in zip(rows, lrs)]
+    for t in range(3):
+        p.grad = torch.full_like(p, 0.1 * (t + 1))
+        p.grad[1] *= -2
+        for i, (r, ref) in enumerate(zip(rows, refs)):
+            r.grad = p.grad[i : i + 1].clone()
+            ref.step()
+        opt.step()
+    assert_path(opt, fused)
+    torch.testing.assert_close(p, torch.cat(rows))
+
+
 def test_errors(info, fused):
     for error_input in info.optim_error_inputs_func(device="cpu", dtype=torch.float32):
         optim_input = error_input.optimizer_error_input
@@ -242,13 +262,7 @@ def test_errors(info, fused):
             _same_as_floats(info, optim_input.kwargs, fused)
             continue
         if optim_input.desc == "Tensor lr must be 1-element":
-            # descend's per-run column: row i of an (N, d) parameter uses lr[i]
-            if not fused:
-                p = torch.zeros(2, 3, requires_grad=True)
-                opt = info.optim_cls([p], lr=torch.tensor([[0.1], [0.2]]), fused=False)
-                p.grad = torch.ones(2, 3)
-                opt.step()
-                assert (p[1] != 0).all() and (p[0] != p[1]).all()
+            _lr_column(info, fused)
             continue
         regex = error_input.error_regex
         named = re.match(r"Invalid (\w+)", regex)
