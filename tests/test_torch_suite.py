@@ -27,8 +27,9 @@ Adapted (torch's check kept, the setting changed), with the reason:
 * ``test_errors``: exception types are torch's; messages must name the same parameter
   (descend's wording differs: "beta1 (betas[0])=1.0 is invalid: it must be in [0, 1)" for
   "Invalid beta parameter at index 0: 1.0"); messages raised by torch's base class
-  (duplicate parameters, param names, params type) must match torch's regex. Four inputs
-  assert a *refusal* that descend does not make, because it supports what torch refuses:
+  (duplicate parameters, param names, params type) must match torch's regex. Some inputs
+  (four for Adam and AdamW, one for the others) assert a *refusal* that descend does not
+  make, because it supports what torch refuses:
   "lr as Tensor doesn't work with foreach" and "betas[0] as a Tensor is not supported ...
   foreach=True" (tensor hyperparameters work on both of descend's paths), "betas must be
   either both floats or both Tensors" (each β is read on its own) — for these the test
