@@ -36,13 +36,11 @@ from __future__ import annotations
 
 import warnings
 
-import torch
-
 from descend import native
 from descend.native import build as _lib
 
 from .plan import Shape, Unsupported, shape_of
-from .step import Prepared, prepare, run
+from .step import Prepared, check_parameters, prepare, run
 from .step import all_finite as _all_finite
 
 __all__ = [
@@ -182,14 +180,7 @@ def require(opt) -> None:
         _check_optimizer(opt)
         for group in opt.param_groups:
             _shape(opt, opt.chain(group)).resolve(group)
-            for p in group["params"]:
-                ok = p.dtype in (torch.float32, torch.float64) and p.is_cpu
-                if not (ok and p.is_contiguous()):
-                    raise Unsupported(
-                        f"a parameter of dtype {p.dtype} on {p.device}"
-                        f"{'' if p.is_contiguous() else ', non-contiguous'} (fast kernels: "
-                        "contiguous float32/float64 on the CPU)"
-                    )
+            check_parameters(group["params"])
         _lib_or_raise()
     except Unsupported as exc:
         raise ValueError(f"{type(opt).__name__}(fused=True) is not supported: {exc}") from None
