@@ -114,6 +114,16 @@ class AdamW(Adam):
 
     _kind = "adamw"
 
+    def __setstate__(self, state: dict) -> None:
+        # As torch's AdamW: decoupled whatever it loads, an Adam's (L2) state dict included.
+        super().__setstate__(state)
+        mode = self.defaults["weight_decay_mode"]
+        for group in self.param_groups:
+            if group["weight_decay_mode"] == "l2" and mode != "l2":
+                group["weight_decay_mode"] = mode
+            if "decoupled_weight_decay" in group:
+                group["decoupled_weight_decay"] = group["weight_decay_mode"] != "l2"
+
 
 class AMSGrad(Adam):
     """AMSGrad (Reddi, Kale & Kumar, ICLR 2018): Adam with v replaced by its running max,

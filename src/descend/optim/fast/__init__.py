@@ -180,7 +180,10 @@ def require(opt) -> None:
         _check_optimizer(opt)
         for group in opt.param_groups:
             _shape(opt, opt.chain(group)).resolve(group)
-            check_parameters(group["params"])
+            # complex parameters are stepped as their real views (ChainOptimizer._step_group)
+            check_parameters(
+                [torch.view_as_real(p) if p.is_complex() else p for p in group["params"]]
+            )
         _lib_or_raise()
     except Unsupported as exc:
         raise ValueError(f"{type(opt).__name__}(fused=True) is not supported: {exc}") from None

@@ -224,7 +224,7 @@ def _clip_factor(grads: list[Tensor], max_norm: float, dtype: torch.dtype) -> fl
     total = torch.linalg.vector_norm(torch.stack(wide), 2.0)
     coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     value = coef.to(dtype).item()
-    return value if value < 1.0 else 1.0
+    return 1.0 if value >= 1.0 else value  # a NaN norm gives NaN, as clip_grad_norm_
 
 
 def _split_rows(plan: Resolved, params: list[Tensor]) -> tuple[dict, dict, int]:
