@@ -174,6 +174,9 @@ class ChainOptimizer(torch.optim.Optimizer):
 
             if step_group(self, index, group, params):
                 return
+        else:  # last_path() names the reason
+            why = "fused=False" if self.fused is False else "a trace hook is registered"
+            self.__dict__.setdefault("_fast_last", {})[index] = why
         links = self.chain(group)
         states = []
         for p in params:
