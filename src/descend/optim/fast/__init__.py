@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import warnings
 
+import torch
+
 from descend import native
 from descend.native import build as _lib
 

@@ -90,7 +90,8 @@ def _addresses(ts: list, what: str, dtype, numel: list[int] | None) -> tuple[lis
     if dtypes != {dtype}:
         raise Unsupported(f"{what} of dtypes {sorted(map(str, dtypes))} (needs {dtype})")
     if not all(map(_is_cpu, ts)):
-        raise Unsupported(f"a {what} not on the CPU (fast kernels: CPU)")
+        devices = sorted({str(t.device) for t in ts if not t.is_cpu})
+        raise Unsupported(f"a {what} not on the CPU ({', '.join(devices)}; fast kernels: CPU)")
     try:
         if not all(map(_contiguous, ts)):
             raise Unsupported(f"a non-contiguous {what}")
