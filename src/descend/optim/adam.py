@@ -220,6 +220,9 @@ class NAdam(ChainOptimizer):
         return self._chains[key]
 
     def load_state_dict(self, state_dict: dict) -> None:
+        # torch casts every state tensor but "step" to its parameter's dtype on load; put Π
+        # back in the dtype a fresh step creates (straight from the saved value, never through
+        # a narrower type) so a resumed run is bitwise the uninterrupted one.
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             rule = self._product_rule(group)
