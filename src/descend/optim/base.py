@@ -117,14 +117,6 @@ class ChainOptimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("_trace_hooks", OrderedDict())
         self.__dict__.setdefault("_chains", {})  # per-structure chain cache, rebuilt on use
 
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
-        # torch casts every state tensor but "step" to the parameter's dtype on load; keep the
-        # scalar bookkeeping in the dtype a fresh step creates so a resumed run is identical.
-        for st in self.state.values():
-            if isinstance(st, dict) and isinstance(st.get("mu_product"), Tensor):
-                st["mu_product"] = st["mu_product"].to(_get_scalar_dtype())
-
     @property
     def skipped_steps(self) -> int:
         """Steps skipped by ``nonfinite="skip"``."""

@@ -44,7 +44,7 @@ from descend import native
 from descend.native import build as _lib
 
 from .plan import Shape, Unsupported, shape_of
-from .step import Prepared, prepare, run
+from .step import Prepared, check_parameters, prepare, run
 from .step import all_finite as _all_finite
 
 __all__ = [
@@ -59,7 +59,6 @@ __all__ = [
 ]
 
 _warned = False
-_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
 def available() -> bool:
@@ -185,14 +184,10 @@ def require(opt) -> None:
         _check_optimizer(opt)
         for group in opt.param_groups:
             _shape(opt, opt.chain(group)).resolve(group)
-            for p in group["params"]:
-                ok = p.dtype in _DTYPES and p.is_cpu  # complex: stepped as view_as_real
-                if not (ok and p.is_contiguous()):
-                    raise Unsupported(
-                        f"a parameter of dtype {p.dtype} on {p.device}"
-                        f"{'' if p.is_contiguous() else ', non-contiguous'} (fast kernels: "
-                        "contiguous float32/float64 on the CPU; complex64/128 as real views)"
-                    )
+            # complex parameters are stepped as their real views (ChainOptimizer._step_group)
+            check_parameters(
+                [torch.view_as_real(p) if p.is_complex() else p for p in group["params"]]
+            )
         _lib_or_raise()
     except Unsupported as exc:
         raise ValueError(f"{type(opt).__name__}(fused=True) is not supported: {exc}") from None
