@@ -10,11 +10,13 @@ import pytest
 import torch
 
 import descend.optim as D
+from descend.optim.fast import last_path
 
 A = torch.tensor([[3.0, 0.5, 0.0], [0.5, 1.0, 0.2], [0.0, 0.2, 0.3]], dtype=torch.float64)
 B = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
 THETA0 = torch.tensor([2.0, 1.0, -1.5], dtype=torch.float64)
 STEPS = 60
+BOTH_PATHS = pytest.mark.parametrize("fused", [True, False], ids=["fused", "chain"])
 
 
 def grad(theta: torch.Tensor) -> torch.Tensor:
@@ -22,10 +24,13 @@ def grad(theta: torch.Tensor) -> torch.Tensor:
     return A @ theta - B + 0.5 * torch.sin(theta)
 
 
-def run_descend(steps: int = STEPS, scheduler=None, **kwargs) -> tuple[list[torch.Tensor], D.SGD]:
-    """θ after each step of descend's SGD; ``scheduler(opt)`` builds a torch lr scheduler."""
+def run_descend(
+    steps: int = STEPS, scheduler=None, *, fused: bool, **kwargs
+) -> tuple[list[torch.Tensor], D.SGD]:
+    """θ after each step of descend's SGD on the path ``fused`` names (asserted at the end);
+    ``scheduler(opt)`` builds a torch lr scheduler."""
     p = THETA0.clone().requires_grad_()
-    opt = D.SGD([p], **kwargs)
+    opt = D.SGD([p], fused=fused, **kwargs)
     sched = scheduler(opt) if scheduler else None
     path = []
     for _ in range(steps):
@@ -34,6 +39,7 @@ def run_descend(steps: int = STEPS, scheduler=None, **kwargs) -> tuple[list[torc
         if sched:
             sched.step()
         path.append(p.detach().clone())
+    assert last_path(opt) == ({0: "fast"} if fused else {0: "default: fused=False"})
     return path, opt
 
 
@@ -51,9 +57,10 @@ def _moves(path: list[torch.Tensor]) -> None:
 # --- the EMA ("classic") form: v = βv + (1 − β)g, θ −= γv -----------------------------------
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("nesterov", [False, True])
 @pytest.mark.parametrize("debias", [False, True])
-def test_ema_form(debias: bool, nesterov: bool) -> None:
+def test_ema_form(debias: bool, nesterov: bool, fused: bool) -> None:
     lr, beta = 0.1, 0.9
     theta, v, expected = THETA0.clone(), torch.zeros(3, dtype=torch.float64), []
     for t in range(1, STEPS + 1):
@@ -66,18 +73,21 @@ def test_ema_form(debias: bool, nesterov: bool) -> None:
         theta = theta - lr * d
         expected.append(theta.clone())
     ours, opt = run_descend(
-        lr=lr, momentum=beta, momentum_form="ema", debias=debias, nesterov=nesterov
+        fused=fused, lr=lr, momentum=beta, momentum_form="ema", debias=debias, nesterov=nesterov
     )
     _moves(expected)
     assert_paths_equal(ours, expected)
     torch.testing.assert_close(opt.state[opt.param_groups[0]["params"][0]]["momentum_buffer"], v)
 
 
-def test_ema_debias_makes_the_first_step_a_full_gradient_step() -> None:
+@BOTH_PATHS
+def test_ema_debias_makes_the_first_step_a_full_gradient_step(fused: bool) -> None:
     """v₁ = (1 − β)g, so without debiasing the first step is 10× too short at β = 0.9."""
     g = grad(THETA0)
-    (plain,), _ = run_descend(1, lr=0.1, momentum=0.9, momentum_form="ema")
-    (debiased,), _ = run_descend(1, lr=0.1, momentum=0.9, momentum_form="ema", debias=True)
+    (plain,), _ = run_descend(1, fused=fused, lr=0.1, momentum=0.9, momentum_form="ema")
+    (debiased,), _ = run_descend(
+        1, fused=fused, lr=0.1, momentum=0.9, momentum_form="ema", debias=True
+    )
     torch.testing.assert_close(debiased, THETA0 - 0.1 * g)
     torch.testing.assert_close(plain, THETA0 - 0.01 * g)
 
@@ -88,7 +98,8 @@ def test_ema_debias_makes_the_first_step_a_full_gradient_step() -> None:
 @pytest.mark.parametrize(
     "dampening, nesterov", [(0.0, False), (0.5, False), (0.0, True)], ids=["plain", "damp", "nag"]
 )
-def test_modern_form(dampening: float, nesterov: bool) -> None:
+@BOTH_PATHS
+def test_modern_form(dampening: float, nesterov: bool, fused: bool) -> None:
     lr, beta = 0.05, 0.8
     theta, v, expected = THETA0.clone(), None, []
     for _ in range(STEPS):
@@ -98,14 +109,15 @@ def test_modern_form(dampening: float, nesterov: bool) -> None:
         d = g + beta * v if nesterov else v
         theta = theta - lr * d
         expected.append(theta.clone())
-    ours, _ = run_descend(lr=lr, momentum=beta, dampening=dampening, nesterov=nesterov)
+    ours, _ = run_descend(fused=fused, lr=lr, momentum=beta, dampening=dampening, nesterov=nesterov)
     _moves(expected)
     assert_paths_equal(ours, expected)
 
 
-def test_first_step_rule_v1_equals_g_even_with_dampening() -> None:
+@BOTH_PATHS
+def test_first_step_rule_v1_equals_g_even_with_dampening(fused: bool) -> None:
     g = grad(THETA0)
-    (first,), opt = run_descend(1, lr=0.1, momentum=0.9, dampening=0.7)
+    (first,), opt = run_descend(1, fused=fused, lr=0.1, momentum=0.9, dampening=0.7)
     torch.testing.assert_close(first, THETA0 - 0.1 * g)  # not 0.1·(1 − 0.7)·g
     state = opt.state[opt.param_groups[0]["params"][0]]
     torch.testing.assert_close(state["momentum_buffer"], g)
@@ -114,8 +126,9 @@ def test_first_step_rule_v1_equals_g_even_with_dampening() -> None:
 # --- lr inside (Sutskever; Keras): v = βv + γg, θ −= v ---------------------------------------
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("nesterov", [False, True])
-def test_lr_inside_form(nesterov: bool) -> None:
+def test_lr_inside_form(nesterov: bool, fused: bool) -> None:
     lr, beta = 0.05, 0.8
     theta, v, expected = THETA0.clone(), torch.zeros(3, dtype=torch.float64), []
     for _ in range(STEPS):
@@ -123,7 +136,9 @@ def test_lr_inside_form(nesterov: bool) -> None:
         v = beta * v + lr * g
         theta = theta - (beta * v + lr * g if nesterov else v)
         expected.append(theta.clone())
-    ours, _ = run_descend(lr=lr, momentum=beta, momentum_form="lr_inside", nesterov=nesterov)
+    ours, _ = run_descend(
+        fused=fused, lr=lr, momentum=beta, momentum_form="lr_inside", nesterov=nesterov
+    )
     _moves(expected)
     assert_paths_equal(ours, expected)
 
@@ -131,10 +146,13 @@ def test_lr_inside_form(nesterov: bool) -> None:
 # --- modern vs lr_inside: equal with a constant lr, different with a schedule ----------------
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("nesterov", [False, True])
-def test_modern_and_lr_inside_match_with_a_constant_lr(nesterov: bool) -> None:
-    modern, _ = run_descend(lr=0.05, momentum=0.8, nesterov=nesterov)
-    inside, _ = run_descend(lr=0.05, momentum=0.8, nesterov=nesterov, momentum_form="lr_inside")
+def test_modern_and_lr_inside_match_with_a_constant_lr(nesterov: bool, fused: bool) -> None:
+    modern, _ = run_descend(fused=fused, lr=0.05, momentum=0.8, nesterov=nesterov)
+    inside, _ = run_descend(
+        fused=fused, lr=0.05, momentum=0.8, nesterov=nesterov, momentum_form="lr_inside"
+    )
     _moves(modern)
     assert_paths_equal(modern, inside, tol=1e-12)
 
@@ -143,7 +161,8 @@ def _decay(opt):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0 / (1.0 + 0.2 * epoch))
 
 
-def test_modern_and_lr_inside_differ_with_a_changing_lr() -> None:
+@BOTH_PATHS
+def test_modern_and_lr_inside_differ_with_a_changing_lr(fused: bool) -> None:
     lr, beta = 0.05, 0.8
     # hand loops with γ_t = lr / (1 + 0.2(t − 1)), as LambdaLR sets it before step t
     theta_m, theta_i = THETA0.clone(), THETA0.clone()
@@ -156,8 +175,10 @@ def test_modern_and_lr_inside_differ_with_a_changing_lr() -> None:
         g = grad(theta_i)
         v_i = beta * v_i + gamma * g  # each gradient keeps the γ of its own step
         theta_i = theta_i - v_i
-    modern, _ = run_descend(lr=lr, momentum=beta, scheduler=_decay)
-    inside, _ = run_descend(lr=lr, momentum=beta, scheduler=_decay, momentum_form="lr_inside")
+    modern, _ = run_descend(fused=fused, lr=lr, momentum=beta, scheduler=_decay)
+    inside, _ = run_descend(
+        fused=fused, lr=lr, momentum=beta, scheduler=_decay, momentum_form="lr_inside"
+    )
     torch.testing.assert_close(modern[-1], theta_m, rtol=0, atol=1e-12)
     torch.testing.assert_close(inside[-1], theta_i, rtol=0, atol=1e-12)
     assert (modern[-1] - inside[-1]).abs().max() > 1e-3

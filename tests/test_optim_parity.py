@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import descend.optim as D
+from descend.optim.fast import last_path
 
 STEPS = 100
 SHAPES = [(5,), (3, 4), (2, 3, 2), ()]
@@ -140,21 +141,37 @@ CASES = [
 ]
 
 
-def run(cls: type, case: Case, dtype: torch.dtype, steps: int = STEPS) -> list[torch.Tensor]:
-    return run_with_state(cls, case, dtype, steps)[0]
+# descend's paths: the C++ kernels (fused=True), the chain of transforms (fused=False), and the
+# chain with a trace hook registered (which records every intermediate). Each test asserts
+# which one ran (descend.optim.fast.last_path), so a machine with a compiler cannot test only
+# the kernels, nor one without a compiler only the chain.
+PATHS = ["fused", "chain", "traced"]
+EXPECTED_PATH = {
+    "fused": "fast",
+    "chain": "default: fused=False",
+    "traced": "default: a trace hook is registered",
+}
+
+
+def run(
+    cls: type, case: Case, dtype: torch.dtype, steps: int = STEPS, path: str | None = None
+) -> list[torch.Tensor]:
+    return run_with_state(cls, case, dtype, steps, path=path)[0]
 
 
 def run_with_state(
-    cls: type, case: Case, dtype: torch.dtype, steps: int = STEPS, traced: bool = False
+    cls: type, case: Case, dtype: torch.dtype, steps: int = STEPS, path: str | None = None
 ) -> tuple[list[torch.Tensor], list[dict]]:
-    """The parameters after ``steps`` steps and each parameter's optimizer state; ``traced``
-    registers a trace hook (which makes descend run and record the full transform chain)."""
+    """The parameters after ``steps`` steps and each parameter's optimizer state. ``path``
+    (descend only; None for torch.optim) is one of PATHS, asserted after the run."""
     params, targets = make_params(dtype)
     groups = [
         {"params": params[:2]},
         {"params": params[2:], **case.group2},
     ]
-    opt = cls(groups, **case.kwargs)
+    extra = {} if path is None else {"fused": path == "fused" if path != "traced" else None}
+    opt = cls(groups, **case.kwargs, **extra)
+    traced = path == "traced"
     if traced:
         calls = []
         opt.register_trace_hook(lambda o, index, record: calls.append(index))
@@ -164,6 +181,8 @@ def run_with_state(
         opt.step()
     if traced:
         assert calls == [0, 1] * steps
+    if path is not None:
+        assert last_path(opt) == {0: EXPECTED_PATH[path], 1: EXPECTED_PATH[path]}
     return [p.detach() for p in params], [opt.state[p] for p in params]
 
 
@@ -191,10 +210,10 @@ def test_the_table_covers_every_optimizer() -> None:
     assert len({c.id for c in CASES}) == len(CASES)
 
 
-@pytest.mark.parametrize("traced", [False, True], ids=["plain", "traced"])
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_fp64_parity_with_torch(case: Case, traced: bool) -> None:
-    ours, our_states = run_with_state(case.ours, case, torch.float64, traced=traced)
+def test_fp64_parity_with_torch(case: Case, path: str) -> None:
+    ours, our_states = run_with_state(case.ours, case, torch.float64, path=path)
     ref, ref_states = run_with_state(case.torch_cls, case, torch.float64)
     start, _ = make_params(torch.float64)
     # the run really moved (otherwise equality would prove nothing)
@@ -210,9 +229,10 @@ def test_fp64_parity_with_torch(case: Case, traced: bool) -> None:
                 assert (mine[key].double() - value.double()).abs().max().item() <= 1e-10, key
 
 
+@pytest.mark.parametrize("path", ["fused", "chain"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
-def test_fp32_parity_with_torch(case: Case) -> None:
-    ours = _concat(run(case.ours, case, torch.float32))
+def test_fp32_parity_with_torch(case: Case, path: str) -> None:
+    ours = _concat(run(case.ours, case, torch.float32, path=path))
     ref = _concat(run(case.torch_cls, case, torch.float32))
     assert ours.dtype == torch.float32
     assert _rel(ours, ref) <= 1e-6
@@ -260,18 +280,18 @@ def test_sparse_gradients_raise_a_clear_error(cls: type) -> None:
 
 @pytest.mark.parametrize("clip", ["norm", "value"])
 @pytest.mark.parametrize("cls, torch_cls", [(D.Adam, torch.optim.Adam), (D.SGD, torch.optim.SGD)])
-@pytest.mark.parametrize("traced", [False, True], ids=["plain", "traced"])
-def test_clipping_matches_torch_nn_utils(
-    cls: type, torch_cls: type, clip: str, traced: bool
-) -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_clipping_matches_torch_nn_utils(cls: type, torch_cls: type, clip: str, path: str) -> None:
     """max_grad_norm = clip_grad_norm_ and clip_value = clip_grad_value_ before torch's step
     (one param group, so the global norm is over the same tensors)."""
     kw = dict(lr=0.01, momentum=0.9) if cls is D.SGD else dict(lr=0.01)
     ours, targets = make_params(torch.float64)
     theirs = [p.detach().clone().requires_grad_() for p in ours]
-    opt = cls(ours, **kw, **({"max_grad_norm": 0.5} if clip == "norm" else {"clip_value": 0.2}))
+    clipping = {"max_grad_norm": 0.5} if clip == "norm" else {"clip_value": 0.2}
+    fused = {"fused": True, "chain": False, "traced": None}[path]
+    opt = cls(ours, **kw, **clipping, fused=fused)
     ref = torch_cls(theirs, **kw)
-    if traced:
+    if path == "traced":
         opt.register_trace_hook(lambda *_: None)
     clipped = 0
     for _ in range(STEPS):
@@ -285,5 +305,6 @@ def test_clipping_matches_torch_nn_utils(
             torch.nn.utils.clip_grad_value_(theirs, 0.2)
         ref.step()
     assert clipped > 10  # the clipping was active on many steps
+    assert last_path(opt) == {0: EXPECTED_PATH[path]}
     for a, b in zip(ours, theirs):
         assert (a.detach() - b.detach()).abs().max().item() <= 1e-10

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import descend.optim as D
+from descend.optim.fast import last_path as fast_last_path
 
 F64 = torch.float64
 SHAPES = [(4,), (2, 3), ()]
@@ -129,8 +130,9 @@ MIGRATIONS = {
 }
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "chain"])
 @pytest.mark.parametrize("name", list(MIGRATIONS))
-def test_a_torch_state_dict_loads_and_continues_like_torch(name: str) -> None:
+def test_a_torch_state_dict_loads_and_continues_like_torch(name: str, fused: bool) -> None:
     torch_cls, ours_cls, kw = MIGRATIONS[name]
     params, targets = make_params()
     ref = torch_cls(groups(params, dict(lr=kw["lr"] / 2)), **kw)
@@ -140,7 +142,7 @@ def test_a_torch_state_dict_loads_and_continues_like_torch(name: str) -> None:
     state = _roundtrip(ref.state_dict())
     mine = [p.detach().clone().requires_grad_() for p in params]
     cold = [p.detach().clone().requires_grad_() for p in params]
-    ours = ours_cls(groups(mine, {}), **kw)  # the loaded groups bring the halved lr back
+    ours = ours_cls(groups(mine, {}), **kw, fused=fused)  # the loaded groups: the halved lr
     ours.load_state_dict(state)
     assert ours.param_groups[1]["lr"] == kw["lr"] / 2
     for step in range(51, 101):
@@ -148,6 +150,8 @@ def test_a_torch_state_dict_loads_and_continues_like_torch(name: str) -> None:
         ref.step()
         set_grads(mine, targets, step)
         ours.step()
+    path = "fast" if fused else "default: fused=False"
+    assert fast_last_path(ours) == {0: path, 1: path}
     for a, b in zip(mine, params):
         assert (a.detach() - b.detach()).abs().max().item() <= 1e-10
     # the continuation used the migrated state: from the same point with fresh state it differs
@@ -260,9 +264,9 @@ def test_step_pre_and_post_hooks_run_around_the_update() -> None:
 # ------------------------------ lr schedulers ---------------------------------------------------
 
 
-def _schedule_run(cls, kw, make_scheduler, steps=100):
+def _schedule_run(cls, kw, make_scheduler, steps=100, **extra):
     params, targets = make_params()
-    opt = cls(groups(params, dict(lr=kw["lr"] / 2)), **kw)
+    opt = cls(groups(params, dict(lr=kw["lr"] / 2)), **kw, **extra)
     sched = make_scheduler(opt)
     seen = []
     for step in range(1, steps + 1):
@@ -271,6 +275,9 @@ def _schedule_run(cls, kw, make_scheduler, steps=100):
         sched.step()
         group = opt.param_groups[0]
         seen.append((group["lr"], group.get("momentum"), group.get("betas")))
+    if extra:
+        path = "fast" if extra["fused"] else "default: fused=False"
+        assert fast_last_path(opt) == {0: path, 1: path}
     return [p.detach() for p in params], seen
 
 
@@ -308,10 +315,11 @@ SCHEDULES = {
 }
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "chain"])
 @pytest.mark.parametrize("name", list(SCHEDULES))
-def test_torch_lr_schedulers_drive_descend_like_torch(name: str) -> None:
+def test_torch_lr_schedulers_drive_descend_like_torch(name: str, fused: bool) -> None:
     torch_cls, ours_cls, kw, make = SCHEDULES[name]
-    ours, our_seen = _schedule_run(ours_cls, kw, make)
+    ours, our_seen = _schedule_run(ours_cls, kw, make, fused=fused)
     ref, ref_seen = _schedule_run(torch_cls, kw, make)
     assert our_seen == ref_seen
     lrs = {s[0] for s in our_seen}

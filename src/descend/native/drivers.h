@@ -141,7 +141,8 @@ inline void parallel_ranges(const Args& a, Body body) {
 
 template <typename T>
 inline Common<T> common(const Args& a) {
-  return Common<T>{T(a.gscale), T(a.clip), T(a.l2_coef), T(a.lr), T(a.keep),
+  // keep = 1 when the decay is off: float selects θ then, double multiplies by 1 (exact).
+  return Common<T>{T(a.gscale), T(a.clip), T(a.l2_coef), T(a.lr), T(a.dec ? a.keep : 1.0),
                    a.l2 != 0, a.dec != 0};
 }
 
@@ -174,7 +175,8 @@ inline Common<T> row_common(const Args& a, int64_t r, Common<T> c) {
   return c;
 }
 
-// Row mode, vectorised: f(j, common with element j's lr, keep and l2) over [b, e).
+// Row mode, vectorised: f(j, common with element j's lr, keep and l2) over [b, e). keep holds
+// 1 when the decay is off (step.py fills it so), as common() does for the scalar.
 template <typename T, typename F>
 inline void each_element(const Args& a, int64_t b, int64_t e, const Common<T>& c, F&& f) {
   const T* __restrict__ lr = static_cast<const T*>(a.el_lr);

@@ -335,7 +335,7 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
         else:  # vectorised: lr, keep and l2 per element
             shape = tuple(local[0].shape)
             for name, arg in (("lr", "el_lr"), ("keep", "el_keep"), ("l2_coef", "el_l2")):
-                value = plan.fields.get(name, 0.0)
+                value = plan.fields.get(name, 1.0 if name == "keep" else 0.0)  # no decay: θ·1
                 values = _per_element(opt, name, value, shape, dtype)
                 keep_alive.append(values)
                 setattr(args, arg, values.data_ptr())
