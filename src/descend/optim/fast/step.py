@@ -19,15 +19,16 @@ from __future__ import annotations
 import ctypes
 import sys
 from array import array
-from itertools import repeat
-from operator import add, attrgetter, itemgetter, le, mul
+from operator import attrgetter, itemgetter
 
 import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_scalar_dtype
 
 from descend.native import build as _lib
+from descend.native.abi import CHECK_REASONS
 from descend.native.abi import DTYPES as _KIND
+from descend.native.abi import CheckArgs as _CheckArgs
 
 from .plan import Resolved, Unsupported
 
@@ -41,12 +42,8 @@ _ROW_ARG = {
 _grad = attrgetter("grad")
 _dtype = attrgetter("dtype")
 _is_cpu = attrgetter("is_cpu")
-_contiguous = Tensor.is_contiguous
-_numel = Tensor.numel
-_offset = Tensor.storage_offset
-_storage = Tensor.untyped_storage
-_capacity = torch.UntypedStorage.nbytes
-_ptr = Tensor.data_ptr
+_cdata = attrgetter("_cdata")  # the TensorImpl* check.cpp reads
+_ZERO, _ONE = (0,), (1,)
 _is_neg = Tensor.is_neg
 _PLAIN = frozenset((Tensor, torch.nn.Parameter))
 _TORCH_FUNCTION = (Tensor.__torch_function__.__func__, torch._C._disabled_torch_function_impl)
@@ -81,30 +78,37 @@ class _NotTensor(Exception):
     """A column holds something that is not a tensor (absent or None state)."""
 
 
-def _addresses(ts: list, what: str, dtype, numel: list[int] | None) -> tuple[list, list]:
-    """(addresses, numels) of ``ts`` after checking each is a plain contiguous CPU tensor of
-    ``dtype`` with ``numel`` elements (None: any, e.g. the parameters themselves) that all lie
-    inside its storage. Raises :class:`Unsupported` naming the failed check."""
+def _addresses(ts: list, what: str, dtype, numel: array | None) -> tuple[array, array]:
+    """(addresses, sizes) of ``ts`` after checking each is a plain, contiguous, strided CPU
+    tensor of ``dtype`` with ``numel`` elements (None: any, e.g. the parameters themselves)
+    that all lie inside its storage — read in C++ through torch's C shim (``check.cpp``), one
+    call for the column. Raises :class:`Unsupported` naming the failed check."""
     _check_types(ts, what)
-    dtypes = set(map(_dtype, ts))
-    if dtypes != {dtype}:
-        raise Unsupported(f"{what} of dtypes {sorted(map(str, dtypes))} (needs {dtype})")
-    if not all(map(_is_cpu, ts)):
-        raise Unsupported(f"a {what} not on the CPU (fast kernels: CPU)")
-    try:
-        if not all(map(_contiguous, ts)):
-            raise Unsupported(f"a non-contiguous {what}")
-        sizes = list(map(_numel, ts))
-        if numel is not None and sizes != numel:
-            raise Unsupported(f"a {what} whose size is not its parameter's")
-        ends = map(mul, map(add, map(_offset, ts), sizes), repeat(dtype.itemsize))
-        if not all(map(le, ends, map(_capacity, map(_storage, ts)))):
-            raise Unsupported(f"a {what} reaching past the end of its storage")
-        if any(map(_is_neg, ts)):
-            raise Unsupported(f"a {what} with the negative bit set (a lazy -x view)")
-        return list(map(_ptr, ts)), sizes
-    except RuntimeError as exc:  # sparse, mkldnn, functional: no strided storage to point at
-        raise Unsupported(f"a {what} without plain strided storage ({exc})") from None
+    lib = _lib.load()
+    if lib is None:
+        raise Unsupported(f"the fast kernels are unavailable: {_lib.status()['error']}")
+    n = len(ts)
+    impl = array("q", map(_cdata, ts))
+    sizes, ptrs = array("q", _ZERO) * n, array("q", _ZERO) * n
+    args = _CheckArgs(n, impl.buffer_info()[0], None, sizes.buffer_info()[0])
+    args.out_ptr, args.dtype = ptrs.buffer_info()[0], _KIND.get(dtype, -1)
+    if numel is not None:
+        args.numel = numel.buffer_info()[0]
+    if args.dtype < 0 or lib.descend_check(ctypes.byref(args)):
+        raise Unsupported(_reason(ts, what, dtype, args))
+    return ptrs, sizes
+
+
+def _reason(ts: list, what: str, dtype, args) -> str:
+    """The words for ``descend_check``'s verdict on tensor ``args.bad``."""
+    if args.dtype < 0:
+        return f"{what} of dtype {dtype} (fast kernels: float32/float64)"
+    t = ts[args.bad]
+    if args.reason == 3:
+        return f"{what} of dtype {t.dtype} where {dtype} is needed"
+    if args.reason == 4:
+        return f"a {what} on {t.device} (fast kernels: CPU)"
+    return f"a {what} (#{args.bad}) {CHECK_REASONS.get(args.reason, args.reason)}"
 
 
 def _local_group(params: list, grads: list) -> tuple[list, list, object]:
@@ -169,10 +173,10 @@ def _scalar_addresses(ts: list, what: str) -> tuple[int, list[int]]:
     if len(dtypes) != 1 or not dtypes <= _KIND.keys():
         raise Unsupported(f"{what} has dtypes {dtypes} (fast kernels: one of fp32/64)")
     dtype = dtypes.pop()
-    return _KIND[dtype], _addresses(ts, what, dtype, [1] * len(ts))[0]
+    return _KIND[dtype], _addresses(ts, what, dtype, array("q", _ONE) * len(ts))[0]
 
 
-def _state_columns(plan: Resolved, states: list[dict], dtype, numel: list[int], mesh) -> dict:
+def _state_columns(plan: Resolved, states: list[dict], dtype, numel: array, mesh) -> dict:
     """Every state column the kernel reads and writes, checked as it is now:
     ``{arg name: (kind or None, tensors, addresses)}``. ``_NotTensor`` or ``KeyError`` when a
     state is absent (a first step, a parameter that joined, torch's None buffer)."""
@@ -300,12 +304,19 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
                 f"global-norm clipping of DTensor parameters on a mesh of {mesh.size()} ranks "
                 "needs a reduction across ranks"
             )
-    dtypes = set(map(_dtype, local)) | set(map(_dtype, grads))
-    if len(dtypes) != 1 or not dtypes <= _KIND.keys():
-        raise Unsupported(f"parameters or gradients of dtypes {dtypes} (fast: float32 or float64)")
-    dtype = next(iter(dtypes))
-    param_ptr, numel = _addresses(local, "parameter", dtype, None)
-    grad_ptr = array("q", _addresses(grads, "gradient", dtype, numel)[0])
+    dtype = local[0].dtype
+    try:
+        param_ptr, numel = _addresses(local, "parameter", dtype, None)
+        grad_ptr = _addresses(grads, "gradient", dtype, numel)[0]
+    except Unsupported:
+        dtypes = set(map(_dtype, local)) | set(map(_dtype, grads))
+        if len(dtypes) != 1 or not dtypes <= _KIND.keys():
+            raise Unsupported(
+                f"parameters or gradients of dtypes {dtypes} (fast: float32 or float64)"
+            ) from None
+        raise
+    if any(map(_is_neg, grads)):
+        raise Unsupported("a gradient with the negative bit set (a lazy view of -x)")
     states = list(map(opt.state.__getitem__, params))
     fresh: list[int] = []
     try:
@@ -340,9 +351,9 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
                 setattr(args, arg, values.data_ptr())
     if plan.max_norm is not None:
         args.gscale *= _clip_factor(grads, plan.max_norm, dtype)
-    arrays = {"numel": array("q", numel), "param": array("q", param_ptr)}
+    arrays = {"numel": numel, "param": param_ptr}
     for name, (kind, tensors, ptrs) in columns.items():
-        arrays[name] = array("q", ptrs)
+        arrays[name] = ptrs
         keep_alive.append(tensors)
         if name == "step":
             args.step_f64 = kind
@@ -385,7 +396,6 @@ def all_finite(lib: ctypes.CDLL, grads: list[Tensor]) -> bool:
         raise Unsupported(f"gradients of dtypes {set(by_dtype)}")
     for dtype, gs in by_dtype.items():
         ptrs, numel = _addresses(gs, "gradient", dtype, None)
-        numel, ptrs = array("q", numel), array("q", ptrs)
         args = _lib.Args(n=len(gs), dtype=_KIND[dtype])
         args.numel, args.grad = numel.buffer_info()[0], ptrs.buffer_info()[0]
         if not lib.descend_all_finite(ctypes.byref(args)):
