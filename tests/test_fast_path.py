@@ -22,12 +22,16 @@ import pytest
 import torch
 
 import descend.optim as D
+from conftest import require_kernels
 from descend.optim import fast
 from descend.transforms import scale_by_adam, scale_by_lr
 
-pytestmark = pytest.mark.skipif(
-    not fast.available(), reason=f"fast kernels unavailable: {fast.status()['error']}"
-)
+
+@pytest.fixture(autouse=True)
+def kernels():
+    """Every test here needs the compiled kernels (skip locally, fail under CI=true)."""
+    require_kernels()
+
 
 STEPS = 100
 SHAPES = [(7, 3), (), (0,), (40,), (1001,)]
