@@ -111,47 +111,52 @@ def _reason(ts: list, what: str, dtype, args) -> str:
     return f"a {what} (#{args.bad}) {CHECK_REASONS.get(args.reason, args.reason)}"
 
 
-def _local_group(params: list, grads: list) -> tuple[list, list, object]:
-    """(parameters, gradients, mesh) the kernels may point at. Plain tensors are their own;
-    a group of DTensors is stepped through its local shards (``to_local()``, which shares
-    their storage, so the kernel writes through), which is exact for an element-wise update
-    when every parameter and gradient has the same mesh and placements and none is
-    ``Partial`` (a pending sum: its local values are not the gradient). ``mesh`` is None for
-    plain tensors."""
+def _local_group(params: list, grads: list) -> tuple[list, list, list | None, int]:
+    """(parameters, gradients, layouts, ranks) the kernels may point at. Plain tensors are
+    their own (layouts None, ranks 1). A group of DTensors is stepped through its local
+    shards (``to_local()``, which shares their storage, so the kernel writes through): exact
+    for an element-wise update when each gradient has its parameter's mesh and placements
+    and none is ``Partial`` (a pending sum: its local values are not the tensor's). ``layouts``
+    holds each parameter's (mesh, placements), ``ranks`` the largest mesh's size."""
     dtensor = _dtensor_type()
     if dtensor is None:
-        return params, grads, None
+        return params, grads, None, 1
     kinds = set(map(type, params)) | set(map(type, grads))
     if dtensor not in kinds:
-        return params, grads, None
+        return params, grads, None, 1
     if kinds != {dtensor}:
         raise Unsupported("a group mixing DTensor and other parameters or gradients")
-    mesh, placements = params[0].device_mesh, params[0].placements
-    for t in (*params, *grads):
-        if t.device_mesh != mesh or t.placements != placements:
-            raise Unsupported("DTensor parameters or gradients on different meshes/placements")
-    if any(p.is_partial() for p in placements):
+    layouts = [(p.device_mesh, p.placements) for p in params]
+    for g, layout in zip(grads, layouts):
+        if (g.device_mesh, g.placements) != layout:
+            raise Unsupported("a DTensor gradient whose mesh or placements are not its parameter's")
+    if any(pl.is_partial() for _, placements in layouts for pl in placements):
         raise Unsupported("a DTensor with a Partial placement (its shards are not its values)")
+    ranks = max(mesh.size() for mesh, _ in layouts)
     with torch.no_grad():
-        return [t.to_local() for t in params], [t.to_local() for t in grads], mesh
+        return [t.to_local() for t in params], [t.to_local() for t in grads], layouts, ranks
 
 
-def _local_states(ts: list, what: str, mesh, scalar: bool) -> list:
-    """A state column of a DTensor group as local tensors: each state tensor a DTensor on the
-    parameters' mesh and placements (as ``zeros_like(p)`` makes it); a one-element counter
+def _local_states(ts: list, what: str, layouts: list, scalar: bool) -> list:
+    """A state column of a DTensor group as local tensors: each state tensor a DTensor with
+    its parameter's mesh and placements (as ``zeros_like(p)`` makes it); a one-element counter
     (step, μ-product) may be a plain tensor or a replicated DTensor."""
     dtensor = _dtensor_type()
     out = []
-    for t in ts:
-        if type(t) is dtensor and t.device_mesh == mesh:
+    for t, (mesh, placements) in zip(ts, layouts):
+        if type(t) is dtensor:
+            if t.device_mesh != mesh:
+                raise Unsupported(f"{what} is a DTensor on another mesh than its parameter")
             if scalar and not all(p.is_replicate() for p in t.placements):
                 raise Unsupported(f"{what} is a DTensor that is not replicated")
+            if not scalar and t.placements != placements:
+                raise Unsupported(f"{what} has other placements than its parameter")
             with torch.no_grad():
                 out.append(t.to_local())
         elif scalar or not isinstance(t, Tensor):
             out.append(t)
         else:
-            raise Unsupported(f"{what} is not a DTensor on its parameter's mesh")
+            raise Unsupported(f"{what} is a plain tensor for a DTensor parameter")
     return out
 
 
@@ -159,7 +164,7 @@ def check_parameters(params: list) -> None:
     """Raise :class:`Unsupported` for a parameter the kernels cannot take as it is now
     (``fused=True``'s check at construction; each step checks again)."""
     for p in params:
-        (local,), _, _ = _local_group([p], [])
+        (local,), _, _, _ = _local_group([p], [])
         if local.dtype not in _KIND:
             raise Unsupported(f"a parameter of dtype {local.dtype} (fast kernels: float32/float64)")
         _addresses([local], "parameter", local.dtype, None)
@@ -176,7 +181,7 @@ def _scalar_addresses(ts: list, what: str) -> tuple[int, list[int]]:
     return _KIND[dtype], _addresses(ts, what, dtype, array("q", _ONE) * len(ts))[0]
 
 
-def _state_columns(plan: Resolved, states: list[dict], dtype, numel: array, mesh) -> dict:
+def _state_columns(plan: Resolved, states: list[dict], dtype, numel: array, layouts) -> dict:
     """Every state column the kernel reads and writes, checked as it is now:
     ``{arg name: (kind or None, tensors, addresses)}``. ``_NotTensor`` or ``KeyError`` when a
     state is absent (a first step, a parameter that joined, torch's None buffer)."""
@@ -187,8 +192,8 @@ def _state_columns(plan: Resolved, states: list[dict], dtype, numel: array, mesh
             continue
         what, scalar = f"state {key!r}", name in ("step", "extra")
         ts = list(map(itemgetter(key), states))
-        if mesh is not None:
-            ts = _local_states(ts, what, mesh, scalar)
+        if layouts is not None:
+            ts = _local_states(ts, what, layouts, scalar)
         if scalar:
             kind, ptrs = _scalar_addresses(ts, what)
         else:
@@ -295,13 +300,13 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
     coefficients. Raises :class:`Unsupported` before touching anything when a tensor does
     not qualify."""
     numbers, rows, row_len = _split_rows(plan, params)
-    local, grads, mesh = _local_group(params, list(map(_grad, params)))
-    if mesh is not None:
+    local, grads, layouts, ranks = _local_group(params, list(map(_grad, params)))
+    if layouts is not None:
         if rows:
             raise Unsupported("per-run hyperparameter tensors with DTensor parameters")
-        if plan.max_norm is not None and mesh.size() > 1:
+        if plan.max_norm is not None and ranks > 1:
             raise Unsupported(
-                f"global-norm clipping of DTensor parameters on a mesh of {mesh.size()} ranks "
+                f"global-norm clipping of DTensor parameters on a mesh of {ranks} ranks "
                 "needs a reduction across ranks"
             )
     dtype = local[0].dtype
@@ -320,11 +325,11 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
     states = list(map(opt.state.__getitem__, params))
     fresh: list[int] = []
     try:
-        columns = _state_columns(plan, states, dtype, numel, mesh)
+        columns = _state_columns(plan, states, dtype, numel, layouts)
     except (_NotTensor, KeyError):  # absent state (first step), or None (torch's buffer)
         fresh = _init_missing(links, plan, params, states)
         try:
-            columns = _state_columns(plan, states, dtype, numel, mesh)
+            columns = _state_columns(plan, states, dtype, numel, layouts)
         except (Unsupported, _NotTensor, KeyError) as exc:
             for i in fresh:  # the default path must find them absent, to set v₁ = g itself
                 del states[i][plan.lazy]
@@ -369,7 +374,7 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
             flags[i] = 1
         keep_alive.append(flags)
         args.fresh = ctypes.addressof(flags)
-    targets = local if mesh is None else [*local, *params]
+    targets = local if layouts is None else [*local, *params]
     return Prepared(plan.family, args, keep_alive, targets)
 
 
@@ -386,9 +391,9 @@ def all_finite(lib: ctypes.CDLL, grads: list[Tensor]) -> bool:
     temporaries (``torch.isfinite(g).all()`` allocates a bool tensor per gradient).
     Raises :class:`Unsupported` for gradients the kernel cannot read, and for DTensor
     gradients on a mesh of several ranks (the answer needs every rank's shards)."""
-    grads, _, mesh = _local_group(grads, [])
-    if mesh is not None and mesh.size() > 1:
-        raise Unsupported(f"DTensor gradients on a mesh of {mesh.size()} ranks")
+    grads, _, _, ranks = _local_group(grads, [])
+    if ranks > 1:
+        raise Unsupported(f"DTensor gradients on a mesh of {ranks} ranks")
     by_dtype: dict = {}
     for g in grads:
         by_dtype.setdefault(g.dtype, []).append(g)
