@@ -364,6 +364,27 @@ def test_fast_path_survives_mutated_parameters(child, case):
     assert error is None, f"{error}\ncase: {json.dumps(case)}"
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtensor_on_a_one_rank_mesh_steps_on_the_fast_kernels(child, dtype):
+    """FSDP2 / tensor-parallel parameters: a DTensor group (sharded and replicated parameters
+    mixed) on a one-rank gloo mesh takes the fast kernels under the default ``fused=None``
+    (through its local shards, clipping included) and ends equal to ``fused=False``."""
+    for spec in FAMILIES:
+        for options in ("lr=0.01", "lr=0.01,weight_decay=0.05,max_grad_norm=0.5"):
+            case = {
+                "spec": f"{spec}:{options}",
+                "params": [[[40], "contiguous", dtype, "cpu"], [[7, 3], "contiguous", dtype, "cpu"],
+                           [[], "contiguous", dtype, "cpu"]],
+                "mutations": [["none"] * 3] * 5,
+                "dtensor": True,
+                "shard": True,
+                "seed": 7,
+                "qualifies": True,  # the worker asserts last_path == "fast" at every step
+            }  # fmt: skip
+            error = child.run(case)
+            assert error is None, f"{error}\ncase: {json.dumps(case)}"
+
+
 def test_the_fuzz_reaches_every_family_and_mutation():
     """The strategy covers what the module docstring promises (a cheap guard against a
     strategy that silently stops drawing some of it)."""

@@ -111,18 +111,29 @@ def _build(cxx: str, target: Path) -> None:
             cmd = [cxx, *compile_flags, "-c", str(HERE / unit), "-o", str(obj)]
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             jobs.append((cmd, proc, obj))
-        for cmd, proc, _ in jobs:
-            _, err = proc.communicate(timeout=300)
-            if proc.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)} failed:\n{err.strip()[-2000:]}")
+        try:
+            for cmd, proc, _ in jobs:
+                _, err = proc.communicate(timeout=300)
+                if proc.returncode != 0:
+                    raise RuntimeError(_failed(cmd, err))
+        finally:
+            for _, proc, _ in jobs:  # after a failure: stop the other units' compilers
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
         tmp = work / "lib.so"
         cmd = [cxx, *FLAGS, *(str(obj) for _, _, obj in jobs), "-o", str(tmp)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr.strip()[-2000:]}")
+            raise RuntimeError(_failed(cmd, out.stderr))
         os.replace(tmp, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _failed(cmd: list[str], stderr: str) -> str:
+    """A failed compiler call in the compiler's own words (its first errors: the cause)."""
+    return f"the kernel build failed: {' '.join(cmd)}\n{stderr.strip()[:3000]}"
 
 
 def _bind(lib: ctypes.CDLL) -> None:
