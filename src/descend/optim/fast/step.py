@@ -2,16 +2,17 @@
 
 The kernels trust what they are given, so every call checks every tensor they will touch —
 each parameter, its gradient and each state tensor, as it is at this step — before anything
-changes: a plain tensor (a subclass without storage of its own never reaches a pointer: a
-DTensor is stepped through its local shard, see :func:`_local`, any other subclass falls back),
-float32/float64, on the CPU, contiguous, as many elements as its parameter, and those elements
-inside its storage (``storage_offset + numel`` elements within ``untyped_storage().nbytes()``).
-Nothing is cached between steps: a ``p.data = p.data[:10]``, a ``resize_``, a storage freed by
-FSDP, a replaced state tensor are all seen at the next step. The checks run column by column,
-each one ``map`` of a C-level method over the group (about 50 ns a tensor), not a Python loop.
-Gradients are read where autograd left them: nothing is gathered into a flat buffer. A group
-that fails a check raises :class:`Unsupported` before anything changes, and takes the default
-path.
+changes: a plain tensor (a subclass with its own dispatch never reaches a pointer: a DTensor
+group is stepped through its local shards, see :func:`_local_group`, any other falls back),
+float32/float64, strided, on the CPU, contiguous, as many elements as its parameter, and those
+elements inside its storage (``(storage_offset + numel) · itemsize ≤ untyped_storage().nbytes()``).
+Nothing is remembered between steps: a ``p.data = p.data[:10]``, a ``resize_``, a storage freed
+by FSDP, a replaced state tensor are all seen at the next call. The checks of a column of
+tensors are one C++ call (``descend/native/check.cpp``, reading each tensor through torch's C
+shim), fed the tensors' ``TensorImpl`` addresses: about 0.1 µs a tensor, where a dozen Python
+attribute reads would cost about 1 µs. Gradients are read where autograd left them: nothing is
+gathered into a flat buffer. A group that fails a check raises :class:`Unsupported` before
+anything changes, and takes the default path.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ _ROW_ARG = {
 }
 _grad = attrgetter("grad")
 _dtype = attrgetter("dtype")
-_is_cpu = attrgetter("is_cpu")
 _cdata = attrgetter("_cdata")  # the TensorImpl* check.cpp reads
 _ZERO, _ONE = (0,), (1,)
 _is_neg = Tensor.is_neg
