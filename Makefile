@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+PIP    := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 
 .PHONY: demo test bench lint install clean
 
@@ -11,11 +11,13 @@ $(PY):
 
 # Stamp files re-run the install when pyproject.toml or the constraints change.
 $(VENV)/.installed-base: $(PY) pyproject.toml constraints.txt
+	@echo "descend: installing descend and its dependencies (torch 2.13 CPU, web lab) into $(VENV)"
 	$(PIP) -e .
 	touch $@
 
 $(VENV)/.installed-test: $(PY) pyproject.toml constraints.txt
-	$(PIP) -e '.[test,web]'
+	@echo "descend: installing descend with its test dependencies into $(VENV)"
+	$(PIP) -e '.[test]'
 	touch $@ $(VENV)/.installed-base
 
 install: $(VENV)/.installed-base

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from descend.optim import fast
+from conftest import require_kernels
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -27,8 +27,8 @@ def _load(name: str):
     return module
 
 
-@pytest.mark.skipif(not fast.available(), reason="fast kernels unavailable")
 def test_bench_optim_smoke_writes_only_its_section(tmp_path, capsys):
+    require_kernels()
     bench = _load("bench_optim")
     results = tmp_path / "RESULTS.md"
     other = "<!-- section: lab -->\nlab numbers stay\n<!-- /section: lab -->\n"

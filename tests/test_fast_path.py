@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -22,12 +23,16 @@ import pytest
 import torch
 
 import descend.optim as D
+from conftest import require_kernels
 from descend.optim import fast
 from descend.transforms import scale_by_adam, scale_by_lr
 
-pytestmark = pytest.mark.skipif(
-    not fast.available(), reason=f"fast kernels unavailable: {fast.status()['error']}"
-)
+
+@pytest.fixture(autouse=True)
+def kernels():
+    """Every test here needs the compiled kernels (skip locally, fail under CI=true)."""
+    require_kernels()
+
 
 STEPS = 100
 SHAPES = [(7, 3), (), (0,), (40,), (1001,)]
@@ -705,3 +710,135 @@ def test_plain_adam_loop_agrees_with_the_general_one(dtype, weight_decay):
     assert fast.last_path(plain) == fast.last_path(general) == {0: "fast"}
     diff = rel([x.detach() for x in a], [y.detach() for y in b])
     assert diff <= (1e-6 if dtype == torch.float32 else 1e-14)
+
+
+# -- memory safety: every call checks the tensors as they are now -------------------------
+
+
+def _adam_after_one_step(n: int = 100_000):
+    p = torch.randn(n, requires_grad=True)
+    opt = D.Adam([p], lr=0.1, fused=True)
+    p.grad = torch.randn(n)
+    opt.step()
+    return p, opt
+
+
+def test_resized_data_is_refused_before_the_kernel_reads_past_it():
+    """The issue's case: after ``p.data = p.data[:10]`` the kernel would read 100,000 gradient
+    elements for a 10-element parameter. The check sees the sizes as they are now."""
+    p, opt = _adam_after_one_step()
+    p.data = p.data[:10]  # same data_ptr as before: a cache keyed by address would pass it
+    before = {k: v.clone() for k, v in opt.state[p].items()}
+    with pytest.raises(RuntimeError, match="gradient .* size that is not its parameter's"):
+        opt.step()
+    assert fast.last_path(opt)[0].startswith("default: a gradient")
+    assert all(torch.equal(v, opt.state[p][k]) for k, v in before.items())  # untouched
+    opt.fused = None  # the default choice takes the chain, which raises as torch would
+    with pytest.raises(RuntimeError, match="doesn't match the broadcast shape|size of tensor"):
+        opt.step()
+
+
+def test_freed_storage_and_shrunk_state_are_refused():
+    """A storage freed under the parameter (FSDP's ``resize_(0)``), a state tensor that is a
+    short view, a state of another dtype: refused with the reason, nothing written."""
+    p, opt = _adam_after_one_step(1000)
+    state = opt.state[p]
+    state["exp_avg"] = state["exp_avg"][:10]
+    with pytest.raises(RuntimeError, match="state 'exp_avg' .*size that is not its parameter"):
+        opt.step()
+    state["exp_avg"] = torch.zeros(1000, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="state 'exp_avg' of dtype torch.float64"):
+        opt.step()
+    state["exp_avg"] = torch.zeros(1000)
+    p.grad = torch.ones(1000)
+    p.untyped_storage().resize_(0)  # p keeps its size; its storage holds nothing
+    with pytest.raises(RuntimeError, match="parameter .*reaches past the end of its storage"):
+        opt.step()
+    assert float(state["step"]) == 1.0  # no call went through
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_views_at_an_offset_and_channels_last(fused):
+    """A parameter that is a view at an offset into a larger buffer is stepped in place
+    (fast path), exactly as the chain steps it; a channels_last parameter is non-contiguous
+    for the kernels and takes the chain under fused=None."""
+    big = torch.randn(1000, dtype=torch.float64)
+    ref = big.clone()
+    p = big[100:400].view(30, 10).requires_grad_()
+    q = ref[100:400].view(30, 10).requires_grad_()
+    opt, chain = D.Adam([p], lr=0.1, fused=fused), D.Adam([q], lr=0.1, fused=False)
+    for t in range(5):
+        set_grads([p, q], t)
+        opt.step()
+        chain.step()
+    assert fast.last_path(opt) == {0: "fast"} if fused else fast.last_path(opt) == {}
+    assert rel([big], [ref]) <= 1e-12 and torch.equal(big[:100], ref[:100])
+    cl = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last).requires_grad_()
+    opt = D.SGD([cl], lr=0.1, momentum=0.9, fused=None if fused else False)
+    cl.grad = torch.ones_like(cl)
+    opt.step()
+    if fused:
+        assert "non-contiguous" in fast.last_path(opt)[0]
+
+
+class _Wrapper(torch.Tensor):
+    """A wrapper subclass (like FakeTensor or DTensor): no storage of its own at its address."""
+
+    @staticmethod
+    def __new__(cls, inner):
+        return torch.Tensor._make_wrapper_subclass(
+            cls, inner.shape, dtype=inner.dtype, device=inner.device, requires_grad=True
+        )
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        def unwrap(x):
+            return x.inner if isinstance(x, _Wrapper) else x
+
+        args = torch.utils._pytree.tree_map(unwrap, args)
+        kwargs = torch.utils._pytree.tree_map(unwrap, kwargs or {})
+        return func(*args, **kwargs)
+
+
+class _Plain(torch.Tensor):
+    """A Python subclass that keeps torch's dispatch: its memory is its storage."""
+
+
+def test_tensor_subclasses_never_reach_a_pointer():
+    w = _Wrapper(torch.randn(8))
+    with pytest.raises(ValueError, match="_Wrapper: a tensor subclass with its own dispatch"):
+        D.Adam([w], fused=True)
+    w.grad = _Wrapper(torch.randn(8))
+    opt = D.SGD([w], lr=0.1)  # fused=None: the chain, through the subclass's dispatch
+    try:
+        opt.step()
+    except Exception:  # noqa: BLE001 - what the chain does with it is the subclass's business
+        pass
+    assert "tensor subclass" in fast.last_path(opt)[0]
+    # a plain Python subclass (and nn.Parameter) owns real storage: fast, equal to the chain
+    a = torch.randn(50, dtype=torch.float64).as_subclass(_Plain).requires_grad_()
+    b = torch.nn.Parameter(a.detach().clone().as_subclass(torch.Tensor))
+    fa, fb = D.Adam([a], lr=0.1, fused=True), D.Adam([b], lr=0.1, fused=False)
+    for t in range(5):
+        set_grads([a, b], t)
+        fa.step()
+        fb.step()
+    assert fast.last_path(fa) == {0: "fast"}
+    assert rel([a.detach().as_subclass(torch.Tensor)], [b.detach()]) <= 1e-12
+
+
+def test_a_failed_build_reports_the_compilers_message(tmp_path, monkeypatch):
+    """A kernel source that does not compile: the error carries g++'s own words (what CI
+    prints), not "no compiler"."""
+    cxx = fast._lib._compiler()
+    (tmp_path / "broken.cpp").write_text("int f() { return undeclared_name; }\n")
+    monkeypatch.setattr(fast._lib, "HERE", tmp_path)
+    monkeypatch.setattr(fast._lib, "UNITS", ("broken.cpp",))
+    with pytest.raises(RuntimeError) as err:
+        fast._lib._build(cxx, tmp_path / "out" / "lib.so")
+    assert "the kernel build failed" in str(err.value)
+    assert re.search(r"undeclared_name\W{0,3} was not declared", str(err.value))
+    assert not (tmp_path / "out" / "lib.so").exists()

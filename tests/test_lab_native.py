@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import require_kernels
 from descend import lab, landscapes, native
 from descend.lab import compiled, engine
 from descend.lab.compiled import CompiledTracker
@@ -30,7 +31,12 @@ from descend.landscapes import compiled as compiled_landscapes
 from descend.landscapes import registry
 from descend.native.abi import LANDSCAPES
 
-pytestmark = pytest.mark.skipif(native.load() is None, reason="no C++ compiler")
+
+@pytest.fixture(autouse=True)
+def kernels():
+    """Every test here needs the compiled kernels (skip locally, fail under CI=true)."""
+    require_kernels()
+
 
 DTYPES = [torch.float32, torch.float64]
 ULPS = {torch.float32: 4e-7, torch.float64: 1e-15}

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import require
 from descend import lab, plots
 from descend.plots.animate import frame_indices
 
@@ -67,9 +68,9 @@ def test_animation_gif_respects_the_frame_cap(rosen_runs, tmp_path: Path) -> Non
     assert frame_indices(5, 80).tolist() == [0, 1, 2, 3, 4]
 
 
-@pytest.mark.skipif(not plots.ffmpeg_available(), reason="ffmpeg is not installed")
 def test_animation_mp4_where_ffmpeg_exists(rosen_runs, tmp_path: Path) -> None:
     """The MP4 is a real video with the capped number of frames (ffprobe counts them)."""
+    require(plots.ffmpeg_available(), "ffmpeg is not installed (apt-get install ffmpeg)")
     files = plots.animate(rosen_runs, tmp_path / "anim", max_frames=9, formats=("mp4",))
     mp4 = tmp_path / "anim.mp4"
     assert files == [mp4] and mp4.read_bytes()[4:8] == b"ftyp"

@@ -9,20 +9,17 @@ import json
 import math
 import re
 
+import httpx
 import numpy as np
 import pytest
+import torch
+from anyio.from_thread import start_blocking_portal
+from PIL import Image
 
-pytest.importorskip("fastapi")
-httpx = pytest.importorskip("httpx")
-torch = pytest.importorskip("torch")
-
-from anyio.from_thread import start_blocking_portal  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from descend import landscapes, schedules  # noqa: E402
-from descend.optim import available  # noqa: E402
-from descend.web import create_app, limits  # noqa: E402
-from descend.web.gif import FIRST_OPTIMIZER  # noqa: E402
+from descend import landscapes, schedules
+from descend.optim import available
+from descend.web import create_app, limits
+from descend.web.gif import FIRST_OPTIMIZER
 
 
 class Client:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
@@ -33,7 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 WAIT_MS = 60_000
 
 
@@ -42,16 +43,10 @@ def _missing() -> str | None:
         try:
             __import__(module)
         except ImportError:
-            return f"{module} is not installed (pip install -e '.[test,web]')"
+            return f"{module} is not installed (pip install -e '.[test]')"
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
         return f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
     return None
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"browser tests cannot run under CI: {reason}")
-    pytest.skip(reason)
 
 
 def _free_port() -> int:
@@ -64,7 +59,7 @@ def _free_port() -> int:
 def server():
     reason = _missing()
     if reason:
-        _unavailable(reason)
+        require(False, reason)
     import uvicorn
 
     from descend.web import create_app
@@ -93,7 +88,7 @@ def browser(server):
         try:
             chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         except Exception as exc:  # noqa: BLE001 - any launch failure means: no browser here
-            _unavailable(f"Chromium did not start: {exc}")
+            require(False, f"Chromium did not start: {exc}")
         yield chromium
         chromium.close()
 

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
+from anyio.from_thread import start_blocking_portal
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-pytest.importorskip("fastapi")
-httpx = pytest.importorskip("httpx")
-hypothesis = pytest.importorskip("hypothesis")
-
-from anyio.from_thread import start_blocking_portal  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from descend import landscapes  # noqa: E402
-from descend.web import create_app  # noqa: E402
-from descend.web.catalogue import optimizers as optimizer_table  # noqa: E402
+from descend import landscapes
+from descend.web import create_app
+from descend.web.catalogue import optimizers as optimizer_table
 
 FUZZ = settings(
     max_examples=40,

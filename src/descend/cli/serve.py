@@ -1,4 +1,4 @@
-"""`descend serve`: the web lab on http://127.0.0.1:8000 (FastAPI + uvicorn, the `web` extra)."""
+"""`descend serve`: the web lab on http://127.0.0.1:8000 (FastAPI + uvicorn, base install)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ def register(sub) -> None:
         "serve",
         help="serve the web lab (contours, trajectories, metrics) in a browser",
         description="Serve the web lab: pick a function, click a start, tick optimizers and "
-        "watch them run (descend's optimizers, on the server). Needs the 'web' extra: "
-        "pip install 'descend[web]'. Binds to 127.0.0.1 unless --host says otherwise.",
+        "watch them run (descend's optimizers, on the server). Binds to 127.0.0.1 unless "
+        "--host says otherwise.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
@@ -49,7 +49,8 @@ def run(args) -> int:
         from descend.web import create_app, limits
     except ImportError as exc:
         raise CommandError(
-            f"the web lab needs the 'web' extra ({exc.name} is missing): pip install 'descend[web]'"
+            f"the web lab needs {exc.name}, part of descend's install: reinstall descend "
+            "(make demo, or pip install -e .)"
         ) from None
     limit = limits.TIME_LIMIT_S if args.time_limit is None else args.time_limit
     app = create_app(time_limit=limit, allowed_hosts=allowed_hosts(args.host))

@@ -119,3 +119,46 @@ class LabArgs(ctypes.Structure):
         ("loss_slot", ctypes.c_void_p),
         ("theta_slot", ctypes.c_void_p),
     ]
+
+
+class CheckArgs(ctypes.Structure):
+    """One column of tensors to check before a kernel call; mirrors ``struct CheckArgs`` in
+    ``check.cpp`` field by field."""
+
+    _fields_ = [
+        ("n", ctypes.c_int64),
+        ("impl", ctypes.c_void_p),
+        ("numel", ctypes.c_void_p),
+        ("out_numel", ctypes.c_void_p),
+        ("out_ptr", ctypes.c_void_p),
+        ("dtype", ctypes.c_int32),
+        ("reason", ctypes.c_int32),
+        ("bad", ctypes.c_int64),
+    ]
+
+
+# ``descend_check``'s reasons (``enum Reason`` in check.cpp), as the fast path words them.
+CHECK_REASONS = {
+    1: "the tensor check is not initialised",
+    2: "has no plain storage to point at",
+    3: "has the wrong dtype",
+    4: "is not on the CPU (fast kernels: CPU)",
+    5: "is not a strided (dense) tensor",
+    6: "is non-contiguous",
+    7: "has a size that is not its parameter's",
+    8: "reaches past the end of its storage",
+}
+
+# The torch C shim functions ``check.cpp`` reads tensors with, in ``descend_set_torch``'s
+# order, then the constants it compares with.
+TORCH_SHIM = (
+    "get_dtype",
+    "get_device_type",
+    "get_layout",
+    "is_contiguous",
+    "get_numel",
+    "get_storage_offset",
+    "get_storage_size",
+    "get_data_ptr",
+)
+TORCH_SHIM_CONSTS = ("dtype_float32", "dtype_float64", "device_type_cpu", "layout_strided")

@@ -1,7 +1,7 @@
 """Build, cache and load descend's kernels (the C++ sources of this folder) as one library.
 
 The kernels are plain C++ with a C ABI, called through :mod:`ctypes`: no torch headers and no
-pybind11, so the build is two ``g++`` compilations side by side and a link, about ten
+pybind11, so the build is three ``g++`` compilations side by side and a link, about ten
 seconds (a torch extension built with
 ``torch.utils.cpp_extension.load_inline`` took about a minute here). The shared library is
 cached per user in ``$DESCEND_CACHE_DIR`` (default ``$XDG_CACHE_HOME/descend`` or
@@ -28,13 +28,21 @@ import threading
 import time
 from pathlib import Path
 
-import torch  # noqa: F401 - loads torch's libgomp before the kernels (one OpenMP runtime)
+import torch  # loads torch's libgomp before the kernels (one OpenMP runtime)
 
-from .abi import FAMILIES, LANDSCAPES, Args, LabArgs
+from .abi import FAMILIES, LANDSCAPES, TORCH_SHIM, TORCH_SHIM_CONSTS, Args, CheckArgs, LabArgs
 
 HERE = Path(__file__).resolve().parent
-SOURCES = ("kernels.h", "drivers.h", "cpu.cpp", "landscapes.h", "track.h", "lab.cpp")
-UNITS = ("cpu.cpp", "lab.cpp")  # compiled side by side, then linked
+SOURCES = (
+    "kernels.h",
+    "drivers.h",
+    "cpu.cpp",
+    "landscapes.h",
+    "track.h",
+    "lab.cpp",
+    "check.cpp",
+)
+UNITS = ("cpu.cpp", "lab.cpp", "check.cpp")  # compiled side by side, then linked
 FLAGS = (
     "-O3",
     "-march=native",
@@ -103,18 +111,29 @@ def _build(cxx: str, target: Path) -> None:
             cmd = [cxx, *compile_flags, "-c", str(HERE / unit), "-o", str(obj)]
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             jobs.append((cmd, proc, obj))
-        for cmd, proc, _ in jobs:
-            _, err = proc.communicate(timeout=300)
-            if proc.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)} failed:\n{err.strip()[-2000:]}")
+        try:
+            for cmd, proc, _ in jobs:
+                _, err = proc.communicate(timeout=300)
+                if proc.returncode != 0:
+                    raise RuntimeError(_failed(cmd, err))
+        finally:
+            for _, proc, _ in jobs:  # after a failure: stop the other units' compilers
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.communicate()
         tmp = work / "lib.so"
         cmd = [cxx, *FLAGS, *(str(obj) for _, _, obj in jobs), "-o", str(tmp)]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr.strip()[-2000:]}")
+            raise RuntimeError(_failed(cmd, out.stderr))
         os.replace(tmp, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _failed(cmd: list[str], stderr: str) -> str:
+    """A failed compiler call in the compiler's own words (its first errors: the cause)."""
+    return f"the kernel build failed: {' '.join(cmd)}\n{stderr.strip()[:3000]}"
 
 
 def _bind(lib: ctypes.CDLL) -> None:
@@ -131,11 +150,19 @@ def _bind(lib: ctypes.CDLL) -> None:
         "descend_landscape": ([lab_ptr], ctypes.c_int64),
         "descend_lab_step": ([ctypes.c_void_p, lab_ptr], ctypes.c_int64),
         "descend_landscape_name": ([ctypes.c_int32], ctypes.c_char_p),
+        "descend_check": ([ctypes.POINTER(CheckArgs)], ctypes.c_int32),
+        "descend_check_args_size": ([], ctypes.c_int64),
+        "descend_set_torch": ([ctypes.c_void_p, ctypes.c_void_p], None),
     }
     for name, (argtypes, restype) in signatures.items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = argtypes, restype
-    for struct, size in ((Args, lib.descend_args_size()), (LabArgs, lib.descend_lab_args_size())):
+    sizes = (
+        (Args, lib.descend_args_size()),
+        (LabArgs, lib.descend_lab_args_size()),
+        (CheckArgs, lib.descend_check_args_size()),
+    )
+    for struct, size in sizes:
         if size != ctypes.sizeof(struct):
             raise RuntimeError(
                 f"kernel ABI mismatch: C++ {struct.__name__} is {size} bytes, "
@@ -144,6 +171,25 @@ def _bind(lib: ctypes.CDLL) -> None:
     for name, index in LANDSCAPES.items():
         if lib.descend_landscape_name(index) != name.encode():
             raise RuntimeError(f"kernel ABI mismatch: landscape id {index} is not {name!r}")
+    _connect_torch(lib)
+
+
+def _connect_torch(lib: ctypes.CDLL) -> None:
+    """Hand ``check.cpp`` the torch C shim functions (``aoti_torch_*`` of libtorch_cpu, a
+    stable C ABI) it reads tensors with, so the library links nothing of torch."""
+    folder = Path(torch.__file__).resolve().parent / "lib"
+    candidates = sorted(folder.glob("libtorch_cpu.*"))
+    try:
+        shim = ctypes.CDLL(str(candidates[0])) if candidates else ctypes.CDLL(None)
+        fns = [getattr(shim, f"aoti_torch_{name}") for name in TORCH_SHIM]
+        consts = [getattr(shim, f"aoti_torch_{name}") for name in TORCH_SHIM_CONSTS]
+    except (OSError, AttributeError) as exc:
+        raise RuntimeError(f"torch's C shim (aoti_torch_*) is not available: {exc}") from None
+    for fn in consts:
+        fn.argtypes, fn.restype = [], ctypes.c_int32
+    addresses = (ctypes.c_void_p * len(fns))(*(ctypes.cast(f, ctypes.c_void_p).value for f in fns))
+    values = (ctypes.c_int32 * len(consts))(*(fn() for fn in consts))
+    lib.descend_set_torch(addresses, values)
 
 
 def load() -> ctypes.CDLL | None:

@@ -2,16 +2,17 @@
 
 The kernels trust what they are given, so every call checks every tensor they will touch —
 each parameter, its gradient and each state tensor, as it is at this step — before anything
-changes: a plain tensor (a subclass without storage of its own never reaches a pointer: a
-DTensor is stepped through its local shard, see :func:`_local`, any other subclass falls back),
-float32/float64, on the CPU, contiguous, as many elements as its parameter, and those elements
-inside its storage (``storage_offset + numel`` elements within ``untyped_storage().nbytes()``).
-Nothing is cached between steps: a ``p.data = p.data[:10]``, a ``resize_``, a storage freed by
-FSDP, a replaced state tensor are all seen at the next step. The checks run column by column,
-each one ``map`` of a C-level method over the group (about 50 ns a tensor), not a Python loop.
-Gradients are read where autograd left them: nothing is gathered into a flat buffer. A group
-that fails a check raises :class:`Unsupported` before anything changes, and takes the default
-path.
+changes: a plain tensor (a subclass with its own dispatch never reaches a pointer: a DTensor
+group is stepped through its local shards, see :func:`_local_group`, any other falls back),
+float32/float64, strided, on the CPU, contiguous, as many elements as its parameter, and those
+elements inside its storage (``(storage_offset + numel) · itemsize ≤ untyped_storage().nbytes()``).
+Nothing is remembered between steps: a ``p.data = p.data[:10]``, a ``resize_``, a storage freed
+by FSDP, a replaced state tensor are all seen at the next call. The checks of a column of
+tensors are one C++ call (``descend/native/check.cpp``, reading each tensor through torch's C
+shim), fed the tensors' ``TensorImpl`` addresses: about 0.1 µs a tensor, where a dozen Python
+attribute reads would cost about 1 µs. Gradients are read where autograd left them: nothing is
+gathered into a flat buffer. A group that fails a check raises :class:`Unsupported` before
+anything changes, and takes the default path.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from __future__ import annotations
 import ctypes
 import sys
 from array import array
-from itertools import repeat
-from operator import add, attrgetter, itemgetter, le, mul
+from operator import attrgetter, itemgetter
 
 import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_scalar_dtype
 
 from descend.native import build as _lib
+from descend.native.abi import CHECK_REASONS
 from descend.native.abi import DTYPES as _KIND
+from descend.native.abi import CheckArgs as _CheckArgs
 
 from .plan import Resolved, Unsupported
 
@@ -40,13 +42,8 @@ _ROW_ARG = {
 }
 _grad = attrgetter("grad")
 _dtype = attrgetter("dtype")
-_is_cpu = attrgetter("is_cpu")
-_contiguous = Tensor.is_contiguous
-_numel = Tensor.numel
-_offset = Tensor.storage_offset
-_storage = Tensor.untyped_storage
-_capacity = torch.UntypedStorage.nbytes
-_ptr = Tensor.data_ptr
+_cdata = attrgetter("_cdata")  # the TensorImpl* check.cpp reads
+_ZERO, _ONE = (0,), (1,)
 _is_neg = Tensor.is_neg
 _PLAIN = frozenset((Tensor, torch.nn.Parameter))
 _TORCH_FUNCTION = (Tensor.__torch_function__.__func__, torch._C._disabled_torch_function_impl)
@@ -81,74 +78,85 @@ class _NotTensor(Exception):
     """A column holds something that is not a tensor (absent or None state)."""
 
 
-def _addresses(ts: list, what: str, dtype, numel: list[int] | None) -> tuple[list, list]:
-    """(addresses, numels) of ``ts`` after checking each is a plain contiguous CPU tensor of
-    ``dtype`` with ``numel`` elements (None: any, e.g. the parameters themselves) that all lie
-    inside its storage. Raises :class:`Unsupported` naming the failed check."""
+def _addresses(ts: list, what: str, dtype, numel: array | None) -> tuple[array, array]:
+    """(addresses, sizes) of ``ts`` after checking each is a plain, contiguous, strided CPU
+    tensor of ``dtype`` with ``numel`` elements (None: any, e.g. the parameters themselves)
+    that all lie inside its storage — read in C++ through torch's C shim (``check.cpp``), one
+    call for the column. Raises :class:`Unsupported` naming the failed check."""
     _check_types(ts, what)
-    dtypes = set(map(_dtype, ts))
-    if dtypes != {dtype}:
-        raise Unsupported(f"{what} of dtypes {sorted(map(str, dtypes))} (needs {dtype})")
-    if not all(map(_is_cpu, ts)):
-        devices = sorted({str(t.device) for t in ts if not t.is_cpu})
-        raise Unsupported(f"a {what} not on the CPU ({', '.join(devices)}; fast kernels: CPU)")
-    try:
-        if not all(map(_contiguous, ts)):
-            raise Unsupported(f"a non-contiguous {what}")
-        sizes = list(map(_numel, ts))
-        if numel is not None and sizes != numel:
-            raise Unsupported(f"a {what} whose size is not its parameter's")
-        ends = map(mul, map(add, map(_offset, ts), sizes), repeat(dtype.itemsize))
-        if not all(map(le, ends, map(_capacity, map(_storage, ts)))):
-            raise Unsupported(f"a {what} reaching past the end of its storage")
-        if any(map(_is_neg, ts)):
-            raise Unsupported(f"a {what} with the negative bit set (a lazy -x view)")
-        return list(map(_ptr, ts)), sizes
-    except RuntimeError as exc:  # sparse, mkldnn, functional: no strided storage to point at
-        raise Unsupported(f"a {what} without plain strided storage ({exc})") from None
+    lib = _lib.load()
+    if lib is None:
+        raise Unsupported(f"the fast kernels are unavailable: {_lib.status()['error']}")
+    n = len(ts)
+    impl = array("q", map(_cdata, ts))
+    sizes, ptrs = array("q", _ZERO) * n, array("q", _ZERO) * n
+    args = _CheckArgs(n, impl.buffer_info()[0], None, sizes.buffer_info()[0])
+    args.out_ptr, args.dtype = ptrs.buffer_info()[0], _KIND.get(dtype, -1)
+    if numel is not None:
+        args.numel = numel.buffer_info()[0]
+    if args.dtype < 0 or lib.descend_check(ctypes.byref(args)):
+        raise Unsupported(_reason(ts, what, dtype, args))
+    return ptrs, sizes
 
 
-def _local_group(params: list, grads: list) -> tuple[list, list, object]:
-    """(parameters, gradients, mesh) the kernels may point at. Plain tensors are their own;
-    a group of DTensors is stepped through its local shards (``to_local()``, which shares
-    their storage, so the kernel writes through), which is exact for an element-wise update
-    when every parameter and gradient has the same mesh and placements and none is
-    ``Partial`` (a pending sum: its local values are not the gradient). ``mesh`` is None for
-    plain tensors."""
+def _reason(ts: list, what: str, dtype, args) -> str:
+    """The words for ``descend_check``'s verdict on tensor ``args.bad``."""
+    if args.dtype < 0:
+        return f"{what} of dtype {dtype} (fast kernels: float32/float64)"
+    t = ts[args.bad]
+    if args.reason == 3:
+        return f"{what} of dtype {t.dtype} where {dtype} is needed"
+    if args.reason == 4:
+        return f"a {what} on {t.device} (fast kernels: CPU)"
+    return f"a {what} (#{args.bad}) {CHECK_REASONS.get(args.reason, args.reason)}"
+
+
+def _local_group(params: list, grads: list) -> tuple[list, list, list | None, int]:
+    """(parameters, gradients, layouts, ranks) the kernels may point at. Plain tensors are
+    their own (layouts None, ranks 1). A group of DTensors is stepped through its local
+    shards (``to_local()``, which shares their storage, so the kernel writes through): exact
+    for an element-wise update when each gradient has its parameter's mesh and placements
+    and none is ``Partial`` (a pending sum: its local values are not the tensor's). ``layouts``
+    holds each parameter's (mesh, placements), ``ranks`` the largest mesh's size."""
     dtensor = _dtensor_type()
     if dtensor is None:
-        return params, grads, None
+        return params, grads, None, 1
     kinds = set(map(type, params)) | set(map(type, grads))
     if dtensor not in kinds:
-        return params, grads, None
+        return params, grads, None, 1
     if kinds != {dtensor}:
         raise Unsupported("a group mixing DTensor and other parameters or gradients")
-    mesh, placements = params[0].device_mesh, params[0].placements
-    for t in (*params, *grads):
-        if t.device_mesh != mesh or t.placements != placements:
-            raise Unsupported("DTensor parameters or gradients on different meshes/placements")
-    if any(p.is_partial() for p in placements):
+    layouts = [(p.device_mesh, p.placements) for p in params]
+    for g, layout in zip(grads, layouts):
+        if (g.device_mesh, g.placements) != layout:
+            raise Unsupported("a DTensor gradient whose mesh or placements are not its parameter's")
+    if any(pl.is_partial() for _, placements in layouts for pl in placements):
         raise Unsupported("a DTensor with a Partial placement (its shards are not its values)")
+    ranks = max(mesh.size() for mesh, _ in layouts)
     with torch.no_grad():
-        return [t.to_local() for t in params], [t.to_local() for t in grads], mesh
+        return [t.to_local() for t in params], [t.to_local() for t in grads], layouts, ranks
 
 
-def _local_states(ts: list, what: str, mesh, scalar: bool) -> list:
-    """A state column of a DTensor group as local tensors: each state tensor a DTensor on the
-    parameters' mesh and placements (as ``zeros_like(p)`` makes it); a one-element counter
+def _local_states(ts: list, what: str, layouts: list, scalar: bool) -> list:
+    """A state column of a DTensor group as local tensors: each state tensor a DTensor with
+    its parameter's mesh and placements (as ``zeros_like(p)`` makes it); a one-element counter
     (step, μ-product) may be a plain tensor or a replicated DTensor."""
     dtensor = _dtensor_type()
     out = []
-    for t in ts:
-        if type(t) is dtensor and t.device_mesh == mesh:
+    for t, (mesh, placements) in zip(ts, layouts):
+        if type(t) is dtensor:
+            if t.device_mesh != mesh:
+                raise Unsupported(f"{what} is a DTensor on another mesh than its parameter")
             if scalar and not all(p.is_replicate() for p in t.placements):
                 raise Unsupported(f"{what} is a DTensor that is not replicated")
+            if not scalar and t.placements != placements:
+                raise Unsupported(f"{what} has other placements than its parameter")
             with torch.no_grad():
                 out.append(t.to_local())
         elif scalar or not isinstance(t, Tensor):
             out.append(t)
         else:
-            raise Unsupported(f"{what} is not a DTensor on its parameter's mesh")
+            raise Unsupported(f"{what} is a plain tensor for a DTensor parameter")
     return out
 
 
@@ -156,7 +164,7 @@ def check_parameters(params: list) -> None:
     """Raise :class:`Unsupported` for a parameter the kernels cannot take as it is now
     (``fused=True``'s check at construction; each step checks again)."""
     for p in params:
-        (local,), _, _ = _local_group([p], [])
+        (local,), _, _, _ = _local_group([p], [])
         if local.dtype not in _KIND:
             raise Unsupported(f"a parameter of dtype {local.dtype} (fast kernels: float32/float64)")
         _addresses([local], "parameter", local.dtype, None)
@@ -170,10 +178,10 @@ def _scalar_addresses(ts: list, what: str) -> tuple[int, list[int]]:
     if len(dtypes) != 1 or not dtypes <= _KIND.keys():
         raise Unsupported(f"{what} has dtypes {dtypes} (fast kernels: one of fp32/64)")
     dtype = dtypes.pop()
-    return _KIND[dtype], _addresses(ts, what, dtype, [1] * len(ts))[0]
+    return _KIND[dtype], _addresses(ts, what, dtype, array("q", _ONE) * len(ts))[0]
 
 
-def _state_columns(plan: Resolved, states: list[dict], dtype, numel: list[int], mesh) -> dict:
+def _state_columns(plan: Resolved, states: list[dict], dtype, numel: array, layouts) -> dict:
     """Every state column the kernel reads and writes, checked as it is now:
     ``{arg name: (kind or None, tensors, addresses)}``. ``_NotTensor`` or ``KeyError`` when a
     state is absent (a first step, a parameter that joined, torch's None buffer)."""
@@ -184,8 +192,8 @@ def _state_columns(plan: Resolved, states: list[dict], dtype, numel: list[int], 
             continue
         what, scalar = f"state {key!r}", name in ("step", "extra")
         ts = list(map(itemgetter(key), states))
-        if mesh is not None:
-            ts = _local_states(ts, what, mesh, scalar)
+        if layouts is not None:
+            ts = _local_states(ts, what, layouts, scalar)
         if scalar:
             kind, ptrs = _scalar_addresses(ts, what)
         else:
@@ -292,29 +300,36 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
     coefficients. Raises :class:`Unsupported` before touching anything when a tensor does
     not qualify."""
     numbers, rows, row_len = _split_rows(plan, params)
-    local, grads, mesh = _local_group(params, list(map(_grad, params)))
-    if mesh is not None:
+    local, grads, layouts, ranks = _local_group(params, list(map(_grad, params)))
+    if layouts is not None:
         if rows:
             raise Unsupported("per-run hyperparameter tensors with DTensor parameters")
-        if plan.max_norm is not None and mesh.size() > 1:
+        if plan.max_norm is not None and ranks > 1:
             raise Unsupported(
-                f"global-norm clipping of DTensor parameters on a mesh of {mesh.size()} ranks "
+                f"global-norm clipping of DTensor parameters on a mesh of {ranks} ranks "
                 "needs a reduction across ranks"
             )
-    dtypes = set(map(_dtype, local)) | set(map(_dtype, grads))
-    if len(dtypes) != 1 or not dtypes <= _KIND.keys():
-        raise Unsupported(f"parameters or gradients of dtypes {dtypes} (fast: float32 or float64)")
-    dtype = next(iter(dtypes))
-    param_ptr, numel = _addresses(local, "parameter", dtype, None)
-    grad_ptr = array("q", _addresses(grads, "gradient", dtype, numel)[0])
+    dtype = local[0].dtype
+    try:
+        param_ptr, numel = _addresses(local, "parameter", dtype, None)
+        grad_ptr = _addresses(grads, "gradient", dtype, numel)[0]
+    except Unsupported:
+        dtypes = set(map(_dtype, local)) | set(map(_dtype, grads))
+        if len(dtypes) != 1 or not dtypes <= _KIND.keys():
+            raise Unsupported(
+                f"parameters or gradients of dtypes {dtypes} (fast: float32 or float64)"
+            ) from None
+        raise
+    if any(map(_is_neg, grads)):
+        raise Unsupported("a gradient with the negative bit set (a lazy view of -x)")
     states = list(map(opt.state.__getitem__, params))
     fresh: list[int] = []
     try:
-        columns = _state_columns(plan, states, dtype, numel, mesh)
+        columns = _state_columns(plan, states, dtype, numel, layouts)
     except (_NotTensor, KeyError):  # absent state (first step), or None (torch's buffer)
         fresh = _init_missing(links, plan, params, states)
         try:
-            columns = _state_columns(plan, states, dtype, numel, mesh)
+            columns = _state_columns(plan, states, dtype, numel, layouts)
         except (Unsupported, _NotTensor, KeyError) as exc:
             for i in fresh:  # the default path must find them absent, to set v₁ = g itself
                 del states[i][plan.lazy]
@@ -341,9 +356,9 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
                 setattr(args, arg, values.data_ptr())
     if plan.max_norm is not None:
         args.gscale *= _clip_factor(grads, plan.max_norm, dtype)
-    arrays = {"numel": array("q", numel), "param": array("q", param_ptr)}
+    arrays = {"numel": numel, "param": param_ptr}
     for name, (kind, tensors, ptrs) in columns.items():
-        arrays[name] = array("q", ptrs)
+        arrays[name] = ptrs
         keep_alive.append(tensors)
         if name == "step":
             args.step_f64 = kind
@@ -359,7 +374,7 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
             flags[i] = 1
         keep_alive.append(flags)
         args.fresh = ctypes.addressof(flags)
-    targets = local if mesh is None else [*local, *params]
+    targets = local if layouts is None else [*local, *params]
     return Prepared(plan.family, args, keep_alive, targets)
 
 
@@ -376,9 +391,9 @@ def all_finite(lib: ctypes.CDLL, grads: list[Tensor]) -> bool:
     temporaries (``torch.isfinite(g).all()`` allocates a bool tensor per gradient).
     Raises :class:`Unsupported` for gradients the kernel cannot read, and for DTensor
     gradients on a mesh of several ranks (the answer needs every rank's shards)."""
-    grads, _, mesh = _local_group(grads, [])
-    if mesh is not None and mesh.size() > 1:
-        raise Unsupported(f"DTensor gradients on a mesh of {mesh.size()} ranks")
+    grads, _, _, ranks = _local_group(grads, [])
+    if ranks > 1:
+        raise Unsupported(f"DTensor gradients on a mesh of {ranks} ranks")
     by_dtype: dict = {}
     for g in grads:
         by_dtype.setdefault(g.dtype, []).append(g)
@@ -386,7 +401,6 @@ def all_finite(lib: ctypes.CDLL, grads: list[Tensor]) -> bool:
         raise Unsupported(f"gradients of dtypes {set(by_dtype)}")
     for dtype, gs in by_dtype.items():
         ptrs, numel = _addresses(gs, "gradient", dtype, None)
-        numel, ptrs = array("q", numel), array("q", ptrs)
         args = _lib.Args(n=len(gs), dtype=_KIND[dtype])
         args.numel, args.grad = numel.buffer_info()[0], ptrs.buffer_info()[0]
         if not lib.descend_all_finite(ctypes.byref(args)):
