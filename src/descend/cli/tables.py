@@ -72,13 +72,14 @@ def emit(
     from rich.console import Console
     from rich.measure import Measurement
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(width=width)
     keep = list(range(len(columns)))
     dropped: list[str] = []
 
     def build() -> Table:
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         for i in keep:
             table.add_column(
                 columns[i].replace("_", " "),  # lets a header wrap between words
@@ -98,6 +99,8 @@ def emit(
             keep.remove(columns.index(name))
             dropped.append(name)
             table = build()
+    if title:  # above the table, wrapped at the terminal's width rather than the table's
+        console.print(Text(title, style="italic"))
     console.print(table)
     if dropped:
         console.print(
