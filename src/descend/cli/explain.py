@@ -236,7 +236,9 @@ def run(args: argparse.Namespace) -> int:
     if len(groups) == 1:
         print(render(frame, "rich", digits=args.digits, title=title), end="")
         return 0
-    print(f"{title} (the columns in {len(groups)} tables to fit the terminal)")
+    Console().print(
+        f"{title} (the columns in {len(groups)} tables to fit the terminal)", highlight=False
+    )
     for columns in groups:
         part = frame[columns]
         part.attrs = frame.attrs

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 from typing import Any
 
 from descend.cli import CommandError, checks, outputs, progress
@@ -17,20 +18,25 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "lr-find",
         help="learning-rate range test: suggestions from the steepest, valley and min/10 rules",
-        description=(
+        description=textwrap.fill(
             "Sweep the learning rate from --start to --end over --steps steps, smooth the loss "
             "with a bias-corrected EWA, stop when it exceeds --diverge times the best, and "
             "suggest a learning rate by three rules. The model and optimizer are restored "
             "afterwards. With --landscape the sweep runs on a 2-D test function and each "
-            "suggestion is placed in the gradient-descent stable range."
+            "suggestion is placed in the gradient-descent stable range.",
+            78,
         ),
-        epilog=(
-            f"tasks (--task): {', '.join(TASKS)} (bundled scikit-learn sets or generated; "
-            "no download). Task options (--task-option): cat-dog takes n_samples, snr, …; "
-            "an unknown option is refused with the valid ones.\n"
-            "landscapes (--landscape): any 2-D name of `descend landscape`, e.g. ravine, "
-            "rosenbrock, himmelblau."
+        epilog="\n".join(
+            [
+                "tasks (--task; bundled scikit-learn sets or generated, no download):",
+                *(f"  {name}" for name in TASKS),
+                "--task-option passes a task's keyword (cat-dog: n_samples, snr, …); an",
+                "unknown one is refused with the valid ones.",
+                "landscapes (--landscape): any 2-D name of `descend landscape`, e.g. ravine,",
+                "rosenbrock, himmelblau.",
+            ]
         ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from descend.cli.compare import add_task_arguments
 
