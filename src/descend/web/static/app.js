@@ -5,7 +5,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const LOSS_H = 300, BASIN_SIZE = 200;
-  const SIDE_MIN = 340; // style.css: .side min-width
+  const SIDE_MIN = 380; // style.css: .side min-width (beside the map; below it when narrow)
   // The loss chart fills its panel's width.
   function lossWidth() {
     const figure = $("loss").parentElement;
@@ -19,7 +19,9 @@
     const main = document.querySelector("main");
     const style = getComputedStyle(main);
     const inner = main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
-    return Math.round(Math.min(620, Math.max(420, inner - 16 - SIDE_MIN - 18)));
+    const beside = inner - 16 - SIDE_MIN - 18;
+    if (beside >= 420) return Math.round(Math.min(620, beside));
+    return Math.round(Math.max(260, Math.min(620, inner - 16))); // the side column wraps below
   }
   const CONTOUR_RESOLUTION = 160;
   // The first view: the ill-conditioned ravine, where every optimizer converges within the
@@ -316,6 +318,7 @@
         state.start = land.starts.length ? land.starts[0].slice() : land.domain.map(([a, b]) => a + 0.2 * (b - a));
       }
       $("formula").textContent = land.formula;
+      showParamsInEffect(land);
       $("description").textContent = land.kind === "registry" ? land.description : "";
       document.querySelectorAll(".ydomain").forEach((n) => { n.hidden = land.dim === 1; });
       updateLrPlaceholders();
@@ -329,6 +332,23 @@
     } catch (err) {
       lab.grid = null;
       showError(err);
+    }
+  }
+
+  // The parameters in effect as placeholders: a derived one (the ravine's λ₂ from κ, κ from
+  // λ₁ and λ₂) shows its value rather than "—".
+  function showParamsInEffect(land) {
+    const params = land.params || {};
+    for (const input of document.querySelectorAll("#params input[data-param]")) {
+      const key = input.dataset.param;
+      let value = params[key];
+      if ((value === undefined || value === null) && key === "kappa" && params.lam1 && params.lam2 !== undefined) {
+        value = params.lam2 / params.lam1;
+      }
+      if (value !== undefined && value !== null) {
+        input.placeholder = Plot.fmt(value, 6);
+        input.title = "in effect: " + Plot.fmt(value, 6) + (state.params[key] === undefined ? " (default or derived)" : "");
+      }
     }
   }
 
@@ -806,6 +826,8 @@
   }
 
   function useOptimum(name, values) {
+    state.lrAll = "";
+    $("lr-all").value = "";
     let row = state.rows.find((r) => r.name === name && r.ticked) || state.rows.find((r) => r.name === name);
     row.ticked = true;
     row.conv = "";
