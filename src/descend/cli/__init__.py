@@ -36,12 +36,13 @@ terms in the tables:
   final_loss     f(θ) after the last step
   steps_to_tol   first step with f(θ) − f* < tol (– when never)
   distance       |θ_final − θ*|, distance to the nearest known minimum
-  basin          index of the minimum the run ends nearest to (– when none is within the
-                 radius: 2% of the domain's width); `descend basins` colours starts by it
-  overshoots     how many steps crossed the minimum along some coordinate (the sign of
-                 θ_i − θ*_i flipped): oscillation, as with too large an lr or momentum
-  effective_lr   (explain) the step size applied to the gradient this step: lr / denominator
-                 for adaptive optimizers (Adam: lr·√(1−β₂ᵗ)/(1−β₁ᵗ) / (√v + ε) in torch form)
+  basin          index of that minimum; `descend basins` colours each start by it, counting
+                 a run only within the radius (2% of the domain's width by default)
+  overshoots     how many times the path reversed along a coordinate (the step θₜ₊₁ − θₜ
+                 changed sign): oscillation, as with too large an lr or momentum
+  effective_lr   (explain) the per-element factor turning the moment into the update: γ for
+                 SGD and momentum, γ/denominator for RMSprop and AdaGrad,
+                 γ/((1 − β₁ᵗ)(√v̂ + ε)) for Adam (update = effective_lr · m)
   status         ok, diverged (|θ| left the bound or became NaN), invalid or stopped
 
 run `descend COMMAND --help` for a command's options."""
