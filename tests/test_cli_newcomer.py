@@ -382,6 +382,9 @@ def test_tables_fit_80_columns_and_have_markdown_and_csv(
     common = ["--steps", "30", "--out", str(tmp_path / "l")]
     rich = descend("landscape", "rosenbrock", "--optimizers", "adam:lr=0.02", "momentum", *common)
     assert rich.returncode == 0, rich.stderr
+    # progress of the long steps on stderr (a line per stage when it is not a terminal)
+    assert "descend: 6 runs × 30 steps on rosenbrock…" in rich.stderr
+    assert "descend: drawing the contour map…" in rich.stderr
     table = rich.stdout.split("wrote ")[0]  # the list of files written may be long
     assert _widest(table) <= 80, table
     assert "momentum:lr=0.001" in table  # names are not broken mid-word

@@ -91,18 +91,19 @@ def _landscape(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
     results = []
     found = None
     for seed in range(args.seeds):
-        found = lr_find_landscape(
-            args.landscape,
-            args.optimizer,
-            noise=args.noise,
-            seed=seed,
-            start_lr=args.start if args.start is not None else 1e-4,
-            end_lr=args.end,
-            num_steps=args.steps,
-            mode=args.mode,
-            beta=args.beta,
-            diverge_factor=args.diverge,
-        )
+        with progress.Stage(f"range test on {args.landscape}, seed {seed}"):
+            found = lr_find_landscape(
+                args.landscape,
+                args.optimizer,
+                noise=args.noise,
+                seed=seed,
+                start_lr=args.start if args.start is not None else 1e-4,
+                end_lr=args.end,
+                num_steps=args.steps,
+                mode=args.mode,
+                beta=args.beta,
+                diverge_factor=args.diverge,
+            )
         results.append(found.result)
         if not args.quiet or seed == 0:
             print(found.summary() if args.seeds == 1 else f"seed {seed}:\n{found.summary()}")
