@@ -22,7 +22,7 @@ def test_landscape_writes_pictures_csv_and_prints_the_table(tmp_path: Path, caps
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "default learning rates of rosenbrock: momentum lr=0.001, newton lr=1" in text
-    assert "final_loss" in text and "steps_to_tol" in text and "momentum:lr=0.001" in text
+    assert "final loss" in text and "steps to tol" in text and "momentum:lr=0.001" in text
     assert {
         "metrics.csv",
         "contour.png",
@@ -63,7 +63,7 @@ def test_basins_command(tmp_path: Path, capsys) -> None:
     argv += ["--steps", "150", "--out", str(tmp_path)]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "share of 10×10 starts" in text and "min 0 (3.0, 2.0)" in text
+    assert "share of 10×10 starts" in text and "min 0" in text and "0 = (3.0, 2.0)" in text
     assert {"basins.png", "basins.svg", "basins.csv"} <= _files(tmp_path)
     table = pd.read_csv(tmp_path / "basins.csv")
     assert len(table) == 2 * 100

@@ -97,7 +97,7 @@ def test_adamw_study_reports_the_weight_decay_grid(tmp_path, capsys) -> None:
         (["--task", "mnist"], "unknown task 'mnist'; valid choices: breast-cancer, cat-dog"),
         (["--optimizers", "adamx"], "unknown optimizer 'adamx'; available: sgd"),
         (["--task", "wine", "--batch-sizes", "500"], "choose 1..107 or 'full'"),
-        (["--epochs", "0"], "epochs must be an integer >= 1, got 0"),
+        (["--epochs", "0"], "--epochs must be an integer in [1, 10,000], got 0"),
         (["--study", "lr"], "unknown study 'lr'; valid choices: batch-size, adamw"),
         (["--full"], "--full applies to --study only"),
     ],

@@ -31,11 +31,33 @@ class CommandError(Exception):
     """A user error on the command line: printed as one line, exit status 2."""
 
 
+GLOSSARY = """\
+terms in the tables:
+  final_loss     f(θ) after the last step
+  steps_to_tol   first step with f(θ) − f* < tol (– when never)
+  distance       |θ_final − θ*|, distance to the nearest known minimum
+  basin          index of that minimum; `descend basins` colours each start by it, counting
+                 a run only within the radius (2% of the domain's width by default)
+  overshoots     how many times the path reversed along a coordinate (the step θₜ₊₁ − θₜ
+                 changed sign): oscillation, as with too large an lr or momentum
+  effective_lr   (explain) the per-element factor turning the moment into the update: γ for
+                 SGD and momentum, γ/denominator for RMSprop and AdaGrad,
+                 γ/((1 − β₁ᵗ)(√v̂ + ε)) for Adam (update = effective_lr · m)
+  status         ok, diverged (|θ| left the bound or became NaN), invalid or stopped
+
+run `descend COMMAND --help` for a command's options."""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from descend import __version__
+
     parser = argparse.ArgumentParser(
         prog="descend",
         description="Gradient-descent optimizers built from parts, and a lab to see them work.",
+        epilog=GLOSSARY,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"descend {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -49,14 +71,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from descend.cli import outputs
+
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
+    outputs.reset()
     try:
-        return int(args.func(args) or 0)
-    except (CommandError, ValueError, KeyError, FileNotFoundError) as exc:
+        status = int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        removed = outputs.rollback()
+        note = f" (removed partial outputs: {', '.join(map(str, removed))})" if removed else ""
+        print(f"\ndescend {args.command}: interrupted{note}", file=sys.stderr)
+        return 130
+    except (CommandError, ValueError, KeyError, OSError) as exc:
+        outputs.rollback()
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"descend {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except BaseException:
+        outputs.rollback()
+        raise
+    outputs.reset()
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,7 @@ import argparse
 import math
 from typing import Any
 
-from descend.cli import CommandError
+from descend.cli import CommandError, checks, outputs
 
 QUICK_SAMPLES = 2000
 
@@ -58,7 +58,11 @@ def register(sub: Any) -> None:
         metavar="SPEC",
         help="schedule specs, e.g. cosine:final=0.1 ('none' = constant)",
     )
-    p.add_argument("--seeds", type=int, help="number of seeds (default 3; --quick 2)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        help=f"number of seeds, 1 … {checks.MAX_SEEDS} (default 3; --quick 2)",
+    )
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, help="budget in epochs (default 5; --quick 3)")
     budget.add_argument("--updates", type=int, help="budget in optimizer updates")
@@ -97,6 +101,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", default="compare_results", help="output folder (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from descend.cli.tables import add_format
+
+    add_format(p)
     p.set_defaults(func=run)
 
 
@@ -155,6 +162,25 @@ def _grid(items: list[str]) -> dict[str, list[float]]:
         except ValueError:
             raise CommandError(f"--grid {key}: values must be numbers separated by '/'") from None
     return grid
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Ranges and sizes, refused before torch or any data is loaded."""
+    checks.integer(args.seeds, "--seeds", 1, checks.MAX_SEEDS)
+    checks.integer(args.epochs, "--epochs", 1, checks.MAX_EPOCHS)
+    checks.integer(args.updates, "--updates", 1, checks.MAX_UPDATES)
+    checks.integer(args.threads, "--threads", 1, checks.MAX_THREADS)
+    checks.integer(args.base_batch, "--base-batch", 1)
+    checks.number(args.target, "--target", 0, 1)
+    for lr in args.lr_grid or []:
+        checks.number(lr, "--lr-grid", 0, None, low_open=True)
+    for size in _batch_sizes(args.batch_sizes):
+        if size != "full":
+            checks.integer(size, "--batch-sizes", 1)
+    if args.study is None:
+        from descend.cli.lr_find import task_options
+
+        task_options(args)
 
 
 def _comparison(args: argparse.Namespace):
@@ -235,59 +261,58 @@ def _cell(mean: float, half: float, fmt: str) -> str:
     return text if half is None or not math.isfinite(half) else f"{text} ± {format(half, fmt)}"
 
 
-def print_table(cmp: Any) -> None:
-    """The summary as a rich table (selected grid points only when there is a grid)."""
-    import sys
+COLUMNS = (
+    "configuration",
+    "lr",
+    "final val loss",
+    "final val acc",
+    "best val acc",
+    "test acc",
+    "updates",
+    "train time s",
+    "to target: s / updates",
+    "diverged",
+)
+# Dropped first when the rich table is wider than the terminal (CSV/markdown keep them).
+OPTIONAL = ("best val acc", "train time s", "to target: s / updates", "updates", "test acc")
 
-    from rich.console import Console
-    from rich.table import Table
+
+def print_table(cmp: Any, fmt: str = "rich") -> None:
+    """The summary as a table (selected grid points only when there is a grid)."""
+    from descend.cli.tables import emit
 
     summary = cmp.summary()
     grid_size = cmp.config["grid_size"]
     shown = summary if grid_size == 1 else summary[summary["selected"]]
     title = "selected grid points (all points in the CSV/JSON)" if grid_size != 1 else None
-    table = Table(title=title, show_lines=False)
-    for name in (
-        "configuration",
-        "lr",
-        "final val loss",
-        "final val acc",
-        "best val acc",
-        "test acc",
-        "updates",
-        "train time s",
-        "to target: s / updates",
-        "diverged",
-    ):
-        table.add_column(name, justify="left" if name == "configuration" else "right")
+    rows = []
     for _, r in shown.iterrows():
         reached = f"{r['reached']}/{r['runs']}"
         to_target = (
             f"{_cell(r['time_to_target'], math.nan, '.2f')} / "
             f"{_cell(r['updates_to_target'], math.nan, '.0f')} ({reached})"
         )
-        table.add_row(
-            r["label"],
-            f"{r['lr']:.3g}",
-            _cell(r["final_val_loss"], r["final_val_loss_ci"], ".3f"),
-            _cell(r["final_val_acc"], r["final_val_acc_ci"], ".3f"),
-            _cell(r["best_val_acc"], r["best_val_acc_ci"], ".3f"),
-            _cell(r["test_acc"], r["test_acc_ci"], ".3f"),
-            f"{r['updates']:.0f}",
-            _cell(r["wall_time"], r["wall_time_ci"], ".2f"),
-            to_target,
-            f"{r['diverged']}/{r['runs']}",
+        rows.append(
+            [
+                r["label"],
+                f"{r['lr']:.3g}",
+                _cell(r["final_val_loss"], r["final_val_loss_ci"], ".3f"),
+                _cell(r["final_val_acc"], r["final_val_acc_ci"], ".3f"),
+                _cell(r["best_val_acc"], r["best_val_acc_ci"], ".3f"),
+                _cell(r["test_acc"], r["test_acc_ci"], ".3f"),
+                f"{r['updates']:.0f}",
+                _cell(r["wall_time"], r["wall_time_ci"], ".2f"),
+                to_target,
+                f"{r['diverged']}/{r['runs']}",
+            ]
         )
-    Console(width=None if sys.stdout.isatty() else 170).print(table)
+    emit(rows, COLUMNS, title, fmt, left=("configuration",), optional=OPTIONAL)
 
 
-def print_grid(cmp: Any) -> None:
+def print_grid(cmp: Any, fmt: str = "rich") -> None:
     """Final val accuracy and loss at every grid point: one row per value, one column per
     optimizer family (the view that shows how each responds to the hyperparameter)."""
-    import sys
-
-    from rich.console import Console
-    from rich.table import Table
+    from descend.cli.tables import emit, note
 
     summary = cmp.summary()
     keys = [
@@ -297,10 +322,8 @@ def print_grid(cmp: Any) -> None:
     ]
     families = list(dict.fromkeys(summary["family"]))
     for key in keys:
-        table = Table(title=f"final val accuracy / loss at each {key} (mean ± 95% interval)")
-        table.add_column(key, justify="right")
-        for family in families:
-            table.add_column(family, justify="right")
+        title = f"final val accuracy / loss at each {key} (mean ± 95% interval)"
+        lines = []
         for value in sorted(summary[key].unique()):
             cells = []
             for family in families:
@@ -314,27 +337,32 @@ def print_grid(cmp: Any) -> None:
                     f"{_cell(r['final_val_acc'], r['final_val_acc_ci'], '.3f')} / "
                     f"{_cell(r['final_val_loss'], r['final_val_loss_ci'], '.3f')}{mark}"
                 )
-            table.add_row(f"{value:g}", *cells)
-        Console(width=None if sys.stdout.isatty() else 170).print(table)
-        print("* = selected")
+            lines.append([f"{value:g}", *cells])
+        emit(lines, [key, *families], title, fmt)
+        note("* = selected", fmt)
 
 
 def run(args: argparse.Namespace) -> int:
+    from descend.cli.tables import note
+
+    check_arguments(args)
+    outputs.output_dir(args.out)
     cmp = _comparison(args)
     study = cmp.config.get("study")
     head = f"study {study} ({cmp.config['study_budget']} budget): " if study else ""
-    print(head + cmp.budget_text())
-    print(
+    note(head + cmp.budget_text(), args.format)
+    note(
         "val = final validation values; ± = half-width of the 95% t-interval over seeds; "
         "time = training seconds (evaluation excluded); to target = first evaluation at or "
-        "above the target (runs that reached it)"
+        "above the target (runs that reached it)",
+        args.format,
     )
-    print_table(cmp)
+    print_table(cmp, args.format)
     if cmp.config["grid_size"] != 1:
-        print_grid(cmp)
+        print_grid(cmp, args.format)
     diverged = cmp.runs[cmp.runs["diverged"]]
     for message in diverged["diverged_message"].head(3):
-        print(f"diverged: {message}")
+        note(f"diverged: {message}", args.format)
     paths = cmp.save(args.out, prefix=study or "compare")
-    print("wrote " + ", ".join(str(p) for p in paths))
+    note("wrote " + ", ".join(str(p) for p in paths), args.format)
     return 0

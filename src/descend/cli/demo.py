@@ -81,9 +81,15 @@ def run(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from descend.cli import outputs, progress
     from descend.report import build
 
+    # The folder is checked (and created) before the tour; Ctrl-C or an error removes what
+    # the tour wrote (descend.cli.main rolls back).
+    outputs.output_dir(args.out)
     console = Console()
+    if not args.no_progress:
+        progress.kernels()
     sections = build(args.out, quick=args.quick, progress=not args.no_progress)
     race = next((s.numbers.get("race") for s in sections if s.key == "momentum"), None)
     if race:

@@ -12,7 +12,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from descend.cli import CommandError
+from descend.cli import CommandError, outputs
+
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "daily_temperature.csv"
 
 
 def register(sub: Any) -> None:
@@ -24,8 +26,15 @@ def register(sub: Any) -> None:
             "and draw the raw series with one curve per beta. Empty cells are missing values "
             "(pandas ewm(ignore_na=False) rule)."
         ),
+        epilog="example: descend ewa sample --column temperature --date-column date "
+        "--plot temperature.png",
     )
-    p.add_argument("file", metavar="FILE.csv", help="CSV file with a header row")
+    p.add_argument(
+        "file",
+        metavar="FILE.csv",
+        help="CSV file with a header row, or 'sample' for the bundled series (a generated year "
+        "of daily temperatures: columns date, temperature; three readings missing)",
+    )
     p.add_argument("--column", required=True, help="the column to smooth")
     p.add_argument("--date-column", help="column of dates used as the x axis (optional)")
     p.add_argument(
@@ -74,7 +83,9 @@ def _read_series(args: argparse.Namespace) -> Any:
     """The column as a float Series (index: dates or row numbers), checked for bad values."""
     import pandas as pd
 
-    path = Path(args.file)
+    path = SAMPLE if args.file == "sample" else Path(args.file)
+    if path.is_dir():
+        raise CommandError(f"{path} is a folder; give a CSV file")
     if not path.is_file():
         raise CommandError(f"{path}: no such file")
     try:
@@ -125,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
     betas = _parse_betas(args.beta)
     init = _parse_init(args.init)
     series = _read_series(args)
+    outputs.output_file(args.plot, "--plot")
+    if args.out:
+        outputs.output_file(args.out, "--out")
     smoothed = ewa(series, betas, bias_correction=args.bias_correction, init=init)
 
     _plot(series, smoothed, betas, args)

@@ -17,7 +17,7 @@ import argparse
 import re
 from typing import Any
 
-from descend.cli import CommandError
+from descend.cli import CommandError, checks
 
 # Every keyword of descend's spec optimizers (tests check this list against the registry, so
 # `descend --help` need not import torch to build it). Flags take an optional true/false.
@@ -93,14 +93,26 @@ def register(sub: Any) -> None:
         metavar="NAME",
         help="landscape name (quadratic, double-well, quartic, …) or expr:<formula>",
     )
-    p.add_argument("--steps", type=int, help="number of steps (default: all the gradients)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help=f"number of steps, 1 … {checks.MAX_EXPLAIN_STEPS:,} (default: all the gradients)",
+    )
     p.add_argument(
         "--start",
         help="parameter value before the first step (number, or ';'-separated vector); "
         "default 0, or the landscape's first suggested start",
     )
-    p.add_argument("--format", choices=("rich", "markdown", "csv"), default="rich")
-    p.add_argument("--digits", type=int, default=6, help="significant digits (rich, markdown)")
+    p.add_argument(
+        "--format",
+        choices=("rich", "markdown", "csv"),
+        default="rich",
+        help="rich (default: fits the terminal, splitting the columns into several tables "
+        "when needed), markdown or csv (every column in one table)",
+    )
+    p.add_argument(
+        "--digits", type=int, default=6, help="significant digits, 1 … 17 (rich, markdown)"
+    )
     hyper = p.add_argument_group("optimizer hyperparameters (override the spec's)")
     for key in HYPERPARAMETERS:
         option = "--" + key.replace("_", "-")
@@ -169,7 +181,35 @@ def _title(frame: Any) -> str:
     return f"{frame.attrs.get('optimizer', '')} ({shown})" if shown else frame.attrs["optimizer"]
 
 
+def _chunks(frame: Any, digits: int, width: int) -> list[list[str]]:
+    """The columns after ``step`` in groups whose rich table fits ``width`` characters (each
+    group is printed with the step column again)."""
+    from descend.explain import _format
+
+    def need(column: str) -> int:
+        cells = [_format(v, digits) for v in frame[column]]
+        return max([len(column)] + [len(c) for c in cells]) + 3
+
+    first, rest = frame.columns[0], list(frame.columns[1:])
+    base = need(first) + 1
+    groups: list[list[str]] = [[]]
+    used = base
+    for column in rest:
+        w = need(column)
+        if groups[-1] and used + w > width:
+            groups.append([])
+            used = base
+        groups[-1].append(column)
+        used += w
+    return [[first, *g] for g in groups]
+
+
 def run(args: argparse.Namespace) -> int:
+    checks.integer(args.steps, "--steps", 1, checks.MAX_EXPLAIN_STEPS)
+    checks.integer(args.digits, "--digits", 1, 17)
+    if args.grads is not None:
+        count = sum(1 for token in args.grads for item in token.split(",") if item.strip())
+        checks.size(count, checks.MAX_EXPLAIN_STEPS, "gradients given", "give fewer steps")
     from descend.explain import explain, render
 
     overrides = _overrides(args)
@@ -187,5 +227,20 @@ def run(args: argparse.Namespace) -> int:
             args.optimizer, function=args.function, steps=args.steps, start=start, **overrides
         )
     title = None if args.format == "csv" else _title(frame)
-    print(render(frame, args.format, digits=args.digits, title=title), end="")
+    if args.format != "rich":
+        print(render(frame, args.format, digits=args.digits, title=title), end="")
+        return 0
+    from rich.console import Console
+
+    groups = _chunks(frame, args.digits, Console().width)
+    if len(groups) == 1:
+        print(render(frame, "rich", digits=args.digits, title=title), end="")
+        return 0
+    Console().print(
+        f"{title} (the columns in {len(groups)} tables to fit the terminal)", highlight=False
+    )
+    for columns in groups:
+        part = frame[columns]
+        part.attrs = frame.attrs
+        print(render(part, "rich", digits=args.digits), end="")
     return 0

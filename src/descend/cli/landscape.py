@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 from typing import Any
 
-from descend.cli import CommandError
+from descend.cli import CommandError, checks, outputs, progress
+from descend.cli.tables import add_format, emit, note
 
 TABLE_COLUMNS = (
     "spec",
@@ -58,6 +58,7 @@ def add_common(p: argparse.ArgumentParser, steps: int) -> None:
         help="steps_to_tol counts steps until f − f* < tol (default 1e-6)",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="directory for the files")
+    add_format(p)
 
 
 def register(sub: Any) -> None:
@@ -91,7 +92,9 @@ def register(sub: Any) -> None:
         "linear_warmup:warmup=20>cosine (see `descend schedule`)",
     )
     p.add_argument("--animate", action="store_true", help="also write animation.gif (and .mp4)")
-    p.add_argument("--max-frames", type=int, default=80, help="frame cap of the animation")
+    p.add_argument(
+        "--max-frames", type=int, default=80, help="frame cap of the animation (2 … 1000)"
+    )
     p.set_defaults(func=run)
 
 
@@ -115,13 +118,10 @@ def load_landscape(args: argparse.Namespace):
     return lab.resolve_landscape(args.function, **parse_params(args.params))
 
 
-def check_steps(args: argparse.Namespace) -> None:
-    if args.steps < 1:
-        raise CommandError(f"--steps must be ≥ 1, got {args.steps}")
-    if args.noise_batch is not None and args.noise_batch < 1:
-        raise CommandError(f"--noise-batch must be an integer ≥ 1, got {args.noise_batch}")
-    if not (args.tol > 0 and math.isfinite(args.tol)):
-        raise CommandError(f"--tol must be a number > 0, got {args.tol}")
+def check_steps(args: argparse.Namespace, max_steps: int = checks.MAX_LANDSCAPE_STEPS) -> None:
+    checks.integer(args.steps, "--steps", 1, max_steps)
+    checks.integer(args.noise_batch, "--noise-batch", 1)
+    checks.number(args.tol, "--tol", 0, None, low_open=True)
 
 
 def _cell(value: Any) -> str:
@@ -141,77 +141,101 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def print_table(frame, columns, title: str) -> None:
-    """Print a pandas frame as a rich table (wide enough not to wrap in a pipe)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=max(Console().width, 160))
-    table = Table(title=title, show_lines=False)
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("spec", "status") else "right")
-    for _, row in frame.iterrows():
-        table.add_row(*(_cell(row[c]) for c in columns))
-    console.print(table)
+def print_table(frame, columns, title: str, fmt: str = "rich", optional=()) -> None:
+    """Print a pandas frame as a table (rich fits the terminal, dropping ``optional`` columns
+    if it must; markdown; CSV)."""
+    rows = [[_cell(row[c]) for c in columns] for _, row in frame.iterrows()]
+    emit(rows, columns, title, fmt, left=("spec", "status", "optimizer"), optional=optional)
 
 
-def print_defaults(landscape, result) -> None:
+def print_defaults(landscape, result, fmt: str = "rich") -> None:
     used = result.default_lrs_used()
     if used:
         items = ", ".join(f"{name} lr={lr:g}" for name, lr in used.items())
-        print(f"default learning rates of {landscape.name}: {items}")
+        note(f"default learning rates of {landscape.name}: {items}", fmt)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_steps(args)
+    checks.integer(args.max_frames, "--max-frames", 2, 1000)
+    checks.size(
+        checks.count_specs(args.optimizers) * args.steps,
+        checks.MAX_RECORDED,
+        f"recorded positions: {checks.count_specs(args.optimizers)} specs × {args.steps:,} "
+        "steps (per start)",
+        "lower --steps or give fewer optimizers",
+    )
     from descend import lab, plots
     from descend.lab.ranges import parse_points
 
-    check_steps(args)
     landscape = load_landscape(args)
+    spec_list = checks.specs(args.optimizers, "--optimizers", dict(landscape.default_lrs))
     starts = None
     if args.start:
         starts = [p for text in args.start for p in parse_points(text, landscape.dim, "--start")]
+    n_starts = len(starts) if starts else max(1, len(landscape.starts))
+    runs = len(spec_list) * n_starts
+    checks.size(
+        runs * args.steps,
+        checks.MAX_RECORDED,
+        f"recorded positions: {len(spec_list)} specs × {n_starts} starts × {args.steps:,} steps",
+        "lower --steps or give fewer optimizers/starts",
+    )
     schedule = None
     if args.schedule:
         from descend import schedules
 
-        schedule = schedules.from_spec(args.schedule, total_steps=args.steps)
-    if args.max_frames < 2:
-        raise CommandError(f"--max-frames must be ≥ 2, got {args.max_frames}")
-    result = lab.run(
-        landscape,
-        args.optimizers,
-        starts,
-        args.steps,
-        args.seed,
-        noise_batch=args.noise_batch,
-        schedule=schedule,
-        tol=args.tol,
-    )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print_defaults(landscape, result)
+        try:
+            schedule = schedules.from_spec(args.schedule, total_steps=args.steps)
+        except ValueError as exc:
+            raise CommandError(f"--schedule: {exc}") from None
+    out = outputs.output_dir(args.out)
+    progress.kernels(args.format)
+    with progress.Stage(f"{runs} runs × {args.steps:,} steps on {landscape.name}", args.format):
+        result = lab.run(
+            landscape,
+            spec_list,
+            starts,
+            args.steps,
+            args.seed,
+            noise_batch=args.noise_batch,
+            schedule=schedule,
+            tol=args.tol,
+        )
+    print_defaults(landscape, result, args.format)
     written = [result.to_csv(out / "metrics.csv")]
-    if landscape.dim == 2:
-        written += plots.contour(result, out / "contour")
-        written += plots.surface(result, out / "surface")
-    elif landscape.dim == 1:
-        written += plots.curve_1d(result, out / "curve")
-    written += plots.loss_curves(result, out / "loss")
+    with progress.Stage("drawing", args.format) as stage:
+        if landscape.dim == 2:
+            stage.update("drawing the contour map")
+            written += plots.contour(result, out / "contour")
+            stage.update("drawing the surface")
+            written += plots.surface(result, out / "surface")
+        elif landscape.dim == 1:
+            written += plots.curve_1d(result, out / "curve")
+        stage.update("drawing the loss curves")
+        written += plots.loss_curves(result, out / "loss")
+        if args.animate and landscape.dim == 2:
+            stage.update(f"drawing the animation (up to {args.max_frames} frames)")
+            written += plots.animate(result, out / "animation", max_frames=args.max_frames)
     if args.animate:
         if landscape.dim != 2:
-            print("--animate: animations are drawn for 2-D functions only; skipped")
-        else:
-            written += plots.animate(result, out / "animation", max_frames=args.max_frames)
-            if not plots.ffmpeg_available():
-                print("--animate: ffmpeg not found, wrote the GIF only")
+            note("--animate: animations are drawn for 2-D functions only; skipped", args.format)
+        elif not plots.ffmpeg_available():
+            note("--animate: ffmpeg not found, wrote the GIF only", args.format)
     noise = f", noise batch {args.noise_batch}" if args.noise_batch else ""
     title = (
         f"{landscape.name}: {args.steps} steps{noise} (f* = {result.f_star}, tol = {args.tol:g})"
     )
-    print_table(result.metrics, TABLE_COLUMNS, title)
+    columns = list(TABLE_COLUMNS)
+    if args.format == "rich":
+        # 80 columns hold nine: the seed is in the title when there is only one.
+        if result.metrics["seed"].nunique() == 1:
+            columns.remove("seed")
+            title += f", seed {int(result.metrics['seed'].iloc[0])}"
+    optional = ("path_length", "distance", "basin", "overshoots")
+    print_table(result.metrics, columns, title, args.format, optional)
     for row in result.metrics.itertuples():
         if row.status in ("invalid", "stopped"):
-            print(f"{row.spec}: {row.status}: {row.message}")
-    print("wrote " + ", ".join(str(p) for p in written))
+            note(f"{row.spec}: {row.status}: {row.message}", args.format)
+    note("wrote " + ", ".join(str(p) for p in written), args.format)
     return 0

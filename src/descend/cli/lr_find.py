@@ -6,23 +6,37 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+import textwrap
 from typing import Any
 
-from descend.cli import CommandError
+from descend.cli import CommandError, checks, outputs, progress
+
+TASKS = ("breast-cancer", "cat-dog", "digits", "digits-binary", "wine")  # descend.train.data
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
         "lr-find",
         help="learning-rate range test: suggestions from the steepest, valley and min/10 rules",
-        description=(
+        description=textwrap.fill(
             "Sweep the learning rate from --start to --end over --steps steps, smooth the loss "
             "with a bias-corrected EWA, stop when it exceeds --diverge times the best, and "
             "suggest a learning rate by three rules. The model and optimizer are restored "
             "afterwards. With --landscape the sweep runs on a 2-D test function and each "
-            "suggestion is placed in the gradient-descent stable range."
+            "suggestion is placed in the gradient-descent stable range.",
+            78,
         ),
+        epilog="\n".join(
+            [
+                "tasks (--task; bundled scikit-learn sets or generated, no download):",
+                *(f"  {name}" for name in TASKS),
+                "--task-option passes a task's keyword (cat-dog: n_samples, snr, …); an",
+                "unknown one is refused with the valid ones.",
+                "landscapes (--landscape): any 2-D name of `descend landscape`, e.g. ravine,",
+                "rosenbrock, himmelblau.",
+            ]
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from descend.cli.compare import add_task_arguments
 
@@ -43,8 +57,15 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--start", type=float, help="first lr (default 1e-7; landscape 1e-4)")
     p.add_argument("--end", type=float, default=10.0, help="last lr (default 10)")
-    p.add_argument("--steps", type=int, default=100, help="sweep length (default 100)")
-    p.add_argument("--mode", default="exp", help="exp (default) or linear spacing")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=100,
+        help=f"sweep length, 2 … {checks.MAX_LR_FIND_STEPS:,} (default 100)",
+    )
+    p.add_argument(
+        "--mode", default="exp", choices=("exp", "linear"), help="exp (default) or linear spacing"
+    )
     p.add_argument("--beta", type=float, default=0.98, help="smoothing memory (default 0.98)")
     p.add_argument(
         "--diverge",
@@ -52,7 +73,12 @@ def register(sub: Any) -> None:
         default=4.0,
         help="stop when the smoothed loss exceeds this times the best (default 4)",
     )
-    p.add_argument("--seeds", type=int, default=1, help="repeat over this many seeds")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help=f"repeat over this many seeds, 1 … {checks.MAX_SEEDS} (default 1)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--out", default="lr_find_results", help="output folder (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="print only the suggestions")
@@ -65,18 +91,19 @@ def _landscape(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
     results = []
     found = None
     for seed in range(args.seeds):
-        found = lr_find_landscape(
-            args.landscape,
-            args.optimizer,
-            noise=args.noise,
-            seed=seed,
-            start_lr=args.start if args.start is not None else 1e-4,
-            end_lr=args.end,
-            num_steps=args.steps,
-            mode=args.mode,
-            beta=args.beta,
-            diverge_factor=args.diverge,
-        )
+        with progress.Stage(f"range test on {args.landscape}, seed {seed}"):
+            found = lr_find_landscape(
+                args.landscape,
+                args.optimizer,
+                noise=args.noise,
+                seed=seed,
+                start_lr=args.start if args.start is not None else 1e-4,
+                end_lr=args.end,
+                num_steps=args.steps,
+                mode=args.mode,
+                beta=args.beta,
+                diverge_factor=args.diverge,
+            )
         results.append(found.result)
         if not args.quiet or seed == 0:
             print(found.summary() if args.seeds == 1 else f"seed {seed}:\n{found.summary()}")
@@ -97,17 +124,11 @@ def _task(args: argparse.Namespace) -> list[Any]:
     from descend import optim, train
     from descend.train.lr_find_lab import lr_find_seeds
 
-    if args.task not in train.available():
-        raise CommandError(
-            f"unknown task {args.task!r}; valid choices: {', '.join(train.available())}"
-        )
-    from descend.cli.compare import _key_values, _number
-
-    pairs = _key_values(args.task_option, "--task-option")
-    options = {k: _number(v) for k, v in pairs.items()}
-    ds = train.load(args.task, **options)
-    optim.parse_spec(args.optimizer)
+    options = task_options(args)
     batch = args.batch_size if args.batch_size == "full" else _int_or_error(args.batch_size)
+    checks.spec(args.optimizer, "--optimizer")
+    with progress.Stage(f"loading the {args.task} data"):
+        ds = train.load(args.task, **options)
     model_options: dict[str, Any] = {}
     if args.hidden:
         model_options["hidden"] = tuple(args.hidden)
@@ -120,16 +141,20 @@ def _task(args: argparse.Namespace) -> list[Any]:
         opt = optim.from_spec(args.optimizer, model.parameters())
         return model, torch.nn.CrossEntropyLoss(), ds.loader("train", batch, seed=seed), opt
 
-    spread = lr_find_seeds(
-        build,
-        seeds=list(range(args.seeds)),
-        start_lr=args.start if args.start is not None else 1e-7,
-        end_lr=args.end,
-        num_steps=args.steps,
-        mode=args.mode,
-        beta=args.beta,
-        diverge_factor=args.diverge,
+    stage = progress.Stage(
+        f"range test: {args.seeds} seed(s) × up to {args.steps:,} steps of {args.optimizer}"
     )
+    with stage:
+        spread = lr_find_seeds(
+            build,
+            seeds=list(range(args.seeds)),
+            start_lr=args.start if args.start is not None else 1e-7,
+            end_lr=args.end,
+            num_steps=args.steps,
+            mode=args.mode,
+            beta=args.beta,
+            diverge_factor=args.diverge,
+        )
     for seed, res in zip(spread.seeds, spread.results):
         print(f"seed {seed}: {res.summary()}")
     if args.seeds > 1:
@@ -145,18 +170,62 @@ def _task(args: argparse.Namespace) -> list[Any]:
 
 def _int_or_error(text: str) -> int:
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
-        raise CommandError(f"--batch-size must be an integer or 'full', got {text!r}") from None
+        raise CommandError(f"--batch-size must be an integer ≥ 1 or 'full', got {text!r}") from None
+    checks.integer(value, "--batch-size", 1)
+    return value
+
+
+def task_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--task-option`` pairs as the task's keywords, checked against its signature before
+    any data is loaded."""
+    import inspect
+
+    from descend.cli.compare import _key_values, _number
+
+    if args.task not in TASKS:
+        raise CommandError(f"--task: unknown task {args.task!r}; valid choices: {', '.join(TASKS)}")
+    from descend.train import data
+
+    options = {k: _number(v) for k, v in _key_values(args.task_option, "--task-option").items()}
+    valid = [n for n in inspect.signature(data.TASKS[args.task]).parameters if n != "seed"]
+    for key in options:
+        if key not in valid:
+            raise CommandError(
+                f"--task-option: {args.task} has no option {key!r}; valid options: "
+                f"{', '.join(valid) or '(none)'}"
+            )
+    return options
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every range and size, before torch or the data is loaded."""
+    checks.integer(args.seeds, "--seeds", 1, checks.MAX_SEEDS)
+    checks.integer(args.steps, "--steps", 2, checks.MAX_LR_FIND_STEPS)
+    checks.integer(args.threads, "--threads", 1, checks.MAX_THREADS)
+    checks.number(args.start, "--start", 0, None, low_open=True)
+    checks.number(args.end, "--end", 0, None, low_open=True)
+    start = args.start if args.start is not None else (1e-4 if args.landscape else 1e-7)
+    if not args.end > start:
+        raise CommandError(
+            f"--end must be above --start: the sweep goes from --start={start:g} up to "
+            f"--end={args.end:g}"
+        )
+    checks.number(args.beta, "--beta", 0, 1, high_open=True)
+    checks.number(args.diverge, "--diverge", 1, None, low_open=True)
+    checks.number(args.noise, "--noise", 0, None)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_arguments(args)
+    if not args.landscape:
+        task_options(args)
+    out = outputs.output_dir(args.out)
     import torch
 
     from descend.train.figures import plot_lr_find
 
-    if args.seeds < 1:
-        raise CommandError(f"--seeds must be >= 1, got {args.seeds}")
     saved = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
@@ -168,8 +237,6 @@ def run(args: argparse.Namespace) -> int:
             name = f"lr_find_{args.task}"
     finally:
         torch.set_num_threads(saved)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     title = f"Range test: {args.optimizer} on {args.landscape or args.task}"
     png = plot_lr_find(
         results,

@@ -53,7 +53,40 @@ def run(args) -> int:
             "(make demo, or pip install -e .)"
         ) from None
     limit = limits.TIME_LIMIT_S if args.time_limit is None else args.time_limit
+    sock = listen(args.host, args.port)
     app = create_app(time_limit=limit, allowed_hosts=allowed_hosts(args.host))
-    print(f"descend web lab on http://{args.host}:{args.port}/  (Ctrl-C stops it)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"descend web lab on http://{shown}:{args.port}/  (Ctrl-C stops it)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
+
+
+def listen(host: str, port: int):
+    """A listening socket on ``host:port``, opened before the banner so that a busy port or a
+    bad address is one line of error, not a banner followed by a bind traceback."""
+    import socket
+
+    from descend.cli import CommandError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CommandError(f"--host: cannot resolve {host!r} ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise CommandError(
+            f"--port: cannot listen on {host}:{port} ({exc.strerror}); "
+            "is another server using it? pick another port with --port"
+        ) from None
+    sock.set_inheritable(True)
+    return sock

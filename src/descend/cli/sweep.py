@@ -11,11 +11,11 @@ theory's stability edge on top) and lr_sensitivity.png/svg (final loss against l
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from descend.cli import CommandError
+from descend.cli import CommandError, checks, outputs, progress
 from descend.cli.landscape import add_common, check_steps, load_landscape, print_table
+from descend.cli.tables import note
 
 SECOND_KEYS = ("momentum", "beta1", "beta2", "alpha", "eps", "weight_decay", "damping")
 
@@ -52,49 +52,68 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from descend import lab, plots
-    from descend.lab.ranges import parse_point, parse_range
-
     check_steps(args)
     given = [k for k in SECOND_KEYS if getattr(args, k) is not None]
     if len(given) > 1:
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise CommandError(f"sweep takes lr and at most one more key; got {flags}")
-    values = {"lr": parse_range(args.lr, "--lr")}
-    for key in given:
-        values[key] = parse_range(getattr(args, key), "--" + key.replace("_", "-"))
+    flags = {"lr": "--lr", **{k: "--" + k.replace("_", "-") for k in given}}
+    sizes = {k: checks.range_size(getattr(args, k), flag) for k, flag in flags.items()}
+    points = 1
+    for n in sizes.values():
+        points *= max(n, 1)
+    what = " × ".join(f"{n:,} ({flags[k]})" for k, n in sizes.items())
+    checks.size(points, checks.MAX_SWEEP_POINTS, f"grid points: {what}", "use fewer values")
+    checks.size(
+        points * args.steps,
+        checks.MAX_SWEEP_WORK,
+        f"steps to compute: {points:,} grid points × {args.steps:,} steps",
+        "lower --steps or use fewer values",
+    )
+    import numpy as np
+
+    from descend import lab, plots
+    from descend.lab.ranges import parse_point, parse_range
+
+    values = {k: parse_range(getattr(args, k), flag) for k, flag in flags.items()}
     landscape = load_landscape(args)
     start = parse_point(args.start, landscape.dim, "--start") if args.start else None
-    result = lab.sweep(
-        landscape,
-        args.optimizer,
-        values,
-        start=start,
-        steps=args.steps,
-        seed=args.seed,
-        noise_batch=args.noise_batch,
-        tol=args.tol,
-    )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [result.result.to_csv(out / "sweep.csv")]
-    if len(values) == 2:
-        written += plots.hyperparameter_map(result, out / "hyperparameters")
-    written += plots.lr_sensitivity(result, out / "lr_sensitivity")
+    lr0 = {"lr": values["lr"][0]}
+    checks.specs([args.optimizer], "--optimizer", {})  # names and keys
+    checks.spec(args.optimizer, "--optimizer", **lr0)  # the fixed values
+    out = outputs.output_dir(args.out)
+    progress.kernels(args.format)
+    with progress.Stage(
+        f"{points:,} grid points × {args.steps:,} steps on {landscape.name}", args.format
+    ):
+        result = lab.sweep(
+            landscape,
+            args.optimizer,
+            values,
+            start=start,
+            steps=args.steps,
+            seed=args.seed,
+            noise_batch=args.noise_batch,
+            tol=args.tol,
+        )
+    with progress.Stage("writing sweep.csv and drawing the maps", args.format):
+        written = [result.result.to_csv(out / "sweep.csv")]
+        if len(values) == 2:
+            written += plots.hyperparameter_map(result, out / "hyperparameters")
+        written += plots.lr_sensitivity(result, out / "lr_sensitivity")
 
     m = result.result.metrics
     n = len(m)
     n_div, n_inv = int(m["diverged"].sum()), int((m["status"] == "invalid").sum())
     reached = m[m["steps_to_tol"].notna()]
-    print(
+    note(
         f"{result.optimizer} on {landscape.name}: {n} grid points, {len(reached)} reached "
-        f"f − f* < {args.tol:g}, {n_div} diverged, {n_inv} invalid for the optimizer"
+        f"f − f* < {args.tol:g}, {n_div} diverged, {n_inv} invalid for the optimizer",
+        args.format,
     )
     if n_inv:
         first = m[m["status"] == "invalid"].iloc[0]
-        print(f"  invalid, e.g. {first['spec']}: {first['message']}")
+        note(f"  invalid, e.g. {first['spec']}: {first['message']}", args.format)
     if result.edge is not None:
         keys = list(values)
         if len(keys) == 2:
@@ -107,11 +126,14 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             pairs = f"lr < {result.edge[0]:.4g}"
-        print(f"  theory (λ_max = {result.lam_max:.4g} at the minimum): stable for {pairs}")
+        note(
+            f"  theory (λ_max = {result.lam_max:.4g} at the minimum): stable for {pairs}",
+            args.format,
+        )
     if len(reached):
         best = reached.sort_values(["steps_to_tol", "final_loss"]).head(5)
         columns = [c for c in ["spec", "lr", *values.keys()] if c in best.columns]
         columns = list(dict.fromkeys(columns)) + ["steps_to_tol", "final_loss"]
-        print_table(best, columns, "fastest grid points")
-    print("wrote " + ", ".join(str(p) for p in written))
+        print_table(best, columns, "fastest grid points", args.format)
+    note("wrote " + ", ".join(str(p) for p in written), args.format)
     return 0

@@ -15,6 +15,7 @@ separates groups.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -100,7 +101,12 @@ def split_specs(specs: str | Sequence[str]) -> list[str]:
     for item in items:
         if not isinstance(item, str):
             raise ValueError(f"optimizer specs must be strings like 'adam:lr=0.01', got {item!r}")
-        out.extend(part for chunk in item.split(";") for part in chunk.split())
+        # Spaces separate specs, except inside a tuple: "adam:betas=(0.9, 0.95)".
+        out.extend(
+            part.replace("\0", " ")
+            for chunk in item.split(";")
+            for part in re.sub(r"\([^()]*\)", lambda m: m[0].replace(" ", "\0"), chunk).split()
+        )
     if not out:
         raise ValueError("no optimizer given: pass at least one spec such as 'adam:lr=0.01'")
     return out

@@ -66,11 +66,56 @@ def _parse_value(text: str):
     return text.strip()
 
 
+def _items(rest: str) -> list[str]:
+    """``"lr=0.1,betas=(0.9,0.95)"`` or ``"lr=0.1,betas=0.9,0.95"`` → key=value items: commas
+    inside parentheses, and a bare number after a value, belong to that value (a tuple)."""
+    parts, depth, current = [], 0, ""
+    for char in rest:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    items: list[str] = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        if "=" not in part and items and _is_number(part) and "=" in items[-1]:
+            items[-1] += "," + part
+        else:
+            items.append(part)
+    return items
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_tuple(text: str):
+    """``"(0.9,0.95)"`` / ``"0.9,0.95"`` → (0.9, 0.95); None when ``text`` is not a tuple."""
+    body = text.strip()
+    if body.startswith("(") and body.endswith(")"):
+        body = body[1:-1]
+    elif "," not in body:
+        return None
+    values = [v.strip() for v in body.split(",")]
+    if len(values) < 2 or not all(_is_number(v) for v in values):
+        return None
+    return tuple(float(v) for v in values)
+
+
 def parse_spec(spec: str) -> tuple[str, dict]:
     """``"adam:lr=0.01,beta2=0.99"`` → ``("adam", {"lr": 0.01, "beta2": 0.99})``.
 
-    Checks the name and the keys (``beta1``/``beta2`` are accepted for ``betas``); values are
-    checked by the optimizer itself."""
+    Checks the name and the keys (``beta1``/``beta2`` are accepted for ``betas``, and so are
+    ``betas=(0.9,0.95)`` and ``betas=0.9,0.95``, the form ``descend optimizers`` shows); values
+    are checked by the optimizer itself."""
     if not isinstance(spec, str) or not spec.strip():
         raise ValueError(
             f"optimizer spec must be a non-empty string like 'adam:lr=0.01', got {spec!r}"
@@ -82,7 +127,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     cls = REGISTRY[name][0]
     valid = _keywords(cls) + (["beta1", "beta2"] if "betas" in _keywords(cls) else [])
     kwargs: dict = {}
-    for item in filter(None, (x.strip() for x in rest.split(","))):
+    for item in _items(rest):
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or not key:
@@ -91,7 +136,13 @@ def parse_spec(spec: str) -> tuple[str, dict]:
             raise ValueError(
                 f"unknown key {key!r} for optimizer {name!r}; valid keys: {', '.join(valid)}"
             )
-        kwargs[key] = _parse_value(value)
+        pair = _parse_tuple(value)
+        if pair is None and ("(" in value or "," in value):
+            raise ValueError(
+                f"malformed value {value.strip()!r} for {key!r} in optimizer spec {spec!r}: "
+                "write a tuple as (0.9,0.95) or 0.9,0.95"
+            )
+        kwargs[key] = pair if pair is not None else _parse_value(value)
     return name, kwargs
 
 

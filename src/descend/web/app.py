@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from descend import __version__
 
 from . import basins, catalogue, functions, gif, limits, quadratic, runs
+from . import explain as explaining
 from .deadline import Deadline
 from .errors import RequestError, TimeLimitExceeded
 from .schemas import (
@@ -277,6 +278,14 @@ def create_app(
     @app.post("/api/theory", summary="Quadratic theory vs measurement", responses=REJECTIONS)
     async def post_theory(body: TheoryRequest) -> dict:
         return await compute(lambda deadline: quadratic.payload(body, deadline))
+
+    @app.post(
+        "/api/explain",
+        summary="One optimizer's quantities at one step (the table of `descend explain`)",
+        responses=REJECTIONS,
+    )
+    async def post_explain(body: explaining.ExplainRequest) -> dict:
+        return await compute(lambda deadline: explaining.payload(body, deadline))
 
     @app.post("/api/basins", summary="Basins of attraction", responses=REJECTIONS)
     async def post_basins(body: BasinsRequest) -> dict:

@@ -5,7 +5,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const LOSS_H = 300, BASIN_SIZE = 200;
-  const SIDE_MIN = 340; // style.css: .side min-width
+  const SIDE_MIN = 380; // style.css: .side min-width (beside the map; below it when narrow)
   // The loss chart fills its panel's width.
   function lossWidth() {
     const figure = $("loss").parentElement;
@@ -19,13 +19,18 @@
     const main = document.querySelector("main");
     const style = getComputedStyle(main);
     const inner = main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
-    return Math.round(Math.min(620, Math.max(420, inner - 16 - SIDE_MIN - 18)));
+    const beside = inner - 16 - SIDE_MIN - 18;
+    if (beside >= 420) return Math.round(Math.min(620, beside));
+    return Math.round(Math.max(260, Math.min(620, inner - 16))); // the side column wraps below
   }
   const CONTOUR_RESOLUTION = 160;
+  // The first view: the ill-conditioned ravine, where every optimizer converges within the
+  // steps at its own pace (Nesterov first, heavy ball oscillating, Adam slowest) and the theory
+  // panel has its closed-form rates to compare.
   const DEFAULT = {
-    fn: "rosenbrock",
+    fn: "ravine",
     specs: ["sgd", "momentum", "nesterov", "adam"],
-    steps: "500",
+    steps: "300",
   };
 
   const lab = {
@@ -40,6 +45,8 @@
     basins: null,
     upto: 0,
     playing: false,
+    loading: Promise.resolve(), // the landscape request in flight (Run waits for it)
+    explainRow: 0, // explain panel: which optimizer (index among the ticked ones)
   };
   // loading → ready → running → done (or error); mirrored on <body data-status> so tests and
   // scripts can wait for it with a CSS selector
@@ -59,6 +66,8 @@
     rows: [], // {id, name, ticked, conv, values: {key: text}}
     ran: false,
     basinsShown: false,
+    lrAll: "", // "one lr for all": when set, every optimizer runs with this lr
+    frame: null, // the step shown (slider), from a link
   };
   let nextRowId = 0;
 
@@ -67,6 +76,82 @@
     const el = $("status");
     el.textContent = text;
     el.className = "status " + kind;
+  }
+
+  // ---------------------------------------------------------------------------- field errors
+  // A message under the input it is about (client checks and the server's 422 answers alike).
+  const FIELD_OF = {
+    steps: "steps", tol: "tol", noise_batch: "noise-batch", noise_scale: "noise-scale",
+    seeds: "seeds", schedule: "schedule", grid: "basin-grid", starts: "start-x",
+  };
+
+  function clearFieldErrors() {
+    document.querySelectorAll(".field-error").forEach((n) => n.remove());
+    document.querySelectorAll(".controls .invalid").forEach((n) => n.classList.remove("invalid"));
+  }
+
+  function fieldError(input, message) {
+    input.classList.add("invalid");
+    const holder = input.closest("label") || input.parentElement;
+    const key = input.id || input.dataset.param || input.dataset.key || "";
+    holder.querySelectorAll(".field-error[data-for='" + key + "']").forEach((n) => n.remove());
+    holder.append(el("span", { class: "field-error", role: "alert", "data-for": key, text: message }));
+  }
+
+  class FieldError extends Error {
+    constructor(input, message) {
+      super(message);
+      this.input = input;
+    }
+  }
+
+  function cleanMessage(msg) {
+    return String(msg).replace(/^Value error, /, "");
+  }
+
+  // Puts each error of a 422 answer at its field; returns the messages that have none.
+  function markFieldErrors(detail) {
+    if (!Array.isArray(detail)) return detail ? [String(detail)] : [];
+    const rest = [];
+    for (const d of detail) {
+      const loc = (d.loc || []).filter((p) => p !== "body");
+      const msg = cleanMessage(d.msg);
+      let input = null;
+      if (loc[0] === "optimizers") continue; // shown in the optimizer's row
+      if (loc[0] === "function") {
+        if (loc[1] === "params" && loc[2] !== undefined) {
+          input = document.querySelector("#params input[data-param='" + loc[2] + "']");
+        } else if (state.fn === "expr") {
+          input = loc[1] === "domain" ? $("xlo") : $("expression");
+        } else {
+          input = $("function");
+        }
+      } else if (FIELD_OF[loc[0]]) {
+        input = $(FIELD_OF[loc[0]]);
+        if (loc[0] === "starts" && loc[2] === 1) input = $("start-y");
+      }
+      if (input) fieldError(input, msg);
+      else rest.push((loc.length ? loc.join(".") + ": " : "") + msg);
+    }
+    return rest;
+  }
+
+  function showError(err) {
+    lab.status = "error";
+    if (err instanceof FieldError) {
+      fieldError(err.input, err.message);
+      setStatus("fix the marked field: " + err.message, "error");
+      return;
+    }
+    if (err instanceof ApiError) {
+      markOptimizerErrors(err.detail);
+      const rest = markFieldErrors(err.detail);
+      const rows = Array.isArray(err.detail) && err.detail.some((d) => (d.loc || []).includes("optimizers"));
+      const placed = document.querySelectorAll(".field-error").length > 0 || rows;
+      setStatus(rest.length ? rest.join("\n") : placed ? "fix the marked field(s)" : err.message, "error");
+      return;
+    }
+    setStatus(err.message, "error");
   }
 
   function describeError(body, status) {
@@ -200,7 +285,7 @@
     const info = landscapeInfo(state.fn);
     if (!info) return;
     for (const [key, def] of Object.entries(info.parameters)) {
-      const input = el("input", { type: "text", placeholder: def === null ? "—" : String(def) });
+      const input = el("input", { type: "text", "data-param": key, placeholder: def === null ? "—" : String(def) });
       input.value = state.params[key] !== undefined ? state.params[key] : "";
       input.addEventListener("change", () => {
         if (input.value.trim() === "") delete state.params[key];
@@ -213,8 +298,14 @@
     }
   }
 
-  async function loadLandscape() {
+  function loadLandscape() {
+    lab.loading = drawLandscape();
+    return lab.loading;
+  }
+
+  async function drawLandscape() {
     lab.status = "loading";
+    clearFieldErrors();
     setStatus("drawing the landscape…");
     try {
       const grid = await api("/api/contour", {
@@ -227,6 +318,7 @@
         state.start = land.starts.length ? land.starts[0].slice() : land.domain.map(([a, b]) => a + 0.2 * (b - a));
       }
       $("formula").textContent = land.formula;
+      showParamsInEffect(land);
       $("description").textContent = land.kind === "registry" ? land.description : "";
       document.querySelectorAll(".ydomain").forEach((n) => { n.hidden = land.dim === 1; });
       updateLrPlaceholders();
@@ -238,8 +330,25 @@
       lab.status = "ready";
       setStatus("");
     } catch (err) {
-      lab.status = "error";
-      setStatus(err.message, "error");
+      lab.grid = null;
+      showError(err);
+    }
+  }
+
+  // The parameters in effect as placeholders: a derived one (the ravine's λ₂ from κ, κ from
+  // λ₁ and λ₂) shows its value rather than "—".
+  function showParamsInEffect(land) {
+    const params = land.params || {};
+    for (const input of document.querySelectorAll("#params input[data-param]")) {
+      const key = input.dataset.param;
+      let value = params[key];
+      if ((value === undefined || value === null) && key === "kappa" && params.lam1 && params.lam2 !== undefined) {
+        value = params.lam2 / params.lam1;
+      }
+      if (value !== undefined && value !== null) {
+        input.placeholder = Plot.fmt(value, 6);
+        input.title = "in effect: " + Plot.fmt(value, 6) + (state.params[key] === undefined ? " (default or derived)" : "");
+      }
     }
   }
 
@@ -266,15 +375,30 @@
     if (state.ran) runOptimizers();
   }
 
-  function startFromInputs() {
-    const x = number($("start-x").value), y = number($("start-y").value);
+  // The start as typed: a number per coordinate, or a FieldError at the input that is not.
+  function startInputs() {
     const dim = lab.grid ? lab.grid.landscape.dim : 2;
-    const point = dim === 1 ? [x] : [x, y];
-    if (point.some((v) => v === null || Number.isNaN(v))) {
-      setStatus("the start needs a number for each coordinate", "error");
-      return;
+    const ids = dim === 1 ? ["start-x"] : ["start-x", "start-y"];
+    return ids.map((id) => {
+      const v = number($(id).value);
+      if (v === null || Number.isNaN(v)) {
+        const shown = $(id).value.trim() === "" ? "empty" : JSON.stringify($(id).value.trim()) + " is not a number";
+        throw new FieldError($(id), id.slice(-1) + " of the start: " + shown + "; type a number or click the map");
+      }
+      return v;
+    });
+  }
+
+  function startFromInputs() {
+    for (const id of ["start-x", "start-y"]) {
+      $(id).classList.remove("invalid");
+      document.querySelectorAll(".field-error[data-for='" + id + "']").forEach((n) => n.remove());
     }
-    setStart(point);
+    try {
+      setStart(startInputs());
+    } catch (err) {
+      showError(err);
+    }
   }
 
   // ---------------------------------------------------------------------------- optimizers
@@ -294,7 +418,7 @@
     const items = [];
     if (row.conv) items.push("convention=" + row.conv);
     for (const h of lab.catalogue[row.name].hyperparameters) {
-      const v = row.values[h.key];
+      const v = h.key === "lr" && state.lrAll.trim() !== "" ? state.lrAll : row.values[h.key];
       if (v !== undefined && String(v).trim() !== "") items.push(h.key + "=" + String(v).trim());
     }
     return items.length ? row.name + ":" + items.join(",") : row.name;
@@ -356,11 +480,28 @@
         renderOptimizers();
         updateUrl();
       });
+      // Each row shows the lr it runs with: its own, the landscape's default (placeholder), or
+      // the "one lr for all" value (then the row's field is locked).
+      const lrDefault = lrs[row.name] !== undefined ? lrs[row.name] : defaultsOf(row).lr;
+      const lr = el("input", {
+        type: "text", class: "lr", "data-lr": row.name, "aria-label": row.name + " learning rate",
+        placeholder: lrDefault === undefined || lrDefault === null ? "" : String(lrDefault),
+        title: lrs[row.name] !== undefined ? "empty: the landscape's default lr" : "empty: the optimizer's default lr",
+      });
+      lr.value = state.lrAll.trim() !== "" ? state.lrAll : (row.values.lr ?? "");
+      lr.disabled = state.lrAll.trim() !== "";
+      lr.addEventListener("change", () => {
+        if (lr.value.trim() === "") delete row.values.lr;
+        else row.values.lr = lr.value.trim();
+        renderOptimizers();
+        updateUrl();
+      });
       const item = el("li", { "data-row": row.id, class: row.error ? "error" : "" },
         el("div", { class: "head" },
           el("label", {}, box, swatch,
             el("span", { class: "name", text: row.name }),
             el("span", { class: "desc", text: info.description, title: info.description })),
+          el("label", { class: "lr-label" }, "lr", lr),
           tool, copy, remove));
       if (row.open) item.append(details(row, lrs));
       list.append(item);
@@ -426,15 +567,12 @@
   function field(id, { integer = false, optional = false } = {}) {
     const input = $(id);
     const v = number(input.value);
-    input.classList.remove("invalid");
     if (v === null) {
       if (optional) return null;
-      input.classList.add("invalid");
-      throw new Error(id.replace("-", " ") + " needs a number");
+      throw new FieldError(input, id.replace("-", " ") + " needs a number");
     }
     if (Number.isNaN(v) || (integer && !Number.isInteger(v))) {
-      input.classList.add("invalid");
-      throw new Error(id.replace("-", " ") + ": " + JSON.stringify(input.value) + " is not " + (integer ? "an integer" : "a number"));
+      throw new FieldError(input, id.replace("-", " ") + ": " + JSON.stringify(input.value) + " is not " + (integer ? "an integer" : "a number"));
     }
     return v;
   }
@@ -442,7 +580,11 @@
   function runRequest() {
     const specs = tickedRows().map(specOf);
     if (specs.length === 0) throw new Error("tick at least one optimizer");
+    if (!lab.grid) throw new Error("the function is not drawn yet: fix it first (see the message at its field)");
+    const start = startInputs();
+    if (!state.start || start.some((v, i) => v !== Number(Plot.fmt(state.start[i], 4)))) state.start = start;
     const seeds = field("seeds", { integer: true });
+    if (seeds < 1) throw new FieldError($("seeds"), "seeds must be at least 1");
     const body = {
       function: functionRef(),
       optimizers: specs,
@@ -452,7 +594,6 @@
       tol: field("tol"),
       noise_scale: field("noise-scale"),
     };
-    if (seeds < 1) throw new Error("seeds must be at least 1");
     const batch = field("noise-batch", { integer: true, optional: true });
     if (batch !== null) body.noise_batch = batch;
     const schedule = $("schedule").value.trim();
@@ -469,6 +610,7 @@
     if (!keepFlags) { state.ran = false; state.basinsShown = false; }
     $("theory").hidden = true;
     $("basins-panel").hidden = true;
+    $("explain").hidden = true;
     renderMetrics();
     renderLossLegend();
     Plot.lossChart($("loss"), null, 0, lossWidth(), LOSS_H);
@@ -477,7 +619,13 @@
     $("step-label").textContent = "step 0";
   }
 
+  // Requests may overlap (a new start reruns while a run is in flight): the buttons come back
+  // when the last one ends, as they were before the first began.
+  let busyCount = 0;
   function busy(on) {
+    busyCount = Math.max(0, busyCount + (on ? 1 : -1));
+    if (on && busyCount > 1) return;
+    if (!on && busyCount > 0) return;
     for (const id of ["run", "basins", "export-csv", "export-json", "export-gif"]) {
       if (on) $(id).dataset.wasDisabled = $(id).disabled;
       $(id).disabled = on ? true : $(id).dataset.wasDisabled === "true";
@@ -487,11 +635,12 @@
 
   async function runOptimizers() {
     let body;
+    await lab.loading; // a landscape edit just before Run: its start first
+    clearFieldErrors();
     try {
       body = runRequest();
     } catch (err) {
-      lab.status = "error";
-      setStatus(err.message, "error");
+      showError(err);
       return;
     }
     lab.status = "running";
@@ -512,15 +661,24 @@
       renderMetrics();
       renderLossLegend();
       renderTheory();
-      updateUrl();
       const ms = Math.round(performance.now() - started);
       setStatus(result.runs.length + " run(s) × " + result.steps + " steps in " + ms + " ms");
-      lab.status = "animating"; // "done" once the animation reaches the last step
-      play(true);
+      if (state.frame !== null) { // a link that shows one step: no animation
+        const last = result.recorded_steps.length - 1;
+        $("frame").max = last;
+        lab.upto = Math.max(0, Math.min(last, state.frame));
+        $("frame").value = lab.upto;
+        state.frame = null;
+        redraw();
+        lab.status = "done";
+      } else {
+        lab.status = "animating"; // "done" once the animation reaches the last step
+        play(true);
+      }
+      updateUrl();
+      await refreshExplain();
     } catch (err) {
-      lab.status = "error";
-      if (err instanceof ApiError) markOptimizerErrors(err.detail);
-      setStatus(err.message, "error");
+      showError(err);
     } finally {
       busy(false);
     }
@@ -668,6 +826,8 @@
   }
 
   function useOptimum(name, values) {
+    state.lrAll = "";
+    $("lr-all").value = "";
     let row = state.rows.find((r) => r.name === name && r.ticked) || state.rows.find((r) => r.name === name);
     row.ticked = true;
     row.conv = "";
@@ -678,9 +838,78 @@
     runOptimizers();
   }
 
+  // ---------------------------------------------------------------------------- explain
+  // θ, g, m, v, m̂, v̂, the denominator, the effective lr and the update of one optimizer at one
+  // step: POST /api/explain runs descend.explain (the optimizer's trace hook), as the
+  // `descend explain` command does, from the run's function, start and spec.
+  function explainChoices() {
+    if (!lab.run) return [];
+    const seen = new Map();
+    for (const run of lab.run.runs) if (!seen.has(run.optimizer_index)) seen.set(run.optimizer_index, run.label);
+    return [...seen.entries()];
+  }
+
+  async function refreshExplain() {
+    const panel = $("explain");
+    if (!lab.run || !lab.runRequest) { panel.hidden = true; return; }
+    panel.hidden = false;
+    const choices = explainChoices();
+    const select = $("explain-optimizer");
+    select.replaceChildren(...choices.map(([i, label]) => el("option", { value: String(i), text: label })));
+    if (!choices.some(([i]) => i === lab.explainRow)) lab.explainRow = choices.length ? choices[0][0] : 0;
+    select.value = String(lab.explainRow);
+    const input = $("explain-step");
+    input.classList.remove("invalid");
+    panel.querySelectorAll(".field-error").forEach((n) => n.remove());
+    let step = 1;
+    if (input.value.trim() !== "") {
+      step = number(input.value);
+      if (!Number.isInteger(step) || step < 1 || step > lab.run.steps) {
+        fieldError(input, "a step from 1 to " + lab.run.steps);
+        panel.dataset.state = "error";
+        return;
+      }
+    }
+    const request = lab.runRequest;
+    const body = {
+      function: request.function,
+      optimizer: request.optimizers[lab.explainRow],
+      start: request.starts[0],
+      step,
+    };
+    panel.dataset.state = "loading";
+    try {
+      const answer = await api("/api/explain", body);
+      renderExplain(answer, request);
+      panel.dataset.state = "ready";
+    } catch (err) {
+      panel.dataset.state = "error";
+      $("explain-table").tBodies[0].replaceChildren(el("tr", {}, el("td", { colspan: "4", class: "bad", text: err.message })));
+    }
+  }
+
+  function renderExplain(answer, request) {
+    const dim = answer.start.length;
+    const rows = answer.quantities.map((q) => el("tr", { "data-quantity": q.name, title: q.meaning },
+      el("td", { text: q.name.replace(/_/g, " ") }),
+      el("td", { class: "symbol", text: q.symbol }),
+      ...q.values.slice(0, dim).map((v) => el("td", { "data-value": v === null ? "nan" : String(v), text: v === null ? "—" : Plot.fmt(v, 6) }))));
+    $("explain-table").tBodies[0].replaceChildren(...rows);
+    $("explain-table").dataset.step = String(answer.step);
+    $("explain-table").dataset.spec = answer.spec;
+    $("explain-command").textContent = answer.command || "(a parametrised function: the command line names registered functions only)";
+    const ignored = [];
+    if (request.noise_batch !== undefined) ignored.push("gradient noise");
+    if (request.schedule) ignored.push("the lr schedule");
+    $("explain-note").textContent = (ignored.length ? "This table leaves out " + ignored.join(" and ") + " (the run on the map has them). " : "") +
+      "Step " + answer.step + " of " + answer.spec + " from (" + answer.start.map((v) => Plot.fmt(v, 6)).join(", ") + ").";
+  }
+
   // ---------------------------------------------------------------------------- basins
   async function showBasins() {
     let body;
+    await lab.loading;
+    clearFieldErrors();
     try {
       const run = runRequest();
       const grid = field("basin-grid", { integer: true });
@@ -692,8 +921,7 @@
         tol: run.tol,
       };
     } catch (err) {
-      lab.status = "error";
-      setStatus(err.message, "error");
+      showError(err);
       return;
     }
     busy(true);
@@ -708,9 +936,7 @@
       setStatus("basins in " + Math.round(performance.now() - started) + " ms");
       lab.status = "done";
     } catch (err) {
-      lab.status = "error";
-      if (err instanceof ApiError) markOptimizerErrors(err.detail);
-      setStatus(err.message, "error");
+      showError(err);
     } finally {
       busy(false);
     }
@@ -749,7 +975,9 @@
   // ---------------------------------------------------------------------------- export
   async function exportAs(kind) {
     let body;
-    try { body = runRequest(); } catch (err) { setStatus(err.message, "error"); return; }
+    await lab.loading;
+    clearFieldErrors();
+    try { body = runRequest(); } catch (err) { showError(err); return; }
     busy(true);
     try {
       if (kind === "csv") {
@@ -765,7 +993,7 @@
       }
       setStatus("exported " + kind.toUpperCase());
     } catch (err) {
-      setStatus(err.message, "error");
+      showError(err);
     } finally {
       busy(false);
     }
@@ -786,9 +1014,16 @@
     if (state.scale !== "auto") q.set("scale", state.scale);
     if (state.start) q.set("start", state.start.map(String).join(","));  // exact: the link reruns it
     for (const row of tickedRows()) q.append("o", specOf(row));
-    for (const [id, key] of SETTINGS) {
-      const v = $(id).value.trim();
-      if (v !== SETTING_DEFAULTS[id]) q.set(key, v);
+    // Every field, defaults included: a link must not depend on the page's defaults.
+    for (const [id, key] of SETTINGS) q.set(key, $(id).value.trim());
+    if (state.lrAll.trim() !== "") q.set("lr", state.lrAll.trim());
+    if (lab.run && !lab.playing) {
+      const last = lab.run.recorded_steps.length - 1;
+      if (lab.upto < last) q.set("t", String(lab.upto));
+    }
+    if (state.ran) {
+      q.set("ex", String(lab.explainRow));
+      if ($("explain-step").value.trim() !== "") q.set("exstep", $("explain-step").value.trim());
     }
     if (state.ran) q.set("run", "1");
     if (state.basinsShown) q.set("basins", "1");
@@ -822,7 +1057,14 @@
       Object.assign(row, { ticked: true, used: true, conv: parsed.conv, values: parsed.values });
     }
     for (const [id, key] of SETTINGS) if (q.has(key)) $(id).value = q.get(key);
-    if (!q.has("steps") && !q.has("f")) $("steps").value = DEFAULT.steps;
+    if (!q.has("steps")) $("steps").value = DEFAULT.steps;
+    if (q.has("lr")) state.lrAll = q.get("lr");
+    $("lr-all").value = state.lrAll;
+    const t = Number(q.get("t"));
+    if (q.has("t") && Number.isInteger(t) && t >= 0) state.frame = t;
+    const ex = Number(q.get("ex"));
+    if (q.has("ex") && Number.isInteger(ex) && ex >= 0) lab.explainRow = ex;
+    if (q.has("exstep")) $("explain-step").value = q.get("exstep");
     return { run: q.get("run") === "1", basins: q.get("basins") === "1" };
   }
 
@@ -871,7 +1113,24 @@
       stop();
       lab.upto = Number($("frame").value);
       redraw();
+      updateUrl();
     });
+    $("frame").addEventListener("change", () => {
+      if (!lab.run) return;
+      const step = lab.run.recorded_steps[lab.upto];
+      if (step >= 1) { $("explain-step").value = String(step); updateUrl(); refreshExplain(); }
+    });
+    $("lr-all").addEventListener("change", () => {
+      state.lrAll = $("lr-all").value.trim();
+      renderOptimizers();
+      updateUrl();
+    });
+    $("explain-optimizer").addEventListener("change", () => {
+      lab.explainRow = Number($("explain-optimizer").value);
+      updateUrl();
+      refreshExplain();
+    });
+    $("explain-step").addEventListener("change", () => { updateUrl(); refreshExplain(); });
     for (const [id] of SETTINGS) $(id).addEventListener("change", updateUrl);
 
     await loadLandscape();

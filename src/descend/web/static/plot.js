@@ -311,15 +311,7 @@ const Plot = (() => {
 
     minimum(m) {
       const [px, py] = this.point(m.location, m.value);
-      const ctx = this.ctx;
-      ctx.save();
-      ctx.strokeStyle = "#1d2330";
-      ctx.lineWidth = 2;
-      ctx.beginPath();
-      ctx.moveTo(px - 5, py - 5); ctx.lineTo(px + 5, py + 5);
-      ctx.moveTo(px - 5, py + 5); ctx.lineTo(px + 5, py - 5);
-      ctx.stroke();
-      ctx.restore();
+      star(this.ctx, px, py, 7, "#fff");
     }
 
     start(start) {
@@ -475,30 +467,67 @@ const Plot = (() => {
     ctx.restore();
   }
 
-  // One basin map: cell (i, j) is the start (xs[j], ys[i]); row 0 is the bottom.
+  // A five-pointed star: the known minima, on the map and the basin maps alike (as in the
+  // command's matplotlib figures, where × marks where a run diverged).
+  function star(ctx, px, py, r, fill) {
+    ctx.save();
+    ctx.beginPath();
+    for (let k = 0; k < 10; k++) {
+      const rad = k % 2 === 0 ? r : r * 0.45;
+      const a = -Math.PI / 2 + (k * Math.PI) / 5;
+      const x = px + rad * Math.cos(a), y = py + rad * Math.sin(a);
+      if (k === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+    }
+    ctx.closePath();
+    ctx.fillStyle = fill;
+    ctx.strokeStyle = "#1d2330";
+    ctx.lineWidth = 1.2;
+    ctx.fill();
+    ctx.stroke();
+    ctx.restore();
+  }
+
+  // One basin map with its axes (x, y of the start) and a colour bar: cell (i, j) is the start
+  // (xs[j], ys[i]); row 0 is the bottom. ``size`` is the side of the square of cells.
   function basinMap(canvas, map, landscape, size) {
     const n = map.labels.length;
-    const ctx = setup(canvas, size, size);
-    const cell = size / n;
+    const margin = { left: 44, right: 70, top: 6, bottom: 34 };
+    const width = size + margin.left + margin.right, height = size + margin.top + margin.bottom;
+    const ctx = setup(canvas, width, height);
+    const frame = new Frame(width, height, landscape.domain, margin);
+    const cellW = (frame.right - frame.left) / n, cellH = (frame.bottom - frame.top) / n;
     for (let i = 0; i < n; i++) {
       for (let j = 0; j < n; j++) {
         ctx.fillStyle = basinColour(map.labels[i][j]);
-        ctx.fillRect(j * cell, size - (i + 1) * cell, cell + 0.5, cell + 0.5);
+        ctx.fillRect(frame.left + j * cellW, frame.bottom - (i + 1) * cellH, cellW + 0.5, cellH + 0.5);
       }
     }
-    const [[x0, x1], [y0, y1]] = landscape.domain;
+    axes(ctx, frame, "x (start)", "y (start)");
     landscape.minima.forEach((m) => {
-      const px = ((m.location[0] - x0) / (x1 - x0)) * size;
-      const py = (1 - (m.location[1] - y0) / (y1 - y0)) * size;
-      ctx.strokeStyle = "#fff";
-      ctx.lineWidth = 3;
-      ctx.beginPath(); ctx.moveTo(px - 4, py - 4); ctx.lineTo(px + 4, py + 4);
-      ctx.moveTo(px - 4, py + 4); ctx.lineTo(px + 4, py - 4); ctx.stroke();
-      ctx.strokeStyle = "#1d2330";
-      ctx.lineWidth = 1.5;
-      ctx.stroke();
+      const [px, py] = frame.px(m.location[0], m.location[1]);
+      star(ctx, px, py, 6, "#fff");
     });
+    // colour bar: one block per outcome, labelled
+    const entries = landscape.minima.map((m, k) => [k, "min " + k]);
+    for (const [code, text] of Object.entries(BASIN_CODES_TEXT)) entries.push([Number(code), text]);
+    const x = frame.right + 10, h = Math.min(22, (frame.bottom - frame.top) / entries.length);
+    ctx.save();
+    ctx.font = "10px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    entries.forEach(([code, text], k) => {
+      const y = frame.top + k * h;
+      ctx.fillStyle = basinColour(code);
+      ctx.fillRect(x, y, 12, h - 2);
+      ctx.strokeStyle = "#98a2b3";
+      ctx.strokeRect(x, y, 12, h - 2);
+      ctx.fillStyle = "#475467";
+      ctx.fillText(text, x + 16, y + (h - 2) / 2);
+    });
+    ctx.restore();
+    canvas.dataset.colourbar = String(entries.length);
   }
+
+  const BASIN_CODES_TEXT = { "-1": "none", "-2": "diverged", "-3": "invalid" };
 
   function basinColour(label) {
     if (label < 0) return BASIN_CODES[String(label)] || "#999";
