@@ -69,7 +69,7 @@ def test_conventions_table_shows_different_trajectories(report):
     assert gap[("nadam", "keras")] > 1e-4 and gap[("nadam", "optax")] > 1e-4
     assert gap[("adam (loss × 1e-07)", "keras")] > 1e-3
     # … while lr-inside and lr-outside momentum are the same algorithm at constant lr
-    assert gap[("sgd", "keras")] < 1e-12
+    assert gap[("sgd (momentum 0.9)", "keras")] < 1e-12
     assert gap[("adam (loss × 1e-07)", "optax")] == 0.0
 
 

@@ -232,3 +232,65 @@ def test_e4_measured_schedules_agree_with_the_exact_expectation():
         assert r["seeds"] == 12
         # the mean over seeds of f_T against E[f_T]: within the 95% interval, widened a bit
         assert abs(r["measured final"] - r["exact final"]) < 1.5 * r["measured ±95%"], r
+
+
+# -- E5: where ε sits, and how much it matters --------------------------------------------
+def rosenbrock_grad(p):
+    x, y = p
+    return np.array([-2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)])
+
+
+def test_e5_epsilon_ratio_and_its_value_against_its_placement():
+    from descend.report.basics import EPS_CASES, epsilon_claims
+
+    steps, scale = 300, 1e-7
+    c = epsilon_claims(steps, scale)
+    # torch's Adam written out in numpy: m, v, bias corrections, ε outside √v̂
+    w, m, v = np.array([-1.2, 1.0]), np.zeros(2), np.zeros(2)
+    ratios = []
+    for t in range(1, steps + 1):
+        g = scale * rosenbrock_grad(w)
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        vhat = v / (1 - 0.999**t)
+        ratios.append(1e-8 / np.sqrt(vhat))
+        w = w - 0.05 * (m / (1 - 0.9**t)) / (np.sqrt(vhat) + 1e-8)
+    torch_path = c["paths"][EPS_CASES[0][0]]
+    assert np.abs(torch_path[-1] - w).max() < 1e-9
+    assert c["ratio_median"] == pytest.approx(np.median(ratios), rel=1e-6)
+    assert c["ratio_max"] == pytest.approx(np.max(ratios), rel=1e-6)
+    assert c["ratio_max"] < 0.05  # ε is a few per cent of √v̂ at most: it does not dominate
+    rows = {r["variant"]: r for r in c["rows"]}
+    value_only = rows[EPS_CASES[1][0]]["final ‖θ − θ_torch‖"]
+    placement_only = rows[EPS_CASES[2][0]]["final ‖θ − θ_torch‖"]
+    both = rows[EPS_CASES[3][0]]["final ‖θ − θ_torch‖"]
+    assert placement_only < 0.25 * both < value_only
+
+
+# -- E6: "the most fragile rule" needs intervals, not three seeds ---------------------------
+def test_e6_rule_spreads_claim_only_what_the_intervals_separate():
+    import pandas as pd
+
+    from descend.report.train_sections import rule_spreads
+
+    r = 1.0972
+    rng = np.random.default_rng(1)
+    # two rules with the same spread (2 grid steps) and one with a much larger one (12)
+    table = pd.DataFrame(
+        {
+            "a": 0.1 * r ** rng.normal(0, 2, 10),
+            "b": 0.01 * r ** rng.normal(0, 2, 10),
+            "c": 0.05 * r ** rng.normal(0, 12, 10),
+        }
+    )
+    out = rule_spreads(table, r)
+    rows = {row["rule"]: row for row in out["rows"]}
+    for name in "abc":
+        steps = np.log(table[name].to_numpy()) / np.log(r)
+        assert rows[name]["std (grid steps)"] == pytest.approx(steps.std(ddof=1))
+        assert rows[name]["max − min (grid steps)"] == pytest.approx(np.ptp(steps))
+    assert ("c", "a") in out["more_fragile"] and ("c", "b") in out["more_fragile"]
+    assert ("a", "b") not in out["more_fragile"] and ("b", "a") not in out["more_fragile"]
+    # three seeds that differ by grid arithmetic only (r⁶ vs r⁴) prove nothing
+    few = pd.DataFrame({"steepest": [0.1, 0.1 * r**6, 0.1 * r**3], "valley": [1, r**4, r**2]})
+    assert rule_spreads(few, r)["more_fragile"] == []
