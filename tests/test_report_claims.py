@@ -294,3 +294,51 @@ def test_e6_rule_spreads_claim_only_what_the_intervals_separate():
     # three seeds that differ by grid arithmetic only (r⁶ vs r⁴) prove nothing
     few = pd.DataFrame({"steepest": [0.1, 0.1 * r**6, 0.1 * r**3], "valley": [1, r**4, r**2]})
     assert rule_spreads(few, r)["more_fragile"] == []
+
+
+# -- E7: labels that say what ran ----------------------------------------------------------------
+def test_e7_batch_study_legends_carry_the_scaled_lr(monkeypatch, tmp_path):
+    from descend.train import compare, compare_plots
+
+    cmp = compare(
+        "digits",
+        ["sgd:lr=0.1"],
+        batch_sizes=[8, "full"],
+        scale_lr="linear",
+        seeds=1,
+        updates=2,
+        threads=1,
+    )
+    n_train = cmp.config["n_train"]
+    legends = []
+
+    def capture(fig, path):
+        legends.extend(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+        return path
+
+    monkeypatch.setattr(compare_plots, "_save", capture)
+    compare_plots.plot_comparison(cmp, tmp_path, "batch")
+    expected = {8: 0.1 * 8 / 32, "full": 0.1 * n_train / 32}  # the linear rule, by hand
+    runs = cmp.summary()
+    for _, row in runs.iterrows():
+        assert row["lr"] == pytest.approx(expected[row["batch_size"]])
+        text = compare_plots.legend_label(row)
+        assert text in legends and f"lr {expected[row['batch_size']]:.4g}" in text
+        assert "lr=0.1" not in text
+
+
+def test_e7_basin_shares_never_round_to_all():
+    from descend.plots.maps import share_text
+
+    assert share_text(1.0) == "100%" and share_text(0.0) == "0%"
+    assert share_text(0.9982) == "99.8%" and share_text(1 - 1e-5) != "100%"
+    assert share_text(0.0018) == "0.2%" and share_text(1e-5) != "0%"
+
+
+def test_e7_first_crossing_is_not_convergence():
+    from descend.lab.quadratic import first_below, stays_below
+
+    curve = np.array([1.0, 1e-3, 1e-7, 8.9e-4, 1e-5, 1e-8, 1e-9])
+    assert first_below(curve, 1e-6) == 2 and stays_below(curve, 1e-6) == 5
+    assert stays_below(np.array([1.0, 1e-7, 1.0]), 1e-6) is None
+    assert stays_below(np.array([1e-7, 1e-8]), 1e-6) == 0

@@ -51,20 +51,21 @@ def update_rule(quick: bool) -> Section:
         "derivatives, and only where the curvature is positive."
     )
     steps_1d, steps_2d = (60, 2000) if quick else (100, 20000)
+    lr1, lr2 = 0.02, 0.001  # every label below is written from these, never retyped
     well = get_landscape("double-well")
     start1 = (2.0,)
-    gd1 = descend_path(well, "sgd:lr=0.02", start1, steps_1d)
+    gd1 = descend_path(well, f"sgd:lr={lr1}", start1, steps_1d)
     nt1 = descend_path(well, "newton:lr=1", start1, steps_1d)
     ros = get_landscape("rosenbrock")
     start2 = (-1.2, 1.0)
-    gd2 = descend_path(ros, "sgd:lr=0.001", start2, steps_2d)
+    gd2 = descend_path(ros, f"sgd:lr={lr2}", start2, steps_2d)
     nt2 = descend_path(ros, "newton:lr=1,mode=saddle_free", start2, 50)
     tol = 1e-8
     rows = []
     for name, path, target in (
-        ("GD α=0.02, double well", gd1, np.array([1.0])),
+        (f"GD α={lr1:g}, double well", gd1, np.array([1.0])),
         ("Newton, double well", nt1, np.array([1.0])),
-        ("GD α=0.001, Rosenbrock", gd2, np.array([1.0, 1.0])),
+        (f"GD α={lr2:g}, Rosenbrock", gd2, np.array([1.0, 1.0])),
         ("Newton (saddle-free), Rosenbrock", nt2, np.array([1.0, 1.0])),
     ):
         err = np.linalg.norm(path - target, axis=1)
@@ -88,7 +89,7 @@ def update_rule(quick: bool) -> Section:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
     xs = np.linspace(-2.2, 2.2, 400)
     a.plot(xs, (xs**2 - 1) ** 2, color="0.3", lw=1.5, label="f(x) = (x² − 1)²")
-    for path, color, label in ((gd1, "tab:blue", "GD α = 0.02"), (nt1, "tab:red", "Newton")):
+    for path, color, label in ((gd1, "tab:blue", f"GD α = {lr1:g}"), (nt1, "tab:red", "Newton")):
         x = path[:12, 0]
         a.plot(x, (x**2 - 1) ** 2, "o-", color=color, ms=4, lw=1, label=f"{label} (first 12)")
     a.set(xlim=(-0.2, 2.2), ylim=(-0.3, 10), xlabel="x", ylabel="f(x)", title="1-D: double well")
@@ -104,7 +105,7 @@ def update_rule(quick: bool) -> Section:
         "-",
         color="tab:blue",
         lw=1.2,
-        label=f"GD α = 0.001 ({steps_2d} steps)",
+        label=f"GD α = {lr2:g} ({steps_2d} steps)",
     )
     b.plot(nt2[:, 0], nt2[:, 1], "o-", color="tab:red", ms=4, lw=1.2, label="Newton")
     b.plot(*start2, "ks", label="start")
