@@ -342,3 +342,40 @@ def test_e7_first_crossing_is_not_convergence():
     assert first_below(curve, 1e-6) == 2 and stays_below(curve, 1e-6) == 5
     assert stays_below(np.array([1.0, 1e-7, 1.0]), 1e-6) is None
     assert stays_below(np.array([1e-7, 1e-8]), 1e-6) == 0
+
+
+# -- fair comparisons: the same tuning budget, ≥ 10 seeds, "not distinguishable" ------------------
+def test_overlap_verdicts_call_overlapping_intervals_indistinguishable():
+    from descend.report.train_sections import overlap_verdicts
+
+    means, halves = np.array([0.90, 0.95, 0.93, 0.80]), np.array([0.01, 0.01, 0.02, 0.05])
+    v = overlap_verdicts(means, halves)
+    # best is 0.95 ± 0.01 (low end 0.94): 0.93 + 0.02 reaches it, 0.90 + 0.01 and 0.80 + 0.05 don't
+    assert v == [
+        "lower (intervals apart)",
+        "best",
+        "not distinguishable from the best",
+        "lower (intervals apart)",
+    ]
+
+
+def test_fair_comparison_tunes_every_optimizer_alike_and_reruns_on_fresh_seeds():
+    from descend.report.train_sections import COMPARE_LRS, COMPARE_OPTIMIZERS, fair_comparison
+
+    chosen = [COMPARE_OPTIMIZERS[0], COMPARE_OPTIMIZERS[-1]]  # sgd, and adamw with its λ
+    c = fair_comparison(epochs=1, tune_seeds=1, final_seeds=10, optimizers=chosen)
+    runs = c["tuning"].runs
+    assert len(COMPARE_LRS) >= 7
+    for spec in chosen:
+        name = spec.split(":")[0]
+        mine = runs[runs["optimizer"].str.split(":").str[0] == name]
+        assert sorted(mine["lr"].round(12).unique()) == sorted(round(x, 12) for x in COMPARE_LRS)
+        # the selected lr is the grid point with the best validation accuracy, recomputed here
+        ok = mine[~mine["diverged"]]
+        best_lr = ok.groupby("lr")["final_val_acc"].mean().idxmax()
+        row = next(r for r in c["rows"] if r["optimizer"].split(" ")[0] == name)
+        assert row["selected lr"] == pytest.approx(best_lr)
+        assert row["seeds"] + row["diverged"] == 10 and math.isfinite(row["test acc"])
+    final_seeds = set(c["final"].runs["seed"])
+    assert final_seeds == set(range(100, 110)) and not final_seeds & set(runs["seed"])
+    assert "7-point log grid" in c["budget"] and "10 fresh seeds" in c["budget"]
