@@ -379,3 +379,27 @@ def test_fair_comparison_tunes_every_optimizer_alike_and_reruns_on_fresh_seeds()
     final_seeds = set(c["final"].runs["seed"])
     assert final_seeds == set(range(100, 110)) and not final_seeds & set(runs["seed"])
     assert "7-point log grid" in c["budget"] and "10 fresh seeds" in c["budget"]
+
+
+def test_sharpness_is_the_top_hessian_eigenvalue():
+    import torch
+    from torch import nn
+
+    from descend.report.train_sections import sharpness
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)).double()
+    x, y = torch.randn(40, 4, dtype=torch.float64), torch.randint(0, 2, (40,))
+    shapes = [p.shape for p in model.parameters()]
+    sizes = [p.numel() for p in model.parameters()]
+
+    def loss_of(flat):
+        parts = torch.split(flat, sizes)
+        w1, b1, w2, b2 = (t.reshape(s) for t, s in zip(parts, shapes))
+        return nn.functional.cross_entropy(torch.tanh(x @ w1.T + b1) @ w2.T + b2, y)
+
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    hessian = torch.autograd.functional.hessian(loss_of, flat).numpy()
+    eig = np.linalg.eigvalsh(hessian)
+    top = eig[np.argmax(np.abs(eig))]
+    assert sharpness(model, x, y, iters=300) == pytest.approx(top, rel=1e-4)
