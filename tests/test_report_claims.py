@@ -403,3 +403,29 @@ def test_sharpness_is_the_top_hessian_eigenvalue():
     eig = np.linalg.eigvalsh(hessian)
     top = eig[np.argmax(np.abs(eig))]
     assert sharpness(model, x, y, iters=300) == pytest.approx(top, rel=1e-4)
+
+
+def test_effective_decay_per_coordinate_matches_torch_adam_state():
+    import torch
+
+    from descend.optim import from_spec
+    from descend.report.train_sections import effective_decays
+
+    torch.manual_seed(0)
+    w0 = torch.randn(50, dtype=torch.float64)
+    mine = w0.clone().requires_grad_(True)
+    ref = w0.clone().requires_grad_(True)
+    lr, lam = 1e-2, 0.1
+    opt = from_spec(f"adam:lr={lr},weight_decay={lam}", [mine])
+    ref_opt = torch.optim.Adam([ref], lr=lr, weight_decay=lam)
+    scales = torch.logspace(-3, 1, 50, dtype=torch.float64)
+    for _ in range(20):
+        for p, o in ((mine, opt), (ref, ref_opt)):
+            p.grad = scales * torch.sin(p.detach())
+            o.step()
+    state = ref_opt.state[ref]
+    vhat = state["exp_avg_sq"] / (1 - 0.999 ** float(state["step"]))
+    expected = (lr * lam / (vhat.sqrt() + 1e-8)).numpy()
+    np.testing.assert_allclose(effective_decays(opt), expected, rtol=1e-10)
+    # the largest gradients get the weakest decay (AdamW's is lr·λ for every coordinate)
+    assert effective_decays(opt)[-1] < lr * lam < effective_decays(opt)[0]
