@@ -223,11 +223,36 @@ def momentum_section(quick: bool) -> Section:
     b.axhline(0, color="0.5", lw=0.6)
     b.legend(fontsize=8)
     s.figure(fig, "Rates against theory, and the look-ahead at equal settings", "ravine-loss")
-    s.plot(
-        lambda p, f: plots.contour(res, p, f),
-        "Paths on the ravine (one colour per method)",
-        "ravine-paths",
+    fig, ax = plt.subplots(figsize=(8, 5))
+    traj = res.trajectories[:, : min(steps, 150) + 1]  # the first 150 steps: where they differ
+    finite = traj[np.isfinite(traj).all(axis=2)]
+    lo, hi = finite.min(axis=0), finite.max(axis=0)
+    pad = 0.05 * (hi - lo)
+    gx, gy = np.meshgrid(
+        np.linspace(lo[0] - pad[0], hi[0] + pad[0], 300),
+        np.linspace(lo[1] - pad[1], hi[1] + pad[1], 300),
     )
+    ax.contour(
+        gx,
+        gy,
+        np.log10(0.5 * (gx**2 + 100 * gy**2) + 1e-6),
+        levels=20,
+        cmap="Greys",
+        linewidths=0.6,
+    )
+    for i, r in enumerate(rows):
+        ax.plot(traj[i, :, 0], traj[i, :, 1], styles[i], lw=1.1, alpha=0.85, label=r["method"])
+    ax.plot(-1.5, 1.0, "ks", label="start")
+    ax.plot(0, 0, "k*", ms=12, label="minimum")
+    ax.set(
+        xlim=(lo[0] - pad[0], hi[0] + pad[0]),
+        ylim=(lo[1] - pad[1], hi[1] + pad[1]),
+        xlabel="x",
+        ylabel="y",
+        title="First 150 steps (frame fitted to the paths; dashed, dotted: same path)",
+    )
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    s.figure(fig, "Paths on the ravine, each method at its optimum", "ravine-paths")
     from .ideas import sqrt_kappa
 
     kappa = sqrt_kappa(s)
