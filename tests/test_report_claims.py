@@ -429,3 +429,18 @@ def test_effective_decay_per_coordinate_matches_torch_adam_state():
     np.testing.assert_allclose(effective_decays(opt), expected, rtol=1e-10)
     # the largest gradients get the weakest decay (AdamW's is lr·λ for every coordinate)
     assert effective_decays(opt)[-1] < lr * lam < effective_decays(opt)[0]
+
+
+def test_nadam_schedule_numbers_and_spikes_with_and_without_it():
+    from descend.report.document import Section
+    from descend.report.ideas import nadam_schedule
+
+    out = nadam_schedule(Section("t", "t"), steps=4000)
+    # torch's μ_t = β₁(1 − ½·0.96^{0.004t}), recomputed
+    assert out["mu_start"] == pytest.approx(0.45)
+    assert out["mu_end"] == pytest.approx(0.9 * (1 - 0.5 * 0.96**16))
+    assert 0.66 < out["mu_end"] < 0.67
+    rows = {r["variant"].split(":")[0]: r for r in out["rows"]}
+    # arithmetic against the note: a constant μ = 0.9 does not remove the spikes here
+    assert rows["optax"]["spikes"] > 0 and rows["torch"]["spikes"] > 0
+    assert rows["optax"]["final f"] < rows["torch"]["final f"]

@@ -221,3 +221,48 @@ def adam_steps(section: Section, steps: int = 50, lr: float = 1e-3) -> dict:
         "scales": scales.tolist(),
         "first_update": first.tolist(),
     }
+
+
+def nadam_schedule(section: Section, steps: int, lr: float = 0.05, window: int = 50) -> dict:
+    """NAdam on Rosenbrock from (−1.2, 1) with torch's momentum schedule
+    μ_t = β₁(1 − ½·0.96^{0.004t}) against a constant μ = β₁ = 0.9 (optax's convention), and
+    the schedule itself. A spike is counted where f rises above 100× its minimum over the
+    previous ``window`` steps (each such excursion once)."""
+    from .. import lab
+
+    specs = [f"nadam:lr={lr}", f"nadam:lr={lr},convention=optax"]
+    names = ["torch: μ_t scheduled", "optax: μ = 0.9 constant"]
+    res = lab.run("rosenbrock", specs, starts=[(-1.2, 1.0)], steps=steps, tol=1e-6)
+    t = np.arange(steps + 1)
+    mu = 0.9 * (1 - 0.5 * 0.96 ** (0.004 * t))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4))
+    rows = []
+    for i, name in enumerate(names):
+        f = np.asarray(res.losses[i], float)
+        prev = np.array([f[max(0, k - window) : k].min() if k else f[0] for k in range(len(f))])
+        rise = f > 100 * prev
+        spikes = int(np.sum(rise[1:] & ~rise[:-1]))
+        a.plot(
+            res.recorded_steps,
+            np.maximum(f, 1e-16),
+            lw=1.1,
+            ls="-" if i == 0 else "--",
+            label=f"{name}: {spikes} spikes",
+        )
+        rows.append({"variant": name, "spec": specs[i], "spikes": spikes, "final f": float(f[-1])})
+    a.set(
+        yscale="log",
+        ylim=(1e-16, None),
+        xlabel="step",
+        ylabel="f − f*",
+        title=f"NAdam lr {lr:g} on Rosenbrock",
+    )
+    a.grid(True, which="both", alpha=0.3)
+    a.legend(fontsize=8)
+    b.plot(t, mu, label="torch: 0.9(1 − ½·0.96^{0.004t})")
+    b.axhline(0.9, color="tab:orange", ls="--", label="constant 0.9")
+    b.set(xlabel="step", ylabel="momentum μ_t", ylim=(0, 1), title="NAdam's momentum schedule")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    section.figure(fig, "NAdam with torch's μ schedule and with a constant μ", "nadam")
+    return {"rows": rows, "mu_start": float(mu[0]), "mu_end": float(mu[-1]), "steps": steps}
