@@ -392,11 +392,18 @@ def conventions_section(quick: bool) -> Section:
         "learning rate the lr-inside and lr-outside forms are the same algorithm."
     )
     s.paragraphs.append(
-        "Even with the loss scaled down by 1e-7, ε does not dominate Adam's step here: along "
+        "Even with the loss scaled down by 1e-7, ε "
+        + ("does not dominate" if eps["ratio_median"] < 0.1 else "matters for")
+        + " Adam's step here: along "
         f"the torch run ε/√v̂ has a median of {eps['ratio_median']:.2%} and a maximum of "
         f"{eps['ratio_max']:.2%} (v̂ recomputed from the run's gradients), because √v̂ scales "
-        "with the gradients. Keras' path differs mostly because its default ε is 10× "
-        f"larger: after {steps} steps the torch form with Keras' ε = 1e-7 ends {value_only:.3g} "
+        "with the gradients. Keras' path differs "
+        + (
+            "mostly because its default ε is 10× larger"
+            if value_only > place_only
+            else "mostly because of where its ε̂ sits"
+        )
+        + f": after {steps} steps the torch form with Keras' ε = 1e-7 ends {value_only:.3g} "
         f"away from torch ({value_only / both:.0%} of Keras' {both:.3g}), while Keras' ε̂ "
         f"placement with torch's ε = 1e-8 ends only {place_only:.3g} away "
         f"({place_only / both:.0%}); the two together compound."
