@@ -11,7 +11,9 @@
 
 Modules: ``engine`` (:func:`run`), ``configs`` (specs → validated, grouped configurations),
 ``steppers`` (the optimizer step of a group), ``tracker`` (metrics per step), ``result``,
-``grids`` (:func:`basins`, :func:`sweep`), ``ranges`` (list and range syntax), ``theory``.
+``grids`` (:func:`basins`, :func:`sweep`), ``ranges`` (list and range syntax), ``theory``,
+``quadratic`` (exact noise floors and expected losses of SGD on noisy quadratics, tuned
+Nesterov) and ``race`` (every optimizer on the ravine, fairly tuned, axis-aligned or rotated).
 """
 
 from . import theory

@@ -21,6 +21,17 @@ _SPECIAL = {
 }
 
 
+def share_text(share: float) -> str:
+    """A share as a percentage that never rounds to 0% or 100% unless it is exactly that."""
+    if share in (0.0, 1.0):
+        return f"{share:.0%}"
+    for digits in range(0, 6):
+        text = f"{share:.{digits}%}"
+        if text not in (f"{0:.{digits}%}", f"{1:.{digits}%}"):
+            return text
+    return f"{share:.6%}"
+
+
 def basin_map(basins, path: str | Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     """Each start of the grid coloured by the minimum its run reached; one panel per spec."""
     ls = basins.landscape
@@ -50,7 +61,12 @@ def basin_map(basins, path: str | Path, formats: Sequence[str] = FORMATS) -> lis
         ax.scatter(pts[:, 0], pts[:, 1], marker="*", s=200, c="gold", edgecolors="black", zorder=5)
         shares = {v: float((labels == v).mean()) for v in np.unique(labels)}
         reached = sum(s for v, s in shares.items() if v >= 0)
-        ax.set_title(f"{spec}\n{reached:.0%} of starts reach a minimum", fontsize=10)
+        diverged = shares.get(-2, 0.0)
+        ax.set_title(
+            f"{spec}\n{share_text(reached)} of starts reach a minimum"
+            + (f", {share_text(diverged)} diverge" if diverged else ""),
+            fontsize=10,
+        )
         ax.set_xlabel("start x")
         ax.set_ylabel("start y")
     for ax in list(axes.flat)[k:]:

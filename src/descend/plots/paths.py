@@ -187,14 +187,18 @@ def loss_curves(result, path: str | Path, formats: Sequence[str] = FORMATS) -> l
     log = finite.size > 0 and (finite > 0).all()
     floor = 0.0
     if f_star is not None:
-        floor = max(float(finite[finite > 0].min()) if (finite > 0).any() else 1e-300, 1e-300)
+        # below 1e-16 of f − f* only rounding is left to see: the axis stops there
+        floor = max(float(finite[finite > 0].min()) if (finite > 0).any() else 1e-16, 1e-16)
         log = True
         values = np.maximum(values, floor)
-    for spec, runs in _runs_by_spec(result):
+    # a line style per spec as well as a colour: curves that coincide stay visible
+    dashes = ("-", "--", ":", "-.")
+    for j, (spec, runs) in enumerate(_runs_by_spec(result)):
         for k, i in enumerate(runs):
             ax.plot(
                 steps,
                 values[i],
+                dashes[j % len(dashes)],
                 color=colours[spec],
                 lw=1.3,
                 alpha=0.9,

@@ -26,14 +26,25 @@ def plot_comparison(cmp: Any, outdir: Path, prefix: str) -> list[Path]:
     return paths
 
 
+def legend_label(row: Any) -> str:
+    """A configuration's legend with the learning rate it actually ran with (the summary's
+    ``lr``, after any batch-size scaling), not the one written in its spec."""
+    import re
+
+    label = re.sub(r"(?<![\w])lr=[^,\s]+,?", "", str(row["label"])).replace(": ", " ")
+    label = label.rstrip(":").replace(": ", " ").replace(":", " ")
+    return f"{label} (lr {float(row['lr']):.4g})"
+
+
 def _curves(cmp: Any, summary: Any, path: Path) -> Path:
     """Validation loss and accuracy against epochs (or updates), mean line, min–max band."""
     by_epochs = cmp.config["epochs"] is not None
     x_key = "epoch" if by_epochs else "update"
-    chosen = summary[summary["selected"]]["label"].tolist()
+    chosen = summary[summary["selected"]]
+    legends = dict(zip(chosen["label"], (legend_label(row) for _, row in chosen.iterrows())))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     colors = plt.cm.tab10(np.linspace(0, 1, 10))
-    for k, label in enumerate(chosen):
+    for k, label in enumerate(chosen["label"].tolist()):
         data = cmp.curves[cmp.curves["label"] == label]
         if data.empty:
             continue
@@ -42,7 +53,7 @@ def _curves(cmp: Any, summary: Any, path: Path) -> Path:
         for ax, metric in zip(axes, ("val_loss", "val_acc")):
             mean, low, high = grouped[metric].mean(), grouped[metric].min(), grouped[metric].max()
             color = colors[k % 10]
-            ax.plot(x, mean, color=color, lw=1.6, label=label)
+            ax.plot(x, mean, color=color, lw=1.6, label=legends[label])
             ax.fill_between(x, low, high, color=color, alpha=0.15, lw=0)
     axes[0].set_yscale("log")
     for ax, name in zip(axes, ("validation loss (log scale)", "validation accuracy")):
