@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import re
@@ -13,10 +15,31 @@ from descend.lab import theory
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def demo_run(tmp_path_factory):
+    """One `descend demo --quick`, its stderr captured as a pipe would see it."""
     out = tmp_path_factory.mktemp("report")
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["demo", "--quick", "--out", str(out)]) == 0
+    return out, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def report(demo_run):
+    out, _ = demo_run
     return out, json.loads((out / "numbers.json").read_text())
+
+
+def test_demo_prints_a_progress_line_per_section(demo_run):
+    """In a pipe (make demo, CI) the tour says which section runs, one line each, in order."""
+    from descend.report import section_functions
+
+    _, err = demo_run
+    titles = [title for title, _ in section_functions()]
+    lines = re.findall(r"^descend: section (\d+)/(\d+): (.+)…$", err, flags=re.M)
+    assert [(int(i), int(n), t) for i, n, t in lines] == [
+        (i, len(titles), t) for i, t in enumerate(titles, 1)
+    ]
 
 
 def test_files_are_self_contained(report):

@@ -34,7 +34,16 @@ def run(args) -> int:
     console = Console()
     if not args.no_progress:
         progress.kernels()
-    sections = build(args.out, quick=args.quick, progress=not args.no_progress)
+    import sys
+
+    # A terminal gets the report's rich bar; a pipe or a log (make demo, CI) a line a section.
+    lines = not args.no_progress and not sys.stderr.isatty()
+    sections = build(
+        args.out,
+        quick=args.quick,
+        progress=not args.no_progress,
+        on_section=progress.section_line if lines else None,
+    )
     race = next((s.numbers.get("race") for s in sections if s.key == "momentum"), None)
     if race:
         table = Table(

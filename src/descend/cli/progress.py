@@ -63,6 +63,14 @@ class Stage:
             self._progress = None
 
 
+def section_line(index: int, total: int, title: str) -> None:
+    """``descend demo``'s progress: a rich bar on a terminal is drawn by the report itself;
+    in a pipe or a log (``make demo``, CI) one line per section, as it starts."""
+    if os.environ.get("DESCEND_NO_PROGRESS", "") not in ("", "0"):
+        return
+    print(f"descend: section {index}/{total}: {title}…", file=sys.stderr, flush=True)
+
+
 def kernels(fmt: str = "rich") -> None:
     """Build the native kernels now, under a progress line, if this machine has not built them
     yet (the first lab run otherwise pauses ~20 s without a word)."""

@@ -36,8 +36,17 @@ def section_functions() -> list[tuple[str, Callable[[bool], Section]]]:
     ]
 
 
-def build(out: str | Path, quick: bool = False, progress: bool = True) -> list[Section]:
-    """Run the tour and write the report into ``out``; returns the sections."""
+def build(
+    out: str | Path,
+    quick: bool = False,
+    progress: bool = True,
+    on_section: Callable[[int, int, str], None] | None = None,
+) -> list[Section]:
+    """Run the tour and write the report into ``out``; returns the sections.
+
+    ``progress`` draws a rich bar; ``on_section(i, n, title)`` (instead of the bar) is called
+    before section ``i`` of ``n`` runs — the command uses it for one line per section in a pipe.
+    """
     import torch
 
     out = Path(out)
@@ -48,7 +57,11 @@ def build(out: str | Path, quick: bool = False, progress: bool = True) -> list[S
     sections: list[Section] = []
     try:
         todo = section_functions()
-        if progress:
+        if on_section is not None:
+            for i, (title, fn) in enumerate(todo, 1):
+                on_section(i, len(todo), title)
+                sections.append(_timed(fn, quick))
+        elif progress:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             with Progress(
