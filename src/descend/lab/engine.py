@@ -298,7 +298,6 @@ def _run(
                     # without a schedule nothing changes between steps: all of them in one call
                     count = 1 if schedule is not None else steps - t
                     tracker.fused_run(t, count, landscape, prepared)
-                    fused.fused_done(prepared)
                     t += count
                     continue
             f, grad = landscape.value_and_grad(theta)

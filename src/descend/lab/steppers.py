@@ -67,7 +67,6 @@ class ChainStepper:
         self.group = group
         self.theta = theta
         self._clipper = clip_by_global_norm(self.max_norm, axis=-1)
-        self._prepared = None
 
     @staticmethod
     def _clip_rows(configs: list[Config], rows: Tensor, key: str, dtype):
@@ -77,17 +76,12 @@ class ChainStepper:
 
     def set_lr_factor(self, factor: float) -> None:
         self.group["lr"] = self.base_lr * factor
-        self._prepared = None
 
     def prepare_fused(self, grad: Tensor):
         """The optimizer's next step prepared for the lab's fused call (gradient ``grad``, a
         buffer the call fills), or None when it must run as ``step`` (per-row clipping, a
-        non-finite policy, anything the fast path refuses). A prepared step is reused while
-        the hyperparameters stay the same: the kernel reads the step counters from the state
-        itself, so only a first step (whose fresh momentum buffers it marks) is not reused."""
-        prepared = self._prepared
-        if prepared is not None and not prepared.args.fresh:
-            return prepared
+        non-finite policy, anything the fast path refuses). Prepared again at every call:
+        its checks of the live tensors (sizes, storage, layout) hold for one call only."""
         if self.max_norm is not None or self.clip_value is not None:
             return None
         if getattr(self.optimizer, "nonfinite", "propagate") != "propagate":
@@ -99,12 +93,7 @@ class ChainStepper:
             return None
         if prepared.args.n != 1 or prepared.args.row_len not in (0, self.theta.shape[1]):
             return None
-        self._prepared = prepared
         return prepared
-
-    def fused_done(self, prepared) -> None:
-        """After a fused call: a first step's fresh-buffer marks are spent."""
-        prepared.args.fresh = None
 
     def step(self, grad: Tensor, t: int) -> Tensor | None:
         """θ ← optimizer step with gradient ``grad`` (rows clipped first). Never stops a row."""
@@ -113,7 +102,6 @@ class ChainStepper:
             grad = self._clipper.update([grad], [{}], [self.theta], ctx)[0]
         if self.clip_value is not None:
             grad = torch.clamp(grad, -self.clip_value, self.clip_value)
-        self._prepared = None  # the default path may change what a prepared step points to
         self.theta.grad = grad
         self.optimizer.step()
         self.theta.grad = None

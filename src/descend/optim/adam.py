@@ -116,6 +116,17 @@ class AdamW(Adam):
 
     _kind = "adamw"
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As torch's AdamW: decoupled whatever it loads, an Adam's (L2) state dict included
+        (copies and pickles keep their groups as they are)."""
+        super().load_state_dict(state_dict)
+        mode = self.defaults["weight_decay_mode"]
+        for group in self.param_groups:
+            if group["weight_decay_mode"] == "l2" and mode != "l2":
+                group["weight_decay_mode"] = mode
+            if "decoupled_weight_decay" in group:
+                group["decoupled_weight_decay"] = group["weight_decay_mode"] != "l2"
+
 
 class AMSGrad(Adam):
     """AMSGrad (Reddi, Kale & Kumar, ICLR 2018): Adam with v replaced by its running max,
@@ -210,6 +221,9 @@ class NAdam(ChainOptimizer):
         return self._chains[key]
 
     def load_state_dict(self, state_dict: dict) -> None:
+        # torch casts every state tensor but "step" to its parameter's dtype on load; put Π
+        # back in the dtype a fresh step creates (straight from the saved value, never through
+        # a narrower type) so a resumed run is bitwise the uninterrupted one.
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             rule = self._product_rule(group)

@@ -67,6 +67,13 @@ class SGD(ChainOptimizer):
         check.unit_closed("dampening", group["dampening"])
         check.flag("nesterov", group["nesterov"])
         check.choice("momentum_form", group["momentum_form"], MOMENTUM_FORMS)
+        check.flag("debias", group["debias"])
+        if group["debias"] and group["momentum_form"] != "ema":
+            raise ValueError(
+                f"debias=True with momentum_form={group['momentum_form']!r}: debiasing "
+                "divides the 'ema' velocity v = βv + (1 − β)g by 1 − βᵗ; the other forms have "
+                "no such bias to correct. Use momentum_form='ema' or debias=False"
+            )
         if group["momentum_form"] != "modern" and any(
             v != 0 for v in check._values(group["dampening"])
         ):

@@ -1,19 +1,26 @@
-"""One param group's step on the fast kernels: check the tensors, create missing state, call.
+"""One param group's step on the fast kernels: check the live tensors, create missing state, call.
 
-This runs at every step for every parameter, so it is written column by column: each check
-or address is one ``map`` of a C-level method over the whole group (about 50 ns a tensor),
-not a Python loop, and what does not change between steps (state tensors, addresses) is kept
-in a :class:`Layout` that is only re-checked by identity. Gradients are read where autograd
-left them: nothing is gathered into a flat buffer, so there is no copy to time. Every check
-guards memory safety (the kernels trust sizes and layouts) or exact agreement with the
-default path; a group that fails one raises :class:`Unsupported` before anything changes.
+The kernels trust what they are given, so every call checks every tensor they will touch —
+each parameter, its gradient and each state tensor, as it is at this step — before anything
+changes: a plain tensor (a subclass without storage of its own never reaches a pointer: a
+DTensor is stepped through its local shard, see :func:`_local`, any other subclass falls back),
+float32/float64, on the CPU, contiguous, as many elements as its parameter, and those elements
+inside its storage (``storage_offset + numel`` elements within ``untyped_storage().nbytes()``).
+Nothing is cached between steps: a ``p.data = p.data[:10]``, a ``resize_``, a storage freed by
+FSDP, a replaced state tensor are all seen at the next step. The checks run column by column,
+each one ``map`` of a C-level method over the group (about 50 ns a tensor), not a Python loop.
+Gradients are read where autograd left them: nothing is gathered into a flat buffer. A group
+that fails a check raises :class:`Unsupported` before anything changes, and takes the default
+path.
 """
 
 from __future__ import annotations
 
 import ctypes
+import sys
 from array import array
-from operator import attrgetter, is_, itemgetter
+from itertools import repeat
+from operator import add, attrgetter, itemgetter, le, mul
 
 import torch
 from torch import Tensor
@@ -36,17 +43,155 @@ _dtype = attrgetter("dtype")
 _is_cpu = attrgetter("is_cpu")
 _contiguous = Tensor.is_contiguous
 _numel = Tensor.numel
+_offset = Tensor.storage_offset
+_storage = Tensor.untyped_storage
+_capacity = torch.UntypedStorage.nbytes
 _ptr = Tensor.data_ptr
+_is_neg = Tensor.is_neg
+_PLAIN = frozenset((Tensor, torch.nn.Parameter))
+_TORCH_FUNCTION = (Tensor.__torch_function__.__func__, torch._C._disabled_torch_function_impl)
 
 
-def _clip_factor(grads: list[Tensor], max_norm: float, dtype: torch.dtype) -> float:
-    """``clip_by_global_norm``'s factor, computed by the same torch calls."""
-    norms = torch._foreach_norm(grads, 2.0)
-    wide = [n.to(torch.promote_types(n.dtype, torch.float32)) for n in norms]
-    total = torch.linalg.vector_norm(torch.stack(wide), 2.0)
-    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-    value = coef.to(dtype).item()
-    return value if value < 1.0 else 1.0
+def _dtensor_type() -> type | None:
+    """DTensor's class when ``torch.distributed.tensor`` is imported (no DTensor exists
+    before), else None: the check costs no import."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return None if module is None else module.DTensor
+
+
+def _check_types(ts: list, what: str) -> None:
+    """Every element a tensor whose memory is its own storage: ``torch.Tensor``,
+    ``nn.Parameter`` or a Python subclass that keeps torch's dispatch (no
+    ``__torch_dispatch__`` of its own, torch's ``__torch_function__``). Wrapper subclasses
+    (FakeTensor, functional and other ``__torch_dispatch__`` tensors) hold no data at their
+    address. ``_NotTensor`` for a non-tensor (absent state: the caller creates it)."""
+    for cls in set(map(type, ts)) - _PLAIN:
+        if not issubclass(cls, Tensor):
+            raise _NotTensor(what)
+        dispatch = cls.__torch_dispatch__ is torch._C._disabled_torch_dispatch_impl
+        function = getattr(cls.__torch_function__, "__func__", cls.__torch_function__)
+        if not (dispatch and function in _TORCH_FUNCTION):
+            raise Unsupported(
+                f"{what} of type {cls.__name__}: a tensor subclass with its own dispatch "
+                "(the fast kernels take plain tensors; DTensor is stepped through its shards)"
+            )
+
+
+class _NotTensor(Exception):
+    """A column holds something that is not a tensor (absent or None state)."""
+
+
+def _addresses(ts: list, what: str, dtype, numel: list[int] | None) -> tuple[list, list]:
+    """(addresses, numels) of ``ts`` after checking each is a plain contiguous CPU tensor of
+    ``dtype`` with ``numel`` elements (None: any, e.g. the parameters themselves) that all lie
+    inside its storage. Raises :class:`Unsupported` naming the failed check."""
+    _check_types(ts, what)
+    dtypes = set(map(_dtype, ts))
+    if dtypes != {dtype}:
+        raise Unsupported(f"{what} of dtypes {sorted(map(str, dtypes))} (needs {dtype})")
+    if not all(map(_is_cpu, ts)):
+        devices = sorted({str(t.device) for t in ts if not t.is_cpu})
+        raise Unsupported(f"a {what} not on the CPU ({', '.join(devices)}; fast kernels: CPU)")
+    try:
+        if not all(map(_contiguous, ts)):
+            raise Unsupported(f"a non-contiguous {what}")
+        sizes = list(map(_numel, ts))
+        if numel is not None and sizes != numel:
+            raise Unsupported(f"a {what} whose size is not its parameter's")
+        ends = map(mul, map(add, map(_offset, ts), sizes), repeat(dtype.itemsize))
+        if not all(map(le, ends, map(_capacity, map(_storage, ts)))):
+            raise Unsupported(f"a {what} reaching past the end of its storage")
+        if any(map(_is_neg, ts)):
+            raise Unsupported(f"a {what} with the negative bit set (a lazy -x view)")
+        return list(map(_ptr, ts)), sizes
+    except RuntimeError as exc:  # sparse, mkldnn, functional: no strided storage to point at
+        raise Unsupported(f"a {what} without plain strided storage ({exc})") from None
+
+
+def _local_group(params: list, grads: list) -> tuple[list, list, object]:
+    """(parameters, gradients, mesh) the kernels may point at. Plain tensors are their own;
+    a group of DTensors is stepped through its local shards (``to_local()``, which shares
+    their storage, so the kernel writes through), which is exact for an element-wise update
+    when every parameter and gradient has the same mesh and placements and none is
+    ``Partial`` (a pending sum: its local values are not the gradient). ``mesh`` is None for
+    plain tensors."""
+    dtensor = _dtensor_type()
+    if dtensor is None:
+        return params, grads, None
+    kinds = set(map(type, params)) | set(map(type, grads))
+    if dtensor not in kinds:
+        return params, grads, None
+    if kinds != {dtensor}:
+        raise Unsupported("a group mixing DTensor and other parameters or gradients")
+    mesh, placements = params[0].device_mesh, params[0].placements
+    for t in (*params, *grads):
+        if t.device_mesh != mesh or t.placements != placements:
+            raise Unsupported("DTensor parameters or gradients on different meshes/placements")
+    if any(p.is_partial() for p in placements):
+        raise Unsupported("a DTensor with a Partial placement (its shards are not its values)")
+    with torch.no_grad():
+        return [t.to_local() for t in params], [t.to_local() for t in grads], mesh
+
+
+def _local_states(ts: list, what: str, mesh, scalar: bool) -> list:
+    """A state column of a DTensor group as local tensors: each state tensor a DTensor on the
+    parameters' mesh and placements (as ``zeros_like(p)`` makes it); a one-element counter
+    (step, μ-product) may be a plain tensor or a replicated DTensor."""
+    dtensor = _dtensor_type()
+    out = []
+    for t in ts:
+        if type(t) is dtensor and t.device_mesh == mesh:
+            if scalar and not all(p.is_replicate() for p in t.placements):
+                raise Unsupported(f"{what} is a DTensor that is not replicated")
+            with torch.no_grad():
+                out.append(t.to_local())
+        elif scalar or not isinstance(t, Tensor):
+            out.append(t)
+        else:
+            raise Unsupported(f"{what} is not a DTensor on its parameter's mesh")
+    return out
+
+
+def check_parameters(params: list) -> None:
+    """Raise :class:`Unsupported` for a parameter the kernels cannot take as it is now
+    (``fused=True``'s check at construction; each step checks again)."""
+    for p in params:
+        (local,), _, _ = _local_group([p], [])
+        if local.dtype not in _KIND:
+            raise Unsupported(f"a parameter of dtype {local.dtype} (fast kernels: float32/float64)")
+        _addresses([local], "parameter", local.dtype, None)
+
+
+def _scalar_addresses(ts: list, what: str) -> tuple[int, list[int]]:
+    """(0 float32 | 1 float64, addresses) of a one-element per-parameter counter (step,
+    μ-product), which the kernel reads and updates in place."""
+    _check_types(ts, what)
+    dtypes = set(map(_dtype, ts))
+    if len(dtypes) != 1 or not dtypes <= _KIND.keys():
+        raise Unsupported(f"{what} has dtypes {dtypes} (fast kernels: one of fp32/64)")
+    dtype = dtypes.pop()
+    return _KIND[dtype], _addresses(ts, what, dtype, [1] * len(ts))[0]
+
+
+def _state_columns(plan: Resolved, states: list[dict], dtype, numel: list[int], mesh) -> dict:
+    """Every state column the kernel reads and writes, checked as it is now:
+    ``{arg name: (kind or None, tensors, addresses)}``. ``_NotTensor`` or ``KeyError`` when a
+    state is absent (a first step, a parameter that joined, torch's None buffer)."""
+    out = {}
+    names = ("s0", "s1", "s2", "step", "extra")
+    for name, key in zip(names, (*plan.slots, "step", plan.extra), strict=True):
+        if key is None:
+            continue
+        what, scalar = f"state {key!r}", name in ("step", "extra")
+        ts = list(map(itemgetter(key), states))
+        if mesh is not None:
+            ts = _local_states(ts, what, mesh, scalar)
+        if scalar:
+            kind, ptrs = _scalar_addresses(ts, what)
+        else:
+            kind, ptrs = None, _addresses(ts, what, dtype, numel)[0]
+        out[name] = (kind, ts, ptrs)
+    return out
 
 
 def _init_missing(links, plan: Resolved, params: list[Tensor], states: list[dict]) -> list:
@@ -73,117 +218,14 @@ def _init_missing(links, plan: Resolved, params: list[Tensor], states: list[dict
     return fresh
 
 
-def _state_column(states: list[dict], key: str, dtype, numel: list[int]) -> list[int]:
-    """Addresses of ``state[key]`` for every parameter, after checking each matches its
-    parameter's dtype, size and (contiguous) layout. KeyError/AttributeError: absent."""
-    ts = list(map(itemgetter(key), states))
-    if (
-        set(map(_dtype, ts)) != {dtype}
-        or list(map(_numel, ts)) != numel
-        or not all(map(_contiguous, ts))
-    ):
-        raise Unsupported(f"state {key!r} does not match its parameters' dtype or layout")
-    return list(map(_ptr, ts))
-
-
-def _scalar_column(states: list[dict], key: str) -> tuple[int, list[int]]:
-    """(0 float32 | 1 float64, addresses) of a one-element per-parameter counter (step,
-    μ-product), which the kernel reads and updates in place."""
-    ts = list(map(itemgetter(key), states))
-    dtypes = set(map(_dtype, ts))
-    if len(dtypes) != 1 or not dtypes <= _KIND.keys():
-        raise Unsupported(f"state {key!r} has dtypes {dtypes} (fast kernels: one of fp32/64)")
-    if set(map(_numel, ts)) != {1} or not all(map(_is_cpu, ts)):
-        raise Unsupported(f"state {key!r} is not a one-element CPU tensor everywhere")
-    return _KIND[dtypes.pop()], list(map(_ptr, ts))
-
-
-def _columns(plan: Resolved, states: list[dict], dtype, numel: list[int]) -> tuple:
-    slots = [
-        _state_column(states, key, dtype, numel) if key is not None else None for key in plan.slots
-    ]
-    step = _scalar_column(states, "step")
-    extra = _scalar_column(states, plan.extra) if plan.extra is not None else (0, None)
-    return slots, step, extra
-
-
-class Layout:
-    """A group's parameters, state tensors and their addresses, checked once.
-
-    Each later step re-checks it cheaply, by identity and address (the parameters, their
-    state dicts, every state tensor, every ``data_ptr``), and builds it again when anything
-    moved: a ``load_state_dict``, a state tensor replaced, ``p.data`` reassigned, a parameter
-    joining or leaving the group. Only the gradients are new at every step.
-    """
-
-    def __init__(self, opt, links, plan: Resolved, params: list[Tensor], dtype):
-        if not all(map(_is_cpu, params)):
-            raise Unsupported("a parameter not on the CPU (fast kernels: CPU)")
-        if not all(map(_contiguous, params)):
-            raise Unsupported("a non-contiguous parameter")
-        self.keys = (plan.slots, plan.extra)
-        self.dtype, self.n = dtype, len(params)
-        self.state_obj = opt.state
-        self.params = list(params)
-        self.states = states = list(map(opt.state.__getitem__, params))
-        numel = list(map(_numel, params))
-        self.fresh: list[int] = []
-        try:
-            slots, step, extra = _columns(plan, states, dtype, numel)
-        except (KeyError, AttributeError):  # absent state (first step), or None (torch's buffer)
-            self.fresh = _init_missing(links, plan, params, states)
-            try:
-                slots, step, extra = _columns(plan, states, dtype, numel)
-            except (Unsupported, KeyError, AttributeError) as exc:
-                self.discard(plan)
-                if isinstance(exc, Unsupported):
-                    raise
-                raise Unsupported(f"state {exc} is not a tensor") from None
-        self.step_kind, self.extra_kind = step[0], extra[0]
-        self.param_ptr = list(map(_ptr, params))
-        # (state key, tensors, addresses) of every column the kernel writes
-        self.columns = [
-            (key, list(map(itemgetter(key), states)), ptrs)
-            for key, ptrs in zip(
-                (*plan.slots, "step", plan.extra), (*slots, step[1], extra[1]), strict=True
-            )
-            if key is not None
-        ]
-        self.arrays = {"numel": array("q", numel), "param": array("q", self.param_ptr)}
-        for name, (key, ptrs) in zip(
-            ("s0", "s1", "s2", "step", "extra"),
-            zip((*plan.slots, "step", plan.extra), (*slots, step[1], extra[1]), strict=True),
-            strict=True,
-        ):
-            if key is not None:
-                self.arrays[name] = array("q", ptrs)
-
-    def discard(self, plan: Resolved) -> None:
-        """Undo the buffers created for the first step: the default path must find them
-        absent, to set v₁ = g itself."""
-        for i in self.fresh:
-            del self.states[i][plan.lazy]
-        self.fresh = []
-
-    def current(self, opt, plan: Resolved, params: list[Tensor]) -> bool:
-        """Whether nothing moved since the layout was built (see the class docstring)."""
-        if self.keys != (plan.slots, plan.extra) or opt.state is not self.state_obj:
-            return False
-        if len(params) != self.n or not all(map(is_, params, self.params)):
-            return False
-        if list(map(_ptr, params)) != self.param_ptr or not all(map(_contiguous, params)):
-            return False
-        states = list(map(opt.state.__getitem__, params))
-        if not all(map(is_, states, self.states)):
-            return False
-        try:
-            for key, tensors, ptrs in self.columns:
-                now = list(map(itemgetter(key), states))
-                if not all(map(is_, now, tensors)) or list(map(_ptr, now)) != ptrs:
-                    return False
-        except KeyError:
-            return False
-        return True
+def _clip_factor(grads: list[Tensor], max_norm: float, dtype: torch.dtype) -> float:
+    """``clip_by_global_norm``'s factor, computed by the same torch calls."""
+    norms = torch._foreach_norm(grads, 2.0)
+    wide = [n.to(torch.promote_types(n.dtype, torch.float32)) for n in norms]
+    total = torch.linalg.vector_norm(torch.stack(wide), 2.0)
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    value = coef.to(dtype).item()
+    return 1.0 if value >= 1.0 else value  # a NaN norm gives NaN, as clip_grad_norm_
 
 
 def _split_rows(plan: Resolved, params: list[Tensor]) -> tuple[dict, dict, int]:
@@ -233,7 +275,8 @@ def _per_element(opt, name: str, value, shape: tuple, dtype) -> Tensor:
 
 class Prepared:
     """One group's kernel call, ready: ``args`` (a :class:`~descend.native.build.Args`) for
-    the entry point ``descend_<family>``, with every buffer it points to kept alive."""
+    the entry point ``descend_<family>``, with every buffer it points to kept alive. Good for
+    one call: the checks it passed hold for the tensors as they were when it was made."""
 
     def __init__(self, family: str, args, keep_alive: list, params: list[Tensor]):
         self.family, self.args, self.keep_alive, self.params = family, args, keep_alive, params
@@ -245,25 +288,43 @@ class Prepared:
 
 def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Prepared:
     """Everything a step of ``params`` (all with gradients) needs but the kernel call itself:
-    checks, missing state (a group's first step), addresses, coefficients. Raises
-    :class:`Unsupported` before touching anything when a tensor does not qualify."""
+    checks of every tensor as it is now, missing state (a group's first step), addresses,
+    coefficients. Raises :class:`Unsupported` before touching anything when a tensor does
+    not qualify."""
     numbers, rows, row_len = _split_rows(plan, params)
-    grads = list(map(_grad, params))
-    dtypes = set(map(_dtype, params)) | set(map(_dtype, grads))
+    local, grads, mesh = _local_group(params, list(map(_grad, params)))
+    if mesh is not None:
+        if rows:
+            raise Unsupported("per-run hyperparameter tensors with DTensor parameters")
+        if plan.max_norm is not None and mesh.size() > 1:
+            raise Unsupported(
+                f"global-norm clipping of DTensor parameters on a mesh of {mesh.size()} ranks "
+                "needs a reduction across ranks"
+            )
+    dtypes = set(map(_dtype, local)) | set(map(_dtype, grads))
     if len(dtypes) != 1 or not dtypes <= _KIND.keys():
         raise Unsupported(f"parameters or gradients of dtypes {dtypes} (fast: float32 or float64)")
-    dtype = dtypes.pop()
-    if not all(map(_contiguous, grads)):
-        raise Unsupported("a non-contiguous gradient")
-    layouts = opt.__dict__.setdefault("_fast_layouts", {})
-    lay = layouts.get(index)
-    if lay is None or not lay.current(opt, plan, params):
-        layouts.pop(index, None)
-        lay = layouts[index] = Layout(opt, links, plan, params, dtype)
+    dtype = next(iter(dtypes))
+    param_ptr, numel = _addresses(local, "parameter", dtype, None)
+    grad_ptr = array("q", _addresses(grads, "gradient", dtype, numel)[0])
+    states = list(map(opt.state.__getitem__, params))
+    fresh: list[int] = []
+    try:
+        columns = _state_columns(plan, states, dtype, numel, mesh)
+    except (_NotTensor, KeyError):  # absent state (first step), or None (torch's buffer)
+        fresh = _init_missing(links, plan, params, states)
+        try:
+            columns = _state_columns(plan, states, dtype, numel, mesh)
+        except (Unsupported, _NotTensor, KeyError) as exc:
+            for i in fresh:  # the default path must find them absent, to set v₁ = g itself
+                del states[i][plan.lazy]
+            if isinstance(exc, Unsupported):
+                raise
+            raise Unsupported(f"state {exc} is not a tensor") from None
 
     args = _lib.Args(**numbers)
-    args.n, args.dtype = lay.n, _KIND[dtype]
-    keep_alive: list = [grads]
+    args.n, args.dtype = len(local), _KIND[dtype]
+    keep_alive: list = [local, grads, grad_ptr]
     if rows:
         args.row_len = row_len
         if rows.keys() & {"mom_gain", "nest_scale"}:  # lr inside the velocity: row by row
@@ -272,30 +333,34 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
                 keep_alive.append(values)
                 setattr(args, _ROW_ARG[name], values.data_ptr())
         else:  # vectorised: lr, keep and l2 per element
-            shape = tuple(params[0].shape)
+            shape = tuple(local[0].shape)
             for name, arg in (("lr", "el_lr"), ("keep", "el_keep"), ("l2_coef", "el_l2")):
                 value = plan.fields.get(name, 1.0 if name == "keep" else 0.0)  # no decay: θ·1
                 values = _per_element(opt, name, value, shape, dtype)
                 keep_alive.append(values)
                 setattr(args, arg, values.data_ptr())
-    args.step_f64, args.extra_f64 = lay.step_kind, lay.extra_kind
     if plan.max_norm is not None:
         args.gscale *= _clip_factor(grads, plan.max_norm, dtype)
-    grad_ptr = array("q", map(_ptr, grads))
-    keep_alive.append(grad_ptr)
+    arrays = {"numel": array("q", numel), "param": array("q", param_ptr)}
+    for name, (kind, tensors, ptrs) in columns.items():
+        arrays[name] = array("q", ptrs)
+        keep_alive.append(tensors)
+        if name == "step":
+            args.step_f64 = kind
+        elif name == "extra":
+            args.extra_f64 = kind
+    keep_alive.append(arrays)
     args.grad = grad_ptr.buffer_info()[0]
-    for name, buf in lay.arrays.items():
+    for name, buf in arrays.items():
         setattr(args, name, buf.buffer_info()[0])
-    flags = None
-    if lay.fresh:
-        flags = (ctypes.c_uint8 * lay.n)()
-        for i in lay.fresh:
+    if fresh:
+        flags = (ctypes.c_uint8 * len(local))()
+        for i in fresh:
             flags[i] = 1
         keep_alive.append(flags)
         args.fresh = ctypes.addressof(flags)
-        lay.fresh = []
-    keep_alive.append(lay)
-    return Prepared(plan.family, args, keep_alive, params)
+    targets = local if mesh is None else [*local, *params]
+    return Prepared(plan.family, args, keep_alive, targets)
 
 
 def run(lib: ctypes.CDLL, opt, index: int, links, plan: Resolved, params: list[Tensor]) -> None:
@@ -309,17 +374,19 @@ def run(lib: ctypes.CDLL, opt, index: int, links, plan: Resolved, params: list[T
 def all_finite(lib: ctypes.CDLL, grads: list[Tensor]) -> bool:
     """Whether every element of every gradient is finite: one parallel read pass, no
     temporaries (``torch.isfinite(g).all()`` allocates a bool tensor per gradient).
-    Raises :class:`Unsupported` for gradients the kernel cannot read."""
+    Raises :class:`Unsupported` for gradients the kernel cannot read, and for DTensor
+    gradients on a mesh of several ranks (the answer needs every rank's shards)."""
+    grads, _, mesh = _local_group(grads, [])
+    if mesh is not None and mesh.size() > 1:
+        raise Unsupported(f"DTensor gradients on a mesh of {mesh.size()} ranks")
     by_dtype: dict = {}
     for g in grads:
         by_dtype.setdefault(g.dtype, []).append(g)
     if not by_dtype.keys() <= _KIND.keys():
         raise Unsupported(f"gradients of dtypes {set(by_dtype)}")
-    if not (all(map(_is_cpu, grads)) and all(map(_contiguous, grads))):
-        raise Unsupported("a gradient not on the CPU or not contiguous")
     for dtype, gs in by_dtype.items():
-        numel = array("q", map(_numel, gs))
-        ptrs = array("q", map(_ptr, gs))
+        ptrs, numel = _addresses(gs, "gradient", dtype, None)
+        numel, ptrs = array("q", numel), array("q", ptrs)
         args = _lib.Args(n=len(gs), dtype=_KIND[dtype])
         args.numel, args.grad = numel.buffer_info()[0], ptrs.buffer_info()[0]
         if not lib.descend_all_finite(ctypes.byref(args)):
