@@ -1,0 +1,123 @@
+"""The arithmetic of the monitor: per-parameter sums in one pass, their combinations per group
+and overall, quantiles from a strided sample, and the gradient noise scale.
+
+Every quantity is built from sums over coordinates, so a group's or the whole model's value is
+the sum of its parameters' sums, never an average of ratios:
+
+    ‖u‖², ‖θ‖², ‖g‖², m·g, ‖m‖², #(u·g < 0), #(g ≠ 0), #non-finite(g)
+
+with u = θ_before − θ_after the update of the step (θ ← θ − u), g the gradient the optimizer
+used (after any clipping) and m its momentum buffer after the step. From them:
+
+    update_ratio  = ‖u‖ / ‖θ‖                (‖θ‖ before the step)
+    momentum_cos  = m·g / (‖m‖ ‖g‖)
+    opposed_frac  = #(u·g < 0) / #(g ≠ 0)    coordinates moved uphill by the step
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+# Row order of the per-parameter sums (see :func:`param_sums`).
+SUMS = ("u2", "w2", "g2", "mg", "m2", "opposed", "nonzero", "nonfinite")
+
+QUANTILES = (0.1, 0.5, 0.9)
+QUANTILE_SAMPLE = 4096
+
+
+def flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One float32 vector of all entries (a copy)."""
+    if not tensors:
+        return torch.zeros(0)
+    return torch.cat([t.detach().reshape(-1).float() for t in tensors])
+
+
+def param_sums(
+    before: torch.Tensor,
+    after: torch.Tensor,
+    grad: torch.Tensor,
+    momentum: torch.Tensor | None,
+    lengths: Sequence[int],
+) -> list[list[float]]:
+    """The sums of :data:`SUMS` for each parameter: one row per entry of ``lengths``.
+
+    ``before``, ``after``, ``grad`` and ``momentum`` are the parameters' flat vectors (see
+    :func:`flat`) laid end to end in the order of ``lengths``; sums are taken in float64.
+    """
+    u = before - after
+    finite = torch.isfinite(grad)
+    g = torch.where(finite, grad, torch.zeros((), dtype=grad.dtype))
+    rows = [u * u, before * before, g * g]
+    if momentum is not None:
+        rows += [momentum * g, momentum * momentum]
+    else:
+        zero = torch.zeros_like(g)
+        rows += [zero, zero]
+    rows += [(u * g < 0).float(), (g != 0).float(), (~finite).float()]
+    data = torch.stack(rows, dim=1).double()  # (entries, sums)
+    lens = torch.as_tensor(list(lengths), dtype=torch.long)
+    return torch.segment_reduce(data, "sum", lengths=lens, axis=0).tolist()
+
+
+def combine(rows: Sequence[Sequence[float]]) -> dict[str, float]:
+    """Add parameters' sums and turn them into the monitor's ratios."""
+    total = [sum(col) for col in zip(*rows)] if rows else [0.0] * len(SUMS)
+    s = dict(zip(SUMS, total))
+    out = {
+        "grad_norm": math.sqrt(s["g2"]),
+        "update_norm": math.sqrt(s["u2"]),
+        "weight_norm": math.sqrt(s["w2"]),
+        "update_ratio": _ratio(math.sqrt(s["u2"]), math.sqrt(s["w2"])),
+        "opposed_frac": _ratio(s["opposed"], s["nonzero"]),
+        "nonfinite": float(s["nonfinite"] > 0),
+    }
+    if s["m2"] > 0:
+        out["momentum_cos"] = _ratio(s["mg"], math.sqrt(s["m2"] * s["g2"]))
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else math.nan
+
+
+def sample(x: torch.Tensor, n: int = QUANTILE_SAMPLE) -> torch.Tensor:
+    """Every ⌈len/n⌉-th entry: an evenly strided sample of about ``n`` entries (rank error of
+    a quantile about 1/√n, i.e. 1.6 percentile points at 4096)."""
+    x = x.reshape(-1)
+    return x if x.numel() <= n else x[:: -(-x.numel() // n)]
+
+
+def quantiles(x: torch.Tensor, qs: Sequence[float] = QUANTILES) -> list[float]:
+    """Quantiles of the finite entries of a (sampled) vector; NaN when there are none."""
+    x = x[torch.isfinite(x)].double()
+    if x.numel() == 0:
+        return [math.nan] * len(qs)
+    return torch.quantile(x, torch.tensor(list(qs), dtype=torch.float64)).tolist()
+
+
+def noise_scale_parts(
+    sq_norms: Sequence[float], sum_sq_norm: float, k: int
+) -> tuple[float, float] | None:
+    """Unbiased estimates of |G|² and tr(Σ)/B_small from ``k`` ≥ 2 micro-batch gradients.
+
+    McCandlish et al. 2018 ("An Empirical Model of Large-Batch Training", appendix A.1), with
+    B_big = k·B_small, |G_small|² the mean of the micro-batch squared norms ‖gᵢ‖² and
+    |G_big|² = ‖Σgᵢ/k‖²:
+
+        |G|² ≈ (k|G_big|² − |G_small|²) / (k − 1)
+        S/B_small ≈ k(|G_small|² − |G_big|²) / (k − 1)
+
+    so that B_simple = tr(Σ)/|G|² = B_small · (S/B_small) / |G|². Both are returned in the
+    units of the gradients seen (a constant factor such as a loss divided by k cancels in
+    B_simple). ``None`` when k < 2.
+    """
+    if k < 2:
+        return None
+    small = sum(sq_norms) / k
+    big = sum_sq_norm / (k * k)
+    g2 = (k * big - small) / (k - 1)
+    trace = k * (small - big) / (k - 1)
+    return g2, trace
