@@ -315,7 +315,9 @@ class Monitor:
             for name, parts in (("eff_lr", eff), ("v_hat", vhat)):
                 chosen = [parts[j] for j in members if parts[j] is not None]
                 if chosen:
-                    sample = torch.cat([stats.sample(t.detach().float()) for t in chosen])
+                    sample = stats.sample(
+                        torch.cat([t.detach().reshape(-1).float() for t in chosen])
+                    )
                     qs = stats.quantiles(sample)
                     for q, value in zip(("p10", "p50", "p90"), qs):
                         out[f"{prefix}{name}_{q}"] = value
@@ -331,7 +333,7 @@ class Monitor:
                 out[f"layer/{name}/grad_norm"] = r["grad_norm"]
                 if eff[j] is not None:
                     out[f"layer/{name}/eff_lr_p50"] = stats.quantiles(
-                        stats.sample(eff[j].detach().float(), 1024), (0.5,)
+                        stats.sample(eff[j].detach().float()), (0.5,)
                     )[0]
         self._emit(step, out)
         if self.histogram_every and self.samples % self.histogram_every == 0:

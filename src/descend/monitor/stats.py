@@ -25,7 +25,7 @@ import torch
 SUMS = ("u2", "w2", "g2", "mg", "m2", "opposed", "nonzero", "nonfinite")
 
 QUANTILES = (0.1, 0.5, 0.9)
-QUANTILE_SAMPLE = 4096
+QUANTILE_SAMPLE = 65536
 
 
 def flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -83,11 +83,18 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else math.nan
 
 
+_GEN = torch.Generator().manual_seed(0)
+
+
 def sample(x: torch.Tensor, n: int = QUANTILE_SAMPLE) -> torch.Tensor:
-    """Every ⌈len/n⌉-th entry: an evenly strided sample of about ``n`` entries (rank error of
-    a quantile about 1/√n, i.e. 1.6 percentile points at 4096)."""
+    """All entries up to ``n`` (quantiles are then exact), else ``n`` drawn uniformly with
+    replacement from a fixed-seed generator (a quantile's rank error is about 0.5/√n: 0.2
+    percentile points at 65,536). Not strided: weights are laid out in rows, and every k-th
+    entry of a matrix is a biased sample of it."""
     x = x.reshape(-1)
-    return x if x.numel() <= n else x[:: -(-x.numel() // n)]
+    if x.numel() <= n:
+        return x
+    return x[torch.randint(0, x.numel(), (n,), generator=_GEN)]
 
 
 def quantiles(x: torch.Tensor, qs: Sequence[float] = QUANTILES) -> list[float]:
