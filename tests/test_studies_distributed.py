@@ -1,0 +1,140 @@
+"""Studies through a real Dask cluster on 127.0.0.1: the same numbers as the serial run, a
+failing trial kept with its error, and a killed study resumed from what finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from descend.cli import main
+from descend.train.compare import compare
+from descend.train.executor import run_trials
+
+ARGS = ["compare", "--task", "digits", "--optimizers", "sgd:lr=0.1;adam", "--seeds", "4"]
+ARGS += ["--epochs", "1", "--quiet", "--threads", "1"]  # 34 updates a trial: keeps it short
+TIMING = ["wall_time", "time_to_target"]
+CLI = [sys.executable, "-c", "import sys; from descend.cli import main; sys.exit(main())"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One local cluster for the module's --address tests (2 processes, 127.0.0.1, closed)."""
+    from dask.distributed import LocalCluster
+
+    c = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=40,
+    )
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    assert main([*ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def _same(a: Path, b: Path) -> None:
+    for name, drop in (("compare_runs.csv", TIMING), ("compare_curves.csv", ["time"])):
+        x = pd.read_csv(a / name).drop(columns=drop)
+        y = pd.read_csv(b / name).drop(columns=drop)
+        pd.testing.assert_frame_equal(x, y, check_exact=True)  # bit for bit
+
+
+def test_local_cluster_equals_serial_bit_for_bit(serial, tmp_path, capsys):
+    assert main([*ARGS, "--workers", "2", "--out", str(tmp_path)]) == 0
+    assert "dask local cluster, 2 processes; 0 of 8" in capsys.readouterr().out
+    _same(serial, tmp_path)
+    assert len((tmp_path / "compare_trials.jsonl").read_text().splitlines()) == 8
+
+
+def test_running_cluster_by_address_equals_serial(serial, cluster, tmp_path, capsys):
+    assert main([*ARGS, "--address", cluster.scheduler_address, "--out", str(tmp_path)]) == 0
+    assert f"dask scheduler {cluster.scheduler_address}" in capsys.readouterr().out
+    _same(serial, tmp_path)
+
+
+def test_killed_study_resumes_with_only_the_rest(serial, tmp_path):
+    """Kill the whole process group (scheduler, workers) once 2 trials are stored; the rerun
+    runs only the missing trials and the result equals the serial one."""
+    store = tmp_path / "compare_trials.jsonl"
+    cmd = [*CLI, *ARGS, "--workers", "2", "--out", str(tmp_path)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if store.exists() and len(store.read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    lines = store.read_text().splitlines() if store.exists() else []
+    finished = len([line for line in lines if line.endswith("}")])
+    assert 2 <= finished < 8, f"{finished} trials stored before the kill"
+    out = subprocess.run(
+        [*CLI, *ARGS, "--workers", "2", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"{finished} of 8 trials resumed" in out.stdout
+    assert len(store.read_text().splitlines()) == len(lines) + (8 - finished)
+    _same(serial, tmp_path)
+
+
+def _fails_on_seed_1():
+    import torch
+
+    if torch.initial_seed() == 1:
+        raise RuntimeError("planted failure for seed 1")
+    return torch.nn.Sequential(torch.nn.Linear(64, 10))
+
+
+def test_failing_trial_is_reported_and_the_others_kept(cluster, tmp_path):
+    kw = dict(seeds=3, updates=20, model=_fails_on_seed_1, store=tmp_path / "t.jsonl")
+    cmp = compare("digits", ["sgd:lr=0.1"], address=cluster.scheduler_address, **kw)
+    runs = cmp.runs
+    bad = runs[runs["error"].notna()]
+    assert list(bad["seed"]) == [1] and "planted failure for seed 1" in bad["error"].iloc[0]
+    good = runs[runs["error"].isna()]
+    assert list(good["seed"]) == [0, 2] and good["final_val_acc"].notna().all()
+    assert cmp.config["n_failed"] == 1
+    # the failed trial is stored with its error and tried again on a rerun, the others resumed
+    again = compare("digits", ["sgd:lr=0.1"], **kw)
+    assert again.config["n_resumed"] == 2 and again.config["n_failed"] == 1
+
+
+def _square(common, x):
+    return {"x": x, "y": x * x + common}
+
+
+def test_run_trials_keeps_order_and_validates(tmp_path):
+    trials = [(f"k{i}", i) for i in range(5)]
+    out = run_trials(_square, 1, trials, store=tmp_path / "s.jsonl")
+    assert [o.result["y"] for o in out] == [1, 2, 5, 10, 17]
+    again = run_trials(_square, 1, trials, store=tmp_path / "s.jsonl")
+    assert all(o.resumed for o in again) and [o.result for o in again] == [o.result for o in out]
+    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+        run_trials(_square, 1, trials, workers=0)
+    with pytest.raises(ValueError, match="not both"):
+        run_trials(_square, 1, trials, workers=2, address="tcp://127.0.0.1:1")
+    with pytest.raises(ValueError, match="address must be a Dask scheduler address"):
+        run_trials(_square, 1, trials, address="127.0.0.1")
+    assert main([*ARGS, "--workers", "0", "--out", str(tmp_path)]) == 2
