@@ -11,12 +11,12 @@ into one table (a row per step, a column per tag). :func:`diagnose` runs every c
 ``skipped``        more than 1% of steps skipped for non-finite gradients;
 ``clipped``        clipping active on more than half the measured steps;
 ``momentum``       the momentum buffer pointing against the gradient (cos < 0) on more than
-                   30% of measured steps: momentum fights the gradient, the run oscillates;
+                   25% of measured steps: momentum fights the gradient, the run oscillates;
 ``warmup``         a learning-rate warm-up that ends while Adam's second-moment bias correction
                    1/(1 − β₂ᵗ) is still above 1.1 (it needs t > ln 11 / (−ln β₂) steps,
                    ≈ 2,400 for β₂ = 0.999);
-``stability``      the loss oscillating step to step with a growing amplitude (a learning rate
-                   past the stability edge 2/λ_max), or becoming non-finite.
+``stability``      the loss oscillating step to step, or climbing, with a growing swing (a
+                   learning rate past the stability edge 2/λ_max), or becoming non-finite.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ RATIO_LOW, RATIO_HIGH = 1e-5, 1e-1
 COLLAPSE = 10.0
 SKIPPED_FRACTION = 0.01
 CLIPPED_FRACTION = 0.5
-OPPOSED_MOMENTUM = 0.3
+OPPOSED_MOMENTUM = 0.25
 BIAS_LIMIT = 1.1
 
 
@@ -318,15 +318,24 @@ def check_stability(frame: pd.DataFrame) -> list[Finding]:
     half = len(d) // 2
     growth = float(np.mean(np.abs(d[half:])) / max(np.mean(np.abs(d[:half])), 1e-300))
     rising = window[-1] > window.min() * 1.5 or window[-1] > window[0]
-    if alternation < 0.6 or growth < 2 or not rising:
+    up = float(np.mean(d > 0))
+    oscillating = alternation >= 0.6 and growth >= 2 and rising
+    climbing = up >= 0.7 and growth >= 2 and window[-1] > 2 * window.min()
+    if not (oscillating or climbing):
         return []
+    how = (
+        f"changed direction on {alternation:.0%} of steps"
+        if oscillating
+        else f"rose on {up:.0%} of steps (it grows along the sharpest direction, whose sign "
+        "alternates)"
+    )
     return [
         Finding(
             "stability",
-            "loss oscillates with growing amplitude: lr past the stability edge",
-            f"Over the last {len(window)} logged steps the loss changed direction on "
-            f"{alternation:.0%} of steps and the step-to-step swing grew {growth:.1f}× from the "
-            f"first half of that window to the second (loss {window[0]:.4g} → {window[-1]:.4g}). "
+            "loss grows with a growing swing: lr past the stability edge",
+            f"Over the last {len(window)} logged steps the loss {how} and the step-to-step "
+            f"swing grew {growth:.1f}× from the first half of that window to the second (loss "
+            f"{window[0]:.4g} → {window[-1]:.4g}). "
             "That is gradient descent past its stability edge (lr > 2/λ_max along the "
             "sharpest direction): lower the learning rate (by ~2× at least) or add warm-up.",
             {
