@@ -218,7 +218,9 @@ class Monitor:
     def _before(self, *_: Any) -> None:
         if not self.sampled(self.steps + 1):
             return
-        params = [(gi, p) for gi, p in self._params() if p.grad is not None]
+        # Every trainable parameter: with a closure (Lightning) backward runs inside step(),
+        # after this hook, so which ones get a gradient is known only afterwards.
+        params = self._params()
         self._pending = {
             "params": params,
             "before": stats.flat([p for _, p in params]),
@@ -280,7 +282,12 @@ class Monitor:
         return mom, vhat, eff
 
     def _measure(self, step: int, pending: dict[str, Any]) -> None:
-        params = pending["params"]
+        params, before = pending["params"], pending["before"]
+        keep = [p.grad is not None for _, p in params]
+        if not all(keep):
+            parts = before.split([p.numel() for _, p in params])
+            before = stats.flat([t for t, k in zip(parts, keep) if k])
+            params = [pair for pair, k in zip(params, keep) if k]
         out: dict[str, float] = {}
         groups = self.base.param_groups
         for gi, lr in enumerate(pending["lr"]):
@@ -301,7 +308,7 @@ class Monitor:
                 [m if m is not None else torch.zeros_like(p) for m, p in zip(mom, tensors)]
             )
         lengths = [p.numel() for p in tensors]
-        rows = stats.param_sums(pending["before"], after, grads, momentum, lengths)
+        rows = stats.param_sums(before, after, grads, momentum, lengths)
         several = len(groups) > 1
         scopes: list[tuple[str, list[int]]] = [("opt/", list(range(len(params))))]
         if several:
@@ -339,7 +346,7 @@ class Monitor:
         if self.histogram_every and self.samples % self.histogram_every == 0:
             hist_sinks = [s for s in self.sinks if hasattr(s, "write_histograms")]
             if hist_sinks:
-                u = pending["before"] - after
+                u = before - after
                 hists: dict[str, torch.Tensor] = {}
                 offset = 0
                 for j, (_, p) in enumerate(params):

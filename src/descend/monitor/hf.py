@@ -34,7 +34,7 @@ class MonitorCallback(TrainerCallback):
     monitor."""
 
     def __init__(self, every: int = 10, log: Any = None, **options: Any) -> None:
-        self.every, self.log, self.options = every, log, options
+        self.every, self._log, self.options = every, log, options
         self.monitor: Monitor | None = None
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
@@ -42,7 +42,9 @@ class MonitorCallback(TrainerCallback):
             raise ValueError("MonitorCallback: the Trainer has no optimizer at train begin")
         options = dict(self.options)
         options.setdefault("batch_size", int(args.per_device_train_batch_size))
-        self.monitor = Monitor(_unwrap(optimizer), model, every=self.every, log=self.log, **options)
+        self.monitor = Monitor(
+            _unwrap(optimizer), model, every=self.every, log=self._log, **options
+        )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.monitor is not None and logs and "loss" in logs:

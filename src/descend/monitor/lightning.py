@@ -40,7 +40,7 @@ class MonitorCallback(pl.Callback):
 
     def __init__(self, every: int = 10, log: Any = None, **options: Any) -> None:
         super().__init__()
-        self.every, self.log, self.options = every, log, options
+        self.every, self._log, self.options = every, log, options
         self.monitor: Monitor | None = None
         self._last_step = -1
 
@@ -48,7 +48,7 @@ class MonitorCallback(pl.Callback):
         if not trainer.optimizers:
             raise ValueError("MonitorCallback: the LightningModule configured no optimizer")
         optimizer = trainer.optimizers[0]
-        log = self.log if self.log is not None else _LoggerSink(trainer)
+        log = self._log if self._log is not None else _LoggerSink(trainer)
         self.monitor = Monitor(optimizer, pl_module, every=self.every, log=log, **self.options)
 
     def on_train_batch_end(
