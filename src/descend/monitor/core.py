@@ -92,8 +92,9 @@ class Monitor:
         layers: also write the per-layer metrics (:data:`LAYER_METRICS`).
         batch_size: samples per micro-batch; the noise scale is then in samples, else in
             micro-batches.
-        source: ``"auto"`` (descend's trace for descend optimizers, state otherwise),
-            ``"trace"`` or ``"state"``.
+        source: ``"auto"`` (descend's trace hook where the chain runs anyway — ``fused=False``
+            or a free ``from_chain`` chain — else the optimizer state, which keeps descend's
+            fast kernels running), ``"trace"`` or ``"state"``.
         histogram_every: sinks that draw histograms (TensorBoard) get the per-layer updates,
             gradients and effective lrs on every this-many-th sampled step (0 = never).
         noise_beta: the EMA factor, over sampled steps, of the two noise-scale estimates.
@@ -133,13 +134,19 @@ class Monitor:
 
         self.base = optimizer.optimizer if isinstance(optimizer, Accumulate) else optimizer
         self._average = isinstance(optimizer, Accumulate) and optimizer.average
+        from descend.optim.base import FromChain
+
         traceable = isinstance(self.base, ChainOptimizer)
         if source == "trace" and not traceable:
             raise ValueError(
                 f"source='trace' needs a descend optimizer; {type(self.base).__name__} has no "
                 "trace hook (use 'state' or 'auto')"
             )
-        self.use_trace = traceable and source != "state"
+        # auto: trace where the chain runs anyway (fused=False) or where only the chain knows
+        # its state (a free from_chain chain); elsewhere read the state, so the fast kernels
+        # keep running and a monitored run is bit for bit the unmonitored one.
+        chain_anyway = traceable and (self.base.fused is False or isinstance(self.base, FromChain))
+        self.use_trace = source == "trace" or (source == "auto" and chain_anyway)
         self.every = every
         self.layers = layers
         self.batch_size = batch_size
