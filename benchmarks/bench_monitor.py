@@ -52,7 +52,9 @@ class TinyTransformer(torch.nn.Module):
         super().__init__()
         self.embed = torch.nn.Embedding(vocab, width)
         self.pos = torch.nn.Parameter(torch.randn(length, width) * 0.02)
-        layer = torch.nn.TransformerEncoderLayer(width, heads, 4 * width, batch_first=True)
+        layer = torch.nn.TransformerEncoderLayer(
+            width, heads, 4 * width, dropout=0.0, batch_first=True
+        )
         self.encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.head = torch.nn.Linear(width, vocab)
 
