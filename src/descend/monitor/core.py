@@ -202,7 +202,8 @@ class Monitor:
         def hook(grad: torch.Tensor) -> None:
             with torch.no_grad():
                 entry = self._micro.get(key)
-                sq = grad.detach().float().pow(2).sum()
+                flat = grad.detach().reshape(-1)
+                sq = torch.dot(flat, flat)
                 if entry is None:
                     # Keep a reference only: autograd may make this very tensor p.grad and
                     # accumulate the next micro-batch into it, but only after our next call.
@@ -273,19 +274,49 @@ class Monitor:
             return mom, vhat, eff
         from descend.train.metrics import _param_eff_lr
 
-        for j, (gi, p) in enumerate(params):
-            group, state = self.base.param_groups[gi], self.base.state.get(p)
-            if not state:
+        # One group at a time on the concatenated state (the formulas are elementwise and a
+        # group's parameters share their step), then split back into per-parameter views:
+        # a handful of tensor operations per group instead of per parameter.
+        index = 0
+        while index < n:
+            gi = params[index][0]
+            members = []
+            while index < n and params[index][0] == gi:
+                members.append(index)
+                index += 1
+            group = self.base.param_groups[gi]
+            states = [self.base.state.get(params[j][1]) or {} for j in members]
+            keys = set(states[0])
+            if not keys or any(set(st) != keys for st in states):
                 continue
-            mom[j] = state.get("exp_avg", state.get("momentum_buffer"))
-            if "exp_avg_sq" in state and "betas" in group:
-                t = float(state.get("step", 1))
-                vhat[j] = state["exp_avg_sq"] / (1 - float(group["betas"][1]) ** t)
-            elif "square_avg" in state:
-                vhat[j] = state["square_avg"]
-            elif "sum" in state:
-                vhat[j] = state["sum"]
-            eff[j] = _param_eff_lr(group, state)
+            steps = {float(st["step"]) for st in states if "step" in st}
+            if len(steps) > 1:
+                continue
+            merged: dict[str, Any] = {
+                k: torch.cat([st[k].detach().reshape(-1) for st in states])
+                for k in keys
+                if k != "step" and torch.is_tensor(states[0][k]) and states[0][k].dim() > 0
+            }
+            if steps:
+                merged["step"] = steps.pop()
+            if "mu_product" in keys:
+                merged["mu_product"] = states[0]["mu_product"]
+            sizes = [params[j][1].numel() for j in members]
+            if sum(sizes) != next((v.numel() for v in merged.values() if torch.is_tensor(v)), 0):
+                continue
+
+            def spread(vector, out, members=members, sizes=sizes):
+                if vector is not None:
+                    for j, part in zip(members, vector.split(sizes)):
+                        out[j] = part
+
+            spread(merged.get("exp_avg", merged.get("momentum_buffer")), mom)
+            if "exp_avg_sq" in merged and "betas" in group:
+                t = float(merged.get("step", 1))
+                spread(merged["exp_avg_sq"] / (1 - float(group["betas"][1]) ** t), vhat)
+            else:
+                spread(merged.get("square_avg", merged.get("sum")), vhat)
+            spread(_param_eff_lr(group, merged), eff)
         return mom, vhat, eff
 
     def _measure(self, step: int, pending: dict[str, Any]) -> None:
@@ -347,7 +378,7 @@ class Monitor:
                 out[f"layer/{name}/grad_norm"] = r["grad_norm"]
                 if eff[j] is not None:
                     out[f"layer/{name}/eff_lr_p50"] = stats.quantiles(
-                        stats.sample(eff[j].detach().float()), (0.5,)
+                        stats.sample(eff[j].detach().float(), stats.LAYER_SAMPLE), (0.5,)
                     )[0]
         self._emit(step, out)
         if self.histogram_every and self.samples % self.histogram_every == 0:
