@@ -138,3 +138,22 @@ def test_run_trials_keeps_order_and_validates(tmp_path):
     with pytest.raises(ValueError, match="address must be a Dask scheduler address"):
         run_trials(_square, 1, trials, address="127.0.0.1")
     assert main([*ARGS, "--workers", "0", "--out", str(tmp_path)]) == 2
+
+
+def test_lr_find_seeds_on_the_cluster_equal_serial_and_resume(cluster, tmp_path, capsys):
+    args = ["lr-find", "--task", "digits", "--optimizer", "sgd:momentum=0.9", "--seeds", "3"]
+    args += ["--steps", "40", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "serial")]) == 0
+    assert main([*args, "--address", cluster.scheduler_address, "--out", str(tmp_path / "d")]) == 0
+    for name in ("lr_find_digits.csv", "lr_find_digits.json"):
+        assert (tmp_path / "serial" / name).read_text() == (tmp_path / "d" / name).read_text()
+    store = tmp_path / "d" / "lr_find_digits_trials.jsonl"
+    assert len(store.read_text().splitlines()) == 3
+    # a rerun takes the three seeds back from the store and runs none
+    assert main([*args, "--address", cluster.scheduler_address, "--out", str(tmp_path / "d")]) == 0
+    assert len(store.read_text().splitlines()) == 3
+    assert (tmp_path / "serial" / "lr_find_digits.csv").read_text() == (
+        tmp_path / "d" / "lr_find_digits.csv"
+    ).read_text()
+    assert main([*args, "--landscape", "ravine", "--workers", "2"]) == 2
+    capsys.readouterr()

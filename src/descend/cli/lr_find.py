@@ -56,6 +56,9 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--out", default="lr_find_results", help="output folder (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="print only the suggestions")
+    from descend.cli.compare import add_executor_arguments
+
+    add_executor_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -120,9 +123,20 @@ def _task(args: argparse.Namespace) -> list[Any]:
         opt = optim.from_spec(args.optimizer, model.parameters())
         return model, torch.nn.CrossEntropyLoss(), ds.loader("train", batch, seed=seed), opt
 
+    from descend.cli.compare import executor_options
+
+    name = f"lr_find_{args.task}"
+    run_options = executor_options(args, Path(args.out) / f"{name}_trials.jsonl")
+    described = {
+        k: getattr(args, k)
+        for k in ("task", "task_option", "model", "hidden", "norm", "optimizer", "batch_size")
+    }
     spread = lr_find_seeds(
         build,
         seeds=list(range(args.seeds)),
+        threads=args.threads,
+        key=described,
+        **run_options,
         start_lr=args.start if args.start is not None else 1e-7,
         end_lr=args.end,
         num_steps=args.steps,
@@ -157,6 +171,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise CommandError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.landscape and (args.workers is not None or args.address is not None):
+        raise CommandError(
+            "--workers/--address run the seeds of a task's range test; --landscape sweeps "
+            "run in this process"
+        )
     saved = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

@@ -26,7 +26,7 @@ SUMS = ("u2", "w2", "g2", "mg", "m2", "opposed", "nonzero", "nonfinite")
 
 QUANTILES = (0.1, 0.5, 0.9)
 QUANTILE_SAMPLE = 16384
-LAYER_SAMPLE = 4096
+LAYER_SAMPLE = 1024
 
 
 def flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -53,32 +53,28 @@ def param_sums(
     u = before - after
     finite = bool(torch.isfinite(grad).all())
     g = grad if finite else torch.where(torch.isfinite(grad), grad, torch.zeros(()))
-    ends = torch.as_tensor(list(lengths), dtype=torch.long).cumsum(0)
-    starts = ends - torch.as_tensor(list(lengths), dtype=torch.long)
-    flags = torch.stack([(u * g < 0), (g != 0)]).to(torch.int64).cumsum(1)
-    flags = torch.cat([torch.zeros(2, 1, dtype=torch.int64), flags], dim=1)
-    counts = (flags[:, ends] - flags[:, starts]).t()  # (params, 2)
-    dots = []
+    uphill, moving = u * g < 0, g != 0
+    dots, counts = [], []
     offset = 0
     for n in lengths:
-        us, bs, gs = u[offset : offset + n], before[offset : offset + n], g[offset : offset + n]
-        row = [torch.dot(us, us), torch.dot(bs, bs), torch.dot(gs, gs)]
+        end = offset + n
+        us, bs, gs = u[offset:end], before[offset:end], g[offset:end]
+        dots += [torch.dot(us, us), torch.dot(bs, bs), torch.dot(gs, gs)]
         if momentum is not None:
-            ms = momentum[offset : offset + n]
-            row += [torch.dot(ms, gs), torch.dot(ms, ms)]
-        dots.append(torch.stack(row))
-        offset += n
-    table = torch.stack(dots).double().tolist()
-    nonfinite = 0.0 if finite else None
+            ms = momentum[offset:end]
+            dots += [torch.dot(ms, gs), torch.dot(ms, ms)]
+        counts += [uphill[offset:end].count_nonzero(), moving[offset:end].count_nonzero()]
+        if not finite:
+            counts.append((~torch.isfinite(grad[offset:end])).count_nonzero())
+        offset = end
+    n_dots, n_counts = (5 if momentum is not None else 3), (2 if finite else 3)
+    d = torch.stack(dots).double().reshape(len(lengths), n_dots).tolist()
+    c = torch.stack(counts).reshape(len(lengths), n_counts).tolist()
     rows = []
-    for j, (values, (opposed, nonzero)) in enumerate(zip(table, counts.tolist())):
+    for dj, cj in zip(d, c):
         if momentum is None:
-            values = values + [0.0, 0.0]
-        if nonfinite is None:
-            bad = float((~torch.isfinite(grad[starts[j] : ends[j]])).sum())
-        else:
-            bad = 0.0
-        rows.append(values + [float(opposed), float(nonzero), bad])
+            dj = dj + [0.0, 0.0]
+        rows.append(dj + [float(x) for x in cj] + ([0.0] if finite else []))
     return rows
 
 
