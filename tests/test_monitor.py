@@ -333,3 +333,19 @@ def test_bad_arguments_name_the_parameter():
     with pytest.raises(ValueError, match="batch_size"):
         Monitor(opt, batch_size=0)
     assert not opt._optimizer_step_pre_hooks  # nothing attached by a rejected call
+
+
+def test_bench_monitor_smoke_monitored_training_is_bit_for_bit_the_plain_one(capsys):
+    """benchmarks/bench_monitor.py --smoke: the monitored copies (digits MLP, transformer) end
+    with exactly the weights of the plain ones, since the monitor only observes."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_monitor.py"
+    spec = importlib.util.spec_from_file_location("bench_monitor_smoke", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    assert module.main(["--smoke"]) == 0
+    assert "Monitor overhead" in capsys.readouterr().out

@@ -69,12 +69,14 @@ def test_running_cluster_by_address_equals_serial(serial, cluster, tmp_path, cap
     _same(serial, tmp_path)
 
 
-def test_killed_study_resumes_with_only_the_rest(serial, tmp_path):
-    """Kill the whole process group (scheduler, workers) once 2 trials are stored; the rerun
-    runs only the missing trials and the result equals the serial one."""
+def test_killed_study_resumes_with_only_the_rest(serial, cluster, tmp_path, capsys):
+    """Kill the study's process (SIGKILL, as a crash or an OOM kill would) once 2 trials are
+    stored; the rerun runs only the missing trials and the result equals the serial one. The
+    study runs on the module's cluster (--address) so that no second cluster has to start;
+    the --workers path is the same code after the cluster is made."""
     store = tmp_path / "compare_trials.jsonl"
-    cmd = [*CLI, *ARGS, "--workers", "2", "--out", str(tmp_path)]
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL)
+    address = ["--address", cluster.scheduler_address, "--out", str(tmp_path)]
+    proc = subprocess.Popen([*CLI, *ARGS, *address], start_new_session=True)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -87,14 +89,9 @@ def test_killed_study_resumes_with_only_the_rest(serial, tmp_path):
     lines = store.read_text().splitlines() if store.exists() else []
     finished = len([line for line in lines if line.endswith("}")])
     assert 2 <= finished < 8, f"{finished} trials stored before the kill"
-    out = subprocess.run(
-        [*CLI, *ARGS, "--workers", "2", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr
-    assert f"{finished} of 8 trials resumed" in out.stdout
+    capsys.readouterr()
+    assert main([*ARGS, *address]) == 0
+    assert f"{finished} of 8 trials resumed" in capsys.readouterr().out
     assert len(store.read_text().splitlines()) == len(lines) + (8 - finished)
     _same(serial, tmp_path)
 

@@ -10,10 +10,12 @@ sampled step only (steps 1, k + 1, 2k + 1, … counted in optimizer updates) it
   noise scale B_simple (McCandlish et al. 2018);
 - reads the optimizer's internals — the momentum buffer, the bias-corrected second moment v̂
   and the per-coordinate effective learning rate (γ times the preconditioner,
-  γ/(√v̂ + ε) for Adam): for descend's optimizers from the chain's own named intermediates
-  (a trace hook registered for that one step, so any ``from_chain`` chain is understood), for
-  torch.optim's from its state (``exp_avg``, ``exp_avg_sq``, ``square_avg``, ``sum``,
-  ``momentum_buffer``; see :func:`descend.train.metrics._param_eff_lr`).
+  γ/(√v̂ + ε) for Adam) — from its state (``exp_avg``, ``exp_avg_sq``, ``square_avg``,
+  ``sum``, ``momentum_buffer``; descend's switches included, see
+  :func:`descend.train.metrics._param_eff_lr`), so descend's fast kernels keep running and a
+  monitored run is bit for bit the unmonitored one; where descend's chain runs anyway
+  (``fused=False``) or only the chain knows its state (a free ``from_chain`` chain), from the
+  chain's own named intermediates through a trace hook registered for that one step.
 
 Unsampled steps cost two hook calls and a modulo. Names of what is written (see
 :data:`METRICS`): ``opt/<metric>`` over the whole model, ``opt/group<i>/<metric>`` per param
