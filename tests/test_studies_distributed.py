@@ -10,12 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from descend.cli import main
+from descend.executor import run_trials
 from descend.train.compare import compare
-from descend.train.executor import run_trials
 
 ARGS = ["compare", "--task", "digits", "--optimizers", "sgd:lr=0.1;adam", "--seeds", "4"]
 ARGS += ["--epochs", "1", "--quiet", "--threads", "1"]  # 34 updates a trial: keeps it short
@@ -154,3 +155,16 @@ def test_lr_find_seeds_on_the_cluster_equal_serial_and_resume(cluster, tmp_path,
     ).read_text()
     assert main([*args, "--landscape", "ravine", "--workers", "2"]) == 2
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("noise_batch", [4])  # with noise: a function of (seed, step)
+def test_landscape_sweep_split_over_the_cluster_equals_one_process(cluster, noise_batch):
+    from descend import lab
+
+    values = {"lr": list(np.geomspace(1e-3, 0.2, 9)), "momentum": [0.0, 0.5, 0.9, 0.99]}
+    kw = dict(steps=150, seed=3, noise_batch=noise_batch)
+    one = lab.sweep("ravine", "momentum", values, **kw)
+    split = lab.sweep("ravine", "momentum", values, address=cluster.scheduler_address, **kw)
+    pd.testing.assert_frame_equal(one.result.metrics, split.result.metrics, check_exact=True)
+    np.testing.assert_array_equal(one.steps_to_tol, split.steps_to_tol)
+    np.testing.assert_array_equal(one.result.trajectories, split.result.trajectories)

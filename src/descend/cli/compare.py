@@ -122,7 +122,7 @@ def add_executor_arguments(p: argparse.ArgumentParser) -> None:
 
 def executor_options(args: argparse.Namespace, store) -> dict[str, Any]:
     """The executor keywords from the parsed arguments; the store is emptied with --fresh."""
-    from descend.train.executor import check_workers
+    from descend.executor import check_workers
 
     try:
         check_workers(args.workers, args.address)

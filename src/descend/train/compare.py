@@ -299,7 +299,7 @@ def compare(
             :meth:`Dataset.from_tensors <descend.train.data.Dataset.from_tensors>`.
         loss_fn: the batch-mean loss (default ``nn.CrossEntropyLoss()``).
         workers: run the trials (configuration × seed) on a local Dask cluster of this many
-            processes (see :mod:`descend.train.executor`); ``None`` runs them here, serially.
+            processes (see :mod:`descend.executor`); ``None`` runs them here, serially.
             The numbers are the same either way (timings aside).
         address: run them on the Dask scheduler at this address instead.
         store: a JSON-lines file where each finished trial is appended as it completes; a
@@ -352,7 +352,7 @@ def compare(
         for batch in batches
         for schedule in schedules
     ]
-    from descend.train.executor import check_workers, run_trials, trial_key
+    from descend.executor import check_workers, run_trials, trial_key
 
     check_workers(workers, address)
     loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn

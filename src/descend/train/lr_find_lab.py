@@ -73,12 +73,12 @@ def lr_find_seeds(
     ``build(seed)`` returns ``(model, loss_fn, loader, optimizer)`` for that seed (a fresh
     initialisation and data order); ``options`` go to :func:`lr_find` (its ``seed`` is set).
     ``workers``/``address`` run the seeds through Dask distributed and ``store`` keeps each
-    finished seed in a JSON-lines file to resume from (see :mod:`descend.train.executor`);
+    finished seed in a JSON-lines file to resume from (see :mod:`descend.executor`);
     ``key`` describes ``build`` for that store (default: its qualified name), ``threads`` sets
     torch's threads inside each trial. A seed whose sweep raises is reported by a
     ``RuntimeError`` naming it, after the others have finished and been stored.
     """
-    from descend.train.executor import run_trials, trial_key
+    from descend.executor import run_trials, trial_key
 
     seeds = list(seeds)
     if not seeds:
