@@ -64,12 +64,6 @@ def test_local_cluster_equals_serial_bit_for_bit(serial, tmp_path, capsys):
     assert len((tmp_path / "compare_trials.jsonl").read_text().splitlines()) == 8
 
 
-def test_running_cluster_by_address_equals_serial(serial, cluster, tmp_path, capsys):
-    assert main([*ARGS, "--address", cluster.scheduler_address, "--out", str(tmp_path)]) == 0
-    assert f"dask scheduler {cluster.scheduler_address}" in capsys.readouterr().out
-    _same(serial, tmp_path)
-
-
 def test_killed_study_resumes_with_only_the_rest(serial, cluster, tmp_path, capsys):
     """Kill the study's process (SIGKILL, as a crash or an OOM kill would) once 2 trials are
     stored; the rerun runs only the missing trials and the result equals the serial one. The
