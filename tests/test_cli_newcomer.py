@@ -451,3 +451,32 @@ def test_betas_tuple_forms_equal_beta1_beta2(capsys) -> None:
         assert capsys.readouterr().out == expected
     proc = descend("explain", "adam:betas=(0.9,x)", "--grads", "0.1")
     assert_refused(proc, "explain", "write a tuple as (0.9,0.95) or 0.9,0.95")
+
+
+def test_rollback_keeps_a_studys_finished_trials(tmp_path: Path) -> None:
+    """Ctrl-C (or an error) removes what a command wrote, except the store of finished trials
+    that a rerun resumes from (compare, lr-find --seeds): it stays, with its folder."""
+    from descend.cli import outputs
+
+    outputs.reset()
+    new = outputs.output_dir(tmp_path / "fresh" / "out")
+    store = outputs.keep(new / "compare_trials.jsonl")
+    store.write_text('{"trial": 0}\n')
+    (new / "compare_runs.csv").write_text("half-written")
+    (new / "figures").mkdir()
+    (new / "figures" / "a.png").write_bytes(b"x")
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "earlier.txt").write_text("keep me")
+    outputs.output_dir(old)
+    (old / "partial.csv").write_text("half")
+    outputs.rollback()
+    assert store.read_text() == '{"trial": 0}\n'
+    assert sorted(p.name for p in new.iterdir()) == ["compare_trials.jsonl"]
+    assert sorted(p.name for p in old.iterdir()) == ["earlier.txt"]
+    # without a kept file the new folder goes entirely, as before
+    outputs.reset()
+    gone = outputs.output_dir(tmp_path / "gone")
+    (gone / "x.csv").write_text("x")
+    outputs.rollback()
+    assert not gone.exists()

@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "explain",
     "lr_find",
     "compare",
+    "diagnose",
     "serve",
 ]
 

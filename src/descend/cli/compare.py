@@ -104,7 +104,45 @@ def register(sub: Any) -> None:
     from descend.cli.tables import add_format
 
     add_format(p)
+    add_executor_arguments(p)
     p.set_defaults(func=run)
+
+
+def add_executor_arguments(p: argparse.ArgumentParser) -> None:
+    """--workers, --address, --fresh (shared with ``descend lr-find``)."""
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="run the trials on a local Dask cluster of N processes (default: serially here)",
+    )
+    p.add_argument(
+        "--address",
+        metavar="tcp://HOST:PORT",
+        help="run the trials on the running Dask scheduler at this address",
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="ignore trials stored by an earlier run in --out (default: resume from them)",
+    )
+
+
+def executor_options(args: argparse.Namespace, store) -> dict[str, Any]:
+    """The executor keywords from the parsed arguments; the store is emptied with --fresh."""
+    from descend.executor import check_workers
+
+    try:
+        check_workers(args.workers, args.address)
+    except ValueError as exc:
+        raise CommandError(
+            str(exc).replace("workers", "--workers").replace("address", "--address")
+        ) from None
+    if args.fresh and store.exists():
+        store.unlink()
+    from descend.cli import outputs
+
+    outputs.keep(store)  # Ctrl-C keeps the finished trials: a rerun resumes from them
+    return {"workers": args.workers, "address": args.address, "store": store}
 
 
 def add_task_arguments(p: argparse.ArgumentParser) -> None:
@@ -184,11 +222,15 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def _comparison(args: argparse.Namespace):
+    from pathlib import Path
+
     from descend.train import data
     from descend.train.compare import compare
     from descend.train.studies import STUDIES, run_study
 
     progress = not args.quiet
+    store = Path(args.out) / f"{args.study or 'compare'}_trials.jsonl"
+    run_options = executor_options(args, store)
     if args.study is not None:
         if args.study not in STUDIES:
             raise CommandError(f"unknown study {args.study!r}; valid choices: {', '.join(STUDIES)}")
@@ -202,6 +244,7 @@ def _comparison(args: argparse.Namespace):
             epochs=args.epochs,
             threads=args.threads,
             progress=progress,
+            **run_options,
         )
     if args.full:
         raise CommandError("--full applies to --study only; set --epochs/--seeds instead")
@@ -248,6 +291,7 @@ def _comparison(args: argparse.Namespace):
         select=args.select,
         threads=args.threads,
         progress=progress,
+        **run_options,
         **kwargs,
     )
 
@@ -357,9 +401,17 @@ def run(args: argparse.Namespace) -> int:
         "above the target (runs that reached it)",
         args.format,
     )
+    note(
+        f"executor: {cmp.config['executor']}; {cmp.config['n_resumed']} of "
+        f"{cmp.config['n_runs']} trials resumed from {args.out}",
+        args.format,
+    )
     print_table(cmp, args.format)
     if cmp.config["grid_size"] != 1:
         print_grid(cmp, args.format)
+    failed = cmp.runs[cmp.runs["error"].notna()] if "error" in cmp.runs else cmp.runs[:0]
+    for _, r in failed.iterrows():
+        note(f"failed: {r['label']} seed {r['seed']}: {r['error']}", args.format)
     diverged = cmp.runs[cmp.runs["diverged"]]
     for message in diverged["diverged_message"].head(3):
         note(f"diverged: {message}", args.format)

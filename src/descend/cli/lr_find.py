@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
+from pathlib import Path
 from typing import Any
 
 from descend.cli import CommandError, checks, outputs, progress
@@ -82,6 +83,9 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--out", default="lr_find_results", help="output folder (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="print only the suggestions")
+    from descend.cli.compare import add_executor_arguments
+
+    add_executor_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -141,6 +145,14 @@ def _task(args: argparse.Namespace) -> list[Any]:
         opt = optim.from_spec(args.optimizer, model.parameters())
         return model, torch.nn.CrossEntropyLoss(), ds.loader("train", batch, seed=seed), opt
 
+    from descend.cli.compare import executor_options
+
+    name = f"lr_find_{args.task}"
+    run_options = executor_options(args, Path(args.out) / f"{name}_trials.jsonl")
+    described = {
+        k: getattr(args, k)
+        for k in ("task", "task_option", "model", "hidden", "norm", "optimizer", "batch_size")
+    }
     stage = progress.Stage(
         f"range test: {args.seeds} seed(s) × up to {args.steps:,} steps of {args.optimizer}"
     )
@@ -148,6 +160,9 @@ def _task(args: argparse.Namespace) -> list[Any]:
         spread = lr_find_seeds(
             build,
             seeds=list(range(args.seeds)),
+            threads=args.threads,
+            key=described,
+            **run_options,
             start_lr=args.start if args.start is not None else 1e-7,
             end_lr=args.end,
             num_steps=args.steps,
@@ -226,6 +241,11 @@ def run(args: argparse.Namespace) -> int:
 
     from descend.train.figures import plot_lr_find
 
+    if args.landscape and (args.workers is not None or args.address is not None):
+        raise CommandError(
+            "--workers/--address run the seeds of a task's range test; --landscape sweeps "
+            "run in this process"
+        )
     saved = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

@@ -18,11 +18,28 @@ from descend.cli import CommandError
 
 # What this command created or may create: (path, "dir" | "file", entries present before).
 _tracked: list[tuple[Path, str, set[str] | None]] = []
+# Files a rollback leaves in place: a study's store of finished trials, which a rerun resumes.
+_kept: set[Path] = set()
 
 
 def reset() -> None:
     """Forget every tracked path (start of a command)."""
     _tracked.clear()
+    _kept.clear()
+
+
+def keep(path: str | os.PathLike) -> Path:
+    """Exempt ``path`` from :func:`rollback`: what an interrupted study already finished stays
+    (with the folders that hold it), so running the command again resumes from it."""
+    path = Path(path)
+    _kept.add(path.resolve())
+    return path
+
+
+def _is_kept(path: Path) -> bool:
+    """``path`` is a kept file or a folder on the way to one."""
+    full = path.resolve()
+    return any(full == k or full in k.parents for k in _kept)
 
 
 def _reason(exc: OSError) -> str:
@@ -91,12 +108,16 @@ def rollback() -> list[Path]:
                 if path.exists():
                     path.unlink()
                     removed.append(path)
-            elif before is None:
+            elif before is None and not _is_kept(path):
                 if path.exists():
                     shutil.rmtree(path, ignore_errors=True)
                     removed.append(path)
             elif path.is_dir():
-                new = [p for p in path.rglob("*") if str(p) not in before]
+                new = [
+                    p
+                    for p in path.rglob("*")
+                    if (before is None or str(p) not in before) and not _is_kept(p)
+                ]
                 for p in sorted(new, key=lambda p: len(p.parts), reverse=True):
                     if p.is_dir() and not p.is_symlink():
                         shutil.rmtree(p, ignore_errors=True)
@@ -107,4 +128,5 @@ def rollback() -> list[Path]:
         except OSError:
             pass
     _tracked.clear()
+    _kept.clear()
     return removed

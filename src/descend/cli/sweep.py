@@ -48,6 +48,16 @@ def register(sub: Any) -> None:
             help=f"values of {key} (at most one of the second keys)",
         )
     p.add_argument("--start", metavar="X,Y", help="start point (default: the function's first)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="split the grid over a local Dask cluster of N processes (default: this process)",
+    )
+    p.add_argument(
+        "--address",
+        metavar="tcp://HOST:PORT",
+        help="split the grid over the running Dask scheduler at this address",
+    )
     p.set_defaults(func=run)
 
 
@@ -95,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             noise_batch=args.noise_batch,
             tol=args.tol,
+            workers=args.workers,
+            address=args.address,
         )
     with progress.Stage("writing sweep.csv and drawing the maps", args.format):
         written = [result.result.to_csv(out / "sweep.csv")]

@@ -125,6 +125,50 @@ def _format(value: float) -> str:
     return repr(float(value))
 
 
+def _sweep_chunk(common: tuple, specs: list[str]) -> LabResult:
+    landscape, start, steps, seed, dtype, options = common
+    return run(landscape, specs, [start], steps, seed, record_every=0, dtype=dtype, **options)
+
+
+def _distributed_run(landscape, specs, start, steps, seed, dtype, options, workers, address):
+    """:func:`run` over chunks of ``specs`` on a Dask cluster, merged back in order."""
+    import pandas as pd
+
+    from descend.executor import run_trials
+
+    n_chunks = min(len(specs), 4 * (workers or 4))
+    size = -(-len(specs) // n_chunks)
+    chunks = [specs[i : i + size] for i in range(0, len(specs), size)]
+    outcomes = run_trials(
+        _sweep_chunk,
+        (landscape, start, steps, seed, dtype, options),
+        [(f"chunk{i}", chunk) for i, chunk in enumerate(chunks)],
+        workers=workers,
+        address=address,
+    )
+    failed = [o.error for o in outcomes if not o.ok]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(chunks)} sweep chunks failed: {failed[0]}")
+    parts = [o.result for o in outcomes]
+    tables, offset = [], 0
+    for part in parts:
+        table = part.metrics.copy()
+        table["run"] = table["run"] + offset
+        offset += len(table)
+        tables.append(table)
+    first = parts[0]
+    return LabResult(
+        landscape=first.landscape,
+        trajectories=np.concatenate([p.trajectories for p in parts]),
+        losses=np.concatenate([p.losses for p in parts]),
+        recorded_steps=first.recorded_steps,
+        table=pd.concat(tables, ignore_index=True),
+        steps=first.steps,
+        f_star=first.f_star,
+        tol=first.tol,
+    )
+
+
 def sweep(
     function: str | Landscape,
     optimizer: str,
@@ -133,11 +177,21 @@ def sweep(
     steps: int = 300,
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
+    workers: int | None = None,
+    address: str | None = None,
     **options,
 ) -> SweepResult:
     """Run ``optimizer`` (a name or a spec with fixed keys, ``"adam:beta2=0.99"``) for every
     combination of ``values`` (one or two keys, e.g. ``{"lr": [...], "momentum": [...]}``)
-    from ``start`` (default: the landscape's first suggested start)."""
+    from ``start`` (default: the landscape's first suggested start).
+
+    ``workers`` (a local Dask cluster of that many processes) or ``address`` (a running Dask
+    scheduler) split the grid into chunks run in parallel (see :mod:`descend.executor`); each
+    run is computed elementwise and its noise is a function of (seed, step), so the merged
+    result is the one-process result."""
+    from descend.executor import check_workers
+
+    check_workers(workers, address)
     landscape = resolve_landscape(function)
     if not 1 <= len(values) <= 2:
         raise ValueError(f"sweep takes one or two hyperparameters, got {list(values)}")
@@ -160,9 +214,14 @@ def sweep(
         if not landscape.starts:
             raise ValueError(f"{landscape.name} has no suggested start; pass start")
         start = landscape.starts[0]
-    result = run(
-        landscape, specs, [tuple(start)], steps, seed, record_every=0, dtype=dtype, **options
-    )
+    if workers is None and address is None:
+        result = run(
+            landscape, specs, [tuple(start)], steps, seed, record_every=0, dtype=dtype, **options
+        )
+    else:
+        result = _distributed_run(
+            landscape, specs, tuple(start), steps, seed, dtype, options, workers, address
+        )
     m = result.metrics
     lam_max = _lam_max(landscape)
     edge = None

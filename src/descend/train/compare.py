@@ -266,6 +266,9 @@ def compare(
     progress: bool = False,
     dataset: Dataset | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    workers: int | None = None,
+    address: str | None = None,
+    store: str | Path | None = None,
 ) -> Comparison:
     """Train every configuration on ``task`` for every seed with the same budget.
 
@@ -295,6 +298,13 @@ def compare(
         dataset: use this Dataset instead of loading ``task`` — e.g. your own tensors through
             :meth:`Dataset.from_tensors <descend.train.data.Dataset.from_tensors>`.
         loss_fn: the batch-mean loss (default ``nn.CrossEntropyLoss()``).
+        workers: run the trials (configuration × seed) on a local Dask cluster of this many
+            processes (see :mod:`descend.executor`); ``None`` runs them here, serially.
+            The numbers are the same either way (timings aside).
+        address: run them on the Dask scheduler at this address instead.
+        store: a JSON-lines file where each finished trial is appended as it completes; a
+            rerun with the same settings takes those back and runs only the rest. A trial that
+            raises becomes a row with its ``error`` (metrics NaN); the others are kept.
     """
     import pandas as pd
 
@@ -342,42 +352,64 @@ def compare(
         for batch in batches
         for schedule in schedules
     ]
+    from descend.executor import check_workers, run_trials, trial_key
+
+    check_workers(workers, address)
     loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
-    val_loader = ds.loader("val", min(2048, len(ds.y_val)))
-    test_loader = ds.loader("test", min(2048, len(ds.y_test)))
+    common = {
+        "ds": ds,
+        "model": model,
+        "model_options": dict(model_options or {}),
+        "loss_fn": loss_fn,
+        "epochs": epochs,
+        "updates": updates,
+        "scale_lr": scale_lr,
+        "base_batch": base_batch,
+        "target": target,
+        "clip_norm": clip_norm,
+        "eval_points": eval_points,
+        "trace_every": trace_every,
+    }
+    settings = {k: v for k, v in common.items() if k not in ("ds", "model", "loss_fn")}
+    settings.update(
+        task=task,
+        n=[len(ds.y_train), len(ds.y_val), len(ds.y_test)],
+        model=model if isinstance(model, str) else getattr(model, "__qualname__", repr(model)),
+        loss=repr(loss_fn),
+        threads=threads,
+    )
+    trials = [
+        (trial_key(settings, cfg.__dict__, seed), (cfg, seed))
+        for seed in seed_list
+        for cfg in configs
+    ]
     saved_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
-    run_rows, curve_rows = [], []
-    bar = _RunsProgress(progress, len(seed_list) * len(configs))
+    bar = _RunsProgress(progress, len(trials))
     try:
         with bar:
-            for seed in seed_list:
-                for cfg in configs:
-                    bar.start(f"{cfg.label} seed {seed}")
-                    row, curves = _one_run(
-                        ds,
-                        cfg,
-                        seed,
-                        model,
-                        dict(model_options or {}),
-                        loss_fn,
-                        val_loader,
-                        test_loader,
-                        epochs,
-                        updates,
-                        scale_lr,
-                        base_batch,
-                        target,
-                        clip_norm,
-                        eval_points,
-                        trace_every,
-                    )
-                    run_rows.append(row)
-                    curve_rows += curves
-                    bar.done()
+            outcomes = run_trials(
+                _compare_trial,
+                common,
+                trials,
+                workers=workers,
+                address=address,
+                threads=threads,
+                store=store,
+                encode=_plain,
+                on_done=lambda _: bar.done(),
+            )
     finally:
         torch.set_num_threads(saved_threads)
+    run_rows, curve_rows = [], []
+    for outcome, (_, (cfg, seed)) in zip(outcomes, trials):
+        if outcome.ok:
+            row, curves = outcome.result
+            run_rows.append({**row, "error": None})
+            curve_rows += curves
+        else:
+            run_rows.append(_failed_row(cfg, seed, outcome.error))
     config = {
         "task": task,
         "task_info": ds.info,
@@ -400,9 +432,74 @@ def compare(
         "target_accuracy": target,
         "select": select,
         "n_runs": len(run_rows),
+        "n_failed": sum(1 for o in outcomes if not o.ok),
+        "n_resumed": sum(1 for o in outcomes if o.resumed),
         "threads": threads if threads is not None else saved_threads,
+        "executor": (
+            f"dask scheduler {address}"
+            if address
+            else f"dask local cluster, {workers} processes"
+            if workers
+            else "serial"
+        ),
     }
     return Comparison(pd.DataFrame(run_rows), pd.DataFrame(curve_rows), config)
+
+
+def _plain(value: Any) -> Any:
+    """A trial's result as plain JSON types (numpy scalars → Python; NaN kept)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _compare_trial(common: dict[str, Any], trial: tuple[RunConfig, int]):
+    """One configuration × seed (runs wherever the executor puts it)."""
+    cfg, seed = trial
+    ds = common["ds"]
+    return _one_run(
+        ds,
+        cfg,
+        seed,
+        common["model"],
+        common["model_options"],
+        common["loss_fn"],
+        ds.loader("val", min(2048, len(ds.y_val))),
+        ds.loader("test", min(2048, len(ds.y_test))),
+        common["epochs"],
+        common["updates"],
+        common["scale_lr"],
+        common["base_batch"],
+        common["target"],
+        common["clip_norm"],
+        common["eval_points"],
+        common["trace_every"],
+    )
+
+
+def _failed_row(cfg: RunConfig, seed: int, error: str | None) -> dict[str, Any]:
+    nan = math.nan
+    row: dict[str, Any] = {
+        "label": cfg.label,
+        "family": cfg.family,
+        "optimizer": cfg.optimizer,
+        "batch_size": cfg.batch_size,
+        "schedule": cfg.schedule,
+        "lr": dict(cfg.hparams).get("lr", nan),
+        **{k: v for k, v in cfg.hparams if k != "lr"},
+        "seed": seed,
+        "diverged": False,
+        "diverged_message": None,
+        "reached": False,
+        "error": error,
+    }
+    for key in ("updates", "epochs_done", "wall_time", "test_loss", *METRICS):
+        row.setdefault(key, nan)
+    return row
 
 
 def _one_run(

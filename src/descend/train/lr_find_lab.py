@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,21 +60,79 @@ class LRSpread:
 def lr_find_seeds(
     build: Callable[[int], tuple[nn.Module, Callable, Any, torch.optim.Optimizer]],
     seeds: list[int] | tuple[int, ...] = (0, 1, 2),
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    store: str | Path | None = None,
+    threads: int | None = None,
+    key: Any = None,
     **options: Any,
 ) -> LRSpread:
     """Repeat :func:`lr_find` once per seed.
 
     ``build(seed)`` returns ``(model, loss_fn, loader, optimizer)`` for that seed (a fresh
     initialisation and data order); ``options`` go to :func:`lr_find` (its ``seed`` is set).
+    ``workers``/``address`` run the seeds through Dask distributed and ``store`` keeps each
+    finished seed in a JSON-lines file to resume from (see :mod:`descend.executor`);
+    ``key`` describes ``build`` for that store (default: its qualified name), ``threads`` sets
+    torch's threads inside each trial. A seed whose sweep raises is reported by a
+    ``RuntimeError`` naming it, after the others have finished and been stored.
     """
+    from descend.executor import run_trials, trial_key
+
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
-    results = []
-    for seed in seeds:
-        model, loss_fn, loader, optimizer = build(seed)
-        results.append(lr_find(model, loss_fn, loader, optimizer, seed=seed, **options))
-    return LRSpread(seeds, results)
+    described = key if key is not None else getattr(build, "__qualname__", repr(build))
+    trials = [(trial_key("lr_find", described, options, threads, s), s) for s in seeds]
+    outcomes = run_trials(
+        _seed_trial,
+        (build, options),
+        trials,
+        workers=workers,
+        address=address,
+        threads=threads,
+        store=store,
+        encode=_encode,
+        decode=_decode,
+    )
+    failed = [(s, o.error) for s, o in zip(seeds, outcomes) if not o.ok]
+    if failed:
+        text = "; ".join(f"seed {s}: {e}" for s, e in failed)
+        raise RuntimeError(f"{len(failed)} of {len(seeds)} range tests failed ({text})")
+    return LRSpread(seeds, [o.result for o in outcomes])
+
+
+def _seed_trial(common: tuple[Callable, dict[str, Any]], seed: int) -> LRFindResult:
+    build, options = common
+    model, loss_fn, loader, optimizer = build(seed)
+    return lr_find(model, loss_fn, loader, optimizer, seed=seed, **options)
+
+
+def _encode(result: LRFindResult) -> dict[str, Any]:
+    from descend.train.compare import _plain
+
+    return _plain(
+        {
+            "lrs": result.lrs.tolist(),
+            "losses": result.losses.tolist(),
+            "smoothed": result.smoothed.tolist(),
+            "suggestions": result.suggestions,
+            "stop_reason": result.stop_reason,
+            "config": result.config,
+        }
+    )
+
+
+def _decode(data: dict[str, Any]) -> LRFindResult:
+    return LRFindResult(
+        np.asarray(data["lrs"], dtype=float),
+        np.asarray(data["losses"], dtype=float),
+        np.asarray(data["smoothed"], dtype=float),
+        data["suggestions"],
+        data["stop_reason"],
+        data["config"],
+    )
 
 
 class _Point(nn.Module):

@@ -50,10 +50,12 @@ def batch_size_study(
     scale_lr: str | None = "linear",
     threads: int | None = 1,
     progress: bool = False,
+    **run_options: Any,
 ) -> Comparison:
     """B = 1, 8, 32, 128, full with lr = base_lr·B/32 (``scale_lr=None`` keeps lr fixed).
 
-    ``seeds`` and ``epochs`` override the budget's values.
+    ``seeds`` and ``epochs`` override the budget's values; ``run_options`` (``workers``,
+    ``address``, ``store``) go to :func:`~descend.train.compare.compare`.
     """
     n_samples, n_epochs, n_seeds, target = BATCH_SIZE_BUDGETS[_budget(budget)]
     return compare(
@@ -68,6 +70,7 @@ def batch_size_study(
         target_accuracy=target,
         threads=threads,
         progress=progress,
+        **run_options,
     )
 
 
@@ -85,11 +88,13 @@ def adamw_study(
     grid: tuple[float, ...] = ADAMW_GRID,
     threads: int | None = 1,
     progress: bool = False,
+    **run_options: Any,
 ) -> Comparison:
     """Adam + L2 vs AdamW, each over the weight-decay grid ``grid`` at learning rate ``lr``.
 
     The study does not assume a winner: it reports both curves over λ and the best point of
-    each. ``seeds`` and ``epochs`` override the budget's values.
+    each. ``seeds`` and ``epochs`` override the budget's values; ``run_options`` (``workers``,
+    ``address``, ``store``) go to :func:`~descend.train.compare.compare`.
     """
     n_epochs, n_seeds = ADAMW_BUDGETS[_budget(budget)]
     return compare(
@@ -103,6 +108,7 @@ def adamw_study(
         target_accuracy=0.65,
         threads=threads,
         progress=progress,
+        **run_options,
     )
 
 

@@ -1,0 +1,185 @@
+"""Monitor overhead: a training step with ``descend.monitor`` attached at every=10, against
+the same loop without it.
+
+    python benchmarks/bench_monitor.py            # 15 rounds × 50 steps per workload
+    python benchmarks/bench_monitor.py --smoke    # 2 rounds × 10 steps, checks only
+
+Workloads: the digits MLP (64 → 100 → 10, batch 32, descend Adam) and a small transformer
+(2 encoder layers, width 64, 4 heads, sequences of 32 tokens, batch 16, descend AdamW). Two
+copies of each model and optimizer start equal; in every round each copy trains the same
+batches (order alternated), one with a :class:`~descend.monitor.Monitor` writing TensorBoard
+event files to a temporary folder, one without. The overhead is the median over rounds of
+(monitored time / plain time − 1). One torch thread (see shared notes on 2-thread stalls).
+Target from the issue: ≤ 5%. ``main`` replaces only the ``monitor`` section of RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _results  # noqa: E402
+
+SECTION = "monitor"
+TARGET = 0.05
+
+
+def digits_workload():
+    from descend import optim, train
+
+    ds = train.load("digits")
+    train.seed_everything(0)
+    model = train.build("mlp", ds)
+    batches = list(ds.loader("train", 32, seed=0))
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(m, x, y):
+        return loss_fn(m(x), y)
+
+    return "digits MLP (64-100-10, B=32, Adam)", model, lambda p: optim.Adam(p), batches, step
+
+
+class TinyTransformer(torch.nn.Module):
+    def __init__(self, vocab=128, width=64, heads=4, layers=2, length=32):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, width)
+        self.pos = torch.nn.Parameter(torch.randn(length, width) * 0.02)
+        layer = torch.nn.TransformerEncoderLayer(
+            width, heads, 4 * width, dropout=0.0, batch_first=True
+        )
+        self.encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = torch.nn.Linear(width, vocab)
+
+    def forward(self, ids):
+        return self.head(self.encoder(self.embed(ids) + self.pos[: ids.shape[1]]))
+
+
+def transformer_workload():
+    from descend import optim
+
+    torch.manual_seed(0)
+    model = TinyTransformer()
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.randint(0, 128, (16, 32), generator=gen),) * 2 for _ in range(20)]
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step(m, ids, _):
+        logits = m(ids[:, :-1])
+        return loss_fn(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1))
+
+    name = "transformer (2 layers, width 64, 4 heads, T=32, B=16, AdamW)"
+    return name, model, lambda p: optim.AdamW(p, lr=1e-3), batches, step
+
+
+def _train(model, opt, batches, step_fn, steps, start, mon=None) -> float:
+    t0 = time.perf_counter()
+    for i in range(steps):
+        x, y = batches[(start + i) % len(batches)]
+        opt.zero_grad()
+        loss = step_fn(model, x, y)
+        loss.backward()
+        opt.step()
+        if mon is not None:
+            mon.log_loss(loss)
+    return time.perf_counter() - t0
+
+
+def measure(workload, rounds: int, steps: int, logdir: Path) -> dict:
+    from descend.monitor import Monitor, TensorBoard
+
+    name, model, make_opt, batches, step_fn = workload()
+    plain_model, mon_model = model, copy.deepcopy(model)
+    plain_opt, mon_opt = make_opt(plain_model.parameters()), make_opt(mon_model.parameters())
+    mon = Monitor(mon_opt, mon_model, every=10, log=TensorBoard(logdir / name.split()[0]))
+    _train(plain_model, plain_opt, batches, step_fn, 10, 0)  # warm-up (kernels, allocator)
+    _train(mon_model, mon_opt, batches, step_fn, 10, 0, mon)
+    ratios, plain_times, mon_times = [], [], []
+    for r in range(rounds):
+        start = 10 + r * steps
+        order = [(False, plain_model, plain_opt), (True, mon_model, mon_opt)]
+        if r % 2:
+            order.reverse()
+        times = {}
+        for watched, m, o in order:
+            times[watched] = _train(m, o, batches, step_fn, steps, start, mon if watched else None)
+        ratios.append(times[True] / times[False] - 1)
+        plain_times.append(times[False] / steps)
+        mon_times.append(times[True] / steps)
+    mon.close()
+    same = all(torch.equal(a, b) for a, b in zip(plain_model.parameters(), mon_model.parameters()))
+    return {
+        "name": name,
+        "overhead": statistics.median(ratios),
+        "plain_ms": statistics.median(plain_times) * 1e3,
+        "monitored_ms": statistics.median(mon_times) * 1e3,
+        "sampled": mon.samples,
+        "tags": len(mon.rows[0]) - 1 if mon.rows else 0,
+        "same_weights": same,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, checks only")
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--steps", type=int, default=50, help="steps per round (every=10)")
+    p.add_argument("--results", type=Path, default=_results.RESULTS)
+    args = p.parse_args(argv)
+    rounds, steps = (2, 10) if args.smoke else (args.rounds, args.steps)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            results = [measure(w, rounds, steps, Path(tmp)) for w in WORKLOADS]
+    finally:
+        torch.set_num_threads(threads)
+    lines = [
+        "## Monitor overhead (`descend.monitor` at every=10, TensorBoard sink)",
+        "",
+        f"{_results.cpu_name()}, torch {torch.__version__}, 1 thread; {rounds} rounds × "
+        f"{steps} steps per workload, monitored and plain loops interleaved in one process "
+        "(order alternated); overhead = median over rounds of monitored/plain − 1. "
+        f"Target ≤ {TARGET:.0%}.",
+        "",
+        "| workload | plain ms/step | monitored ms/step | overhead | ms per sampled step | "
+        "tags per sampled step | target |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        per_sample = (r["monitored_ms"] - r["plain_ms"]) * 10
+        verdict = "met" if r["overhead"] <= TARGET else "**missed**"
+        lines.append(
+            f"| {r['name']} | {r['plain_ms']:.3f} | {r['monitored_ms']:.3f} | "
+            f"{r['overhead']:+.1%} | {per_sample:.2f} | {r['tags']} | {verdict} |"
+        )
+    lines += [
+        "",
+        "The cost is that of the sampled step (copies of θ and g, ~5 dot products and 2 counts "
+        "per parameter, the state read per group, exact quantiles up to 16,384 entries, the "
+        "event write); unsampled steps cost two hook calls and the loss write. Where the "
+        "target is missed, `every` = 10 × overhead/5% brings it under 5% (the cost per "
+        "sampled step does not depend on `every`).",
+    ]
+    body = "\n".join(lines)
+    print(body)
+    bad = [r["name"] for r in results if not r["same_weights"]]
+    if bad:  # the monitor only observes: the trained weights must be the same bit for bit
+        print(f"monitored training changed the weights: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    if not args.smoke:
+        _results.write_section(SECTION, body, args.results)
+    return 0
+
+
+WORKLOADS = (digits_workload, transformer_workload)
+
+if __name__ == "__main__":
+    sys.exit(main())
