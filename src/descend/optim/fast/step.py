@@ -173,11 +173,10 @@ def check_parameters(params: list) -> None:
 def _scalar_addresses(ts: list, what: str) -> tuple[int, list[int]]:
     """(0 float32 | 1 float64, addresses) of a one-element per-parameter counter (step,
     μ-product), which the kernel reads and updates in place."""
-    _check_types(ts, what)
-    dtypes = set(map(_dtype, ts))
-    if len(dtypes) != 1 or not dtypes <= _KIND.keys():
-        raise Unsupported(f"{what} has dtypes {dtypes} (fast kernels: one of fp32/64)")
-    dtype = dtypes.pop()
+    _check_types(ts, what)  # before reading a dtype: None (absent state) is _NotTensor
+    dtype = ts[0].dtype  # every other counter must have it too (checked in C++)
+    if dtype not in _KIND:
+        raise Unsupported(f"{what} has dtype {dtype} (fast kernels: fp32 or fp64)")
     return _KIND[dtype], _addresses(ts, what, dtype, array("q", _ONE) * len(ts))[0]
 
 
