@@ -431,7 +431,7 @@ def test_tracing_uses_the_chain_and_records_intermediates():
     with D.tracing(opt) as steps:
         opt.step()
     assert {"m", "v", "denom", "update"} <= set(steps[0])
-    assert 0 not in fast.last_path(opt)  # the fast path was not consulted
+    assert fast.last_path(opt) == {0: "default: a trace hook is registered"}
     set_grads(params, 1)
     opt.step()
     assert fast.last_path(opt) == {0: "fast"}
@@ -517,7 +517,7 @@ def test_per_run_learning_rate_changed_by_a_schedule(change):
 
 def test_tensor_hyperparameters_that_fall_back():
     """Per-run β (the default path takes βᵗ in float32), or an lr column that does not match
-    a single (N, d) parameter, keep the default path; a 0-d tensor lr is a number."""
+    a single (N, d) parameter, keep the default path; a one-element tensor is a number."""
     p = torch.randn(4, 2, requires_grad=True)
     opt = D.Adam([p], fused=None)
     opt.param_groups[0]["betas"] = (torch.full((4, 1), 0.9), 0.999)
@@ -536,7 +536,10 @@ def test_tensor_hyperparameters_that_fall_back():
     strict.param_groups[0]["params"][0].grad = torch.ones(3)
     strict.step()
     assert fast.last_path(strict) == {0: "fast"}
-    strict.param_groups[0]["eps"] = torch.tensor(1e-8)
+    strict.param_groups[0]["eps"] = torch.tensor(1e-8).reshape(1, 1)  # one element: a number
+    strict.step()
+    assert fast.last_path(strict) == {0: "fast"}
+    strict.param_groups[0]["eps"] = torch.full((3,), 1e-8)
     with pytest.raises(RuntimeError, match="fused=True.*eps is a tensor"):
         strict.step()
 

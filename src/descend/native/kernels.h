@@ -126,12 +126,12 @@ DESCEND_HD void rms_element(T& p, T g, T& v, T& gbar, T& buf, const RmsC<T>& k,
                             const Common<T>& c) {
   g = grad_in<T>(g, p, c);
   v = v * k.alpha + k.w * g * g;
-  T vt = v;
-  if (CENTERED) {
+  T vt = v * k.corr;
+  if (CENTERED) {  // optax's order: correct each moment, then centre (corr = 1: v − ḡ²)
     gbar = lerp<T, SMALL>(gbar, g, k.w);
-    vt = v - gbar * gbar;
+    const T gh = gbar * k.corr;
+    vt = vt - gh * gh;
   }
-  vt = vt * k.corr;
   T den = std::sqrt(vt + k.eps_in) + k.eps_out;
   T d = g / den;
   d = velocity<T, MOM>(d, buf, k.mom.b, k.mom.a, k.mom.beta, k.mom.s);

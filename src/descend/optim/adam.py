@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from ..transforms import EPS_PLACEMENTS, NADAM_SCHEDULES, scale_by_adam, scale_by_nadam
-from ..transforms.adam import AMSGRAD_OF
+from ..transforms.adam import AMSGRAD_OF, mu_product_dtype
 from . import validation as check
 from ._common import build_defaults, check_common, structure, wrap
 from .base import ChainOptimizer
@@ -114,6 +116,17 @@ class AdamW(Adam):
 
     _kind = "adamw"
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As torch's AdamW: decoupled whatever it loads, an Adam's (L2) state dict included
+        (copies and pickles keep their groups as they are)."""
+        super().load_state_dict(state_dict)
+        mode = self.defaults["weight_decay_mode"]
+        for group in self.param_groups:
+            if group["weight_decay_mode"] == "l2" and mode != "l2":
+                group["weight_decay_mode"] = mode
+            if "decoupled_weight_decay" in group:
+                group["decoupled_weight_decay"] = group["weight_decay_mode"] != "l2"
+
 
 class AMSGrad(Adam):
     """AMSGrad (Reddi, Kale & Kumar, ICLR 2018): Adam with v replaced by its running max,
@@ -192,8 +205,29 @@ class NAdam(ChainOptimizer):
         check.non_negative("momentum_decay", group["momentum_decay"])
         check.choice("schedule", group["schedule"], NADAM_SCHEDULES)
 
+    @staticmethod
+    def _product_rule(group: dict) -> str:
+        """Π's dtype: torch's float32 scalar under torch's convention (exact parity with
+        torch.optim.NAdam, whose ``mu_product`` is float32 unless the default dtype is
+        float64), the parameter's precision under Keras' and optax's (float64 runs
+        compute it in float64 there)."""
+        return "torch" if group.get("convention", "torch") == "torch" else "param"
+
     def chain(self, group: dict):
-        key = structure(group, ("schedule",))
+        key = structure(group, ("schedule",)) + (self._product_rule(group),)
         if key not in self._chains:
-            self._chains[key] = wrap(group, [scale_by_nadam(schedule=group["schedule"])])
+            core = scale_by_nadam(schedule=group["schedule"], product_dtype=key[-1])
+            self._chains[key] = wrap(group, [core])
         return self._chains[key]
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # torch casts every state tensor but "step" to its parameter's dtype on load; put Π
+        # back in the dtype a fresh step creates (straight from the saved value, never through
+        # a narrower type) so a resumed run is bitwise the uninterrupted one.
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            rule = self._product_rule(group)
+            for p in group["params"]:
+                st = self.state.get(p)
+                if isinstance(st, dict) and isinstance(st.get("mu_product"), Tensor):
+                    st["mu_product"] = st["mu_product"].to(mu_product_dtype(p, rule))

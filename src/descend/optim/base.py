@@ -93,23 +93,29 @@ class ChainOptimizer(torch.optim.Optimizer):
         return state
 
     def __setstate__(self, state: dict) -> None:
+        # Called by unpickling and deepcopy (with __getstate__'s dict) and by torch's
+        # load_state_dict (with state and param_groups only). torch's version adds
+        # defaults["differentiable"], a key descend never has: a loaded or copied optimizer's
+        # state_dict() must keep the keys of the original's.
+        defaults = state.get("defaults", self.__dict__.get("defaults", {}))
+        had_differentiable = "differentiable" in defaults
         super().__setstate__(state)
+        if not had_differentiable:
+            self.defaults.pop("differentiable", None)
         for group in self.param_groups:  # groups loaded from torch lack descend's keys
             if group.get("decoupled_weight_decay") and "weight_decay_mode" not in group:
                 group["weight_decay_mode"] = "decoupled"
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
+        for st in self.state.values():
+            # torch < 1.12 saved the step count as a Python number; descend's paths (like
+            # torch's own optimizers, which convert it here too) keep a scalar tensor.
+            if isinstance(st, dict) and "step" in st and not isinstance(st["step"], Tensor):
+                st["step"] = torch.tensor(float(st["step"]), dtype=_get_scalar_dtype())
         self.__dict__.setdefault("nonfinite", "propagate")
         self.__dict__.setdefault("fused", None)
         self.__dict__.setdefault("_trace_hooks", OrderedDict())
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
-        # torch casts every state tensor but "step" to the parameter's dtype on load; keep the
-        # scalar bookkeeping in the dtype a fresh step creates so a resumed run is identical.
-        for st in self.state.values():
-            if isinstance(st, dict) and isinstance(st.get("mu_product"), Tensor):
-                st["mu_product"] = st["mu_product"].to(_get_scalar_dtype())
+        self.__dict__.setdefault("_chains", {})  # per-structure chain cache, rebuilt on use
 
     @property
     def skipped_steps(self) -> int:
@@ -135,7 +141,9 @@ class ChainOptimizer(torch.optim.Optimizer):
         ok = grads_finite(self, grads)
         if ok is not None:
             return ok
-        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+        # one flag per tensor, gathered on the first one's device (a group may span devices)
+        device = grads[0].device
+        return bool(torch.stack([torch.isfinite(g).all().to(device) for g in grads]).all())
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
@@ -169,11 +177,23 @@ class ChainOptimizer(torch.optim.Optimizer):
         return loss
 
     def _step_group(self, index: int, group: dict, params: list[Tensor]) -> None:
+        if any(p.is_complex() for p in params):
+            with _as_real(self, params) as real:
+                self._step_real(index, group, real)
+        else:
+            self._step_real(index, group, params)
+
+    def _step_real(self, index: int, group: dict, params: list[Tensor]) -> None:
+        """One group's step on real parameters: the fast kernels when they can, else the
+        chain; ``descend.optim.fast.last_path`` records which ran and why."""
         if self.fused is not False and not self._trace_hooks:  # traces need the chain
             from .fast import step_group
 
             if step_group(self, index, group, params):
                 return
+        else:
+            reason = "fused=False" if self.fused is False else "a trace hook is registered"
+            self.__dict__.setdefault("_fast_last", {})[index] = reason
         links = self.chain(group)
         states = []
         for p in params:
@@ -195,6 +215,50 @@ class ChainOptimizer(torch.optim.Optimizer):
             ctx.record("param", params)
             for hook in list(self._trace_hooks.values()):
                 hook(self, index, ctx.trace)
+
+
+class _as_real:  # noqa: N801 - a context manager used like a function
+    """Complex parameters as torch's optimizers treat them: a complex θ ∈ ℂⁿ is the real
+    θ ∈ ℝ²ⁿ of ``torch.view_as_real`` (so |g|² = re² + im², not g·g), and so are its gradient
+    and every state tensor. Both paths then run unchanged on the real views; the state stays
+    complex (as torch's), and state created during the step is stored back as complex."""
+
+    def __init__(self, opt: ChainOptimizer, params: list[Tensor]):
+        self.opt, self.params = opt, params
+        self.views: list[tuple[Tensor, dict, dict]] = []
+
+    def __enter__(self) -> list[Tensor]:
+        real = []
+        for p in self.params:
+            if not p.is_complex():
+                real.append(p)
+                continue
+            r = torch.view_as_real(p)
+            r.grad = torch.view_as_real(p.grad)
+            st = self.opt.state[p]
+            made = {k: torch.view_as_real(v) for k, v in st.items() if _complex_like(v, p)}
+            proxy = {**st, **made}
+            self.opt.state[r] = proxy
+            self.views.append((r, st, made))
+            real.append(r)
+        return real
+
+    def __exit__(self, *exc) -> None:
+        for r, st, made in self.views:
+            proxy = self.opt.state.pop(r)
+            r.grad = None
+            for key, value in proxy.items():
+                if made.get(key) is value:
+                    continue  # a complex state tensor, updated in place through its view
+                if isinstance(value, Tensor) and value.dtype == r.dtype and value.shape == r.shape:
+                    value = torch.view_as_complex(value.contiguous())
+                st[key] = value
+            for key in set(st) - set(proxy):
+                del st[key]
+
+
+def _complex_like(value, p: Tensor) -> bool:
+    return isinstance(value, Tensor) and value.is_complex() and value.shape == p.shape
 
 
 class FromChain(ChainOptimizer):

@@ -12,6 +12,7 @@ from . import validation as check
 
 HESSIANS = ("full", "diagonal")
 MODES = ("exact", "saddle_free")
+SHARED = ("damping", "hessian", "mode", "max_params")  # settings of the one joint solve
 
 
 class Newton(torch.optim.Optimizer):
@@ -25,6 +26,11 @@ class Newton(torch.optim.Optimizer):
     NeurIPS 2014), which uses |eigenvalues| so negative curvature pushes away from saddles.
     On a positive-definite quadratic with ``lr=1`` and no damping, one step lands on the
     minimum. The last step's gradient, Hessian and direction are kept in ``self.last``.
+
+    Several param groups are one system: H is the Hessian of all groups' parameters together
+    (the blocks between groups included) and d is solved once; each group moves its slice of
+    d by its own ``lr``. ``damping``, ``hessian``, ``mode`` and ``max_params`` belong to that
+    one solve, so a group that sets them differently is refused (``ValueError``).
     """
 
     def __init__(
@@ -46,7 +52,27 @@ class Newton(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self.last: dict[str, Tensor] = {}
 
+    def add_param_group(self, param_group: dict) -> None:
+        # One Newton step solves one system over every parameter: the settings of the solve
+        # must be the same in every group (only the step size lr may differ per group).
+        merged = {**self.defaults, **param_group}
+        check.non_negative("lr", merged["lr"])
+        check.non_negative("damping", merged["damping"])
+        check.choice("hessian", merged["hessian"], HESSIANS)
+        check.choice("mode", merged["mode"], MODES)
+        for key in SHARED:
+            if self.param_groups and merged[key] != self.param_groups[0][key]:
+                raise ValueError(
+                    f"{key}={merged[key]!r} in a param group, {self.param_groups[0][key]!r} in "
+                    f"the first: Newton solves one system (H + λI)d = g over all groups' "
+                    f"parameters jointly, so {', '.join(SHARED)} are per optimizer; only lr "
+                    "may differ per group"
+                )
+        super().add_param_group(param_group)
+
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
+        """One Newton step of all groups' parameters jointly: the Hessian includes the blocks
+        between groups, and each group moves its part of d by its own lr."""
         if closure is None:
             raise ValueError("Newton.step needs a closure that returns the loss with its graph")
         with torch.enable_grad():
@@ -56,19 +82,25 @@ class Newton(torch.optim.Optimizer):
                     "Newton's closure must return the loss tensor with its graph (do not call "
                     "backward or detach it)"
                 )
-            for group in self.param_groups:
-                self._step_group(loss, group)
+            groups = [
+                (group, [p for p in group["params"] if p.requires_grad])
+                for group in self.param_groups
+            ]
+            self._step(loss, groups)
         return loss.detach()
 
-    def _step_group(self, loss: Tensor, group: dict) -> None:
-        params = [p for p in group["params"] if p.requires_grad]
+    def _step(self, loss: Tensor, groups: list[tuple[dict, list[Tensor]]]) -> None:
+        first = self.param_groups[0]
+        params = [p for _, ps in groups for p in ps]
         n = sum(p.numel() for p in params)
-        if group["hessian"] == "full" and n > group["max_params"]:
+        if first["hessian"] == "full" and n > first["max_params"]:
             raise ValueError(
                 f"Newton with hessian='full' on {n} parameters would need {n} backward passes "
-                f"and a {n}×{n} matrix; the limit is max_params={group['max_params']}. Use "
+                f"and a {n}×{n} matrix; the limit is max_params={first['max_params']}. Use "
                 "hessian='diagonal' or a first-order optimizer"
             )
+        if not params:
+            return
         grads = torch.autograd.grad(loss, params, create_graph=True, retain_graph=True)
         g = torch.cat([x.reshape(-1) for x in grads])
         rows = []
@@ -80,19 +112,20 @@ class Newton(torch.optim.Optimizer):
                     for r, p in zip(row, params)
                 ]
             )
-            rows.append(flat[i : i + 1] if group["hessian"] == "diagonal" else flat)
+            rows.append(flat[i : i + 1] if first["hessian"] == "diagonal" else flat)
         g = g.detach()
-        lam, mode, kind = group["damping"], group["mode"], group["hessian"]
+        lam, mode, kind = first["damping"], first["mode"], first["hessian"]
         h = torch.cat(rows).detach() if kind == "diagonal" else torch.stack(rows).detach()
         d = _solved_or_raise(solve(h, g, lam, mode, kind), lam, mode, kind)
         key = "hessian_diagonal" if kind == "diagonal" else "hessian"
         self.last = {"grad": g, key: h, "direction": d}
         with torch.no_grad():
             offset = 0
-            for p in params:
-                k = p.numel()
-                p.sub_(group["lr"] * d[offset : offset + k].view_as(p))
-                offset += k
+            for group, ps in groups:
+                for p in ps:
+                    k = p.numel()
+                    p.sub_(group["lr"] * d[offset : offset + k].view_as(p))
+                    offset += k
 
 
 class Solution(NamedTuple):

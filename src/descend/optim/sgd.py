@@ -67,6 +67,13 @@ class SGD(ChainOptimizer):
         check.unit_closed("dampening", group["dampening"])
         check.flag("nesterov", group["nesterov"])
         check.choice("momentum_form", group["momentum_form"], MOMENTUM_FORMS)
+        check.flag("debias", group["debias"])
+        if group["debias"] and group["momentum_form"] != "ema":
+            raise ValueError(
+                f"debias=True with momentum_form={group['momentum_form']!r}: debiasing "
+                "divides the 'ema' velocity v = βv + (1 − β)g by 1 − βᵗ; the other forms have "
+                "no such bias to correct. Use momentum_form='ema' or debias=False"
+            )
         if group["momentum_form"] != "modern" and any(
             v != 0 for v in check._values(group["dampening"])
         ):
@@ -76,14 +83,18 @@ class SGD(ChainOptimizer):
                 "'modern' form only; the other forms would ignore it"
             )
         if group["nesterov"]:
+            # Keras accepts Nesterov with its default momentum 0 (plain SGD: its update
+            # β·v − γg is −γg); torch refuses it, and so does every other convention.
+            floor = 0 if group.get("convention") == "keras" else None
             values = check._values(group["momentum"])
-            if any(v <= 0 for v in values) or any(
+            if any(v < 0 if floor == 0 else v <= 0 for v in values) or any(
                 v != 0 for v in check._values(group["dampening"])
             ):
                 raise ValueError(
                     f"nesterov=True needs momentum > 0 and dampening = 0 (got momentum="
                     f"{group['momentum']!r}, dampening={group['dampening']!r}): Nesterov's "
-                    "look-ahead is a momentum method"
+                    "look-ahead is a momentum method (convention='keras' also accepts "
+                    "momentum = 0, as Keras does)"
                 )
 
     def chain(self, group: dict):

@@ -24,6 +24,25 @@ from .momentum import bias_correction
 EPS_PLACEMENTS = ("outside", "inside", "hat")
 AMSGRAD_OF = ("raw", "corrected")
 NADAM_SCHEDULES = ("torch", "keras", "none")
+MU_PRODUCT_DTYPES = ("torch", "param")
+
+
+def mu_product_dtype(param: Tensor, rule: str = "torch") -> torch.dtype:
+    """The dtype of NAdam's running product Π = ∏μ_i for ``param``.
+
+    ``"torch"``: torch.optim.NAdam's rule, the scalar dtype of its step counters (float64 when
+    the default dtype is float64, else float32, whatever the parameter's dtype). ``"param"``:
+    the parameter's precision, at least that scalar dtype (float64 for a float64 parameter), as
+    Keras (its ``u_product`` has the variables' dtype) and optax (everything in the update's
+    dtype) compute it. A float32 Π in a float64 run is off by up to 6e-8 relatively, which
+    reaches θ at ~1e-8 (optax.nadam, 50 steps).
+    """
+    if rule not in MU_PRODUCT_DTYPES:
+        raise ValueError(f"mu_product dtype rule {rule!r} is not one of {MU_PRODUCT_DTYPES}")
+    scalar = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+    if rule == "param" and param.dtype in (torch.float64, torch.complex128):
+        return torch.float64
+    return scalar
 
 
 def _pair(x) -> tuple[bool, bool]:
@@ -161,7 +180,9 @@ class scale_by_nadam(Transform):  # noqa: N801
             \\Big/ \\big(\\sqrt{v/(1 − β₂^t)} + ε\\big)
 
     μ_t from :func:`nadam_mu` (``schedule`` = torch | keras | none). Π is kept per parameter
-    in ``state["mu_product"]`` as torch does. Records m, v, v_hat, m_hat, denom, mu.
+    in ``state["mu_product"]`` as torch does, in the dtype :func:`mu_product_dtype` gives for
+    ``product_dtype`` ("torch": torch's float32 scalar; "param": float64 for a float64
+    parameter, as Keras and optax). Records m, v, v_hat, m_hat, denom, mu.
     """
 
     state_keys = ("exp_avg", "exp_avg_sq", "mu_product")
@@ -173,18 +194,22 @@ class scale_by_nadam(Transform):  # noqa: N801
         eps=hp("eps"),
         momentum_decay=hp("momentum_decay"),
         schedule: str = "torch",
+        product_dtype: str = "torch",
     ):
         if schedule not in NADAM_SCHEDULES:
             raise ValueError(f"schedule={schedule!r} is not one of {', '.join(NADAM_SCHEDULES)}")
+        mu_product_dtype(torch.empty(0), product_dtype)  # validates the rule
         self.b1, self.b2, self.eps = b1, b2, eps
         self.momentum_decay, self.schedule = momentum_decay, schedule
+        self.product_dtype = product_dtype
 
     def init(self, param: Tensor, state: dict) -> None:
         for key in ("exp_avg", "exp_avg_sq"):
             if key not in state:
                 state[key] = _zeros(param)
         if "mu_product" not in state:
-            state["mu_product"] = torch.tensor(1.0, dtype=torch.float32)
+            dtype = mu_product_dtype(param, self.product_dtype)
+            state["mu_product"] = torch.tensor(1.0, dtype=dtype)
 
     def update(self, updates, states, params, ctx: Context):
         b1, b2, eps = ctx.value(self.b1), ctx.value(self.b2), ctx.value(self.eps)

@@ -64,8 +64,15 @@ class Context:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def value(self, x: Any) -> Any:
-        """Resolve an :class:`hp` reference against the group; other values pass through."""
-        return x.resolve(self.group) if isinstance(x, hp) else x
+        """Resolve an :class:`hp` reference against the group; other values pass through.
+
+        A one-element tensor (``torch.tensor(1e-3)``, or ``.reshape(1, 1)``: torch accepts
+        any shape) is a number, as in torch.optim, which reads it with ``.item()``; only a
+        tensor of several values (the lab's per-run column) stays a tensor and broadcasts."""
+        value = x.resolve(self.group) if isinstance(x, hp) else x
+        if isinstance(value, Tensor) and value.numel() == 1:
+            return value.item()
+        return value
 
     @cached_property
     def t(self) -> list[float]:

@@ -34,18 +34,36 @@ class clip_by_global_norm(Transform):  # noqa: N801
                 u.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
             ctx.record("grad", updates)
             return updates
-        norms = torch._foreach_norm(updates, 2.0)
-        # at least float32 (bf16 norms are coarse), but fp64 gradients keep an fp64 norm
-        wide = [n.to(torch.promote_types(n.dtype, torch.float32)) for n in norms]
+        norms = _norms(updates)
+        # at least float32 (bf16 norms are coarse), but fp64 gradients keep an fp64 norm;
+        # gathered on the first tensor's device, as clip_grad_norm_ (a group may span devices)
+        device = updates[0].device
+        wide = [n.to(torch.promote_types(n.dtype, torch.float32)).to(device) for n in norms]
         total = torch.linalg.vector_norm(torch.stack(wide), 2.0)
         ctx.extras["grad_norm"] = total
         ctx.record("grad_norm", [total])
         coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-        if coef.item() < 1.0:
+        # not `coef < 1`: a NaN/Inf norm must reach the gradients (NaN, or 0·Inf = NaN), as
+        # torch's clip_grad_norm_ multiplies them by the NaN or zero factor
+        if not coef.item() >= 1.0:
             updates = ctx.writable(updates)
             torch._foreach_mul_(updates, coef.to(updates[0].dtype).item())
             ctx.record("grad", updates)
         return updates
+
+
+def _norms(tensors: list) -> list:
+    """‖t‖₂ of each tensor, one ``_foreach_norm`` per device (torch's grouping for the
+    multi-tensor kernels, which take tensors of one device), in the input order."""
+    devices = {t.device for t in tensors}
+    if len(devices) == 1:
+        return list(torch._foreach_norm(tensors, 2.0))
+    out: list = [None] * len(tensors)
+    for device in devices:
+        idx = [i for i, t in enumerate(tensors) if t.device == device]
+        for i, n in zip(idx, torch._foreach_norm([tensors[i] for i in idx], 2.0)):
+            out[i] = n
+    return out
 
 
 class clip_by_value(Transform):  # noqa: N801

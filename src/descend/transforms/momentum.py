@@ -53,6 +53,13 @@ class momentum(Transform):  # noqa: N801 - transforms are named like functions (
     ):
         if form not in FORMS:
             raise ValueError(f"momentum_form={form!r} is not one of {', '.join(FORMS)}")
+        if not isinstance(debias, bool):
+            raise ValueError(f"debias must be True or False, got {debias!r}")
+        if debias and form != "ema":
+            raise ValueError(
+                f"debias=True with form={form!r}: debiasing divides the 'ema' velocity "
+                "v = βv + (1 − β)g by 1 − βᵗ; the other forms have no such bias to correct"
+            )
         self.momentum, self.dampening, self.nesterov = momentum, dampening, nesterov
         self.form, self.debias, self.lr, self.key = form, debias, lr, key
         self.state_keys = (key,)

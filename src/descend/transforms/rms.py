@@ -27,7 +27,9 @@ class scale_by_rms(Transform):  # noqa: N801
         u = g / (\\sqrt{\\tilde v / c} + ε)\\ \\text{(outside)}
         \\quad\\text{or}\\quad g / \\sqrt{\\tilde v / c + ε}\\ \\text{(inside)}
 
-    with c = 1 − αᵗ when ``bias_correction`` (optax's option), else 1. v starts at
+    with c = 1 − αᵗ when ``bias_correction`` (optax's option), else 1; centered and
+    corrected, each moment is corrected before centring, ṽ/c = v/c − (ḡ/c)², as
+    ``optax.scale_by_stddev`` does (the variance of the corrected moments). v starts at
     ``initial_accumulator_value`` (optax's ``initial_scale``; 0 in torch and Keras).
     Records ``v``, ``g_avg`` (centered), ``denom``.
     """
@@ -63,17 +65,22 @@ class scale_by_rms(Transform):  # noqa: N801
         v = [st["square_avg"] for st in states]
         _ops.ewa_sq_(v, updates, alpha)
         ctx.record("v", v)
+        corr = bias_correction(alpha, ctx) if self.bias_correction else None
         if self.centered:
             gbar = [st["grad_avg"] for st in states]
             _ops.lerp_(gbar, updates, 1 - alpha)
             ctx.record("g_avg", gbar)
+            if corr is not None:  # optax's order: correct each moment, then centre
+                v = [x / c for x, c in zip(v, corr)]
+                gbar = [m / c for m, c in zip(gbar, corr)]
+                ctx.record("v_hat", v)
             vt = [x - m * m for x, m in zip(v, gbar)]  # torch: addcmul(v, ḡ, ḡ, value=-1)
+        elif corr is not None:
+            vt = [x.clone() for x in v]
+            _ops.div_list_(vt, corr)
+            ctx.record("v_hat", vt)
         else:
             vt = v
-        if self.bias_correction:
-            vt = [x.clone() for x in vt] if vt is v else vt
-            _ops.div_list_(vt, bias_correction(alpha, ctx))
-            ctx.record("v_hat", vt)
         denom = _ops.sqrt_plus_eps(vt, eps, inside=self.eps_placement == "inside")
         ctx.record("denom", denom)
         out = torch._foreach_div(updates, denom)

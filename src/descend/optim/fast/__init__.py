@@ -18,10 +18,12 @@ AdamW, AMSGrad, NAdam):
 The environment variable ``DESCEND_FAST=0`` turns the automatic choice off process-wide
 (``fused=True`` still applies). A group takes the default path when a trace hook is registered
 (explanations need the intermediates); when a hyperparameter other than the learning rate and
-the weight decay is a tensor (those two may be the lab's (N, 1) per-run columns); for per-row
-clipping; for parameters that are not float32/float64, not on the CPU or not contiguous; and
-when no C++ compiler is available (a warning says so once). ``from_chain`` optimizers always
-keep the default path. :func:`last_path` tells which path each group took, and why.
+the weight decay is a tensor of several values (those two may be the lab's (N, 1) per-run
+columns; a one-element tensor is a number, as in torch); for per-row clipping; for parameters
+that are not float32/float64 (complex ones step as their ``view_as_real``), not on the CPU or
+not contiguous; and when no C++ compiler is available (a warning says so once).
+``from_chain`` optimizers always keep the default path. :func:`last_path` tells which path
+each group took, and why.
 
 Both paths hold the same state under the same keys (torch's names, same dtypes), so a state
 dict saved from either loads into the other, and a run may switch paths at any step.
@@ -35,6 +37,8 @@ same functions.
 from __future__ import annotations
 
 import warnings
+
+import torch
 
 from descend import native
 from descend.native import build as _lib
@@ -180,7 +184,10 @@ def require(opt) -> None:
         _check_optimizer(opt)
         for group in opt.param_groups:
             _shape(opt, opt.chain(group)).resolve(group)
-            check_parameters(group["params"])
+            # complex parameters are stepped as their real views (ChainOptimizer._step_group)
+            check_parameters(
+                [torch.view_as_real(p) if p.is_complex() else p for p in group["params"]]
+            )
         _lib_or_raise()
     except Unsupported as exc:
         raise ValueError(f"{type(opt).__name__}(fused=True) is not supported: {exc}") from None

@@ -127,8 +127,15 @@ def shape_of(links: list[Transform]) -> Shape:
     )
 
 
-def _number(group: dict, ref, name: str) -> float:
+def _value(group: dict, ref):
+    """The hyperparameter as the default path reads it (``Context.value``): a one-element
+    tensor is a number."""
     value = ref.resolve(group) if isinstance(ref, hp) else ref
+    return value.item() if isinstance(value, Tensor) and value.numel() == 1 else value
+
+
+def _number(group: dict, ref, name: str) -> float:
+    value = _value(group, ref)
     if isinstance(value, Tensor):
         raise Unsupported(f"{name} is a tensor (shape {tuple(value.shape)}), not a number")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -141,14 +148,14 @@ def _scaling(group: dict, ref, name: str) -> float | Tensor:
     decay): the kernels read it row by row (see ``step.run``). Anything derived from it is
     computed by the same Python/torch operations as on the default path, so the rounding of
     float32 tensors is the same."""
-    value = ref.resolve(group) if isinstance(ref, hp) else ref
+    value = _value(group, ref)
     if isinstance(value, Tensor):
         return value  # read only, under the step's no_grad
     return _number(group, value, name)
 
 
 def _optional(group: dict, ref, name: str) -> float | None:
-    value = ref.resolve(group) if isinstance(ref, hp) else ref
+    value = _value(group, ref)
     return None if value is None else _number(group, value, name)
 
 

@@ -107,7 +107,8 @@ def _reason(ts: list, what: str, dtype, args) -> str:
     if args.reason == 3:
         return f"{what} of dtype {t.dtype} where {dtype} is needed"
     if args.reason == 4:
-        return f"a {what} on {t.device} (fast kernels: CPU)"
+        devices = sorted({str(t.device) for t in ts if not t.is_cpu})
+        return f"a {what} not on the CPU ({', '.join(devices)}; fast kernels: CPU)"
     return f"a {what} (#{args.bad}) {CHECK_REASONS.get(args.reason, args.reason)}"
 
 
@@ -232,7 +233,7 @@ def _clip_factor(grads: list[Tensor], max_norm: float, dtype: torch.dtype) -> fl
     total = torch.linalg.vector_norm(torch.stack(wide), 2.0)
     coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     value = coef.to(dtype).item()
-    return value if value < 1.0 else 1.0
+    return 1.0 if value >= 1.0 else value  # a NaN norm gives NaN, as clip_grad_norm_
 
 
 def _split_rows(plan: Resolved, params: list[Tensor]) -> tuple[dict, dict, int]:
