@@ -13,14 +13,13 @@ asserts which one ran.
 from __future__ import annotations
 
 import copy
-import os
 import pickle
 
 import pytest
 import torch
 
 import descend.optim as D
-from descend.optim import fast
+from conftest import require_kernels
 from descend.optim.fast import last_path
 
 NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "NAdam")
@@ -48,11 +47,8 @@ def one_thread():
 @pytest.fixture(params=list(PATHS))
 def fused(request) -> bool:
     value = PATHS[request.param]
-    if value and not fast.available():
-        reason = f"fast kernels unavailable: {fast.status()['error']}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    if value:
+        require_kernels()  # skips locally, fails under CI=true (tests/conftest.py)
     return value
 
 

@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 import re
 import tempfile
 
@@ -93,7 +92,7 @@ from torch.testing._internal.common_optimizers import (
 )
 
 import descend.optim as D
-from descend.optim import fast
+from conftest import require_kernels
 from descend.optim.fast import last_path
 
 NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "NAdam")
@@ -112,11 +111,7 @@ PATHS = {"fused": True, "chain": False}
 
 
 def _need_fast() -> None:
-    if not fast.available():
-        reason = f"fast kernels unavailable: {fast.status()['error']}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_kernels()  # skips locally, fails under CI=true (tests/conftest.py)
 
 
 @pytest.fixture(autouse=True)

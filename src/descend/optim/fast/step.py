@@ -107,7 +107,8 @@ def _reason(ts: list, what: str, dtype, args) -> str:
     if args.reason == 3:
         return f"{what} of dtype {t.dtype} where {dtype} is needed"
     if args.reason == 4:
-        return f"a {what} on {t.device} (fast kernels: CPU)"
+        devices = sorted({str(t.device) for t in ts if not t.is_cpu})
+        return f"a {what} not on the CPU ({', '.join(devices)}; fast kernels: CPU)"
     return f"a {what} (#{args.bad}) {CHECK_REASONS.get(args.reason, args.reason)}"
 
 
@@ -173,11 +174,10 @@ def check_parameters(params: list) -> None:
 def _scalar_addresses(ts: list, what: str) -> tuple[int, list[int]]:
     """(0 float32 | 1 float64, addresses) of a one-element per-parameter counter (step,
     μ-product), which the kernel reads and updates in place."""
-    _check_types(ts, what)
-    dtypes = set(map(_dtype, ts))
-    if len(dtypes) != 1 or not dtypes <= _KIND.keys():
-        raise Unsupported(f"{what} has dtypes {dtypes} (fast kernels: one of fp32/64)")
-    dtype = dtypes.pop()
+    _check_types(ts, what)  # before reading a dtype: None (absent state) is _NotTensor
+    dtype = ts[0].dtype  # every other counter must have it too (checked in C++)
+    if dtype not in _KIND:
+        raise Unsupported(f"{what} has dtype {dtype} (fast kernels: fp32 or fp64)")
     return _KIND[dtype], _addresses(ts, what, dtype, array("q", _ONE) * len(ts))[0]
 
 
