@@ -149,7 +149,8 @@ class ChainOptimizer(torch.optim.Optimizer):
         ``decoupled_weight_decay`` from ``weight_decay_mode``) and descend's own keys
         (``bias_correction``, ``eps_placement``, ``convention``, …) only where the group's
         value differs from this optimizer's defaults: a loading descend optimizer fills the
-        absent ones from *its* defaults. So torch ⇄ descend and descend ⇄ descend (another
+        absent ones from *its* defaults; per-parameter state has torch's keys (see
+        :meth:`_keeps_step`). So torch ⇄ descend and descend ⇄ descend (another
         convention's defaults included) load without ``allow_partial_load``, and what
         carries over is: the state tensors (same names as torch's), every hyperparameter
         torch has, and descend's per-group overrides. DCP loads the keys the *loading*
@@ -169,8 +170,19 @@ class ChainOptimizer(torch.optim.Optimizer):
             if "decoupled_weight_decay" in twin and "weight_decay_mode" in group:
                 out["decoupled_weight_decay"] = group["weight_decay_mode"] != "l2"
             groups.append(out)
+            if not self._keeps_step(group):  # torch's twin keeps no step count here
+                for i in group["params"]:
+                    st = sd["state"].get(i)
+                    if isinstance(st, dict) and "step" in st:
+                        sd["state"][i] = {k: v for k, v in st.items() if k != "step"}
         sd["param_groups"] = groups
         return sd
+
+    def _keeps_step(self, group: dict) -> bool:
+        """Whether ``state_dict()`` carries the groups' per-parameter step counts (torch's
+        SGD keeps none; descend's SGD drops it from its state dict where no link reads it,
+        and a loaded state without it counts again from 0)."""
+        return True
 
     @property
     def skipped_steps(self) -> int:

@@ -100,6 +100,9 @@ class SGD(ChainOptimizer):
                     "momentum = 0, as Keras does)"
                 )
 
+    def _keeps_step(self, group: dict) -> bool:
+        return bool(group["debias"])  # only the debiased 'ema' velocity reads the count
+
     def chain(self, group: dict):
         key = structure(group, ("momentum_form", "nesterov", "debias"))
         if key not in self._chains:
