@@ -268,7 +268,33 @@ def _zero_steps(model, zero, dtype, steps, first=0):
         zero.step()
 
 
+def _scenario_zero_empty_partition(rank, out):
+    """One parameter, 2 ranks: rank 1's optimizer holds nothing, and still takes part in the
+    decision (no hang), and skips with rank 0."""
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+    import descend.optim as D
+
+    dtype = torch.float64
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3, bias=False).to(dtype)
+    zero = ZeroRedundancyOptimizer(
+        model.parameters(), optimizer_class=D.Adam, lr=0.01, nonfinite="skip", max_grad_norm=0.5
+    )
+    before = model.weight.detach().clone()
+    x, y = _batch(dtype, 0)
+    _loss(model, x, y).backward()
+    model.weight.grad.view(-1)[0] = float("nan")
+    zero.step()
+    out["zero_empty"] = dict(
+        local_params=sum(len(g["params"]) for g in zero.optim.param_groups),
+        skipped=zero.optim.skipped_steps,
+        unchanged=torch.equal(before, model.weight.detach()),
+    )
+
+
 def _scenario_zero(rank, out):
+    _scenario_zero_empty_partition(rank, out)
     dtype = torch.float64
     model, zero = _zero(dtype)
     _zero_steps(model, zero, dtype, STEPS)
@@ -519,10 +545,14 @@ def test_fsdp2_global_norm_clipping_equals_one_process(ranks, dname, fused):
 
 def test_zero_equals_full_batch_and_decides_for_all_ranks(ranks):
     ranks = _ok(ranks, "zero")
+    # one rank's optimizer held no parameter, and decided with the other
+    assert sorted(out["zero_empty"]["local_params"] for out in ranks) == [0, 1]
     for out in ranks:
         assert out["zero_group"]  # "auto": the ZeRO optimizer's process group
         assert out["zero_diff"] <= 1e-12
         assert out["zero_clip_diff"] <= 1e-12
+        empty = out["zero_empty"]
+        assert empty["skipped"] == 1 and empty["unchanged"]
         skip, raised = out["nan_zero"]["skip"], out["nan_zero"]["raise"]
         assert skip["local_params"] > 0
         assert not skip["raised"] and skip["unchanged"] and skip["skipped"] == 1

@@ -90,7 +90,8 @@ def _local(t: Tensor) -> Tensor:
     return t.to_local() if dtensor is not None and isinstance(t, dtensor) else t
 
 
-def _device_for(group, grads: list[Tensor]) -> torch.device:
+def _device_for(group) -> torch.device:
+    """Where the backend wants the reduced vector (NCCL: the current CUDA device)."""
     backend = torch.distributed.get_backend(group)
     if backend == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
@@ -125,7 +126,7 @@ def decide(opt, work: list, need_finite: bool) -> tuple[bool, dict[int, Tensor]]
                 nonempty = [g for g in grads if g.numel()]
                 if nonempty:
                     norms = torch._foreach_norm(nonempty, 2.0)
-                    local[1 + index] = sum(float(x.double()) ** 2 for x in norms)
+                    local[1 + index] = torch.stack([n.double() for n in norms]).square().sum()
         if need_finite and local_grads:
             from .fast import grads_finite
 
@@ -141,7 +142,7 @@ def decide(opt, work: list, need_finite: bool) -> tuple[bool, dict[int, Tensor]]
                 if any(g is pg for g in groups):
                     mask[1 + index] = True
             buf = torch.where(mask, total, torch.zeros_like(total))
-            device = _device_for(pg, local_grads)
+            device = _device_for(pg)
             buf = buf.to(device)
             torch.distributed.all_reduce(buf, op=torch.distributed.ReduceOp.SUM, group=pg)
             total = torch.where(mask, buf.cpu(), total)
