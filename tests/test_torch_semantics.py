@@ -146,11 +146,12 @@ def test_old_checkpoint_with_a_number_step(name, fused):
     run(opt, params, 3)
     sd = copy.deepcopy(opt.state_dict())
     for st in sd["state"].values():
-        st["step"] = st["step"].item()
+        if "step" in st:  # SGD's, as torch's, has none where nothing reads it
+            st["step"] = st["step"].item()
     params2 = clone_params(params)
     opt2 = getattr(D, name)(params2, fused=fused, **CONFIGS[name])
     opt2.load_state_dict(sd)
-    assert all(isinstance(st["step"], torch.Tensor) for st in opt2.state.values())
+    assert all(isinstance(st["step"], torch.Tensor) for st in opt2.state.values() if "step" in st)
     run(opt, params, 3, start=3)
     run(opt2, params2, 3, start=3)
     assert_path(opt2, fused)

@@ -304,7 +304,15 @@ def _keywords(cls: type) -> set[str]:
         names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             break
-    return names - {"self", "params", "foreach", "differentiable", "capturable", "fused"}
+    return names - {
+        "self",
+        "params",
+        "foreach",
+        "differentiable",
+        "capturable",
+        "fused",
+        "process_group",
+    }
 
 
 def _source(grads: Tensor | None, function: Any, landscape: Any, param: Tensor) -> Any:

@@ -30,7 +30,14 @@ PER_RUN = ("lr", "momentum", "dampening", "eps", "weight_decay", "alpha", "lr_de
 PER_RUN += ("momentum_decay", "damping")
 # Clipping is applied per row by the lab itself (see engine), so its sizes are per run too.
 CLIPPING = ("max_grad_norm", "clip_value")
-_NOT_HYPERPARAMETERS = {"params", "foreach", "differentiable", "capturable", "fused"}
+_NOT_HYPERPARAMETERS = {
+    "params",
+    "foreach",
+    "differentiable",
+    "capturable",
+    "fused",
+    "process_group",
+}
 _NOT_HYPERPARAMETERS |= {"max_params", "initial_lr", "base_lr"}
 
 

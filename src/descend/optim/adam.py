@@ -45,6 +45,7 @@ class Adam(ChainOptimizer):
         differentiable: bool = False,
         capturable: bool = False,
         fused: bool | None = None,
+        process_group="auto",
     ):
         given = dict(
             lr=lr,
@@ -69,7 +70,9 @@ class Adam(ChainOptimizer):
             capturable=capturable,
         )
         self._chains: dict = {}
-        super().__init__(params, defaults, nonfinite=nonfinite, fused=fused)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fused=fused, process_group=process_group
+        )
 
     def validate(self, group: dict) -> None:
         check_common(group)
@@ -174,6 +177,7 @@ class NAdam(ChainOptimizer):
         differentiable: bool = False,
         capturable: bool = False,
         fused: bool | None = None,
+        process_group="auto",
     ):
         given = dict(
             lr=lr,
@@ -196,7 +200,9 @@ class NAdam(ChainOptimizer):
             capturable=capturable,
         )
         self._chains: dict = {}
-        super().__init__(params, defaults, nonfinite=nonfinite, fused=fused)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fused=fused, process_group=process_group
+        )
 
     def validate(self, group: dict) -> None:
         check_common(group)

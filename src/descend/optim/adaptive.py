@@ -41,6 +41,7 @@ class Adagrad(ChainOptimizer):
         foreach: bool | None = None,
         differentiable: bool = False,
         fused: bool | None = None,
+        process_group="auto",
     ):
         given = dict(
             lr=lr,
@@ -62,7 +63,9 @@ class Adagrad(ChainOptimizer):
             differentiable=differentiable,
         )
         self._chains: dict = {}
-        super().__init__(params, defaults, nonfinite=nonfinite, fused=fused)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fused=fused, process_group=process_group
+        )
 
     def validate(self, group: dict) -> None:
         check_common(group)
@@ -114,6 +117,7 @@ class RMSprop(ChainOptimizer):
         differentiable: bool = False,
         capturable: bool = False,
         fused: bool | None = None,
+        process_group="auto",
     ):
         given = dict(
             lr=lr,
@@ -141,7 +145,9 @@ class RMSprop(ChainOptimizer):
             capturable=capturable,
         )
         self._chains: dict = {}
-        super().__init__(params, defaults, nonfinite=nonfinite, fused=fused)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fused=fused, process_group=process_group
+        )
 
     def validate(self, group: dict) -> None:
         check_common(group)

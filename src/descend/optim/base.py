@@ -17,6 +17,7 @@ from torch.utils.hooks import RemovableHandle
 
 from ..transforms import Chain, Context, chain, hp
 from . import validation as check
+from .distributed import AUTO, decide, resolve_process_group
 
 NONFINITE = ("propagate", "skip", "raise")
 
@@ -36,16 +37,32 @@ class ChainOptimizer(torch.optim.Optimizer):
         fused: ``None`` (fast single-pass kernels whenever a group qualifies), ``True`` (fast
             kernels or an error) or ``False`` (always the chain); see
             :mod:`descend.optim.fast`.
+        process_group: where the decisions of ``nonfinite`` and ``max_grad_norm`` are
+            reduced for plain (non-DTensor) parameters: ``"auto"`` (the
+            ``ZeroRedundancyOptimizer``'s group when built by one, else none), ``None`` or a
+            ``torch.distributed`` process group; DTensor parameters always reduce over
+            their mesh. See :mod:`descend.optim.distributed`.
     """
 
     def __init__(
-        self, params, defaults: dict, *, nonfinite: str = "propagate", fused: bool | None = None
+        self,
+        params,
+        defaults: dict,
+        *,
+        nonfinite: str = "propagate",
+        fused: bool | None = None,
+        process_group=AUTO,
     ):
         check.choice("nonfinite", nonfinite, NONFINITE)
         if fused not in (None, True, False):
             raise ValueError(f"fused must be None, True or False, got {fused!r}")
+        if not (process_group is None or _is_group(process_group) or process_group == AUTO):
+            raise ValueError(
+                f"process_group must be 'auto', None or a ProcessGroup, got {process_group!r}"
+            )
         self.nonfinite = nonfinite
         self.fused = fused
+        self.process_group = resolve_process_group(process_group)
         self._trace_hooks: OrderedDict[int, TraceHook] = OrderedDict()
         self.validate(dict(defaults))
         super().__init__(params, defaults)
@@ -103,8 +120,12 @@ class ChainOptimizer(torch.optim.Optimizer):
         if not had_differentiable:
             self.defaults.pop("differentiable", None)
         for group in self.param_groups:  # groups loaded from torch lack descend's keys
-            if group.get("decoupled_weight_decay") and "weight_decay_mode" not in group:
-                group["weight_decay_mode"] = "decoupled"
+            decoupled = group.get("decoupled_weight_decay")
+            if decoupled is not None and "weight_decay_mode" not in group:
+                mode = self.defaults.get("weight_decay_mode", "l2")
+                if bool(decoupled) != (mode != "l2"):
+                    mode = "decoupled" if decoupled else "l2"
+                group["weight_decay_mode"] = mode
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
         for st in self.state.values():
@@ -114,8 +135,54 @@ class ChainOptimizer(torch.optim.Optimizer):
                 st["step"] = torch.tensor(float(st["step"]), dtype=_get_scalar_dtype())
         self.__dict__.setdefault("nonfinite", "propagate")
         self.__dict__.setdefault("fused", None)
+        self.__dict__.setdefault("process_group", None)
         self.__dict__.setdefault("_trace_hooks", OrderedDict())
         self.__dict__.setdefault("_chains", {})  # per-structure chain cache, rebuilt on use
+
+    # -- state-dict interchange with torch.optim ------------------------------------------
+    def state_dict(self) -> dict:
+        """torch's state dict, with param groups that torch.optim's twin class and
+        ``torch.distributed.checkpoint`` (DCP) can load, and that load back from them.
+
+        Each group carries every key of the torch class of the same name (``foreach``,
+        ``fused``, ``capturable``, ``differentiable`` at torch's defaults;
+        ``decoupled_weight_decay`` from ``weight_decay_mode``) and descend's own keys
+        (``bias_correction``, ``eps_placement``, ``convention``, …) only where the group's
+        value differs from this optimizer's defaults: a loading descend optimizer fills the
+        absent ones from *its* defaults; per-parameter state has torch's keys (see
+        :meth:`_keeps_step`). So torch ⇄ descend and descend ⇄ descend (another
+        convention's defaults included) load without ``allow_partial_load``, and what
+        carries over is: the state tensors (same names as torch's), every hyperparameter
+        torch has, and descend's per-group overrides. DCP loads the keys the *loading*
+        optimizer's ``state_dict()`` has: build it with the same per-group overrides."""
+        sd = super().state_dict()
+        twin = _torch_twin_keys(type(self))
+        groups = []
+        for group in sd["param_groups"]:
+            out = {}
+            for key, value in group.items():
+                if key in twin or key == "params" or key not in self.defaults:
+                    out[key] = value
+                elif not _same(value, self.defaults[key]):
+                    out[key] = value  # a per-group override
+            for key in _TORCH_ONLY & twin.keys():
+                out.setdefault(key, twin[key])
+            if "decoupled_weight_decay" in twin and "weight_decay_mode" in group:
+                out["decoupled_weight_decay"] = group["weight_decay_mode"] != "l2"
+            groups.append(out)
+            if not self._keeps_step(group):  # torch's twin keeps no step count here
+                for i in group["params"]:
+                    st = sd["state"].get(i)
+                    if isinstance(st, dict) and "step" in st:
+                        sd["state"][i] = {k: v for k, v in st.items() if k != "step"}
+        sd["param_groups"] = groups
+        return sd
+
+    def _keeps_step(self, group: dict) -> bool:
+        """Whether ``state_dict()`` carries the groups' per-parameter step counts (torch's
+        SGD keeps none; descend's SGD drops it from its state dict where no link reads it,
+        and a loaded state without it counts again from 0)."""
+        return True
 
     @property
     def skipped_steps(self) -> int:
@@ -162,9 +229,17 @@ class ChainOptimizer(torch.optim.Optimizer):
                     )
             if params:
                 work.append((index, group, params))
-        if self.nonfinite != "propagate":
-            grads = [p.grad for _, _, params in work for p in params]
-            if not self._check_finite(grads):
+        need_finite = self.nonfinite != "propagate"
+        decided = None
+        if need_finite or any(g.get("max_grad_norm") is not None for g in self.param_groups):
+            # one answer for all ranks when the gradients are spread over processes
+            decided = decide(self, work, need_finite)
+        if need_finite:
+            if decided is not None:
+                finite = decided[0]
+            else:
+                finite = self._check_finite([p.grad for _, _, params in work for p in params])
+            if not finite:
                 if self.nonfinite == "raise":
                     raise FloatingPointError(
                         f"{type(self).__name__}: non-finite gradient (NaN or Inf); parameters "
@@ -172,8 +247,12 @@ class ChainOptimizer(torch.optim.Optimizer):
                     )
                 self.state["skipped_steps"] = self.skipped_steps + 1
                 return loss
-        for index, group, params in work:
-            self._step_group(index, group, params)
+        self.__dict__["_global_norms"] = {} if decided is None else decided[1]
+        try:
+            for index, group, params in work:
+                self._step_group(index, group, params)
+        finally:
+            self.__dict__["_global_norms"] = {}
         return loss
 
     def _step_group(self, index: int, group: dict, params: list[Tensor]) -> None:
@@ -205,6 +284,9 @@ class ChainOptimizer(torch.optim.Optimizer):
         steps = [st["step"] for st in states]
         torch._foreach_add_(steps, 1)
         ctx = Context(group, steps, trace={} if self._trace_hooks else None)
+        norm = self.__dict__.get("_global_norms", {}).get(index)
+        if norm is not None:  # the norm of the whole gradient, agreed across ranks
+            ctx.extras["global_grad_norm"] = norm
         grads = [p.grad for p in params]
         ctx.record("grad", grads)
         updates = links.update(grads, states, params, ctx)
@@ -215,6 +297,47 @@ class ChainOptimizer(torch.optim.Optimizer):
             ctx.record("param", params)
             for hook in list(self._trace_hooks.values()):
                 hook(self, index, ctx.trace)
+
+
+_TORCH_ONLY = frozenset(
+    ("foreach", "fused", "capturable", "differentiable", "decoupled_weight_decay")
+)
+_TWINS: dict[type, dict] = {}
+
+
+def _torch_twin_keys(cls: type) -> dict:
+    """The group keys of the torch.optim class that ``cls`` (or its nearest descend base)
+    is named after, with torch's default values; {} when there is none (``from_chain``).
+    Only the values of the keys descend has no use for (``_TORCH_ONLY``) are written."""
+    if cls not in _TWINS:
+        keys: dict = {}
+        for klass in cls.__mro__:
+            twin = getattr(torch.optim, klass.__name__, None)
+            if klass.__module__.startswith("descend.") and isinstance(twin, type):
+                group = twin([torch.zeros(1, requires_grad=True)]).param_groups[0]
+                keys = {k: v for k, v in group.items() if k != "params"}
+                break
+        _TWINS[cls] = keys
+    return _TWINS[cls]
+
+
+def _same(a, b) -> bool:
+    """A group value equal to a default (tuples and lists alike; tensors by value)."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return (
+            isinstance(a, Tensor)
+            and isinstance(b, Tensor)
+            and a.shape == b.shape
+            and bool((a == b).all())
+        )
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def _is_group(group) -> bool:
+    dist = torch.distributed
+    return dist.is_available() and isinstance(group, dist.ProcessGroup)
 
 
 class _as_real:  # noqa: N801 - a context manager used like a function

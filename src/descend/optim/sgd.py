@@ -37,6 +37,7 @@ class SGD(ChainOptimizer):
         foreach: bool | None = None,
         differentiable: bool = False,
         fused: bool | None = None,
+        process_group="auto",
     ):
         given = dict(
             lr=lr,
@@ -59,7 +60,9 @@ class SGD(ChainOptimizer):
         )
         defaults["debias"] = debias
         self._chains: dict = {}
-        super().__init__(params, defaults, nonfinite=nonfinite, fused=fused)
+        super().__init__(
+            params, defaults, nonfinite=nonfinite, fused=fused, process_group=process_group
+        )
 
     def validate(self, group: dict) -> None:
         check_common(group)
@@ -96,6 +99,9 @@ class SGD(ChainOptimizer):
                     "look-ahead is a momentum method (convention='keras' also accepts "
                     "momentum = 0, as Keras does)"
                 )
+
+    def _keeps_step(self, group: dict) -> bool:
+        return bool(group["debias"])  # only the debiased 'ema' velocity reads the count
 
     def chain(self, group: dict):
         key = structure(group, ("momentum_form", "nesterov", "debias"))

@@ -30,7 +30,7 @@ REGISTRY: dict[str, tuple[type, dict, str]] = {
     "newton": (Newton, {}, "Newton's method: solve (H + λI)d = g"),
 }
 
-_SKIP = {"self", "params", "foreach", "differentiable", "capturable", "fused"}
+_SKIP = {"self", "params", "foreach", "differentiable", "capturable", "fused", "process_group"}
 
 
 def _keywords(cls: type) -> list[str]:

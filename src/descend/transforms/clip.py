@@ -14,7 +14,8 @@ class clip_by_global_norm(Transform):  # noqa: N801
     .. math::  ‖g‖ = \\sqrt{\\textstyle\\sum_i ‖g_i‖^2},\\qquad
                g ← g · \\min\\big(1, \\text{max\\_norm}/(‖g‖ + 10^{-6})\\big)
 
-    The norm is taken over the parameters the chain runs on (one param group). With
+    The norm is taken over the parameters the chain runs on (one param group) — over all
+    ranks' shards when they are spread over processes (:mod:`descend.optim.distributed`). With
     ``axis`` set, each tensor is instead clipped along that axis on its own (``axis=-1`` on an
     (N, d) tensor of N independent trajectories clips each row: the lab's per-run clipping).
     Records ``grad_norm`` (before clipping).
@@ -34,12 +35,26 @@ class clip_by_global_norm(Transform):  # noqa: N801
                 u.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
             ctx.record("grad", updates)
             return updates
-        norms = _norms(updates)
-        # at least float32 (bf16 norms are coarse), but fp64 gradients keep an fp64 norm;
-        # gathered on the first tensor's device, as clip_grad_norm_ (a group may span devices)
-        device = updates[0].device
-        wide = [n.to(torch.promote_types(n.dtype, torch.float32)).to(device) for n in norms]
-        total = torch.linalg.vector_norm(torch.stack(wide), 2.0)
+        agreed = ctx.extras.get("global_grad_norm")
+        if agreed is not None:
+            # the gradients are spread over ranks, and the optimizer reduced their norm
+            # (descend.optim.distributed): valid only for the raw gradients, as in every
+            # named optimizer, where clipping is the first link
+            if ctx.owned:
+                raise ValueError(
+                    "clip_by_global_norm across ranks must be the first link of the chain "
+                    "(the agreed norm is the raw gradients')"
+                )
+            wide = torch.promote_types(updates[0].dtype, torch.float32)
+            total = agreed.to(wide)
+        else:
+            norms = _norms(updates)
+            # at least float32 (bf16 norms are coarse), but fp64 gradients keep an fp64
+            # norm; gathered on the first tensor's device, as clip_grad_norm_ (a group may
+            # span devices)
+            device = updates[0].device
+            wide = [n.to(torch.promote_types(n.dtype, torch.float32)).to(device) for n in norms]
+            total = torch.linalg.vector_norm(torch.stack(wide), 2.0)
         ctx.extras["grad_norm"] = total
         ctx.record("grad_norm", [total])
         coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)

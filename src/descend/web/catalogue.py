@@ -27,7 +27,15 @@ from descend.transforms import (
 from descend.transforms.adam import AMSGRAD_OF
 
 # Group entries that are not hyperparameters a person sets on the page.
-_HIDDEN = {"params", "foreach", "differentiable", "capturable", "fused", "max_params"}
+_HIDDEN = {
+    "params",
+    "foreach",
+    "differentiable",
+    "capturable",
+    "fused",
+    "max_params",
+    "process_group",
+}
 _HIDDEN |= {"decoupled_weight_decay", "initial_lr", "base_lr"}
 _RMS_FAMILY = {"adagrad", "rmsprop", "rmsprop-centered"}
 # Optional numbers: None (off) by default.

@@ -226,11 +226,17 @@ def _init_missing(links, plan: Resolved, params: list[Tensor], states: list[dict
     return fresh
 
 
-def _clip_factor(grads: list[Tensor], max_norm: float, dtype: torch.dtype) -> float:
-    """``clip_by_global_norm``'s factor, computed by the same torch calls."""
-    norms = torch._foreach_norm(grads, 2.0)
-    wide = [n.to(torch.promote_types(n.dtype, torch.float32)) for n in norms]
-    total = torch.linalg.vector_norm(torch.stack(wide), 2.0)
+def _clip_factor(
+    grads: list[Tensor], max_norm: float, dtype: torch.dtype, agreed: Tensor | None = None
+) -> float:
+    """``clip_by_global_norm``'s factor, computed by the same torch calls; ``agreed`` is the
+    norm of the whole gradient when it is spread over ranks (reduced by the optimizer)."""
+    if agreed is not None:
+        total = agreed.to(torch.promote_types(dtype, torch.float32))
+    else:
+        norms = torch._foreach_norm(grads, 2.0)
+        wide = [n.to(torch.promote_types(n.dtype, torch.float32)) for n in norms]
+        total = torch.linalg.vector_norm(torch.stack(wide), 2.0)
     coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
     value = coef.to(dtype).item()
     return 1.0 if value >= 1.0 else value  # a NaN norm gives NaN, as clip_grad_norm_
@@ -304,7 +310,8 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
     if layouts is not None:
         if rows:
             raise Unsupported("per-run hyperparameter tensors with DTensor parameters")
-        if plan.max_norm is not None and ranks > 1:
+        agreed = opt.__dict__.get("_global_norms", {}).get(index)
+        if plan.max_norm is not None and ranks > 1 and agreed is None:
             raise Unsupported(
                 f"global-norm clipping of DTensor parameters on a mesh of {ranks} ranks "
                 "needs a reduction across ranks"
@@ -355,7 +362,8 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
                 keep_alive.append(values)
                 setattr(args, arg, values.data_ptr())
     if plan.max_norm is not None:
-        args.gscale *= _clip_factor(grads, plan.max_norm, dtype)
+        agreed = opt.__dict__.get("_global_norms", {}).get(index)  # across ranks
+        args.gscale *= _clip_factor(grads, plan.max_norm, dtype, agreed)
     arrays = {"numel": numel, "param": param_ptr}
     for name, (kind, tensors, ptrs) in columns.items():
         arrays[name] = ptrs
