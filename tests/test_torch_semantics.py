@@ -311,7 +311,7 @@ def test_group_on_two_devices(name):
             opt.step()
             ref.step()
         assert torch.equal(cpu, alone)
-        reason = "default: fused=False" if fused is False else "default: a parameter on meta"
+        reason = "default: fused=False" if fused is False else "default: a parameter not on the CPU (meta"
         assert last_path(opt)[0].startswith(reason)
     with pytest.raises(ValueError, match="meta"):
         getattr(D, name)([cpu, meta], fused=True)
