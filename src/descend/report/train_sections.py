@@ -494,8 +494,58 @@ def adamw_section(quick: bool) -> Section:
         f"{decay['median'] / decay['adamw']:.3g}× stronger, and weakest exactly on the "
         "coordinates with the largest gradients."
     )
-    s.budget = "as stated in the table caption; one extra Adam + L2 run for the histogram"
+    grid = decay_heatmap(s, quick)
+    s.numbers["lr_lambda_grid"] = grid
+    s.budget = (
+        "as stated in the table caption; one extra Adam + L2 run for the histogram; the "
+        f"lr × λ grids: {len(grid['lrs'])} lrs × (1 + {len(grid['families']['AdamW']['lambdas'])})"
+        f" λ per family, {grid['epochs']} epochs, {grid['seeds']} seed(s), trained batched"
+    )
     return s
+
+
+def decay_heatmap(section: Section, quick: bool) -> dict:
+    """Loshchilov & Hutter's figure 2 on digits: the lr × λ grid of each family side by side
+    (see :mod:`descend.report.decay_grid`), with what it shows about the lr–λ coupling."""
+    from . import decay_grid
+
+    claims = decay_grid.heatmap_claims(epochs=4 if quick else 10, seeds=1 if quick else 2)
+    section.figure(
+        decay_grid.heatmap_figure(claims),
+        "Final validation loss over lr × λ for Adam + L2 and AdamW (Loshchilov & Hutter's "
+        "figure 2 on digits)",
+        "lr-lambda",
+    )
+    rows = []
+    for name, f in claims["families"].items():
+        for lr, loss_row, acc_row in zip(claims["lrs"], f["val_loss"], f["val_acc"]):
+            for lam, v, a in zip(f["lambdas"], loss_row, acc_row):
+                rows.append({"optimizer": name, "lr": lr, "λ": lam, "val loss": v, "val acc": a})
+    section.tables.append(
+        (
+            f"lr × λ grids: mean final validation loss and accuracy over {claims['seeds']} "
+            f"seed(s), {claims['epochs']} epochs, every cell tuned nowhere else",
+            pd.DataFrame(rows),
+        )
+    )
+    text = decay_grid.coupling_sentence(claims)
+    section.paragraphs.append(
+        f"The lr × λ grids train {len(claims['lrs'])} learning rates against each family's own "
+        "λ grid (ratio √10, starting where decay already changes the validation loss, plus "
+        "λ = 0 as the reference), every cell a separate MLP on digits from the same initial "
+        "weights and data order. " + text
+    )
+    return {
+        "lrs": claims["lrs"],
+        "epochs": claims["epochs"],
+        "seeds": claims["seeds"],
+        "text": text,
+        "families": {
+            name: {k: v for k, v in f.items() if k not in ("val_loss", "val_acc", "no_decay")}
+            | {"val_loss": f["val_loss"].tolist(), "no_decay_best": f["no_decay"]["best"]}
+            for name, f in claims["families"].items()
+        },
+    }
 
 
 def effective_decays(optimizer: torch.optim.Optimizer) -> np.ndarray:

@@ -1,0 +1,93 @@
+"""Issue #16's remaining report pieces, each checked against an independent recomputation:
+the lr × λ grids (Loshchilov & Hutter's figure 2) against torch.optim models trained alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from descend import train
+from descend.report import decay_grid
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return train.load("digits")
+
+
+def _alone(cls, lr, lam, data, epochs, seed, hidden=32, batch_size=64):
+    """One MLP trained by torch.optim's ``cls`` on its own, the same init and data order."""
+    params = [t.clone().requires_grad_() for t in decay_grid._init(64, hidden, 10, seed)]
+    w1, b1, w2, b2 = params
+    opt = cls(params, lr=lr, weight_decay=lam)
+
+    def logits(x):
+        return torch.relu(x @ w1 + b1) @ w2 + b2
+
+    for idx in decay_grid.batch_orders(len(data.y_train), batch_size, epochs, seed):
+        loss = nn.functional.cross_entropy(logits(data.x_train[idx]), data.y_train[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out = logits(data.x_val)
+        return (
+            float(nn.functional.cross_entropy(out, data.y_val)),
+            float((out.argmax(1) == data.y_val).float().mean()),
+        )
+
+
+@pytest.mark.parametrize(
+    ("spec", "cls", "lambdas"),
+    [("adam", torch.optim.Adam, (0.0, 0.1)), ("adamw", torch.optim.AdamW, (0.0, 10.0))],
+)
+def test_batched_grid_cells_equal_torch_optim_models_trained_alone(digits, spec, cls, lambdas):
+    lrs = (1e-3, 3e-2)
+    grid = decay_grid.train_grid(spec, lrs, lambdas, epochs=2, seed=1, data=digits)
+    for i, lr in enumerate(lrs):
+        for j, lam in enumerate(lambdas):
+            loss, acc = _alone(cls, lr, lam, digits, epochs=2, seed=1)
+            assert grid["val_loss"][i, j] == pytest.approx(loss, rel=2e-4)
+            assert grid["val_acc"][i, j] == pytest.approx(acc, abs=1.5 / len(digits.y_val))
+    # decay acts on this budget: the largest λ changes every lr's loss by more than 1%
+    assert np.all(np.abs(grid["val_loss"][:, 1] / grid["val_loss"][:, 0] - 1) > 0.01)
+
+
+def _claims(l2_loss, adamw_loss):
+    lrs = [1e-3, 1e-2, 1e-1]
+    lam = [1e-3, 1e-2, 1e-1]
+    fams = {}
+    for name, loss in (("Adam + L2", l2_loss), ("AdamW", adamw_loss)):
+        loss = np.asarray(loss, float)
+        path = decay_grid.best_lr_per_lambda(loss, lrs, lam)
+        idx = [p["index"] for p in path]
+        i, j = np.unravel_index(np.nanargmin(loss), loss.shape)
+        fams[name] = {
+            "best_lr_path": path,
+            "lr_shift_steps": max(idx) - min(idx),
+            "best": {"loss": loss[i, j], "lr": lrs[i], "lambda": lam[j]},
+            "no_decay": {"best": 0.2},
+        }
+    return {"families": fams}
+
+
+def test_coupling_verdict_follows_the_best_lr_per_lambda():
+    # Adam + L2: the best lr falls one row per λ column (a tilted valley: 2 steps);
+    # the third AdamW column has collapsed (> 2× the best) and has no optimum to count
+    tilted = [[0.9, 0.9, 0.1], [0.5, 0.1, 0.5], [0.1, 0.5, 0.9]]
+    upright = [[0.9, 0.9, 2.2], [0.1, 0.12, 2.3], [0.5, 0.5, np.nan]]
+    claims = _claims(tilted, upright)
+    assert [p["lr"] for p in claims["families"]["Adam + L2"]["best_lr_path"]] == [0.1, 0.01, 0.001]
+    assert [p["lambda"] for p in claims["families"]["AdamW"]["best_lr_path"]] == [1e-3, 1e-2]
+    text = decay_grid.coupling_sentence(claims)
+    assert "moves by 2 grid steps" in text and "moves by 0 grid steps" in text
+    assert "AdamW's optimum lr depends less on λ here" in text
+    assert "Adam + L2 beats no decay" in text
+    # a one-step difference is within the grid's resolution
+    shifted = [[0.9, 0.1, 0.9], [0.1, 0.5, 0.5], [0.5, 0.9, 0.9]]
+    text = decay_grid.coupling_sentence(_claims(shifted, upright))
+    assert "not distinguishable" in text and "depends less" not in text
+    text = decay_grid.coupling_sentence(_claims(upright, tilted))
+    assert "AdamW's optimum lr depends more on λ here" in text
