@@ -91,3 +91,58 @@ def test_coupling_verdict_follows_the_best_lr_per_lambda():
     assert "not distinguishable" in text and "depends less" not in text
     text = decay_grid.coupling_sentence(_claims(upright, tilted))
     assert "AdamW's optimum lr depends more on λ here" in text
+
+
+def test_scaling_arms_run_the_rules_lr_on_an_updates_budget():
+    from descend.report import batch_arms
+
+    result = batch_arms.run_arms(
+        batch_sizes=(128, "full"), epochs=1, min_updates=6, warmup=3, seeds=1
+    )
+    n = result["n_train"]
+    assert n == 1200  # 60% of the study's 2000 samples
+    for r in result["rows"]:
+        b = n if r["batch size"] == "full" else r["batch size"]
+        ratio = b / 32
+        want = 0.1 * (ratio**0.5 if r["arm"] == "√B" else ratio)
+        assert r["lr (peak)"] == pytest.approx(want, rel=1e-12)
+        assert r["updates budget"] == max(6, -(-n // b))
+        assert r["schedule"] == ("linear_warmup:warmup=3" if "warm" in r["arm"] else "constant")
+        if r["reached"]:
+            assert r["samples to target"] == pytest.approx(r["updates to target"] * b)
+
+
+def _arm_rows(hits):
+    return {
+        "rows": [
+            {
+                "arm": arm,
+                "batch size": "full",
+                "lr (peak)": lr,
+                "updates budget": 24,
+                "reached": int(h is not None),
+                "runs": 1,
+                "diverged": 0,
+                "updates to target": float("nan") if h is None else h,
+            }
+            for (arm, lr), h in zip(
+                [("linear", 3.75), ("linear + warm-up", 3.75), ("√B", 0.612)], hits
+            )
+        ],
+        "epochs": 3,
+        "warmup": 10,
+        "min_updates": 24,
+        "seeds": 1,
+    }
+
+
+def test_arms_sentence_says_what_the_full_batch_rows_show():
+    from descend.report import batch_arms
+
+    text = batch_arms.arms_sentence(_arm_rows([None, 9.0, 7.0]))
+    assert "linear (lr 3.75) never reaches the target" in text
+    assert "Warm-up is what rescues" in text
+    text = batch_arms.arms_sentence(_arm_rows([4.5, 9.5, 7.5]), {"reached": 0, "runs": 2})
+    assert "without warm-up too" in text and "held back by its 3-update budget" in text
+    assert "warm-up costs updates here" in text and "rescues" not in text
+    assert "(0/2 runs reached it)" in text

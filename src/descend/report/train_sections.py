@@ -359,12 +359,58 @@ def batch_scaling(section: Section, study, budget: str) -> dict:
         + (
             f"; the full batch's linearly scaled lr {full['lr']:.3g} gives lr × sharpness = "
             f"{full['lr × sharpness at init']:.3g}"
-            + (" > 2: that is why it fails." if full["lr × sharpness at init"] > 2 else ".")
+            + (
+                " > 2: its first updates cannot be stable on the initial quadratic model "
+                "(whether that stops training is measured by the arms below)."
+                if full["lr × sharpness at init"] > 2
+                else "."
+            )
             if full
             else "."
         )
     )
     return {"rows": rows, "sharpness": sharp, "text": text}
+
+
+def scaling_arms(section: Section, study, quick: bool) -> dict:
+    """The "linear + warm-up" and "√B" arms (with the linear control) on an updates budget,
+    beside the study (see :mod:`descend.report.batch_arms`)."""
+    from ..train.studies import BATCH_SIZE_BUDGETS
+    from . import batch_arms
+
+    cfg = study.config
+    result = batch_arms.run_arms(
+        epochs=cfg["epochs"],
+        seeds=1 if quick else 2,
+        n_samples=BATCH_SIZE_BUDGETS["quick" if quick else "default"][0],
+        target=cfg["target_accuracy"],
+    )
+    study_rows = []
+    summary = study.summary()
+    for _, r in summary[summary["selected"]].iterrows():
+        b = cfg["n_train"] if r["batch_size"] == "full" else int(r["batch_size"])
+        study_rows.append({"B": b, "updates to target": float(r["updates_to_target"])})
+    section.figure(
+        batch_arms.arms_figure(result, study_rows),
+        "Updates to the target against B: the study (epoch budget) and the scaling-rule arms "
+        "(updates budget)",
+        "arms",
+    )
+    section.tables.append(
+        (
+            f"Scaling-rule arms: sgd from lr {result['base_lr']:g} at B = 32, budget "
+            f"max({result['min_updates']}, {result['epochs']} epochs) updates, warm-up "
+            f"{result['warmup']} updates, {result['seeds']} seed(s), no tuning",
+            batch_arms.arms_table(result),
+        )
+    )
+    full = summary[summary["selected"] & (summary["batch_size"] == "full")]
+    study_full = (
+        {"reached": int(full["reached"].iloc[0]), "runs": int(full["runs"].iloc[0])}
+        if len(full)
+        else None
+    )
+    return {**result, "text": batch_arms.arms_sentence(result, study_full)}
 
 
 def comparison_section(quick: bool) -> Section:
@@ -422,8 +468,10 @@ def comparison_section(quick: bool) -> Section:
         },
     )
     scaling = batch_scaling(s, study, "quick" if quick else "default")
+    arms = scaling_arms(s, study, quick)
     s.numbers = {
         "batch_scaling": scaling,
+        "batch_arms": arms,
         "comparison": cmp.summary().to_dict(orient="records"),
         "ranking": fair["rows"],
         "ranking_budget": fair["budget"],
@@ -439,7 +487,7 @@ def comparison_section(quick: bool) -> Section:
         + " The batch-size study trains on the generated cat-vs-dog features with B = 1, 8, "
         "32, 128 and the full set, scaling the learning rate linearly with B (the legends give "
         "the lr each batch size ran with) — and shows where the linear scaling rule stops "
-        "working. " + scaling["text"]
+        "working. " + scaling["text"] + " " + arms["text"]
     )
     n_tune = len(fair["tuning"].runs)
     s.budget = (
