@@ -192,3 +192,24 @@ def test_adam_warmup_verdicts_follow_the_intervals():
     )
     assert (out["verdicts"][0]["early"] != "not distinguishable") == apart
     assert f"at lr 0.5 the early peak is {out['verdicts'][0]['early']}" in out["text"]
+
+
+def test_path_frames_hold_every_path_point(tmp_path):
+    from descend import lab
+    from descend.report.framed import framed_contour, path_frame
+
+    beale = lab.run("beale", ["adagrad:lr=0.5", "adam:lr=0.05"], starts=[(1.0, 1.5)], steps=300)
+    (x0, x1), (y0, y1) = path_frame(beale)
+    pts = beale.trajectories.reshape(-1, 2)
+    assert (pts[:, 0] > x0).all() and (pts[:, 0] < x1).all()
+    assert (pts[:, 1] > y0).all() and (pts[:, 1] < y1).all()
+    # tighter than the lab's domain (−4.5, 4.5)², which frames these paths loosely
+    assert x1 - x0 < 9 and y1 - y0 < 9
+    saddle = lab.run("saddle", ["sgd:lr=0.05"], starts=[(1.0, 1e-6)], steps=300, bound=1e6)
+    assert np.nanmax(np.abs(saddle.trajectories)) > 1e3  # it escapes …
+    (x0, x1), (y0, y1) = path_frame(saddle, limit=2.5)
+    assert -5 <= x0 and x1 <= 5 and -5.3 <= y0 and y1 <= 5.3  # … the frame stays near it
+    near = saddle.trajectories[0][(np.abs(saddle.trajectories[0]) <= 5).all(axis=1)]
+    assert (near[:, 1] >= y0).all() and (near[:, 1] <= y1).all()
+    written = framed_contour(saddle, tmp_path / "saddle", ("png",), limit=2.5)
+    assert written[0].stat().st_size > 5_000
