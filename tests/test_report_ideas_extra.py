@@ -70,7 +70,7 @@ def _claims(l2_loss, adamw_loss):
             "best": {"loss": loss[i, j], "lr": lrs[i], "lambda": lam[j]},
             "no_decay": {"best": 0.2},
         }
-    return {"families": fams}
+    return {"families": fams, "seeds": 2}
 
 
 def test_coupling_verdict_follows_the_best_lr_per_lambda():
@@ -84,7 +84,9 @@ def test_coupling_verdict_follows_the_best_lr_per_lambda():
     text = decay_grid.coupling_sentence(claims)
     assert "moves by 2 grid steps" in text and "moves by 0 grid steps" in text
     assert "AdamW's optimum lr depends less on λ here" in text
-    assert "Adam + L2 beats no decay" in text
+    assert "Adam + L2 0.1 (lr 0.001, λ = 0.1) against 0.2 without decay, lower" in text
+    assert "AdamW 0.1 (lr 0.01, λ = 0.001) against 0.2 without decay, lower" in text
+    assert text.endswith("(means of 2 seeds, no interval: not a ranking).")
     # a one-step difference is within the grid's resolution
     shifted = [[0.9, 0.1, 0.9], [0.1, 0.5, 0.5], [0.5, 0.9, 0.9]]
     text = decay_grid.coupling_sentence(_claims(shifted, upright))

@@ -178,19 +178,21 @@ def coupling_sentence(claims: dict) -> str:
             "AdamW's optimum lr depends more on λ here — the opposite of Loshchilov & "
             "Hutter's figure 2 (torch's AdamW scales the decay by the lr, their figure does not)."
         )
+    seeds = claims.get("seeds")
     helped = [
-        f"{name} {'beats' if f['best']['loss'] < f['no_decay']['best'] else 'does not beat'} "
-        f"no decay ({f['best']['loss']:.3g} at lr {f['best']['lr']:.3g}, λ = "
-        f"{f['best']['lambda']:.3g}, against {f['no_decay']['best']:.3g})"
+        f"{name} {f['best']['loss']:.3g} (lr {f['best']['lr']:.3g}, λ = "
+        f"{f['best']['lambda']:.3g}) against {f['no_decay']['best']:.3g} without decay, "
+        f"{'lower' if f['best']['loss'] < f['no_decay']['best'] else 'not lower'}"
         for name, f in fams.items()
     ]
     return (
         "; ".join(parts)
         + ". "
         + verdict
-        + " Best validation loss over the grid: "
+        + " Best validation loss over each grid: "
         + "; ".join(helped)
-        + "."
+        + (f" (means of {seeds} seed{'s' if seeds != 1 else ''}, " if seeds else " (")
+        + "no interval: not a ranking)."
     )
 
 
