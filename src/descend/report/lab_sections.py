@@ -14,6 +14,7 @@ from ..landscapes import get as get_landscape
 from ..plots._common import plt  # the Agg backend, set once for every picture
 from ..schedules import from_spec as schedule_from_spec
 from .document import Section
+from .framed import framed_contour
 
 
 def _error_norms(result, run: int) -> np.ndarray:
@@ -432,7 +433,11 @@ def adaptive_section(quick: bool) -> Section:
             f"{k}:lr={v}" + (",weight_decay=0.01" if k == "adamw" else "") for k, v in lrs.items()
         ]
         result = lab.run(name, specs, starts=[start], steps=steps, tol=1e-6)
-        s.plot(lambda p, f, r=result: plots.contour(r, p, f), f"{name.title()}: paths", name)
+        s.plot(
+            lambda p, f, r=result: framed_contour(r, p, f),
+            f"{name.title()}: paths (frame fitted to them)",
+            name,
+        )
         s.plot(
             lambda p, f, r=result: plots.loss_curves(r, p, f),
             f"{name.title()}: f − f*",
@@ -457,11 +462,20 @@ def adaptive_section(quick: bool) -> Section:
                 }
             )
     s.tables.append((f"{steps} steps each", pd.DataFrame(rows)))
-    from .ideas import adam_steps, nadam_schedule
+    from .ideas import adam_steps, adam_warmup, nadam_schedule
 
     mech = adam_steps(s)
     nadam = nadam_schedule(s, steps)
-    s.numbers = {"rows": rows, "adam_steps": mech, "nadam": nadam}
+    warm = adam_warmup(s, seeds=32 if quick else 64)
+    s.tables.append(
+        (
+            f"Adam ± linear warm-up on a noisy quadratic, mean ± 95% over {warm['seeds']} seeds "
+            "(no tuning: three fixed lrs)",
+            pd.DataFrame(warm["rows"]),
+        )
+    )
+    s.paragraphs.append(warm["text"])
+    s.numbers = {"rows": rows, "adam_steps": mech, "nadam": nadam, "adam_warmup": warm}
     nr = {r["variant"].split(":")[0]: r for r in nadam["rows"]}
     scheduled, constant = nr["torch"], nr["optax"]
     s.paragraphs.append(
@@ -554,7 +568,11 @@ def saddles_section(quick: bool) -> Section:
             pd.DataFrame(rows),
         )
     )
-    s.plot(lambda p, f: plots.contour(saddle, p, f), "Leaving the saddle of x² − y²", "saddle")
+    s.plot(
+        lambda p, f: framed_contour(saddle, p, f, limit=2.5),
+        "Leaving the saddle of x² − y² (frame fitted to the paths)",
+        "saddle",
+    )
     grid = 40 if quick else 120
     bsteps = 300 if quick else 600
     bspecs = ["sgd:lr=0.01", "momentum:lr=0.01,momentum=0.9", "adam:lr=0.05"]

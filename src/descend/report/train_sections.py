@@ -359,12 +359,58 @@ def batch_scaling(section: Section, study, budget: str) -> dict:
         + (
             f"; the full batch's linearly scaled lr {full['lr']:.3g} gives lr × sharpness = "
             f"{full['lr × sharpness at init']:.3g}"
-            + (" > 2: that is why it fails." if full["lr × sharpness at init"] > 2 else ".")
+            + (
+                " > 2: its first updates cannot be stable on the initial quadratic model "
+                "(whether that stops training is measured by the arms below)."
+                if full["lr × sharpness at init"] > 2
+                else "."
+            )
             if full
             else "."
         )
     )
     return {"rows": rows, "sharpness": sharp, "text": text}
+
+
+def scaling_arms(section: Section, study, quick: bool) -> dict:
+    """The "linear + warm-up" and "√B" arms (with the linear control) on an updates budget,
+    beside the study (see :mod:`descend.report.batch_arms`)."""
+    from ..train.studies import BATCH_SIZE_BUDGETS
+    from . import batch_arms
+
+    cfg = study.config
+    result = batch_arms.run_arms(
+        epochs=cfg["epochs"],
+        seeds=1 if quick else 2,
+        n_samples=BATCH_SIZE_BUDGETS["quick" if quick else "default"][0],
+        target=cfg["target_accuracy"],
+    )
+    study_rows = []
+    summary = study.summary()
+    for _, r in summary[summary["selected"]].iterrows():
+        b = cfg["n_train"] if r["batch_size"] == "full" else int(r["batch_size"])
+        study_rows.append({"B": b, "updates to target": float(r["updates_to_target"])})
+    section.figure(
+        batch_arms.arms_figure(result, study_rows),
+        "Updates to the target against B: the study (epoch budget) and the scaling-rule arms "
+        "(updates budget)",
+        "arms",
+    )
+    section.tables.append(
+        (
+            f"Scaling-rule arms: sgd from lr {result['base_lr']:g} at B = 32, budget "
+            f"max({result['min_updates']}, {result['epochs']} epochs) updates, warm-up "
+            f"{result['warmup']} updates, {result['seeds']} seed(s), no tuning",
+            batch_arms.arms_table(result),
+        )
+    )
+    full = summary[summary["selected"] & (summary["batch_size"] == "full")]
+    study_full = (
+        {"reached": int(full["reached"].iloc[0]), "runs": int(full["runs"].iloc[0])}
+        if len(full)
+        else None
+    )
+    return {**result, "text": batch_arms.arms_sentence(result, study_full)}
 
 
 def comparison_section(quick: bool) -> Section:
@@ -422,8 +468,10 @@ def comparison_section(quick: bool) -> Section:
         },
     )
     scaling = batch_scaling(s, study, "quick" if quick else "default")
+    arms = scaling_arms(s, study, quick)
     s.numbers = {
         "batch_scaling": scaling,
+        "batch_arms": arms,
         "comparison": cmp.summary().to_dict(orient="records"),
         "ranking": fair["rows"],
         "ranking_budget": fair["budget"],
@@ -439,7 +487,7 @@ def comparison_section(quick: bool) -> Section:
         + " The batch-size study trains on the generated cat-vs-dog features with B = 1, 8, "
         "32, 128 and the full set, scaling the learning rate linearly with B (the legends give "
         "the lr each batch size ran with) — and shows where the linear scaling rule stops "
-        "working. " + scaling["text"]
+        "working. " + scaling["text"] + " " + arms["text"]
     )
     n_tune = len(fair["tuning"].runs)
     s.budget = (
@@ -494,8 +542,58 @@ def adamw_section(quick: bool) -> Section:
         f"{decay['median'] / decay['adamw']:.3g}× stronger, and weakest exactly on the "
         "coordinates with the largest gradients."
     )
-    s.budget = "as stated in the table caption; one extra Adam + L2 run for the histogram"
+    grid = decay_heatmap(s, quick)
+    s.numbers["lr_lambda_grid"] = grid
+    s.budget = (
+        "as stated in the table caption; one extra Adam + L2 run for the histogram; the "
+        f"lr × λ grids: {len(grid['lrs'])} lrs × (1 + {len(grid['families']['AdamW']['lambdas'])})"
+        f" λ per family, {grid['epochs']} epochs, {grid['seeds']} seed(s), trained batched"
+    )
     return s
+
+
+def decay_heatmap(section: Section, quick: bool) -> dict:
+    """Loshchilov & Hutter's figure 2 on digits: the lr × λ grid of each family side by side
+    (see :mod:`descend.report.decay_grid`), with what it shows about the lr–λ coupling."""
+    from . import decay_grid
+
+    claims = decay_grid.heatmap_claims(epochs=4 if quick else 10, seeds=1 if quick else 2)
+    section.figure(
+        decay_grid.heatmap_figure(claims),
+        "Final validation loss over lr × λ for Adam + L2 and AdamW (Loshchilov & Hutter's "
+        "figure 2 on digits)",
+        "lr-lambda",
+    )
+    rows = []
+    for name, f in claims["families"].items():
+        for lr, loss_row, acc_row in zip(claims["lrs"], f["val_loss"], f["val_acc"]):
+            for lam, v, a in zip(f["lambdas"], loss_row, acc_row):
+                rows.append({"optimizer": name, "lr": lr, "λ": lam, "val loss": v, "val acc": a})
+    section.tables.append(
+        (
+            f"lr × λ grids: mean final validation loss and accuracy over {claims['seeds']} "
+            f"seed(s), {claims['epochs']} epochs, every cell tuned nowhere else",
+            pd.DataFrame(rows),
+        )
+    )
+    text = decay_grid.coupling_sentence(claims)
+    section.paragraphs.append(
+        f"The lr × λ grids train {len(claims['lrs'])} learning rates against each family's own "
+        "λ grid (ratio √10, starting where decay already changes the validation loss, plus "
+        "λ = 0 as the reference), every cell a separate MLP on digits from the same initial "
+        "weights and data order. " + text
+    )
+    return {
+        "lrs": claims["lrs"],
+        "epochs": claims["epochs"],
+        "seeds": claims["seeds"],
+        "text": text,
+        "families": {
+            name: {k: v for k, v in f.items() if k not in ("val_loss", "val_acc", "no_decay")}
+            | {"val_loss": f["val_loss"].tolist(), "no_decay_best": f["no_decay"]["best"]}
+            for name, f in claims["families"].items()
+        },
+    }
 
 
 def effective_decays(optimizer: torch.optim.Optimizer) -> np.ndarray:
