@@ -311,8 +311,9 @@ def test_group_on_two_devices(name):
             opt.step()
             ref.step()
         assert torch.equal(cpu, alone)
-        reason = "default: fused=False" if fused is False else "default: a parameter not on the CPU (meta"
+        reason = "default: fused=False" if fused is False else "default: a parameter not on the CPU"
         assert last_path(opt)[0].startswith(reason)
+        assert fused is False or "(meta;" in last_path(opt)[0]  # the reason names the device
     with pytest.raises(ValueError, match="meta"):
         getattr(D, name)([cpu, meta], fused=True)
 

@@ -57,7 +57,6 @@ appears under its trace name.
 
 from __future__ import annotations
 
-import inspect
 import io
 import math
 import numbers
@@ -294,25 +293,11 @@ def _build(spec: str, param: Tensor, overrides: dict, landscape: Any) -> tuple[A
 
 
 def _keywords(cls: type) -> set[str]:
-    """Keyword names an optimizer class accepts, following ``**kwargs`` to its base class
-    (AMSGrad passes them on to Adam)."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters.values()
-        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return names - {
-        "self",
-        "params",
-        "foreach",
-        "differentiable",
-        "capturable",
-        "fused",
-        "process_group",
-    }
+    """Keyword names an optimizer class accepts (the spec parser's list, which follows
+    ``**kwargs`` to the base class: AMSGrad passes them on to Adam)."""
+    from descend.optim.spec import keywords
+
+    return set(keywords(cls))
 
 
 def _source(grads: Tensor | None, function: Any, landscape: Any, param: Tensor) -> Any:

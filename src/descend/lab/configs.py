@@ -23,22 +23,14 @@ from dataclasses import dataclass, field
 import torch
 
 from descend.optim import parse_spec
-from descend.optim.spec import REGISTRY, resolve_kwargs
+from descend.optim.spec import NOT_HYPERPARAMETERS, REGISTRY, resolve_kwargs
 
 # Group entries the transforms read as per-run tensors (hp references, broadcast by rows).
 PER_RUN = ("lr", "momentum", "dampening", "eps", "weight_decay", "alpha", "lr_decay")
 PER_RUN += ("momentum_decay", "damping")
 # Clipping is applied per row by the lab itself (see engine), so its sizes are per run too.
 CLIPPING = ("max_grad_norm", "clip_value")
-_NOT_HYPERPARAMETERS = {
-    "params",
-    "foreach",
-    "differentiable",
-    "capturable",
-    "fused",
-    "process_group",
-}
-_NOT_HYPERPARAMETERS |= {"max_params", "initial_lr", "base_lr"}
+_NOT_HYPERPARAMETERS = NOT_HYPERPARAMETERS | {"max_params", "initial_lr", "base_lr"}
 
 
 @dataclass

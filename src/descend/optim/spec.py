@@ -30,10 +30,15 @@ REGISTRY: dict[str, tuple[type, dict, str]] = {
     "newton": (Newton, {}, "Newton's method: solve (H + λI)d = g"),
 }
 
-_SKIP = {"self", "params", "foreach", "differentiable", "capturable", "fused", "process_group"}
+# Keywords and group entries that are switches of torch's machinery or of the run, not
+# hyperparameters of the update rule (specs, explain, the lab's configs and the web skip them).
+NOT_HYPERPARAMETERS = frozenset(
+    {"params", "foreach", "differentiable", "capturable", "fused", "process_group"}
+)
+_SKIP = NOT_HYPERPARAMETERS | {"self"}
 
 
-def _keywords(cls: type) -> list[str]:
+def keywords(cls: type) -> list[str]:
     """The keyword names ``cls`` accepts, following ``**kwargs`` into its base classes."""
     names: list[str] = []
     for klass in cls.__mro__:
@@ -125,7 +130,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     if name not in REGISTRY:
         raise ValueError(f"unknown optimizer {name!r}; available: {', '.join(REGISTRY)}")
     cls = REGISTRY[name][0]
-    valid = _keywords(cls) + (["beta1", "beta2"] if "betas" in _keywords(cls) else [])
+    valid = keywords(cls) + (["beta1", "beta2"] if "betas" in keywords(cls) else [])
     kwargs: dict = {}
     for item in _items(rest):
         key, eq, value = item.partition("=")
@@ -187,6 +192,6 @@ def available() -> dict[str, dict]:
             "class": cls.__name__,
             "description": text,
             "defaults": defaults,
-            "keys": _keywords(cls),
+            "keys": keywords(cls),
         }
     return out

@@ -16,7 +16,7 @@ from descend import schedules
 from descend.optim.base import NONFINITE
 from descend.optim.conventions import CONVENTIONS
 from descend.optim.newton import HESSIANS, MODES
-from descend.optim.spec import REGISTRY, parse_spec, resolve_kwargs
+from descend.optim.spec import NOT_HYPERPARAMETERS, REGISTRY, parse_spec, resolve_kwargs
 from descend.transforms import (
     EPS_PLACEMENTS,
     EPS_PLACEMENTS_RMS,
@@ -27,16 +27,7 @@ from descend.transforms import (
 from descend.transforms.adam import AMSGRAD_OF
 
 # Group entries that are not hyperparameters a person sets on the page.
-_HIDDEN = {
-    "params",
-    "foreach",
-    "differentiable",
-    "capturable",
-    "fused",
-    "max_params",
-    "process_group",
-}
-_HIDDEN |= {"decoupled_weight_decay", "initial_lr", "base_lr"}
+_HIDDEN = NOT_HYPERPARAMETERS | {"max_params", "decoupled_weight_decay", "initial_lr", "base_lr"}
 _RMS_FAMILY = {"adagrad", "rmsprop", "rmsprop-centered"}
 # Optional numbers: None (off) by default.
 _OPTIONAL = {"max_grad_norm", "clip_value"}
