@@ -349,16 +349,17 @@ class Monitor:
                 [m if m is not None else torch.zeros_like(p) for m, p in zip(mom, tensors)]
             )
         lengths = [p.numel() for p in tensors]
-        rows = stats.param_sums(before, after, grads, momentum, lengths)
         several = len(groups) > 1
         scopes: list[tuple[str, list[int]]] = [("opt/", list(range(len(params))))]
         if several:
             for gi in range(len(groups)):
                 members = [j for j, (g, _) in enumerate(params) if g == gi]
-                if members:
+                if members:  # consecutive: params are listed group by group
                     scopes.append((f"opt/group{gi}/", members))
-        for prefix, members in scopes:
-            for key, value in stats.combine([rows[j] for j in members]).items():
+        spans = [(members[0], members[-1] + 1) for _, members in scopes]
+        rows, totals = stats.param_sums(before, after, grads, momentum, lengths, spans)
+        for (prefix, members), total in zip(scopes, totals):
+            for key, value in stats.combine([total]).items():
                 out[prefix + key] = value
             for name, parts in (("eff_lr", eff), ("v_hat", vhat)):
                 chosen = [parts[j] for j in members if parts[j] is not None]
@@ -425,9 +426,12 @@ class Monitor:
         if not entries:
             return
         k = max(e[0] for e in entries)
-        sums = torch.stack([e[2].float().pow(2).sum() if e[3] else e[1][0] for e in entries])
-        micro = torch.stack([torch.stack(e[1]).sum() for e in entries])
-        total_sq, micro_sq = float(sums.sum()), float(micro.sum())
+        if k == 1:  # one backward: ‖g‖² of each parameter is its one micro-batch's
+            total_sq = micro_sq = float(torch.stack([e[1][0] for e in entries]).sum())
+        else:
+            sums = torch.stack([e[2].float().pow(2).sum() if e[3] else e[1][0] for e in entries])
+            micro = torch.stack([torch.stack(e[1]).sum() for e in entries])
+            total_sq, micro_sq = float(sums.sum()), float(micro.sum())
         scale = 1.0 / k if self._average and k > 1 else 1.0
         pre = math.sqrt(total_sq) * scale
         out["opt/grad_norm_preclip"] = pre
