@@ -165,6 +165,7 @@ class Monitor:
         self._micro: dict[int, list[Any]] = {}
         self._records: dict[int, dict[str, list[torch.Tensor]]] = {}
         self._pending: dict[str, Any] | None = None
+        self._flats: dict[int, tuple] = {}
         self._closed = False
         self._handles = [
             self.base.register_step_pre_hook(self._before),
@@ -256,6 +257,7 @@ class Monitor:
         mom: list[Any] = [None] * n
         vhat: list[Any] = [None] * n
         eff: list[Any] = [None] * n
+        self._flats = {}  # group -> (momentum, v̂, eff) flat vectors, state path only
         if self.use_trace:
             position = {id(p): j for j, (_, p) in enumerate(params)}
             for gi, record in self._records.items():
@@ -313,14 +315,41 @@ class Monitor:
                     for j, part in zip(members, vector.split(sizes)):
                         out[j] = part
 
-            spread(merged.get("exp_avg", merged.get("momentum_buffer")), mom)
+            m = merged.get("exp_avg", merged.get("momentum_buffer"))
             if "exp_avg_sq" in merged and "betas" in group:
                 t = float(merged.get("step", 1))
-                spread(merged["exp_avg_sq"] / (1 - float(group["betas"][1]) ** t), vhat)
+                v = merged["exp_avg_sq"] / (1 - float(group["betas"][1]) ** t)
             else:
-                spread(merged.get("square_avg", merged.get("sum")), vhat)
-            spread(_param_eff_lr(group, merged), eff)
+                v = merged.get("square_avg", merged.get("sum"))
+            e = _param_eff_lr(group, merged)
+            for vector, out in ((m, mom), (v, vhat), (e, eff)):
+                spread(vector, out)
+            # the group's flat vectors, kept whole for the sums and quantiles (no re-cat)
+            self._flats[gi] = (members[0], members[-1] + 1, m, v, e)
         return mom, vhat, eff
+
+    def _whole(self, slot: int, span: tuple[int, int], partial: bool = False):
+        """The flat vector ``slot`` (2 momentum, 3 v̂, 4 eff) over the parameters ``span``
+        from the groups' vectors :meth:`_internals` kept, or None where they do not tile the
+        span (with ``partial``, groups without that vector are left out, as the per-parameter
+        path leaves out parameters without it)."""
+        parts, at = [], span[0]
+        for first, end, *vectors in sorted(self._flats.values(), key=lambda f: f[0]):
+            if end <= span[0] or first >= span[1]:
+                continue
+            if first != at or end > span[1]:
+                return None
+            vector = vectors[slot - 2]
+            if vector is None and not partial:
+                return None
+            if vector is not None:
+                parts.append(vector)
+            at = end
+        if at != span[1] or not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0] if parts[0].dtype == torch.float32 else parts[0].float()
+        return stats.flat(parts)
 
     def _measure(self, step: int, pending: dict[str, Any]) -> None:
         params, before = pending["params"], pending["before"]
@@ -343,8 +372,8 @@ class Monitor:
         mom, vhat, eff = self._internals(params)
         grads = stats.flat([p.grad for p in tensors])
         after = stats.flat(tensors)
-        momentum = None
-        if any(m is not None for m in mom):
+        momentum = self._whole(2, (0, len(params)))
+        if momentum is None and any(m is not None for m in mom):
             momentum = stats.flat(
                 [m if m is not None else torch.zeros_like(p) for m, p in zip(mom, tensors)]
             )
@@ -361,12 +390,14 @@ class Monitor:
         for (prefix, members), total in zip(scopes, totals):
             for key, value in stats.combine([total]).items():
                 out[prefix + key] = value
-            for name, parts in (("eff_lr", eff), ("v_hat", vhat)):
+            span = (members[0], members[-1] + 1)
+            for name, parts, slot in (("eff_lr", eff, 4), ("v_hat", vhat, 3)):
                 chosen = [parts[j] for j in members if parts[j] is not None]
                 if chosen:
-                    sample = stats.sample(
-                        torch.cat([t.detach().reshape(-1).float() for t in chosen])
-                    )
+                    whole = self._whole(slot, span, partial=True)
+                    if whole is None:
+                        whole = torch.cat([t.detach().reshape(-1).float() for t in chosen])
+                    sample = stats.sample(whole)
                     qs = stats.quantiles(sample)
                     for q, value in zip(("p10", "p50", "p90"), qs):
                         out[f"{prefix}{name}_{q}"] = value

