@@ -65,6 +65,7 @@ METRICS = {
 }
 
 LAYER_METRICS = ("update_ratio", "grad_norm", "eff_lr_p50")
+LOSS_BUFFER = 256  # losses held by Monitor.log_loss before they are written
 
 
 def _names(model: nn.Module | None, optimizer: torch.optim.Optimizer) -> dict[int, str]:
@@ -159,7 +160,8 @@ class Monitor:
         self.names = _names(model, self.base)
         self.steps = 0  # optimizer updates seen
         self.samples = 0  # sampled steps written
-        self.rows: list[dict[str, float]] = []  # everything written, with "step"
+        self._rows: list[dict[str, float]] = []  # everything written, with "step"
+        self._losses: list[tuple[int, Any]] = []  # log_loss values not yet written
         self._noise = [0.0, 0.0]  # EMAs of gns_trace and gns_g2 (bias cancels in the ratio)
         self._armed: list[Any] = []
         self._micro: dict[int, list[Any]] = {}
@@ -480,16 +482,55 @@ class Monitor:
                 out["opt/noise_scale"] = unit * self._noise[0] / self._noise[1]
 
     # --- writing ----------------------------------------------------------------------------------
+    @property
+    def rows(self) -> list[dict[str, float]]:
+        """Everything written so far, one dict per write with its ``"step"``."""
+        self.flush_losses()
+        return self._rows
+
     def _emit(self, step: int, scalars: dict[str, float]) -> None:
-        self.rows.append({"step": step, **scalars})
+        self.flush_losses()  # the sinks get every write in the order it was made
+        self._write(step, scalars)
+
+    def _write(self, step: int, scalars: dict[str, float]) -> None:
+        self._rows.append({"step": step, **scalars})
         for sink in self.sinks:
             sink.write(step, scalars)
 
     def log_loss(self, loss: Any, step: int | None = None) -> None:
         """Record the training loss of the step just taken (call after ``optimizer.step()``);
-        ``step`` defaults to the number of optimizer steps so far."""
-        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
-        self._emit(self.steps if step is None else int(step), {"loss": value})
+        ``step`` defaults to the number of optimizer steps so far.
+
+        A tensor is kept (detached) and read with the others in one ``tolist`` when the
+        next sampled step, :meth:`log`, :attr:`rows`, :meth:`frame` or :meth:`close` writes,
+        or after :data:`LOSS_BUFFER` losses: one host read per batch instead of one per step
+        (no device sync per step on a GPU), and ~1 µs per step on the training thread."""
+        at = self.steps if step is None else int(step)
+        if isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                raise ValueError(
+                    f"loss must hold one value, got a tensor of shape {tuple(loss.shape)}"
+                )
+            value: Any = loss.detach()
+        else:
+            value = float(loss)
+        self._losses.append((at, value))
+        if len(self._losses) >= LOSS_BUFFER:
+            self.flush_losses()
+
+    def flush_losses(self) -> None:
+        """Write the losses :meth:`log_loss` holds."""
+        if not self._losses:
+            return
+        held, self._losses = self._losses, []
+        tensors = [v for _, v in held if isinstance(v, torch.Tensor)]
+        if tensors:
+            try:
+                read = iter(torch.stack([t.reshape(()) for t in tensors]).double().tolist())
+            except (RuntimeError, TypeError):  # mixed devices or dtypes: one by one
+                read = iter([float(t) for t in tensors])
+        for at, v in held:
+            self._write(at, {"loss": next(read) if isinstance(v, torch.Tensor) else v})
 
     def log(self, scalars: dict[str, float], step: int | None = None) -> None:
         """Write any other scalars (e.g. ``val_loss``) to the same sinks."""
@@ -518,6 +559,7 @@ class Monitor:
         """Remove every hook and flush and close the sinks (idempotent)."""
         if self._closed:
             return
+        self.flush_losses()
         self._closed = True
         self._disarm()
         for handle in self._handles:
