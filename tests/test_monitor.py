@@ -350,3 +350,71 @@ def test_bench_monitor_smoke_monitored_training_is_bit_for_bit_the_plain_one(cap
     spec.loader.exec_module(module)
     assert module.main(["--smoke"]) == 0
     assert "Monitor overhead" in capsys.readouterr().out
+
+
+def test_scalar_events_are_protobufs_own_bytes():
+    """The TensorBoard sink writes scalar events straight in the wire format: the bytes must be
+    those of protobuf's own serialization (steps 0, 1-byte and multi-byte varints, negative;
+    NaN, ±inf, values past float32 that protobuf stores as ±inf, non-ASCII tags)."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    from descend.monitor.sinks import scalar_event
+
+    cases = [
+        {"loss": 0.25},
+        {},
+        {"opt/x": math.nan, "layer/é.w/ü": -math.inf, "t" * 200: 3e38, "big": 1e300},
+        {"neg": -1e300, "tiny": 1e-45, "one": 1.0},
+    ]
+    cache: dict = {}
+    for step in (0, 1, 127, 128, 300, 2**40, -5):
+        for scalars in cases:
+            values = [Summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]
+            event = event_pb2.Event(
+                wall_time=1.7e9 + step, step=step, summary=Summary(value=values)
+            )
+            got = scalar_event(1.7e9 + step, step, scalars, cache)
+            assert got == event.SerializeToString(), (step, scalars)
+
+
+@pytest.mark.parametrize("n", [1, 2, 10, 1000, 8192, 8193, 20000])
+def test_quantiles_equal_numpys_on_the_finite_entries(n):
+    rng = np.random.default_rng(n)
+    for bad in (False, True):
+        a = rng.standard_normal(n).astype(np.float32)
+        if bad and n > 4:
+            a[:3] = [np.nan, np.inf, -np.inf]
+        finite = a[np.isfinite(a)].astype(np.float64)
+        want = [float(np.quantile(finite, q)) for q in stats.QUANTILES]
+        got = stats.quantiles(torch.from_numpy(a))
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert all(math.isnan(v) for v in stats.quantiles(torch.tensor([math.nan, math.inf])))
+
+
+def test_losses_are_held_and_written_in_order(tmp_path):
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    mon = Monitor(opt, net, every=4, log=str(tmp_path / "log.jsonl"))
+    losses = []
+    for _ in range(9):
+        opt.zero_grad()
+        loss = net(torch.randn(5, 3)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        mon.log_loss(loss)
+        losses.append(float(loss.detach()))
+    mon.log_loss(0.5, step=100)
+    with pytest.raises(ValueError, match="loss must hold one value"):
+        mon.log_loss(torch.ones(2))
+    rows = [r for r in mon.rows if "loss" in r]
+    assert [r["step"] for r in rows] == [*range(1, 10), 100]
+    assert [r["loss"] for r in rows] == [*losses, 0.5]  # float32 values, read exactly
+    mon.close()
+    import json
+
+    written = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in written]
+    assert steps == sorted(steps)  # each write in the order it was made
+    assert [r["loss"] for r in written if "loss" in r] == [*losses, 0.5]

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -94,6 +96,49 @@ def _fast_crc() -> None:
         record_writer.masked_crc32c = fast
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+_F32 = struct.Struct("<f")
+_F64 = struct.Struct("<d")
+
+
+def scalar_event(wall_time: float, step: int, scalars: dict[str, float], cache: dict) -> bytes:
+    """The serialized ``Event(wall_time, step, summary=Summary(value=[Value(tag,
+    simple_value)…]))`` of TensorBoard's ``event.proto``, written directly in the protobuf
+    wire format (field 1 double, field 2 varint, field 5 message; in ``Value``, field 1 the
+    tag string and field 2 the float32): the same bytes as ``SerializeToString`` (tested),
+    a few µs instead of ~1 µs per tag of protobuf objects. ``cache`` keeps each tag's
+    encoded prefix."""
+    body = bytearray()
+    for tag, value in scalars.items():
+        head = cache.get(tag)
+        if head is None:
+            name = tag.encode("utf-8")
+            head = cache[tag] = b"\x0a" + _varint(len(name)) + name
+        value = float(value)
+        try:
+            packed = _F32.pack(value)
+        except OverflowError:  # beyond float32: ±inf, as protobuf stores it
+            packed = _F32.pack(math.copysign(math.inf, value))
+        item = head + b"\x15" + packed
+        body += b"\x0a" + _varint(len(item)) + item
+    step = int(step)
+    out = b"\x09" + _F64.pack(wall_time)
+    if step:  # proto3 leaves a zero out (int64: negatives as ten-byte varints)
+        out += b"\x10" + _varint(step & 0xFFFFFFFFFFFFFFFF)
+    return out + b"\x2a" + _varint(len(body)) + bytes(body)
+
+
 class TensorBoard:
     """Scalars (one event per step holding all of that step's tags) and histograms in the
     TensorBoard run directory ``logdir`` (default ``runs/<date>``, as ``SummaryWriter``).
@@ -113,12 +158,12 @@ class TensorBoard:
         self.writer = writer
         self.flush_every = flush_every
         self._count = 0
+        self._tags: dict[str, bytes] = {}
         if writer is not None:
             self.logdir = Path(writer.log_dir)
             self._file = None
             return
         import socket
-        import time
 
         from tensorboard.compat.proto import event_pb2
         from tensorboard.summary.writer.record_writer import RecordWriter
@@ -135,22 +180,26 @@ class TensorBoard:
         self._records.write(first.SerializeToString())
 
     def _add(self, summary: Any, step: int) -> None:
-        import time
-
         if self._file is None:
             self.writer.file_writer.add_summary(summary, step)
             return
         event = self._event(wall_time=time.time(), step=int(step), summary=summary)
-        self._records.write(event.SerializeToString())
+        self._record(event.SerializeToString())
+
+    def _record(self, data: bytes) -> None:
+        self._records.write(data)
         self._count += 1
         if self._count % self.flush_every == 0:
             self._file.flush()
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
-        from tensorboard.compat.proto.summary_pb2 import Summary
+        if self._file is None:
+            from tensorboard.compat.proto.summary_pb2 import Summary
 
-        values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
-        self._add(Summary(value=values), step)
+            values = [Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
+            self._add(Summary(value=values), step)
+            return
+        self._record(scalar_event(time.time(), step, scalars, self._tags))
 
     def write_histograms(self, step: int, tensors: dict[str, Any]) -> None:
         from torch.utils.tensorboard.summary import histogram

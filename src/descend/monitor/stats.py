@@ -16,6 +16,7 @@ used (after any clipping) and m its momentum buffer after the step. From them:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -27,6 +28,7 @@ SUMS = ("u2", "w2", "g2", "mg", "m2", "opposed", "nonzero", "nonfinite")
 QUANTILES = (0.1, 0.5, 0.9)
 QUANTILE_SAMPLE = 16384
 LAYER_SAMPLE = 1024
+SORT_BELOW = 8192  # quantiles sort up to this many entries, else select
 
 
 def flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -42,40 +44,51 @@ def param_sums(
     grad: torch.Tensor,
     momentum: torch.Tensor | None,
     lengths: Sequence[int],
-) -> list[list[float]]:
-    """The sums of :data:`SUMS` for each parameter: one row per entry of ``lengths``.
+    spans: Sequence[tuple[int, int]] = (),
+) -> tuple[list[list[float]], list[list[float]]]:
+    """The sums of :data:`SUMS`: per parameter (``lengths``) the three squared norms ‖u‖²,
+    ‖θ‖², ‖g‖² (the rest 0), and in full for each span of consecutive parameters
+    ``(first, end)`` in ``spans`` (the whole model, a param group), whose squared norms are
+    its parameters' and whose m·g, ‖m‖² and counts come from its coordinates at once.
 
     ``before``, ``after``, ``grad`` and ``momentum`` are the parameters' flat float32 vectors
     (see :func:`flat`) laid end to end in the order of ``lengths``. Squared norms and dot
-    products are BLAS dots of each parameter's slice (float32 with several partial sums: a
-    relative error of a few 1e-7 for the sizes met here); counts come from one cumulative sum.
+    products are BLAS dots (float32 with several partial sums: a relative error of a few
+    1e-7 for the sizes met here) on views from one ``split`` per vector; a span costs a
+    handful of operations, however many parameters it holds.
     """
     u = before - after
     finite = bool(torch.isfinite(grad).all())
     g = grad if finite else torch.where(torch.isfinite(grad), grad, torch.zeros(()))
-    uphill, moving = u * g < 0, g != 0
-    dots, counts = [], []
-    offset = 0
-    for n in lengths:
-        end = offset + n
-        us, bs, gs = u[offset:end], before[offset:end], g[offset:end]
-        dots += [torch.dot(us, us), torch.dot(bs, bs), torch.dot(gs, gs)]
+    us, bs, gs = u.split(lengths), before.split(lengths), g.split(lengths)
+    dots = []
+    for uj, bj, gj in zip(us, bs, gs):
+        dots += [torch.dot(uj, uj), torch.dot(bj, bj), torch.dot(gj, gj)]
+    offsets = [0, *itertools.accumulate(lengths)]
+    whole = len(before)
+    extra = []
+    for first, end in spans:
+        lo, hi = offsets[first], offsets[end]
+        cut = (lambda t: t) if (lo, hi) == (0, whole) else (lambda t, lo=lo, hi=hi: t[lo:hi])
+        us_, gs_ = cut(u), cut(g)
         if momentum is not None:
-            ms = momentum[offset:end]
-            dots += [torch.dot(ms, gs), torch.dot(ms, ms)]
-        counts += [uphill[offset:end].count_nonzero(), moving[offset:end].count_nonzero()]
-        if not finite:
-            counts.append((~torch.isfinite(grad[offset:end])).count_nonzero())
-        offset = end
-    n_dots, n_counts = (5 if momentum is not None else 3), (2 if finite else 3)
-    d = torch.stack(dots).double().reshape(len(lengths), n_dots).tolist()
-    c = torch.stack(counts).reshape(len(lengths), n_counts).tolist()
-    rows = []
-    for dj, cj in zip(d, c):
-        if momentum is None:
-            dj = dj + [0.0, 0.0]
-        rows.append(dj + [float(x) for x in cj] + ([0.0] if finite else []))
-    return rows
+            ms_ = cut(momentum)
+            extra += [torch.dot(ms_, gs_), torch.dot(ms_, ms_)]
+        else:
+            extra += [torch.zeros(()), torch.zeros(())]
+        extra += [(us_ * gs_ < 0).count_nonzero(), gs_.count_nonzero()]
+        bad = torch.zeros(()) if finite else (~torch.isfinite(cut(grad))).count_nonzero()
+        extra.append(bad)
+    d = torch.stack(dots).double().reshape(len(lengths), 3).tolist()
+    rows = [dj + [0.0] * 5 for dj in d]
+    if not spans:
+        return rows, []
+    e = torch.stack([x.double() for x in extra]).reshape(len(spans), 5).tolist()
+    totals = []
+    for (first, end), ej in zip(spans, e):
+        norms = [sum(col) for col in zip(*d[first:end])] if end > first else [0.0] * 3
+        totals.append(norms + ej)
+    return rows, totals
 
 
 def combine(rows: Sequence[Sequence[float]]) -> dict[str, float]:
@@ -118,6 +131,15 @@ def quantiles(x: torch.Tensor, qs: Sequence[float] = QUANTILES) -> list[float]:
     import numpy as np
 
     a = x.detach().numpy()
+    if a.size <= SORT_BELOW:
+        # Small vectors (every per-layer sample, and the whole of a small model): one sort,
+        # which at these sizes costs less than a selection of several ranks (measured in the
+        # training loop: 6 µs against 17 µs for 10 entries, 110 against 156 µs for 7,510).
+        # Non-finite entries sort to the ends (NaN last), so the finite ones are one slice.
+        a = np.sort(a)
+        if a.size and not (np.isfinite(a[0]) and np.isfinite(a[-1])):
+            a = a[np.searchsorted(a, -np.inf, "right") : np.searchsorted(a, np.inf, "left")]
+        return _interpolate(a, qs)
     a = a[np.isfinite(a)]
     if a.size == 0:
         return [math.nan] * len(qs)
@@ -127,10 +149,21 @@ def quantiles(x: torch.Tensor, qs: Sequence[float] = QUANTILES) -> list[float]:
     pos = [q * (a.size - 1) for q in qs]
     lo = [int(math.floor(p)) for p in pos]
     hi = [min(i + 1, a.size - 1) for i in lo]
-    part = np.partition(a, sorted(set(lo + hi)))
-    return [
-        float(part[i]) + (float(part[j]) - float(part[i])) * (p - i) for p, i, j in zip(pos, lo, hi)
-    ]
+    return _interpolate(np.partition(a, sorted(set(lo + hi))), qs)
+
+
+def _interpolate(a, qs: Sequence[float]) -> list[float]:
+    """Quantiles ``qs`` by linear interpolation between the order statistics of ``a``, whose
+    entries at the needed ranks are in sorted position."""
+    if a.size == 0:
+        return [math.nan] * len(qs)
+    out = []
+    for q in qs:
+        p = q * (a.size - 1)
+        i = int(math.floor(p))
+        j = min(i + 1, a.size - 1)
+        out.append(float(a[i]) + (float(a[j]) - float(a[i])) * (p - i))
+    return out
 
 
 def noise_scale_parts(
