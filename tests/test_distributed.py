@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 import traceback
+import warnings
 from datetime import timedelta
 
 import pytest
@@ -453,9 +455,17 @@ def _worker(rank, port, outdir):
     except Exception:  # noqa: BLE001 - the parent reports it
         out["error"] = traceback.format_exc()
     finally:
-        torch.save(out, os.path.join(outdir, f"rank{rank}.pt"))
+        path = os.path.join(outdir, f"rank{rank}.pt")
+        torch.save(out, path + ".part")
+        os.replace(path + ".part", path)  # whole or absent: the parent reads only whole files
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+        # Leave without the interpreter's teardown: about one run in eight, a C++ thread of
+        # torch's distributed runtime aborted there ("terminate called without an active
+        # exception") after the results were written.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 # -- the parent: one job, bounded -------------------------------------------------------
@@ -471,10 +481,17 @@ def ranks(tmp_path_factory):
         _worker, args=(_free_port(), outdir), nprocs=WORLD, join=False, start_method="spawn"
     )
     deadline = time.monotonic() + DEADLINE_S
+    paths = [os.path.join(outdir, f"rank{rank}.pt") for rank in range(WORLD)]
     try:
         while not context.join(timeout=1.0):
             if time.monotonic() > deadline:
                 pytest.fail(f"the 2-rank job ran past {DEADLINE_S:.0f} s")
+    except torch.multiprocessing.ProcessExitedException as exc:
+        # A rank that died after writing its whole result (renamed into place) died in the
+        # runtime's teardown, not in a scenario; a rank that died before fails the module.
+        if not all(map(os.path.exists, paths)):
+            raise
+        warnings.warn(f"a rank exited abnormally after writing its results: {exc}", stacklevel=1)
     finally:
         for process in context.processes:
             if process.is_alive():
@@ -482,7 +499,7 @@ def ranks(tmp_path_factory):
                 process.join(5)
     results = []
     for rank in range(WORLD):
-        out = torch.load(os.path.join(outdir, f"rank{rank}.pt"), weights_only=False)
+        out = torch.load(paths[rank], weights_only=False)
         assert "error" not in out, f"rank {rank}:\n{out['error']}"
         results.append(out)
     return results
