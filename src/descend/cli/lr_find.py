@@ -101,12 +101,7 @@ def _landscape(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
                 args.optimizer,
                 noise=args.noise,
                 seed=seed,
-                start_lr=args.start if args.start is not None else 1e-4,
-                end_lr=args.end,
-                num_steps=args.steps,
-                mode=args.mode,
-                beta=args.beta,
-                diverge_factor=args.diverge,
+                **_range_options(args, default_start=1e-4),
             )
         results.append(found.result)
         if not args.quiet or seed == 0:
@@ -120,6 +115,19 @@ def _landscape(args: argparse.Namespace) -> tuple[list[Any], dict[str, Any]]:
         "monotone_limit": (1.0 / found.eigenvalues[-1] if found.optimal_lr is not None else None),
     }
     return results, extra
+
+
+def _range_options(args: argparse.Namespace, default_start: float) -> dict[str, Any]:
+    """The range test's keywords from the command line (landscapes and tasks alike; only the
+    default start differs)."""
+    return dict(
+        start_lr=args.start if args.start is not None else default_start,
+        end_lr=args.end,
+        num_steps=args.steps,
+        mode=args.mode,
+        beta=args.beta,
+        diverge_factor=args.diverge,
+    )
 
 
 def _task(args: argparse.Namespace) -> list[Any]:
@@ -163,12 +171,7 @@ def _task(args: argparse.Namespace) -> list[Any]:
             threads=args.threads,
             key=described,
             **run_options,
-            start_lr=args.start if args.start is not None else 1e-7,
-            end_lr=args.end,
-            num_steps=args.steps,
-            mode=args.mode,
-            beta=args.beta,
-            diverge_factor=args.diverge,
+            **_range_options(args, default_start=1e-7),
         )
     for seed, res in zip(spread.seeds, spread.results):
         print(f"seed {seed}: {res.summary()}")
