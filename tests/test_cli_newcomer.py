@@ -480,3 +480,25 @@ def test_rollback_keeps_a_studys_finished_trials(tmp_path: Path) -> None:
     (gone / "x.csv").write_text("x")
     outputs.rollback()
     assert not gone.exists()
+
+
+def test_ctrl_c_swallowed_by_python_still_interrupts(monkeypatch, capsys) -> None:
+    """A KeyboardInterrupt raised inside a ``__del__`` (garbage collection) is printed and
+    dropped by Python; the command must still stop as interrupted (exit status 130), not run on
+    to exit 0. The SIGINT is real, delivered to this process by ``signal.raise_signal``."""
+    import descend.cli.optimizers as command
+    from descend.cli import main
+
+    class Collected:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+
+    def run(args):
+        Collected()  # dropped at once: its __del__ takes the Ctrl-C
+        return 0
+
+    monkeypatch.setattr(command, "run", run)
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["optimizers"]) == 130
+    assert "descend optimizers: interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is before  # the command's handler is gone again

@@ -1,5 +1,3 @@
-import sys
+from descend.cli import entry
 
-from descend.cli import main
-
-sys.exit(main())
+entry()

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
+import threading
 
 # Order here is the order in `descend --help`.
 SUBCOMMANDS = [
@@ -80,8 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = parser.parse_args(argv)
     outputs.reset()
+    interrupted: list[int] = []
+    previous = _catch_ctrl_c(interrupted)
     try:
         status = int(args.func(args) or 0)
+        if interrupted:  # raised where Python swallows it (a __del__ or a weakref callback)
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         removed = outputs.rollback()
         note = f" (removed partial outputs: {', '.join(map(str, removed))})" if removed else ""
@@ -95,9 +102,40 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException:
         outputs.rollback()
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     outputs.reset()
     return status
 
 
+def _catch_ctrl_c(interrupted: list[int]):
+    """Route Ctrl-C through a handler that remembers it as well as raising
+    ``KeyboardInterrupt``: a KeyboardInterrupt raised inside a ``__del__`` or a weakref
+    callback (garbage collection) is printed and dropped by Python, and the command would run
+    on to exit 0. Returns the handler to restore, or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGINT, handler)
+
+
+def entry() -> None:
+    """The ``descend`` program: :func:`main`, then exit with its status. After Ctrl-C (status
+    130, outputs already rolled back) it leaves without the interpreter's teardown, where a
+    late KeyboardInterrupt or the default SIGINT handler restored there could turn the status
+    into a death by SIGINT."""
+    status = main()
+    if status == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(status)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()
