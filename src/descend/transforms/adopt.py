@@ -29,8 +29,9 @@ class scale_by_adopt(Transform):  # noqa: N801
                 v ← β₂v + (1 − β₂)g²
                 u = m,  or β₁m + (1 − β₁)n with ``nesterov`` (optax's option)
 
-    c is ``clip_lambda`` (default :func:`adopt_clip`, s ↦ s^¼; ``None``: no clipping, the
-    paper's first version). State ``exp_avg`` (m) and ``exp_avg_sq`` (v), torch Adam's names.
+    c is ``clip_lambda`` (default :func:`adopt_clip`, s ↦ s^¼); ``use_clipping=False`` (optax's
+    switch) or ``clip_lambda=None`` turns clipping off (the paper's first version). State
+    ``exp_avg`` (m) and ``exp_avg_sq`` (v), torch Adam's names.
     Records ``v`` (the v that divided g), ``denom`` = max(√v, ε), ``normed`` (n), ``m``.
     """
 
@@ -42,10 +43,11 @@ class scale_by_adopt(Transform):  # noqa: N801
         b2=hp("betas", 1),
         eps=hp("eps"),
         clip_lambda=hp("clip_lambda"),
+        use_clipping=hp("use_clipping"),
         nesterov: bool = False,
     ):
         self.b1, self.b2, self.eps = b1, b2, eps
-        self.clip_lambda, self.nesterov = clip_lambda, nesterov
+        self.clip_lambda, self.use_clipping, self.nesterov = clip_lambda, use_clipping, nesterov
 
     def init(self, param: Tensor, state: dict) -> None:
         for key in self.state_keys:
@@ -54,7 +56,7 @@ class scale_by_adopt(Transform):  # noqa: N801
 
     def update(self, updates, states, params, ctx: Context):
         b1, b2, eps = ctx.value(self.b1), ctx.value(self.b2), ctx.value(self.eps)
-        clip = ctx.value(self.clip_lambda)
+        clip = ctx.value(self.clip_lambda) if ctx.value(self.use_clipping) else None
         out: list[Tensor | None] = [None] * len(updates)
         later = []  # parameters past their first step
         for i, (g, st, t) in enumerate(zip(updates, states, ctx.t)):
@@ -105,3 +107,31 @@ def _clamp_min_(xs: list[Tensor], low) -> None:
             torch.maximum(x, low.to(x.dtype), out=x)
     else:
         torch._foreach_clamp_min_(xs, low)
+
+
+class after_first_step(Transform):  # noqa: N801
+    """Run ``link`` only on the parameters past their first step. ADOPT's first step measures
+    v and moves nothing, its decoupled weight decay included (the authors' torch code skips
+    the whole update on the first step)."""
+
+    def __init__(self, link: Transform):
+        self.link = link
+        self.state_keys = link.state_keys
+
+    def init(self, param: Tensor, state: dict) -> None:
+        self.link.init(param, state)
+
+    def update(self, updates, states, params, ctx: Context):
+        later = [i for i, t in enumerate(ctx.t) if t > 1]
+        if len(later) == len(updates):
+            return self.link.update(updates, states, params, ctx)
+        if not later:
+            return updates
+        sub = Context(ctx.group, [ctx.steps[i] for i in later])
+        part = self.link.update(
+            [updates[i] for i in later], [states[i] for i in later], [params[i] for i in later], sub
+        )
+        out = list(updates)
+        for i, u in zip(later, part):
+            out[i] = u
+        return out
