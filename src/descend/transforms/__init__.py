@@ -7,7 +7,7 @@ short chain of these; :func:`descend.optim.from_chain` turns any chain into an o
 
 from .adam import EPS_PLACEMENTS, NADAM_SCHEDULES, nadam_mu, scale_by_adam, scale_by_nadam
 from .ademamix import scale_by_ademamix
-from .adopt import adopt_clip, after_first_step, scale_by_adopt
+from .adopt import after_first_step, scale_by_adopt
 from .base import Chain, Context, Transform, chain, hp
 from .clip import clip_by_global_norm, clip_by_value, flip_sign
 from .decay import WEIGHT_DECAY_MODES, add_weight_decay
@@ -27,7 +27,6 @@ __all__ = [
     "Transform",
     "WEIGHT_DECAY_MODES",
     "add_weight_decay",
-    "adopt_clip",
     "after_first_step",
     "chain",
     "clip_by_global_norm",

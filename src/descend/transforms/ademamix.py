@@ -56,12 +56,17 @@ class scale_by_ademamix(Transform):  # noqa: N801
     """
 
     state_keys = ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq")
+    columns = {
+        "m_slow": ("m₂", "the slow EMA of g, with β₃(s) (AdEMAMix)"),
+        "alpha": ("α(s)", "the slow EMA's weight in the numerator, after its warm-up"),
+        "beta3": ("β₃(s)", "the slow EMA's decay rate, after its warm-up"),
+    }
 
     def __init__(
         self,
         b1=hp("betas", 0),
         b2=hp("betas", 1),
-        b3=hp("betas", 2),
+        b3=hp("beta3"),
         alpha=hp("alpha"),
         eps=hp("eps"),
         alpha_warmup=hp("alpha_warmup"),

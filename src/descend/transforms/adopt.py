@@ -13,10 +13,11 @@ from . import _ops
 from .base import Context, Transform, hp
 
 
-def adopt_clip(step: float) -> float:
-    """ADOPT's default clipping schedule cₛ = s^¼ (s = 1 at the first momentum update), the
-    value for which the paper's convergence guarantee holds with clipping."""
-    return step**0.25
+def clip_value_at(clip_lambda, step: float):
+    """ADOPT's clipping value c(s) at step s (s = 1 at the first momentum update):
+    ``clip_lambda(s)`` for a function (the authors' torch keyword), s^p for a number p
+    (0.25, the paper's schedule, for which its convergence guarantee holds)."""
+    return clip_lambda(step) if callable(clip_lambda) else step**clip_lambda
 
 
 class scale_by_adopt(Transform):  # noqa: N801
@@ -29,13 +30,15 @@ class scale_by_adopt(Transform):  # noqa: N801
                 v ← β₂v + (1 − β₂)g²
                 u = m,  or β₁m + (1 − β₁)n with ``nesterov`` (optax's option)
 
-    c is ``clip_lambda`` (default :func:`adopt_clip`, s ↦ s^¼); ``use_clipping=False`` (optax's
-    switch) or ``clip_lambda=None`` turns clipping off (the paper's first version). State
+    c from ``clip_lambda`` (:func:`clip_value_at`: a function of s, or a number p for s^p;
+    0.25 is the paper's); ``use_clipping=False`` (optax's switch) or ``clip_lambda=None``
+    turns clipping off (the paper's first version). State
     ``exp_avg`` (m) and ``exp_avg_sq`` (v), torch Adam's names.
     Records ``v`` (the v that divided g), ``denom`` = max(√v, ε), ``normed`` (n), ``m``.
     """
 
     state_keys = ("exp_avg", "exp_avg_sq")
+    columns = {"normed": ("n", "g/max(√v, ε), clipped: what enters ADOPT's momentum")}
 
     def __init__(
         self,
@@ -80,7 +83,7 @@ class scale_by_adopt(Transform):  # noqa: N801
             normed = torch._foreach_div(g, denom)
             if clip is not None:
                 for n, i in zip(normed, later):
-                    c = clip(ctx.t[i] - 1)
+                    c = clip_value_at(clip, ctx.t[i] - 1)
                     n.clamp_(-c, c)
             record("normed", normed)
             _ops.lerp_(m, normed, 1 - b1)

@@ -57,6 +57,11 @@ class schedule_free(Transform):  # noqa: N801
     """
 
     state_keys = ("z", "x", "lr_max", "weight_sum")
+    columns = {
+        "y": ("y", "βx + (1 − β)z: where the gradient is taken, θ while training"),
+        "z": ("z", "the base iterate, z ← z − γₜd (Schedule-Free)"),
+        "x": ("x", "the weighted average of the z's: the point to evaluate"),
+    }
 
     def __init__(
         self,
