@@ -16,7 +16,9 @@ step (1 on the first step), γ the learning rate, W the warm-up steps and β the
     x ← (1 − cₜ) x + cₜ z
     y ← β x + (1 − β) z
 
-The parameter holds y while training; ``ScheduleFree*.eval()`` swaps it to x.
+The parameter holds y while training; ``ScheduleFree*.eval()`` swaps it to x. optax's
+``schedule_free`` differs in one place: its base optimizer counts steps from 0, so z's step
+takes γₜ₋₁ during the warm-up (``warmup_lag=1``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ class schedule_free(Transform):  # noqa: N801
         weight_decay: λ, decoupled decay applied to z (AdamW's); 0 for none (SGD's decay is L2
             on the gradient, a link before this one).
         decay_at: ``"y"`` (the reference's default) or ``"z"`` (its ``decay_at_z=True``).
+        warmup_lag: 0 (the reference): z's step (and decay) take γₜ; 1 (optax's
+            ``schedule_free``, whose base optimizer counts from 0): they take γₜ₋₁, one
+            warm-up step behind the averaging weight's γₜ (γ₀ = 0: no step on z at t = 1).
     """
 
     state_keys = ("z", "x", "lr_max", "weight_sum")
@@ -72,12 +77,13 @@ class schedule_free(Transform):  # noqa: N801
         weight_lr_power=hp("weight_lr_power"),
         weight_decay=0.0,
         decay_at: str = "y",
+        warmup_lag=0,
     ):
         if decay_at not in DECAY_AT:
             raise ValueError(f"decay_at={decay_at!r} is not one of {', '.join(DECAY_AT)}")
         self.momentum, self.lr, self.warmup_steps = momentum, lr, warmup_steps
         self.r, self.weight_lr_power = r, weight_lr_power
-        self.weight_decay, self.decay_at = weight_decay, decay_at
+        self.weight_decay, self.decay_at, self.warmup_lag = weight_decay, decay_at, warmup_lag
 
     def init(self, param: Tensor, state: dict) -> None:
         if "z" not in state:
@@ -95,15 +101,16 @@ class schedule_free(Transform):  # noqa: N801
             ctx.value(self.r),
             ctx.value(self.weight_lr_power),
         )
+        lag = ctx.value(self.warmup_lag)
         z = [st["z"] for st in states]
         x = [st["x"] for st in states]
         lrs, coefs = [], []
         for st, t in zip(states, ctx.t):
-            lr_t = lr * (t / warmup) if t - 1 < warmup else lr
+            lr_t = _warm(lr, t, warmup)
             lr_max = st["lr_max"] = _maximum(lr_t, st["lr_max"])
             weight = (t**r) * _power(lr_max, power)
             weight_sum = st["weight_sum"] = st["weight_sum"] + weight
-            lrs.append(lr_t)
+            lrs.append(lr_t if lag == 0 else _warm(lr, t - lag, warmup))
             coefs.append(_ratio(weight, weight_sum))
         if _nonzero(wd):
             point = z if self.decay_at == "z" else params
@@ -126,6 +133,11 @@ class schedule_free(Transform):  # noqa: N801
         out = torch._foreach_sub(params, y)
         ctx.owned = True
         return out
+
+
+def _warm(lr, t, warmup):
+    """γ·t/W during the warm-up (t ≤ W), else γ."""
+    return lr * (t / warmup) if warmup and t - 1 < warmup else lr
 
 
 def _maximum(a, b):
