@@ -34,7 +34,8 @@ class scale_by_adopt(Transform):  # noqa: N801
     0.25 is the paper's); ``use_clipping=False`` (optax's switch) or ``clip_lambda=None``
     turns clipping off (the paper's first version). State
     ``exp_avg`` (m) and ``exp_avg_sq`` (v), torch Adam's names.
-    Records ``v`` (the v that divided g), ``denom`` = max(√v, ε), ``normed`` (n), ``m``.
+    Records ``v`` (the v that divided g), ``denom`` = max(√v, ε), ``normed`` (n), ``m``, and
+    sets the effective rate's factor 1/max(√v, ε) (``lr_eff`` = γ/max(√v, ε)).
     """
 
     state_keys = ("exp_avg", "exp_avg_sq")
@@ -96,6 +97,9 @@ class scale_by_adopt(Transform):  # noqa: N801
                 step = [x.clone() for x in m]
             for i, s in zip(later, step):
                 out[i] = s
+            if ctx.tracing and len(later) == len(updates):
+                # lr_eff = γ/max(√v, ε): the rate at which g enters the step through m
+                ctx.precond = torch._foreach_reciprocal(denom)
         ctx.owned = True
         return out
 
