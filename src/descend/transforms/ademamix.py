@@ -31,9 +31,13 @@ def beta3_warmup_value(beta3, beta_start, step, warmup):
     a = step / float(warmup)
 
     def f(beta):
-        return math.log(0.5) / (torch.log(beta) if isinstance(beta, Tensor) else math.log(beta)) - 1
+        if isinstance(beta, Tensor):
+            return math.log(0.5) / torch.log(beta) - 1
+        return math.log(0.5) / math.log(beta) - 1 if beta > 0 else -1.0  # f(0⁺) = −1
 
     h = (1.0 - a) * f(beta_start) + a * f(beta3)
+    if not isinstance(h, Tensor) and h + 1 == 0:
+        return 0.0  # β_start = 0 at s = 0: ½^∞
     return 0.5 ** (1 / (h + 1))
 
 
