@@ -150,3 +150,48 @@ def test_no_kernel_yet_the_default_path_says_so(cls) -> None:
     opt.step()
     (path,) = last_path(opt).values()
     assert path.startswith("default: ") and "no fast kernel" in path
+
+
+@pytest.mark.parametrize(
+    ("cls", "spec", "column"),
+    [
+        (D.ScheduleFreeAdamW, "schedule-free-adamw:lr=0.05,warmup_steps=5", "z"),
+        (D.ScheduleFreeSGD, "schedule-free-sgd:lr=0.0005", "x"),
+        (D.AdEMAMix, "ademamix:lr=0.02,alpha_warmup=10,beta3_warmup=10", "m_slow"),
+        (D.ADOPT, "adopt:lr=0.02", "normed"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else getattr(v, "__name__", None),
+)
+def test_the_web_lab_races_it_and_explains_it(cls, spec, column) -> None:
+    from fastapi.testclient import TestClient
+
+    from descend.web import create_app
+
+    client = TestClient(create_app())
+    body = {"function": {"name": "rosenbrock"}, "optimizers": [spec], "starts": [[-1.2, 1.0]]}
+    answer = client.post("/api/run", json=dict(body, steps=30))
+    assert answer.status_code == 200, answer.text
+    got = np.array(answer.json()["runs"][0]["trajectory"])
+    w = torch.tensor([-1.2, 1.0], dtype=torch.float64, requires_grad=True)
+    name, _, options = spec.partition(":")
+    kwargs = {
+        k: float(v) if "." in v else int(v) for k, v in (o.split("=") for o in options.split(","))
+    }
+    opt = cls([w], **kwargs)
+    expected = [w.detach().numpy().copy()]
+    for _ in range(30):
+        opt.zero_grad()
+        ((1 - w[0]) ** 2 + 100 * (w[1] - w[0] ** 2) ** 2).backward()
+        opt.step()
+        expected.append(w.detach().numpy().copy())
+    assert np.allclose(got, np.array(expected), rtol=0, atol=1e-12)
+    explained = client.post(
+        "/api/explain",
+        json={
+            "function": {"name": "rosenbrock"},
+            "optimizer": spec,
+            "start": [-1.2, 1.0],
+            "step": 3,
+        },
+    ).json()
+    assert column in {q["name"] for q in explained["quantities"]}
