@@ -110,8 +110,11 @@ class ScheduleFreeAdamW(_ScheduleFree):
         x ← (1 − cₜ)x + cₜ z;  θ = y = β₁x + (1 − β₁)z
 
     There is no first moment: β₁ interpolates between the average x and z. The parameters
-    hold y while training; call ``optimizer.eval()`` before evaluating or saving (they then
-    hold x) and ``optimizer.train()`` before training again; ``step()`` in eval mode raises.
+    hold y while training; call ``optimizer.eval()`` before evaluating or shipping the model
+    (they then hold x) and ``optimizer.train()`` before training again; ``step()`` in eval
+    mode raises. A checkpoint saved in either mode (model and optimizer together) resumes
+    exactly. ``convention="optax"``: ``optax.contrib.schedule_free_adamw`` (same defaults; its
+    warm-up steps z one step late, ``warmup_lag=1``).
     The optimizer starts in train mode (the reference starts in eval mode and asks for
     ``train()`` first; before the first step x = y = z, so the two agree). The averaging's
     bookkeeping (γ_max, Σw) is kept per parameter (the reference keeps it per group: the same
@@ -192,9 +195,11 @@ class ScheduleFreeSGD(_ScheduleFree):
         x ← (1 − cₜ)x + cₜ z;  θ = y = βx + (1 − β)z
 
     ``momentum`` β ∈ (0, 1) is the interpolation, not a velocity. The parameters hold y while
-    training; ``optimizer.eval()`` swaps them to x (evaluate and save there),
-    ``optimizer.train()`` back; ``step()`` in eval mode raises. Weight decay is L2 on the
-    gradient at y (for SGD the same update as a decay of z by γₜλy).
+    training; ``optimizer.eval()`` swaps them to x (evaluate and ship there),
+    ``optimizer.train()`` back; ``step()`` in eval mode raises; a checkpoint saved in either
+    mode resumes exactly. Weight decay is L2 on the gradient at y (for SGD the same update as
+    a decay of z by γₜλy). ``convention="optax"``: ``optax.contrib.schedule_free_sgd``
+    (``warmup_lag=1``).
 
     Chain: [clip] [maximize] [L2] → schedule_free(β).
     """
