@@ -214,6 +214,8 @@ class ChainOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
+        if torch.compiler.is_compiling():
+            return self._compiled_step(closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -273,6 +275,10 @@ class ChainOptimizer(torch.optim.Optimizer):
         else:
             reason = "fused=False" if self.fused is False else "a trace hook is registered"
             self.__dict__.setdefault("_fast_last", {})[index] = reason
+        self._chain_step(index, group, params)
+
+    def _chain_step(self, index: int, group: dict, params: list[Tensor]) -> None:
+        """One group's step on the chain (the default path)."""
         links = self.chain(group)
         states = []
         for p in params:
@@ -284,9 +290,10 @@ class ChainOptimizer(torch.optim.Optimizer):
         steps = [st["step"] for st in states]
         torch._foreach_add_(steps, 1)
         ctx = Context(group, steps, trace={} if self._trace_hooks else None)
-        norm = self.__dict__.get("_global_norms", {}).get(index)
-        if norm is not None:  # the norm of the whole gradient, agreed across ranks
-            ctx.extras["global_grad_norm"] = norm
+        if not torch.compiler.is_compiling():
+            norm = self.__dict__.get("_global_norms", {}).get(index)
+            if norm is not None:  # the norm of the whole gradient, agreed across ranks
+                ctx.extras["global_grad_norm"] = norm
         grads = [p.grad for p in params]
         ctx.record("grad", grads)
         updates = links.update(grads, states, params, ctx)
@@ -298,6 +305,81 @@ class ChainOptimizer(torch.optim.Optimizer):
             for hook in list(self._trace_hooks.values()):
                 hook(self, index, ctx.trace)
 
+    # -- under torch.compile -----------------------------------------------------------
+    def _compiled_step(self, closure):
+        """``step()`` as ``torch.compile`` traces it: per group, :meth:`_init_group` (which
+        dynamo runs eagerly, as for torch's optimizers: state creation, checks and the
+        choice of path stay out of the graph) fills the lists of tensors; then either one
+        ``torch.ops.descend.<family>`` call (:mod:`descend.optim.fast.ops`) or the chain's
+        ``_foreach`` ops, traced. Non-finite checks and decisions across ranks run eagerly
+        (one graph break): they branch on the gradients' values."""
+        if self.nonfinite != "propagate" or self.process_group is not None:
+            return _eager_step(self, closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for index, group in enumerate(self.param_groups):
+            params, grads, c0, c1, c2, c3 = [], [], [], [], [], []
+            how = self._init_group(index, group, params, grads, c0, c1, c2, c3)
+            if how[0] == "fast":
+                from .fast.ops import call
+
+                _, family, token, keys, ncols = how
+                hyper = [group[k] for k in keys]
+                call(family, token, params, grads, [c0, c1, c2, c3][:ncols], hyper)
+            elif how[0] == "chain":
+                self._chain_step(index, group, params)
+        return loss
+
+    def _init_group(self, index, group, params, grads, c0, c1, c2, c3) -> tuple:
+        """Ready one group for a traced step (run eagerly by dynamo, as torch's optimizers'
+        ``_init_group``): fill ``params`` and ``grads`` with the parameters that have a
+        gradient, create absent state, and pick the path: ``("fast", family, plan token,
+        tensor hyperparameter keys, number of state columns)`` with the kernel's state
+        columns in ``c0…c3``, ``("chain",)`` or ``("none",)`` (no gradient)."""
+        own = [p for p in group["params"] if p.grad is not None]
+        for p in own:
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            if p.is_complex():
+                raise RuntimeError(
+                    f"{type(self).__name__}: complex parameters are not supported under "
+                    "torch.compile (step them eagerly)"
+                )
+        if not own:
+            return ("none",)
+        params.extend(own)
+        grads.extend(p.grad for p in own)
+        if self.fused is not False and not self._trace_hooks:
+            from .fast import init_compiled
+
+            ready = init_compiled(self, index, group, own)
+            if ready is not None:
+                family, token, keys, columns = ready
+                for out, column in zip((c0, c1, c2, c3), columns):
+                    out.extend(column)
+                return ("fast", family, token, keys, len(columns))
+        else:
+            reason = "fused=False" if self.fused is False else "a trace hook is registered"
+            self.__dict__.setdefault("_fast_last", {})[index] = reason
+        links = self.chain(group)
+        for p in own:
+            st = self.state[p]
+            if "step" not in st:
+                st["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+            links.init(p, st)
+        return ("chain",)
+
+
+@torch._disable_dynamo
+def _eager_step(opt: ChainOptimizer, closure):
+    """The eager step, called from a traced one where a decision needs the gradients'
+    values (``nonfinite``, reductions across ranks)."""
+    return _STEP(opt, closure)
+
+
+_STEP = ChainOptimizer.step  # before torch.optim patches the subclasses' step with its hooks
 
 _TORCH_ONLY = frozenset(
     ("foreach", "fused", "capturable", "differentiable", "decoupled_weight_decay")

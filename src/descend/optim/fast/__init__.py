@@ -44,7 +44,7 @@ from descend import native
 from descend.native import build as _lib
 
 from .plan import Shape, Unsupported, shape_of
-from .step import Prepared, check_parameters, prepare, run
+from .step import Prepared, _init_missing, check_parameters, prepare, run
 from .step import all_finite as _all_finite
 
 __all__ = [
@@ -199,3 +199,58 @@ def last_path(opt) -> dict[int, str]:
         index: "fast" if reason is None else f"default: {reason}"
         for index, reason in sorted(opt.__dict__.get("_fast_last", {}).items())
     }
+
+
+def init_compiled(opt, index: int, group: dict, params: list) -> tuple | None:
+    """A group's step made ready for ``torch.ops.descend.<family>`` in a traced step (run
+    eagerly by dynamo through ``ChainOptimizer._init_group``): checks the tensors as they
+    are now, creates absent state and registers the plan (:mod:`.ops`). Returns ``(family,
+    token, tensor hyperparameter keys, state columns in the op's order)``, or None when the
+    group runs on the chain (``last_path`` says why; ``fused=True`` raises instead, except
+    on the first step of modern momentum, whose buffer the chain creates as v₁ = g, as
+    torch's compiled SGD traces its first step apart)."""
+    from .ops import EXTRA, SLOTS, register
+    from .step import _grad, _local_group, _split_rows, assemble
+
+    last = opt.__dict__.setdefault("_fast_last", {})
+    if opt.fused is None and not _auto_enabled():
+        last[index] = "DESCEND_FAST=0"
+        return None
+    first = False
+    try:
+        _check_optimizer(opt)
+        _lib_or_raise()
+        links = opt.chain(group)
+        shape = _shape(opt, links)
+        plan = shape.resolve(group)
+        numbers, rows, _ = _split_rows(plan, params)
+        if rows:
+            raise Unsupported("per-run hyperparameter tensors under torch.compile")
+        grads = list(map(_grad, params))
+        if _local_group(params, grads)[2] is not None:
+            raise Unsupported("DTensor parameters under torch.compile")
+        states = [opt.state[p] for p in params]
+        if plan.lazy is not None and plan.lazy_fill is None:
+            if any(st.get(plan.lazy) is None for st in states):
+                first = True
+                raise Unsupported(
+                    "the first step of modern momentum under torch.compile (the chain "
+                    "creates the buffer, v₁ = g; the next steps trace the kernel)"
+                )
+
+        def init():
+            return _init_missing(links, plan, params, states)
+
+        assemble(plan, numbers, params, grads, states, init=init)  # every check, no call
+    except Unsupported as exc:
+        last[index] = str(exc)
+        if opt.fused and not first:
+            raise RuntimeError(f"{type(opt).__name__}(fused=True): {exc}") from None
+        return None
+    token, keys = register(shape, group)
+    family = plan.family
+    column_keys = [plan.slots[i] for i, name in enumerate(SLOTS[family]) if name is not None]
+    column_keys += ["step", plan.extra] if family in EXTRA else ["step"]
+    columns = [[] if key is None else [st[key] for st in states] for key in column_keys]
+    last[index] = None
+    return family, token, keys, columns
