@@ -25,6 +25,10 @@ not contiguous; and when no C++ compiler is available (a warning says so once).
 ``from_chain`` optimizers always keep the default path. :func:`last_path` tells which path
 each group took, and why.
 
+Under ``torch.compile`` a group's kernel call is one custom op, ``torch.ops.descend.<family>``
+(:mod:`.ops`), prepared by :func:`init_compiled` outside the graph; the checks run inside the
+op at every call.
+
 Both paths hold the same state under the same keys (torch's names, same dtypes), so a state
 dict saved from either loads into the other, and a run may switch paths at any step.
 
@@ -51,6 +55,7 @@ __all__ = [
     "Unsupported",
     "available",
     "grads_finite",
+    "init_compiled",
     "last_path",
     "prepare_group",
     "require",
