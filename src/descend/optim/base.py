@@ -325,9 +325,18 @@ class ChainOptimizer(torch.optim.Optimizer):
             if how[0] == "fast":
                 from .fast.ops import call
 
-                _, family, token, keys, ncols = how
+                _, family, token, keys, ncols, fresh, lazy = how
+                columns = [c0, c1, c2, c3][:ncols]
+                if fresh:  # torch's momentum buffer, v₁ = g: the kernel fills it
+                    col, key = lazy
+                    for i in fresh:
+                        p = params[i]
+                        self.state[p][key] = torch.zeros_like(
+                            p, memory_format=torch.preserve_format
+                        )
+                    columns[col] = [self.state[p][key] for p in params]
                 hyper = [group[k] for k in keys]
-                call(family, token, params, grads, [c0, c1, c2, c3][:ncols], hyper)
+                call(family, token, params, grads, columns, hyper, fresh)
             elif how[0] == "chain":
                 self._chain_step(index, group, params)
         return loss
@@ -336,8 +345,9 @@ class ChainOptimizer(torch.optim.Optimizer):
         """Ready one group for a traced step (run eagerly by dynamo, as torch's optimizers'
         ``_init_group``): fill ``params`` and ``grads`` with the parameters that have a
         gradient, create absent state, and pick the path: ``("fast", family, plan token,
-        tensor hyperparameter keys, number of state columns)`` with the kernel's state
-        columns in ``c0…c3``, ``("chain",)`` or ``("none",)`` (no gradient)."""
+        tensor hyperparameter keys, number of state columns, fresh, lazy)`` with the
+        kernel's state columns in ``c0…c3`` (see ``descend.optim.fast.init_compiled``),
+        ``("chain",)`` or ``("none",)`` (no gradient)."""
         own = [p for p in group["params"] if p.grad is not None]
         for p in own:
             if p.grad.is_sparse:
@@ -356,10 +366,10 @@ class ChainOptimizer(torch.optim.Optimizer):
 
             ready = init_compiled(self, index, group, own)
             if ready is not None:
-                family, token, keys, columns = ready
+                family, token, keys, columns, fresh, lazy = ready
                 for out, column in zip((c0, c1, c2, c3), columns):
                     out.extend(column)
-                return ("fast", family, token, keys, len(columns))
+                return ("fast", family, token, keys, len(columns), fresh, lazy)
         else:
             reason = "fused=False" if self.fused is False else "a trace hook is registered"
             self.__dict__.setdefault("_fast_last", {})[index] = reason

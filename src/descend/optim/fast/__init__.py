@@ -210,10 +210,12 @@ def init_compiled(opt, index: int, group: dict, params: list) -> tuple | None:
     """A group's step made ready for ``torch.ops.descend.<family>`` in a traced step (run
     eagerly by dynamo through ``ChainOptimizer._init_group``): checks the tensors as they
     are now, creates absent state and registers the plan (:mod:`.ops`). Returns ``(family,
-    token, tensor hyperparameter keys, state columns in the op's order)``, or None when the
-    group runs on the chain (``last_path`` says why; ``fused=True`` raises instead, except
-    on the first step of modern momentum, whose buffer the chain creates as v₁ = g, as
-    torch's compiled SGD traces its first step apart)."""
+    token, tensor hyperparameter keys, state columns in the op's order, fresh, lazy)``, or
+    None when the group runs on the chain (``last_path`` says why; ``fused=True`` raises
+    instead). ``fresh`` lists the parameters whose modern-momentum buffer does not exist yet
+    (torch's v₁ = g): the traced step creates them, at ``lazy = (column, state key)``, and
+    the kernel sets them to their first input; the next step finds them in the state, and
+    dynamo traces again without (as torch's compiled SGD)."""
     from .ops import EXTRA, SLOTS, register
     from .step import _grad, _local_group, _split_rows, assemble
 
@@ -221,7 +223,7 @@ def init_compiled(opt, index: int, group: dict, params: list) -> tuple | None:
     if opt.fused is None and not _auto_enabled():
         last[index] = "DESCEND_FAST=0"
         return None
-    first = False
+    created: list[int] = []
     try:
         _check_optimizer(opt)
         _lib_or_raise()
@@ -235,27 +237,28 @@ def init_compiled(opt, index: int, group: dict, params: list) -> tuple | None:
         if _local_group(params, grads)[2] is not None:
             raise Unsupported("DTensor parameters under torch.compile")
         states = [opt.state[p] for p in params]
-        if plan.lazy is not None and plan.lazy_fill is None:
-            if any(st.get(plan.lazy) is None for st in states):
-                first = True
-                raise Unsupported(
-                    "the first step of modern momentum under torch.compile (the chain "
-                    "creates the buffer, v₁ = g; the next steps trace the kernel)"
-                )
 
         def init():
-            return _init_missing(links, plan, params, states)
+            created.extend(_init_missing(links, plan, params, states))
+            return list(created)
 
         assemble(plan, numbers, params, grads, states, init=init)  # every check, no call
     except Unsupported as exc:
         last[index] = str(exc)
-        if opt.fused and not first:
+        if opt.fused:
             raise RuntimeError(f"{type(opt).__name__}(fused=True): {exc}") from None
         return None
+    finally:
+        for i in created:  # made by the traced step, so that the next one traces anew
+            states[i].pop(plan.lazy, None)
     token, keys = register(shape, group)
     family = plan.family
     column_keys = [plan.slots[i] for i, name in enumerate(SLOTS[family]) if name is not None]
     column_keys += ["step", plan.extra] if family in EXTRA else ["step"]
-    columns = [[] if key is None else [st[key] for st in states] for key in column_keys]
+    lazy = (column_keys.index(plan.lazy), plan.lazy) if created else None
+    columns = [
+        [] if key is None or (lazy is not None and key == lazy[1]) else [st[key] for st in states]
+        for key in column_keys
+    ]
     last[index] = None
-    return family, token, keys, columns
+    return family, token, keys, columns, tuple(created), lazy

@@ -6,7 +6,8 @@ structures, ``array.array``), so a compiled step calls one op per param group in
 ``torch.ops.descend.<family>``, whose schema names exactly what the kernel writes::
 
     descend::sgd(int plan, Tensor(a!)[] params, Tensor[] grads,
-                 Tensor(b!)[] momentum_buffer, Tensor(c!)[] step, Tensor[] hyper) -> ()
+                 Tensor(b!)[] momentum_buffer, Tensor(c!)[] step, Tensor[] hyper,
+                 int[] fresh) -> ()
     descend::adagrad(… Tensor(b!)[] sum, Tensor(c!)[] step …)
     descend::rmsprop(… Tensor(b!)[] square_avg, Tensor(c!)[] grad_avg,
                      Tensor(d!)[] momentum_buffer, Tensor(e!)[] step …)
@@ -19,11 +20,13 @@ structures, ``array.array``), so a compiled step calls one op per param group in
 token for the group's recognised chain and its non-tensor hyperparameters, registered when
 the step was traced (:func:`register`; dynamo guards those values, so a changed one traces
 again and registers anew); ``hyper`` holds the group's one-element tensor hyperparameters
-(a tensor ``lr`` changed by a scheduler), read at each call. The CPU implementation resolves
-the step's numbers from both exactly as an eager step does and runs the same checks of every
-tensor as it is at this call before a pointer reaches the kernel; a tensor that fails them
-raises ``RuntimeError`` (a compiled graph cannot switch to the chain mid-call). The fake
-implementation writes nothing and returns nothing: shapes and dtypes do not change.
+(a tensor ``lr`` changed by a scheduler), read at each call; ``fresh`` the parameters whose
+modern-momentum buffer was made for this step (the kernel sets it to its first input,
+torch's v₁ = g). The CPU implementation resolves the step's numbers from both exactly as an
+eager step does and runs the same checks of every tensor as it is at this call before a
+pointer reaches the kernel; a tensor that fails them raises ``RuntimeError`` (a compiled
+graph cannot switch to the chain mid-call). The fake implementation writes nothing and
+returns nothing: shapes and dtypes do not change.
 """
 
 from __future__ import annotations
@@ -58,7 +61,10 @@ def _schema(family: str) -> tuple[str, tuple[str, ...]]:
         columns.append(EXTRA[family])
     letters = iter("bcdefg")
     mutated = ", ".join(f"Tensor({next(letters)}!)[] {name}" for name in columns)
-    schema = f"(int plan, Tensor(a!)[] params, Tensor[] grads, {mutated}, Tensor[] hyper) -> ()"
+    schema = (
+        f"(int plan, Tensor(a!)[] params, Tensor[] grads, {mutated}, Tensor[] hyper, "
+        "int[] fresh) -> ()"
+    )
     return schema, ("params", *columns)
 
 
@@ -88,7 +94,9 @@ def register(shape: Shape, group: dict) -> tuple[int, tuple]:
     return token, tensor_keys
 
 
-def _run(family: str, plan: int, params: list, grads: list, columns: list, hyper: list) -> None:
+def _run(
+    family: str, plan: int, params: list, grads: list, columns: list, hyper: list, fresh: list
+) -> None:
     entry = _ENTRIES.get(plan)
     if entry is None:
         raise RuntimeError(f"descend::{family}: unknown plan {plan} (traced in another process?)")
@@ -112,7 +120,9 @@ def _run(family: str, plan: int, params: list, grads: list, columns: list, hyper
                     raise Unsupported(f"state {key!r}: {len(column)} tensors, not {len(params)}")
                 for st, t in zip(states, column):
                     st[key] = t
-        args, keep_alive = assemble(resolved, numbers, params, grads, states)
+        if fresh and (resolved.lazy is None or not all(0 <= i < len(params) for i in fresh)):
+            raise Unsupported(f"fresh buffers {list(fresh)} without a lazy momentum buffer")
+        args, keep_alive = assemble(resolved, numbers, params, grads, states, fresh=fresh)
     except Unsupported as exc:
         raise RuntimeError(f"descend::{family}: {exc}") from None
     getattr(lib, f"descend_{family}")(ctypes.byref(args))
@@ -123,8 +133,8 @@ def _define(family: str):
     schema, mutated = _schema(family)
 
     def impl(plan: int, params: list, grads: list, *rest) -> None:
-        *columns, hyper = rest
-        _run(family, plan, params, grads, columns, hyper)
+        *columns, hyper, fresh = rest
+        _run(family, plan, params, grads, columns, hyper, fresh)
 
     op = torch.library.custom_op(
         f"descend::{family}", impl, mutates_args=mutated, device_types="cpu", schema=schema
@@ -140,6 +150,6 @@ def _define(family: str):
 OPS = {family: _define(family) for family in SLOTS}
 
 
-def call(family: str, plan: int, params, grads, columns, hyper) -> None:
-    """``torch.ops.descend.<family>(plan, params, grads, *columns, hyper)``."""
-    getattr(torch.ops.descend, family)(plan, params, grads, *columns, hyper)
+def call(family: str, plan: int, params, grads, columns, hyper, fresh=()) -> None:
+    """``torch.ops.descend.<family>(plan, params, grads, *columns, hyper, fresh)``."""
+    getattr(torch.ops.descend, family)(plan, params, grads, *columns, hyper, list(fresh))

@@ -347,11 +347,13 @@ def assemble(
     row_len: int = 0,
     cache: dict | None = None,
     agreed: Tensor | None = None,
+    fresh: list[int] | tuple = (),
 ) -> tuple:
     """(``Args``, buffers to keep alive) of one kernel call on ``local`` (the parameters the
     kernel writes), ``grads`` and ``states`` (one state dict per parameter), after checking
     every tensor as it is now. ``init()`` creates absent state and returns the indices of
-    fresh modern-momentum buffers (None: absent state is an error). Raises
+    fresh modern-momentum buffers (None: absent state is an error); ``fresh``: such buffers
+    the caller made (the kernel sets them to their first input, v₁ = g). Raises
     :class:`Unsupported` before touching anything."""
     dtype = local[0].dtype
     try:
@@ -366,13 +368,12 @@ def assemble(
         raise
     if any(map(_is_neg, grads)):
         raise Unsupported("a gradient with the negative bit set (a lazy view of -x)")
-    fresh: list[int] = []
     try:
         columns = _state_columns(plan, states, dtype, numel, layouts)
     except (_NotTensor, KeyError) as exc:  # absent state (first step), or None (torch's buffer)
         if init is None:
             raise Unsupported(f"state {exc} is absent") from None
-        fresh = init()
+        fresh = list(fresh) + init()
         try:
             columns = _state_columns(plan, states, dtype, numel, layouts)
         except (Unsupported, _NotTensor, KeyError) as exc:
