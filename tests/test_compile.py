@@ -250,3 +250,22 @@ def test_op_equals_the_eager_step_and_checks_every_call():
     with pytest.raises(RuntimeError, match="non-contiguous"):
         getattr(torch.ops.descend, family)(token, params, grads, bad, *columns[1:], hyper, [])
     assert all(torch.equal(a, p) for a, p in zip(before, params, strict=True))
+
+
+def test_complex_parameters_take_the_eager_step_under_compile():
+    """Complex parameters step as their real views (as torch's): the traced step calls the
+    eager one for them, and the result is the eager run's, bitwise."""
+    runs = []
+    for compiled in (True, False):
+        torch.manual_seed(0)
+        z = torch.randn(3, 2, dtype=torch.complex64, requires_grad=True)
+        opt = D.Adam([z], lr=torch.tensor(0.01))
+        torch._dynamo.reset()
+        step = torch.compile(opt.step, backend="eager") if compiled else opt.step
+        for i in range(3):
+            opt.zero_grad()
+            (z * (i + 1)).abs().pow(2).sum().backward()
+            step()
+        runs.append((z.detach().clone(), opt.state[z]["exp_avg"].clone()))
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    assert runs[0][1].is_complex()

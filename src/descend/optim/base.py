@@ -311,22 +311,29 @@ class ChainOptimizer(torch.optim.Optimizer):
         dynamo runs eagerly, as for torch's optimizers: state creation, checks and the
         choice of path stay out of the graph) fills the lists of tensors; then either one
         ``torch.ops.descend.<family>`` call (:mod:`descend.optim.fast.ops`) or the chain's
-        ``_foreach`` ops, traced. Non-finite checks and decisions across ranks run eagerly
-        (one graph break): they branch on the gradients' values."""
+        ``_foreach`` ops, traced. Non-finite checks, decisions across ranks (a process
+        group, DTensor parameters) and complex parameters run the eager step (one graph
+        break): they branch on the gradients' values or step views."""
         if self.nonfinite != "propagate" or self.process_group is not None:
             return _eager_step(self, closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        ready = []
         for index, group in enumerate(self.param_groups):
             params, grads, c0, c1, c2, c3 = [], [], [], [], [], []
             how = self._init_group(index, group, params, grads, c0, c1, c2, c3)
+            ready.append((index, group, how, params, grads, [c0, c1, c2, c3]))
+        if any(how[0] == "eager" for _, _, how, *_ in ready):
+            _eager_step(self, None)
+            return loss
+        for index, group, how, params, grads, columns in ready:
             if how[0] == "fast":
                 from .fast.ops import call
 
                 _, family, token, keys, ncols, fresh, lazy = how
-                columns = [c0, c1, c2, c3][:ncols]
+                columns = columns[:ncols]
                 if fresh:  # torch's momentum buffer, v₁ = g: the kernel fills it
                     col, key = lazy
                     for i in fresh:
@@ -347,16 +354,19 @@ class ChainOptimizer(torch.optim.Optimizer):
         gradient, create absent state, and pick the path: ``("fast", family, plan token,
         tensor hyperparameter keys, number of state columns, fresh, lazy)`` with the
         kernel's state columns in ``c0…c3`` (see ``descend.optim.fast.init_compiled``),
-        ``("chain",)`` or ``("none",)`` (no gradient)."""
+        ``("chain",)``, ``("none",)`` (no gradient) or ``("eager",)``: complex parameters
+        (stepped as real views) and DTensors (decisions across the mesh) make the traced
+        step call the eager one."""
+        from .fast.step import _dtensor_type
+
+        dtensor = _dtensor_type()
+        for p in group["params"]:  # stepped through views, or decided across ranks
+            if p.is_complex() or (dtensor is not None and isinstance(p, dtensor)):
+                return ("eager",)
         own = [p for p in group["params"] if p.grad is not None]
         for p in own:
             if p.grad.is_sparse:
                 raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-            if p.is_complex():
-                raise RuntimeError(
-                    f"{type(self).__name__}: complex parameters are not supported under "
-                    "torch.compile (step them eagerly)"
-                )
         if not own:
             return ("none",)
         params.extend(own)
