@@ -288,3 +288,248 @@ def _keras_lion(k: dict):
     b1, b2 = k.get("betas", (0.9, 0.99))
     wd = k.get("weight_decay") or None
     return keras.optimizers.Lion(k.get("lr", 1e-3), beta_1=b1, beta_2=b2, weight_decay=wd)
+
+
+# -- i14ma: Schedule-Free AdamW / SGD, AdEMAMix, ADOPT ----------------------------------------
+class _Reference:
+    """A reference optimizer stepped on what descend's wrap feeds its core: −g under
+    ``maximize``, then + λθ under ``l2`` (for references that have neither switch)."""
+
+    def __init__(self, opt, params: list, maximize: bool = False, l2: float = 0.0):
+        self.opt, self.params, self.maximize, self.l2 = opt, params, maximize, l2
+
+    def step(self) -> None:
+        for p in self.params:
+            g = -p.grad if self.maximize else p.grad
+            p.grad = g + self.l2 * p.detach() if self.l2 else g
+        self.opt.step()
+
+
+def _schedule_free(name: str):
+    """``schedulefree.<name>`` (a reference class) in train mode, descend's keywords mapped:
+    ``decoupled`` decay is the reference's, ``l2`` is fed to it through the gradient."""
+
+    def make(params: list, **kwargs) -> _Reference:
+        import contextlib
+        import io
+
+        import schedulefree
+
+        maximize = kwargs.pop("maximize", False)
+        l2 = kwargs.pop("weight_decay", 0.0) if kwargs.get("weight_decay_mode") == "l2" else 0.0
+        kwargs.pop("weight_decay_mode", None)
+        kwargs.pop("convention", None)
+        opt = getattr(schedulefree, name)(params, **kwargs)
+        with contextlib.redirect_stdout(io.StringIO()):  # AdamW's prints "Switching to train…"
+            opt.train()
+        return _Reference(opt, params, maximize, l2)
+
+    return make
+
+
+def _optax_schedule_free(adamw: bool):
+    return lambda kwargs: _optax_schedule_free_tx(kwargs, adamw)
+
+
+def _optax_schedule_free_tx(kwargs: dict, adamw: bool):
+    """optax's ``schedule_free_adamw`` / ``schedule_free_sgd``, built as their aliases are but
+    with the warm-up in float64 (optax's ``warmup_constant_schedule`` divides an int32 count
+    and computes in float32 even under x64: a relative error ~1e-8 in γ)."""
+    import jax.numpy as jnp
+    import optax
+
+    cls = D.ScheduleFreeAdamW if adamw else D.ScheduleFreeSGD
+    kw = {**cls.conventions[kwargs.get("convention", "torch")], **kwargs}
+    lr, warmup, wd = kw["lr"], kw["warmup_steps"], kw["weight_decay"]
+
+    def schedule(count):
+        c = jnp.asarray(count, jnp.float64)
+        return lr * jnp.minimum(c / warmup, 1.0) if warmup else jnp.asarray(lr, jnp.float64)
+
+    if adamw:
+        b1, b2 = kw["betas"]
+        base = optax.chain(
+            optax.scale_by_rms(decay=b2, eps=kw["eps"], eps_in_sqrt=False, bias_correction=True),
+            optax.add_decayed_weights(wd),
+            optax.scale_by_learning_rate(schedule),
+        )
+    else:
+        b1 = kw["momentum"]
+        base = optax.chain(optax.add_decayed_weights(wd), optax.sgd(schedule))
+    tx = optax.contrib.schedule_free(
+        base, learning_rate=schedule, b1=b1, weight_lr_power=kw["weight_lr_power"]
+    )
+    return optax.chain(optax.scale(-1.0), tx) if kw.get("maximize") else tx
+
+
+def _optax_ademamix(kwargs: dict):
+    """optax.contrib.ademamix with the paper's warm-ups written as optax schedules (the
+    authors' ``alpha_scheduler`` and ``beta3_scheduler``, read at optax's step count)."""
+    import jax.numpy as jnp
+    import optax
+
+    kwargs = {**D.AdEMAMix.conventions[kwargs.get("convention", "torch")], **kwargs}
+    (b1, b2), b3 = kwargs["betas"], kwargs["beta3"]
+    alpha, t_alpha, t_b3 = kwargs["alpha"], kwargs["alpha_warmup"], kwargs["beta3_warmup"]
+
+    def alpha_schedule(step):
+        s = jnp.asarray(step, jnp.float64)
+        return jnp.where(s < t_alpha, (s / t_alpha) * alpha, alpha)
+
+    def beta3_schedule(step):
+        s = jnp.asarray(step, jnp.float64)
+        a = s / t_b3
+        h = (1 - a) * (jnp.log(0.5) / jnp.log(b1) - 1) + a * (jnp.log(0.5) / jnp.log(b3) - 1)
+        return jnp.where(s < t_b3, jnp.power(0.5, 1 / (h + 1)), b3)
+
+    tx = optax.contrib.ademamix(
+        kwargs["lr"],
+        b1=b1,
+        b2=b2,
+        b3=beta3_schedule if t_b3 else b3,
+        alpha=alpha_schedule if t_alpha else alpha,
+        eps=kwargs["eps"],
+        weight_decay=kwargs["weight_decay"],
+    )
+    return optax.chain(optax.scale(-1.0), tx) if kwargs.get("maximize") else tx
+
+
+def _optax_adopt(kwargs: dict):
+    import optax
+
+    kwargs = {**D.ADOPT.conventions[kwargs.get("convention", "torch")], **kwargs}
+    b1, b2 = kwargs["betas"]
+    tx = optax.contrib.adopt(
+        kwargs["lr"],
+        b1=b1,
+        b2=b2,
+        eps=kwargs["eps"],
+        nesterov=kwargs["nesterov"],
+        use_clipping=kwargs["use_clipping"],
+    )
+    return optax.chain(optax.scale(-1.0), tx) if kwargs.get("maximize") else tx
+
+
+def _torch_adopt(kwargs: dict) -> dict:
+    kw = {k: v for k, v in kwargs.items() if k not in ("convention", "decoupled_weight_decay")}
+    return dict(kw, decouple=bool(kwargs.get("decoupled_weight_decay", False)))
+
+
+CASES += [
+    Case(
+        "schedule-free-adamw",
+        D.ScheduleFreeAdamW,
+        [
+            dict(lr=0.01),
+            dict(
+                lr=0.02,
+                betas=(0.8, 0.99),
+                weight_decay=0.1,
+                warmup_steps=10,
+                r=1.0,
+                weight_lr_power=1.0,
+            ),
+            dict(lr=0.01, weight_decay=0.1, decay_at_z=True, eps=1e-6, maximize=True),
+            dict(lr=0.01, weight_decay=0.1, weight_decay_mode="l2", warmup_steps=5),
+        ],
+        torch_reference(_schedule_free("AdamWScheduleFreeReference")),
+        package="schedulefree",
+        bad=[
+            _BAD_BETAS,
+            ("warmup_steps", -1),
+            ("weight_lr_power", -1.0),
+            ("weight_decay_mode", "independent"),
+        ],
+    ),
+    Case(
+        "schedule-free-adamw",
+        D.ScheduleFreeAdamW,
+        [
+            dict(lr=0.01, convention="optax"),
+            dict(
+                lr=0.02,
+                betas=(0.8, 0.99),
+                weight_decay=0.1,
+                weight_lr_power=1.0,
+                eps=1e-6,
+                maximize=True,
+                warmup_steps=10,
+                convention="optax",
+            ),
+        ],
+        optax_reference(_optax_schedule_free(adamw=True)),
+        tol64=1e-12,
+        package="optax",
+        tag="optax",
+    ),
+    Case(
+        "schedule-free-sgd",
+        D.ScheduleFreeSGD,
+        [
+            dict(lr=0.05),
+            dict(
+                lr=0.05, momentum=0.8, weight_decay=0.1, warmup_steps=10, r=0.5, weight_lr_power=1.0
+            ),
+            dict(lr=0.02, maximize=True),
+        ],
+        torch_reference(_schedule_free("SGDScheduleFreeReference")),
+        package="schedulefree",
+        bad=[
+            ("momentum", 0.0),
+            ("momentum", 1.0),
+            ("warmup_steps", 2.5),
+            ("weight_decay_mode", "decoupled"),
+        ],
+    ),
+    Case(
+        "schedule-free-sgd",
+        D.ScheduleFreeSGD,
+        [dict(lr=0.05, momentum=0.8, weight_decay=0.1, warmup_steps=10, convention="optax")],
+        optax_reference(_optax_schedule_free(adamw=False)),
+        tol64=1e-12,
+        package="optax",
+        tag="optax",
+    ),
+    Case(
+        "ademamix",
+        D.AdEMAMix,
+        [
+            dict(lr=0.01, convention="optax"),
+            dict(
+                lr=0.01,
+                betas=(0.8, 0.99),
+                beta3=0.999,
+                alpha=8.0,
+                alpha_warmup=30,
+                beta3_warmup=40,
+                weight_decay=0.1,
+            ),
+            dict(lr=0.01, alpha_warmup=150, beta3_warmup=150, eps=1e-6, maximize=True),
+        ],
+        optax_reference(_optax_ademamix),
+        tol64=1e-12,
+        package="optax",
+        bad=[("betas", (0.9, 0.999, 0.9999)), ("beta3", 1.0), ("alpha", -1.0), ("alpha_warmup", 0)],
+    ),
+    Case(
+        "adopt",
+        D.ADOPT,
+        [
+            dict(lr=0.01),
+            dict(lr=0.01, use_clipping=False, betas=(0.8, 0.99), eps=1e-4),
+            dict(lr=0.01, nesterov=True, maximize=True, convention="optax"),
+            dict(lr=0.01, clip_lambda=lambda s: s**0.25),
+            dict(lr=0.01, nesterov=True, use_clipping=False),
+        ],
+        optax_reference(_optax_adopt),
+        tol64=1e-12,
+        package="optax",
+        bad=[
+            ("clip_lambda", -0.25),
+            ("clip_lambda", "s**0.25"),
+            ("use_clipping", 1),
+            ("eps", -1.0),
+            _BAD_BETAS,
+        ],
+    ),
+]

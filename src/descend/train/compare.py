@@ -521,7 +521,7 @@ def _one_run(
     trace_every,
 ):
     from descend import optim, schedules
-    from descend.train.metrics import evaluate
+    from descend.train.metrics import at_average, evaluate
 
     n_train = len(ds.y_train)
     seed_everything(seed)
@@ -552,7 +552,10 @@ def _one_run(
         progress=False,
     )
     diverged = history.diverged is not None
-    test_loss, test_acc = (math.nan, math.nan) if diverged else evaluate(net, loss_fn, test_loader)
+    test_loss, test_acc = math.nan, math.nan
+    if not diverged:
+        with at_average(opt):  # Schedule-Free: the averaged point x is the model
+            test_loss, test_acc = evaluate(net, loss_fn, test_loader)
     hit = history.reached("val_acc", target)
     row = {
         "label": cfg.label,

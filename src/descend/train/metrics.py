@@ -4,7 +4,8 @@ effective per-parameter learning rates of adaptive optimizers."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,24 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float | None:
     else:
         return None
     return float((pred == targets).float().mean())
+
+
+@contextmanager
+def at_average(optimizer) -> Iterator[None]:
+    """Evaluate where the optimizer says the model is: a Schedule-Free optimizer (descend's or
+    the ``schedulefree`` package's) trains at y and wants ``optimizer.eval()`` (the average x
+    in the parameters) around evaluation and ``optimizer.train()`` after; any other optimizer
+    is left alone."""
+    swap = callable(getattr(optimizer, "eval", None)) and callable(
+        getattr(optimizer, "train", None)
+    )
+    if swap:
+        optimizer.eval()
+    try:
+        yield
+    finally:
+        if swap:
+            optimizer.train()
 
 
 @torch.no_grad()
@@ -169,7 +188,9 @@ def effective_lr_stats(optimizer: torch.optim.Optimizer) -> dict[str, float] | N
             state = optimizer.state.get(p)
             if not state:
                 continue
-            eff = _param_eff_lr(group, state)
+            # an optimizer that knows its own rate says so (Schedule-Free, AdEMAMix, ADOPT)
+            own = getattr(optimizer, "effective_lr", None)
+            eff = own(group, state) if own is not None else _param_eff_lr(group, state)
             if eff is not None:
                 parts.append(eff.detach().reshape(-1).float())
     if not parts:

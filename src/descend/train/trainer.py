@@ -31,7 +31,14 @@ from torch import nn
 from descend.optim.accumulate import Accumulate
 from descend.optim.weight_ema import WeightEMA
 from descend.train.history import History
-from descend.train.metrics import Accuracy, accuracy, effective_lr_stats, evaluate, grad_stats
+from descend.train.metrics import (
+    Accuracy,
+    accuracy,
+    at_average,
+    effective_lr_stats,
+    evaluate,
+    grad_stats,
+)
 from descend.train.models import batch_norm_layers, batch_of_one_error
 from descend.train.progress import TrainingProgress
 from descend.train.scheduling import ScheduleDriver
@@ -131,9 +138,10 @@ class _Run:
             "time": self.train_time,
             "lr": float(self.base.param_groups[0]["lr"]),
         }
-        row["val_loss"], row["val_acc"] = evaluate(
-            self.model, self.loss_fn, self.val_loader, acc_fn
-        )
+        with at_average(self.base):  # Schedule-Free: evaluate at x, not at y
+            row["val_loss"], row["val_acc"] = evaluate(
+                self.model, self.loss_fn, self.val_loader, acc_fn
+            )
         if self.ema is not None:
             with self.ema.swapped():
                 row["ema_val_loss"], row["ema_val_acc"] = evaluate(

@@ -6,6 +6,8 @@ short chain of these; :func:`descend.optim.from_chain` turns any chain into an o
 """
 
 from .adam import EPS_PLACEMENTS, NADAM_SCHEDULES, nadam_mu, scale_by_adam, scale_by_nadam
+from .ademamix import scale_by_ademamix
+from .adopt import after_first_step, scale_by_adopt
 from .base import Chain, Context, Transform, chain, hp
 from .clip import clip_by_global_norm, clip_by_value, flip_sign
 from .decay import WEIGHT_DECAY_MODES, add_weight_decay
@@ -14,6 +16,7 @@ from .lr import scale_by_lr
 from .momentum import FORMS as MOMENTUM_FORMS
 from .momentum import momentum
 from .rms import EPS_PLACEMENTS_RMS, scale_by_adagrad, scale_by_rms
+from .schedule_free import schedule_free
 
 __all__ = [
     "Chain",
@@ -25,6 +28,7 @@ __all__ = [
     "Transform",
     "WEIGHT_DECAY_MODES",
     "add_weight_decay",
+    "after_first_step",
     "chain",
     "clip_by_global_norm",
     "clip_by_value",
@@ -34,8 +38,11 @@ __all__ = [
     "nadam_mu",
     "scale_by_adagrad",
     "scale_by_adam",
+    "scale_by_ademamix",
+    "scale_by_adopt",
     "scale_by_lion",
     "scale_by_lr",
     "scale_by_nadam",
     "scale_by_rms",
+    "schedule_free",
 ]
