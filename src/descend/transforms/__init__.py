@@ -7,12 +7,15 @@ short chain of these; :func:`descend.optim.from_chain` turns any chain into an o
 
 from .adam import EPS_PLACEMENTS, NADAM_SCHEDULES, nadam_mu, scale_by_adam, scale_by_nadam
 from .base import Chain, Context, Transform, chain, hp
+from .cautious import cautious
 from .clip import clip_by_global_norm, clip_by_value, flip_sign
 from .decay import WEIGHT_DECAY_MODES, add_weight_decay
 from .lr import scale_by_lr
 from .momentum import FORMS as MOMENTUM_FORMS
 from .momentum import momentum
+from .prodigy import ProdigyRound, scale_by_prodigy
 from .rms import EPS_PLACEMENTS_RMS, scale_by_adagrad, scale_by_rms
+from .trust import scale_by_trust_ratio
 
 __all__ = [
     "Chain",
@@ -21,9 +24,11 @@ __all__ = [
     "EPS_PLACEMENTS_RMS",
     "MOMENTUM_FORMS",
     "NADAM_SCHEDULES",
+    "ProdigyRound",
     "Transform",
     "WEIGHT_DECAY_MODES",
     "add_weight_decay",
+    "cautious",
     "chain",
     "clip_by_global_norm",
     "clip_by_value",
@@ -35,5 +40,7 @@ __all__ = [
     "scale_by_adam",
     "scale_by_lr",
     "scale_by_nadam",
+    "scale_by_prodigy",
     "scale_by_rms",
+    "scale_by_trust_ratio",
 ]
