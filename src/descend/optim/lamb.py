@@ -46,7 +46,6 @@ class LAMB(Declared):
     choices = {"weight_decay_mode": LAMB_DECAY_MODES}
     structure = ("trust_ratio",)
     couples = True  # the trust ratio reads the whole tensor's norms
-    fast_path = False
     momentum_based = True
 
     def validate(self, group: dict) -> None:

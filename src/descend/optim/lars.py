@@ -46,7 +46,6 @@ class LARS(Declared):
     }
     structure = ("nesterov", "trust_ratio")
     couples = True  # the trust ratio reads the whole tensor's norms
-    fast_path = False
     momentum_based = True
 
     def check(self, group: dict) -> None:

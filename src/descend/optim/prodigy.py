@@ -91,7 +91,6 @@ class Prodigy(Declared):
     choices = {"weight_decay_mode": PRODIGY_DECAY_MODES}
     structure = ("decouple",)
     couples = True  # d is one estimate over every coordinate of every group
-    fast_path = False
 
     # -- the decay switch: prodigyopt's `decouple` and descend's weight_decay_mode -------------
     def add_param_group(self, param_group: dict) -> None:
