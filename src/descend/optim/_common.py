@@ -41,7 +41,7 @@ def wrap(group: dict, core: list[Transform], lr_inside: bool = False):
     links.extend(core)
     if not lr_inside:
         links.append(scale_by_lr())
-    if mode in ("decoupled", "independent"):  # other placements are the core's own (LAMB)
+    if mode is not None and mode != "l2":
         links.append(add_weight_decay(mode=mode))
     return chain(*links)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..transforms import WEIGHT_DECAY_MODES, add_weight_decay, cautious, scale_by_adam
 from ..transforms.trust import scale_by_trust_ratio
 from . import validation as check
+from ._common import wrap
 from .declared import Declared, Spec
 
 #: LAMB's weight-decay placements: "trust_ratio" (the paper's and optax's: λθ joins the Adam
@@ -22,7 +23,9 @@ class LAMB(Declared):
 
     Each parameter tensor is one layer. ``weight_decay_mode="trust_ratio"`` (default; the paper
     and ``optax.lamb``) puts λθ inside r as above; ``"decoupled"`` (Keras' ``Lamb``, whose decay
-    is every Keras optimizer's) shrinks θ ← θ(1 − γλ) outside the ratio; ``"l2"`` adds λθ to g.
+    is every Keras optimizer's) shrinks θ ← θ(1 − γλ) outside the ratio, *before* the step as
+    Keras does, so the ratio reads the shrunk ‖θ‖ (``"independent"``: θ(1 − λ), likewise);
+    ``"l2"`` adds λθ to g.
     Exclusion masks are param groups: a group with ``weight_decay=0`` is optax's ``mask``, and
     ``trust_ratio=False`` turns the adaptation off (plain AdamW steps) for a group — e.g.
     ``param_groups(model, 0.01, no_decay_options={"trust_ratio": False})`` for biases and norms
@@ -31,8 +34,8 @@ class LAMB(Declared):
 
     Conventions: ``"torch"`` (the default; torch has no LAMB, so ``optax.lamb``'s defaults with
     lr 1e-3), ``"optax"`` (ε 1e-6, eps_root 0) and ``"keras"`` (ε 1e-7, decoupled decay).
-    Chain: [clip] [maximize] [L2] → scale_by_adam → [+λθ] → scale_by_trust_ratio →
-    scale_by_lr → [decoupled decay].
+    Chain: [clip] [maximize] [L2] → [decoupled decay] → scale_by_adam → [+λθ] →
+    scale_by_trust_ratio → scale_by_lr.
     """
 
     keywords = ("lr", "betas", "eps", "weight_decay")
@@ -59,9 +62,24 @@ class LAMB(Declared):
         check.non_negative("eps", group["eps"])
         check.flag("trust_ratio", group["trust_ratio"])
 
+    def chain(self, group: dict):
+        # the decay placements other than L2 are the core's own (see core)
+        key = self.shape(group)
+        chains = self.__dict__.setdefault("_chains", {})
+        if key not in chains:
+            core = self.core(group)
+            if group.get("cautious"):
+                core = self.cautious_core(group, core)
+            outer = "l2" if group["weight_decay_mode"] == "l2" else None
+            chains[key] = wrap({**group, "weight_decay_mode": outer}, core)
+        return chains[key]
+
     def core(self, group: dict) -> list:
-        core = [scale_by_adam()]
-        if group["weight_decay_mode"] == "trust_ratio":
+        mode = group["weight_decay_mode"]
+        # Keras decays θ before its update step: the trust ratio reads the shrunk ‖θ‖
+        core = [add_weight_decay(mode=mode)] if mode in ("decoupled", "independent") else []
+        core.append(scale_by_adam())
+        if mode == "trust_ratio":
             core.append(add_weight_decay(mode="l2"))  # u ← u + λθ where it stands
         if group["trust_ratio"]:
             core.append(scale_by_trust_ratio(trust_coefficient=1.0, eps=0.0))
@@ -69,4 +87,5 @@ class LAMB(Declared):
 
     def cautious_core(self, group: dict, core: list) -> list:
         """timm's placement: the mask acts on Adam's ratio, before λθ and the trust ratio."""
-        return [cautious(core[0]), *core[1:]]
+        i = next(i for i, t in enumerate(core) if isinstance(t, scale_by_adam))
+        return [*core[:i], cautious(core[i]), *core[i + 1 :]]
