@@ -45,7 +45,7 @@ class LAMB(Declared):
         "optax": dict(_ROW, weight_decay_mode="trust_ratio"),
         "keras": dict(_ROW, eps=1e-7, weight_decay_mode="decoupled"),
     }
-    specs = {"lamb": Spec("LAMB: Adam with a per-layer trust ratio ‖θ‖/‖r‖", lab_lr=("adam", 1.0))}
+    specs = {"lamb": Spec("LAMB: Adam with a per-layer trust ratio ‖θ‖/‖r‖", lab_lr=("adam", 0.3))}
     choices = {"weight_decay_mode": LAMB_DECAY_MODES}
     structure = ("trust_ratio",)
     couples = True  # the trust ratio reads the whole tensor's norms

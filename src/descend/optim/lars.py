@@ -40,9 +40,7 @@ class LARS(Declared):
     )
     conventions = {"torch": dict(_ROW), "optax": dict(_ROW)}
     specs = {
-        "lars": Spec(
-            "LARS: heavy ball on a per-layer trust ratio η‖θ‖/‖g‖", lab_lr=("momentum", 1.0)
-        )
+        "lars": Spec("LARS: heavy ball on a per-layer trust ratio η‖θ‖/‖g‖", lab_lr=("newton", 3.0))
     }
     structure = ("nesterov", "trust_ratio")
     couples = True  # the trust ratio reads the whole tensor's norms

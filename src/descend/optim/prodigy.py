@@ -85,7 +85,7 @@ class Prodigy(Declared):
     specs = {
         "prodigy": Spec(
             "Prodigy: Adam whose step size d is learnt from the distance travelled",
-            lab_lr=("newton", 1.0),
+            lab_lr=("newton", 0.3),
         )
     }
     choices = {"weight_decay_mode": PRODIGY_DECAY_MODES}

@@ -31,7 +31,7 @@ class cautious(Transform):  # noqa: N801 - transforms are named like functions (
     and L2 decay: what the core sees), ``inner`` any transform (the core of a momentum-based
     optimizer: ``scale_by_adam``, ``momentum``, ``scale_by_lion`` …); the learning rate and
     decoupled decay come after, outside the mask, as in the reference implementations.
-    Records ``cautious_mask`` (φ) and ``cautious_kept`` (Σφ/n per tensor).
+    Records ``cautious_mask`` (φ).
     """
 
     def __init__(self, inner: Transform):
@@ -51,9 +51,9 @@ class cautious(Transform):  # noqa: N801 - transforms are named like functions (
         torch._foreach_mul_(out, masks)
         if ctx.tracing:
             ctx.record("cautious_mask", [(m > 0).to(m.dtype) for m in masks])
-            ctx.record("cautious_kept", [(m > 0).to(m.dtype).mean() for m in masks])
-            if ctx.precond is not None:
-                ctx.precond = [p * m for p, m in zip(ctx.precond, masks)]
+            # the effective lr of the kept coordinates, rescaled (update = lr_eff · moment)
+            pre = ctx.precond
+            ctx.precond = masks if pre is None else [p * m for p, m in zip(pre, masks)]
         ctx.owned = True
         return out
 
