@@ -9,6 +9,7 @@ import importlib.util
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -268,3 +269,48 @@ def test_lars_and_lamb_step_each_lab_run_alone() -> None:
         both = run("rosenbrock", [spec], starts=[(-1.5, 2.0), (1.5, -0.5)], steps=30)
         alone = run("rosenbrock", [spec], starts=[(-1.5, 2.0)], steps=30)
         np.testing.assert_array_equal(both.trajectories[0], alone.trajectories[0])
+
+
+# -- everywhere the old ones are -----------------------------------------------------------------
+def test_each_makes_progress_on_rosenbrock_at_its_lab_rate() -> None:
+    from descend.lab import run
+    from descend.landscapes import get
+
+    land = get("rosenbrock")
+    assert land.default_lrs["lamb"] == pytest.approx(0.3 * land.default_lrs["adam"])
+    assert land.default_lrs["lars"] == 3.0 and land.default_lrs["prodigy"] == 0.3
+    for spec in ("prodigy", "lamb", "lars", "adam:cautious=true", "nesterov:cautious=true"):
+        result = run("rosenbrock", [spec], steps=300)
+        first, last = result.losses[:, 0], result.losses[:, -1]
+        assert np.all(last < 0.1 * first), (spec, first, last)
+
+
+@pytest.mark.parametrize(
+    ("spec", "columns"),
+    [
+        ("lamb", {"trust_ratio", "param_norm", "update_norm", "first_moment"}),
+        ("lars", {"trust_ratio", "velocity"}),
+        ("adam:cautious=true", {"cautious_mask", "first_moment"}),
+    ],
+)
+def test_explain_shows_the_new_columns(spec, columns) -> None:
+    from descend.explain import explain
+
+    frame = explain(spec, gradients=[0.02, 0.01, -0.03], start=1.0)
+    assert columns <= set(frame.columns)
+
+
+def test_compare_and_lr_find_take_them(tmp_path, capsys) -> None:
+    from descend.cli import main
+
+    specs = ["prodigy", "lamb:lr=0.01", "lars", "adam:lr=0.01,cautious=true"]
+    argv = ["--task", "breast-cancer", "--model", "logistic", "--seeds", "1"]
+    rc = main(["compare", *argv, "--optimizers", *specs, "--epochs", "1", "--out", str(tmp_path)])
+    assert rc == 0
+    capsys.readouterr()
+    runs = pd.read_csv(tmp_path / "compare_runs.csv")
+    assert list(runs["optimizer"]) == specs and not runs["diverged"].any()
+    assert (runs["final_val_acc"] > 0.6).all()  # one epoch of logistic regression learnt
+    for spec in specs:
+        rc = main(["lr-find", *argv, "--optimizer", spec, "--steps", "20", "--out", str(tmp_path)])
+        assert rc == 0 and "suggested lr: steepest" in capsys.readouterr().out
