@@ -314,3 +314,24 @@ def test_compare_and_lr_find_take_them(tmp_path, capsys) -> None:
     for spec in specs:
         rc = main(["lr-find", *argv, "--optimizer", spec, "--steps", "20", "--out", str(tmp_path)])
         assert rc == 0 and "suggested lr: steepest" in capsys.readouterr().out
+
+
+def test_the_web_lab_runs_and_explains_them() -> None:
+    from fastapi.testclient import TestClient
+
+    from descend.web import create_app
+    from descend.web.catalogue import optimizers
+
+    keys = {h["key"]: h for h in optimizers()["prodigy"]["hyperparameters"]}
+    assert keys["beta3"]["optional"] and keys["weight_decay_mode"]["choices"] == [
+        "decoupled",
+        "l2",
+    ]
+    client = TestClient(create_app())
+    start = {"function": {"name": "rosenbrock"}, "starts": [[-1.2, 1.0]]}
+    for spec, column in [("prodigy", "d"), ("lamb", "trust_ratio"), ("lars", "trust_ratio")]:
+        run = client.post("/api/run", json={**start, "optimizers": [spec], "steps": 100})
+        assert run.status_code == 200 and run.json()["runs"][0]["final_loss"] < 24.2
+        body = {"function": {"name": "rosenbrock"}, "optimizer": spec, "start": [-1.2, 1.0]}
+        answer = client.post("/api/explain", json={**body, "step": 3}).json()
+        assert column in [q["name"] for q in answer["quantities"]]
