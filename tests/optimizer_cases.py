@@ -234,6 +234,27 @@ CASES: list[Case] = [
         bad=[("momentum_decay", -1.0)],
     ),
     Case(
+        "lion",
+        D.Lion,
+        [
+            dict(lr=1e-3),
+            dict(lr=3e-3, weight_decay=0.5, betas=(0.95, 0.98)),
+            dict(lr=2e-3, weight_decay=0.02, weight_decay_mode="independent"),
+        ],
+        torch_reference("lion_pytorch.Lion", lambda k: _lion_pytorch(k)),
+        package="lion-pytorch",
+        bad=[_BAD_LR, _BAD_BETAS],
+    ),
+    Case(
+        "lion",
+        D.Lion,
+        [dict(convention="optax", lr=1e-3), dict(convention="optax", lr=2e-3, betas=(0.8, 0.9))],
+        optax_reference(lambda k: _optax_lion(k)),
+        tol64=1e-12,
+        package="optax",
+        tag="optax",
+    ),
+    Case(
         "prodigy",
         D.Prodigy,
         [
@@ -276,3 +297,21 @@ CASES: list[Case] = [
         bad=[("trust_coefficient", 0.0), ("momentum", 1.0), ("eps", -1.0)],
     ),
 ]
+
+
+def _lion_pytorch(k: dict) -> dict:
+    """lion-pytorch's keywords: its decoupled_weight_decay=True decays by θ(1 − γλ/γ₀) (λ
+    divided by the initial lr), i.e. descend's weight_decay_mode='independent', θ(1 − λ), at
+    a constant lr."""
+    out = {"lr": k["lr"], "betas": k.get("betas", (0.9, 0.99))}
+    out["weight_decay"] = k.get("weight_decay", 0.0)
+    if k.get("weight_decay_mode") == "independent":
+        out["decoupled_weight_decay"] = True
+    return out
+
+
+def _optax_lion(k: dict):
+    import optax
+
+    b1, b2 = k.get("betas", (0.9, 0.99))
+    return optax.lion(k["lr"], b1=b1, b2=b2, weight_decay=k.get("weight_decay", 1e-3))
