@@ -112,6 +112,35 @@ def test_cautious_equals_the_masked_reference(cls, variant, reference) -> None:
     assert set(last_path(opt).values()) == {"default: chain core cautious has no fast kernel"}
 
 
+def _pytorch_optimizer_lion(kwargs: dict) -> dict:
+    """descend's Lion keywords → pytorch_optimizer.Lion's (weight_decouple / fixed_decay)."""
+    mode = kwargs.get("weight_decay_mode", "decoupled")
+    out = {k: v for k, v in kwargs.items() if k not in ("weight_decay_mode", "convention")}
+    return dict(out, weight_decouple=mode != "l2", fixed_decay=mode == "independent")
+
+
+LION = [
+    dict(lr=1e-3),
+    dict(lr=3e-3, betas=(0.95, 0.98), weight_decay=0.5),
+    dict(lr=2e-3, weight_decay=0.05, weight_decay_mode="l2", maximize=True),
+    dict(lr=2e-3, weight_decay=0.02, weight_decay_mode="independent"),
+]
+
+
+@pytest.mark.parametrize("variant", LION, ids=range(len(LION)))
+def test_cautious_lion_is_pytorch_optimizers(variant) -> None:
+    """pytorch_optimizer.Lion(cautious=True) itself: the package's own cautious variant."""
+    _require_reference()
+    kwargs = dict(variant, cautious=True)
+    ours, _ = run_descend(D.Lion, kwargs, 100, fused=None)
+    ref = torch_reference("pytorch_optimizer.Lion", _pytorch_optimizer_lion)(
+        dict(kwargs), [t.copy() for t in THETA0], 100
+    )
+    plain, _ = run_descend(D.Lion, variant, 100, fused=False)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(ours, ref, strict=True)) <= 1e-10
+    assert max(float(np.abs(a - b).max()) for a, b in zip(plain, ref, strict=True)) > 1e-3
+
+
 def test_the_mask_keeps_agreeing_coordinates_and_rescales_them() -> None:
     """One hand-computed step: SGD with momentum 0.5, buffer preset against the gradient in
     one coordinate. u = (0.5·b + g) = (3, −1, 2)·… ; φ = (1, 0, 1); scale n/(Σφ + 1) = 3/3."""
@@ -157,7 +186,7 @@ def test_cautious_needs_a_momentum_and_the_chain() -> None:
 def test_cautious_is_a_keyword_of_the_momentum_based_only() -> None:
     import inspect
 
-    for cls in (D.SGD, D.RMSprop, D.Adam, D.AdamW, D.AMSGrad, D.NAdam, D.LAMB, D.LARS):
+    for cls in (D.SGD, D.RMSprop, D.Adam, D.AdamW, D.AMSGrad, D.NAdam, D.Lion, D.LAMB, D.LARS):
         assert inspect.signature(cls).parameters["cautious"].default is False
     assert "cautious" not in inspect.signature(D.Adagrad).parameters
     opt = D.from_spec("adam:cautious=true", [torch.zeros(2, requires_grad=True)])

@@ -159,7 +159,7 @@ def test_prodigy_trace_shows_d() -> None:
     from descend.explain import explain
 
     frame = explain("prodigy", gradients=[0.02, 0.01, -0.03], start=1.0)
-    assert {"d", "d_hat", "d_lr", "first_moment", "second_moment", "denominator"} <= set(
+    assert {"d", "d_hat", "dlr", "first_moment", "second_moment", "denominator"} <= set(
         frame.columns
     )
     assert frame["d"].iloc[0] == pytest.approx(1e-6) and frame["d"].iloc[-1] > 1e-6

@@ -37,16 +37,7 @@ column                    trace name  meaning
 ``denominator``           denom       √v̂ + ε (ε outside) or √(v̂ + ε) (inside); √ṽ + ε for
                                       RMSprop without bias correction; √s + ε for AdaGrad
                                       (× (1 + (t − 1)δ) with lr_decay δ); √v + ε for Adam's
-                                      ε-hat form; √v + d·ε for Prodigy
-``d``                     d           Prodigy's step-size estimate after the step (one for
-                                      all parameters)
-``d_hat``                 d_hat       Prodigy's d̂ = d_coef·r/Σ‖s‖₁ of this step
-``d_lr``                  dlr         Prodigy's step dγ = d·γ·c (d before the step)
-``param_norm``            param_norm  ‖θ‖ of the tensor (LARS, LAMB)
-``update_norm``           update_norm ‖u‖ of the tensor's update before the trust ratio
-``trust_ratio``           trust_ratio r = η‖θ‖/(‖u‖ + ε), 1 where a norm is 0 (LARS, LAMB)
-``cautious_mask``         cautious_   φ = 1[u·g > 0] (``cautious=True``); the kept update
-                          mask        is rescaled by n/(Σφ + 1) per tensor
+                                      ε-hat form
 ``effective_lr``          lr_eff      γ·P, the per-element factor that turns the core's
                                       moment into the update: P = 1/(c₁·denominator) for
                                       Adam (update = effective_lr·m), 1/denominator for
@@ -105,13 +96,6 @@ COLUMNS: dict[str, Column] = {
     "m_hat": Column("first_moment_hat", "m̂", "bias-corrected first moment"),
     "v_hat": Column("second_moment_hat", "v̂", "bias-corrected second moment"),
     "denom": Column("denominator", "√v̂+ε", "what the moment is divided by"),
-    "d": Column("d", "d", "Prodigy's step-size estimate"),
-    "d_hat": Column("d_hat", "d̂", "Prodigy's estimate of this step, d_coef·r/Σ‖s‖₁"),
-    "dlr": Column("d_lr", "dγ", "Prodigy's step d·γ·c"),
-    "param_norm": Column("param_norm", "‖θ‖", "the tensor's norm (trust ratio)"),
-    "update_norm": Column("update_norm", "‖u‖", "the update's norm before the trust ratio"),
-    "trust_ratio": Column("trust_ratio", "r", "η‖θ‖/(‖u‖ + ε) per tensor (LARS, LAMB)"),
-    "cautious_mask": Column("cautious_mask", "φ", "1[u·g > 0]: where the update is kept"),
     "lr_eff": Column("effective_lr", "γ_eff", "per-element learning rate on the moment"),
     "update": Column("update", "u", "the step: θ ← θ − u"),
     "param": Column("new_param", "θ", "parameter after the step"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Context, Transform
+from .base import Chain, Context, Transform
 
 
 class cautious(Transform):  # noqa: N801 - transforms are named like functions (optax style)
@@ -34,11 +34,17 @@ class cautious(Transform):  # noqa: N801 - transforms are named like functions (
     Records ``cautious_mask`` (φ).
     """
 
+    columns = {"cautious_mask": ("φ", "1[u·g > 0]: where the update is kept (rescaled n/(Σφ+1))")}
+
     def __init__(self, inner: Transform):
         if not isinstance(inner, Transform):
             raise TypeError(f"cautious() wraps a transform, got {type(inner).__name__}")
         self.inner = inner
         self.state_keys = inner.state_keys
+        # the wrapped transforms' own explain columns are this link's too
+        inner_links = inner.transforms if isinstance(inner, Chain) else [inner]
+        own = {k: v for t in inner_links for k, v in getattr(t, "columns", {}).items()}
+        self.columns = {**own, **type(self).columns}
 
     def init(self, param, state: dict) -> None:
         self.inner.init(param, state)

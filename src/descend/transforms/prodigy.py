@@ -132,6 +132,11 @@ class scale_by_prodigy(Transform):  # noqa: N801
     """
 
     state_keys = ("s", "p0", "exp_avg", "exp_avg_sq")
+    columns = {
+        "d": ("d", "the step-size estimate after the step (one for every parameter)"),
+        "d_hat": ("d̂", "this step's estimate d_coef·r/Σ‖s‖₁"),
+        "dlr": ("dγ", "the step taken: d·γ·c, d before the step"),
+    }
 
     def __init__(self, decouple: bool = True):
         self.decouple = decouple

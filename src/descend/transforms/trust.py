@@ -32,6 +32,12 @@ class scale_by_trust_ratio(Transform):  # noqa: N801
     ``param_norm``, ``update_norm`` and ``trust_ratio`` (one value per tensor).
     """
 
+    columns = {
+        "param_norm": ("‖θ‖", "the tensor's norm"),
+        "update_norm": ("‖u‖", "the update's norm before the trust ratio"),
+        "trust_ratio": ("r", "η‖θ‖/(‖u‖ + ε): the update's scale for this tensor"),
+    }
+
     def __init__(self, trust_coefficient=hp("trust_coefficient"), eps=hp("eps"), min_norm=0.0):
         self.trust_coefficient, self.eps, self.min_norm = trust_coefficient, eps, min_norm
 
