@@ -335,3 +335,24 @@ def test_the_web_lab_runs_and_explains_them() -> None:
         body = {"function": {"name": "rosenbrock"}, "optimizer": spec, "start": [-1.2, 1.0]}
         answer = client.post("/api/explain", json={**body, "step": 3}).json()
         assert column in [q["name"] for q in answer["quantities"]]
+
+
+def test_prodigy_refuses_a_share_of_the_model_per_process() -> None:
+    """d must be one estimate over the model: sharded DTensor parameters (FSDP2) or a
+    process group (a ZeroRedundancyOptimizer's share) would give each rank its own d."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    assert not dist.is_initialized()
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        shard = torch.nn.Parameter(distribute_tensor(torch.zeros(4, 2), mesh, [Shard(0)]))
+        with pytest.raises(ValueError, match="not reduced across processes yet"):
+            D.Prodigy([shard])
+        with pytest.raises(ValueError, match="not reduced across processes yet"):
+            D.Prodigy([torch.zeros(2, requires_grad=True)], process_group=dist.group.WORLD)
+        D.Prodigy([torch.zeros(2, requires_grad=True)])  # plain parameters (DDP): one d
+    finally:
+        dist.destroy_process_group()

@@ -14,6 +14,7 @@ from . import validation as check
 from ._common import wrap
 from .base import _as_real
 from .declared import Declared, Spec
+from .distributed import _dtensor_type
 
 PRODIGY_DECAY_MODES = ("decoupled", "l2")
 
@@ -41,10 +42,11 @@ class Prodigy(Declared):
 
     Keywords and order as prodigyopt. ``decouple=True`` (default) is decoupled decay with the
     step dγ, ``False`` is L2 (g + λθ); ``weight_decay_mode="decoupled"|"l2"`` and
-    ``decoupled_weight_decay`` say the same. ``fsdp_in_use`` must stay False (the estimate is
-    not reduced across processes yet). Discrepancy with prodigyopt: a frozen group (lr = 0)
-    does not move here; prodigyopt still applies the shared dγ to it (decaying it, and with
-    β₁ = 0 stepping g/(dε)).
+    ``decoupled_weight_decay`` say the same. ``fsdp_in_use`` must stay False: the estimate is
+    not reduced across processes yet, so sharded (DTensor) parameters and a
+    ZeroRedundancyOptimizer's share are refused; DDP is fine (every rank has every gradient).
+    Discrepancy with prodigyopt: a frozen group (lr = 0) does not move here; prodigyopt still
+    applies the shared dγ to it (decaying it, and with β₁ = 0 stepping g/(dε)).
 
     Chain: [clip] [maximize] [L2] → scale_by_prodigy (its own lr and decoupled decay).
     """
@@ -110,6 +112,7 @@ class Prodigy(Declared):
             group.setdefault(key, value)
         if self.param_groups:
             _check_lrs([*self.param_groups, {**self.defaults, **group}])
+        _check_one_process(self, group)
         super().add_param_group(group)
 
     def validate(self, group: dict) -> None:
@@ -238,6 +241,23 @@ def _resolve_decay(group: dict) -> None:
         )
     mode = mode or implied or "decoupled"
     group["weight_decay_mode"], group["decouple"] = mode, mode == "decoupled"
+
+
+def _check_one_process(opt: Prodigy, group: dict) -> None:
+    """d must be one estimate over the whole model: refuse what would give each process its
+    own (sharded DTensor parameters, a ZeroRedundancyOptimizer's share) until the sums are
+    reduced across ranks."""
+    dtensor = _dtensor_type()
+    params = group["params"]
+    params = [params] if isinstance(params, torch.Tensor) else list(params)
+    sharded = dtensor is not None and any(isinstance(p, dtensor) for p in params)
+    if sharded or opt.process_group is not None:
+        raise ValueError(
+            "Prodigy's d is one estimate over every parameter, but here each process holds "
+            "only a share of them (DTensor parameters or a ZeroRedundancyOptimizer): the "
+            "estimate is not reduced across processes yet (prodigyopt's fsdp_in_use); use "
+            "Prodigy under DDP, or one process"
+        )
 
 
 def _check_lrs(groups: list[dict]) -> None:
