@@ -7,14 +7,16 @@ with the parameter named and nothing changed, and the spec name. Adding an optim
 
 A reference is a callable ``(kwargs, theta0, steps) -> final parameters`` (lists of float64
 numpy arrays), built by :func:`torch_reference` for a torch-style optimizer class (torch.optim,
-``lion-pytorch``, ``schedulefree``, …) or :func:`optax_reference` for an optax transformation
-(x64); both take descend's keywords and translate them (``translate``). The loss gradient
+``lion-pytorch``, ``schedulefree``, …), :func:`optax_reference` for an optax transformation
+(x64) or :func:`keras_reference` for a Keras 3 optimizer (jax backend, float64); each takes
+descend's keywords and translates them. The loss gradient
 (:func:`grad`) depends on the parameters, so the trajectories must agree step by step.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -94,6 +96,30 @@ def optax_reference(make: Callable[[dict], object]) -> Reference:
     return run
 
 
+def keras_reference(make: Callable[[dict], object]) -> Reference:
+    """``make(kwargs)`` → a Keras 3 optimizer, run on the jax backend in float64 (the backend
+    must be jax: set ``KERAS_BACKEND=jax`` before Keras is first imported)."""
+
+    def run(kwargs: dict, theta0: list, steps: int) -> list:
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+        import jax
+        import keras
+
+        if keras.backend.backend() != "jax":
+            raise RuntimeError(f"Keras runs on {keras.backend.backend()!r}; these need 'jax'")
+        jax.config.update("jax_enable_x64", True)
+        keras.config.set_floatx("float64")
+        opt = make(kwargs)
+        variables = [keras.Variable(t.copy(), dtype="float64") for t in theta0]
+        opt.build(variables)
+        for t in range(steps):
+            g = grad(np, [np.asarray(v.value) for v in variables], t)
+            opt.apply_gradients(zip([jax.numpy.asarray(x) for x in g], variables, strict=True))
+        return [np.asarray(v.value) for v in variables]
+
+    return run
+
+
 def run_descend(cls: type, kwargs: dict, steps: int, fused: bool | None) -> tuple[list, object]:
     params = [torch.tensor(t, dtype=torch.float64, requires_grad=True) for t in THETA0]
     opt = cls(params, fused=fused, **kwargs)
@@ -160,6 +186,15 @@ def _optax_lamb(kwargs: dict):
     k = _defaults(D.LAMB, kwargs)
     b1, b2 = k["betas"]
     return optax.lamb(k["lr"], b1=b1, b2=b2, eps=k["eps"], weight_decay=k["weight_decay"])
+
+
+def _keras_lamb(kwargs: dict):
+    import keras
+
+    k = _defaults(D.LAMB, kwargs)
+    b1, b2 = k["betas"]
+    wd = k["weight_decay"] or None
+    return keras.optimizers.Lamb(k["lr"], beta_1=b1, beta_2=b2, epsilon=k["eps"], weight_decay=wd)
 
 
 def _optax_lars(kwargs: dict):
@@ -255,6 +290,15 @@ CASES: list[Case] = [
         tag="optax",
     ),
     Case(
+        "lion",
+        D.Lion,
+        [dict(convention="keras"), dict(convention="keras", lr=2e-3, weight_decay=0.05)],
+        keras_reference(lambda k: _keras_lion(k)),
+        tol64=1e-12,
+        package="keras",
+        tag="keras",
+    ),
+    Case(
         "prodigy",
         D.Prodigy,
         [
@@ -282,6 +326,16 @@ CASES: list[Case] = [
         tol64=1e-12,
         package="optax",
         bad=[_BAD_BETAS, ("weight_decay_mode", "lars"), ("trust_ratio", 1)],
+    ),
+    Case(
+        "lamb",
+        D.LAMB,
+        # Keras decays θ before the step: the trust ratio reads the decayed ‖θ‖
+        [dict(convention="keras", lr=0.02), dict(convention="keras", lr=0.02, weight_decay=0.05)],
+        keras_reference(lambda k: _keras_lamb(k)),
+        tol64=1e-12,
+        package="keras",
+        tag="keras",
     ),
     Case(
         "lars",
@@ -315,3 +369,11 @@ def _optax_lion(k: dict):
 
     b1, b2 = k.get("betas", (0.9, 0.99))
     return optax.lion(k["lr"], b1=b1, b2=b2, weight_decay=k.get("weight_decay", 1e-3))
+
+
+def _keras_lion(k: dict):
+    import keras
+
+    b1, b2 = k.get("betas", (0.9, 0.99))
+    wd = k.get("weight_decay") or None
+    return keras.optimizers.Lion(k.get("lr", 1e-3), beta_1=b1, beta_2=b2, weight_decay=wd)

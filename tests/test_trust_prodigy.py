@@ -236,30 +236,6 @@ def test_lamb_weight_decay_placements() -> None:
     assert _err(plain, adamw) <= 1e-10
 
 
-def test_keras_lamb_convention() -> None:
-    """convention='keras' is keras.optimizers.Lamb (ε 1e-7, decoupled decay before the step,
-    so the trust ratio reads the decayed ‖θ‖), live on jax in float64."""
-    require(importlib.util.find_spec("keras") is not None, "pip install keras jax")
-    import os
-
-    os.environ.setdefault("KERAS_BACKEND", "jax")  # before keras is imported
-    import jax
-    import keras
-
-    jax.config.update("jax_enable_x64", True)
-    keras.config.set_floatx("float64")  # as tests/test_live_references.py: lr in float64 too
-    if keras.backend.backend() != "jax":  # pragma: no cover - another test chose a backend
-        pytest.fail(f"keras runs on {keras.backend.backend()!r} here; this test needs jax")
-    variables = [keras.Variable(t.copy(), dtype="float64") for t in THETA0]
-    opt = keras.optimizers.Lamb(learning_rate=0.02, weight_decay=0.05)
-    for t in range(STEPS):
-        g = grad(np, [keras.ops.convert_to_numpy(v.value) for v in variables], t)
-        opt.apply_gradients(zip([keras.ops.convert_to_tensor(x) for x in g], variables))
-    ref = [keras.ops.convert_to_numpy(v.value) for v in variables]
-    ours, _ = _run(lambda ps: D.LAMB(ps, lr=0.02, weight_decay=0.05, convention="keras"))
-    assert _moved(ref) > 1e-2 and _err(ours, ref) <= 1e-12
-
-
 def test_lars_and_lamb_step_each_lab_run_alone() -> None:
     """The trust ratio reads a tensor's norm: in the lab every run has its own optimizer, so
     a run's path is the one it has alone."""
