@@ -254,7 +254,7 @@ def test_each_makes_progress_on_rosenbrock_at_its_lab_rate() -> None:
 
     land = get("rosenbrock")
     assert land.default_lrs["lamb"] == pytest.approx(0.3 * land.default_lrs["adam"])
-    assert land.default_lrs["lars"] == 3.0 and land.default_lrs["prodigy"] == 0.3
+    assert land.default_lrs["lars"] == 3.0 and land.default_lrs["prodigy"] == 0.1
     for spec in ("prodigy", "lamb", "lars", "adam:cautious=true", "nesterov:cautious=true"):
         result = run("rosenbrock", [spec], steps=300)
         first, last = result.losses[:, 0], result.losses[:, -1]

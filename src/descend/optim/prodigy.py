@@ -87,7 +87,7 @@ class Prodigy(Declared):
     specs = {
         "prodigy": Spec(
             "Prodigy: Adam whose step size d is learnt from the distance travelled",
-            lab_lr=("newton", 0.3),
+            lab_lr=("newton", 0.1),
         )
     }
     choices = {"weight_decay_mode": PRODIGY_DECAY_MODES}
