@@ -42,6 +42,7 @@ https://arxiv.org/abs/2411.16085): with ``cautious=True`` the core is wrapped in
 the gradient, u ← u ⊙ 1[u ⊙ g > 0] · n/(Σ1[·] + 1) per tensor, before the learning rate and
 decoupled decay (:meth:`cautious_core` says what is masked; :meth:`has_momentum` refuses the
 switch where a group has no momentum, e.g. SGD with momentum = 0).
+
 A declaration is an ordinary subclass: override any method (``chain``, ``load_state_dict``,
 ``_keeps_step`` …) or add public ones.
 """

@@ -144,9 +144,6 @@ class Prodigy(Declared):
                 "d estimate across processes yet; it must be False"
             )
 
-    def has_momentum(self, group: dict) -> bool:
-        return True
-
     def chain(self, group: dict):
         key = self.shape(group)
         chains = self.__dict__.setdefault("_chains", {})
