@@ -174,6 +174,43 @@ def _torch_keywords(kwargs: dict) -> dict:
 _BAD_LR = ("lr", -0.1)
 _BAD_BETAS = ("betas", (0.9, 1.5))
 
+
+def _defaults(cls: type, kwargs: dict) -> dict:
+    """descend's keywords completed with the convention's row (what a reference must be told)."""
+    return {**cls.conventions[kwargs.get("convention", "torch")], **kwargs}
+
+
+def _optax_lamb(kwargs: dict):
+    import optax
+
+    k = _defaults(D.LAMB, kwargs)
+    b1, b2 = k["betas"]
+    return optax.lamb(k["lr"], b1=b1, b2=b2, eps=k["eps"], weight_decay=k["weight_decay"])
+
+
+def _keras_lamb(kwargs: dict):
+    import keras
+
+    k = _defaults(D.LAMB, kwargs)
+    b1, b2 = k["betas"]
+    wd = k["weight_decay"] or None
+    return keras.optimizers.Lamb(k["lr"], beta_1=b1, beta_2=b2, epsilon=k["eps"], weight_decay=wd)
+
+
+def _optax_lars(kwargs: dict):
+    import optax
+
+    k = _defaults(D.LARS, kwargs)
+    return optax.lars(
+        k["lr"],
+        weight_decay=k["weight_decay"],
+        trust_coefficient=k["trust_coefficient"],
+        eps=k["eps"],
+        momentum=k["momentum"],
+        nesterov=k["nesterov"],
+    )
+
+
 CASES: list[Case] = [
     Case(
         "sgd",
@@ -260,6 +297,58 @@ CASES: list[Case] = [
         tol64=1e-12,
         package="keras",
         tag="keras",
+    ),
+    Case(
+        "prodigy",
+        D.Prodigy,
+        [
+            dict(),
+            dict(lr=0.5, d_coef=2.0),
+            dict(weight_decay=0.1),
+            dict(weight_decay=0.1, decouple=False),
+            dict(use_bias_correction=True, safeguard_warmup=True, growth_rate=1.1),
+            dict(betas=(0.0, 0.99), eps=1e-6),
+            dict(beta3=0.9, d0=1e-4, slice_p=3),
+        ],
+        torch_reference("prodigyopt.Prodigy", _torch_keywords),
+        package="prodigyopt",
+        bad=[("d0", 0.0), ("growth_rate", 0.5), ("slice_p", 0), ("beta3", 1.0), ("eps", 0.0)],
+    ),
+    Case(
+        "lamb",
+        D.LAMB,
+        [
+            dict(lr=0.01),
+            dict(lr=0.03, betas=(0.8, 0.99), weight_decay=0.1),
+            dict(lr=0.02, eps=1e-3, weight_decay=0.05, convention="optax"),
+        ],
+        optax_reference(_optax_lamb),
+        tol64=1e-12,
+        package="optax",
+        bad=[_BAD_BETAS, ("weight_decay_mode", "lars"), ("trust_ratio", 1)],
+    ),
+    Case(
+        "lamb",
+        D.LAMB,
+        # Keras decays θ before the step: the trust ratio reads the decayed ‖θ‖
+        [dict(convention="keras", lr=0.02), dict(convention="keras", lr=0.02, weight_decay=0.05)],
+        keras_reference(lambda k: _keras_lamb(k)),
+        tol64=1e-12,
+        package="keras",
+        tag="keras",
+    ),
+    Case(
+        "lars",
+        D.LARS,
+        [
+            dict(lr=0.3),
+            dict(lr=0.5, weight_decay=1e-2, trust_coefficient=1e-2, eps=1e-8, momentum=0.8),
+            dict(lr=0.2, weight_decay=1e-2, nesterov=True, convention="optax"),
+        ],
+        optax_reference(_optax_lars),
+        tol64=1e-12,
+        package="optax",
+        bad=[("trust_coefficient", 0.0), ("momentum", 1.0), ("eps", -1.0)],
     ),
 ]
 

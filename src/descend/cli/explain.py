@@ -50,6 +50,7 @@ HYPERPARAMETERS = (
     "maximize",
     "max_grad_norm",
     "clip_value",
+    "cautious",
     "convention",
     "nonfinite",
 )
@@ -61,6 +62,7 @@ FLAGS = {
     "amsgrad",
     "decoupled_weight_decay",
     "maximize",
+    "cautious",
 }
 # Shown in the table's title when the optimizer has them.
 TITLE_KEYS = ("lr", "momentum", "momentum_form", "nesterov", "betas", "alpha", "eps", "lr_decay")

@@ -51,8 +51,10 @@ class Config:
     @property
     def couples(self) -> bool:
         """Whether the optimizer's update of a coordinate reads other coordinates (its
-        declaration's ``couples``): its runs must not share one (N, d) parameter."""
-        return bool(getattr(REGISTRY[self.name].cls, "couples", False))
+        declaration's ``couples``, or ``cautious=True``, whose mask is rescaled per tensor):
+        its runs must not share one (N, d) parameter."""
+        cls = REGISTRY[self.name].cls
+        return bool(getattr(cls, "couples", False) or self.group.get("cautious"))
 
     @property
     def label(self) -> str:

@@ -38,6 +38,7 @@ class Adam(Declared):
     specs = {"adam": Spec("Adam: momentum + RMSprop + bias correction")}
     choices = {"eps_placement": EPS_PLACEMENTS, "amsgrad_of": AMSGRAD_OF}
     structure = ("eps_placement", "amsgrad", "amsgrad_of")
+    momentum_based = True
 
     def check(self, group: dict) -> None:
         check.betas(group["betas"])
@@ -130,6 +131,7 @@ class NAdam(Declared):
     specs = {"nadam": Spec("Adam with Nesterov momentum")}
     choices = {"schedule": NADAM_SCHEDULES}
     structure = ("schedule",)
+    momentum_based = True
 
     def check(self, group: dict) -> None:
         check.betas(group["betas"])

@@ -145,6 +145,11 @@ class RMSprop(Declared):
     def _with_momentum(group: dict) -> bool:
         return check._values(group["momentum"]) != [0.0]
 
+    momentum_based = True
+
+    def has_momentum(self, group: dict) -> bool:
+        return self._with_momentum(group)
+
     def shape(self, group: dict) -> tuple:
         return super().shape(group) + (self._with_momentum(group),)
 

@@ -35,6 +35,14 @@ From it, :class:`Declared` makes
 
 ``couples = True`` says that one coordinate's update reads others (norms, factored moments,
 matrices, a global estimate): the lab then steps each run with its own optimizer.
+
+``momentum_based = True`` adds the keyword-only switch ``cautious=False`` (Liang et al. 2024,
+https://arxiv.org/abs/2411.16085): with ``cautious=True`` the core is wrapped in
+:class:`descend.transforms.cautious`, which keeps the update only where it agrees in sign with
+the gradient, u ← u ⊙ 1[u ⊙ g > 0] · n/(Σ1[·] + 1) per tensor, before the learning rate and
+decoupled decay (:meth:`cautious_core` says what is masked; :meth:`has_momentum` refuses the
+switch where a group has no momentum, e.g. SGD with momentum = 0).
+
 A declaration is an ordinary subclass: override any method (``chain``, ``load_state_dict``,
 ``_keeps_step`` …) or add public ones.
 """
@@ -44,7 +52,8 @@ from __future__ import annotations
 import inspect
 from typing import ClassVar
 
-from ..transforms import Transform
+from ..transforms import Transform, cautious, chain
+from . import validation as check
 from ._common import check_common, structure, wrap
 from .base import ChainOptimizer
 from .conventions import resolve
@@ -68,6 +77,8 @@ COMMON: dict[str, object] = {
     "process_group": "auto",
 }
 _DECAY_ONLY = ("weight_decay_mode", "decoupled_weight_decay")
+#: the keyword-only switch of momentum-based declarations (``momentum_based = True``)
+CAUTIOUS = {"cautious": False}
 
 
 class Declared(ChainOptimizer):
@@ -87,6 +98,8 @@ class Declared(ChainOptimizer):
     couples: ClassVar[bool] = False
     #: the fast path may take it (its chain's core has a kernel: ``descend.optim.fast``)
     fast_path: ClassVar[bool] = True
+    #: its update carries past gradients: takes ``cautious=`` (see the module docstring)
+    momentum_based: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -110,18 +123,38 @@ class Declared(ChainOptimizer):
     def shape(self, group: dict) -> tuple:
         """What makes two groups' chains differ: the ``structure`` keys and the common
         switches."""
-        return structure(group, self.structure)
+        return structure(group, self.structure) + (bool(group.get("cautious")),)
+
+    def has_momentum(self, group: dict) -> bool:
+        """Whether this group's update carries a momentum (``cautious=True`` needs one)."""
+        return True
+
+    def cautious_core(self, group: dict, core: list[Transform]) -> list[Transform]:
+        """The core with the cautious mask: by default the whole core's output is masked
+        against the gradient it received."""
+        return [cautious(chain(*core))]
 
     # -- what the base does -----------------------------------------------------------------
     def validate(self, group: dict) -> None:
         check_common(group)
+        if "cautious" in group:
+            check.flag("cautious", group["cautious"])
+            if group["cautious"] and not self.has_momentum(group):
+                raise ValueError(
+                    f"cautious=True needs a momentum: {type(self).__name__}'s update here is "
+                    "the gradient itself (momentum = 0), which the mask 1[u·g > 0] would only "
+                    "rescale; set momentum > 0 or cautious=False"
+                )
         self.check(group)
 
     def chain(self, group: dict):
         key = self.shape(group)
         chains = self.__dict__.setdefault("_chains", {})
         if key not in chains:
-            chains[key] = wrap(group, self.core(group), lr_inside=self.lr_inside(group))
+            core = self.core(group)
+            if group.get("cautious"):
+                core = self.cautious_core(group, core)
+            chains[key] = wrap(group, core, lr_inside=self.lr_inside(group))
         return chains[key]
 
 
@@ -132,6 +165,8 @@ def _make_init(cls: type[Declared]):
     keys = list(dict.fromkeys(k for row in rows.values() for k in row))
     decays = "weight_decay" in keys
     common = {k: v for k, v in COMMON.items() if decays or k not in _DECAY_ONLY}
+    if cls.momentum_based:
+        common = {**CAUTIOUS, **common}
     missing = [k for k in cls.keywords if k not in keys and k not in common]
     if missing:
         raise TypeError(f"{cls.__name__}.keywords {missing} have no default in conventions")
@@ -181,6 +216,8 @@ def _construct(self: Declared, cls: type[Declared], values: dict, keys: list[str
         max_grad_norm=values["max_grad_norm"],
         clip_value=values["clip_value"],
     )
+    if cls.momentum_based:
+        defaults["cautious"] = values["cautious"]
     self._chains = {}
     ChainOptimizer.__init__(
         self,

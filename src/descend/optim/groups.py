@@ -41,11 +41,18 @@ def param_groups(
     weight_decay: float,
     no_decay: Iterable[str] = (),
     max_ndim: int = 1,
+    no_decay_options: dict | None = None,
     **group_options,
 ) -> list[dict]:
     """Two param groups: ``weight_decay`` for weight matrices and kernels, 0 for biases,
     normalisation weights (by module type) and ≤ ``max_ndim``-D tensors, and for names matching
-    any glob in ``no_decay`` (e.g. ``"*.pos_embed"``). Extra options go to both groups."""
+    any glob in ``no_decay`` (e.g. ``"*.pos_embed"``). Extra options go to both groups;
+    ``no_decay_options`` only to the second, e.g. ``{"trust_ratio": False}`` for LARS and LAMB,
+    which then neither decay nor adapt biases and norms (optax's ``weight_decay_mask`` and
+    ``trust_ratio_mask``)::
+
+        LARS(param_groups(model, 1e-4, no_decay_options={"trust_ratio": False}), lr=1.0)
+    """
     if weight_decay < 0:
         raise ValueError(f"weight_decay={weight_decay!r} is invalid: it must be ≥ 0")
     reasons = _reasons(model, no_decay, max_ndim)
@@ -58,7 +65,7 @@ def param_groups(
         (rest if name in reasons else decay).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay, **group_options},
-        {"params": rest, "weight_decay": 0.0, **group_options},
+        {"params": rest, "weight_decay": 0.0, **group_options, **(no_decay_options or {})},
     ]
 
 

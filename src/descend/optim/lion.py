@@ -24,6 +24,7 @@ class Lion(Declared):
         "keras": dict(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.0, weight_decay_mode="decoupled"),
     }
     specs = {"lion": Spec("Lion: the sign of an interpolated momentum", lab_lr=("adam", 0.3))}
+    momentum_based = True
 
     def check(self, group: dict) -> None:
         check.betas(group["betas"])

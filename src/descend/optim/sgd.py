@@ -45,6 +45,10 @@ class SGD(Declared):
     }
     choices = {"momentum_form": MOMENTUM_FORMS}
     structure = ("momentum_form", "nesterov", "debias")
+    momentum_based = True
+
+    def has_momentum(self, group: dict) -> bool:
+        return any(v != 0 for v in check._values(group["momentum"]))
 
     def check(self, group: dict) -> None:
         check.decay_rate("momentum", group["momentum"])

@@ -9,14 +9,17 @@ from .adam import EPS_PLACEMENTS, NADAM_SCHEDULES, nadam_mu, scale_by_adam, scal
 from .ademamix import scale_by_ademamix
 from .adopt import after_first_step, scale_by_adopt
 from .base import Chain, Context, Transform, chain, hp
+from .cautious import cautious
 from .clip import clip_by_global_norm, clip_by_value, flip_sign
 from .decay import WEIGHT_DECAY_MODES, add_weight_decay
 from .lion import scale_by_lion
 from .lr import scale_by_lr
 from .momentum import FORMS as MOMENTUM_FORMS
 from .momentum import momentum
+from .prodigy import ProdigyRound, scale_by_prodigy
 from .rms import EPS_PLACEMENTS_RMS, scale_by_adagrad, scale_by_rms
 from .schedule_free import schedule_free
+from .trust import scale_by_trust_ratio
 
 __all__ = [
     "Chain",
@@ -25,10 +28,12 @@ __all__ = [
     "EPS_PLACEMENTS_RMS",
     "MOMENTUM_FORMS",
     "NADAM_SCHEDULES",
+    "ProdigyRound",
     "Transform",
     "WEIGHT_DECAY_MODES",
     "add_weight_decay",
     "after_first_step",
+    "cautious",
     "chain",
     "clip_by_global_norm",
     "clip_by_value",
@@ -43,6 +48,8 @@ __all__ = [
     "scale_by_lion",
     "scale_by_lr",
     "scale_by_nadam",
+    "scale_by_prodigy",
     "scale_by_rms",
     "schedule_free",
+    "scale_by_trust_ratio",
 ]

@@ -100,7 +100,8 @@ def optimizers() -> dict[str, dict]:
                     "key": key,
                     "kind": _kind(key, base[key], _choices(name, key)),
                     "choices": _choices(name, key),
-                    "optional": key in _OPTIONAL,
+                    # None by default: derived when not given (Prodigy's β₃ = √β₂)
+                    "optional": key in _OPTIONAL or base[key] is None,
                 }
                 for key in keys
             ],
