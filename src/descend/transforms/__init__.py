@@ -12,7 +12,9 @@ from .decay import WEIGHT_DECAY_MODES, add_weight_decay
 from .lr import scale_by_lr
 from .momentum import FORMS as MOMENTUM_FORMS
 from .momentum import momentum
+from .muon import newton_schulz, scale_by_muon, scale_by_shape
 from .rms import EPS_PLACEMENTS_RMS, scale_by_adagrad, scale_by_rms
+from .soap import decay_after_update, scale_by_soap
 
 __all__ = [
     "Chain",
@@ -27,13 +29,18 @@ __all__ = [
     "chain",
     "clip_by_global_norm",
     "clip_by_value",
+    "decay_after_update",
     "flip_sign",
     "hp",
     "momentum",
     "nadam_mu",
+    "newton_schulz",
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_lr",
+    "scale_by_muon",
     "scale_by_nadam",
     "scale_by_rms",
+    "scale_by_shape",
+    "scale_by_soap",
 ]

@@ -1,0 +1,221 @@
+"""Muon: momentum orthogonalised by a Newton–Schulz iteration (Jordan et al. 2024,
+https://kellerjordan.github.io/posts/muon/), and the shape-dependent scale of its update.
+
+For a matrix parameter W (m × n) with gradient G:
+
+    B ← μB + (1 − μ)G                      (torch, Keller Jordan's code: ``momentum_form="ema"``)
+    B ← μB + G                             (Keras: ``momentum_form="modern"``)
+    M = (1 − μ)G + μB  (Nesterov, ema)  |  G + μB  (Nesterov, modern)  |  B
+    optax also divides B and G by their bias corrections (``debias=True``):
+    M = μ·B/(1 − μᵗ⁺¹) + (1 − μ)·G/(1 − μᵗ), or B/(1 − μᵗ) without Nesterov
+    O = NS⁽ᵃ'ᵇ'ᶜ⁾ₖ(M)                       (k quintic Newton–Schulz steps, below)
+    u = s(m, n) · O                        (then θ ← θ − γu, decoupled decay θ ← θ(1 − γλ))
+
+The Newton–Schulz iteration replaces M = USVᵀ by ≈ US'Vᵀ with S' ≈ I (the singular values land
+in roughly [0.7, 1.2] with the default coefficients; the iteration trades exactness for speed):
+X₀ = M/max(‖M‖_F, ε) (torch: ``eps_mode="clamp"``) or M/(‖M‖_F + ε) (optax, Keras:
+``eps_mode="add"``), working on Mᵀ when m > n so that A is the smaller Gram matrix, then
+
+    A = XXᵀ,  X ← aX + (bA + cA²)X          k times.
+
+Where the iteration runs: torch.optim.Muon and Keller Jordan's code cast M to bfloat16
+(``ns_dtype="bfloat16"``); optax and Keras iterate in the parameter's dtype (``"param"``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .base import Context, Transform, hp
+
+MOMENTUM_FORMS_MUON = ("ema", "modern")
+EPS_MODES = ("clamp", "add")
+NS_DTYPES = ("bfloat16", "float32", "float64", "param")
+ADJUST_LR_FNS = (None, "original", "match_rms_adamw", "none")
+LAYOUTS = ("out_in", "in_out")
+
+
+def newton_schulz(
+    m: Tensor,
+    coefficients=(3.4445, -4.7750, 2.0315),
+    steps: int = 5,
+    eps: float = 1e-7,
+    eps_mode: str = "clamp",
+    dtype: str = "bfloat16",
+) -> Tensor:
+    """The quintic Newton–Schulz orthogonalisation of a matrix M as torch.optim.Muon computes
+    it: X₀ = M/max(‖M‖_F, ε) (``eps_mode="clamp"``) or M/(‖M‖_F + ε) (``"add"``), on Mᵀ when
+    M has more rows than columns, then ``steps`` times A = XXᵀ, X ← aX + (bA + cA²)X, written
+    as torch's two ``addmm`` calls. Returns a new tensor in ``dtype`` ("bfloat16", "float32",
+    "float64", or "param": M's own dtype)."""
+    a, b, c = (float(x) for x in coefficients)
+    target = m.dtype if dtype == "param" else getattr(torch, dtype)
+    x = m.to(target, copy=True)
+    tall = x.size(0) > x.size(1)
+    if tall:
+        x = x.T
+    norm = x.norm()
+    x.div_(norm.clamp(min=eps) if eps_mode == "clamp" else norm + eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        update = torch.addmm(gram, gram, gram, beta=b, alpha=c)
+        x = torch.addmm(x, update, x, beta=a)
+    return x.T if tall else x
+
+
+def as_matrix(t: Tensor) -> Tensor:
+    """A parameter (or its gradient) as the matrix Muon orthogonalises: itself when 2-D, its
+    first dimension against the rest flattened (a convolution's (out, in·kh·kw)) above."""
+    return t if t.dim() == 2 else t.reshape(t.shape[0], -1)
+
+
+class scale_by_muon(Transform):  # noqa: N801 - transforms are named like functions
+    """Muon's momentum and Newton–Schulz orthogonalisation; see the module docstring for the
+    equations. Matrices only (a parameter with more than two dimensions is orthogonalised as
+    (shape[0], rest)); the optimizer routes vectors and scalars to its AdamW groups.
+
+    Args:
+        momentum: μ ∈ [0, 1).
+        ns_coefficients: (a, b, c) of the quintic iteration.
+        ns_steps: k, the number of iterations.
+        eps: ε of the normalisation X₀ = M/max(‖M‖, ε) or M/(‖M‖ + ε).
+        nesterov: orthogonalise the look-ahead M = (1 − μ)G + μB instead of B.
+        momentum_form: ``"ema"`` (B = μB + (1 − μ)G, torch) or ``"modern"`` (B = μB + G, Keras).
+        debias: divide by the bias corrections as optax does (``"ema"`` only).
+        eps_mode: ``"clamp"`` (torch) or ``"add"`` (optax, Keras).
+        ns_dtype: where the iteration runs: ``"bfloat16"`` (torch), ``"param"`` (optax, Keras),
+            ``"float32"``, ``"float64"``.
+
+    State: ``momentum_buffer`` (torch's name), zeros at first. Records ``velocity`` (B),
+    ``ortho`` (O) and ``ortho_norm`` (‖O‖_F, repeated over the matrix's elements).
+    """
+
+    state_keys = ("momentum_buffer",)
+
+    def __init__(
+        self,
+        momentum=hp("momentum"),
+        ns_coefficients=hp("ns_coefficients"),
+        ns_steps=hp("ns_steps"),
+        eps=hp("eps"),
+        nesterov: bool = True,
+        momentum_form: str = "ema",
+        debias: bool = False,
+        eps_mode: str = "clamp",
+        ns_dtype: str = "bfloat16",
+    ):
+        for name, value, allowed in (
+            ("momentum_form", momentum_form, MOMENTUM_FORMS_MUON),
+            ("eps_mode", eps_mode, EPS_MODES),
+            ("ns_dtype", ns_dtype, NS_DTYPES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+        if debias and momentum_form != "ema":
+            raise ValueError(
+                "debias=True needs momentum_form='ema': the bias correction 1/(1 − μᵗ) undoes "
+                "the zero start of B = μB + (1 − μ)G"
+            )
+        self.momentum, self.ns_coefficients, self.ns_steps, self.eps = (
+            momentum,
+            ns_coefficients,
+            ns_steps,
+            eps,
+        )
+        self.nesterov, self.momentum_form, self.debias = nesterov, momentum_form, debias
+        self.eps_mode, self.ns_dtype = eps_mode, ns_dtype
+
+    def init(self, param: Tensor, state: dict) -> None:
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+    def update(self, updates, states, params, ctx: Context):
+        mu = ctx.value(self.momentum)
+        coefficients = ctx.value(self.ns_coefficients)
+        steps, eps = int(ctx.value(self.ns_steps)), ctx.value(self.eps)
+        bufs = [st["momentum_buffer"] for st in states]
+        looks = []
+        for g, buf, t in zip(updates, bufs, ctx.t):
+            looks.append(self._momentum(g, buf, mu, t))
+        ctx.record("velocity", bufs)
+        out = self._orthogonalize(looks, params, coefficients, steps, eps)
+        if ctx.tracing:
+            ctx.record("ortho", out)
+            ctx.record("ortho_norm", [torch.full_like(o, float(o.norm())) for o in out])
+        ctx.owned = True
+        return out
+
+    def _momentum(self, g: Tensor, buf: Tensor, mu, t: float) -> Tensor:
+        """Update B in place and return the matrix to orthogonalise (a new tensor or B)."""
+        if self.momentum_form == "modern":
+            buf.add_(g + buf * (mu - 1))  # Keras: m += g + m(μ − 1)
+            return g + mu * buf if self.nesterov else buf
+        buf.lerp_(g, 1 - mu)  # torch: B ← B + (1 − μ)(G − B)
+        if not self.debias:
+            return g.lerp(buf, mu) if self.nesterov else buf
+        if self.nesterov:  # optax: μ·B/(1 − μᵗ⁺¹) + (1 − μ)·G/(1 − μᵗ)
+            return mu * (buf / (1 - mu ** (t + 1))) + (1 - mu) * (g / (1 - mu**t))
+        return buf / (1 - mu**t)
+
+    def _orthogonalize(self, looks, params, coefficients, steps, eps) -> list[Tensor]:
+        """O for every matrix, in the parameters' dtypes and shapes."""
+        return [
+            newton_schulz(as_matrix(m), coefficients, steps, eps, self.eps_mode, self.ns_dtype)
+            .to(p.dtype)
+            .reshape(p.shape)
+            for m, p in zip(looks, params)
+        ]
+
+
+class scale_by_shape(Transform):  # noqa: N801
+    """u ← s·u with a factor from the matrix's shape, so that the orthogonalised update (whose
+    singular values are ≈ 1) has a consistent size across rectangular matrices.
+
+    ``adjust_lr_fn`` (torch.optim.Muon's names):
+
+    * ``None`` / ``"original"`` (Keller Jordan; optax without ``consistent_rms``):
+      s = √max(1, fan_out/fan_in);
+    * ``"match_rms_adamw"`` (Liu et al. 2025, https://arxiv.org/abs/2502.16982; Keras'
+      ``rms_rate``, optax's ``consistent_rms``): s = ``rms_rate``·√max(fan_in, fan_out), the
+      RMS of AdamW's updates (0.2), so AdamW's lr and weight decay carry over;
+    * ``"none"`` (Keras with ``rms_rate=None``): s = 1.
+
+    ``layout`` says which dimension is fan-out: ``"out_in"`` (torch: ``nn.Linear.weight`` is
+    (out, in), so s = √max(1, shape[0]/shape[1])) or ``"in_out"`` (optax and Keras kernels
+    are (in, out): s = √max(1, shape[1]/shape[0])). Above two dimensions the rest of the
+    dimensions count as fan-in (a convolution's in·kh·kw).
+    """
+
+    def __init__(self, adjust_lr_fn: str | None = None, rms_rate=hp("rms_rate"), layout="out_in"):
+        if adjust_lr_fn not in ADJUST_LR_FNS:
+            raise ValueError(
+                f"adjust_lr_fn={adjust_lr_fn!r} is not one of None, 'original', "
+                "'match_rms_adamw', 'none'"
+            )
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout={layout!r} is not one of {', '.join(LAYOUTS)}")
+        self.adjust_lr_fn, self.rms_rate, self.layout = adjust_lr_fn, rms_rate, layout
+
+    def factor(self, shape: torch.Size, rms_rate) -> float:
+        """s for a parameter of this shape."""
+        rows, cols = shape[0], math.prod(shape[1:])
+        if self.adjust_lr_fn == "none":
+            return 1.0
+        if self.adjust_lr_fn == "match_rms_adamw":
+            return rms_rate * math.sqrt(max(rows, cols))
+        fan_out, fan_in = (rows, cols) if self.layout == "out_in" else (cols, rows)
+        return math.sqrt(max(1, fan_out / fan_in))
+
+    def update(self, updates, states, params, ctx: Context):
+        rms_rate = ctx.value(self.rms_rate) if self.adjust_lr_fn == "match_rms_adamw" else None
+        factors = [self.factor(p.shape, rms_rate) for p in params]
+        if all(f == 1.0 for f in factors):
+            return updates
+        updates = ctx.writable(updates)
+        torch._foreach_mul_(updates, factors)
+        if ctx.precond is None and ctx.tracing:
+            ctx.precond = [torch.full_like(u, f) for u, f in zip(updates, factors)]
+        return updates
