@@ -13,8 +13,10 @@ For a matrix parameter W (m × n) with gradient G:
 
 The Newton–Schulz iteration replaces M = USVᵀ by ≈ US'Vᵀ with S' ≈ I (the singular values land
 in roughly [0.7, 1.2] with the default coefficients; the iteration trades exactness for speed):
-X₀ = M/max(‖M‖_F, ε) (torch: ``eps_mode="clamp"``) or M/(‖M‖_F + ε) (optax, Keras:
-``eps_mode="add"``), working on Mᵀ when m > n so that A is the smaller Gram matrix, then
+X₀ = M/max(‖M‖_F, ε) (torch: ``eps_mode="clamp"``) or M/(‖M‖_F + ε) (optax: ``"add"``;
+Keras: ``"add_float32"``, since Keras 3's ``ops.norm`` returns float32 for a float64 matrix,
+so its divisor is rounded to float32 — a 1e-8 relative change of X₀ that the iteration
+carries into O at ~1e-7), working on Mᵀ when m > n so that A is the smaller Gram matrix, then
 
     A = XXᵀ,  X ← aX + (bA + cA²)X          k times.
 
@@ -32,7 +34,7 @@ from torch import Tensor
 from .base import Context, Transform, hp
 
 MOMENTUM_FORMS_MUON = ("ema", "modern")
-EPS_MODES = ("clamp", "add")
+EPS_MODES = ("clamp", "add", "add_float32")
 NS_DTYPES = ("bfloat16", "float32", "float64", "param")
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw", "none")
 LAYOUTS = ("out_in", "in_out")
@@ -47,7 +49,8 @@ def newton_schulz(
     dtype: str = "bfloat16",
 ) -> Tensor:
     """The quintic Newton–Schulz orthogonalisation of a matrix M as torch.optim.Muon computes
-    it: X₀ = M/max(‖M‖_F, ε) (``eps_mode="clamp"``) or M/(‖M‖_F + ε) (``"add"``), on Mᵀ when
+    it: X₀ = M/max(‖M‖_F, ε) (``eps_mode="clamp"``) or M/(‖M‖_F + ε) (``"add"``; with
+    ``"add_float32"`` the divisor is rounded to float32, as Keras 3 computes it), on Mᵀ when
     M has more rows than columns, then ``steps`` times A = XXᵀ, X ← aX + (bA + cA²)X, written
     as torch's two ``addmm`` calls. Returns a new tensor in ``dtype`` ("bfloat16", "float32",
     "float64", or "param": M's own dtype)."""
@@ -57,8 +60,12 @@ def newton_schulz(
     tall = x.size(0) > x.size(1)
     if tall:
         x = x.T
-    norm = x.norm()
-    x.div_(norm.clamp(min=eps) if eps_mode == "clamp" else norm + eps)
+    if eps_mode == "clamp":
+        x.div_(x.norm().clamp(min=eps))
+    elif eps_mode == "add":
+        x.div_(x.norm() + eps)
+    else:  # Keras 3's ops.norm casts a float64 matrix to float32 and takes its norm there
+        x.div_(x.to(torch.float32).norm() + eps)
     for _ in range(steps):
         gram = x @ x.T
         update = torch.addmm(gram, gram, gram, beta=b, alpha=c)
@@ -85,7 +92,7 @@ class scale_by_muon(Transform):  # noqa: N801 - transforms are named like functi
         nesterov: orthogonalise the look-ahead M = (1 − μ)G + μB instead of B.
         momentum_form: ``"ema"`` (B = μB + (1 − μ)G, torch) or ``"modern"`` (B = μB + G, Keras).
         debias: divide by the bias corrections as optax does (``"ema"`` only).
-        eps_mode: ``"clamp"`` (torch) or ``"add"`` (optax, Keras).
+        eps_mode: ``"clamp"`` (torch), ``"add"`` (optax) or ``"add_float32"`` (Keras).
         ns_dtype: where the iteration runs: ``"bfloat16"`` (torch), ``"param"`` (optax, Keras),
             ``"float32"``, ``"float64"``.
 
