@@ -18,7 +18,6 @@ from ..transforms import (
     scale_by_lr,
     scale_by_muon,
     scale_by_nadam,
-    scale_by_shape,
 )
 from ..transforms.base import Context, Transform, hp
 from ..transforms.muon import ADJUST_LR_FNS, EPS_MODES, LAYOUTS, MOMENTUM_FORMS_MUON, NS_DTYPES
@@ -242,7 +241,7 @@ class Muon(Declared):
             )
 
     def muon_links(self, group: dict) -> list[Transform]:
-        """The matrices' part: Newton–Schulz, the shape scale, γ, decay."""
+        """The matrices' part: [L2] → Newton–Schulz with the shape scale and γ → [decay]."""
         mode = group["weight_decay_mode"]
         links: list[Transform] = [add_weight_decay(mode="l2")] if mode == "l2" else []
         links += [
@@ -252,9 +251,9 @@ class Muon(Declared):
                 debias=group["debias"],
                 eps_mode=group["eps_mode"],
                 ns_dtype=group["ns_dtype"],
+                adjust_lr_fn=group["adjust_lr_fn"],
+                layout=group["layout"],
             ),
-            scale_by_shape(group["adjust_lr_fn"], layout=group["layout"]),
-            scale_by_lr(),
         ]
         if mode != "l2":
             links.append(add_weight_decay(mode=mode))

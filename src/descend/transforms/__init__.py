@@ -12,7 +12,7 @@ from .decay import WEIGHT_DECAY_MODES, add_weight_decay
 from .lr import scale_by_lr
 from .momentum import FORMS as MOMENTUM_FORMS
 from .momentum import momentum
-from .muon import newton_schulz, scale_by_muon, scale_by_shape
+from .muon import newton_schulz, scale_by_muon, shape_factor
 from .rms import EPS_PLACEMENTS_RMS, scale_by_adagrad, scale_by_rms
 from .soap import decay_after_update, scale_by_soap
 
@@ -41,6 +41,6 @@ __all__ = [
     "scale_by_muon",
     "scale_by_nadam",
     "scale_by_rms",
-    "scale_by_shape",
     "scale_by_soap",
+    "shape_factor",
 ]
