@@ -9,6 +9,7 @@ from .adam import EPS_PLACEMENTS, NADAM_SCHEDULES, nadam_mu, scale_by_adam, scal
 from .base import Chain, Context, Transform, chain, hp
 from .clip import clip_by_global_norm, clip_by_value, flip_sign
 from .decay import WEIGHT_DECAY_MODES, add_weight_decay
+from .lion import scale_by_lion
 from .lr import scale_by_lr
 from .momentum import FORMS as MOMENTUM_FORMS
 from .momentum import momentum
@@ -37,6 +38,7 @@ __all__ = [
     "newton_schulz",
     "scale_by_adagrad",
     "scale_by_adam",
+    "scale_by_lion",
     "scale_by_lr",
     "scale_by_muon",
     "scale_by_nadam",
