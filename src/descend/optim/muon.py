@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -19,7 +20,7 @@ from ..transforms import (
     scale_by_muon,
     scale_by_nadam,
 )
-from ..transforms.base import Context, Transform, hp
+from ..transforms.base import Transform, hp
 from ..transforms.muon import ADJUST_LR_FNS, EPS_MODES, LAYOUTS, MOMENTUM_FORMS_MUON, NS_DTYPES
 from ..transforms.partition import partition
 from . import validation as check
@@ -62,7 +63,8 @@ class Muon(Declared):
       (``debias``; Nesterov: μB/(1 − μᵗ⁺¹) + (1 − μ)G/(1 − μᵗ)), X = M/(‖M‖_F + ε), ε 1e-8,
       the iteration in the parameter's dtype, s = √max(1, n/m) (``layout="in_out"``: optax's
       kernels are (in, out)), λ 0; the non-matrices step with optax's ``adamw(nesterov=True)``
-      (``adam_nesterov``: NAdam's look-ahead without a schedule), ε_a = 1e-8, λ_a 0. optax's
+      (``adam_nesterov``: NAdam's look-ahead without a schedule; None, optax's default,
+      follows ``nesterov`` as optax's does), ε_a = 1e-8, λ_a 0. optax's
       ``consistent_rms=x`` is ``adjust_lr_fn="match_rms_adamw", rms_rate=x``.
     * ``"keras"``: ``keras.optimizers.Muon``: B = μB + G (``momentum_form="modern"``),
       Nesterov G + μB, X = M/(‖M‖_F + ε) with Keras' float32 norm (``eps_mode="add_float32"``),
@@ -70,8 +72,9 @@ class Muon(Declared):
       (``adam_eps_placement="hat"``, ε_a 1e-7). Keras' ``rms_rate=None`` is
       ``adjust_lr_fn="none"``.
 
-    The decoupled decay of the AdamW parameters uses γ (Keras; torch's separate AdamW has
-    its own lr), whereas optax decays them with γ·r: the same unless ``adam_lr_ratio`` ≠ 1.
+    The AdamW part is an AdamW with lr γ·r, its decay θ(1 − γrλ_a) included (torch's separate
+    AdamW, optax's ``adam_learning_rate``); Keras decays those parameters with γ instead —
+    the same unless ``adam_lr_ratio`` ≠ 1.
 
     Discrepancies between the references, for the record: torch's docstring writes
     B ← μB + G but its code (like Keller Jordan's) computes the EMA B ← μB + (1 − μ)G;
@@ -138,7 +141,7 @@ class Muon(Declared):
             adam_eps=1e-8,
             adam_weight_decay=0.0,
             adam_lr_ratio=1.0,
-            adam_nesterov=True,
+            adam_nesterov=None,
             adam_eps_placement="outside",
         ),
         "keras": dict(
@@ -201,7 +204,8 @@ class Muon(Declared):
         check.flag("nesterov", group["nesterov"])
         check.flag("debias", group["debias"])
         check.flag("use_muon", group["use_muon"])
-        check.flag("adam_nesterov", group["adam_nesterov"])
+        if group["adam_nesterov"] is not None:
+            check.flag("adam_nesterov", group["adam_nesterov"])
         steps = group["ns_steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps < 100:
             raise ValueError(
@@ -235,7 +239,7 @@ class Muon(Declared):
         check.non_negative("adam_eps", group["adam_eps"])
         check.non_negative("adam_weight_decay", group["adam_weight_decay"])
         check.non_negative("adam_lr_ratio", group["adam_lr_ratio"])
-        if group["adam_nesterov"] and group["adam_eps_placement"] == "hat":
+        if self._adam_nesterov(group) and group["adam_eps_placement"] == "hat":
             raise ValueError(
                 "adam_nesterov=True (optax's look-ahead AdamW) takes adam_eps_placement='outside'"
             )
@@ -260,9 +264,9 @@ class Muon(Declared):
         return links
 
     def adam_links(self, group: dict) -> list[Transform]:
-        """The AdamW part: decoupled decay with λ_a, lr γ·r."""
+        """The AdamW part, an AdamW whose lr is γ·r: decoupled decay θ(1 − γrλ_a)."""
         b1, b2, eps = hp("adam_betas", 0), hp("adam_betas", 1), hp("adam_eps")
-        if group["adam_nesterov"]:
+        if self._adam_nesterov(group):
             core = scale_by_nadam(
                 b1, b2, eps, momentum_decay=0.0, schedule="none", product_dtype="param"
             )
@@ -270,10 +274,15 @@ class Muon(Declared):
             core = scale_by_adam(b1, b2, eps, eps_placement=group["adam_eps_placement"])
         return [
             core,
-            _scale_by_ratio(),
-            scale_by_lr(),
-            add_weight_decay(hp("adam_weight_decay"), mode="decoupled"),
+            scale_by_lr(_adam_lr()),
+            add_weight_decay(hp("adam_weight_decay"), mode="decoupled", lr=_adam_lr()),
         ]
+
+    @staticmethod
+    def _adam_nesterov(group: dict) -> bool:
+        """``adam_nesterov``, where None (optax) means Muon's own ``nesterov``."""
+        nesterov = group["adam_nesterov"]
+        return group["nesterov"] if nesterov is None else nesterov
 
     def chain(self, group: dict):
         key = self.shape(group)
@@ -295,18 +304,14 @@ class Muon(Declared):
         return chains[key]
 
 
-class _scale_by_ratio(Transform):  # noqa: N801
-    """u ← r·u with r = ``adam_lr_ratio`` (Keras' ratio of the AdamW lr to Muon's)."""
+@dataclass(frozen=True)
+class _adam_lr(hp):  # noqa: N801 - used like hp(...)
+    """γ·r, the AdamW part's learning rate: ``lr × adam_lr_ratio`` of the group."""
 
-    def update(self, updates, states, params, ctx: Context):
-        r = ctx.value(hp("adam_lr_ratio"))
-        if r == 1:
-            return updates
-        updates = ctx.writable(updates)
-        torch._foreach_mul_(updates, r)
-        if ctx.precond is not None:
-            ctx.precond = [p * r for p in ctx.precond]
-        return updates
+    key: str = "lr"
+
+    def resolve(self, group: dict):
+        return group["lr"] * group["adam_lr_ratio"]
 
 
 def muon_groups(
