@@ -196,6 +196,8 @@ class Muon(Declared):
         "adam_eps_placement",
     )
     couples = True
+    #: ``descend explain`` gives it a (1, n) matrix for a scalar or vector point (as the lab)
+    point_as_matrix = True
 
     def check(self, group: dict) -> None:
         check.decay_rate("momentum", group["momentum"])

@@ -87,6 +87,8 @@ class SOAP(Declared):
         "data_format",
     )
     couples = True
+    #: ``descend explain`` gives it a (1, n) matrix for a scalar or vector point (as the lab)
+    point_as_matrix = True
 
     def check(self, group: dict) -> None:
         check.betas(group["betas"])

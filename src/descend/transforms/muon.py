@@ -136,6 +136,10 @@ class scale_by_muon(Transform):  # noqa: N801 - transforms are named like functi
     """
 
     state_keys = ("momentum_buffer",)
+    columns = {
+        "ortho": ("O", "NS(M), the orthogonalised momentum (singular values ≈ 1) (Muon)"),
+        "ortho_norm": ("‖O‖", "Frobenius norm of the orthogonalised momentum (Muon)"),
+    }
 
     def __init__(
         self,

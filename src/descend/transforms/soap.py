@@ -77,6 +77,10 @@ class scale_by_soap(Transform):  # noqa: N801 - transforms are named like functi
     """
 
     state_keys = ("exp_avg", "exp_avg_sq", "GG", "Q")
+    columns = {
+        "rotated_grad": ("G′", "the gradient in the eigenbasis, Q_Lᵀ G Q_R (SOAP)"),
+        "precond_update": ("N", "Adam's ratio rotated back, Q_L[(Q_Lᵀ m Q_R)/(√v + ε)]Q_Rᵀ (SOAP)"),
+    }
 
     def __init__(
         self,
