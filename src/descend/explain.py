@@ -190,10 +190,18 @@ def _own_symbols(opt: Any, frame: pd.DataFrame) -> dict[str, str]:
     """Symbols of the columns the optimizer's own transforms declare (``Transform.columns``)."""
     out: dict[str, str] = {}
     for group in opt.param_groups:
-        for link in getattr(opt.chain(group), "transforms", []):
+        for link in links(opt.chain(group)):
             for record, (symbol, _meaning) in getattr(link, "columns", {}).items():
                 if record in frame.columns:
                     out[record] = symbol
+    return out
+
+
+def links(transform: Any) -> list[Any]:
+    """Every transform of a chain, those inside a ``partition`` (Muon's two sides) included."""
+    out = []
+    for link in getattr(transform, "transforms", [transform]):
+        out += links(link) if hasattr(link, "transforms") else [link]
     return out
 
 

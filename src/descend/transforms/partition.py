@@ -26,6 +26,11 @@ class partition(Transform):  # noqa: N801 - transforms are named like functions
         self.select, self.chosen, self.rest = select, chosen, rest
         self.state_keys = tuple(dict.fromkeys(chosen.state_keys + rest.state_keys))
 
+    @property
+    def transforms(self) -> list[Transform]:
+        """Both sides' links (``chosen``'s, then ``rest``'s), for code that walks a chain."""
+        return [*_links(self.chosen), *_links(self.rest)]
+
     def init(self, param: Tensor, state: dict) -> None:
         (self.chosen if self.select(param) else self.rest).init(param, state)
 
@@ -75,3 +80,7 @@ class partition(Transform):  # noqa: N801 - transforms are named like functions
 
     def __repr__(self) -> str:
         return f"partition({self.chosen!r}, {self.rest!r})"
+
+
+def _links(tr: Transform) -> list[Transform]:
+    return list(tr.transforms) if hasattr(tr, "transforms") else [tr]
