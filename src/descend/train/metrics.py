@@ -118,6 +118,10 @@ def _param_eff_lr(group: dict, state: dict) -> torch.Tensor | None:
     t = max(float(state.get("step", 1)), 1.0)
     placement = group.get("eps_placement") or "outside"
     if "exp_avg_sq" in state:
+        if "betas" not in group or "Q" in state:
+            # Muon's AdamW part (adam_betas) and SOAP (v in a rotating eigenbasis): no
+            # per-element rate of this form
+            return None
         b1, b2 = (float(b) for b in group["betas"])
         eps = float(group["eps"])
         if "mu_product" in state:  # NAdam: the corrected numerator is divided by √v̂ + ε
