@@ -297,13 +297,16 @@ class Muon(Declared):
                 links.append(clip_by_value())
             if group["maximize"]:
                 links.append(flip_sign())
-            adam = chain(*self.adam_links(group))
-            if group["use_muon"]:
-                links.append(partition(is_matrix, chain(*self.muon_links(group)), adam))
-            else:
-                links.append(adam)
+            # a group with use_muon=False is all AdamW: the same partition, choosing nothing
+            select = is_matrix if group["use_muon"] else _nothing
+            muon, adam = chain(*self.muon_links(group)), chain(*self.adam_links(group))
+            links.append(partition(select, muon, adam))
             chains[key] = chain(*links)
         return chains[key]
+
+
+def _nothing(p: Tensor) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
