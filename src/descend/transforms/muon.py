@@ -9,14 +9,13 @@ For a matrix parameter W (m × n) with gradient G:
     optax also divides B and G by their bias corrections (``debias=True``):
     M = μ·B/(1 − μᵗ⁺¹) + (1 − μ)·G/(1 − μᵗ), or B/(1 − μᵗ) without Nesterov
     O = NS⁽ᵃ'ᵇ'ᶜ⁾ₖ(M)                       (k quintic Newton–Schulz steps, below)
-    u = s(m, n) · O                        (then θ ← θ − γu, decoupled decay θ ← θ(1 − γλ))
+    u = γ·s(m, n)·O                        (θ ← θ − u; decoupled decay θ ← θ(1 − γλ) first)
 
 The Newton–Schulz iteration replaces M = USVᵀ by ≈ US'Vᵀ with S' ≈ I (the singular values land
 in roughly [0.7, 1.2] with the default coefficients; the iteration trades exactness for speed):
 X₀ = M/max(‖M‖_F, ε) (torch: ``eps_mode="clamp"``) or M/(‖M‖_F + ε) (optax: ``"add"``;
-Keras: ``"add_float32"``, since Keras 3's ``ops.norm`` returns float32 for a float64 matrix,
-so its divisor is rounded to float32 — a 1e-8 relative change of X₀ that the iteration
-carries into O at ~1e-7), working on Mᵀ when m > n so that A is the smaller Gram matrix, then
+Keras: ``"add_float32"``: Keras 3's ``ops.norm`` casts a float64 matrix to float32 and takes
+the norm there, a ~1e-8 relative change of X₀ that the iteration carries into O), working on Mᵀ when m > n so that A is the smaller Gram matrix, then
 
     A = XXᵀ,  X ← aX + (bA + cA²)X          k times.
 
