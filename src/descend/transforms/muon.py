@@ -15,7 +15,8 @@ The Newton–Schulz iteration replaces M = USVᵀ by ≈ US'Vᵀ with S' ≈ I (
 in roughly [0.7, 1.2] with the default coefficients; the iteration trades exactness for speed):
 X₀ = M/max(‖M‖_F, ε) (torch: ``eps_mode="clamp"``) or M/(‖M‖_F + ε) (optax: ``"add"``;
 Keras: ``"add_float32"``: Keras 3's ``ops.norm`` casts a float64 matrix to float32 and takes
-the norm there, a ~1e-8 relative change of X₀ that the iteration carries into O), working on Mᵀ when m > n so that A is the smaller Gram matrix, then
+the norm there, a ~1e-8 relative change of X₀ that the iteration carries into O), working
+on Mᵀ when m > n so that A is the smaller Gram matrix, then
 
     A = XXᵀ,  X ← aX + (bA + cA²)X          k times.
 
