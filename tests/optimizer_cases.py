@@ -290,6 +290,92 @@ CASES: list[Case] = [
         tag="optax",
     ),
     Case(
+        "muon",
+        D.Muon,
+        [
+            dict(lr=0.02),
+            dict(lr=0.02, nesterov=False, momentum=0.9, weight_decay=0.0, maximize=True),
+            dict(
+                lr=0.01,
+                adjust_lr_fn="match_rms_adamw",
+                ns_steps=3,
+                ns_coefficients=(2.0, -1.5, 0.5),
+                eps=1e-3,
+                adam_betas=(0.8, 0.95),
+                adam_eps=1e-6,
+                adam_weight_decay=0.1,
+                adam_lr_ratio=0.5,
+            ),
+        ],
+        torch_reference(lambda params, **k: _TorchMuonWithAdamW(params, **k)),
+        bad=[_BAD_LR, ("ns_steps", 100), ("momentum", 1.0), ("adjust_lr_fn", "bogus")],
+    ),
+    Case(
+        "muon",
+        D.Muon,
+        [
+            dict(convention="optax", lr=0.02),
+            dict(convention="optax", lr=0.02, nesterov=False, weight_decay=0.1, momentum=0.9),
+            dict(
+                convention="optax",
+                lr=0.01,
+                adjust_lr_fn="match_rms_adamw",
+                rms_rate=0.3,
+                ns_steps=4,
+                eps=1e-6,
+                adam_eps=1e-6,
+                adam_betas=(0.8, 0.95),
+                adam_weight_decay=0.05,
+                adam_lr_ratio=0.5,
+            ),
+        ],
+        optax_reference(lambda k: _optax_muon(k)),
+        tol64=1e-12,
+        package="optax",
+        tag="optax",
+    ),
+    Case(
+        "muon",
+        D.Muon,
+        [
+            dict(convention="keras", lr=0.02),
+            dict(
+                convention="keras",
+                lr=0.01,
+                nesterov=False,
+                momentum=0.9,
+                adjust_lr_fn="none",
+                adam_betas=(0.8, 0.95),
+                adam_weight_decay=0.05,
+            ),
+        ],
+        keras_reference(lambda k: _keras_muon(k)),
+        # Keras takes the norm of X₀ in float32 (keras.ops.norm casts float64 down), summed
+        # in XLA's order: the float32 rounding differs from descend's now and then
+        tol64=1e-7,
+        package="keras",
+        tag="keras",
+    ),
+    Case(
+        "soap",
+        D.SOAP,
+        [
+            dict(),
+            dict(lr=0.01, betas=(0.9, 0.99), shampoo_beta=0.9, precondition_frequency=3),
+            dict(lr=0.01, precondition_1d=True, normalize_gradient=True, maximize=True),
+            dict(lr=0.01, max_precondition_dim=4, merge_dims=True, weight_decay=0.0),
+            dict(lr=0.01, max_precondition_dim=6, correct_bias=False, eps=1e-6),
+        ],
+        torch_reference("pytorch_optimizer.SOAP"),
+        package="pytorch-optimizer",
+        bad=[
+            _BAD_BETAS,
+            ("shampoo_beta", 1.5),
+            ("precondition_frequency", 0),
+            ("data_format", "nhwc"),
+        ],
+    ),
+    Case(
         "lion",
         D.Lion,
         [dict(convention="keras"), dict(convention="keras", lr=2e-3, weight_decay=0.05)],
@@ -369,6 +455,71 @@ def _optax_lion(k: dict):
 
     b1, b2 = k.get("betas", (0.9, 0.99))
     return optax.lion(k["lr"], b1=b1, b2=b2, weight_decay=k.get("weight_decay", 1e-3))
+
+
+class _TorchMuonWithAdamW:
+    """torch's pairing for Muon (its documentation's example): ``torch.optim.Muon`` for the
+    matrices and ``torch.optim.AdamW`` for every other parameter, with lr γ·``adam_lr_ratio``.
+    torch.optim.Muon has no ``maximize``: maximising f is minimising −f, so the gradients are
+    negated before both step."""
+
+    def __init__(self, params, maximize=False, **k):
+        adam = {
+            "lr": k.get("lr", 1e-3) * k.pop("adam_lr_ratio", 1.0),
+            "betas": k.pop("adam_betas", (0.9, 0.999)),
+            "eps": k.pop("adam_eps", 1e-8),
+            "weight_decay": k.pop("adam_weight_decay", 1e-2),
+        }
+        self.params, self.maximize = list(params), maximize
+        matrices = [p for p in self.params if p.dim() == 2]
+        others = [p for p in self.params if p.dim() != 2]
+        self.opts = [torch.optim.Muon(matrices, **k), torch.optim.AdamW(others, **adam)]
+
+    def step(self) -> None:
+        if self.maximize:
+            for p in self.params:
+                p.grad = -p.grad
+        for opt in self.opts:
+            opt.step()
+
+
+def _optax_muon(k: dict):
+    from optax import contrib
+
+    rms = k.get("adjust_lr_fn") == "match_rms_adamw"
+    b1, b2 = k.get("adam_betas", (0.9, 0.999))
+    lr = k["lr"]
+    return contrib.muon(
+        lr,
+        ns_coeffs=k.get("ns_coefficients", (3.4445, -4.7750, 2.0315)),
+        ns_steps=k.get("ns_steps", 5),
+        beta=k.get("momentum", 0.95),
+        eps=k.get("eps", 1e-8),  # optax's one ε, of Newton–Schulz and of the AdamW part
+        weight_decay=k.get("weight_decay", 0.0),
+        nesterov=k.get("nesterov", True),
+        adam_b1=b1,
+        adam_b2=b2,
+        adam_weight_decay=k.get("adam_weight_decay", 0.0),
+        adam_learning_rate=lr * k.get("adam_lr_ratio", 1.0),
+        consistent_rms=k.get("rms_rate", 0.2) if rms else None,
+    )
+
+
+def _keras_muon(k: dict):
+    import keras
+
+    b1, b2 = k.get("adam_betas", (0.9, 0.999))
+    return keras.optimizers.Muon(
+        learning_rate=k["lr"],
+        momentum=k.get("momentum", 0.95),
+        nesterov=k.get("nesterov", True),
+        weight_decay=k.get("weight_decay", 4e-3),
+        adam_weight_decay=k.get("adam_weight_decay", 4e-3),
+        adam_beta_1=b1,
+        adam_beta_2=b2,
+        epsilon=k.get("adam_eps", 1e-7),
+        rms_rate=None if k.get("adjust_lr_fn") == "none" else k.get("rms_rate", 0.2),
+    )
 
 
 def _keras_lion(k: dict):

@@ -86,3 +86,14 @@ def test_run_finds_every_benchmark_and_passes_smoke_through(monkeypatch, tmp_pat
     assert loaded["bench_probe"].CALLS == [[]]
     with pytest.raises(SystemExit):
         run.main(["--only", "nope"])
+
+
+def test_bench_matrix_smoke_checks_agreement_and_writes_nothing(tmp_path, capsys):
+    bench = _load("bench_matrix")
+    results = tmp_path / "RESULTS.md"
+    assert bench.main(["--smoke", "--results", str(results)]) == 0
+    assert not results.exists()
+    assert "parameters agree" in capsys.readouterr().out
+    shapes = bench.resnet18_matrices()  # torchvision's resnet18: 20 convolutions + fc
+    # its 11,689,512 parameters less the batch norms' 2 × 4,800 and the classifier's bias
+    assert len(shapes) == 21 and sum(a * b for a, b in shapes) == 11_689_512 - 9_600 - 1_000

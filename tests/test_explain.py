@@ -146,7 +146,7 @@ def test_every_column_of_every_optimizer_is_documented() -> None:
         table = explain(name, gradients=VECTOR_GRADS, max_grad_norm=1.0)
         seen |= set(table.columns)
         opt = REGISTRY[name].cls([torch.zeros(2, requires_grad=True)])
-        for link in opt.chain(opt.param_groups[0]).transforms:
+        for link in explain_module.links(opt.chain(opt.param_groups[0])):
             for record, (symbol, meaning) in type(link).columns.items():
                 # a transform's own column: a symbol, a meaning and its docstring names it
                 assert symbol and meaning and record in type(link).__doc__

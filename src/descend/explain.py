@@ -158,6 +158,12 @@ def explain(
     elif isinstance(optimizer, str):
         shape = _param_shape(grads, landscape, start)
         theta0 = _start_tensor(start, shape, landscape)
+        if _point_as_matrix(optimizer) and theta0.dim() < 2:
+            # a matrix method (Muon, SOAP) sees the point as a 1×n matrix, as in the lab
+            theta0 = theta0.reshape(1, -1)
+            grads = None if grads is None else grads.reshape(grads.shape[0], 1, -1)
+            if function is not None and landscape is None:
+                function = _reshaped(function, shape)
         param = torch.nn.Parameter(theta0)
         opt, name = _build(optimizer, param, hyperparameters, landscape)
     else:
@@ -184,10 +190,18 @@ def _own_symbols(opt: Any, frame: pd.DataFrame) -> dict[str, str]:
     """Symbols of the columns the optimizer's own transforms declare (``Transform.columns``)."""
     out: dict[str, str] = {}
     for group in opt.param_groups:
-        for link in getattr(opt.chain(group), "transforms", []):
+        for link in links(opt.chain(group)):
             for record, (symbol, _meaning) in getattr(link, "columns", {}).items():
                 if record in frame.columns:
                     out[record] = symbol
+    return out
+
+
+def links(transform: Any) -> list[Any]:
+    """Every transform of a chain, those inside a ``partition`` (Muon's two sides) included."""
+    out = []
+    for link in getattr(transform, "transforms", [transform]):
+        out += links(link) if hasattr(link, "transforms") else [link]
     return out
 
 
@@ -302,6 +316,20 @@ def _build(spec: str, param: Tensor, overrides: dict, landscape: Any) -> tuple[A
     if "lr" not in merged and landscape is not None and name in landscape.default_lrs:
         merged["lr"] = landscape.default_lrs[name]
     return cls([param], **resolve_kwargs(name, merged)), name
+
+
+def _point_as_matrix(spec: str) -> bool:
+    """Whether the spec's optimizer declares ``point_as_matrix`` (the matrix methods)."""
+    from descend.optim import parse_spec
+    from descend.optim.spec import REGISTRY
+
+    name = parse_spec(spec)[0]
+    return name in REGISTRY and bool(getattr(REGISTRY[name][0], "point_as_matrix", False))
+
+
+def _reshaped(function: Any, shape: tuple[int, ...]) -> Any:
+    """``function`` called with θ in its own ``shape`` (the optimizer holds it as a matrix)."""
+    return lambda x: function(x.reshape(shape))
 
 
 def _keywords(cls: type) -> set[str]:

@@ -39,6 +39,7 @@ from .base import NONFINITE, ChainOptimizer, FromChain, from_chain
 from .conventions import CONVENTIONS
 from .declared import Declared, Spec
 from .groups import describe_groups, param_groups
+from .muon import muon_groups
 from .registry import REGISTRY, classes
 from .spec import available, from_spec, parse_spec
 from .trace import tracing
@@ -70,6 +71,7 @@ __all__ = [
     "describe_groups",
     "from_chain",
     "from_spec",
+    "muon_groups",
     "param_groups",
     "parse_spec",
     "tracing",

@@ -419,7 +419,8 @@ def _torch_twin_keys(cls: type) -> dict:
         for klass in cls.__mro__:
             twin = getattr(torch.optim, klass.__name__, None)
             if klass.__module__.startswith("descend.") and isinstance(twin, type):
-                group = twin([torch.zeros(1, requires_grad=True)]).param_groups[0]
+                # a 1×1 matrix: every torch optimizer takes one (torch.optim.Muon only matrices)
+                group = twin([torch.zeros(1, 1, requires_grad=True)]).param_groups[0]
                 keys = {k: v for k, v in group.items() if k != "params"}
                 break
         _TWINS[cls] = keys

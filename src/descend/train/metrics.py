@@ -131,12 +131,16 @@ def _param_eff_lr(group: dict, state: dict) -> torch.Tensor | None:
         AdaGrad           γ / ((1 + (t − 1)δ)(√s + ε))
 
     descend's switches (``bias_correction``, ``eps_placement``, ``amsgrad_of``) are read from
-    the group; torch's optimizers have none of them and get torch's behaviour.
+    the group; torch's optimizers have none of them and get torch's behaviour. None for the
+    matrix methods (Muon's AdamW part keeps its betas as ``adam_betas``; SOAP's v lives in a
+    rotating eigenbasis).
     """
     lr = float(group["lr"])
     t = max(float(state.get("step", 1)), 1.0)
     placement = group.get("eps_placement") or "outside"
     if "exp_avg_sq" in state:
+        if "betas" not in group or "Q" in state:  # Muon's AdamW part, SOAP
+            return None
         b1, b2 = (float(b) for b in group["betas"])
         eps = float(group["eps"])
         if "mu_product" in state:  # NAdam: the corrected numerator is divided by √v̂ + ε

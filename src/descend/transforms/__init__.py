@@ -16,9 +16,11 @@ from .lion import scale_by_lion
 from .lr import scale_by_lr
 from .momentum import FORMS as MOMENTUM_FORMS
 from .momentum import momentum
+from .muon import newton_schulz, scale_by_muon, shape_factor
 from .prodigy import ProdigyRound, scale_by_prodigy
 from .rms import EPS_PLACEMENTS_RMS, scale_by_adagrad, scale_by_rms
 from .schedule_free import schedule_free
+from .soap import decay_after_update, scale_by_soap
 from .trust import scale_by_trust_ratio
 
 __all__ = [
@@ -37,19 +39,24 @@ __all__ = [
     "chain",
     "clip_by_global_norm",
     "clip_by_value",
+    "decay_after_update",
     "flip_sign",
     "hp",
     "momentum",
     "nadam_mu",
+    "newton_schulz",
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_ademamix",
     "scale_by_adopt",
     "scale_by_lion",
     "scale_by_lr",
+    "scale_by_muon",
     "scale_by_nadam",
     "scale_by_prodigy",
     "scale_by_rms",
     "schedule_free",
     "scale_by_trust_ratio",
+    "scale_by_soap",
+    "shape_factor",
 ]
