@@ -5,7 +5,9 @@ See :mod:`descend.transforms.base` for the contract (state in place, updates as 
 short chain of these; :func:`descend.optim.from_chain` turns any chain into an optimizer.
 """
 
+from .adafactor import scale_by_adafactor
 from .adam import EPS_PLACEMENTS, NADAM_SCHEDULES, nadam_mu, scale_by_adam, scale_by_nadam
+from .asgd import averaged_sgd
 from .base import Chain, Context, Transform, chain, hp
 from .clip import clip_by_global_norm, clip_by_value, flip_sign
 from .decay import WEIGHT_DECAY_MODES, add_weight_decay
@@ -13,6 +15,7 @@ from .lr import scale_by_lr
 from .momentum import FORMS as MOMENTUM_FORMS
 from .momentum import momentum
 from .rms import EPS_PLACEMENTS_RMS, scale_by_adagrad, scale_by_rms
+from .rprop import scale_by_rprop
 
 __all__ = [
     "Chain",
@@ -24,6 +27,7 @@ __all__ = [
     "Transform",
     "WEIGHT_DECAY_MODES",
     "add_weight_decay",
+    "averaged_sgd",
     "chain",
     "clip_by_global_norm",
     "clip_by_value",
@@ -31,9 +35,11 @@ __all__ = [
     "hp",
     "momentum",
     "nadam_mu",
+    "scale_by_adafactor",
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_lr",
     "scale_by_nadam",
     "scale_by_rms",
+    "scale_by_rprop",
 ]
