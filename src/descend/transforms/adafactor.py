@@ -46,6 +46,12 @@ class scale_by_adafactor(Transform):  # noqa: N801
     """
 
     state_keys = ("row_var", "col_var", "variance")
+    columns = {
+        "row_var": ("R", "EWA of the row means of g²"),
+        "col_var": ("C", "EWA of the column means of g²"),
+        "rho": ("ρ", "relative step size, min(γ, 1/√t)"),
+        "scale": ("α/clip", "α_t = max(ε₂, RMS(θ))ρ_t over max(1, RMS(U)/d)"),
+    }
 
     def __init__(self, beta2_decay=hp("beta2_decay"), eps=hp("eps"), d=hp("d"), lr=hp("lr")):
         self.beta2_decay, self.eps, self.d, self.lr = beta2_decay, eps, d, lr

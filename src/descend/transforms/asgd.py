@@ -35,10 +35,15 @@ class averaged_sgd(Transform):  # noqa: N801
     The ``(1 − λη)`` shrink is applied to θ in place (as decoupled weight decay is) and the
     transform returns u = η g; the average needs the new θ = θ(1 − λη) − u, so this must be
     the chain's last link (the optimizer then applies θ ← θ − u, the same subtraction).
-    State (torch's keys): ``eta``, ``mu``, ``ax`` (θ̄). Records ``eta``, ``mu``, ``ax``.
+    State (torch's keys): ``eta``, ``mu``, ``ax`` (θ̄). Records ``eta`` and ``mu`` (the values this step used), ``ax``.
     """
 
     state_keys = ("eta", "mu", "ax")
+    columns = {
+        "eta": ("η", "the step size this step used, γ/(1 + λγ(t − 1))^α"),
+        "mu": ("μ", "the averaging weight this step used, 1/max(1, t − 1 − t₀)"),
+        "ax": ("θ̄", "average of the iterates"),
+    }
 
     def __init__(self, lambd=hp("lambd"), alpha=hp("alpha"), t0=hp("t0"), lr=hp("lr")):
         self.lambd, self.alpha, self.t0, self.lr = lambd, alpha, t0, lr
@@ -78,8 +83,8 @@ class averaged_sgd(Transform):  # noqa: N801
                 eta.copy_(torch.as_tensor(new_eta))
             mu.copy_(torch.as_tensor(1 / max(1, t - t0)))
             out.append(u)
-            etas.append(eta)
-            mus.append(mu)
+            etas.append(e)
+            mus.append(m)
         if ctx.tracing:
             ctx.extras["decay"] = shrunk  # the shrink belongs to the recorded update
             ctx.record("eta", etas)

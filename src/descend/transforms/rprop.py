@@ -36,6 +36,10 @@ class scale_by_rprop(Transform):  # noqa: N801
     """
 
     state_keys = ("prev", "step_size")
+    columns = {
+        "agree": ("sign(g·g₋₁)", "sign of g times the previous (masked) gradient"),
+        "step_size": ("η", "per-element step size"),
+    }
 
     def __init__(self, etas=hp("etas"), step_sizes=hp("step_sizes"), lr=hp("lr")):
         self.etas, self.step_sizes, self.lr = etas, step_sizes, lr
