@@ -29,8 +29,10 @@ class scale_by_rprop(Transform):  # noqa: N801
     by a scheduler, has no effect, as in torch), so the chain has no ``scale_by_lr`` link.
     Like torch (and unlike the paper's iRprop⁻ description, which skips the update only), the
     gradient is zeroed where the sign flipped, so the next step sees s = 0 there; the clip
-    applies to every element each step (optax's ``scale_by_rprop`` clips only the element
-    it grows or shrinks: the two agree while γ ∈ [Γ_min, Γ_max]).
+    applies to every element each step. ``optax.scale_by_rprop`` (0.2.8) clips only the
+    elements it grows or shrinks (the two agree while γ ∈ [Γ_min, Γ_max]), and returns the
+    *previous* step's update (zero at the first step: google-deepmind/optax PR #1725), so it
+    is no convention here.
     State (torch's keys): ``prev`` (g_{t−1} after masking), ``step_size`` (η).
     Records ``agree`` (s) and ``step_size`` (η_t).
     """
