@@ -35,7 +35,8 @@ class averaged_sgd(Transform):  # noqa: N801
     The ``(1 − λη)`` shrink is applied to θ in place (as decoupled weight decay is) and the
     transform returns u = η g; the average needs the new θ = θ(1 − λη) − u, so this must be
     the chain's last link (the optimizer then applies θ ← θ − u, the same subtraction).
-    State (torch's keys): ``eta``, ``mu``, ``ax`` (θ̄). Records ``eta`` and ``mu`` (the values this step used), ``ax``.
+    State (torch's keys): ``eta``, ``mu``, ``ax`` (θ̄). Records ``eta`` and ``mu`` (the values
+    this step used) and ``ax``.
     """
 
     state_keys = ("eta", "mu", "ax")
