@@ -119,3 +119,13 @@ def test_adafactor_eps1_none_takes_the_first_parameters_dtype_as_torch():
     for a, b in zip(ours, torchs, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
     assert not torch.allclose(ours[1], own_eps[1], rtol=0, atol=1e-9)  # the quirk mattered
+
+
+def test_adafactor_eps_spec_round_trips_as_descend_optimizers_shows_it():
+    """``descend optimizers`` shows eps=(None,0.001): that form (and without parentheses)
+    parses back, None meaning the dtype's machine epsilon."""
+    p = [torch.zeros(2, requires_grad=True)]
+    assert D.from_spec("adafactor:eps=(None,0.001)", p).defaults["eps"] == (None, 0.001)
+    assert D.from_spec("adafactor:lr=0.1,eps=None,0.002", p).defaults["eps"] == (None, 0.002)
+    with pytest.raises(ValueError, match="eps"):
+        D.from_spec("adafactor:eps=(None,-1)", p)
