@@ -129,3 +129,27 @@ def test_adafactor_eps_spec_round_trips_as_descend_optimizers_shows_it():
     assert D.from_spec("adafactor:lr=0.1,eps=None,0.002", p).defaults["eps"] == (None, 0.002)
     with pytest.raises(ValueError, match="eps"):
         D.from_spec("adafactor:eps=(None,-1)", p)
+
+
+def test_asgd_average_eta_and_mu_equal_torchs():
+    """The case table compares parameters; here the state torch keeps too — the average θ̄
+    (``ax``, averaging from t > t₀ = 5), η and μ — against torch.optim.ASGD, float64, 100 steps."""
+    torch.manual_seed(0)
+    start = [torch.randn(4, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)]
+    kwargs = dict(lr=0.05, lambd=0.01, alpha=0.6, t0=5, weight_decay=0.02)
+    ours = [t.clone().requires_grad_(True) for t in start]
+    theirs = [t.clone().requires_grad_(True) for t in start]
+    opt, ref = D.ASGD(ours, **kwargs), torch.optim.ASGD(theirs, **kwargs)
+    for _ in range(100):
+        for a, b in zip(ours, theirs, strict=True):
+            a.grad = a.detach() ** 3 - a.detach() + 0.1
+            b.grad = b.detach() ** 3 - b.detach() + 0.1
+        opt.step()
+        ref.step()
+    for a, b in zip(ours, theirs, strict=True):
+        mine, torchs = opt.state[a], ref.state[b]
+        assert float(torchs["mu"]) < 0.02  # averaging was on for most of the run
+        torch.testing.assert_close(mine["ax"], torchs["ax"], rtol=0, atol=1e-13)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+        for key in ("eta", "mu", "step"):
+            assert mine[key].dtype == torchs[key].dtype and torch.equal(mine[key], torchs[key])
