@@ -27,9 +27,10 @@ class scale_by_rprop(Transform):  # noqa: N801
     with (η₋, η₊) = ``etas`` and (Γ_min, Γ_max) = ``step_sizes``. The step sizes start at the
     learning rate γ of the group when the state is created (η₀ = γ: a later change of γ, e.g.
     by a scheduler, has no effect, as in torch), so the chain has no ``scale_by_lr`` link.
-    Like torch (and unlike the paper's iRprop⁻ description, which skips the update only), the
-    gradient is zeroed where the sign flipped, so the next step sees s = 0 there; the clip
-    applies to every element each step. ``optax.scale_by_rprop`` (0.2.8) clips only the
+    This is torch's variant, iRprop⁻ (Igel & Hüsken 2000): where the sign flipped the step
+    size shrinks and the gradient is zeroed, so no step is taken there and the next step sees
+    s = 0; the 1993 paper instead takes back the previous step there (weight backtracking).
+    The clip applies to every element each step. ``optax.scale_by_rprop`` (0.2.8) clips only the
     elements it grows or shrinks (the two agree while γ ∈ [Γ_min, Γ_max]), and returns the
     *previous* step's update (zero at the first step: google-deepmind/optax PR #1725), so it
     is no convention here.
