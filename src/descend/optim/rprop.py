@@ -11,6 +11,8 @@ class Rprop(Declared):
     """Rprop (Riedmiller & Braun 1993, https://doi.org/10.1109/ICNN.1993.298623):
     s = sign(g_t·g_{t−1}); η ← clip(η·(η₊ if s > 0, η₋ if s < 0, else 1), Γ_min, Γ_max);
     g_t ← 0 where s < 0; θ ← θ − η·sign(g_t). η starts at lr (then lr is not read again).
+    This is torch's iRprop⁻ form (no weight backtracking; see
+    :class:`descend.transforms.scale_by_rprop`).
 
     torch's keywords and defaults (lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50)); no
     weight decay (torch has none). Chain: [clip] [maximize] → scale_by_rprop. Element-wise.
