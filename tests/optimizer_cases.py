@@ -7,14 +7,16 @@ with the parameter named and nothing changed, and the spec name. Adding an optim
 
 A reference is a callable ``(kwargs, theta0, steps) -> final parameters`` (lists of float64
 numpy arrays), built by :func:`torch_reference` for a torch-style optimizer class (torch.optim,
-``lion-pytorch``, ``schedulefree``, …) or :func:`optax_reference` for an optax transformation
-(x64); both take descend's keywords and translate them (``translate``). The loss gradient
+``lion-pytorch``, ``schedulefree``, …), :func:`optax_reference` for an optax transformation
+(x64) or :func:`keras_reference` for a Keras 3 optimizer (jax backend, float64); each takes
+descend's keywords and translates them. The loss gradient
 (:func:`grad`) depends on the parameters, so the trajectories must agree step by step.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -90,6 +92,30 @@ def optax_reference(make: Callable[[dict], object]) -> Reference:
             g = [jnp.asarray(x) for x in grad(np, [np.asarray(x) for x in theta], t)]
             theta, state = step(theta, state, g)
         return [np.asarray(x) for x in theta]
+
+    return run
+
+
+def keras_reference(make: Callable[[dict], object]) -> Reference:
+    """``make(kwargs)`` → a Keras 3 optimizer, run on the jax backend in float64 (the backend
+    must be jax: set ``KERAS_BACKEND=jax`` before Keras is first imported)."""
+
+    def run(kwargs: dict, theta0: list, steps: int) -> list:
+        os.environ.setdefault("KERAS_BACKEND", "jax")
+        import jax
+        import keras
+
+        if keras.backend.backend() != "jax":
+            raise RuntimeError(f"Keras runs on {keras.backend.backend()!r}; these need 'jax'")
+        jax.config.update("jax_enable_x64", True)
+        keras.config.set_floatx("float64")
+        opt = make(kwargs)
+        variables = [keras.Variable(t.copy(), dtype="float64") for t in theta0]
+        opt.build(variables)
+        for t in range(steps):
+            g = grad(np, [np.asarray(v.value) for v in variables], t)
+            opt.apply_gradients(zip([jax.numpy.asarray(x) for x in g], variables, strict=True))
+        return [np.asarray(v.value) for v in variables]
 
     return run
 
@@ -277,6 +303,15 @@ CASES: list[Case] = [
         package="optax",
         tag="optax",
     ),
+    Case(
+        "lion",
+        D.Lion,
+        [dict(convention="keras"), dict(convention="keras", lr=2e-3, weight_decay=0.05)],
+        keras_reference(lambda k: _keras_lion(k)),
+        tol64=1e-12,
+        package="keras",
+        tag="keras",
+    ),
 ]
 
 
@@ -296,3 +331,11 @@ def _optax_lion(k: dict):
 
     b1, b2 = k.get("betas", (0.9, 0.99))
     return optax.lion(k["lr"], b1=b1, b2=b2, weight_decay=k.get("weight_decay", 1e-3))
+
+
+def _keras_lion(k: dict):
+    import keras
+
+    b1, b2 = k.get("betas", (0.9, 0.99))
+    wd = k.get("weight_decay") or None
+    return keras.optimizers.Lion(k.get("lr", 1e-3), beta_1=b1, beta_2=b2, weight_decay=wd)
