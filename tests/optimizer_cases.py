@@ -269,6 +269,57 @@ CASES: list[Case] = [
         bad=[("momentum_decay", -1.0)],
     ),
     Case(
+        "rprop",
+        D.Rprop,
+        [
+            dict(),
+            dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2)),
+            dict(lr=1e-8, etas=(0.6, 1.1), step_sizes=(1e-6, 1.0)),  # η₀ < Γ_min: clamped
+            dict(lr=0.02, step_sizes=(1e-6, 0.05), maximize=True),
+        ],
+        _torch("Rprop"),
+        bad=[_BAD_LR, ("etas", (1.0, 0.5)), ("etas", (0.5, 1.0)), ("step_sizes", (1.0, 1e-3))],
+    ),
+    Case(
+        "asgd",
+        D.ASGD,
+        [
+            dict(),
+            dict(lr=0.05, lambd=0.01, alpha=0.6, t0=10),
+            dict(lr=0.03, weight_decay=0.1, t0=5),
+            dict(lr=1e-3, maximize=True, weight_decay=0.1, t0=20),
+        ],
+        _torch("ASGD"),
+        bad=[
+            _BAD_LR,
+            ("weight_decay", -0.5),
+            ("lambd", -1.0),
+            ("alpha", -1.0),
+            ("t0", -1.0),
+            ("weight_decay_mode", "decoupled"),
+        ],
+    ),
+    Case(
+        "adafactor",
+        D.Adafactor,
+        [
+            dict(),
+            dict(lr=0.05, beta2_decay=-0.5, eps=(1e-20, 1e-2), d=2.0),
+            dict(lr=0.03, weight_decay=0.1),
+            dict(lr=1e-3, maximize=True, weight_decay=0.1),
+            dict(eps=(1e-3, 1e-3), d=1.5, beta2_decay=-1.0),
+        ],
+        _torch("Adafactor"),
+        bad=[
+            _BAD_LR,
+            ("eps", (-1e-30, 1e-3)),
+            ("eps", (None, -1.0)),
+            ("d", 0.5),
+            ("beta2_decay", 0.8),
+            ("weight_decay", -0.1),
+        ],
+    ),
+    Case(
         "lion",
         D.Lion,
         [

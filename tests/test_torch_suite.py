@@ -2,7 +2,8 @@
 
 A port of the device-generic CPU tests of torch 2.13's ``test/test_optim.py`` (class
 ``TestOptimRenewed``) to pytest, written for descend: the behaviour each torch test checks is
-checked here on descend's SGD, Adagrad, RMSprop, Adam, AdamW and NAdam. The inputs are
+checked here on descend's SGD, Adagrad, RMSprop, Adam, AdamW and NAdam, and on the chain-only
+Rprop, ASGD and Adafactor (:data:`CHAIN_ONLY`, no fast-path kernel yet). The inputs are
 torch's own: every :class:`OptimizerInfo` is torch's entry from
 ``torch.testing._internal.common_optimizers.optim_db`` (shipped in the torch wheel) with
 ``optim_cls`` replaced by descend's class, so ``optim_inputs_func``, ``scheduler_inputs``,
@@ -53,6 +54,21 @@ Adapted (torch's check kept, the setting changed), with the reason:
 * ``test_adamw_serialization`` checks ``weight_decay_mode`` (descend's key) besides torch's
   ``decoupled_weight_decay``, with both descend's and torch's state dicts.
 
+* The chain-only optimizers (Rprop, ASGD, Adafactor) have no ``fused=True`` path: every test
+  taking ``fused`` runs on the chain only; the fast-path tests (``test_fused_matches_chain``,
+  ``test_fused_refuses_half_precision``, ``test_fused_error_on_params_on_meta``) become
+  :func:`test_chain_matches_torch` (torch's foreach-vs-forloop comparison with descend's chain
+  against torch.optim's own class, 7 steps, parameters and state, float64 and float32) and
+  :func:`test_fused_true_is_refused_without_kernels` (``fused=True`` refused at construction
+  for every dtype and for meta parameters, with the reason).
+* ``test_step_is_noop_for_zero_grads`` for ASGD (torch skips it: its λ term shrinks θ without
+  a gradient): asserts instead that the step is exactly θ(1 − λη₀).
+* ``test_errors``' "Tensor lr must be 1-element" for Adafactor: its update mixes a tensor's
+  elements, so a per-row lr column has no meaning and descend refuses it as torch does (the
+  row-wise lr check above is for the element-wise optimizers).
+* ``test_param_groups_lr`` gives Rprop ``step_sizes=(0, 50)``, as torch's test does (else its
+  minimal step size moves the "irrelevant" parameter).
+
 Dropped, with the reason:
 
 * CUDA-only or multi-GPU (``onlyCUDA``, ``TEST_MULTIGPU``): ``test_forloop_goes_right_direction
@@ -62,6 +78,8 @@ Dropped, with the reason:
   ``test_fused_cpu_matches_cuda``, ``test_defaults_changed_to_foreach``;
   ``test_cpu_load_state_dict`` skips itself on the CPU.
 * ``test_fused_large_tensor`` (64 GB tensors).
+* ``test_complex`` and ``test_complex_2d`` for Adafactor (torch's ``supports_complex=False``:
+  both refuse complex parameters, asserted by ``test_errors``).
 * ``test_rosenbrock_sparse``: sparse gradients (descend refuses them with a clear error).
 * ``test_second_order_optims_return_consistent_types`` and ``test_step_iteration``: LBFGS.
 * The error inputs that need CUDA (``fused`` with ``foreach`` or ``differentiable``).
@@ -96,6 +114,20 @@ from conftest import require_kernels
 from descend.optim.fast import last_path
 
 NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "NAdam")
+# torch.optim's optimizers that descend runs on the chain only (no fast-path kernel yet):
+# ``fused=True`` is refused at construction (test_fused_true_is_refused_without_kernels),
+# the fused-only tests are replaced by test_chain_matches_torch, every other test runs on
+# the chain (see the module docstring).
+CHAIN_ONLY = ("Rprop", "ASGD", "Adafactor")
+NAMES += CHAIN_ONLY
+# the tests about the fast path itself, run for the optimizers that have one
+FAST_ONLY = frozenset(
+    (
+        "test_fused_refuses_half_precision",
+        "test_fused_matches_chain",
+        "test_fused_error_on_params_on_meta",
+    )
+)
 
 
 def _descend_info(name: str):
@@ -124,16 +156,35 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(params=NAMES)
+@pytest.fixture
 def info(request):
     return INFOS[request.param]
 
 
-@pytest.fixture(params=list(PATHS))
+@pytest.fixture
 def fused(request) -> bool:
     if PATHS[request.param]:
         _need_fast()
     return PATHS[request.param]
+
+
+def pytest_generate_tests(metafunc):
+    """``info`` × ``fused`` for every optimizer and path it has: the chain-only optimizers
+    (:data:`CHAIN_ONLY`) have no ``fused=True`` path and no fast-path-only tests."""
+    names = metafunc.fixturenames
+    test = metafunc.function.__name__
+    which = [n for n in NAMES if not (n in CHAIN_ONLY and test in FAST_ONLY)]
+    if test in ("test_complex", "test_complex_2d"):  # torch's supports_complex (Adafactor)
+        which = [n for n in which if INFOS[n].supports_complex]
+    if "info" in names and "fused" in names:
+        pairs = [(n, p) for n in which for p in PATHS if not (n in CHAIN_ONLY and PATHS[p])]
+        metafunc.parametrize(
+            ("info", "fused"), pairs, ids=[f"{n}-{p}" for n, p in pairs], indirect=True
+        )
+    elif "info" in names:
+        metafunc.parametrize("info", which, indirect=True)
+    elif "fused" in names:
+        metafunc.parametrize("fused", list(PATHS), indirect=True)
 
 
 class _Case:
@@ -257,9 +308,10 @@ def test_errors(info, fused):
         if optim_input.desc in SUPPORTED_BY_DESCEND:
             _same_as_floats(info, optim_input.kwargs, fused)
             continue
-        if optim_input.desc == "Tensor lr must be 1-element":
+        if optim_input.desc == "Tensor lr must be 1-element" and not info.optim_cls.couples:
             _lr_column(info, fused)
             continue
+        # an optimizer whose update mixes a tensor's elements (Adafactor) refuses it, as torch
         regex = error_input.error_regex
         named = re.match(r"Invalid (\w+)", regex)
         # descend's own checks: torch's exception type, a message naming the parameter;
@@ -618,6 +670,59 @@ def test_fused_matches_chain(info, dtype):
         assert_path(optimizers[1], True)
 
 
+@pytest.mark.parametrize("name", CHAIN_ONLY)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_chain_matches_torch(name, dtype):
+    """For the chain-only optimizers, torch's test_foreach_matches_forloop with descend's
+    chain in place of torch's foreach path: descend (``fused=False``) must match torch.optim's
+    own class (its default, single-tensor path) in parameters and state at every one of 7
+    steps, with torch's inputs (a frozen layer, a no-grad step and a 0-d parameter included)."""
+    info = INFOS[name]
+    twin = getattr(torch.optim, name)
+    for optim_input in info.optim_inputs_func(device="cpu", dtype=dtype):
+        models, optimizers, inputs_ = [], [], []
+        for cls, extra in ((twin, {"foreach": False}), (info.optim_cls, {"fused": False})):
+            input_ = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], dtype=dtype).reshape(3, 2)
+            torch.manual_seed(1)
+            model = torch.nn.Sequential(
+                torch.nn.Linear(2, 3),
+                torch.nn.Sigmoid(),
+                torch.nn.Linear(3, 1),
+                torch.nn.Sigmoid(),
+            )
+            model.to(dtype=dtype)
+            empty_param = torch.empty((), dtype=dtype, requires_grad=True)
+            empty_param.grad = torch.rand_like(empty_param)
+            params = list(model.parameters()) + [empty_param]
+            optimizers.append(cls(params, **copy.deepcopy(optim_input.kwargs), **extra))
+            models.append(model)
+            inputs_.append(input_)
+        _compare_between(inputs_, models, optimizers)
+        assert_path(optimizers[1], False)
+
+
+@pytest.mark.parametrize("name", CHAIN_ONLY)
+def test_fused_true_is_refused_without_kernels(name):
+    """Adapted from the fused-only tests (half precision, meta parameters): an optimizer
+    without a fast-path kernel refuses ``fused=True`` at construction, for every dtype and
+    device, naming the reason; ``fused=None`` steps on the chain and says so."""
+    cls = INFOS[name].optim_cls
+    for dtype in (torch.float32, torch.float64, torch.float16):
+        p = torch.zeros(3, dtype=dtype, requires_grad=True)
+        with pytest.raises(ValueError, match=r"fused=True\) is not supported"):
+            cls([p], fused=True)
+    with torch.device("meta"):
+        meta = torch.nn.Linear(2, 3)
+    with pytest.raises(ValueError, match=r"fused=True\) is not supported"):
+        cls(meta.parameters(), fused=True)
+    p = torch.zeros(3, requires_grad=True)
+    opt = cls([p])
+    p.grad = torch.ones(3)
+    opt.step()
+    (path,) = last_path(opt).values()
+    assert path.startswith("default: chain core ") and path.endswith(" has no fast kernel")
+
+
 def test_fused_error_on_params_on_meta(info):
     _need_fast()
     with torch.device("meta"):
@@ -677,9 +782,12 @@ def test_param_groups_lr(info, fused):
         irrelevant = Parameter(torch.randn((2, 2), dtype=dtype))
         irrelevant_clone = irrelevant.clone()
         input = torch.randn(5, dtype=dtype)
+        outer = {"lr": 1e-28}
+        if info.name == "Rprop":  # torch's: allow the minimal step size to be 0
+            outer["step_sizes"] = (0, 50)
         optimizer = info.optim_cls(
             [dict(params=[weight, bias], **kwargs), dict(params=[irrelevant])],
-            lr=1e-28,
+            **outer,
             fused=fused,
         )
         loss = (weight.mv(input) + bias).pow(2).sum()
@@ -735,8 +843,17 @@ def test_step_is_noop_for_zero_grads(info, fused):
             )
         optimizer = info.optim_cls([param], **kwargs)
         param.grad = torch.zeros_like(param)
+        before = param.detach().clone()
         optimizer.step(closure)
-        torch.testing.assert_close(old_param, param)
+        if info.name == "ASGD":
+            # torch skips ASGD here: its λ term shrinks θ without a gradient. Adapted: the
+            # step is exactly θ(1 − λη₀), η₀ = lr as torch keeps it (a float32 scalar).
+            lambd = kwargs.get("lambd", 1e-4)
+            eta = torch.tensor(float(kwargs.get("lr", 1e-2)), dtype=torch.float32).item()
+            torch.testing.assert_close(param, before * (1 - lambd * eta), rtol=0, atol=0)
+            param.data.copy_(old_param)
+        else:
+            torch.testing.assert_close(old_param, param)
         assert_path(optimizer, fused)
 
 

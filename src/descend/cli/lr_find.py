@@ -235,6 +235,24 @@ def check_arguments(args: argparse.Namespace) -> None:
     checks.number(args.noise, "--noise", 0, None)
 
 
+def _check_sweepable(text: str) -> None:
+    """Refuse an optimizer that reads lr only once (Rprop's initial step size): sweeping it
+    would print suggestions that mean nothing."""
+    from descend.optim import REGISTRY, parse_spec
+
+    try:
+        name, _ = parse_spec(text)
+    except ValueError as exc:
+        raise CommandError(f"--optimizer: {exc}") from None
+    cls = REGISTRY[name].cls
+    if getattr(cls, "lr_is_initial_step_size", False):
+        raise CommandError(
+            f"--optimizer {text}: {cls.__name__} reads lr once, as the initial step size of "
+            "every element, then adapts each step size itself (etas, step_sizes): only its "
+            "first step sees the swept lr, so a range test cannot suggest one"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     if not args.landscape:
@@ -249,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
             "--workers/--address run the seeds of a task's range test; --landscape sweeps "
             "run in this process"
         )
+    _check_sweepable(args.optimizer)
     saved = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

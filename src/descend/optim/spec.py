@@ -80,16 +80,22 @@ def _is_number(text: str) -> bool:
 
 
 def _parse_tuple(text: str):
-    """``"(0.9,0.95)"`` / ``"0.9,0.95"`` → (0.9, 0.95); None when ``text`` is not a tuple."""
+    """``"(0.9,0.95)"`` / ``"0.9,0.95"`` → (0.9, 0.95); ``None`` items stay None (Adafactor's
+    ``eps=(None,0.001)``, as ``descend optimizers`` shows it); None when ``text`` is not a
+    tuple."""
     body = text.strip()
     if body.startswith("(") and body.endswith(")"):
         body = body[1:-1]
     elif "," not in body:
         return None
     values = [v.strip() for v in body.split(",")]
-    if len(values) < 2 or not all(_is_number(v) for v in values):
+    if len(values) < 2 or not all(_is_number(v) or _is_none(v) for v in values):
         return None
-    return tuple(float(v) for v in values)
+    return tuple(None if _is_none(v) else float(v) for v in values)
+
+
+def _is_none(text: str) -> bool:
+    return text.lower() in ("none", "null")
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:

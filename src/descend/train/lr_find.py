@@ -205,6 +205,13 @@ def lr_find(
     """
     from descend.ewa import ewa
 
+    base = optimizer.optimizer if isinstance(optimizer, Accumulate) else optimizer
+    if getattr(base, "lr_is_initial_step_size", False):
+        raise ValueError(
+            f"{type(base).__name__} reads lr once, as the initial step size of every element, "
+            "then adapts each step size itself (etas, step_sizes): only its first step sees "
+            "the swept lr, so a range test cannot suggest one"
+        )
     lrs = sweep_lrs(start_lr, end_lr, num_steps, mode)
     if not 0 <= beta < 1:
         raise ValueError(f"beta must be in [0, 1), got {beta}")

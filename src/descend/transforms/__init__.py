@@ -5,9 +5,11 @@ See :mod:`descend.transforms.base` for the contract (state in place, updates as 
 short chain of these; :func:`descend.optim.from_chain` turns any chain into an optimizer.
 """
 
+from .adafactor import scale_by_adafactor
 from .adam import EPS_PLACEMENTS, NADAM_SCHEDULES, nadam_mu, scale_by_adam, scale_by_nadam
 from .ademamix import scale_by_ademamix
 from .adopt import after_first_step, scale_by_adopt
+from .asgd import averaged_sgd
 from .base import Chain, Context, Transform, chain, hp
 from .cautious import cautious
 from .clip import clip_by_global_norm, clip_by_value, flip_sign
@@ -19,6 +21,7 @@ from .momentum import momentum
 from .muon import newton_schulz, scale_by_muon, shape_factor
 from .prodigy import ProdigyRound, scale_by_prodigy
 from .rms import EPS_PLACEMENTS_RMS, scale_by_adagrad, scale_by_rms
+from .rprop import scale_by_rprop
 from .schedule_free import schedule_free
 from .soap import decay_after_update, scale_by_soap
 from .trust import scale_by_trust_ratio
@@ -36,6 +39,7 @@ __all__ = [
     "add_weight_decay",
     "after_first_step",
     "cautious",
+    "averaged_sgd",
     "chain",
     "clip_by_global_norm",
     "clip_by_value",
@@ -45,6 +49,7 @@ __all__ = [
     "momentum",
     "nadam_mu",
     "newton_schulz",
+    "scale_by_adafactor",
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_ademamix",
@@ -59,4 +64,5 @@ __all__ = [
     "scale_by_trust_ratio",
     "scale_by_soap",
     "shape_factor",
+    "scale_by_rprop",
 ]
