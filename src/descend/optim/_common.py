@@ -18,7 +18,9 @@ from . import validation as check
 
 def check_common(group: dict) -> None:
     check.non_negative("lr", group["lr"])
-    if "weight_decay" in group:  # an optimizer without weight decay (Rprop) has neither key
+    # An optimizer without weight decay (Rprop) has no weight_decay_mode; a group may still
+    # carry weight_decay (its own check() says what it accepts).
+    if "weight_decay_mode" in group:
         check.non_negative("weight_decay", group["weight_decay"])
         check.choice("weight_decay_mode", group["weight_decay_mode"], WEIGHT_DECAY_MODES)
     check.flag("maximize", group["maximize"])
