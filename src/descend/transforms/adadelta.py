@@ -38,6 +38,10 @@ class scale_by_adadelta(Transform):  # noqa: N801
     """
 
     state_keys = ("square_avg", "acc_delta")
+    columns = {
+        "rms_delta": ("√(E[Δ²]+ε)", "RMS of the past steps: the numerator of Adadelta's step"),
+        "delta_avg": ("E[Δ²]", "EWA of the squared steps before the lr (Adadelta)"),
+    }
 
     def __init__(self, rho=hp("rho"), eps=hp("eps")):
         self.rho, self.eps = rho, eps

@@ -43,6 +43,7 @@ class scale_by_adamax(Transform):  # noqa: N801
     """
 
     state_keys = ("exp_avg", "exp_inf")
+    columns = {"u_inf": ("u∞", "exponentially weighted infinity norm of g (Adamax)")}
 
     def __init__(
         self,

@@ -39,12 +39,13 @@ def radam_rho(b2, t: float):
 
 
 def radam_rect(rho_t, rho_inf):
-    """The variance rectification r_t (defined for ρ_t > 4; tensors are clamped at 0 where
-    it is not, and then unused)."""
+    """The variance rectification r_t, real for ρ_t ≥ 4 (its callers use it only past the
+    threshold, ≥ 4): NaN where it is not (as optax's ``jnp.sqrt``), for numbers and per-run
+    tensors alike."""
     ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
     if isinstance(ratio, Tensor):
-        return ratio.clamp_min(0).sqrt()
-    return ratio**0.5
+        return ratio.sqrt()
+    return ratio**0.5 if ratio >= 0 else math.nan
 
 
 class scale_by_radam(Transform):  # noqa: N801
@@ -64,6 +65,10 @@ class scale_by_radam(Transform):  # noqa: N801
     """
 
     state_keys = ("exp_avg", "exp_avg_sq")
+    columns = {
+        "rho": ("ρ_t", "length of the moving average v approximates; adaptive once > threshold"),
+        "rect": ("r_t", "variance rectification of the adaptive step (0: u = m̂, un-rectified)"),
+    }
 
     def __init__(
         self,
@@ -103,7 +108,6 @@ class scale_by_radam(Transform):  # noqa: N801
             ]
         ctx.record("m_hat", m_hat)
         rhos = [radam_rho(b2, t) for t in ctx.t]
-        rect = [radam_rect(rho_t, rho_inf) for rho_inf, rho_t in rhos]
         if self.eps_placement == "hat":  # torch: √c₂ / (√v + ε)
             denom = _ops.sqrt_plus_eps(v, eps, inside=False)
             factor = [_sqrt(c) for c in c2]
@@ -117,15 +121,16 @@ class scale_by_radam(Transform):  # noqa: N801
         ctx.record("denom", denom)
         out, used = [], []
         for i, (mh, d) in enumerate(zip(m_hat, denom)):
-            rho_t = rhos[i][1]
+            rho_inf, rho_t = rhos[i]
             on = rho_t > threshold
             if isinstance(on, Tensor):  # per-run β₂ or threshold (the lab): choose per row
-                r = torch.as_tensor(rect[i], dtype=mh.dtype, device=mh.device)
+                r = torch.as_tensor(radam_rect(rho_t, rho_inf), dtype=mh.dtype, device=mh.device)
                 out.append(torch.where(on, mh * factor[i] / d * r, mh))
                 used.append(torch.where(on, r, torch.zeros_like(r)))
-            elif on:
-                out.append(mh * factor[i] / d * rect[i])
-                used.append(rect[i])
+            elif on:  # r_t only here: ρ_∞ = 4 or 2 (β₂ = 0.6 or 1/3) never gets here
+                r = radam_rect(rho_t, rho_inf)
+                out.append(mh * factor[i] / d * r)
+                used.append(r)
             else:
                 out.append(mh.clone())
                 used.append(0.0)
