@@ -135,14 +135,21 @@ class scale_by_radam(Transform):  # noqa: N801
                 out.append(mh.clone())
                 used.append(0.0)
         if ctx.tracing:
-            ctx.record("rho", [rho_t for _, rho_t in rhos])
-            ctx.record("rect", used)
+            ctx.record("rho", [_like(rho_t, x) for (_, rho_t), x in zip(rhos, m)])
+            ctx.record("rect", [_like(r, x) for r, x in zip(used, m)])
             ctx.precond = [
                 torch.where(_on(r), f * r / (c * d), 1 / c + 0 * d)
                 for r, f, c, d in zip(used, factor, c1, denom)
             ]
         ctx.owned = True
         return out
+
+
+def _like(value, like: Tensor) -> Tensor:
+    """A number as a 0-d tensor of ``like``'s dtype (a float64 run records float64 ρ_t)."""
+    if isinstance(value, Tensor):
+        return value
+    return torch.tensor(value, dtype=like.dtype, device=like.device)
 
 
 def _on(r) -> Tensor:
