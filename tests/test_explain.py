@@ -16,7 +16,7 @@ import torch
 
 import descend.explain as explain_module
 from descend.cli import main
-from descend.cli.explain import HYPERPARAMETERS, parse_gradients
+from descend.cli.explain import HYPERPARAMETERS, more_options, parse_gradients
 from descend.explain import COLUMNS, explain, render
 from descend.optim import SGD, Adam
 from descend.optim.spec import REGISTRY
@@ -139,13 +139,19 @@ def test_every_column_of_every_optimizer_is_documented() -> None:
     doc = explain_module.__doc__
     for record, column in COLUMNS.items():
         assert f"``{column.name}``" in doc and record in doc
-    seen = set()
+    seen, own = set(), set()
     for name in REGISTRY:
         if name == "newton":
             continue
         table = explain(name, gradients=VECTOR_GRADS, max_grad_norm=1.0)
         seen |= set(table.columns)
-    documented = {c.name for c in COLUMNS.values()} | {"step", "element", "loss"}
+        opt = REGISTRY[name].cls([torch.zeros(2, requires_grad=True)])
+        for link in opt.chain(opt.param_groups[0]).transforms:
+            for record, (symbol, meaning) in type(link).columns.items():
+                # a transform's own column: a symbol, a meaning and its docstring names it
+                assert symbol and meaning and record in type(link).__doc__
+                own.add(record)
+    documented = {c.name for c in COLUMNS.values()} | own | {"step", "element", "loss"}
     assert seen <= documented, seen - documented
     # everything the core records shows up somewhere
     assert {c.name for c in COLUMNS.values()} <= seen
@@ -375,13 +381,46 @@ def test_cli_errors_exit_2_with_one_line(
     assert err.count("\n") == 1
 
 
-def test_cli_lists_every_optimizer_keyword() -> None:
+def test_cli_lists_the_notes_optimizers_keywords() -> None:
     keys = set()
-    for name, (cls, _, _) in REGISTRY.items():
-        if name != "newton":
-            keys |= explain_module._keywords(cls)
+    for entry in REGISTRY.values():
+        if entry.cls.__module__.rsplit(".", 1)[-1] in ("sgd", "adaptive", "adam"):
+            keys |= explain_module._keywords(entry.cls)
     keys = (keys - {"betas"}) | {"beta1", "beta2"}
     assert set(HYPERPARAMETERS) == keys
+
+
+def test_cli_takes_any_other_keyword_of_the_optimizer(capsys: pytest.CaptureFixture) -> None:
+    from descend.optim import Declared, Spec
+    from descend.transforms import scale_by_lr
+
+    class Scaled(Declared):  # an optimizer with a keyword no listed option has: u = κ·g
+        keywords = ("lr", "kappa")
+        conventions = {"torch": dict(lr=0.1, kappa=1.0)}
+        specs = {"test-scaled": Spec("u = κ·g")}
+
+        def core(self, group):
+            return [scale_by_lr(lr=_hp("kappa"))]
+
+    from descend.transforms import hp as _hp
+
+    try:
+        argv = ["explain", "test-scaled", "--grads", "0.5,0.25", "--format", "csv"]
+        assert main([*argv, "--kappa", "3", "--lr=0.1"]) == 0
+        out = capsys.readouterr().out
+        theta = float(out.splitlines()[-1].rsplit(",", 1)[1])
+        assert theta == pytest.approx(-0.225, abs=1e-15)  # θ = −0.1·3·(0.5 + 0.25)
+        assert main([*argv, "--rho", "0.9"]) == 2
+        err = capsys.readouterr().err
+        assert "unknown hyperparameter 'rho' for optimizer 'test-scaled'" in err
+    finally:
+        REGISTRY.pop("test-scaled")
+    assert more_options(["--rho", "0.95", "--flag", "--eps=1e-3", "--x", "-1;2"]) == {
+        "rho": 0.95,
+        "flag": True,
+        "eps": 0.001,
+        "x": "-1;2",
+    }
 
 
 def test_parse_gradients() -> None:

@@ -43,7 +43,27 @@ from descend.optim import available
 
 EXAMPLES = 500
 CASE_TIMEOUT_S = 120  # the first case pays the worker's start (torch import, gloo)
-FAMILIES = [name for name in available() if name != "newton"]  # Newton has no fast kernel
+
+
+def _has_kernel(name: str) -> bool:
+    """Whether the spec's chain core declares a fast kernel (Newton, Lion … do not)."""
+    import torch
+
+    from descend.optim import REGISTRY
+    from descend.optim.fast.plan import Unsupported, shape_of
+
+    cls = REGISTRY[name].cls
+    if not getattr(cls, "fast_path", False):
+        return False
+    opt = cls([torch.zeros(1, requires_grad=True)], **REGISTRY[name].preset)
+    try:
+        shape_of(opt.chain(opt.param_groups[0]).transforms)
+    except Unsupported:
+        return False
+    return True
+
+
+FAMILIES = [name for name in available() if _has_kernel(name)]
 LAYOUTS = ["contiguous", "contiguous", "noncontiguous", "channels_last", "view", "zero"]
 MUTATIONS = [
     "none",

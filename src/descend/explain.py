@@ -176,7 +176,19 @@ def explain(
     rows = _run(opt, param, source, steps)
     frame = _frame(rows, vector=param.numel() > 1)
     frame.attrs.update(optimizer=name, hyperparameters=_group_settings(opt), start=start_values)
+    frame.attrs["symbols"] = _own_symbols(opt, frame)
     return frame
+
+
+def _own_symbols(opt: Any, frame: pd.DataFrame) -> dict[str, str]:
+    """Symbols of the columns the optimizer's own transforms declare (``Transform.columns``)."""
+    out: dict[str, str] = {}
+    for group in opt.param_groups:
+        for link in getattr(opt.chain(group), "transforms", []):
+            for record, (symbol, _meaning) in getattr(link, "columns", {}).items():
+                if record in frame.columns:
+                    out[record] = symbol
+    return out
 
 
 # -- inputs -------------------------------------------------------------------------------------
@@ -414,7 +426,7 @@ def render(
         lines.append("|" + "|".join("---:" for _ in frame.columns) + "|")
         lines += ["| " + " | ".join(row) + " |" for row in cells]
         return "\n".join(([f"**{title}**", ""] if title else []) + lines) + "\n"
-    return _rich(frame, cells, title)
+    return _rich(frame, cells, title, frame.attrs.get("symbols", {}))
 
 
 def _format(value: Any, digits: int) -> str:
@@ -425,11 +437,13 @@ def _format(value: Any, digits: int) -> str:
     return f"{value:.{digits}g}"
 
 
-def _rich(frame: pd.DataFrame, cells: list[list[str]], title: str | None) -> str:
+def _rich(
+    frame: pd.DataFrame, cells: list[list[str]], title: str | None, own: dict[str, str]
+) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    symbols = {c.name: c.symbol for c in COLUMNS.values()}
+    symbols = {c.name: c.symbol for c in COLUMNS.values()} | own
     table = Table(title=title)
     widths = []
     for i, column in enumerate(frame.columns):

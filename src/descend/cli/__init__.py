@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (sys.argv[1:] if argv is None else argv):
         parser.print_help()
         return 0
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # only a command that reads more options (explain's optimizer keywords) takes them
+        if not getattr(args, "more_options", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.extra = extra
     outputs.reset()
     interrupted: list[int] = []
     previous = _catch_ctrl_c(interrupted)

@@ -19,8 +19,11 @@ from typing import Any
 
 from descend.cli import CommandError, checks
 
-# Every keyword of descend's spec optimizers (tests check this list against the registry, so
-# `descend --help` need not import torch to build it). Flags take an optional true/false.
+# The keywords of the notes' optimizers, as listed options (written out, so `descend --help`
+# need not import torch to build the parser; tests check each against the registry). Any other
+# keyword of an optimizer (``--rho 0.95`` for Adadelta …) is accepted as ``--key value`` or
+# ``--key=value`` too, and checked against that optimizer's keywords. Flags take an optional
+# true/false.
 HYPERPARAMETERS = (
     "lr",
     "momentum",
@@ -120,7 +123,7 @@ def register(sub: Any) -> None:
             hyper.add_argument(option, dest=key, nargs="?", const="true", metavar="BOOL")
         else:
             hyper.add_argument(option, dest=key, metavar="VALUE")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, more_options=True)
 
 
 def _numbers(text: str, what: str) -> list[float]:
@@ -169,7 +172,29 @@ def _value(text: str) -> Any:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The hyperparameters given as options (they win over the spec's)."""
-    return {k: _value(getattr(args, k)) for k in HYPERPARAMETERS if getattr(args, k) is not None}
+    given = {k: _value(getattr(args, k)) for k in HYPERPARAMETERS if getattr(args, k) is not None}
+    return {**given, **more_options(getattr(args, "extra", []))}
+
+
+def more_options(tokens: list[str]) -> dict[str, Any]:
+    """Options outside the listed ones: ``--key value``, ``--key=value`` or a bare ``--flag``
+    (true); the optimizer checks the keys (``explain`` names the valid ones)."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or len(token) == 2:
+            raise CommandError(f"unexpected argument {token!r}: options are --key value")
+        key, eq, value = token[2:].partition("=")
+        if not eq:
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            if nxt is None or (nxt.startswith("--") and not _NUMBER_LIST.match(nxt)):
+                value = "true"
+            else:
+                value, i = nxt, i + 1
+        out[key.replace("-", "_")] = _value(value)
+        i += 1
+    return out
 
 
 def _title(frame: Any) -> str:

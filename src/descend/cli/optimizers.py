@@ -42,14 +42,19 @@ def describe(name: str, text: str, defaults: dict, convention: str) -> str:
 def run(args) -> int:
     import torch
 
-    from descend.optim.spec import REGISTRY, resolve_kwargs
+    from descend.optim.registry import REGISTRY
+    from descend.optim.spec import resolve_kwargs
 
     dummy = [torch.zeros(1, requires_grad=True)]
     rows = []
-    for name, (cls, _preset, text) in REGISTRY.items():
+    for name, (cls, _preset, text, _lab) in REGISTRY.items():
         kwargs = resolve_kwargs(name, {})
-        if name != "newton":
+        rows_of = getattr(cls, "conventions", {})
+        if args.convention in rows_of:
             kwargs["convention"] = args.convention
+        elif rows_of:  # a framework without this optimizer: say so rather than show torch's
+            rows.append([name, cls.__name__, f"{text} (not in {args.convention})", ""])
+            continue
         defaults = cls(dummy, **kwargs).defaults
         shown = ", ".join(
             f"{k}={v}".replace(" ", "")

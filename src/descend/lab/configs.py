@@ -49,6 +49,12 @@ class Config:
         return self.name == "newton"
 
     @property
+    def couples(self) -> bool:
+        """Whether the optimizer's update of a coordinate reads other coordinates (its
+        declaration's ``couples``): its runs must not share one (N, d) parameter."""
+        return bool(getattr(REGISTRY[self.name].cls, "couples", False))
+
+    @property
     def label(self) -> str:
         """Canonical spec: the name and every key that was set, lr included."""
         items = ",".join(f"{k}={_show(v)}" for k, v in self.given.items())

@@ -25,7 +25,7 @@ from . import compiled
 from .compiled import CompiledTracker
 from .configs import Config, build_configs, split_specs
 from .result import Grid, LabResult, assemble
-from .steppers import ChainStepper, NewtonStepper
+from .steppers import ChainStepper, NewtonStepper, RowsStepper
 from .tracker import Tracker, recorded_steps
 
 MAX_RECORD_BYTES = 4e9  # trajectories + losses kept in memory
@@ -275,6 +275,9 @@ def _run(
     """Step every group ``steps`` times; row j of ``theta`` is run ``order[j]``."""
     steppers = []
     for g in groups:
+        if g.configs[0].couples and not g.configs[0].is_newton:
+            steppers.append(RowsStepper(g.configs, g.config_pos, theta, g.start, g.stop))
+            continue
         param = theta[g.start : g.stop].requires_grad_(True)  # a leaf view: updates land in θ
         if g.configs[0].is_newton:
             steppers.append(NewtonStepper(g.configs, g.config_pos, param, landscape))

@@ -28,7 +28,8 @@ from torch import Tensor
 from descend.landscapes import Landscape
 from descend.optim import fast
 from descend.optim.newton import solve
-from descend.optim.spec import REGISTRY, resolve_kwargs
+from descend.optim.registry import REGISTRY
+from descend.optim.spec import resolve_kwargs
 from descend.transforms import Context, clip_by_global_norm
 
 from .configs import CLIPPING, PER_RUN, Config, per_run_value
@@ -44,7 +45,7 @@ class ChainStepper:
 
     def __init__(self, configs: list[Config], rows: Tensor, theta: Tensor):
         first = configs[0]
-        cls = REGISTRY[first.name][0]
+        cls = REGISTRY[first.name].cls
         kwargs = resolve_kwargs(first.name, first.given)
         for key in CLIPPING:
             kwargs.pop(key, None)
@@ -105,6 +106,30 @@ class ChainStepper:
         self.theta.grad = grad
         self.optimizer.step()
         self.theta.grad = None
+        return None
+
+
+class RowsStepper:
+    """Every run with its own optimizer over its own (1, d) row of θ: for optimizers whose
+    update of a coordinate reads other coordinates (``couples=True`` in their declaration —
+    a norm, factored moments, a matrix, a global estimate), so that runs never mix. Each row's
+    point is a 1×d matrix to a matrix method. One optimizer step per run: slower than
+    :class:`ChainStepper`, never shared."""
+
+    def __init__(self, configs: list[Config], rows: Tensor, theta: Tensor, start: int, stop: int):
+        one = torch.zeros(1, dtype=rows.dtype)
+        self.rows = [
+            ChainStepper([configs[int(k)]], one, theta[i : i + 1].requires_grad_(True))
+            for i, k in zip(range(start, stop), rows.tolist(), strict=True)
+        ]
+
+    def set_lr_factor(self, factor: float) -> None:
+        for row in self.rows:
+            row.set_lr_factor(factor)
+
+    def step(self, grad: Tensor, t: int) -> Tensor | None:
+        for i, row in enumerate(self.rows):
+            row.step(grad[i : i + 1], t)
         return None
 
 

@@ -83,29 +83,63 @@ def autograd_hessian_of(value: PointFn, points: Tensor) -> Tensor:
     return torch.stack(rows, dim=1).detach()
 
 
+class LabRates(Mapping):
+    """Default learning rates on a landscape for every optimizer spec name.
+
+    A landscape measures a few base rates (``sgd``, ``momentum`` — heavy ball, β = 0.9, lr
+    outside the buffer, so a step is up to 10× the plain SGD step —, ``adam``, ``adagrad``,
+    ``newton``); each spec name's declaration says which base it takes and by what factor
+    (``Spec.lab_lr`` in :mod:`descend.optim.registry`: EMA momentum takes the SGD rate since
+    its buffer is an average, Nesterov the momentum rate, the RMS-normalised methods the Adam
+    rate …). Read from the registry at each lookup, so an optimizer declared after the
+    landscape was built has its rate too.
+    """
+
+    def __init__(self, **bases: float):
+        self.bases = dict(bases)
+
+    def _registry(self):
+        from descend.optim.registry import REGISTRY  # the lab reads the optimizers' declarations
+
+        return REGISTRY
+
+    def __getitem__(self, name: str) -> float:
+        entry = self._registry().get(name)
+        if entry is None:
+            raise KeyError(name)
+        base, factor = entry.lab_lr
+        return self.bases[base] * factor
+
+    def __iter__(self):
+        return iter(self._registry())
+
+    def __len__(self) -> int:
+        return len(self._registry())
+
+    def __repr__(self) -> str:
+        return f"LabRates({', '.join(f'{k}={v:g}' for k, v in self.bases.items())})"
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, LabRates):
+            return self.bases == other.bases
+        return Mapping.__eq__(self, other)
+
+    __hash__ = None
+
+
 def optimizer_lrs(
     sgd: float, momentum: float, adam: float, adagrad: float | None = None, newton: float = 1.0
-) -> dict[str, float]:
-    """Default learning rates for every optimizer name of ``descend.optim``.
-
-    The three measured choices are ``sgd``, ``momentum`` (heavy ball, β = 0.9, lr outside the
-    buffer, so a step is up to 10× the plain SGD step) and ``adam``. The rest follow from them:
-    EMA momentum takes the SGD rate (its buffer is an average, not a sum), Nesterov the momentum
-    rate, and the RMS-normalised methods the Adam rate; Adagrad's steps shrink like 1/√t, so it
-    gets ten times the Adam rate unless given.
-    """
-    per_coordinate = {
-        name: adam for name in ("rmsprop", "rmsprop-centered", "adam", "adamw", "amsgrad", "nadam")
-    }
-    return {
-        "sgd": sgd,
-        "momentum": momentum,
-        "momentum-ema": sgd,
-        "nesterov": momentum,
-        "adagrad": 10 * adam if adagrad is None else adagrad,
-        **per_coordinate,
-        "newton": newton,
-    }
+) -> LabRates:
+    """Default learning rates for every optimizer spec name (:class:`LabRates`), from the
+    landscape's measured ``sgd``, ``momentum`` and ``adam`` rates; Adagrad's steps shrink like
+    1/√t, so it gets ten times the Adam rate unless given."""
+    return LabRates(
+        sgd=sgd,
+        momentum=momentum,
+        adam=adam,
+        adagrad=10 * adam if adagrad is None else adagrad,
+        newton=newton,
+    )
 
 
 @dataclass(frozen=True)

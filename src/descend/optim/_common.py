@@ -14,42 +14,13 @@ from ..transforms import (
     scale_by_lr,
 )
 from . import validation as check
-from .conventions import resolve
-
-
-def build_defaults(
-    kind: str,
-    convention: str,
-    given: dict,
-    *,
-    maximize: bool,
-    weight_decay_mode: str | None,
-    decoupled_weight_decay: bool | None,
-    max_grad_norm: float | None,
-    clip_value: float | None,
-    differentiable: bool = False,
-    capturable: bool = False,
-) -> dict:
-    """Resolve a convention's defaults against the explicit keywords, plus the common ones."""
-    if differentiable or capturable:
-        raise ValueError("differentiable=True and capturable=True are not supported by descend")
-    if decoupled_weight_decay is not None:
-        implied = "decoupled" if decoupled_weight_decay else "l2"
-        if weight_decay_mode is not None and weight_decay_mode != implied:
-            raise ValueError(
-                f"decoupled_weight_decay={decoupled_weight_decay} contradicts "
-                f"weight_decay_mode={weight_decay_mode!r}; give only one of them"
-            )
-        weight_decay_mode = implied
-    defaults = resolve(kind, convention, dict(given, weight_decay_mode=weight_decay_mode))
-    defaults.update(maximize=maximize, max_grad_norm=max_grad_norm, clip_value=clip_value)
-    return defaults
 
 
 def check_common(group: dict) -> None:
     check.non_negative("lr", group["lr"])
-    check.non_negative("weight_decay", group["weight_decay"])
-    check.choice("weight_decay_mode", group["weight_decay_mode"], WEIGHT_DECAY_MODES)
+    if "weight_decay" in group:  # an optimizer without weight decay (Rprop) has neither key
+        check.non_negative("weight_decay", group["weight_decay"])
+        check.choice("weight_decay_mode", group["weight_decay_mode"], WEIGHT_DECAY_MODES)
     check.flag("maximize", group["maximize"])
     check.optional_positive("max_grad_norm", group["max_grad_norm"])
     check.optional_positive("clip_value", group["clip_value"])
@@ -64,13 +35,13 @@ def wrap(group: dict, core: list[Transform], lr_inside: bool = False):
         links.append(clip_by_value())
     if group["maximize"]:
         links.append(flip_sign())
-    mode = group["weight_decay_mode"]
+    mode = group.get("weight_decay_mode")
     if mode == "l2":
         links.append(add_weight_decay(mode="l2"))
     links.extend(core)
     if not lr_inside:
         links.append(scale_by_lr())
-    if mode != "l2":
+    if mode is not None and mode != "l2":
         links.append(add_weight_decay(mode=mode))
     return chain(*links)
 
@@ -81,5 +52,5 @@ def structure(group: dict, keys: tuple[str, ...]) -> tuple:
         group["max_grad_norm"] is not None,
         group["clip_value"] is not None,
         group["maximize"],
-        group["weight_decay_mode"],
+        group.get("weight_decay_mode"),
     )

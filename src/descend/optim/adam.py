@@ -7,11 +7,14 @@ from torch import Tensor
 from ..transforms import EPS_PLACEMENTS, NADAM_SCHEDULES, scale_by_adam, scale_by_nadam
 from ..transforms.adam import AMSGRAD_OF, mu_product_dtype
 from . import validation as check
-from ._common import build_defaults, check_common, structure, wrap
-from .base import ChainOptimizer
+from .declared import Declared, Spec
+
+_ADAM = dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, amsgrad=False, bias_correction=True)
+_ADAM.update(weight_decay_mode="l2")
+_NADAM = dict(betas=(0.9, 0.999), weight_decay=0.0, momentum_decay=4e-3)
 
 
-class Adam(ChainOptimizer):
+class Adam(Declared):
     """Adam (Kingma & Ba 2015): θ ← θ − γ·m̂/(√v̂ + ε), with the switches of
     :class:`descend.transforms.scale_by_adam`: ``bias_correction`` (bool or a pair for
     (m, v)), ``eps_placement="outside"|"inside"|"hat"``, ``amsgrad`` and ``amsgrad_of``.
@@ -20,62 +23,23 @@ class Adam(ChainOptimizer):
     Swapping the last link for the L2 one turns AdamW into Adam + L2.
     """
 
-    _kind = "adam"
+    keywords = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+    conventions = {
+        "torch": dict(_ADAM, eps=1e-8, eps_placement="outside", amsgrad_of="raw"),
+        "keras": dict(
+            _ADAM,
+            eps=1e-7,
+            eps_placement="hat",
+            amsgrad_of="raw",
+            weight_decay_mode="decoupled",
+        ),
+        "optax": dict(_ADAM, eps=1e-8, eps_placement="outside", amsgrad_of="corrected"),
+    }
+    specs = {"adam": Spec("Adam: momentum + RMSprop + bias correction")}
+    choices = {"eps_placement": EPS_PLACEMENTS, "amsgrad_of": AMSGRAD_OF}
+    structure = ("eps_placement", "amsgrad", "amsgrad_of")
 
-    def __init__(
-        self,
-        params,
-        lr: float | None = None,
-        betas: tuple[float, float] | None = None,
-        eps: float | None = None,
-        weight_decay: float | None = None,
-        amsgrad: bool | None = None,
-        *,
-        maximize: bool = False,
-        bias_correction: bool | tuple[bool, bool] | None = None,
-        eps_placement: str | None = None,
-        amsgrad_of: str | None = None,
-        weight_decay_mode: str | None = None,
-        decoupled_weight_decay: bool | None = None,
-        convention: str = "torch",
-        nonfinite: str = "propagate",
-        max_grad_norm: float | None = None,
-        clip_value: float | None = None,
-        foreach: bool | None = None,
-        differentiable: bool = False,
-        capturable: bool = False,
-        fused: bool | None = None,
-        process_group="auto",
-    ):
-        given = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            bias_correction=bias_correction,
-            eps_placement=eps_placement,
-            amsgrad_of=amsgrad_of,
-        )
-        defaults = build_defaults(
-            self._kind,
-            convention,
-            given,
-            maximize=maximize,
-            weight_decay_mode=weight_decay_mode,
-            decoupled_weight_decay=decoupled_weight_decay,
-            max_grad_norm=max_grad_norm,
-            clip_value=clip_value,
-            differentiable=differentiable,
-            capturable=capturable,
-        )
-        self._chains: dict = {}
-        super().__init__(
-            params, defaults, nonfinite=nonfinite, fused=fused, process_group=process_group
-        )
-
-    def validate(self, group: dict) -> None:
-        check_common(group)
+    def check(self, group: dict) -> None:
         check.betas(group["betas"])
         check.non_negative("eps", group["eps"])
         check.flag("amsgrad", group["amsgrad"])
@@ -96,28 +60,35 @@ class Adam(ChainOptimizer):
                 "the raw v (amsgrad_of='raw')"
             )
 
-    def chain(self, group: dict):
+    @staticmethod
+    def _bias_correction(group: dict) -> bool | tuple[bool, bool]:
         bc = group["bias_correction"]
-        bc = tuple(bc) if isinstance(bc, (list, tuple)) else bc
-        key = structure(group, ("eps_placement", "amsgrad", "amsgrad_of")) + (bc,)
-        if key not in self._chains:
-            core = [
-                scale_by_adam(
-                    eps_placement=group["eps_placement"],
-                    bias_correction=bc,
-                    amsgrad=group["amsgrad"],
-                    amsgrad_of=group["amsgrad_of"],
-                )
-            ]
-            self._chains[key] = wrap(group, core)
-        return self._chains[key]
+        return tuple(bc) if isinstance(bc, (list, tuple)) else bc
+
+    def shape(self, group: dict) -> tuple:
+        return super().shape(group) + (self._bias_correction(group),)
+
+    def core(self, group: dict) -> list:
+        return [
+            scale_by_adam(
+                eps_placement=group["eps_placement"],
+                bias_correction=self._bias_correction(group),
+                amsgrad=group["amsgrad"],
+                amsgrad_of=group["amsgrad_of"],
+            )
+        ]
 
 
 class AdamW(Adam):
     """AdamW (Loshchilov & Hutter, ICLR 2019): Adam with decoupled weight decay,
     θ ← θ(1 − γλ) − γ·m̂/(√v̂ + ε). Default λ = 1e-2 (torch), 4e-3 (Keras), 1e-4 (optax)."""
 
-    _kind = "adamw"
+    conventions = {
+        "torch": dict(Adam.conventions["torch"], weight_decay=1e-2, weight_decay_mode="decoupled"),
+        "keras": dict(Adam.conventions["keras"], weight_decay=4e-3),
+        "optax": dict(Adam.conventions["optax"], weight_decay=1e-4, weight_decay_mode="decoupled"),
+    }
+    specs = {"adamw": Spec("Adam with decoupled weight decay")}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """As torch's AdamW: decoupled whatever it loads, an Adam's (L2) state dict included
@@ -135,77 +106,32 @@ class AMSGrad(Adam):
     """AMSGrad (Reddi, Kale & Kumar, ICLR 2018): Adam with v replaced by its running max,
     so the effective step never grows. ``Adam(amsgrad=True)`` under another name."""
 
-    def __init__(
-        self,
-        params,
-        lr: float | None = None,
-        betas=None,
-        eps=None,
-        weight_decay=None,
-        amsgrad: bool = True,
-        **kwargs,
-    ):
-        if amsgrad is not True:
+    conventions = {k: dict(row, amsgrad=True) for k, row in Adam.conventions.items()}
+    specs = {"amsgrad": Spec("Adam with the running max of v")}
+
+    def check(self, group: dict) -> None:
+        if group["amsgrad"] is not True:
             raise ValueError("AMSGrad always has amsgrad=True; use Adam for amsgrad=False")
-        super().__init__(params, lr, betas, eps, weight_decay, True, **kwargs)
+        super().check(group)
 
 
-class NAdam(ChainOptimizer):
+class NAdam(Declared):
     """NAdam (Dozat 2016): Adam whose first moment looks ahead with Nesterov momentum,
     μ_t from ``schedule="torch"`` (β₁(1 − ½·0.96^{tψ}), ψ = ``momentum_decay``),
     ``"keras"`` (β₁(1 − ½·0.96ᵗ)) or ``"none"`` (μ_t = β₁, optax). See
     :class:`descend.transforms.scale_by_nadam` for the update."""
 
-    def __init__(
-        self,
-        params,
-        lr: float | None = None,
-        betas: tuple[float, float] | None = None,
-        eps: float | None = None,
-        weight_decay: float | None = None,
-        momentum_decay: float | None = None,
-        decoupled_weight_decay: bool | None = None,
-        *,
-        maximize: bool = False,
-        schedule: str | None = None,
-        weight_decay_mode: str | None = None,
-        convention: str = "torch",
-        nonfinite: str = "propagate",
-        max_grad_norm: float | None = None,
-        clip_value: float | None = None,
-        foreach: bool | None = None,
-        differentiable: bool = False,
-        capturable: bool = False,
-        fused: bool | None = None,
-        process_group="auto",
-    ):
-        given = dict(
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum_decay=momentum_decay,
-            schedule=schedule,
-        )
-        defaults = build_defaults(
-            "nadam",
-            convention,
-            given,
-            maximize=maximize,
-            weight_decay_mode=weight_decay_mode,
-            decoupled_weight_decay=decoupled_weight_decay,
-            max_grad_norm=max_grad_norm,
-            clip_value=clip_value,
-            differentiable=differentiable,
-            capturable=capturable,
-        )
-        self._chains: dict = {}
-        super().__init__(
-            params, defaults, nonfinite=nonfinite, fused=fused, process_group=process_group
-        )
+    keywords = ("lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay")
+    conventions = {
+        "torch": dict(_NADAM, lr=2e-3, eps=1e-8, schedule="torch", weight_decay_mode="l2"),
+        "keras": dict(_NADAM, lr=1e-3, eps=1e-7, schedule="keras", weight_decay_mode="decoupled"),
+        "optax": dict(_NADAM, lr=1e-3, eps=1e-8, schedule="none", weight_decay_mode="l2"),
+    }
+    specs = {"nadam": Spec("Adam with Nesterov momentum")}
+    choices = {"schedule": NADAM_SCHEDULES}
+    structure = ("schedule",)
 
-    def validate(self, group: dict) -> None:
-        check_common(group)
+    def check(self, group: dict) -> None:
         check.betas(group["betas"])
         check.non_negative("eps", group["eps"])
         check.non_negative("momentum_decay", group["momentum_decay"])
@@ -219,12 +145,11 @@ class NAdam(ChainOptimizer):
         compute it in float64 there)."""
         return "torch" if group.get("convention", "torch") == "torch" else "param"
 
-    def chain(self, group: dict):
-        key = structure(group, ("schedule",)) + (self._product_rule(group),)
-        if key not in self._chains:
-            core = scale_by_nadam(schedule=group["schedule"], product_dtype=key[-1])
-            self._chains[key] = wrap(group, [core])
-        return self._chains[key]
+    def shape(self, group: dict) -> tuple:
+        return super().shape(group) + (self._product_rule(group),)
+
+    def core(self, group: dict) -> list:
+        return [scale_by_nadam(schedule=group["schedule"], product_dtype=self._product_rule(group))]
 
     def load_state_dict(self, state_dict: dict) -> None:
         # torch casts every state tensor but "step" to its parameter's dtype on load; put Π

@@ -44,6 +44,9 @@ class ChainOptimizer(torch.optim.Optimizer):
             their mesh. See :mod:`descend.optim.distributed`.
     """
 
+    #: whether :mod:`descend.optim.fast` may step it (declared optimizers: see ``Declared``)
+    fast_path: bool = False
+
     def __init__(
         self,
         params,

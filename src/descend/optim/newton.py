@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from . import validation as check
+from .registry import Spec, register
 
 HESSIANS = ("full", "diagonal")
 MODES = ("exact", "saddle_free")
@@ -32,6 +33,10 @@ class Newton(torch.optim.Optimizer):
     d by its own ``lr``. ``damping``, ``hessian``, ``mode`` and ``max_params`` belong to that
     one solve, so a group that sets them differently is refused (``ValueError``).
     """
+
+    specs = {"newton": Spec("Newton's method: solve (H + λI)d = g", lab_lr=("newton", 1.0))}
+    couples = True  # one joint solve over every coordinate
+    choices = {"hessian": HESSIANS, "mode": MODES}
 
     def __init__(
         self,
@@ -126,6 +131,9 @@ class Newton(torch.optim.Optimizer):
                     k = p.numel()
                     p.sub_(group["lr"] * d[offset : offset + k].view_as(p))
                     offset += k
+
+
+register(Newton)
 
 
 class Solution(NamedTuple):

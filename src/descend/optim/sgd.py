@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from ..transforms import MOMENTUM_FORMS, hp, momentum
 from . import validation as check
-from ._common import build_defaults, check_common, structure, wrap
-from .base import ChainOptimizer
+from .declared import Declared, Spec
+
+_SGD = dict(momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, debias=False)
 
 
-class SGD(ChainOptimizer):
+class SGD(Declared):
     """SGD, heavy-ball momentum and Nesterov: θ ← θ − γ·v (see
     :class:`descend.transforms.momentum` for the three forms' equations).
 
@@ -16,56 +17,36 @@ class SGD(ChainOptimizer):
     ``debias=True`` divides the ``ema`` velocity by 1 − βᵗ. Keywords as torch.optim.SGD.
     """
 
-    def __init__(
-        self,
-        params,
-        lr: float | None = None,
-        momentum: float | None = None,
-        dampening: float | None = None,
-        weight_decay: float | None = None,
-        nesterov: bool | None = None,
-        *,
-        maximize: bool = False,
-        momentum_form: str | None = None,
-        debias: bool = False,
-        weight_decay_mode: str | None = None,
-        decoupled_weight_decay: bool | None = None,
-        convention: str = "torch",
-        nonfinite: str = "propagate",
-        max_grad_norm: float | None = None,
-        clip_value: float | None = None,
-        foreach: bool | None = None,
-        differentiable: bool = False,
-        fused: bool | None = None,
-        process_group="auto",
-    ):
-        given = dict(
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            momentum_form=momentum_form,
-        )
-        defaults = build_defaults(
-            "sgd",
-            convention,
-            given,
-            maximize=maximize,
-            weight_decay_mode=weight_decay_mode,
-            decoupled_weight_decay=decoupled_weight_decay,
-            max_grad_norm=max_grad_norm,
-            clip_value=clip_value,
-            differentiable=differentiable,
-        )
-        defaults["debias"] = debias
-        self._chains: dict = {}
-        super().__init__(
-            params, defaults, nonfinite=nonfinite, fused=fused, process_group=process_group
-        )
+    keywords = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+    conventions = {
+        "torch": dict(_SGD, lr=1e-3, momentum_form="modern", weight_decay_mode="l2"),
+        # Keras: velocity = μ·velocity − γg; θ += velocity (lr inside); decay decoupled.
+        "keras": dict(_SGD, lr=1e-2, momentum_form="lr_inside", weight_decay_mode="decoupled"),
+        # optax.sgd = trace(μ, nesterov) → scale(−γ): the modern form, buffer from zero.
+        "optax": dict(_SGD, lr=1e-3, momentum_form="modern", weight_decay_mode="l2"),
+    }
+    specs = {
+        "sgd": Spec("plain gradient descent: θ ← θ − γg", lab_lr=("sgd", 1.0)),
+        "momentum": Spec(
+            "heavy ball, modern form v = βv + g (torch)",
+            preset={"momentum": 0.9},
+            lab_lr=("momentum", 1.0),
+        ),
+        "momentum-ema": Spec(
+            "heavy ball, EMA form v = βv + (1−β)g",
+            preset={"momentum": 0.9, "momentum_form": "ema"},
+            lab_lr=("sgd", 1.0),  # an average, not a sum: the plain SGD step size
+        ),
+        "nesterov": Spec(
+            "Nesterov accelerated gradient",
+            preset={"momentum": 0.9, "nesterov": True},
+            lab_lr=("momentum", 1.0),
+        ),
+    }
+    choices = {"momentum_form": MOMENTUM_FORMS}
+    structure = ("momentum_form", "nesterov", "debias")
 
-    def validate(self, group: dict) -> None:
-        check_common(group)
+    def check(self, group: dict) -> None:
         check.decay_rate("momentum", group["momentum"])
         check.unit_closed("dampening", group["dampening"])
         check.flag("nesterov", group["nesterov"])
@@ -103,17 +84,15 @@ class SGD(ChainOptimizer):
     def _keeps_step(self, group: dict) -> bool:
         return bool(group["debias"])  # only the debiased 'ema' velocity reads the count
 
-    def chain(self, group: dict):
-        key = structure(group, ("momentum_form", "nesterov", "debias"))
-        if key not in self._chains:
-            form = group["momentum_form"]
-            core = [
-                momentum(
-                    nesterov=group["nesterov"],
-                    form=form,
-                    debias=group["debias"],
-                    dampening=hp("dampening"),
-                )
-            ]
-            self._chains[key] = wrap(group, core, lr_inside=form == "lr_inside")
-        return self._chains[key]
+    def lr_inside(self, group: dict) -> bool:
+        return group["momentum_form"] == "lr_inside"
+
+    def core(self, group: dict) -> list:
+        return [
+            momentum(
+                nesterov=group["nesterov"],
+                form=group["momentum_form"],
+                debias=group["debias"],
+                dampening=hp("dampening"),
+            )
+        ]

@@ -5,30 +5,7 @@ from __future__ import annotations
 
 import inspect
 
-from .adam import Adam, AdamW, AMSGrad, NAdam
-from .adaptive import Adagrad, RMSprop
-from .newton import Newton
-from .sgd import SGD
-
-# name -> (class, preset keywords, one-line description)
-REGISTRY: dict[str, tuple[type, dict, str]] = {
-    "sgd": (SGD, {}, "plain gradient descent: θ ← θ − γg"),
-    "momentum": (SGD, {"momentum": 0.9}, "heavy ball, modern form v = βv + g (torch)"),
-    "momentum-ema": (
-        SGD,
-        {"momentum": 0.9, "momentum_form": "ema"},
-        "heavy ball, EMA form v = βv + (1−β)g",
-    ),
-    "nesterov": (SGD, {"momentum": 0.9, "nesterov": True}, "Nesterov accelerated gradient"),
-    "adagrad": (Adagrad, {}, "AdaGrad: divide by the root of the sum of g²"),
-    "rmsprop": (RMSprop, {}, "RMSprop: divide by the root of an EWA of g²"),
-    "rmsprop-centered": (RMSprop, {"centered": True}, "RMSprop divided by the gradient's std"),
-    "adam": (Adam, {}, "Adam: momentum + RMSprop + bias correction"),
-    "adamw": (AdamW, {}, "Adam with decoupled weight decay"),
-    "amsgrad": (AMSGrad, {}, "Adam with the running max of v"),
-    "nadam": (NAdam, {}, "Adam with Nesterov momentum"),
-    "newton": (Newton, {}, "Newton's method: solve (H + λI)d = g"),
-}
+from .registry import REGISTRY
 
 # Keywords and group entries that are switches of torch's machinery or of the run, not
 # hyperparameters of the update rule (specs, explain, the lab's configs and the web skip them).
@@ -154,14 +131,15 @@ def parse_spec(spec: str) -> tuple[str, dict]:
 def resolve_kwargs(name: str, kwargs: dict) -> dict:
     """Preset keywords of ``name`` merged with ``kwargs``, ``beta1``/``beta2`` folded into
     ``betas`` (the other beta from the convention's default)."""
-    cls, preset, _ = REGISTRY[name]
+    cls, preset = REGISTRY[name][:2]
     out = {**preset, **kwargs}
     b1, b2 = out.pop("beta1", None), out.pop("beta2", None)
     if b1 is not None or b2 is not None:
-        from .conventions import TABLE
-
-        kind = {AdamW: "adamw", NAdam: "nadam"}.get(cls, "adam")
-        base = out.get("betas") or TABLE[kind][out.get("convention", "torch")]["betas"]
+        rows = getattr(cls, "conventions", {})
+        row = rows.get(out.get("convention", "torch"), rows.get("torch", {}))
+        base = out.get("betas") or row.get("betas")
+        if base is None:
+            raise ValueError(f"beta1/beta2 given for {name!r}, which has no betas")
         out["betas"] = (base[0] if b1 is None else b1, base[1] if b2 is None else b2)
     return out
 
@@ -181,7 +159,7 @@ def available() -> dict[str, dict]:
 
     out = {}
     dummy = [torch.zeros(1, requires_grad=True)]
-    for name, (cls, preset, text) in REGISTRY.items():
+    for name, (cls, preset, text, _lab) in REGISTRY.items():
         opt = cls(dummy, **preset)
         defaults = {
             k: v

@@ -11,6 +11,7 @@ from .adamax import EPS_PLACEMENTS_ADAMAX, scale_by_adamax
 from .base import Chain, Context, Transform, chain, hp
 from .clip import clip_by_global_norm, clip_by_value, flip_sign
 from .decay import WEIGHT_DECAY_MODES, add_weight_decay
+from .lion import scale_by_lion
 from .lr import scale_by_lr
 from .momentum import FORMS as MOMENTUM_FORMS
 from .momentum import momentum
@@ -39,6 +40,7 @@ __all__ = [
     "scale_by_adagrad",
     "scale_by_adam",
     "scale_by_adamax",
+    "scale_by_lion",
     "scale_by_lr",
     "scale_by_nadam",
     "scale_by_radam",

@@ -18,8 +18,9 @@ import torch
 from torch import Tensor
 
 from . import _ops
-from .base import Context, Transform, hp
+from .base import Context, KernelPlan, Transform, hp
 from .momentum import bias_correction
+from .rms import eps_fields
 
 EPS_PLACEMENTS = ("outside", "inside", "hat")
 AMSGRAD_OF = ("raw", "corrected")
@@ -151,6 +152,20 @@ class scale_by_adam(Transform):  # noqa: N801
         ctx.precond = precond
         return out
 
+    kernel = "adam"
+
+    def kernel_plan(self, read, fields: dict, absorbed=None) -> KernelPlan:
+        fields["beta1"] = read.number(self.b1, "betas[0]")
+        fields["beta2"] = read.number(self.b2, "betas[1]")
+        eps_fields(fields, read.number(self.eps, "eps"), self.eps_placement == "inside")
+        fields["bias1"], fields["bias2"] = (int(b) for b in self.bias_correction)
+        fields["hat"] = int(self.eps_placement == "hat")
+        if self.amsgrad:
+            # as update: the max of v̂ ("corrected") is taken only for ε outside/inside
+            fields["ams"] = 1 if self.amsgrad_of == "raw" else (0 if fields["hat"] else 2)
+        third = "max_exp_avg_sq" if self.amsgrad else None
+        return KernelPlan(slots=("exp_avg", "exp_avg_sq", third))
+
 
 def _sqrt(x):
     return x.sqrt() if isinstance(x, Tensor) else math.sqrt(x)
@@ -237,6 +252,16 @@ class scale_by_nadam(Transform):  # noqa: N801
         ctx.owned = True
         ctx.precond = torch._foreach_reciprocal(denom) if ctx.tracing else None
         return out
+
+    kernel = "nadam"
+
+    def kernel_plan(self, read, fields: dict, absorbed=None) -> KernelPlan:
+        fields["beta1"] = read.number(self.b1, "betas[0]")
+        fields["beta2"] = read.number(self.b2, "betas[1]")
+        fields["eps_out"] = read.number(self.eps, "eps")
+        fields["psi"] = read.number(self.momentum_decay, "momentum_decay")
+        fields["schedule"] = NADAM_SCHEDULES.index(self.schedule)
+        return KernelPlan(slots=("exp_avg", "exp_avg_sq", None), extra="mu_product")
 
 
 def _value(x):

@@ -112,10 +112,40 @@ class Context:
         ]
 
 
+@dataclass
+class KernelPlan:
+    """How the fast path (:mod:`descend.optim.fast`) runs a core transform as one kernel: the
+    state keys of the kernel's three slots, the key created on first use (filled with
+    ``lazy_fill``, zeros when None) and an extra per-parameter scalar (NAdam's μ-product)."""
+
+    slots: tuple[str | None, str | None, str | None] = (None, None, None)
+    lazy: str | None = None
+    lazy_fill: float | None = None
+    extra: str | None = None
+
+
 class Transform:
-    """Base class: subclasses set ``state_keys`` and implement ``init`` and ``update``."""
+    """Base class: subclasses set ``state_keys`` and implement ``init`` and ``update``.
+
+    A transform that has a fast-path kernel declares it: ``kernel`` names the kernel family
+    (``descend.native.abi.FAMILIES``), ``absorbs`` the transform types it may fuse when they
+    directly follow it (RMSprop's momentum), and :meth:`kernel_plan` fills the kernel's
+    fields from the group's numbers, exactly as :meth:`update` reads them.
+    """
 
     state_keys: tuple[str, ...] = ()
+    #: record name -> (symbol, meaning): how ``descend explain`` heads this transform's own
+    #: intermediates (the common ones — m, v, denom, update … — are known already)
+    columns: dict[str, tuple[str, str]] = {}
+    kernel: str | None = None
+    absorbs: tuple[type, ...] = ()
+
+    def kernel_plan(self, read, fields: dict, absorbed: Transform | None) -> KernelPlan:
+        """Fill ``fields`` (``descend.native.abi.Args`` names) for one step and return the
+        state layout. ``read.number(ref, name)`` / ``read.scaling(ref, name)`` give a
+        hyperparameter as ``update`` would see it (a number; ``scaling`` also allows the lab's
+        per-row tensors) or raise the fast path's ``Unsupported``."""
+        raise NotImplementedError(f"{type(self).__name__} has no fast-path kernel")
 
     def init(self, param: Tensor, state: dict) -> None:  # noqa: B027 - stateless by default
         """Add this transform's entries to one parameter's state dict, if absent."""

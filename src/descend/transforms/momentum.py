@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from . import _ops
-from .base import Context, Transform, hp
+from .base import Context, KernelPlan, Transform, hp
 
 FORMS = ("modern", "ema", "lr_inside")
 
@@ -98,6 +98,31 @@ class momentum(Transform):  # noqa: N801 - transforms are named like functions (
             ctx.record("lr_eff", [ctx.value(self.lr) * torch.ones_like(b) for b in bufs])
         ctx.record("velocity", bufs)
         return out
+
+    kernel = "sgd"
+
+    def kernel_fields(self, read, f: dict) -> str | None:
+        """The momentum switches of a kernel (SGD's, or RMSprop's fused momentum); returns the
+        velocity's state key when one is kept."""
+        beta = read.number(self.momentum, "momentum")
+        if self.form != "lr_inside" and beta == 0:
+            f["mom"] = 0  # plain gradient: no velocity, as update keeps none
+            return None
+        f["mom"] = 2 if self.nesterov else 1
+        f["beta"] = beta
+        if self.form == "modern":
+            f["mom_gain"], f["nest_scale"] = 1 - read.number(self.dampening, "dampening"), 1.0
+        elif self.form == "ema":
+            f["mom_gain"] = f["nest_scale"] = 1 - beta
+            f["debias"] = int(self.debias)
+        else:  # lr_inside
+            f["mom_gain"] = f["nest_scale"] = read.scaling(self.lr, "lr")
+        return self.key
+
+    def kernel_plan(self, read, fields: dict, absorbed=None) -> KernelPlan:
+        key = self.kernel_fields(read, fields)
+        lazy = key if key is not None and self.form == "modern" else None  # v₁ = g
+        return KernelPlan(slots=(key, None, None), lazy=lazy)
 
     def _modern_velocity(self, updates, states, beta, ctx) -> list[Tensor]:
         """v = βv + (1 − τ)g, except v₁ = g where the buffer does not exist yet."""

@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 
 from . import _ops
-from .base import Context, Transform, hp
-from .momentum import bias_correction
+from .base import Context, KernelPlan, Transform, hp
+from .momentum import bias_correction, momentum
 
 EPS_PLACEMENTS_RMS = ("outside", "inside")
 
@@ -88,6 +88,23 @@ class scale_by_rms(Transform):  # noqa: N801
         ctx.precond = torch._foreach_reciprocal(denom) if ctx.tracing else None
         return out
 
+    kernel = "rmsprop"
+    absorbs = (momentum,)  # RMSprop's momentum runs inside the same kernel
+
+    def kernel_plan(self, read, fields: dict, absorbed: momentum | None) -> KernelPlan:
+        fields["alpha"] = read.number(self.alpha, "alpha")
+        eps_fields(fields, read.number(self.eps, "eps"), self.eps_placement == "inside")
+        fields["centered"], fields["bias2"] = int(self.centered), int(self.bias_correction)
+        key = absorbed.kernel_fields(read, fields) if absorbed is not None else None
+        slots = ("square_avg", "grad_avg" if self.centered else None, key)
+        lazy = key if key is not None and absorbed.form == "modern" else None
+        return KernelPlan(slots=slots, lazy=lazy)
+
+
+def eps_fields(fields: dict, eps: float, inside: bool) -> None:
+    """A kernel's ε: ``eps_in`` under the root or ``eps_out`` added after it."""
+    fields["eps_in"], fields["eps_out"] = (eps, 0.0) if inside else (0.0, eps)
+
 
 class scale_by_adagrad(Transform):  # noqa: N801
     """AdaGrad's scaling (Duchi, Hazan & Singer, JMLR 2011).
@@ -140,3 +157,11 @@ class scale_by_adagrad(Transform):  # noqa: N801
         ctx.owned = True
         ctx.precond = torch._foreach_reciprocal(denom) if ctx.tracing else None
         return out
+
+    kernel = "adagrad"
+
+    def kernel_plan(self, read, fields: dict, absorbed=None) -> KernelPlan:
+        eps_fields(fields, read.number(self.eps, "eps"), self.eps_placement == "inside")
+        fields["lr_decay"] = read.number(self.lr_decay, "lr_decay")
+        fill = read.number(self.initial_accumulator_value, "initial_accumulator_value")
+        return KernelPlan(slots=("sum", None, None), lazy="sum", lazy_fill=fill)

@@ -15,20 +15,11 @@ import torch
 from descend import schedules
 from descend.optim.base import NONFINITE
 from descend.optim.conventions import CONVENTIONS
-from descend.optim.newton import HESSIANS, MODES
 from descend.optim.spec import NOT_HYPERPARAMETERS, REGISTRY, parse_spec, resolve_kwargs
-from descend.transforms import (
-    EPS_PLACEMENTS,
-    EPS_PLACEMENTS_RMS,
-    MOMENTUM_FORMS,
-    NADAM_SCHEDULES,
-    WEIGHT_DECAY_MODES,
-)
-from descend.transforms.adam import AMSGRAD_OF
+from descend.transforms import WEIGHT_DECAY_MODES
 
 # Group entries that are not hyperparameters a person sets on the page.
 _HIDDEN = NOT_HYPERPARAMETERS | {"max_params", "decoupled_weight_decay", "initial_lr", "base_lr"}
-_RMS_FAMILY = {"adagrad", "rmsprop", "rmsprop-centered"}
 # Optional numbers: None (off) by default.
 _OPTIONAL = {"max_grad_norm", "clip_value"}
 # Shown first, in this order; the rest follow in the optimizer's own order.
@@ -36,19 +27,21 @@ _FIRST = ["lr", "momentum", "beta1", "beta2", "alpha", "eps", "weight_decay"]
 
 
 def _choices(name: str, key: str) -> list[str] | None:
-    table = {
-        "convention": CONVENTIONS,
-        "momentum_form": MOMENTUM_FORMS,
-        "weight_decay_mode": WEIGHT_DECAY_MODES,
-        "amsgrad_of": AMSGRAD_OF,
-        "schedule": NADAM_SCHEDULES,
-        "hessian": HESSIANS,
-        "mode": MODES,
-        "nonfinite": NONFINITE,
-        "eps_placement": EPS_PLACEMENTS_RMS if name in _RMS_FAMILY else EPS_PLACEMENTS,
-    }
-    values = table.get(key)
+    """The accepted values of a string-valued key: the optimizer's own declaration
+    (``choices``), its conventions, or the common switches'."""
+    cls = REGISTRY[name].cls
+    own = getattr(cls, "choices", {})
+    if key in own:
+        return list(own[key])
+    if key == "convention":
+        return _conventions(cls)
+    values = {"weight_decay_mode": WEIGHT_DECAY_MODES, "nonfinite": NONFINITE}.get(key)
     return list(values) if values is not None else None
+
+
+def _conventions(cls: type) -> list[str]:
+    rows = getattr(cls, "conventions", {})
+    return [c for c in CONVENTIONS if c in rows]
 
 
 def _group(name: str, convention: str | None) -> dict:
@@ -88,9 +81,9 @@ def optimizers() -> dict[str, dict]:
     defaults under each convention (``{"torch": {...}, ...}``; only "torch" for optimizers
     without conventions)."""
     out = {}
-    for name, (cls, _preset, description) in REGISTRY.items():
+    for name, (cls, _preset, description, _lab) in REGISTRY.items():
         base = _group(name, None)
-        conventions = list(CONVENTIONS) if "convention" in base else []
+        conventions = _conventions(cls) if "convention" in base else []
         defaults = {c: _group(name, c) for c in conventions} or {"torch": base}
         keys = sorted(
             (k for k in base if k != "convention" and _accepted(name, k)),

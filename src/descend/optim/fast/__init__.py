@@ -90,18 +90,10 @@ def _shape(opt, links) -> Shape:
     return hit[1]
 
 
-_NAMED: tuple[type, ...] = ()
-
-
 def _check_optimizer(opt) -> None:
-    global _NAMED
-    if not _NAMED:
-        from ..adam import Adam, NAdam
-        from ..adaptive import Adagrad, RMSprop
-        from ..sgd import SGD
-
-        _NAMED = (SGD, Adagrad, RMSprop, Adam, NAdam)
-    if not isinstance(opt, _NAMED):
+    # Declared optimizers may take the fast path (their chain's core says whether it has a
+    # kernel: plan.shape_of); free chains (from_chain) and other classes keep the default one.
+    if not getattr(type(opt), "fast_path", False):
         raise Unsupported(f"{type(opt).__name__} keeps the default (foreach) path")
 
 

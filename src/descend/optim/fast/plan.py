@@ -2,16 +2,18 @@
 
 A named optimizer's chain has the shape ``wrap`` gives it (``descend.optim._common``)::
 
-    [clip_by_global_norm] [clip_by_value] [flip_sign] [L2 decay]  CORE  [scale_by_lr] [decay]
+    [clip_by_global_norm] [clip_by_value] [flip_sign] [L2]  CORE [absorbed]  [scale_by_lr] [decay]
 
-with CORE one of ``momentum`` (SGD), ``scale_by_adagrad``, ``scale_by_rms`` [+ ``momentum``],
-``scale_by_adam`` or ``scale_by_nadam``. :func:`shape_of` recognises that grammar once per chain
-object (the structural switches: form, Nesterov, ε placement, AMSGrad, centering, …), and
-:meth:`Shape.resolve` reads the numbers from the param group at every step, exactly as the
-transforms' ``hp`` references do, so schedulers and per-group values act on both paths alike.
-The learning rate and the weight decay may be tensors of per-run values (the lab's (N, 1)
-columns for an (N, d) parameter); any other tensor-valued hyperparameter (whose powers the
-default path would take in float32), per-row clipping or an unknown link is reported as a
+with CORE any transform that declares a kernel (``Transform.kernel``: SGD's ``momentum``,
+``scale_by_adagrad``, ``scale_by_rms`` — which absorbs a following ``momentum`` —,
+``scale_by_adam``, ``scale_by_nadam``). :func:`shape_of` recognises that grammar once per chain
+object, and :meth:`Shape.resolve` reads the numbers from the param group at every step: the
+wrapping links here, the core's through its own :meth:`~descend.transforms.Transform.kernel_plan`
+— exactly as the transforms' ``hp`` references do, so schedulers and per-group values act on
+both paths alike. No list of optimizer classes: a new core gets the fast path by declaring
+its kernel. The learning rate and the weight decay may be tensors of per-run values (the lab's
+(N, 1) columns for an (N, d) parameter); any other tensor-valued hyperparameter (whose powers
+the default path would take in float32), per-row clipping or an unknown link is reported as a
 reason, and the optimizer keeps the default path.
 """
 
@@ -28,23 +30,9 @@ from ...transforms import (
     clip_by_global_norm,
     clip_by_value,
     flip_sign,
-    momentum,
-    scale_by_adagrad,
-    scale_by_adam,
     scale_by_lr,
-    scale_by_nadam,
-    scale_by_rms,
 )
 from ...transforms.base import hp
-
-CORES = (momentum, scale_by_adagrad, scale_by_rms, scale_by_adam, scale_by_nadam)
-FAMILY = {
-    momentum: "sgd",
-    scale_by_adagrad: "adagrad",
-    scale_by_rms: "rmsprop",
-    scale_by_adam: "adam",
-    scale_by_nadam: "nadam",
-}
 
 
 class Unsupported(Exception):
@@ -57,7 +45,7 @@ class Shape:
 
     family: str
     core: Transform
-    mom: momentum | None = None  # SGD's core, or RMSprop's momentum link
+    absorbed: Transform | None = None  # a link the core's kernel runs too (RMSprop's momentum)
     clip_norm: clip_by_global_norm | None = None
     clip_value: clip_by_value | None = None
     maximize: bool = False
@@ -97,13 +85,13 @@ def shape_of(links: list[Transform]) -> Shape:
             pre[role] = rest.pop(0)
     if rest and type(rest[0]) is add_weight_decay and rest[0].mode == "l2":
         pre["l2"] = rest.pop(0)
-    if not rest or type(rest[0]) not in CORES:
+    if not rest or type(rest[0]).kernel is None:
         found = type(rest[0]).__name__ if rest else "nothing"
         raise Unsupported(f"chain core {found} has no fast kernel")
     core = rest.pop(0)
-    mom = core if type(core) is momentum else None
-    if type(core) is scale_by_rms and rest and type(rest[0]) is momentum:
-        mom = rest.pop(0)
+    absorbed = None
+    if rest and type(rest[0]) in type(core).absorbs:
+        absorbed = rest.pop(0)
     lr = rest.pop(0) if rest and type(rest[0]) is scale_by_lr else None
     decay = None
     if rest and type(rest[0]) is add_weight_decay and rest[0].mode != "l2":
@@ -115,9 +103,9 @@ def shape_of(links: list[Transform]) -> Shape:
     if clip_norm is not None and clip_norm.axis is not None:
         raise Unsupported("per-row clipping (clip_by_global_norm with axis) runs on the chain")
     return Shape(
-        family=FAMILY[type(core)],
+        family=type(core).kernel,
         core=core,
-        mom=mom,
+        absorbed=absorbed,
         clip_norm=clip_norm,
         clip_value=pre.get("clip_value"),
         maximize="flip" in pre,
@@ -159,22 +147,17 @@ def _optional(group: dict, ref, name: str) -> float | None:
     return None if value is None else _number(group, value, name)
 
 
-def _momentum_fields(mom: momentum, group: dict, f: dict) -> str | None:
-    """Fill the momentum switches; returns the velocity's state key when one is used."""
-    beta = _number(group, mom.momentum, "momentum")
-    if mom.form != "lr_inside" and beta == 0:
-        f["mom"] = 0  # plain gradient: no velocity, as the default path keeps none
-        return None
-    f["mom"] = 2 if mom.nesterov else 1
-    f["beta"] = beta
-    if mom.form == "modern":
-        f["mom_gain"], f["nest_scale"] = 1 - _number(group, mom.dampening, "dampening"), 1.0
-    elif mom.form == "ema":
-        f["mom_gain"] = f["nest_scale"] = 1 - beta
-        f["debias"] = int(mom.debias)
-    else:  # lr_inside
-        f["mom_gain"] = f["nest_scale"] = _scaling(group, mom.lr, "lr")
-    return mom.key
+class _Reader:
+    """What a core's ``kernel_plan`` reads hyperparameters with (``Transform.kernel_plan``)."""
+
+    def __init__(self, group: dict):
+        self.group = group
+
+    def number(self, ref, name: str) -> float:
+        return _number(self.group, ref, name)
+
+    def scaling(self, ref, name: str) -> float | Tensor:
+        return _scaling(self.group, ref, name)
 
 
 def _resolve(shape: Shape, group: dict) -> Resolved:
@@ -196,45 +179,5 @@ def _resolve(shape: Shape, group: dict) -> Resolved:
             if shape.decay.mode == "decoupled":
                 wd = _scaling(group, shape.decay.lr, "lr") * wd
             f["dec"], f["keep"] = 1, 1 - wd
-    core, family = shape.core, shape.family
-    lazy = extra = lazy_fill = None
-    if family == "sgd":
-        key = _momentum_fields(core, group, f)
-        slots = (key, None, None)
-        lazy = key if key is not None and core.form == "modern" else None
-    elif family == "adagrad":
-        _eps(f, _number(group, core.eps, "eps"), core.eps_placement == "inside")
-        f["lr_decay"] = _number(group, core.lr_decay, "lr_decay")
-        lazy_fill = _number(group, core.initial_accumulator_value, "initial_accumulator_value")
-        slots = ("sum", None, None)
-        lazy = "sum"
-    elif family == "rmsprop":
-        f["alpha"] = _number(group, core.alpha, "alpha")
-        _eps(f, _number(group, core.eps, "eps"), core.eps_placement == "inside")
-        f["centered"], f["bias2"] = int(core.centered), int(core.bias_correction)
-        key = _momentum_fields(shape.mom, group, f) if shape.mom is not None else None
-        slots = ("square_avg", "grad_avg" if core.centered else None, key)
-        lazy = key if key is not None and shape.mom.form == "modern" else None
-    elif family == "adam":
-        f["beta1"] = _number(group, core.b1, "betas[0]")
-        f["beta2"] = _number(group, core.b2, "betas[1]")
-        _eps(f, _number(group, core.eps, "eps"), core.eps_placement == "inside")
-        f["bias1"], f["bias2"] = (int(b) for b in core.bias_correction)
-        f["hat"] = int(core.eps_placement == "hat")
-        if core.amsgrad:
-            # as scale_by_adam: the max of v̂ ("corrected") is taken only for ε outside/inside
-            f["ams"] = 1 if core.amsgrad_of == "raw" else (0 if f["hat"] else 2)
-        slots = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if core.amsgrad else None)
-    else:  # nadam
-        f["beta1"] = _number(group, core.b1, "betas[0]")
-        f["beta2"] = _number(group, core.b2, "betas[1]")
-        f["eps_out"] = _number(group, core.eps, "eps")
-        f["psi"] = _number(group, core.momentum_decay, "momentum_decay")
-        f["schedule"] = ("torch", "keras", "none").index(core.schedule)
-        slots = ("exp_avg", "exp_avg_sq", None)
-        extra = "mu_product"
-    return Resolved(family, f, slots, lazy, lazy_fill, extra, max_norm)
-
-
-def _eps(f: dict, eps: float, inside: bool) -> None:
-    f["eps_in"], f["eps_out"] = (eps, 0.0) if inside else (0.0, eps)
+    plan = shape.core.kernel_plan(_Reader(group), f, shape.absorbed)
+    return Resolved(shape.family, f, plan.slots, plan.lazy, plan.lazy_fill, plan.extra, max_norm)
