@@ -95,7 +95,7 @@ import descend.optim as D
 from conftest import require_kernels
 from descend.optim.fast import last_path
 
-NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "NAdam")
+NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adadelta")
 
 
 def _descend_info(name: str):
@@ -124,16 +124,56 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(params=NAMES)
+def _has_kernels(cls) -> bool:
+    """Whether the optimizer's default chain has a fast path (its core declares a kernel)."""
+    from descend.optim.fast.plan import Unsupported, shape_of
+
+    opt = cls([torch.zeros(2, requires_grad=True)])
+    try:
+        shape_of(opt.chain(opt.param_groups[0]).transforms)
+    except Unsupported:
+        return False
+    return True
+
+
+FAST = {name: _has_kernels(INFOS[name].optim_cls) for name in NAMES}
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """A test taking ``info`` runs for every optimizer; one also taking ``fused`` runs on both
+    paths where the optimizer has kernels, and on the chain alone where it has none (its
+    ``fused=True`` is refused: :func:`_refuses_fused`)."""
+    names = metafunc.fixturenames
+    if "info" in names and "fused" in names:
+        pairs = [(n, p) for n in NAMES for p in PATHS if FAST[n] or not PATHS[p]]
+        ids = [f"{p}-{n}" for n, p in pairs]
+        metafunc.parametrize(("info", "fused"), pairs, ids=ids, indirect=True)
+    elif "info" in names:
+        metafunc.parametrize("info", NAMES, indirect=True)
+    elif "fused" in names:
+        metafunc.parametrize("fused", list(PATHS), indirect=True)
+
+
+@pytest.fixture
 def info(request):
     return INFOS[request.param]
 
 
-@pytest.fixture(params=list(PATHS))
+@pytest.fixture
 def fused(request) -> bool:
     if PATHS[request.param]:
         _need_fast()
     return PATHS[request.param]
+
+
+def _refuses_fused(info) -> bool:
+    """For an optimizer without kernels (RAdam, Adamax, Adadelta), assert the clear refusal of
+    ``fused=True`` at construction and return True: a fused-only test is adapted to that."""
+    if FAST[info.name]:
+        return False
+    with pytest.raises(ValueError, match=r"fused=True\) is not supported: chain core"):
+        info.optim_cls([torch.zeros(2, requires_grad=True)], fused=True)
+    return True
 
 
 class _Case:
@@ -291,6 +331,8 @@ def test_differentiable_and_capturable_are_refused(info):
 
 
 def test_fused_refuses_half_precision(info):
+    if _refuses_fused(info):
+        return
     _need_fast()
     for dtype in (torch.float16, torch.bfloat16):
         p = torch.zeros(3, dtype=dtype, requires_grad=True)
@@ -590,6 +632,8 @@ def test_fused_matches_chain(info, dtype):
     (``fused=False``) is the reference, the fast kernels (``fused=True``) must match it in
     parameters and state at every one of 7 steps (a frozen layer, a no-grad step and a
     0-d parameter included)."""
+    if _refuses_fused(info):
+        return
     _need_fast()
     for optim_input in info.optim_inputs_func(device="cpu", dtype=dtype):
         models, optimizers, inputs_ = [], [], []
@@ -619,6 +663,8 @@ def test_fused_matches_chain(info, dtype):
 
 
 def test_fused_error_on_params_on_meta(info):
+    if _refuses_fused(info):
+        return
     _need_fast()
     with torch.device("meta"):
         model = torch.nn.Sequential(
