@@ -355,6 +355,8 @@ def test_explain_shows_their_own_columns(capsys):
         out = capsys.readouterr().out
         for symbol in wanted:
             assert symbol in out, (name, symbol)
+        if name == "adadelta":
+            assert "adadelta (lr=1.0, rho=0.9, eps=1e-06)" in out  # its ρ in the title
 
 
 def test_compare_and_lr_find_take_them(tmp_path, capsys):
