@@ -85,6 +85,18 @@ def test_radam_is_momentum_sgd_until_rho_passes_the_threshold(threshold, first, 
         np.testing.assert_allclose(got, theta, rtol=1e-14, atol=0)
 
 
+def test_radam_unrectified_step_with_eps_zero_is_plain_momentum_sgd():
+    """u = m̂ on an un-rectified step, whatever √v + ε is: with ε = 0 a coordinate whose
+    gradient is 0 stays put, as torch's default (single-tensor) RAdam does (its foreach path
+    divides 0 by 0 there and writes NaN: a torch quirk descend does not copy)."""
+    p = _param([0.0, 0.0, 0.0])
+    ours = _steps(D.RAdam([p], lr=0.1, eps=0.0), p, [[1.0, 0.0, -2.0]])[-1]
+    q = _param([0.0, 0.0, 0.0])
+    torch_opt = torch.optim.RAdam([q], lr=0.1, eps=0.0, foreach=False)
+    np.testing.assert_array_equal(ours, [-0.1, 0.0, 0.2])
+    np.testing.assert_array_equal(ours, _steps(torch_opt, q, [[1.0, 0.0, -2.0]])[-1])
+
+
 def test_adamax_eps_inside_the_max_or_outside_two_steps_by_hand():
     """Kingma & Ba §7.1 with ε as torch/optax (u = max(β₂u, |g| + ε)) and as Keras
     (u = max(β₂u, |g|), divide by u + ε); the second gradient is 0, where they part."""
@@ -328,7 +340,7 @@ def test_lab_rows_of_per_run_hyperparameters_equal_runs_alone(specs):
 
 @pytest.mark.parametrize("name", ["radam", "adamax", "adadelta"])
 def test_the_default_lab_rates_make_progress(name):
-    """With its spec's ``lab_lr`` (RAdam 3× the SGD rate: its first steps are SGD steps γ·m̂;
+    """With its spec's ``lab_lr`` (RAdam the SGD rate: its first steps are SGD steps γ·m̂;
     Adamax 2× Adam's, as torch's 2e-3 for 1e-3; Adadelta γ = 1, the paper's), every run on
     three landscapes ends below where it started, none diverges."""
     for landscape in ("rosenbrock", "himmelblau", "beale"):
