@@ -7,14 +7,16 @@ with the parameter named and nothing changed, and the spec name. Adding an optim
 
 A reference is a callable ``(kwargs, theta0, steps) -> final parameters`` (lists of float64
 numpy arrays), built by :func:`torch_reference` for a torch-style optimizer class (torch.optim,
-``lion-pytorch``, ``schedulefree``, …) or :func:`optax_reference` for an optax transformation
-(x64); both take descend's keywords and translate them (``translate``). The loss gradient
+``lion-pytorch``, ``schedulefree``, …), :func:`optax_reference` for an optax transformation
+(x64) or :func:`keras_reference` for a Keras 3 optimizer (jax backend, float64); each takes
+descend's keywords and translates them. The loss gradient
 (:func:`grad`) depends on the parameters, so the trajectories must agree step by step.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -95,31 +97,25 @@ def optax_reference(make: Callable[[dict], object]) -> Reference:
 
 
 def keras_reference(make: Callable[[dict], object]) -> Reference:
-    """``make(kwargs)`` → a Keras 3 optimizer, run on the jax backend in float64 through its
-    ``stateless_apply`` (as ``tests/test_live_references.py`` drives it)."""
+    """``make(kwargs)`` → a Keras 3 optimizer, run on the jax backend in float64 (the backend
+    must be jax: set ``KERAS_BACKEND=jax`` before Keras is first imported)."""
 
     def run(kwargs: dict, theta0: list, steps: int) -> list:
-        import os
-
-        os.environ.setdefault("KERAS_BACKEND", "jax")  # before keras is first imported
+        os.environ.setdefault("KERAS_BACKEND", "jax")
         import jax
-        import jax.numpy as jnp
         import keras
 
         if keras.backend.backend() != "jax":
-            raise RuntimeError(f"Keras runs on {keras.backend.backend()!r}: set KERAS_BACKEND=jax")
+            raise RuntimeError(f"Keras runs on {keras.backend.backend()!r}; these need 'jax'")
         jax.config.update("jax_enable_x64", True)
         keras.config.set_floatx("float64")
         opt = make(kwargs)
-        opt.build([keras.Variable(t, dtype="float64") for t in theta0])
-        assert all(v.dtype in ("float64", "int32", "int64") for v in opt.variables)
-        state = [v.value for v in opt.variables]
-        theta = [jnp.asarray(t, dtype=jnp.float64) for t in theta0]
-        step = jax.jit(opt.stateless_apply)
+        variables = [keras.Variable(t.copy(), dtype="float64") for t in theta0]
+        opt.build(variables)
         for t in range(steps):
-            g = [jnp.asarray(x) for x in grad(np, [np.asarray(x) for x in theta], t)]
-            theta, state = step(state, g, theta)
-        return [np.asarray(x) for x in theta]
+            g = grad(np, [np.asarray(v.value) for v in variables], t)
+            opt.apply_gradients(zip([jax.numpy.asarray(x) for x in g], variables, strict=True))
+        return [np.asarray(v.value) for v in variables]
 
     return run
 
@@ -256,6 +252,15 @@ CASES: list[Case] = [
         package="optax",
         tag="optax",
     ),
+    Case(
+        "lion",
+        D.Lion,
+        [dict(convention="keras"), dict(convention="keras", lr=2e-3, weight_decay=0.05)],
+        keras_reference(lambda k: _keras_lion(k)),
+        tol64=1e-12,
+        package="keras",
+        tag="keras",
+    ),
 ]
 
 
@@ -275,6 +280,14 @@ def _optax_lion(k: dict):
 
     b1, b2 = k.get("betas", (0.9, 0.99))
     return optax.lion(k["lr"], b1=b1, b2=b2, weight_decay=k.get("weight_decay", 1e-3))
+
+
+def _keras_lion(k: dict):
+    import keras
+
+    b1, b2 = k.get("betas", (0.9, 0.99))
+    wd = k.get("weight_decay") or None
+    return keras.optimizers.Lion(k.get("lr", 1e-3), beta_1=b1, beta_2=b2, weight_decay=wd)
 
 
 # -- the rest of torch.optim, part A: RAdam, Adamax, Adadelta ----------------------------------

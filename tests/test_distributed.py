@@ -41,10 +41,12 @@ DEADLINE_S = 240.0
 OPTIMIZERS = {
     "SGD": dict(lr=0.05),
     "SGD-momentum": dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "SGD-ema": dict(lr=0.05, momentum=0.9, momentum_form="ema", debias=True),
     "Adagrad": dict(lr=0.05),
     "RMSprop": dict(lr=0.01, momentum=0.5, centered=True),
     "Adam": dict(lr=0.01, weight_decay=0.01),
     "AdamW": dict(lr=0.01),
+    "Adam-amsgrad": dict(lr=0.01, amsgrad=True),
     "NAdam": dict(lr=0.01),
 }
 DTYPES = {"fp32": torch.float32, "fp64": torch.float64}

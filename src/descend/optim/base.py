@@ -217,6 +217,8 @@ class ChainOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
+        if torch.compiler.is_compiling():
+            return self._compiled_step(closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -276,6 +278,10 @@ class ChainOptimizer(torch.optim.Optimizer):
         else:
             reason = "fused=False" if self.fused is False else "a trace hook is registered"
             self.__dict__.setdefault("_fast_last", {})[index] = reason
+        self._chain_step(index, group, params)
+
+    def _chain_step(self, index: int, group: dict, params: list[Tensor]) -> None:
+        """One group's step on the chain (the default path)."""
         links = self.chain(group)
         states = []
         for p in params:
@@ -287,9 +293,10 @@ class ChainOptimizer(torch.optim.Optimizer):
         steps = [st["step"] for st in states]
         torch._foreach_add_(steps, 1)
         ctx = Context(group, steps, trace={} if self._trace_hooks else None)
-        norm = self.__dict__.get("_global_norms", {}).get(index)
-        if norm is not None:  # the norm of the whole gradient, agreed across ranks
-            ctx.extras["global_grad_norm"] = norm
+        if not torch.compiler.is_compiling():
+            norm = self.__dict__.get("_global_norms", {}).get(index)
+            if norm is not None:  # the norm of the whole gradient, agreed across ranks
+                ctx.extras["global_grad_norm"] = norm
         grads = [p.grad for p in params]
         ctx.record("grad", grads)
         updates = links.update(grads, states, params, ctx)
@@ -301,6 +308,101 @@ class ChainOptimizer(torch.optim.Optimizer):
             for hook in list(self._trace_hooks.values()):
                 hook(self, index, ctx.trace)
 
+    # -- under torch.compile -----------------------------------------------------------
+    def _compiled_step(self, closure):
+        """``step()`` as ``torch.compile`` traces it: per group, :meth:`_init_group` (which
+        dynamo runs eagerly, as for torch's optimizers: state creation, checks and the
+        choice of path stay out of the graph) fills the lists of tensors; then either one
+        ``torch.ops.descend.<family>`` call (:mod:`descend.optim.fast.ops`) or the chain's
+        ``_foreach`` ops, traced. Non-finite checks, decisions across ranks (a process
+        group, DTensor parameters) and complex parameters run the eager step (one graph
+        break): they branch on the gradients' values or step views."""
+        if self.nonfinite != "propagate" or self.process_group is not None:
+            return _eager_step(self, closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        ready = []
+        for index, group in enumerate(self.param_groups):
+            params, grads, c0, c1, c2, c3 = [], [], [], [], [], []
+            how = self._init_group(index, group, params, grads, c0, c1, c2, c3)
+            ready.append((index, group, how, params, grads, [c0, c1, c2, c3]))
+        if any(how[0] == "eager" for _, _, how, *_ in ready):
+            _eager_step(self, None)
+            return loss
+        for index, group, how, params, grads, columns in ready:
+            if how[0] == "fast":
+                from .fast.ops import call
+
+                _, family, token, keys, ncols, fresh, lazy = how
+                columns = columns[:ncols]
+                if fresh:  # torch's momentum buffer, v₁ = g: the kernel fills it
+                    col, key = lazy
+                    for i in fresh:
+                        p = params[i]
+                        self.state[p][key] = torch.zeros_like(
+                            p, memory_format=torch.preserve_format
+                        )
+                    columns[col] = [self.state[p][key] for p in params]
+                hyper = [group[k] for k in keys]
+                call(family, token, params, grads, columns, hyper, fresh)
+            elif how[0] == "chain":
+                self._chain_step(index, group, params)
+        return loss
+
+    def _init_group(self, index, group, params, grads, c0, c1, c2, c3) -> tuple:
+        """Ready one group for a traced step (run eagerly by dynamo, as torch's optimizers'
+        ``_init_group``): fill ``params`` and ``grads`` with the parameters that have a
+        gradient, create absent state, and pick the path: ``("fast", family, plan token,
+        tensor hyperparameter keys, number of state columns, fresh, lazy)`` with the
+        kernel's state columns in ``c0…c3`` (see ``descend.optim.fast.init_compiled``),
+        ``("chain",)``, ``("none",)`` (no gradient) or ``("eager",)``: complex parameters
+        (stepped as real views) and DTensors (decisions across the mesh) make the traced
+        step call the eager one."""
+        from .fast.step import _dtensor_type
+
+        dtensor = _dtensor_type()
+        for p in group["params"]:  # stepped through views, or decided across ranks
+            if p.is_complex() or (dtensor is not None and isinstance(p, dtensor)):
+                return ("eager",)
+        own = [p for p in group["params"] if p.grad is not None]
+        for p in own:
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+        if not own:
+            return ("none",)
+        params.extend(own)
+        grads.extend(p.grad for p in own)
+        if self.fused is not False and not self._trace_hooks:
+            from .fast import init_compiled
+
+            ready = init_compiled(self, index, group, own)
+            if ready is not None:
+                family, token, keys, columns, fresh, lazy = ready
+                for out, column in zip((c0, c1, c2, c3), columns):
+                    out.extend(column)
+                return ("fast", family, token, keys, len(columns), fresh, lazy)
+        else:
+            reason = "fused=False" if self.fused is False else "a trace hook is registered"
+            self.__dict__.setdefault("_fast_last", {})[index] = reason
+        links = self.chain(group)
+        for p in own:
+            st = self.state[p]
+            if "step" not in st:
+                st["step"] = torch.tensor(0.0, dtype=_get_scalar_dtype())
+            links.init(p, st)
+        return ("chain",)
+
+
+@torch._disable_dynamo
+def _eager_step(opt: ChainOptimizer, closure):
+    """The eager step, called from a traced one where a decision needs the gradients'
+    values (``nonfinite``, reductions across ranks)."""
+    return _STEP(opt, closure)
+
+
+_STEP = ChainOptimizer.step  # before torch.optim patches the subclasses' step with its hooks
 
 _TORCH_ONLY = frozenset(
     ("foreach", "fused", "capturable", "differentiable", "decoupled_weight_decay")

@@ -235,7 +235,7 @@ class scale_by_nadam(Transform):  # noqa: N801
             mu = nadam_mu(b1, t, self.schedule, psi)
             mu_next = nadam_mu(b1, t + 1, self.schedule, psi)
             prod = st["mu_product"]
-            if isinstance(mu, Tensor):  # per-trajectory β₁ (lab): keep the product as a tensor
+            if isinstance(mu, Tensor) and mu.numel() > 1:  # per-trajectory β₁ (lab)
                 prod = st["mu_product"] = prod * mu
             else:
                 prod.mul_(mu)
@@ -267,4 +267,6 @@ class scale_by_nadam(Transform):  # noqa: N801
 def _value(x):
     """A 0-d tensor as a Python float (torch keeps mu_product as a tensor); tensors of
     per-trajectory values stay tensors."""
-    return x.item() if isinstance(x, Tensor) and x.numel() == 1 and x.dim() == 0 else x
+    if isinstance(x, Tensor) and x.numel() == 1 and x.dim() == 0:
+        return x if torch.compiler.is_compiling() else x.item()
+    return x

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import torch
@@ -62,28 +61,46 @@ class Context:
     # rate; adaptive transforms set it so scale_by_lr can report the effective lr.
     precond: list[Tensor] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # computed once per step (not functools.cached_property: its lock stops torch.compile)
+    _t: list | None = field(default=None, repr=False)
+    _uniform_t: tuple | None = field(default=None, repr=False)
 
     def value(self, x: Any) -> Any:
         """Resolve an :class:`hp` reference against the group; other values pass through.
 
         A one-element tensor (``torch.tensor(1e-3)``, or ``.reshape(1, 1)``: torch accepts
         any shape) is a number, as in torch.optim, which reads it with ``.item()``; only a
-        tensor of several values (the lab's per-run column) stays a tensor and broadcasts."""
+        tensor of several values (the lab's per-run column) stays a tensor and broadcasts.
+        Under ``torch.compile`` a one-element tensor stays a 0-d float64 tensor (reading it
+        would end the graph, and a scheduler's new value would not reach a compiled step)."""
         value = x.resolve(self.group) if isinstance(x, hp) else x
         if isinstance(value, Tensor) and value.numel() == 1:
+            if torch.compiler.is_compiling():  # float64, as the number .item() gives
+                return value.reshape(()).to(torch.float64)
             return value.item()
         return value
 
-    @cached_property
-    def t(self) -> list[float]:
-        """Step count of each parameter (1 on the first step) as Python floats."""
-        return [float(s) for s in self.steps]
+    @property
+    def t(self) -> list:
+        """Step count of each parameter (1 on the first step) as Python floats; under
+        ``torch.compile`` float64 0-d tensors (so the coefficients computed from them round
+        as the eager step's Python floats do, and the graph reads the counters as it runs)."""
+        if self._t is None:
+            if torch.compiler.is_compiling():  # float64, as Python's numbers
+                self._t = [s.to(torch.float64) for s in self.steps]
+            else:
+                self._t = [float(s) for s in self.steps]
+        return self._t
 
-    @cached_property
+    @property
     def uniform_t(self) -> float | None:
-        """The common step count when every parameter has the same one (the usual case)."""
-        ts = self.t
-        return ts[0] if ts and all(x == ts[0] for x in ts) else None
+        """The common step count when every parameter has the same one (the usual case);
+        None under ``torch.compile`` (comparing step tensors would read them)."""
+        if self._uniform_t is None:
+            ts = self.t
+            same = bool(ts) and not torch.compiler.is_compiling() and all(x == ts[0] for x in ts)
+            self._uniform_t = (ts[0] if same else None,)
+        return self._uniform_t[0]
 
     def per_param(self, fn) -> list:
         """``[fn(t) for each parameter]``, computed once when all step counts agree."""

@@ -60,7 +60,10 @@ class clip_by_global_norm(Transform):  # noqa: N801
         coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
         # not `coef < 1`: a NaN/Inf norm must reach the gradients (NaN, or 0·Inf = NaN), as
         # torch's clip_grad_norm_ multiplies them by the NaN or zero factor
-        if not coef.item() >= 1.0:
+        if torch.compiler.is_compiling():  # no branch on a value: × 1 leaves them exact
+            updates = ctx.writable(updates)
+            torch._foreach_mul_(updates, coef.to(updates[0].dtype))
+        elif not coef.item() >= 1.0:
             updates = ctx.writable(updates)
             torch._foreach_mul_(updates, coef.to(updates[0].dtype).item())
             ctx.record("grad", updates)

@@ -25,6 +25,10 @@ not contiguous; and when no C++ compiler is available (a warning says so once).
 ``from_chain`` optimizers always keep the default path. :func:`last_path` tells which path
 each group took, and why.
 
+Under ``torch.compile`` a group's kernel call is one custom op, ``torch.ops.descend.<family>``
+(:mod:`.ops`), prepared by :func:`init_compiled` outside the graph; the checks run inside the
+op at every call.
+
 Both paths hold the same state under the same keys (torch's names, same dtypes), so a state
 dict saved from either loads into the other, and a run may switch paths at any step.
 
@@ -44,13 +48,14 @@ from descend import native
 from descend.native import build as _lib
 
 from .plan import Shape, Unsupported, shape_of
-from .step import Prepared, check_parameters, prepare, run
+from .step import Prepared, _init_missing, check_parameters, prepare, run
 from .step import all_finite as _all_finite
 
 __all__ = [
     "Unsupported",
     "available",
     "grads_finite",
+    "init_compiled",
     "last_path",
     "prepare_group",
     "require",
@@ -191,3 +196,61 @@ def last_path(opt) -> dict[int, str]:
         index: "fast" if reason is None else f"default: {reason}"
         for index, reason in sorted(opt.__dict__.get("_fast_last", {}).items())
     }
+
+
+def init_compiled(opt, index: int, group: dict, params: list) -> tuple | None:
+    """A group's step made ready for ``torch.ops.descend.<family>`` in a traced step (run
+    eagerly by dynamo through ``ChainOptimizer._init_group``): checks the tensors as they
+    are now, creates absent state and registers the plan (:mod:`.ops`). Returns ``(family,
+    token, tensor hyperparameter keys, state columns in the op's order, fresh, lazy)``, or
+    None when the group runs on the chain (``last_path`` says why; ``fused=True`` raises
+    instead). ``fresh`` lists the parameters whose modern-momentum buffer does not exist yet
+    (torch's v₁ = g): the traced step creates them, at ``lazy = (column, state key)``, and
+    the kernel sets them to their first input; the next step finds them in the state, and
+    dynamo traces again without (as torch's compiled SGD)."""
+    from .ops import EXTRA, SLOTS, register
+    from .step import _grad, _local_group, _split_rows, assemble
+
+    last = opt.__dict__.setdefault("_fast_last", {})
+    if opt.fused is None and not _auto_enabled():
+        last[index] = "DESCEND_FAST=0"
+        return None
+    created: list[int] = []
+    try:
+        _check_optimizer(opt)
+        _lib_or_raise()
+        links = opt.chain(group)
+        shape = _shape(opt, links)
+        plan = shape.resolve(group)
+        numbers, rows, _ = _split_rows(plan, params)
+        if rows:
+            raise Unsupported("per-run hyperparameter tensors under torch.compile")
+        grads = list(map(_grad, params))
+        if _local_group(params, grads)[2] is not None:
+            raise Unsupported("DTensor parameters under torch.compile")
+        states = [opt.state[p] for p in params]
+
+        def init():
+            created.extend(_init_missing(links, plan, params, states))
+            return list(created)
+
+        assemble(plan, numbers, params, grads, states, init=init)  # every check, no call
+    except Unsupported as exc:
+        last[index] = str(exc)
+        if opt.fused:
+            raise RuntimeError(f"{type(opt).__name__}(fused=True): {exc}") from None
+        return None
+    finally:
+        for i in created:  # made by the traced step, so that the next one traces anew
+            states[i].pop(plan.lazy, None)
+    token, keys = register(shape, group)
+    family = plan.family
+    column_keys = [plan.slots[i] for i, name in enumerate(SLOTS[family]) if name is not None]
+    column_keys += ["step", plan.extra] if family in EXTRA else ["step"]
+    lazy = (column_keys.index(plan.lazy), plan.lazy) if created else None
+    columns = [
+        [] if key is None or (lazy is not None and key == lazy[1]) else [st[key] for st in states]
+        for key in column_keys
+    ]
+    last[index] = None
+    return family, token, keys, columns, tuple(created), lazy

@@ -270,10 +270,10 @@ def _split_rows(plan: Resolved, params: list[Tensor]) -> tuple[dict, dict, int]:
     return numbers, rows, row_len
 
 
-def _per_element(opt, name: str, value, shape: tuple, dtype) -> Tensor:
+def _per_element(cache: dict, name: str, value, shape: tuple, dtype) -> Tensor:
     """``value`` (a number or an (N, 1) column) repeated along each row of an (N, d)
-    parameter, in its dtype; kept between steps while the value is the same object."""
-    cache = opt.__dict__.setdefault("_fast_elements", {})
+    parameter, in its dtype; kept in ``cache`` between steps while the value is the same
+    object."""
     tensor = isinstance(value, Tensor)
     key = (shape, dtype, value._version if tensor else float(value))
     hit = cache.get(name)
@@ -316,6 +316,45 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
                 f"global-norm clipping of DTensor parameters on a mesh of {ranks} ranks "
                 "needs a reduction across ranks"
             )
+    states = list(map(opt.state.__getitem__, params))
+    args, keep_alive = assemble(
+        plan,
+        numbers,
+        local,
+        grads,
+        states,
+        layouts=layouts,
+        init=lambda: _init_missing(links, plan, params, states),
+        rows=rows,
+        row_len=row_len,
+        cache=opt.__dict__.setdefault("_fast_elements", {}),
+        agreed=opt.__dict__.get("_global_norms", {}).get(index),  # across ranks
+    )
+    targets = local if layouts is None else [*local, *params]
+    return Prepared(plan.family, args, keep_alive, targets)
+
+
+def assemble(
+    plan: Resolved,
+    numbers: dict,
+    local: list[Tensor],
+    grads: list[Tensor],
+    states: list[dict],
+    *,
+    layouts=None,
+    init=None,
+    rows: dict | None = None,
+    row_len: int = 0,
+    cache: dict | None = None,
+    agreed: Tensor | None = None,
+    fresh: list[int] | tuple = (),
+) -> tuple:
+    """(``Args``, buffers to keep alive) of one kernel call on ``local`` (the parameters the
+    kernel writes), ``grads`` and ``states`` (one state dict per parameter), after checking
+    every tensor as it is now. ``init()`` creates absent state and returns the indices of
+    fresh modern-momentum buffers (None: absent state is an error); ``fresh``: such buffers
+    the caller made (the kernel sets them to their first input, v₁ = g). Raises
+    :class:`Unsupported` before touching anything."""
     dtype = local[0].dtype
     try:
         param_ptr, numel = _addresses(local, "parameter", dtype, None)
@@ -329,12 +368,12 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
         raise
     if any(map(_is_neg, grads)):
         raise Unsupported("a gradient with the negative bit set (a lazy view of -x)")
-    states = list(map(opt.state.__getitem__, params))
-    fresh: list[int] = []
     try:
         columns = _state_columns(plan, states, dtype, numel, layouts)
-    except (_NotTensor, KeyError):  # absent state (first step), or None (torch's buffer)
-        fresh = _init_missing(links, plan, params, states)
+    except (_NotTensor, KeyError) as exc:  # absent state (first step), or None (torch's buffer)
+        if init is None:
+            raise Unsupported(f"state {exc} is absent") from None
+        fresh = list(fresh) + init()
         try:
             columns = _state_columns(plan, states, dtype, numel, layouts)
         except (Unsupported, _NotTensor, KeyError) as exc:
@@ -358,11 +397,10 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
             shape = tuple(local[0].shape)
             for name, arg in (("lr", "el_lr"), ("keep", "el_keep"), ("l2_coef", "el_l2")):
                 value = plan.fields.get(name, 1.0 if name == "keep" else 0.0)  # no decay: θ·1
-                values = _per_element(opt, name, value, shape, dtype)
+                values = _per_element(cache, name, value, shape, dtype)
                 keep_alive.append(values)
                 setattr(args, arg, values.data_ptr())
     if plan.max_norm is not None:
-        agreed = opt.__dict__.get("_global_norms", {}).get(index)  # across ranks
         args.gscale *= _clip_factor(grads, plan.max_norm, dtype, agreed)
     arrays = {"numel": numel, "param": param_ptr}
     for name, (kind, tensors, ptrs) in columns.items():
@@ -382,8 +420,7 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
             flags[i] = 1
         keep_alive.append(flags)
         args.fresh = ctypes.addressof(flags)
-    targets = local if layouts is None else [*local, *params]
-    return Prepared(plan.family, args, keep_alive, targets)
+    return args, keep_alive
 
 
 def run(lib: ctypes.CDLL, opt, index: int, links, plan: Resolved, params: list[Tensor]) -> None:
