@@ -824,3 +824,159 @@ CASES += [
         ],
     ),
 ]
+
+
+# -- the rest of torch.optim, part A: RAdam, Adamax, Adadelta ----------------------------------
+CASES += [
+    Case(
+        "radam",
+        D.RAdam,
+        [
+            dict(lr=0.02),
+            dict(lr=0.02, betas=(0.8, 0.95), eps=1e-4, weight_decay=0.1),
+            dict(lr=0.02, weight_decay=0.1, decoupled_weight_decay=True),
+            dict(lr=0.01, betas=(0.5, 0.9), weight_decay=0.05, maximize=True),
+        ],
+        _torch("RAdam"),
+        bad=[_BAD_LR, _BAD_BETAS, ("threshold", 3.0), ("eps_root", 1e-4), ("eps", -1.0)],
+    ),
+    Case(
+        "radam",
+        D.RAdam,
+        [
+            dict(convention="optax", lr=0.02),
+            dict(convention="optax", lr=0.02, betas=(0.8, 0.95), eps=1e-4, threshold=6.0),
+            dict(convention="optax", lr=0.02, nesterov=True, eps=1e-6, eps_root=1e-5),
+        ],
+        optax_reference(lambda k: _optax_radam(k)),
+        tol64=1e-12,
+        package="optax",
+        tag="optax",
+    ),
+    Case(
+        "adamax",
+        D.Adamax,
+        [
+            dict(lr=0.02),
+            dict(lr=0.02, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1),
+            dict(lr=0.01, weight_decay=0.05, maximize=True),
+        ],
+        _torch("Adamax"),
+        bad=[_BAD_LR, _BAD_BETAS, ("eps", -1.0), ("eps_placement", "max")],
+    ),
+    Case(
+        "adamax",
+        D.Adamax,
+        [
+            dict(convention="optax", lr=0.02),
+            dict(convention="optax", lr=0.02, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1),
+        ],
+        optax_reference(lambda k: _optax_adamax(k)),
+        tol64=1e-12,
+        package="optax",
+        tag="optax",
+    ),
+    Case(
+        "adamax",
+        D.Adamax,
+        [
+            dict(convention="keras", lr=0.02),
+            dict(convention="keras", lr=0.02, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1),
+        ],
+        keras_reference(lambda k: _keras_adamax(k)),
+        tol64=1e-12,
+        package="keras",
+        tag="keras",
+    ),
+    Case(
+        "adadelta",
+        D.Adadelta,
+        [
+            dict(),
+            dict(lr=0.5, rho=0.95, eps=1e-4, weight_decay=0.1),
+            dict(lr=2.0, weight_decay=0.05, maximize=True),
+        ],
+        _torch("Adadelta"),
+        bad=[_BAD_LR, ("rho", 1.0), ("rho", -0.1), ("eps", -1e-6)],
+    ),
+    Case(
+        "adadelta",
+        D.Adadelta,
+        [
+            dict(convention="optax"),
+            dict(convention="optax", lr=0.5, rho=0.95, eps=1e-4, weight_decay=0.1),
+        ],
+        optax_reference(lambda k: _optax_adadelta(k)),
+        tol64=1e-12,
+        package="optax",
+        tag="optax",
+    ),
+    Case(
+        "adadelta",
+        D.Adadelta,
+        [
+            dict(convention="keras", lr=1.0),
+            dict(convention="keras", lr=0.5, rho=0.9, eps=1e-5, weight_decay=0.1),
+        ],
+        keras_reference(lambda k: _keras_adadelta(k)),
+        tol64=1e-12,
+        package="keras",
+        tag="keras",
+    ),
+]
+
+
+def _optax_radam(k: dict):
+    import optax
+
+    b1, b2 = k.get("betas", (0.9, 0.999))
+    return optax.radam(
+        k["lr"],
+        b1=b1,
+        b2=b2,
+        eps=k.get("eps", 1e-8),
+        eps_root=k.get("eps_root", 0.0),
+        threshold=k.get("threshold", 5.0),
+        nesterov=k.get("nesterov", False),
+    )
+
+
+def _optax_adamax(k: dict):
+    """optax.adamax, or optax.adamaxw (decoupled decay) when there is a weight decay."""
+    import optax
+
+    b1, b2 = k.get("betas", (0.9, 0.999))
+    eps, wd = k.get("eps", 1e-8), k.get("weight_decay", 0.0)
+    if wd:
+        return optax.adamaxw(k["lr"], b1=b1, b2=b2, eps=eps, weight_decay=wd)
+    return optax.adamax(k["lr"], b1=b1, b2=b2, eps=eps)
+
+
+def _optax_adadelta(k: dict):
+    import optax
+
+    return optax.adadelta(
+        k.get("lr", 1.0),
+        rho=k.get("rho", 0.9),
+        eps=k.get("eps", 1e-6),
+        weight_decay=k.get("weight_decay", 0.0),
+    )
+
+
+def _keras_adamax(k: dict):
+    import keras
+
+    b1, b2 = k.get("betas", (0.9, 0.999))
+    wd = k.get("weight_decay") or None
+    return keras.optimizers.Adamax(
+        k["lr"], beta_1=b1, beta_2=b2, epsilon=k.get("eps", 1e-7), weight_decay=wd
+    )
+
+
+def _keras_adadelta(k: dict):
+    import keras
+
+    wd = k.get("weight_decay") or None
+    return keras.optimizers.Adadelta(
+        k["lr"], rho=k.get("rho", 0.95), epsilon=k.get("eps", 1e-7), weight_decay=wd
+    )

@@ -99,8 +99,8 @@ def test_every_name_builds_its_class(name: str) -> None:
 
 
 def test_unknown_name_lists_the_valid_names() -> None:
-    with pytest.raises(ValueError, match="unknown optimizer 'adamax'; available: ") as info:
-        D.from_spec("adamax:lr=0.1", _p())
+    with pytest.raises(ValueError, match="unknown optimizer 'adamm'; available: ") as info:
+        D.from_spec("adamm:lr=0.1", _p())
     for name in NAMES:
         assert name in str(info.value)
 

@@ -65,7 +65,8 @@ FLAGS = {
     "cautious",
 }
 # Shown in the table's title when the optimizer has them.
-TITLE_KEYS = ("lr", "momentum", "momentum_form", "nesterov", "betas", "alpha", "eps", "lr_decay")
+TITLE_KEYS = ("lr", "momentum", "momentum_form", "nesterov", "betas", "alpha", "rho", "eps")
+TITLE_KEYS += ("lr_decay",)
 
 _UNSIGNED = r"(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
 # argparse takes a token that starts with "-" for an option unless it looks like one negative
