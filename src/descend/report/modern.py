@@ -950,7 +950,9 @@ def modern_section(quick: bool) -> Section:
         + " — runs on the adaptive section's landscapes at the lab lr it declares (no tuning) "
         "and on digits next to Adam and AdamW, each with the same small lr search around its "
         "own default lr (the reference implementation's default; for most, the paper's "
-        "recommendation)."
+        "recommendation) and 3× and 10× above it, since these runs are short. Adam and AdamW "
+        "are rerun here with that same search and budget rather than taken from the "
+        "comparison section, whose budget is larger: a baseline needs the same budget."
     )
     if claims:
         s.paragraphs.append(
