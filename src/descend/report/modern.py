@@ -192,6 +192,10 @@ def landscape_runs(names: list[str], steps: int) -> dict[str, Any]:
     }
 
 
+def _n(k: int, word: str) -> str:
+    return f"{k} {word}" + ("" if k == 1 else "s")
+
+
 def _half(x: float) -> float:
     return 0.0 if not math.isfinite(x) else x
 
@@ -907,9 +911,10 @@ def modern_section(quick: bool) -> Section:
         )
     search = (
         f"lr search: each optimizer's default lr (its reference's; for most the paper's "
-        f"recommendation) × {', '.join(f'{f:.3g}' for f in LR_FACTORS)}, {len(ctx.seeds)} seeds "
-        f"each, selected by mean final validation loss on the same seeds (optimistic for "
-        f"everyone alike); MLP 64→64→10, batch 32, {ctx.epochs} epochs"
+        f"recommendation) × {', '.join(f'{f:.3g}' for f in LR_FACTORS)}, "
+        f"{_n(len(ctx.seeds), 'seed')} each, selected by mean final validation loss on the "
+        f"same seeds (optimistic for everyone alike); MLP 64→64→10, batch 32, "
+        f"{_n(ctx.epochs, 'epoch')}"
     )
     s.tables.append((f"Digits, next to Adam/AdamW — {search}", pd.DataFrame(digits_rows)))
     fig, ax = plt.subplots(figsize=(8, 4.2))
@@ -958,7 +963,7 @@ def modern_section(quick: bool) -> Section:
         s.paragraphs.append(
             "The papers make claims; the table checks each on these small problems with the "
             "criterion it states. "
-            + (f"Holding here: {', '.join(held)}. " if held else "None holds here. ")
+            + (f"Holding here: {', '.join(held)}. " if held else "")
             + (
                 f"Not holding here: {', '.join(failed)} — short runs of a small MLP are not "
                 "the papers' settings, so this is a check of what shows at this scale, "
@@ -980,7 +985,8 @@ def modern_section(quick: bool) -> Section:
     }
     s.budget = (
         f"{len(names)} modern + 2 baselines × {len(LANDSCAPES)} landscapes × "
-        f"{ctx.landscape_steps} steps; digits: {ctx.extra_runs} runs × {ctx.epochs} epochs "
-        f"(lr search {len(LR_FACTORS)} points × {len(ctx.seeds)} seeds, and the claims' arms)"
+        f"{ctx.landscape_steps} steps; digits: {ctx.extra_runs} runs × {_n(ctx.epochs, 'epoch')} "
+        f"(lr search {len(LR_FACTORS)} points × {_n(len(ctx.seeds), 'seed')}, and the claims' "
+        "arms)"
     )
     return s
