@@ -172,6 +172,26 @@ def _loss(x: float) -> dict:
             {"opt": _loss(0.3), "adamw": _loss(0.2), "updates": 68, "to_adamw_final": None},
         ),
         (
+            "schedule-free-adamw",
+            {"sf": _loss(0.21), "cosine": _loss(0.2), "base": "adamw"},
+            {"sf": _loss(0.23), "cosine": _loss(0.2), "base": "adamw"},
+        ),
+        (
+            "radam",
+            {"radam": _loss(0.2), "warm": _loss(0.19), "plain": 0.3, "warmup": 10},
+            {"radam": _loss(0.3), "warm": _loss(0.19), "plain": 0.3, "warmup": 10},
+        ),
+        (
+            "rprop",
+            {"rprop": _loss(0.1), "adam": _loss(0.2)},
+            {"rprop": _loss(math.nan), "adam": _loss(0.2)},
+        ),
+        (
+            "muon",
+            {"opt": _loss(0.19), "adamw": _loss(0.2), "updates": 68, "to_adamw_final": 60},
+            {"opt": _loss(0.2), "adamw": _loss(0.2), "updates": 68, "to_adamw_final": 68},
+        ),
+        (
             "adafactor",
             {"opt": _loss(0.2), "adam": _loss(0.2), "state": 300, "adam_state": 9000},
             {"opt": _loss(0.2), "adam": _loss(0.2), "state": 9000, "adam_state": 9000},
