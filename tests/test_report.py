@@ -45,8 +45,8 @@ def test_demo_prints_a_progress_line_per_section(demo_run):
 def test_files_are_self_contained(report):
     out, numbers = report
     page = (out / "index.html").read_text()
-    assert len(numbers) == 11
-    assert page.count("<section id=") == 11
+    assert len(numbers) == 12
+    assert page.count("<section id=") == 12
     # every figure is embedded; nothing is fetched from a network or another file
     assert not re.search(r"(src|href)=['\"]https?://", page)
     assert not re.search(r"<script", page)

@@ -19,7 +19,7 @@ TITLE = "descend — a guided tour of gradient descent, computed live"
 
 def section_functions() -> list[tuple[str, Callable[[bool], Section]]]:
     """The tour, in order: (title, function)."""
-    from . import basics, lab_sections, train_sections
+    from . import basics, lab_sections, modern, train_sections
 
     return [
         ("The update rule", basics.update_rule),
@@ -32,6 +32,7 @@ def section_functions() -> list[tuple[str, Callable[[bool], Section]]]:
         ("LR range test", train_sections.lr_finder_section),
         ("Optimizer comparison and batch size", train_sections.comparison_section),
         ("Adam + L2 vs AdamW", train_sections.adamw_section),
+        ("The modern optimizers", modern.modern_section),
         ("Conventions side by side", basics.conventions_section),
     ]
 
