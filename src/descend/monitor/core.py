@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from descend.monitor import stats
+from descend.monitor import flat, stats
 from descend.monitor.sinks import Sink, as_sinks
 from descend.optim.accumulate import Accumulate
 
@@ -65,6 +65,8 @@ METRICS = {
 }
 
 LAYER_METRICS = ("update_ratio", "grad_norm", "eff_lr_p50")
+# optimizer state the effective learning rate and v̂ are computed from
+RATE_KEYS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "sum")
 LOSS_BUFFER = 256  # losses held by Monitor.log_loss before they are written
 
 
@@ -166,8 +168,10 @@ class Monitor:
         self._armed: list[Any] = []
         self._micro: dict[int, list[Any]] = {}
         self._records: dict[int, dict[str, list[torch.Tensor]]] = {}
-        self._pending: dict[str, Any] | None = None
-        self._flats: dict[int, tuple] = {}
+        self._pending: list[float] | None = None
+        self._layout: flat.Layout | None = None  # the sampled step's buffers
+        self._subset: tuple | None = None  # (layout, kept, layout of the kept parameters)
+        self._next = 1  # the next sampled step
         self._closed = False
         self._handles = [
             self.base.register_step_pre_hook(self._before),
@@ -191,7 +195,8 @@ class Monitor:
     def _arm(self) -> None:
         """Hooks for the next step's backward passes (and its chain trace) only."""
         self._micro = {}
-        for _, p in self._params():
+        layout = self._layout_for(self._params())
+        for p in layout.tensors:
             self._armed.append(p.register_hook(self._grad_hook(p)))
         if self.use_trace:
             self._records = {}
@@ -202,26 +207,45 @@ class Monitor:
             handle.remove()
         self._armed = []
 
+    def _layout_for(self, params: list[tuple[int, torch.Tensor]]) -> flat.Layout:
+        """The buffers of ``params``: the current layout if it still matches the live tensors,
+        else a new one (the gradients the hooks already copied are carried over)."""
+        old = self._layout
+        if old is not None and old.matches(params):
+            return old
+        new = flat.Layout(params, self.layers)
+        if old is not None and self._micro:
+            with torch.no_grad():
+                for key in self._micro:
+                    i, j = old.position.get(key), new.position.get(key)
+                    if i is not None and j is not None:
+                        new.views[flat.PRECLIP][j].copy_(old.views[flat.PRECLIP][i])
+        self._layout = new
+        return new
+
     def _grad_hook(self, p: torch.Tensor):
         key = id(p)
 
         def hook(grad: torch.Tensor) -> None:
-            with torch.no_grad():
-                entry = self._micro.get(key)
-                flat = grad.detach().reshape(-1)
-                sq = torch.dot(flat, flat)
-                if entry is None:
-                    # Keep a reference only: autograd may make this very tensor p.grad and
-                    # accumulate the next micro-batch into it, but only after our next call.
-                    self._micro[key] = [1, [sq], grad.detach(), False]
-                    return
-                entry[0] += 1
-                entry[1].append(sq)
-                if entry[3]:
-                    entry[2].add_(grad)
-                else:
-                    entry[2] = entry[2] + grad  # our own copy from the second pass on
-                    entry[3] = True
+            # Copy the gradient of this backward pass into the pre-clip row (clipping later
+            # scales p.grad in place); from the second pass on (accumulation) also keep each
+            # pass's ‖gᵢ‖² for the noise scale.
+            layout = self._layout
+            j = layout.position.get(key) if layout is not None else None
+            if j is None:
+                return
+            view = layout.views[flat.PRECLIP][j]
+            grad = grad.detach()
+            entry = self._micro.get(key)
+            if entry is None:
+                view.copy_(grad)
+                self._micro[key] = [1, None]
+                return
+            if entry[1] is None:
+                entry[1] = [view.pow(2).sum(dtype=torch.float64)]
+            entry[1].append(grad.pow(2).sum(dtype=torch.float64))
+            view.add_(grad)
+            entry[0] += 1
 
         return hook
 
@@ -230,211 +254,279 @@ class Monitor:
 
     # --- the step ---------------------------------------------------------------------------------
     def _before(self, *_: Any) -> None:
-        if not self.sampled(self.steps + 1):
+        if self.steps + 1 != self._next:
             return
         # Every trainable parameter: with a closure (Lightning) backward runs inside step(),
         # after this hook, so which ones get a gradient is known only afterwards.
-        params = self._params()
-        self._pending = {
-            "params": params,
-            "before": stats.flat([p for _, p in params]),
-            "lr": [float(g["lr"]) for g in self.base.param_groups],
-        }
+        layout = self._layout_for(self._params())
+        with torch.no_grad():
+            torch._foreach_copy_(layout.views[flat.BEFORE], layout.tensors)
+        self._pending = [float(g["lr"]) for g in self.base.param_groups]
 
     def _after(self, *_: Any) -> None:
         self.steps += 1
-        step = self.steps
-        if self.sampled(step):
+        if self.steps == self._next:
+            self._next += self.every
             self._disarm()
             if self._pending is not None:
-                self._measure(step, self._pending)
+                with torch.no_grad():
+                    self._measure(self.steps, self._pending)
             self._pending = None
-        if self.sampled(step + 1) and not self._closed:
+        if self.steps + 1 == self._next and not self._closed:
             self._arm()
 
-    def _internals(self, params: list[tuple[int, torch.Tensor]]):
-        """Per parameter: (momentum, v̂, effective lr) tensors or None, and whether the step
-        actually ran (a step skipped for non-finite gradients has no trace)."""
-        n = len(params)
-        mom: list[Any] = [None] * n
-        vhat: list[Any] = [None] * n
-        eff: list[Any] = [None] * n
-        self._flats = {}  # group -> (momentum, v̂, eff) flat vectors, state path only
-        if self.use_trace:
-            position = {id(p): j for j, (_, p) in enumerate(params)}
-            for gi, record in self._records.items():
-                group = self.base.param_groups[gi]
-                stepped = [p for p in group["params"] if p.grad is not None]
-                m = record.get("m", record.get("velocity"))
-                v = record.get("v_hat", record.get("v", record.get("sum")))
-                adaptive = "denom" in record
-                for i, p in enumerate(stepped):
-                    j = position.get(id(p))
-                    if j is None:
-                        continue
-                    if m is not None:
-                        mom[j] = m[i]
-                    if v is not None:
-                        vhat[j] = v[i]
-                    if adaptive and "lr_eff" in record:
-                        eff[j] = record["lr_eff"][i]
-            return mom, vhat, eff
-        from descend.train.metrics import _param_eff_lr
+    def _kept(self, layout: flat.Layout) -> flat.Layout:
+        """The layout of the parameters that have a gradient after the step: ``layout``
+        itself, or (some have none) a layout of the others holding their θ before the step
+        and gradients before clipping (kept while the same ones have none)."""
+        keep = tuple(p.grad is not None for p in layout.tensors)
+        if all(keep):
+            return layout
+        cached = self._subset
+        if cached is None or cached[0] is not layout or cached[1] != keep:
+            params = [pair for pair, k in zip(layout.params, keep) if k]
+            cached = self._subset = (layout, keep, flat.Layout(params, self.layers))
+        sub = cached[2]
+        for row in (flat.BEFORE, flat.PRECLIP):
+            src = [v for v, k in zip(layout.views[row], keep) if k]
+            if src:
+                torch._foreach_copy_(sub.views[row], src)
+        return sub
 
-        # One group at a time on the concatenated state (the formulas are elementwise and a
-        # group's parameters share their step), then split back into per-parameter views:
-        # a handful of tensor operations per group instead of per parameter.
-        index = 0
-        while index < n:
-            gi = params[index][0]
-            members = []
-            while index < n and params[index][0] == gi:
-                members.append(index)
-                index += 1
+    def _gather(self, layout: flat.Layout, dst: list, src: list) -> list[tuple]:
+        """Add to ``dst``/``src`` the copies of the momentum buffer and of what the effective
+        learning rate and v̂ need: from the optimizer state (per group: its vector state
+        keys) or from the chain's trace. Returns, per group span, what :meth:`_rates` needs."""
+        plans: list[tuple] = []
+        filled = [False] * len(layout.tensors)
+        for (first, end), gi in zip(layout.group_spans, layout.group_ids):
             group = self.base.param_groups[gi]
-            states = [self.base.state.get(params[j][1]) or {} for j in members]
+            members = layout.tensors[first:end]
+            if self.use_trace:
+                plans.append(self._gather_trace(layout, gi, first, end, dst, src, filled))
+                continue
+            states = [self.base.state.get(p) or {} for p in members]
             keys = set(states[0])
-            if not keys or any(set(st) != keys for st in states):
-                continue
             steps = {float(st["step"]) for st in states if "step" in st}
-            if len(steps) > 1:
+            if not keys or any(set(st) != keys for st in states) or len(steps) > 1:
+                plans.append(None)
                 continue
-            merged: dict[str, Any] = {
-                k: torch.cat([st[k].detach().reshape(-1) for st in states])
-                for k in keys
-                if k != "step" and torch.is_tensor(states[0][k]) and states[0][k].dim() > 0
-            }
-            if steps:
-                merged["step"] = steps.pop()
+            vector = [
+                k
+                for k in sorted(keys)
+                if torch.is_tensor(states[0][k])
+                and all(st[k].numel() == p.numel() for st, p in zip(states, members))
+                and states[0][k].dim() > 0
+            ]
+            mkey = next((k for k in ("exp_avg", "momentum_buffer") if k in vector), None)
+            if mkey is not None:
+                dst += layout.views[flat.MOMENTUM][first:end]
+                src += [st[mkey] for st in states]
+                filled[first:end] = [True] * (end - first)
+            rate_keys = [k for k in vector if k in RATE_KEYS]
+            for k in rate_keys:
+                dst += layout.row(k)[1][first:end]
+                src += [st[k] for st in states]
+            state = {"step": steps.pop()} if steps else {}
             if "mu_product" in keys:
-                merged["mu_product"] = states[0]["mu_product"]
-            sizes = [params[j][1].numel() for j in members]
-            if sum(sizes) != next((v.numel() for v in merged.values() if torch.is_tensor(v)), 0):
-                continue
+                state["mu_product"] = states[0]["mu_product"]
+            plans.append(("state", group, rate_keys, state))
+        self._clear_momentum(layout, filled)
+        return plans
 
-            def spread(vector, out, members=members, sizes=sizes):
-                if vector is not None:
-                    for j, part in zip(members, vector.split(sizes)):
-                        out[j] = part
-
-            m = merged.get("exp_avg", merged.get("momentum_buffer"))
-            if "exp_avg_sq" in merged and "betas" in group:
-                t = float(merged.get("step", 1))
-                v = merged["exp_avg_sq"] / (1 - float(group["betas"][1]) ** t)
-            else:
-                v = merged.get("square_avg", merged.get("sum"))
-            e = _param_eff_lr(group, merged)
-            for vector, out in ((m, mom), (v, vhat), (e, eff)):
-                spread(vector, out)
-            # the group's flat vectors, kept whole for the sums and quantiles (no re-cat)
-            self._flats[gi] = (members[0], members[-1] + 1, m, v, e)
-        return mom, vhat, eff
-
-    def _whole(self, slot: int, span: tuple[int, int], partial: bool = False):
-        """The flat vector ``slot`` (2 momentum, 3 v̂, 4 eff) over the parameters ``span``
-        from the groups' vectors :meth:`_internals` kept, or None where they do not tile the
-        span (with ``partial``, groups without that vector are left out, as the per-parameter
-        path leaves out parameters without it)."""
-        parts, at = [], span[0]
-        for first, end, *vectors in sorted(self._flats.values(), key=lambda f: f[0]):
-            if end <= span[0] or first >= span[1]:
-                continue
-            if first != at or end > span[1]:
-                return None
-            vector = vectors[slot - 2]
-            if vector is None and not partial:
-                return None
-            if vector is not None:
-                parts.append(vector)
-            at = end
-        if at != span[1] or not parts:
+    def _gather_trace(self, layout, gi, first, end, dst, src, filled) -> tuple | None:
+        record = self._records.get(gi)
+        if record is None:  # the step was skipped (non-finite gradient): no trace
             return None
-        if len(parts) == 1:
-            return parts[0] if parts[0].dtype == torch.float32 else parts[0].float()
-        return stats.flat(parts)
+        group = self.base.param_groups[gi]
+        stepped = [p for p in group["params"] if p.grad is not None]
+        where = {id(p): i for i, p in enumerate(stepped)}
+        m = record.get("m", record.get("velocity"))
+        v = record.get("v_hat", record.get("v", record.get("sum")))
+        eff = record.get("lr_eff") if "denom" in record else None
+        have = [j for j in range(first, end) if id(layout.tensors[j]) in where]
+        if len(have) != end - first:
+            return None
+        at = [where[id(layout.tensors[j])] for j in have]
+        if m is not None:
+            dst += layout.views[flat.MOMENTUM][first:end]
+            src += [m[i] for i in at]
+            filled[first:end] = [True] * (end - first)
+        for name, tensors in (("v_hat", v), ("eff", eff)):
+            if tensors is not None:
+                dst += layout.row(name)[1][first:end]
+                src += [tensors[i] for i in at]
+        return ("trace", v is not None, eff is not None)
 
-    def _measure(self, step: int, pending: dict[str, Any]) -> None:
-        params, before = pending["params"], pending["before"]
-        keep = [p.grad is not None for _, p in params]
-        if not all(keep):
-            parts = before.split([p.numel() for _, p in params])
-            before = stats.flat([t for t, k in zip(parts, keep) if k])
-            params = [pair for pair, k in zip(params, keep) if k]
+    @staticmethod
+    def _clear_momentum(layout: flat.Layout, filled: list[bool]) -> None:
+        """Zero the momentum row where no buffer was copied this time (it may hold an older
+        step's)."""
+        if all(filled):
+            layout.momentum_zero = False
+            return
+        if not layout.momentum_zero:
+            for view, f in zip(layout.views[flat.MOMENTUM], filled):
+                if not f:
+                    view.zero_()
+        layout.momentum_zero = not any(filled)
+
+    def _rates(self, layout: flat.Layout, plans: list) -> tuple[Any, Any, list[bool]]:
+        """v̂ and the effective learning rate at the sampled coordinates (NaN where a group
+        has none), and which parameters have an effective learning rate."""
+        sample = layout.sample
+        index = sample.index
+        vhat = eff = None
+        has_eff = [False] * len(layout.tensors)
+        many = len(plans) > 1
+        for g, plan in enumerate(plans):
+            if plan is None:
+                continue
+            first, end = layout.group_spans[g]
+            members = sample.members[g]
+            pick = index if members is None else index[members.to(index.device)]
+            if plan[0] == "trace":
+                _, have_v, have_e = plan
+                v = layout.row("v_hat")[0][pick] if have_v else None
+                e = layout.row("eff")[0][pick] if have_e else None
+            else:
+                _, group, keys, state = plan
+                values = {k: layout.row(k)[0][pick] for k in keys}
+                v, e = _state_rates(group, {**values, **state})
+            if not many or members is None:
+                vhat = v if v is not None else vhat
+                eff = e if e is not None else eff
+            else:
+                for name, x in (("v", v), ("e", e)):
+                    if x is None:
+                        continue
+                    whole = vhat if name == "v" else eff
+                    if whole is None:
+                        whole = torch.full((sample.size,), math.nan, device=index.device)
+                    whole[members.to(index.device)] = x.float()
+                    if name == "v":
+                        vhat = whole
+                    else:
+                        eff = whole
+            if e is not None:
+                has_eff[first:end] = [True] * (end - first)
+        return vhat, eff, has_eff
+
+    def _measure(self, step: int, lrs: list[float]) -> None:
+        layout = self._kept(self._layout)
         out: dict[str, float] = {}
-        groups = self.base.param_groups
-        for gi, lr in enumerate(pending["lr"]):
+        for gi, lr in enumerate(lrs):
             out[f"opt/group{gi}/lr"] = lr
             bc = self._v_bias_correction(gi)
             if bc is not None:
                 out[f"opt/group{gi}/v_bias_correction"] = bc
-        if not params:
+        tensors = layout.tensors
+        if not tensors:
             self._emit(step, out)
             return
-        tensors = [p for _, p in params]
-        mom, vhat, eff = self._internals(params)
-        grads = stats.flat([p.grad for p in tensors])
-        after = stats.flat(tensors)
-        momentum = self._whole(2, (0, len(params)))
-        if momentum is None and any(m is not None for m in mom):
-            momentum = stats.flat(
-                [m if m is not None else torch.zeros_like(p) for m, p in zip(mom, tensors)]
-            )
-        lengths = [p.numel() for p in tensors]
-        several = len(groups) > 1
-        scopes: list[tuple[str, list[int]]] = [("opt/", list(range(len(params))))]
+        dst = layout.views[flat.GRAD] + layout.views[flat.UPDATE]
+        src = [p.grad for p in tensors] + tensors
+        plans = self._gather(layout, dst, src)
+        torch._foreach_copy_(dst, src)
+        rows = layout.rows
+        torch.sub(rows[flat.BEFORE], rows[flat.UPDATE], out=rows[flat.UPDATE])
+        sums = flat.segment_sums(flat.products(layout), layout.lengths)
+        bad = [0.0] * len(tensors)
+        if not all(math.isfinite(x) for x in sums[flat.G2]):
+            # non-finite gradient entries: counted, and left out of every other sum
+            finite = torch.isfinite(rows[flat.GRAD])
+            bad = flat.segment_sums((~finite).float()[None], layout.lengths)[0]
+            rows[flat.GRAD].masked_fill_(~finite, 0.0)
+            sums = flat.segment_sums(flat.products(layout), layout.lengths)
+        several = len(self.base.param_groups) > 1
+        scopes = [("opt/", (0, len(tensors)), None)]
         if several:
-            for gi in range(len(groups)):
-                members = [j for j, (g, _) in enumerate(params) if g == gi]
-                if members:  # consecutive: params are listed group by group
-                    scopes.append((f"opt/group{gi}/", members))
-        spans = [(members[0], members[-1] + 1) for _, members in scopes]
-        rows, totals = stats.param_sums(before, after, grads, momentum, lengths, spans)
-        for (prefix, members), total in zip(scopes, totals):
+            for g, (gi, span) in enumerate(zip(layout.group_ids, layout.group_spans)):
+                scopes.append((f"opt/group{gi}/", span, g))
+        vhat, eff, has_eff = self._rates(layout, plans)
+        sample = layout.sample
+        drawn = None
+        if vhat is not None or eff is not None:
+            blank = None
+            pair = []
+            for x in (vhat, eff):
+                if x is None:
+                    if blank is None:
+                        blank = torch.full((sample.size,), math.nan, device=sample.index.device)
+                    x = blank
+                pair.append(x.float())
+            drawn = torch.stack(pair).cpu().numpy()
+        for prefix, (first, end), g in scopes:
+            total = [
+                sum(sums[flat.U2][first:end]),
+                sum(sums[flat.W2][first:end]),
+                sum(sums[flat.G2][first:end]),
+                sum(sums[flat.MG][first:end]),
+                sum(sums[flat.M2][first:end]),
+                sum(sums[flat.OPPOSED][first:end]),
+                sum(sums[flat.NONZERO][first:end]),
+                sum(bad[first:end]),
+            ]
             for key, value in stats.combine([total]).items():
                 out[prefix + key] = value
-            span = (members[0], members[-1] + 1)
-            for name, parts, slot in (("eff_lr", eff, 4), ("v_hat", vhat, 3)):
-                chosen = [parts[j] for j in members if parts[j] is not None]
-                if chosen:
-                    whole = self._whole(slot, span, partial=True)
-                    if whole is None:
-                        whole = torch.cat([t.detach().reshape(-1).float() for t in chosen])
-                    sample = stats.sample(whole)
-                    qs = stats.quantiles(sample)
-                    for q, value in zip(("p10", "p50", "p90"), qs):
+            if drawn is None:
+                continue
+            part = sample.whole if g is None or not sample.groups else sample.groups[g]
+            qs = flat.row_quantiles(drawn[:, part], stats.QUANTILES)
+            names = (("v_hat", vhat is not None, qs[0]), ("eff_lr", any(has_eff[first:end]), qs[1]))
+            for name, present, values in names:
+                if present and not all(math.isnan(x) for x in values):
+                    for q, value in zip(("p10", "p50", "p90"), values):
                         out[f"{prefix}{name}_{q}"] = value
-        self._clip_and_noise(out, params)
+        self._clip_and_noise(out, layout, sums[flat.GP2])
         skipped = getattr(self.base, "skipped_steps", None)
         if isinstance(skipped, int):
             out["opt/skipped_steps"] = float(skipped)
         if self.layers:
-            for j, (_, p) in enumerate(params):
+            medians = None
+            if eff is not None and sample.layer_rows is not None:
+                medians = flat.padded_medians(drawn[1], sample.layer_rows)
+            for j, p in enumerate(tensors):
                 name = self.names.get(id(p), f"param{j}")
-                r = stats.combine([rows[j]])
-                out[f"layer/{name}/update_ratio"] = r["update_ratio"]
-                out[f"layer/{name}/grad_norm"] = r["grad_norm"]
-                if eff[j] is not None:
-                    out[f"layer/{name}/eff_lr_p50"] = stats.quantiles(
-                        stats.sample(eff[j].detach().float(), stats.LAYER_SAMPLE), (0.5,)
-                    )[0]
+                u2, w2, g2 = sums[flat.U2][j], sums[flat.W2][j], sums[flat.G2][j]
+                out[f"layer/{name}/update_ratio"] = stats._ratio(math.sqrt(u2), math.sqrt(w2))
+                out[f"layer/{name}/grad_norm"] = math.sqrt(g2)
+                if medians is not None and has_eff[j]:
+                    out[f"layer/{name}/eff_lr_p50"] = medians[j]
         self._emit(step, out)
         if self.histogram_every and self.samples % self.histogram_every == 0:
-            hist_sinks = [s for s in self.sinks if hasattr(s, "write_histograms")]
-            if hist_sinks:
-                u = before - after
-                hists: dict[str, torch.Tensor] = {}
-                offset = 0
-                for j, (_, p) in enumerate(params):
-                    name = self.names.get(id(p), f"param{j}")
-                    n = lengths[j]
-                    hists[f"layer/{name}/update"] = u[offset : offset + n]
-                    hists[f"layer/{name}/grad"] = grads[offset : offset + n]
-                    if eff[j] is not None:
-                        hists[f"layer/{name}/eff_lr"] = eff[j].detach().reshape(-1)
-                    offset += n
-                for sink in hist_sinks:
-                    sink.write_histograms(step, hists)
+            self._histograms(step, layout, plans)
         self.samples += 1
+
+    def _histograms(self, step: int, layout: flat.Layout, plans: list) -> None:
+        hist_sinks = [s for s in self.sinks if hasattr(s, "write_histograms")]
+        if not hist_sinks:
+            return
+        hists: dict[str, torch.Tensor] = {}
+        effs: list[Any] = [None] * len(layout.tensors)
+        for g, plan in enumerate(plans):
+            if plan is None:
+                continue
+            first, end = layout.group_spans[g]
+            if plan[0] == "trace":
+                if plan[2]:
+                    effs[first:end] = layout.row("eff")[1][first:end]
+                continue
+            _, group, keys, state = plan
+            lo = sum(layout.lengths[:first])
+            hi = lo + sum(layout.lengths[first:end])
+            values = {k: layout.row(k)[0][lo:hi] for k in keys}
+            e = _state_rates(group, {**values, **state})[1]
+            if e is not None:
+                effs[first:end] = e.split(layout.lengths[first:end])
+        for j, p in enumerate(layout.tensors):
+            name = self.names.get(id(p), f"param{j}")
+            hists[f"layer/{name}/update"] = layout.views[flat.UPDATE][j].reshape(-1)
+            hists[f"layer/{name}/grad"] = layout.views[flat.GRAD][j].reshape(-1)
+            if effs[j] is not None:
+                hists[f"layer/{name}/eff_lr"] = effs[j].reshape(-1)
+        for sink in hist_sinks:
+            sink.write_histograms(step, hists)
 
     def _v_bias_correction(self, gi: int) -> float | None:
         group = self.base.param_groups[gi]
@@ -454,17 +546,20 @@ class Monitor:
                 return 1.0 / (1.0 - b2**t) if t > 0 and b2 < 1 else None
         return None
 
-    def _clip_and_noise(self, out: dict[str, float], params) -> None:
-        entries = [self._micro[id(p)] for _, p in params if id(p) in self._micro]
-        if not entries:
+    def _clip_and_noise(self, out: dict[str, float], layout: flat.Layout, gp2: list) -> None:
+        counted = [
+            (j, self._micro[id(p)]) for j, p in enumerate(layout.tensors) if id(p) in self._micro
+        ]
+        if not counted:
             return
-        k = max(e[0] for e in entries)
+        k = max(entry[0] for _, entry in counted)
+        total_sq = sum(gp2[j] for j, _ in counted)  # ‖Σᵢ gᵢ‖² of each parameter, summed
         if k == 1:  # one backward: ‖g‖² of each parameter is its one micro-batch's
-            total_sq = micro_sq = float(torch.stack([e[1][0] for e in entries]).sum())
+            micro_sq = total_sq
         else:
-            sums = torch.stack([e[2].float().pow(2).sum() if e[3] else e[1][0] for e in entries])
-            micro = torch.stack([torch.stack(e[1]).sum() for e in entries])
-            total_sq, micro_sq = float(sums.sum()), float(micro.sum())
+            passes = [t for _, entry in counted if entry[1] for t in entry[1]]
+            single = sum(gp2[j] for j, entry in counted if entry[1] is None)
+            micro_sq = float(torch.stack(passes).sum()) + single if passes else single
         scale = 1.0 / k if self._average and k > 1 else 1.0
         pre = math.sqrt(total_sq) * scale
         out["opt/grad_norm_preclip"] = pre
@@ -562,6 +657,7 @@ class Monitor:
         self.flush_losses()
         self._closed = True
         self._disarm()
+        self._layout = self._subset = None  # the buffers
         for handle in self._handles:
             handle.remove()
         for sink in self.sinks:
@@ -572,6 +668,20 @@ class Monitor:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _state_rates(group: dict, state: dict) -> tuple[Any, Any]:
+    """(v̂, effective learning rate) from a group's optimizer state (whole tensors or the
+    same entries of each): v̂ = v/(1 − β₂ᵗ) for Adam's ``exp_avg_sq``, else RMSprop's
+    ``square_avg`` or AdaGrad's ``sum``; the rate as :func:`descend.train.metrics._param_eff_lr`."""
+    from descend.train.metrics import _param_eff_lr
+
+    if "exp_avg_sq" in state and "betas" in group:
+        t = float(state.get("step", 1))
+        v = state["exp_avg_sq"] / (1 - float(group["betas"][1]) ** t)
+    else:
+        v = state.get("square_avg", state.get("sum"))
+    return v, _param_eff_lr(group, state)
 
 
 def monitor(
