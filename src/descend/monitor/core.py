@@ -384,14 +384,16 @@ class Monitor:
                 continue
             first, end = layout.group_spans[g]
             members = sample.members[g]
-            pick = index if members is None else index[members.to(index.device)]
+            if members is not None:
+                members = members.to(index.device)
+            pick = index if members is None else index.index_select(0, members)
             if plan[0] == "trace":
                 _, have_v, have_e = plan
-                v = layout.row("v_hat")[0][pick] if have_v else None
-                e = layout.row("eff")[0][pick] if have_e else None
+                v = layout.row("v_hat")[0].index_select(0, pick) if have_v else None
+                e = layout.row("eff")[0].index_select(0, pick) if have_e else None
             else:
                 _, group, keys, state = plan
-                values = {k: layout.row(k)[0][pick] for k in keys}
+                values = {k: layout.row(k)[0].index_select(0, pick) for k in keys}
                 v, e = _state_rates(group, {**values, **state})
             if not many or members is None:
                 vhat = v if v is not None else vhat
@@ -403,7 +405,7 @@ class Monitor:
                     whole = vhat if name == "v" else eff
                     if whole is None:
                         whole = torch.full((sample.size,), math.nan, device=index.device)
-                    whole[members.to(index.device)] = x.float()
+                    whole.index_copy_(0, members, x.float())
                     if name == "v":
                         vhat = whole
                     else:
@@ -584,13 +586,23 @@ class Monitor:
         return self._rows
 
     def _emit(self, step: int, scalars: dict[str, float]) -> None:
-        self.flush_losses()  # the sinks get every write in the order it was made
-        self._write(step, scalars)
+        # the held losses first: the sinks get every write in the order it was made
+        self._write_many([*self._held(), (step, scalars)])
 
     def _write(self, step: int, scalars: dict[str, float]) -> None:
-        self._rows.append({"step": step, **scalars})
+        self._write_many([(step, scalars)])
+
+    def _write_many(self, rows: list[tuple[int, dict[str, float]]]) -> None:
+        """Write ``(step, scalars)`` rows to memory and to every sink (with one call where
+        the sink takes several rows at once: ``write_many``)."""
+        self._rows.extend([{"step": step, **scalars} for step, scalars in rows])
         for sink in self.sinks:
-            sink.write(step, scalars)
+            many = getattr(sink, "write_many", None)
+            if many is not None:
+                many(rows)
+            else:
+                for step, scalars in rows:
+                    sink.write(step, scalars)
 
     def log_loss(self, loss: Any, step: int | None = None) -> None:
         """Record the training loss of the step just taken (call after ``optimizer.step()``);
@@ -615,17 +627,24 @@ class Monitor:
 
     def flush_losses(self) -> None:
         """Write the losses :meth:`log_loss` holds."""
+        if self._losses:
+            self._write_many(self._held())
+
+    def _held(self) -> list[tuple[int, dict[str, float]]]:
+        """The held losses as rows (tensors read in one ``tolist``), and forget them."""
         if not self._losses:
-            return
+            return []
         held, self._losses = self._losses, []
         tensors = [v for _, v in held if isinstance(v, torch.Tensor)]
         if tensors:
-            try:
-                read = iter(torch.stack([t.reshape(()) for t in tensors]).double().tolist())
-            except (RuntimeError, TypeError):  # mixed devices or dtypes: one by one
-                read = iter([float(t) for t in tensors])
-        for at, v in held:
-            self._write(at, {"loss": next(read) if isinstance(v, torch.Tensor) else v})
+            try:  # one read of all of them: stacked as they are (all 0-d, or all (1,))
+                read = iter(torch.stack(tensors).reshape(-1).double().tolist())
+            except (RuntimeError, TypeError):
+                try:
+                    read = iter(torch.stack([t.reshape(()) for t in tensors]).double().tolist())
+                except (RuntimeError, TypeError):  # mixed devices or dtypes: one by one
+                    read = iter([float(t) for t in tensors])
+        return [(at, {"loss": next(read) if isinstance(v, torch.Tensor) else v}) for at, v in held]
 
     def log(self, scalars: dict[str, float], step: int | None = None) -> None:
         """Write any other scalars (e.g. ``val_loss``) to the same sinks."""

@@ -242,8 +242,9 @@ def row_quantiles(a: np.ndarray, qs: Sequence[float]) -> list[list[float]]:
         return [quantiles(torch.from_numpy(np.ascontiguousarray(r)), qs) for r in a]
     where = positions(a.shape[1], qs)
     kth = sorted({r for i, j, _ in where for r in (i, j)})
-    part = np.partition(a, kth, axis=1).astype(np.float64)
-    return [[r[i] + (r[j] - r[i]) * f for i, j, f in where] for r in part.tolist()]
+    part = np.partition(a, kth, axis=1)[:, kth].tolist()
+    at = {r: c for c, r in enumerate(kth)}
+    return [[r[at[i]] + (r[at[j]] - r[at[i]]) * f for i, j, f in where] for r in part]
 
 
 def padded_medians(values: np.ndarray, layer_rows) -> list[float]:
@@ -260,6 +261,6 @@ def padded_medians(values: np.ndarray, layer_rows) -> list[float]:
             out.append(quantiles(torch.from_numpy(values[real]), (0.5,))[0])
         return out
     ext = np.concatenate([values, np.array([-np.inf, np.inf], values.dtype)])
-    m = np.partition(ext[pad], [k, k + 1], axis=1).astype(np.float64)
-    low, high = m[:, k], m[:, k + 1]
+    m = np.partition(ext[pad], [k, k + 1], axis=1)
+    low, high = m[:, k].astype(np.float64), m[:, k + 1].astype(np.float64)
     return np.where(odd, low, low + (high - low) * 0.5).tolist()
