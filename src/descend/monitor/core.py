@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from descend.monitor import flat, stats
+from descend.monitor import fused as fused_kernels
 from descend.monitor.sinks import Sink, as_sinks
 from descend.optim.accumulate import Accumulate
 
@@ -104,6 +105,11 @@ class Monitor:
             gradients and effective lrs on every this-many-th sampled step (0, the default:
             never; each histogram costs ~1 ms, three per layer).
         noise_beta: the EMA factor, over sampled steps, of the two noise-scale estimates.
+        fused: read the sampled step with descend's C++ kernels (``native/monitor.cpp``: one
+            pass per parameter over θ, g and m, one gather of the sampled state) — ``None``
+            (default) where they take the tensors (float32, CPU), else torch's operations;
+            ``True`` requires them (``RuntimeError`` at a sampled step they cannot read);
+            ``False`` always torch's. :attr:`last_path` says which read the last sampled step.
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class Monitor:
         source: str = "auto",
         histogram_every: int = 0,
         noise_beta: float = 0.9,
+        fused: bool | None = None,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ValueError(
@@ -136,6 +143,13 @@ class Monitor:
             raise ValueError(f"batch_size must be an integer >= 1 or None, got {batch_size!r}")
         if not 0 <= noise_beta < 1:
             raise ValueError(f"noise_beta must be in [0, 1), got {noise_beta!r}")
+        if fused not in (None, True, False):
+            raise ValueError(f"fused must be None, True or False, got {fused!r}")
+        if fused is True and not fused_kernels.available():
+            raise ValueError(
+                "Monitor(fused=True) needs descend's C++ kernels, which are unavailable: "
+                f"{fused_kernels.unavailable_reason()} (use fused=None or False)"
+            )
         from descend.optim.base import ChainOptimizer
 
         self.base = optimizer.optimizer if isinstance(optimizer, Accumulate) else optimizer
@@ -158,6 +172,8 @@ class Monitor:
         self.batch_size = batch_size
         self.histogram_every = histogram_every
         self.noise_beta = noise_beta
+        self.fused = fused
+        self.last_path: str | None = None  # "fused" or "torch…": what read the last sample
         self.sinks: list[Sink] = as_sinks(log)
         self.names = _names(model, self.base)
         self.steps = 0  # optimizer updates seen
@@ -293,17 +309,42 @@ class Monitor:
                 torch._foreach_copy_(sub.views[row], src)
         return sub
 
-    def _gather(self, layout: flat.Layout, dst: list, src: list) -> list[tuple]:
-        """Add to ``dst``/``src`` the copies of the momentum buffer and of what the effective
-        learning rate and v̂ need: from the optimizer state (per group: its vector state
-        keys) or from the chain's trace. Returns, per group span, what :meth:`_rates` needs."""
-        plans: list[tuple] = []
-        filled = [False] * len(layout.tensors)
+    def _sources(self, layout: flat.Layout) -> tuple[list, list, dict[str, list]]:
+        """What the step left to read, per parameter of ``layout``: per group span a plan for
+        :meth:`_rates` (None: nothing to read), the momentum buffers (None where none), and
+        per state key or traced name (``v_hat``, ``eff``) its tensors (None where none)."""
+        n = len(layout.tensors)
+        plans: list[tuple | None] = []
+        momentum: list[torch.Tensor | None] = [None] * n
+        sources: dict[str, list] = {}
+
+        def put(name: str, first: int, tensors: list) -> None:
+            column = sources.setdefault(name, [None] * n)
+            column[first : first + len(tensors)] = tensors
+
         for (first, end), gi in zip(layout.group_spans, layout.group_ids):
             group = self.base.param_groups[gi]
             members = layout.tensors[first:end]
             if self.use_trace:
-                plans.append(self._gather_trace(layout, gi, first, end, dst, src, filled))
+                record = self._records.get(gi)
+                if record is None:  # the step was skipped (non-finite gradient): no trace
+                    plans.append(None)
+                    continue
+                stepped = [p for p in group["params"] if p.grad is not None]
+                where = {id(p): i for i, p in enumerate(stepped)}
+                if any(id(p) not in where for p in members):
+                    plans.append(None)
+                    continue
+                at = [where[id(p)] for p in members]
+                m = record.get("m", record.get("velocity"))
+                v = record.get("v_hat", record.get("v", record.get("sum")))
+                eff = record.get("lr_eff") if "denom" in record else None
+                if m is not None:
+                    momentum[first:end] = [m[i] for i in at]
+                for name, tensors in (("v_hat", v), ("eff", eff)):
+                    if tensors is not None:
+                        put(name, first, [tensors[i] for i in at])
+                plans.append(("trace", v is not None, eff is not None))
                 continue
             states = [self.base.state.get(p) or {} for p in members]
             keys = set(states[0])
@@ -315,52 +356,54 @@ class Monitor:
                 k
                 for k in sorted(keys)
                 if torch.is_tensor(states[0][k])
-                and all(st[k].numel() == p.numel() for st, p in zip(states, members))
                 and states[0][k].dim() > 0
+                and all(st[k].numel() == p.numel() for st, p in zip(states, members))
             ]
             mkey = next((k for k in ("exp_avg", "momentum_buffer") if k in vector), None)
             if mkey is not None:
-                dst += layout.views[flat.MOMENTUM][first:end]
-                src += [st[mkey] for st in states]
-                filled[first:end] = [True] * (end - first)
+                momentum[first:end] = [st[mkey] for st in states]
             rate_keys = [k for k in vector if k in RATE_KEYS]
             for k in rate_keys:
-                dst += layout.row(k)[1][first:end]
-                src += [st[k] for st in states]
+                put(k, first, [st[k] for st in states])
             state = {"step": steps.pop()} if steps else {}
             if "mu_product" in keys:
                 state["mu_product"] = states[0]["mu_product"]
             plans.append(("state", group, rate_keys, state))
-        self._clear_momentum(layout, filled)
-        return plans
+        return plans, momentum, sources
 
-    def _gather_trace(self, layout, gi, first, end, dst, src, filled) -> tuple | None:
-        record = self._records.get(gi)
-        if record is None:  # the step was skipped (non-finite gradient): no trace
-            return None
-        group = self.base.param_groups[gi]
-        stepped = [p for p in group["params"] if p.grad is not None]
-        where = {id(p): i for i, p in enumerate(stepped)}
-        m = record.get("m", record.get("velocity"))
-        v = record.get("v_hat", record.get("v", record.get("sum")))
-        eff = record.get("lr_eff") if "denom" in record else None
-        have = [j for j in range(first, end) if id(layout.tensors[j]) in where]
-        if len(have) != end - first:
-            return None
-        at = [where[id(layout.tensors[j])] for j in have]
-        if m is not None:
-            dst += layout.views[flat.MOMENTUM][first:end]
-            src += [m[i] for i in at]
-            filled[first:end] = [True] * (end - first)
-        for name, tensors in (("v_hat", v), ("eff", eff)):
-            if tensors is not None:
-                dst += layout.row(name)[1][first:end]
-                src += [tensors[i] for i in at]
-        return ("trace", v is not None, eff is not None)
+    def _torch_sums(self, layout: flat.Layout, momentum: list, sources: dict) -> list[list]:
+        """The torch path: copy g, θ after, m and the sources into the layout's rows (one
+        ``_foreach_copy_``), then the sums of :func:`flat.products` per parameter (9 rows as
+        :data:`descend.monitor.fused.SUMS`)."""
+        tensors = layout.tensors
+        dst = layout.views[flat.GRAD] + layout.views[flat.UPDATE]
+        src = [p.grad for p in tensors] + tensors
+        for view, m in zip(layout.views[flat.MOMENTUM], momentum):
+            if m is not None:
+                dst.append(view)
+                src.append(m)
+        for name, column in sources.items():
+            for view, t in zip(layout.row(name)[1], column):
+                if t is not None:
+                    dst.append(view)
+                    src.append(t)
+        self._clear_momentum(layout, [m is not None for m in momentum])
+        torch._foreach_copy_(dst, src)
+        rows = layout.rows
+        torch.sub(rows[flat.BEFORE], rows[flat.UPDATE], out=rows[flat.UPDATE])
+        sums = flat.segment_sums(flat.products(layout), layout.lengths)
+        bad = [0.0] * len(tensors)
+        if not all(math.isfinite(x) for x in sums[flat.G2]):
+            # non-finite gradient entries: counted, and left out of every other sum
+            finite = torch.isfinite(rows[flat.GRAD])
+            bad = flat.segment_sums((~finite).float()[None], layout.lengths)[0]
+            rows[flat.GRAD].masked_fill_(~finite, 0.0)
+            sums = flat.segment_sums(flat.products(layout), layout.lengths)
+        return [*sums, bad]
 
     @staticmethod
     def _clear_momentum(layout: flat.Layout, filled: list[bool]) -> None:
-        """Zero the momentum row where no buffer was copied this time (it may hold an older
+        """Zero the momentum row where no buffer is copied this time (it may hold an older
         step's)."""
         if all(filled):
             layout.momentum_zero = False
@@ -371,48 +414,88 @@ class Monitor:
                     view.zero_()
         layout.momentum_zero = not any(filled)
 
-    def _rates(self, layout: flat.Layout, plans: list) -> tuple[Any, Any, list[bool]]:
+    def _rates(self, layout: flat.Layout, plans: list, sampled: dict) -> tuple[Any, Any, list]:
         """v̂ and the effective learning rate at the sampled coordinates (NaN where a group
-        has none), and which parameters have an effective learning rate."""
+        has none) from ``sampled`` (each source at the sample's coordinates), and which
+        parameters have an effective learning rate."""
         sample = layout.sample
-        index = sample.index
         vhat = eff = None
         has_eff = [False] * len(layout.tensors)
-        many = len(plans) > 1
         for g, plan in enumerate(plans):
             if plan is None:
                 continue
             first, end = layout.group_spans[g]
             members = sample.members[g]
-            if members is not None:
-                members = members.to(index.device)
-            pick = index if members is None else index.index_select(0, members)
+
+            def take(x, members=members):
+                return x if members is None else x.index_select(0, members)
+
             if plan[0] == "trace":
                 _, have_v, have_e = plan
-                v = layout.row("v_hat")[0].index_select(0, pick) if have_v else None
-                e = layout.row("eff")[0].index_select(0, pick) if have_e else None
+                v = take(sampled["v_hat"]) if have_v else None
+                e = take(sampled["eff"]) if have_e else None
             else:
                 _, group, keys, state = plan
-                values = {k: layout.row(k)[0].index_select(0, pick) for k in keys}
-                v, e = _state_rates(group, {**values, **state})
-            if not many or members is None:
+                v, e = _state_rates(group, {**{k: take(sampled[k]) for k in keys}, **state})
+            if members is None:
                 vhat = v if v is not None else vhat
                 eff = e if e is not None else eff
             else:
-                for name, x in (("v", v), ("e", e)):
-                    if x is None:
-                        continue
-                    whole = vhat if name == "v" else eff
-                    if whole is None:
-                        whole = torch.full((sample.size,), math.nan, device=index.device)
-                    whole.index_copy_(0, members, x.float())
-                    if name == "v":
-                        vhat = whole
-                    else:
-                        eff = whole
+                if v is not None:
+                    if vhat is None:
+                        vhat = torch.full((sample.size,), math.nan, device=v.device)
+                    vhat.index_copy_(0, members, v.float())
+                if e is not None:
+                    if eff is None:
+                        eff = torch.full((sample.size,), math.nan, device=e.device)
+                    eff.index_copy_(0, members, e.float())
             if e is not None:
                 has_eff[first:end] = [True] * (end - first)
         return vhat, eff, has_eff
+
+    def _read(self, layout: flat.Layout) -> tuple[list, list, Any, Any, list, str]:
+        """Sums per parameter, the group plans, v̂ and the effective lr at the sampled
+        coordinates, and the path that read them: descend's kernels where they take these
+        tensors (``fused`` None or True), else torch's operations."""
+        plans, momentum, sources = self._sources(layout)
+        tensors = layout.tensors
+        sample = layout.sample
+        sums = None
+        path = "torch"
+        if self.fused is not False:
+            if layout.device.type != "cpu":
+                path = "torch: the kernels read CPU tensors"
+            else:
+                grads = [p.grad for p in tensors]
+                sums = fused_kernels.sums(
+                    layout.lengths,
+                    tensors,
+                    grads,
+                    momentum,
+                    layout.rows[flat.BEFORE],
+                    layout.rows[flat.PRECLIP],
+                )
+                names = list(sources)
+                gathered = None
+                if sums is not None:
+                    columns = [sources[k] for k in names]
+                    gathered = fused_kernels.gather(layout.lengths, columns, sample.flat_index)
+                if sums is None or gathered is None:
+                    sums = None
+                    path = "torch: a tensor the kernels do not take (float32 CPU contiguous)"
+                    if not fused_kernels.available():
+                        path = f"torch: kernels unavailable ({fused_kernels.unavailable_reason()})"
+                else:
+                    sampled = dict(zip(names, gathered))
+                    path = "fused"
+            if sums is None and self.fused is True:
+                raise RuntimeError(f"Monitor(fused=True) could not use the kernels: {path}")
+        if sums is None:
+            sums = self._torch_sums(layout, momentum, sources)
+            index = sample.index
+            sampled = {k: layout.row(k)[0].index_select(0, index) for k in sources}
+        vhat, eff, has_eff = self._rates(layout, plans, sampled)
+        return sums, plans, vhat, eff, has_eff, path
 
     def _measure(self, step: int, lrs: list[float]) -> None:
         layout = self._kept(self._layout)
@@ -426,26 +509,12 @@ class Monitor:
         if not tensors:
             self._emit(step, out)
             return
-        dst = layout.views[flat.GRAD] + layout.views[flat.UPDATE]
-        src = [p.grad for p in tensors] + tensors
-        plans = self._gather(layout, dst, src)
-        torch._foreach_copy_(dst, src)
-        rows = layout.rows
-        torch.sub(rows[flat.BEFORE], rows[flat.UPDATE], out=rows[flat.UPDATE])
-        sums = flat.segment_sums(flat.products(layout), layout.lengths)
-        bad = [0.0] * len(tensors)
-        if not all(math.isfinite(x) for x in sums[flat.G2]):
-            # non-finite gradient entries: counted, and left out of every other sum
-            finite = torch.isfinite(rows[flat.GRAD])
-            bad = flat.segment_sums((~finite).float()[None], layout.lengths)[0]
-            rows[flat.GRAD].masked_fill_(~finite, 0.0)
-            sums = flat.segment_sums(flat.products(layout), layout.lengths)
+        sums, plans, vhat, eff, has_eff, self.last_path = self._read(layout)
         several = len(self.base.param_groups) > 1
         scopes = [("opt/", (0, len(tensors)), None)]
         if several:
             for g, (gi, span) in enumerate(zip(layout.group_ids, layout.group_spans)):
                 scopes.append((f"opt/group{gi}/", span, g))
-        vhat, eff, has_eff = self._rates(layout, plans)
         sample = layout.sample
         drawn = None
         if vhat is not None or eff is not None:
@@ -458,26 +527,18 @@ class Monitor:
                     x = blank
                 pair.append(x.float())
             drawn = torch.stack(pair).cpu().numpy()
+        order = (flat.U2, flat.W2, flat.G2, flat.MG, flat.M2, flat.OPPOSED, flat.NONZERO, 8)
         for prefix, (first, end), g in scopes:
-            total = [
-                sum(sums[flat.U2][first:end]),
-                sum(sums[flat.W2][first:end]),
-                sum(sums[flat.G2][first:end]),
-                sum(sums[flat.MG][first:end]),
-                sum(sums[flat.M2][first:end]),
-                sum(sums[flat.OPPOSED][first:end]),
-                sum(sums[flat.NONZERO][first:end]),
-                sum(bad[first:end]),
-            ]
+            total = [sum(sums[r][first:end]) for r in order]
             for key, value in stats.combine([total]).items():
                 out[prefix + key] = value
             if drawn is None:
                 continue
             part = sample.whole if g is None or not sample.groups else sample.groups[g]
             qs = flat.row_quantiles(drawn[:, part], stats.QUANTILES)
-            names = (("v_hat", vhat is not None, qs[0]), ("eff_lr", any(has_eff[first:end]), qs[1]))
-            for name, present, values in names:
-                if present and not all(math.isnan(x) for x in values):
+            present = (vhat is not None, any(has_eff[first:end]))
+            for name, here, values in zip(("v_hat", "eff_lr"), present, qs):
+                if here and not all(math.isnan(x) for x in values):
                     for q, value in zip(("p10", "p50", "p90"), values):
                         out[f"{prefix}{name}_{q}"] = value
         self._clip_and_noise(out, layout, sums[flat.GP2])
@@ -488,43 +549,41 @@ class Monitor:
             medians = None
             if eff is not None and sample.layer_rows is not None:
                 medians = flat.padded_medians(drawn[1], sample.layer_rows)
+            ratio = stats._ratio
             for j, p in enumerate(tensors):
                 name = self.names.get(id(p), f"param{j}")
                 u2, w2, g2 = sums[flat.U2][j], sums[flat.W2][j], sums[flat.G2][j]
-                out[f"layer/{name}/update_ratio"] = stats._ratio(math.sqrt(u2), math.sqrt(w2))
+                out[f"layer/{name}/update_ratio"] = ratio(math.sqrt(u2), math.sqrt(w2))
                 out[f"layer/{name}/grad_norm"] = math.sqrt(g2)
                 if medians is not None and has_eff[j]:
                     out[f"layer/{name}/eff_lr_p50"] = medians[j]
         self._emit(step, out)
         if self.histogram_every and self.samples % self.histogram_every == 0:
-            self._histograms(step, layout, plans)
+            self._histograms(step, layout)
         self.samples += 1
 
-    def _histograms(self, step: int, layout: flat.Layout, plans: list) -> None:
+    def _histograms(self, step: int, layout: flat.Layout) -> None:
+        """Each layer's update, gradient and effective lr, whole (not sampled)."""
         hist_sinks = [s for s in self.sinks if hasattr(s, "write_histograms")]
         if not hist_sinks:
             return
-        hists: dict[str, torch.Tensor] = {}
+        plans, _, sources = self._sources(layout)
         effs: list[Any] = [None] * len(layout.tensors)
         for g, plan in enumerate(plans):
             if plan is None:
                 continue
             first, end = layout.group_spans[g]
-            if plan[0] == "trace":
-                if plan[2]:
-                    effs[first:end] = layout.row("eff")[1][first:end]
-                continue
-            _, group, keys, state = plan
-            lo = sum(layout.lengths[:first])
-            hi = lo + sum(layout.lengths[first:end])
-            values = {k: layout.row(k)[0][lo:hi] for k in keys}
-            e = _state_rates(group, {**values, **state})[1]
-            if e is not None:
-                effs[first:end] = e.split(layout.lengths[first:end])
+            for j in range(first, end):
+                if plan[0] == "trace":
+                    effs[j] = sources["eff"][j] if plan[2] else None
+                else:
+                    _, group, keys, state = plan
+                    effs[j] = _state_rates(group, {**{k: sources[k][j] for k in keys}, **state})[1]
+        hists: dict[str, torch.Tensor] = {}
         for j, p in enumerate(layout.tensors):
             name = self.names.get(id(p), f"param{j}")
-            hists[f"layer/{name}/update"] = layout.views[flat.UPDATE][j].reshape(-1)
-            hists[f"layer/{name}/grad"] = layout.views[flat.GRAD][j].reshape(-1)
+            hists[f"layer/{name}/update"] = (layout.views[flat.BEFORE][j] - p.float()).reshape(-1)
+            hists[f"layer/{name}/grad"] = p.grad.reshape(-1)
             if effs[j] is not None:
                 hists[f"layer/{name}/eff_lr"] = effs[j].reshape(-1)
         for sink in hist_sinks:

@@ -85,6 +85,7 @@ class Sample:
                 self.layers.append(draw(int(offsets[j]), int(offsets[j + 1]), layer_sample))
         flat = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         self.size = len(flat)
+        self.flat_index = flat
         self.index = torch.from_numpy(flat).to(device)
         # each group's entries of the index (its spans of coordinates), for the per-group
         # formula of the effective learning rate
@@ -92,7 +93,8 @@ class Sample:
         for first, end in group_spans:
             inside = (flat >= offsets[first]) & (flat < offsets[end])
             whole = bool(inside.all())
-            self.members.append(None if whole else torch.from_numpy(np.flatnonzero(inside)))
+            members = None if whole else torch.from_numpy(np.flatnonzero(inside)).to(device)
+            self.members.append(members)
         # the layers' samples in one (layers × 2K + 2) array, padded so that the median of
         # every row sits at ranks K, K + 1 (see :func:`padded_medians`)
         self.layer_rows = None

@@ -1,0 +1,108 @@
+// descend.monitor's sampled step in one pass: per parameter, the sums the monitor writes, and
+// the optimizer state at the sampled coordinates.
+//
+// Called from descend/monitor/fused.py, which hands over only addresses and sizes that
+// descend_check (check.cpp) has just read from the live tensors in the same call: every
+// tensor a float32, contiguous, strided CPU tensor of the expected size lying inside its
+// storage. Nothing here is cached between calls.
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+inline const float* at(const int64_t* addresses, int64_t j) {
+  return addresses == nullptr ? nullptr : reinterpret_cast<const float*>(addresses[j]);
+}
+
+}  // namespace
+
+// Per parameter j (numel[j] coordinates at theta[j], grad[j], momentum[j]; before and preclip
+// laid end to end, parameter after parameter), nine float64 sums into out[9j .. 9j + 8]:
+//   ‖θ_before‖², ‖g_preclip‖², ‖g‖², ‖u‖², ‖m‖², m·g, #(u·g < 0), #(g ≠ 0), #(g non-finite)
+// with u = θ_before − θ and the non-finite entries of g counted, then taken as 0 everywhere
+// else. momentum may be null (no momentum), or hold 0 for a parameter without one.
+extern "C" int32_t descend_monitor_sums(int64_t n, const int64_t* numel, const int64_t* theta,
+                                        const int64_t* grad, const int64_t* momentum,
+                                        const float* before, const float* preclip, double* out) {
+  std::vector<int64_t> offset(n + 1, 0);
+  for (int64_t j = 0; j < n; ++j) {
+    if (numel[j] < 0) return 1;
+    offset[j + 1] = offset[j] + numel[j];
+  }
+#pragma omp parallel for schedule(dynamic) if (offset[n] > (int64_t{1} << 18))
+  for (int64_t j = 0; j < n; ++j) {
+    const float* th = at(theta, j);
+    const float* g = at(grad, j);
+    const float* m = at(momentum, j);
+    const float* b = before + offset[j];
+    const float* p = preclip + offset[j];
+    double w2 = 0, gp2 = 0, g2 = 0, u2 = 0, m2 = 0, mg = 0;
+    int64_t opposed = 0, nonzero = 0, nonfinite = 0;
+    for (int64_t i = 0; i < numel[j]; ++i) {
+      const double bi = b[i], pi = p[i];
+      const double u = static_cast<double>(b[i] - th[i]);  // as torch: float32 difference
+      double gi = g[i];
+      if (!std::isfinite(gi)) {
+        ++nonfinite;
+        gi = 0.0;
+      }
+      w2 += bi * bi;
+      gp2 += pi * pi;
+      g2 += gi * gi;
+      u2 += u * u;
+      opposed += static_cast<float>(u) * static_cast<float>(gi) < 0.0f;
+      nonzero += gi != 0.0;
+      if (m != nullptr) {
+        const double mi = m[i];
+        m2 += mi * mi;
+        mg += mi * gi;
+      }
+    }
+    double* o = out + 9 * j;
+    o[0] = w2;
+    o[1] = gp2;
+    o[2] = g2;
+    o[3] = u2;
+    o[4] = m2;
+    o[5] = mg;
+    o[6] = static_cast<double>(opposed);
+    o[7] = static_cast<double>(nonzero);
+    o[8] = static_cast<double>(nonfinite);
+  }
+  return 0;
+}
+
+// out[k × count + s] = the entry at coordinate index[s] (of all parameters laid end to end)
+// of sources[k × n + j], j the parameter holding it; NaN where that address is 0 (a
+// parameter without this state). 1, and nothing written, if an index is outside
+// [0, Σ numel).
+extern "C" int32_t descend_monitor_gather(int64_t n, const int64_t* numel, int64_t keys,
+                                          const int64_t* sources, int64_t count,
+                                          const int64_t* index, float* out) {
+  std::vector<int64_t> offset(n + 1, 0);
+  for (int64_t j = 0; j < n; ++j) {
+    if (numel[j] < 0) return 1;
+    offset[j + 1] = offset[j] + numel[j];
+  }
+  std::vector<int64_t> owner(count);
+  for (int64_t s = 0; s < count; ++s) {
+    const int64_t c = index[s];
+    if (c < 0 || c >= offset[n]) return 1;
+    int64_t lo = 0, hi = n;  // the last j with offset[j] <= c
+    while (hi - lo > 1) {
+      const int64_t mid = (lo + hi) / 2;
+      if (offset[mid] <= c) lo = mid; else hi = mid;
+    }
+    owner[s] = lo;
+  }
+  for (int64_t k = 0; k < keys; ++k) {
+    float* o = out + k * count;
+    for (int64_t s = 0; s < count; ++s) {
+      const int64_t j = owner[s];
+      const float* src = at(sources + k * n, j);
+      o[s] = src == nullptr ? NAN : src[index[s] - offset[j]];
+    }
+  }
+  return 0;
+}
