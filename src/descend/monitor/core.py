@@ -30,6 +30,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -414,46 +415,43 @@ class Monitor:
                     view.zero_()
         layout.momentum_zero = not any(filled)
 
-    def _rates(self, layout: flat.Layout, plans: list, sampled: dict) -> tuple[Any, Any, list]:
-        """v̂ and the effective learning rate at the sampled coordinates (NaN where a group
-        has none) from ``sampled`` (each source at the sample's coordinates), and which
+    def _rates(self, layout: flat.Layout, plans: list, sampled: dict) -> tuple[Any, list]:
+        """v̂ and the effective learning rate at the sampled coordinates, as the two rows of
+        one float32 array (NaN where a group has none; None when no group has either), from
+        ``sampled`` (each source at the sample's coordinates, host arrays); and which
         parameters have an effective learning rate."""
         sample = layout.sample
-        vhat = eff = None
+        drawn = None
         has_eff = [False] * len(layout.tensors)
         for g, plan in enumerate(plans):
             if plan is None:
                 continue
             first, end = layout.group_spans[g]
-            members = sample.members[g]
-
-            def take(x, members=members):
-                return x if members is None else x.index_select(0, members)
-
+            members = sample.member_rows[g]
             if plan[0] == "trace":
                 _, have_v, have_e = plan
-                v = take(sampled["v_hat"]) if have_v else None
-                e = take(sampled["eff"]) if have_e else None
+                pair = [sampled["v_hat"] if have_v else None, sampled["eff"] if have_e else None]
+                if members is not None:
+                    pair = [None if x is None else x[members] for x in pair]
             else:
                 _, group, keys, state = plan
-                v, e = _state_rates(group, {**{k: take(sampled[k]) for k in keys}, **state})
-            if members is None:
-                vhat = v if v is not None else vhat
-                eff = e if e is not None else eff
-            else:
-                if v is not None:
-                    if vhat is None:
-                        vhat = torch.full((sample.size,), math.nan, device=v.device)
-                    vhat.index_copy_(0, members, v.float())
-                if e is not None:
-                    if eff is None:
-                        eff = torch.full((sample.size,), math.nan, device=e.device)
-                    eff.index_copy_(0, members, e.float())
-            if e is not None:
+                values = {k: sampled[k] if members is None else sampled[k][members] for k in keys}
+                pair = list(flat.state_rates(group, values, state))
+            if all(x is None for x in pair):
+                continue
+            if drawn is None:
+                drawn = np.full((2, sample.size), np.nan, np.float32)
+            for row, x in enumerate(pair):
+                if x is not None:
+                    if members is None:
+                        drawn[row] = x
+                    else:
+                        drawn[row, members] = x
+            if pair[1] is not None:
                 has_eff[first:end] = [True] * (end - first)
-        return vhat, eff, has_eff
+        return drawn, has_eff
 
-    def _read(self, layout: flat.Layout) -> tuple[list, list, Any, Any, list, str]:
+    def _read(self, layout: flat.Layout) -> tuple[list, list, Any, list, str]:
         """Sums per parameter, the group plans, v̂ and the effective lr at the sampled
         coordinates, and the path that read them: descend's kernels where they take these
         tensors (``fused`` None or True), else torch's operations."""
@@ -486,16 +484,18 @@ class Monitor:
                     if not fused_kernels.available():
                         path = f"torch: kernels unavailable ({fused_kernels.unavailable_reason()})"
                 else:
-                    sampled = dict(zip(names, gathered))
+                    sampled = {k: row for k, row in zip(names, gathered)}
                     path = "fused"
             if sums is None and self.fused is True:
                 raise RuntimeError(f"Monitor(fused=True) could not use the kernels: {path}")
         if sums is None:
             sums = self._torch_sums(layout, momentum, sources)
             index = sample.index
-            sampled = {k: layout.row(k)[0].index_select(0, index) for k in sources}
-        vhat, eff, has_eff = self._rates(layout, plans, sampled)
-        return sums, plans, vhat, eff, has_eff, path
+            picked = [layout.row(k)[0].index_select(0, index) for k in sources]
+            rows = torch.stack(picked).cpu().numpy() if picked else []
+            sampled = {k: row for k, row in zip(sources, rows)}
+        drawn, has_eff = self._rates(layout, plans, sampled)
+        return sums, plans, drawn, has_eff, path
 
     def _measure(self, step: int, lrs: list[float]) -> None:
         layout = self._kept(self._layout)
@@ -509,24 +509,13 @@ class Monitor:
         if not tensors:
             self._emit(step, out)
             return
-        sums, plans, vhat, eff, has_eff, self.last_path = self._read(layout)
+        sums, plans, drawn, has_eff, self.last_path = self._read(layout)
         several = len(self.base.param_groups) > 1
         scopes = [("opt/", (0, len(tensors)), None)]
         if several:
             for g, (gi, span) in enumerate(zip(layout.group_ids, layout.group_spans)):
                 scopes.append((f"opt/group{gi}/", span, g))
         sample = layout.sample
-        drawn = None
-        if vhat is not None or eff is not None:
-            blank = None
-            pair = []
-            for x in (vhat, eff):
-                if x is None:
-                    if blank is None:
-                        blank = torch.full((sample.size,), math.nan, device=sample.index.device)
-                    x = blank
-                pair.append(x.float())
-            drawn = torch.stack(pair).cpu().numpy()
         order = (flat.U2, flat.W2, flat.G2, flat.MG, flat.M2, flat.OPPOSED, flat.NONZERO, 8)
         for prefix, (first, end), g in scopes:
             total = [sum(sums[r][first:end]) for r in order]
@@ -536,7 +525,7 @@ class Monitor:
                 continue
             part = sample.whole if g is None or not sample.groups else sample.groups[g]
             qs = flat.row_quantiles(drawn[:, part], stats.QUANTILES)
-            present = (vhat is not None, any(has_eff[first:end]))
+            present = (True, any(has_eff[first:end]))
             for name, here, values in zip(("v_hat", "eff_lr"), present, qs):
                 if here and not all(math.isnan(x) for x in values):
                     for q, value in zip(("p10", "p50", "p90"), values):
@@ -547,7 +536,7 @@ class Monitor:
             out["opt/skipped_steps"] = float(skipped)
         if self.layers:
             medians = None
-            if eff is not None and sample.layer_rows is not None:
+            if drawn is not None and any(has_eff) and sample.layer_rows is not None:
                 medians = flat.padded_medians(drawn[1], sample.layer_rows)
             ratio = stats._ratio
             for j, p in enumerate(tensors):
@@ -578,7 +567,7 @@ class Monitor:
                     effs[j] = sources["eff"][j] if plan[2] else None
                 else:
                     _, group, keys, state = plan
-                    effs[j] = _state_rates(group, {**{k: sources[k][j] for k in keys}, **state})[1]
+                    effs[j] = flat.state_rates(group, {k: sources[k][j] for k in keys}, state)[1]
         hists: dict[str, torch.Tensor] = {}
         for j, p in enumerate(layout.tensors):
             name = self.names.get(id(p), f"param{j}")
@@ -746,20 +735,6 @@ class Monitor:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def _state_rates(group: dict, state: dict) -> tuple[Any, Any]:
-    """(v̂, effective learning rate) from a group's optimizer state (whole tensors or the
-    same entries of each): v̂ = v/(1 − β₂ᵗ) for Adam's ``exp_avg_sq``, else RMSprop's
-    ``square_avg`` or AdaGrad's ``sum``; the rate as :func:`descend.train.metrics._param_eff_lr`."""
-    from descend.train.metrics import _param_eff_lr
-
-    if "exp_avg_sq" in state and "betas" in group:
-        t = float(state.get("step", 1))
-        v = state["exp_avg_sq"] / (1 - float(group["betas"][1]) ** t)
-    else:
-        v = state.get("square_avg", state.get("sum"))
-    return v, _param_eff_lr(group, state)
 
 
 def monitor(

@@ -129,10 +129,10 @@ def sums(
 
 def gather(
     lengths: Sequence[int], sources: Sequence[Sequence[torch.Tensor | None]], index: np.ndarray
-) -> torch.Tensor | None:
+) -> np.ndarray | None:
     """``out[k, s]`` = entry ``index[s]`` (a coordinate of all parameters laid end to end) of
     the k-th list of per-parameter tensors in ``sources`` (NaN where that tensor is None), as a
-    (keys × len(index)) float32 tensor; None where the kernels cannot take these tensors."""
+    (keys × len(index)) float32 array; None where the kernels cannot take these tensors."""
     lib = library()
     if lib is None:
         return None
@@ -147,7 +147,7 @@ def gather(
     for (k, j, _), address in zip(flat, ptrs):
         table[k * n + j] = address
     index = np.ascontiguousarray(index, dtype=np.int64)
-    out = torch.empty(keys, len(index))
+    out = np.empty((keys, len(index)), np.float32)
     size = array("q", lengths)
     rc = lib.descend_monitor_gather(
         n,
@@ -156,6 +156,6 @@ def gather(
         table.buffer_info()[0],
         len(index),
         index.ctypes.data,
-        out.data_ptr(),
+        out.ctypes.data,
     )
     return None if rc else out
