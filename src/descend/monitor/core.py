@@ -517,27 +517,26 @@ class Monitor:
                 scopes.append((f"opt/group{gi}/", span, g))
         sample = layout.sample
         order = (flat.U2, flat.W2, flat.G2, flat.MG, flat.M2, flat.OPPOSED, flat.NONZERO, 8)
+        parts = []
         for prefix, (first, end), g in scopes:
             total = [sum(sums[r][first:end]) for r in order]
             for key, value in stats.combine([total]).items():
                 out[prefix + key] = value
-            if drawn is None:
-                continue
-            part = sample.whole if g is None or not sample.groups else sample.groups[g]
-            qs = flat.row_quantiles(drawn[:, part], stats.QUANTILES)
-            present = (True, any(has_eff[first:end]))
-            for name, here, values in zip(("v_hat", "eff_lr"), present, qs):
-                if here and not all(math.isnan(x) for x in values):
-                    for q, value in zip(("p10", "p50", "p90"), values):
-                        out[f"{prefix}{name}_{q}"] = value
+            parts.append(sample.whole if g is None or not sample.groups else sample.groups[g])
+        medians = None
+        if drawn is not None:
+            scoped, medians = self._quantiles(layout, drawn, parts, has_eff)
+            for (prefix, (first, end), _), (vq, eq) in zip(scopes, scoped):
+                present = (True, any(has_eff[first:end]))
+                for name, here, values in zip(("v_hat", "eff_lr"), present, (vq, eq)):
+                    if here and not all(math.isnan(x) for x in values):
+                        for q, value in zip(("p10", "p50", "p90"), values):
+                            out[f"{prefix}{name}_{q}"] = value
         self._clip_and_noise(out, layout, sums[flat.GP2])
         skipped = getattr(self.base, "skipped_steps", None)
         if isinstance(skipped, int):
             out["opt/skipped_steps"] = float(skipped)
         if self.layers:
-            medians = None
-            if drawn is not None and any(has_eff) and sample.layer_rows is not None:
-                medians = flat.padded_medians(drawn[1], sample.layer_rows)
             ratio = stats._ratio
             for j, p in enumerate(tensors):
                 name = self.names.get(id(p), f"param{j}")
@@ -550,6 +549,27 @@ class Monitor:
         if self.histogram_every and self.samples % self.histogram_every == 0:
             self._histograms(step, layout)
         self.samples += 1
+
+    def _quantiles(self, layout: flat.Layout, drawn, parts: list, has_eff: list):
+        """Per scope the (v̂, eff) quantiles of its sample ``parts``, and each layer's eff
+        median (None without layers or rates): selected by the kernels after a fused read,
+        else with numpy."""
+        sample = layout.sample
+        size = sample.size
+        layered = self.layers and any(has_eff) and sample.layer_rows is not None
+        if self.last_path == "fused":
+            rows = [(r * size + s.start, s.stop - s.start) for s in parts for r in (0, 1)]
+            scoped = fused_kernels.quantiles(drawn, rows, stats.QUANTILES)
+            medians = None
+            if layered:
+                rows = [(size + s.start, s.stop - s.start) for s in sample.layers]
+                medians = fused_kernels.quantiles(drawn, rows, (0.5,))
+            if scoped is not None and (medians is not None or not layered):
+                pairs = [(scoped[2 * i], scoped[2 * i + 1]) for i in range(len(parts))]
+                return pairs, None if medians is None else [m[0] for m in medians]
+        pairs = [tuple(flat.row_quantiles(drawn[:, part], stats.QUANTILES)) for part in parts]
+        medians = flat.padded_medians(drawn[1], sample.layer_rows) if layered else None
+        return pairs, medians
 
     def _histograms(self, step: int, layout: flat.Layout) -> None:
         """Each layer's update, gradient and effective lr, whole (not sampled)."""

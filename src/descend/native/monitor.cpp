@@ -5,6 +5,7 @@
 // descend_check (check.cpp) has just read from the live tensors in the same call: every
 // tensor a float32, contiguous, strided CPU tensor of the expected size lying inside its
 // storage. Nothing here is cached between calls.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -115,6 +116,48 @@ extern "C" int32_t descend_monitor_gather(int64_t n, const int64_t* numel, int64
       const int64_t j = owner[s];
       const float* src = at(sources + k * n, j);
       o[s] = src == nullptr ? NAN : src[index[s] - offset[j]];
+    }
+  }
+  return 0;
+}
+
+// Quantiles qs[0..nq) (ascending, in [0, 1]) of each row r of data — the entries
+// data[start[r] .. start[r] + count[r]) — over its finite entries, by linear interpolation
+// between order statistics (numpy's and torch's default), into out[nq·r ..]; NaN for a row
+// without finite entries. The rows are reordered in place (data is the caller's scratch).
+// 1, and nothing written, if a row lies outside [0, total) or a q outside [0, 1].
+extern "C" int32_t descend_monitor_quantiles(int64_t rows, const int64_t* start,
+                                             const int64_t* count, int64_t total, float* data,
+                                             int64_t nq, const double* qs, double* out) {
+  for (int64_t r = 0; r < rows; ++r)
+    if (start[r] < 0 || count[r] < 0 || start[r] > total || count[r] > total - start[r]) return 1;
+  for (int64_t k = 0; k < nq; ++k)
+    if (!(qs[k] >= 0.0 && qs[k] <= 1.0) || (k > 0 && qs[k] < qs[k - 1])) return 1;
+  for (int64_t r = 0; r < rows; ++r) {
+    float* a = data + start[r];
+    int64_t n = 0;  // the finite entries, moved to the front
+    for (int64_t i = 0; i < count[r]; ++i)
+      if (a[i] - a[i] == 0.0f) a[n++] = a[i];
+    double* o = out + nq * r;
+    int64_t lo = 0;  // entries before lo are in their sorted places
+    for (int64_t k = 0; k < nq; ++k) {
+      if (n == 0) {
+        o[k] = NAN;
+        continue;
+      }
+      const double p = qs[k] * static_cast<double>(n - 1);
+      int64_t i = static_cast<int64_t>(std::floor(p));
+      if (i > n - 1) i = n - 1;
+      if (i >= lo) {
+        std::nth_element(a + lo, a + i, a + n);
+        lo = i + 1;
+      }
+      double x = a[i];
+      if (i + 1 < n && p > static_cast<double>(i)) {  // the next order statistic: the least
+        const float next = *std::min_element(a + i + 1, a + n);  // entry after rank i
+        x += (static_cast<double>(next) - x) * (p - static_cast<double>(i));
+      }
+      o[k] = x;
     }
   }
   return 0;
