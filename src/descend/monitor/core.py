@@ -83,6 +83,15 @@ def _names(model: nn.Module | None, optimizer: torch.optim.Optimizer) -> dict[in
     return names
 
 
+class _Pending:
+    """A sampled step read but not yet written (see :meth:`Monitor._measure`)."""
+
+    __slots__ = ("out", "layout", "read")
+
+    def __init__(self, out: dict, layout: Any, read: tuple | None) -> None:
+        self.out, self.layout, self.read = out, layout, read
+
+
 class Monitor:
     """Watch ``optimizer`` (any ``torch.optim.Optimizer``, descend's or torch's, or one wrapped
     in :class:`~descend.optim.accumulate.Accumulate`) every ``every`` steps.
@@ -111,6 +120,13 @@ class Monitor:
             (default) where they take the tensors (float32, CPU), else torch's operations;
             ``True`` requires them (``RuntimeError`` at a sampled step they cannot read);
             ``False`` always torch's. :attr:`last_path` says which read the last sampled step.
+        defer: what a sampled step must read is read at once; the rest (rates, quantiles,
+            combining the sums, writing) waits until ``defer`` sampled steps are held, or
+            until :attr:`rows`, :meth:`frame`, :meth:`flush_losses`, :meth:`log` or
+            :meth:`close`, then runs for all of them together with warm caches: on a small
+            model most of a lone sampled step's cost is the cache misses of code run once in
+            ``every`` steps. The sinks then see the rows up to ``defer × every`` steps late
+            (1: each sampled step written at once).
     """
 
     def __init__(
@@ -126,16 +142,19 @@ class Monitor:
         histogram_every: int = 0,
         noise_beta: float = 0.9,
         fused: bool | None = None,
+        defer: int = 8,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ValueError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
-        for name, value in (("every", every), ("histogram_every", histogram_every + 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                shown = value if name == "every" else histogram_every
-                low = 1 if name == "every" else 0
-                raise ValueError(f"{name} must be an integer >= {low}, got {shown!r}")
+        for name, value, low in (
+            ("every", every, 1),
+            ("histogram_every", histogram_every, 0),
+            ("defer", defer, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if source not in ("auto", "trace", "state"):
             raise ValueError(f"source must be 'auto', 'trace' or 'state', got {source!r}")
         if batch_size is not None and (
@@ -174,6 +193,8 @@ class Monitor:
         self.histogram_every = histogram_every
         self.noise_beta = noise_beta
         self.fused = fused
+        self.defer = defer
+        self._deferred = 0  # sampled steps read and not yet written
         self.last_path: str | None = None  # "fused" or "torch…": what read the last sample
         self.sinks: list[Sink] = as_sinks(log)
         self.names = _names(model, self.base)
@@ -369,7 +390,9 @@ class Monitor:
             state = {"step": steps.pop()} if steps else {}
             if "mu_product" in keys:
                 state["mu_product"] = states[0]["mu_product"]
-            plans.append(("state", group, rate_keys, state))
+            # the group's hyperparameters as they are now (a scheduler may change them
+            # before the rates are computed)
+            plans.append(("state", {**group}, rate_keys, state))
         return plans, momentum, sources
 
     def _torch_sums(self, layout: flat.Layout, momentum: list, sources: dict) -> list[list]:
@@ -451,9 +474,9 @@ class Monitor:
                 has_eff[first:end] = [True] * (end - first)
         return drawn, has_eff
 
-    def _read(self, layout: flat.Layout) -> tuple[list, list, Any, list, str]:
-        """Sums per parameter, the group plans, v̂ and the effective lr at the sampled
-        coordinates, and the path that read them: descend's kernels where they take these
+    def _read(self, layout: flat.Layout) -> tuple[list, list, dict, str]:
+        """Sums per parameter, the group plans, each source at the sampled coordinates (host
+        arrays), and the path that read them: descend's kernels where they take these
         tensors (``fused`` None or True), else torch's operations."""
         plans, momentum, sources = self._sources(layout)
         tensors = layout.tensors
@@ -494,10 +517,12 @@ class Monitor:
             picked = [layout.row(k)[0].index_select(0, index) for k in sources]
             rows = torch.stack(picked).cpu().numpy() if picked else []
             sampled = {k: row for k, row in zip(sources, rows)}
-        drawn, has_eff = self._rates(layout, plans, sampled)
-        return sums, plans, drawn, has_eff, path
+        return sums, plans, sampled, path
 
     def _measure(self, step: int, lrs: list[float]) -> None:
+        """Read what the step did while it is there to read (sums, the sampled state, the
+        gradient norms); the rest — rates, quantiles, the rows — is :meth:`_finish`'s, for up
+        to ``defer`` sampled steps at once."""
         layout = self._kept(self._layout)
         out: dict[str, float] = {}
         for gi, lr in enumerate(lrs):
@@ -505,14 +530,32 @@ class Monitor:
             bc = self._v_bias_correction(gi)
             if bc is not None:
                 out[f"opt/group{gi}/v_bias_correction"] = bc
+        read = None
+        if layout.tensors:
+            read = self._read(layout)
+            self.last_path = read[3]
+            self._clip_and_noise(out, layout, read[0][flat.GP2])
+        skipped = getattr(self.base, "skipped_steps", None)
+        if isinstance(skipped, int):
+            out["opt/skipped_steps"] = float(skipped)
+        if read is not None and self.histogram_every and self.samples % self.histogram_every == 0:
+            self._histograms(step, layout)
+        self.samples += 1
+        self._losses.append((step, _Pending(out, layout, read)))
+        self._deferred += 1
+        if self._deferred >= self.defer:
+            self.flush_losses()
+
+    def _finish(self, pending: _Pending) -> dict[str, float]:
+        """The row of a sampled step from what :meth:`_measure` read."""
+        out, layout = pending.out, pending.layout
+        if pending.read is None:
+            return out
+        sums, plans, sampled, path = pending.read
         tensors = layout.tensors
-        if not tensors:
-            self._emit(step, out)
-            return
-        sums, plans, drawn, has_eff, self.last_path = self._read(layout)
-        several = len(self.base.param_groups) > 1
+        drawn, has_eff = self._rates(layout, plans, sampled)
         scopes = [("opt/", (0, len(tensors)), None)]
-        if several:
+        if len(self.base.param_groups) > 1:
             for g, (gi, span) in enumerate(zip(layout.group_ids, layout.group_spans)):
                 scopes.append((f"opt/group{gi}/", span, g))
         sample = layout.sample
@@ -523,19 +566,18 @@ class Monitor:
             for key, value in stats.combine([total]).items():
                 out[prefix + key] = value
             parts.append(sample.whole if g is None or not sample.groups else sample.groups[g])
+        if "opt/grad_norm_preclip" in out:
+            clipped = out["opt/grad_norm"] < out["opt/grad_norm_preclip"] * (1 - 1e-4)
+            out["opt/clipped"] = float(clipped)
         medians = None
         if drawn is not None:
-            scoped, medians = self._quantiles(layout, drawn, parts, has_eff)
+            scoped, medians = self._quantiles(layout, drawn, parts, has_eff, path)
             for (prefix, (first, end), _), (vq, eq) in zip(scopes, scoped):
                 present = (True, any(has_eff[first:end]))
                 for name, here, values in zip(("v_hat", "eff_lr"), present, (vq, eq)):
                     if here and not all(math.isnan(x) for x in values):
                         for q, value in zip(("p10", "p50", "p90"), values):
                             out[f"{prefix}{name}_{q}"] = value
-        self._clip_and_noise(out, layout, sums[flat.GP2])
-        skipped = getattr(self.base, "skipped_steps", None)
-        if isinstance(skipped, int):
-            out["opt/skipped_steps"] = float(skipped)
         if self.layers:
             ratio = stats._ratio
             for j, p in enumerate(tensors):
@@ -545,19 +587,16 @@ class Monitor:
                 out[f"layer/{name}/grad_norm"] = math.sqrt(g2)
                 if medians is not None and has_eff[j]:
                     out[f"layer/{name}/eff_lr_p50"] = medians[j]
-        self._emit(step, out)
-        if self.histogram_every and self.samples % self.histogram_every == 0:
-            self._histograms(step, layout)
-        self.samples += 1
+        return out
 
-    def _quantiles(self, layout: flat.Layout, drawn, parts: list, has_eff: list):
+    def _quantiles(self, layout: flat.Layout, drawn, parts: list, has_eff: list, path: str):
         """Per scope the (v̂, eff) quantiles of its sample ``parts``, and each layer's eff
         median (None without layers or rates): selected by the kernels after a fused read,
         else with numpy."""
         sample = layout.sample
         size = sample.size
         layered = self.layers and any(has_eff) and sample.layer_rows is not None
-        if self.last_path == "fused":
+        if path == "fused":
             rows = [(r * size + s.start, s.stop - s.start) for s in parts for r in (0, 1)]
             scoped = fused_kernels.quantiles(drawn, rows, stats.QUANTILES)
             medians = None
@@ -632,9 +671,7 @@ class Monitor:
             micro_sq = float(torch.stack(passes).sum()) + single if passes else single
         scale = 1.0 / k if self._average and k > 1 else 1.0
         pre = math.sqrt(total_sq) * scale
-        out["opt/grad_norm_preclip"] = pre
-        used = out.get("opt/grad_norm", math.nan)
-        out["opt/clipped"] = float(used < pre * (1 - 1e-4))
+        out["opt/grad_norm_preclip"] = pre  # "clipped" is :meth:`_finish`'s
         out["opt/micro_batches"] = float(k)
         parts = stats.noise_scale_parts([micro_sq], total_sq, k)
         if parts is not None:
@@ -699,10 +736,12 @@ class Monitor:
             self._write_many(self._held())
 
     def _held(self) -> list[tuple[int, dict[str, float]]]:
-        """The held losses as rows (tensors read in one ``tolist``), and forget them."""
+        """The held losses and sampled steps as rows, in the order they came (loss tensors
+        read in one ``tolist``), and forget them."""
         if not self._losses:
             return []
         held, self._losses = self._losses, []
+        self._deferred = 0
         tensors = [v for _, v in held if isinstance(v, torch.Tensor)]
         if tensors:
             try:  # one read of all of them: stacked as they are (all 0-d, or all (1,))
@@ -712,7 +751,15 @@ class Monitor:
                     read = iter(torch.stack([t.reshape(()) for t in tensors]).double().tolist())
                 except (RuntimeError, TypeError):  # mixed devices or dtypes: one by one
                     read = iter([float(t) for t in tensors])
-        return [(at, {"loss": next(read) if isinstance(v, torch.Tensor) else v}) for at, v in held]
+        rows = []
+        for at, v in held:
+            if isinstance(v, torch.Tensor):
+                rows.append((at, {"loss": next(read)}))
+            elif isinstance(v, _Pending):
+                rows.append((at, self._finish(v)))
+            else:
+                rows.append((at, {"loss": v}))
+        return rows
 
     def log(self, scalars: dict[str, float], step: int | None = None) -> None:
         """Write any other scalars (e.g. ``val_loss``) to the same sinks."""
