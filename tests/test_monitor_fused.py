@@ -162,7 +162,8 @@ def test_tensors_the_kernels_cannot_read_fall_back_or_raise():
         opt.zero_grad()
         net(x).pow(2).mean().backward()
         if path is True:
-            with pytest.raises(RuntimeError, match=r"Monitor\(fused=True\) could not use the kernels"):
+            refused = r"Monitor\(fused=True\) could not use the kernels"
+            with pytest.raises(RuntimeError, match=refused):
                 opt.step()
             mon.close()
             continue

@@ -503,7 +503,7 @@ class Monitor:
                     gathered = fused_kernels.gather(layout.lengths, columns, sample.flat_index)
                 if sums is None or gathered is None:
                     sums = None
-                    path = "torch: a tensor the kernels do not take (they read float32 contiguous CPU tensors)"
+                    path = "torch: a tensor the kernels do not take (float32, contiguous, CPU)"
                     if not fused_kernels.available():
                         path = f"torch: kernels unavailable ({fused_kernels.unavailable_reason()})"
                 else:
