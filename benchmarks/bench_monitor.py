@@ -177,14 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Wall-clock columns: medians over rounds; CPU columns: process time summed over all "
         "rounds, cost per sampled step = (monitored − plain) × 10, CPU overhead = cost / 10 / "
-        "plain step. The cost is that of the sampled step (copies of θ, g and the state read "
-        "once per group, 3 dot products per parameter and m·g, ‖m‖² and 2 counts per group, "
-        "exact quantiles up to 16,384 entries — sorted up to 8,192 — per-layer medians from "
-        "≤ 1,024 entries, the event written straight in protobuf wire format); unsampled steps "
-        "cost two hook calls and holding the loss (~2 µs; the held losses are written in one "
-        "batch at the sampled step). Where the target is missed, `every` "
-        "= 10 × overhead/5% brings it under 5% (the cost per sampled step does not depend on "
-        "`every`).",
+        "plain step. What a sampled step costs: θ copied before the step (one "
+        "`_foreach_copy_`), each backward's gradient copied by a tensor hook (the pre-clip "
+        "norm), then one C++ pass per parameter over θ, g and m for the sums (float64) and one "
+        "gather of the optimizer state at 2,048 fixed sampled coordinates (+ ≤ 512 per layer); "
+        "the effective lr and v̂ of the sample (numpy), their quantiles (C++ `nth_element`), "
+        "the combinations and the TensorBoard event (protobuf wire format, one file write) are "
+        "computed for 8 sampled steps at once (`defer=8`). Unsampled steps cost two hook calls "
+        "and holding the loss (~3 µs). Where the target is missed, `every` = 10 × overhead/5% "
+        "brings it under 5% (the cost per sampled step does not depend on `every`).",
     ]
     body = "\n".join(lines)
     print(body)
