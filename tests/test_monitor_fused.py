@@ -221,3 +221,16 @@ def test_deferred_rows_equal_immediate_ones_under_a_schedule():
         assert a == b
     lrs = [r["opt/group0/lr"] for _, r in now if "opt/group0/lr" in r]
     assert len(set(lrs)) > 3  # the schedule moved the lr between sampled steps
+
+
+def test_segment_sums_on_the_host_equal_the_device_loop():
+    """The torch path sums per parameter with numpy's reduceat on the CPU and one sum per
+    parameter elsewhere (an accelerator): both in float64, the same sums."""
+    from descend.monitor import flat
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((8, 1111)).astype(np.float32))
+    lengths = [1000, 0, 100, 10, 1]
+    want = [[float(c.double().sum()) for c in row.split(lengths)] for row in x]
+    for got in (flat.reduceat_sums(x, lengths), flat.loop_sums(x, lengths)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -14,9 +14,12 @@ nothing is done per parameter in Python except a dictionary lookup:
 - quantiles read a fixed uniform sample of coordinates (see :class:`Sample`), gathered by one
   index operation, and are selected by ``np.partition`` on the host.
 
-The buffers live on the parameters' device (float32; 13 floats per parameter coordinate, held
-while the monitor is attached and released by :meth:`Monitor.close`), so on an accelerator only
-the sums and the samples are copied to the host, once per sampled step.
+The buffers live on the parameters' device (float32: 5 floats per parameter coordinate, 13 and
+one per state tensor read when the torch path runs; held while the monitor is attached and
+released by :meth:`Monitor.close`), so on an accelerator only the sums and the samples are
+copied to the host, once per sampled step. On the CPU, :mod:`descend.monitor.fused` reads θ,
+g, m and the state where they are (only θ before the step and the pre-clip gradients are
+copied) and computes the sums and the sample in C++.
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ class Layout:
         self.n = n
         self.device = self.tensors[0].device if self.tensors else torch.device("cpu")
         self.rows = torch.zeros(len(ROWS), n, device=self.device)
-        self.products = torch.zeros(8, n, device=self.device)
+        self._products: torch.Tensor | None = None  # the torch path's, made on first use
         self.views = [self._views(self.rows[r]) for r in range(len(ROWS))]
         self.position = {id(p): j for j, p in enumerate(self.tensors)}
         self.group_spans: list[tuple[int, int]] = []  # (first, end) parameter per group
@@ -169,6 +172,12 @@ class Layout:
             row = torch.zeros(self.n, device=self.device)
             found = self.extra[name] = (row, self._views(row))
         return found
+
+    @property
+    def products(self) -> torch.Tensor:
+        if self._products is None:
+            self._products = torch.zeros(8, self.n, device=self.device)
+        return self._products
 
     @property
     def sample(self) -> Sample:
