@@ -492,20 +492,18 @@ class Monitor:
             if layout.device.type != "cpu":
                 path = "torch: the kernels read CPU tensors"
             else:
-                grads = [p.grad for p in tensors]
-                sums = fused_kernels.sums(
+                names = list(sources)
+                got = fused_kernels.read(
                     layout.lengths,
                     tensors,
-                    grads,
+                    [p.grad for p in tensors],
                     momentum,
                     layout.rows[flat.BEFORE],
                     layout.rows[flat.PRECLIP],
+                    [sources[k] for k in names],
+                    sample.flat_index,
                 )
-                names = list(sources)
-                gathered = None
-                if sums is not None:
-                    columns = [sources[k] for k in names]
-                    gathered = fused_kernels.gather(layout.lengths, columns, sample.flat_index)
+                sums, gathered = got if got is not None else (None, None)
                 if sums is None or gathered is None:
                     sums = None
                     path = "torch: a tensor the kernels do not take (float32, contiguous, CPU)"

@@ -91,43 +91,12 @@ def sums(
     before: torch.Tensor,
     preclip: torch.Tensor,
 ) -> list[list[float]] | None:
-    """Per parameter the nine sums of ``monitor.cpp`` (float64), or None where the kernels
-    cannot take these tensors. ``before`` and ``preclip`` are the parameters' θ before the
-    step and gradients before clipping laid end to end; a None momentum counts as none."""
-    lib = library()
-    if lib is None:
-        return None
-    n = len(params)
-    total = sum(lengths)
-    present = [j for j, m in enumerate(momentum) if m is not None]
-    tensors = [*params, *grads, *(momentum[j] for j in present), before, preclip]
-    numel = [*lengths, *lengths, *(lengths[j] for j in present), total, total]
-    ptrs = _checked(lib, tensors, numel)
-    if ptrs is None:
-        return None
-    if present:
-        mom = array("q", bytes(8 * n))
-        for k, j in enumerate(present):
-            mom[j] = ptrs[2 * n + k]
-        mom_ptr = mom.buffer_info()[0]
-    else:
-        mom_ptr = None
-    size = array("q", lengths)
-    out = np.empty((n, SUMS))
-    base = ptrs.buffer_info()[0]
-    rc = lib.descend_monitor_sums(
-        n,
-        size.buffer_info()[0],
-        base,
-        base + 8 * n,
-        mom_ptr,
-        ptrs[-2],
-        ptrs[-1],
-        out.ctypes.data,
-    )
-    if rc:
-        return None
-    return out.T.tolist()
+    """Per parameter the nine sums of ``monitor.cpp`` (float64), as nine lists (rows), or None
+    where the kernels cannot take these tensors. ``before`` and ``preclip`` are the
+    parameters' θ before the step and gradients before clipping laid end to end; a None
+    momentum counts as none."""
+    out = read(lengths, params, grads, momentum, before, preclip, [], np.zeros(0, np.int64))
+    return None if out is None else out[0]
 
 
 def gather(
@@ -139,15 +108,77 @@ def gather(
     lib = library()
     if lib is None:
         return None
-    n, keys = len(lengths), len(sources)
-    flat = [
+    return _gather(lib, lengths, sources, index, None)
+
+
+def read(
+    lengths: Sequence[int],
+    params: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor],
+    momentum: Sequence[torch.Tensor | None],
+    before: torch.Tensor,
+    preclip: torch.Tensor,
+    sources: Sequence[Sequence[torch.Tensor | None]],
+    index: np.ndarray,
+) -> tuple[list[list[float]], np.ndarray] | None:
+    """:func:`sums` and :func:`gather` of ``sources`` at ``index`` after one check of all
+    the tensors; None where the kernels cannot take one of them."""
+    lib = library()
+    if lib is None:
+        return None
+    n = len(params)
+    total = sum(lengths)
+    present = [j for j, m in enumerate(momentum) if m is not None]
+    listed = [
         (k, j, t) for k, column in enumerate(sources) for j, t in enumerate(column) if t is not None
     ]
-    ptrs = _checked(lib, [t for _, _, t in flat], [lengths[j] for _, j, _ in flat])
+    tensors = [*params, *grads, *(momentum[j] for j in present), before, preclip]
+    tensors += [t for _, _, t in listed]
+    numel = [*lengths, *lengths, *(lengths[j] for j in present), total, total]
+    numel += [lengths[j] for _, j, _ in listed]
+    ptrs = _checked(lib, tensors, numel)
     if ptrs is None:
         return None
+    at = 2 * n + len(present)
+    mom_ptr = None
+    if present:
+        mom = array("q", bytes(8 * n))
+        for k, j in enumerate(present):
+            mom[j] = ptrs[2 * n + k]
+        mom_ptr = mom.buffer_info()[0]
+    size = array("q", lengths)
+    out = np.empty((n, SUMS))
+    base = ptrs.buffer_info()[0]
+    rc = lib.descend_monitor_sums(
+        n, size.buffer_info()[0], base, base + 8 * n, mom_ptr, ptrs[at], ptrs[at + 1],
+        out.ctypes.data,
+    )  # fmt: skip
+    if rc:
+        return None
+    gathered = np.empty((0, len(index)), np.float32)
+    if sources:
+        gathered = _gather(lib, lengths, sources, index, (listed, ptrs[at + 2 :]))
+        if gathered is None:
+            return None
+    return out.T.tolist(), gathered
+
+
+def _gather(lib, lengths, sources, index, checked) -> np.ndarray | None:
+    n, keys = len(lengths), len(sources)
+    if checked is None:
+        listed = [
+            (k, j, t)
+            for k, column in enumerate(sources)
+            for j, t in enumerate(column)
+            if t is not None
+        ]
+        ptrs = _checked(lib, [t for _, _, t in listed], [lengths[j] for _, j, _ in listed])
+        if ptrs is None:
+            return None
+    else:
+        listed, ptrs = checked
     table = array("q", bytes(8 * n * keys))
-    for (k, j, _), address in zip(flat, ptrs):
+    for (k, j, _), address in zip(listed, ptrs):
         table[k * n + j] = address
     index = np.ascontiguousarray(index, dtype=np.int64)
     out = np.empty((keys, len(index)), np.float32)
