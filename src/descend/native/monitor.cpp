@@ -20,15 +20,17 @@ inline const float* at(const int64_t* addresses, int64_t j) {
 
 namespace {
 
-// The nine sums of one parameter (see descend_monitor_sums), branch-free so that the loop
-// vectorises: `omp simd reduction` lets the compiler keep several partial sums per
-// accumulator (a fixed order for a given build, so the result is deterministic).
+// The nine sums of one parameter (see descend_monitor_sums), in one sequential pass with
+// float64 accumulators (a fixed order: deterministic). Not an `omp simd` loop: measured on the
+// digits MLP, the vectorised reduction was no faster (17 µs against 15 for 7,510 entries; the
+// float → double conversions and nine accumulators bound it), and gcc kept an unvectorised
+// copy of it.
 template <bool kMomentum>
-void param_sums(int64_t n, const float* th, const float* g, const float* m, const float* b,
-                const float* p, double* o) {
+void param_sums(int64_t n, const float* __restrict__ th, const float* __restrict__ g,
+                const float* __restrict__ m, const float* __restrict__ b,
+                const float* __restrict__ p, double* __restrict__ o) {
   double w2 = 0, gp2 = 0, g2 = 0, u2 = 0, m2 = 0, mg = 0;
   int64_t opposed = 0, nonzero = 0, nonfinite = 0;
-#pragma omp simd reduction(+ : w2, gp2, g2, u2, m2, mg, opposed, nonzero, nonfinite)
   for (int64_t i = 0; i < n; ++i) {
     const float raw = g[i];
     const bool finite = raw - raw == 0.0f;  // false for ±inf and NaN
@@ -39,9 +41,9 @@ void param_sums(int64_t n, const float* th, const float* g, const float* m, cons
     gp2 += pi * pi;
     g2 += gd * gd;
     u2 += u * u;
-    opposed += uf * gi < 0.0f ? 1 : 0;
-    nonzero += gi != 0.0f ? 1 : 0;
-    nonfinite += finite ? 0 : 1;
+    opposed += uf * gi < 0.0f;
+    nonzero += gi != 0.0f;
+    nonfinite += !finite;
     if (kMomentum) {
       const double mi = m[i];
       m2 += mi * mi;
