@@ -697,9 +697,6 @@ class Monitor:
         # the held losses first: the sinks get every write in the order it was made
         self._write_many([*self._held(), (step, scalars)])
 
-    def _write(self, step: int, scalars: dict[str, float]) -> None:
-        self._write_many([(step, scalars)])
-
     def _write_many(self, rows: list[tuple[int, dict[str, float]]]) -> None:
         """Write ``(step, scalars)`` rows to memory and to every sink (with one call where
         the sink takes several rows at once: ``write_many``)."""
@@ -734,7 +731,8 @@ class Monitor:
             self.flush_losses()
 
     def flush_losses(self) -> None:
-        """Write the losses :meth:`log_loss` holds."""
+        """Write the losses :meth:`log_loss` holds and the sampled steps not yet written
+        (see ``defer``)."""
         if self._losses:
             self._write_many(self._held())
 
