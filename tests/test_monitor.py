@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from descend import optim, train
-from descend.monitor import CSV, JSONLines, MLflow, Monitor, TensorBoard, monitor, stats
+from descend.monitor import CSV, JSONLines, MLflow, Monitor, TensorBoard, flat, monitor, stats
 from descend.optim.accumulate import Accumulate
 from descend.optim.fast import last_path
 
@@ -93,6 +93,8 @@ def _by_hand(seen, names, b1=0.9, b2=0.999, eps=1e-8):
         "opt/eff_lr_p50": float(np.median(eff.numpy())),
         "opt/v_hat_p50": float(np.median(v_hat.numpy())),
         "opt/group0/v_bias_correction": 1 / (1 - b2**t),
+        "_eff": eff.numpy(),
+        "_v_hat": v_hat.numpy(),
     }
     w0 = before[0].double()
     out[f"layer/{names[0]}/update_ratio"] = float((w0 - after[0].double()).norm() / w0.norm())
@@ -115,8 +117,19 @@ OPTIMIZERS = {
 }
 
 
+QUANTILE_TAGS = {"opt/eff_lr_p50": "eff", "opt/v_hat_p50": "v_hat"}
+
+
 @pytest.mark.parametrize("kind", list(OPTIMIZERS))
-def test_tensorboard_scalars_equal_hand_computed_values(kind, tmp_path):
+def test_tensorboard_scalars_equal_hand_computed_values(kind, tmp_path, monkeypatch):
+    """Every scalar equals the hand value at 3 steps. The quantiles read a sample of
+    flat.SAMPLE = 2,048 of the model's 7,510 coordinates: with the default sample (descend's
+    optimizers) the median must lie within the documented rank bound, 3σ = 3·√(¼/2048) ≈ 3.3
+    percentile points, of the hand median; with a sample as large as the model (torch's
+    optimizer here) the quantiles are exact, to 1e-5 like every other scalar."""
+    exact = kind == "torch"
+    if exact:
+        monkeypatch.setattr(flat, "SAMPLE", 8192)
     model, opt, mon, spy, losses = _digits_run(OPTIMIZERS[kind], str(tmp_path / "tb"))
     if kind == "descend-fused":  # unsampled steps keep the fast kernels, sampled ones trace
         assert last_path(opt) == {0: "fast"}  # step 200 is not sampled
@@ -130,9 +143,16 @@ def test_tensorboard_scalars_equal_hand_computed_values(kind, tmp_path):
     for step in CHOSEN:
         expected = _by_hand(spy.seen[step], names)
         for tag, value in expected.items():
-            # event files store float32; quantiles are exact below 65,536 entries
-            tol = 1e-5
-            assert tb[tag][step] == pytest.approx(value, rel=tol, abs=1e-12), (tag, step)
+            if tag in QUANTILE_TAGS and not exact:
+                entries = expected["_" + QUANTILE_TAGS[tag]]
+                delta = 3 * math.sqrt(0.25 / flat.SAMPLE)
+                low, high = np.quantile(entries, [0.5 - delta, 0.5 + delta])
+                assert low <= tb[tag][step] <= high, (tag, step, low, high)
+                continue
+            if tag.startswith("_"):
+                continue
+            # event files store float32
+            assert tb[tag][step] == pytest.approx(value, rel=1e-5, abs=1e-12), (tag, step)
         # clipped at 1.0: the gradient used has norm 1, the one before clipping is larger
         preclip = tb["opt/grad_norm_preclip"][step]
         assert tb["opt/clipped"][step] == float(preclip > 1.0 + 1e-4)

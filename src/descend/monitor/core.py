@@ -17,7 +17,12 @@ sampled step only (steps 1, k + 1, 2k + 1, … counted in optimizer updates) it
   (``fused=False``) or only the chain knows its state (a free ``from_chain`` chain), from the
   chain's own named intermediates through a trace hook registered for that one step.
 
-Unsampled steps cost two hook calls and a modulo. Names of what is written (see
+Unsampled steps cost two hook calls and a comparison. The sampled step reads everything in a
+few calls whatever the number of parameters: parameters laid end to end in flat buffers
+(:mod:`descend.monitor.flat`), one C++ pass per parameter for the sums and one gather of the
+state at a fixed sample of coordinates (:mod:`descend.monitor.fused`; torch's operations where
+the kernels cannot read the tensors), and the rest is computed for ``defer`` sampled steps at
+once. Names of what is written (see
 :data:`METRICS`): ``opt/<metric>`` over the whole model, ``opt/group<i>/<metric>`` per param
 group (``lr`` and ``v_bias_correction`` always, the rest when there are several groups),
 ``layer/<parameter name>/<metric>`` per named parameter, and ``loss`` (every step, through
@@ -30,10 +35,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from descend.monitor import stats
+from descend.monitor import flat, stats
+from descend.monitor import fused as fused_kernels
 from descend.monitor.sinks import Sink, as_sinks
 from descend.optim.accumulate import Accumulate
 
@@ -65,6 +72,8 @@ METRICS = {
 }
 
 LAYER_METRICS = ("update_ratio", "grad_norm", "eff_lr_p50")
+# optimizer state the effective learning rate and v̂ are computed from
+RATE_KEYS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "sum")
 LOSS_BUFFER = 256  # losses held by Monitor.log_loss before they are written
 
 
@@ -77,6 +86,15 @@ def _names(model: nn.Module | None, optimizer: torch.optim.Optimizer) -> dict[in
         for pi, p in enumerate(group["params"]):
             names.setdefault(id(p), f"group{gi}.param{pi}")
     return names
+
+
+class _Pending:
+    """A sampled step read but not yet written (see :meth:`Monitor._measure`)."""
+
+    __slots__ = ("out", "layout", "read")
+
+    def __init__(self, out: dict, layout: Any, read: tuple | None) -> None:
+        self.out, self.layout, self.read = out, layout, read
 
 
 class Monitor:
@@ -102,6 +120,18 @@ class Monitor:
             gradients and effective lrs on every this-many-th sampled step (0, the default:
             never; each histogram costs ~1 ms, three per layer).
         noise_beta: the EMA factor, over sampled steps, of the two noise-scale estimates.
+        fused: read the sampled step with descend's C++ kernels (``native/monitor.cpp``: one
+            pass per parameter over θ, g and m, one gather of the sampled state) — ``None``
+            (default) where they take the tensors (float32, CPU), else torch's operations;
+            ``True`` requires them (``RuntimeError`` at a sampled step they cannot read);
+            ``False`` always torch's. :attr:`last_path` says which read the last sampled step.
+        defer: what a sampled step must read is read at once; the rest (rates, quantiles,
+            combining the sums, writing) waits until ``defer`` sampled steps are held, or
+            until :attr:`rows`, :meth:`frame`, :meth:`flush_losses`, :meth:`log` or
+            :meth:`close`, then runs for all of them together with warm caches: on a small
+            model most of a lone sampled step's cost is the cache misses of code run once in
+            ``every`` steps. The sinks then see the rows up to ``defer × every`` steps late
+            (1: each sampled step written at once).
     """
 
     def __init__(
@@ -116,16 +146,20 @@ class Monitor:
         source: str = "auto",
         histogram_every: int = 0,
         noise_beta: float = 0.9,
+        fused: bool | None = None,
+        defer: int = 8,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ValueError(
                 f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
-        for name, value in (("every", every), ("histogram_every", histogram_every + 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                shown = value if name == "every" else histogram_every
-                low = 1 if name == "every" else 0
-                raise ValueError(f"{name} must be an integer >= {low}, got {shown!r}")
+        for name, value, low in (
+            ("every", every, 1),
+            ("histogram_every", histogram_every, 0),
+            ("defer", defer, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if source not in ("auto", "trace", "state"):
             raise ValueError(f"source must be 'auto', 'trace' or 'state', got {source!r}")
         if batch_size is not None and (
@@ -134,6 +168,13 @@ class Monitor:
             raise ValueError(f"batch_size must be an integer >= 1 or None, got {batch_size!r}")
         if not 0 <= noise_beta < 1:
             raise ValueError(f"noise_beta must be in [0, 1), got {noise_beta!r}")
+        if fused not in (None, True, False):
+            raise ValueError(f"fused must be None, True or False, got {fused!r}")
+        if fused is True and not fused_kernels.available():
+            raise ValueError(
+                "Monitor(fused=True) needs descend's C++ kernels, which are unavailable: "
+                f"{fused_kernels.unavailable_reason()} (use fused=None or False)"
+            )
         from descend.optim.base import ChainOptimizer
 
         self.base = optimizer.optimizer if isinstance(optimizer, Accumulate) else optimizer
@@ -156,6 +197,10 @@ class Monitor:
         self.batch_size = batch_size
         self.histogram_every = histogram_every
         self.noise_beta = noise_beta
+        self.fused = fused
+        self.defer = defer
+        self._deferred = 0  # sampled steps read and not yet written
+        self.last_path: str | None = None  # "fused" or "torch…": what read the last sample
         self.sinks: list[Sink] = as_sinks(log)
         self.names = _names(model, self.base)
         self.steps = 0  # optimizer updates seen
@@ -166,8 +211,10 @@ class Monitor:
         self._armed: list[Any] = []
         self._micro: dict[int, list[Any]] = {}
         self._records: dict[int, dict[str, list[torch.Tensor]]] = {}
-        self._pending: dict[str, Any] | None = None
-        self._flats: dict[int, tuple] = {}
+        self._pending: list[float] | None = None
+        self._layout: flat.Layout | None = None  # the sampled step's buffers
+        self._subset: tuple | None = None  # (layout, kept, layout of the kept parameters)
+        self._next = 1  # the next sampled step
         self._closed = False
         self._handles = [
             self.base.register_step_pre_hook(self._before),
@@ -191,7 +238,8 @@ class Monitor:
     def _arm(self) -> None:
         """Hooks for the next step's backward passes (and its chain trace) only."""
         self._micro = {}
-        for _, p in self._params():
+        layout = self._layout_for(self._params())
+        for p in layout.tensors:
             self._armed.append(p.register_hook(self._grad_hook(p)))
         if self.use_trace:
             self._records = {}
@@ -202,26 +250,45 @@ class Monitor:
             handle.remove()
         self._armed = []
 
+    def _layout_for(self, params: list[tuple[int, torch.Tensor]]) -> flat.Layout:
+        """The buffers of ``params``: the current layout if it still matches the live tensors,
+        else a new one (the gradients the hooks already copied are carried over)."""
+        old = self._layout
+        if old is not None and old.matches(params):
+            return old
+        new = flat.Layout(params, self.layers)
+        if old is not None and self._micro:
+            with torch.no_grad():
+                for key in self._micro:
+                    i, j = old.position.get(key), new.position.get(key)
+                    if i is not None and j is not None:
+                        new.views[flat.PRECLIP][j].copy_(old.views[flat.PRECLIP][i])
+        self._layout = new
+        return new
+
     def _grad_hook(self, p: torch.Tensor):
         key = id(p)
 
         def hook(grad: torch.Tensor) -> None:
-            with torch.no_grad():
-                entry = self._micro.get(key)
-                flat = grad.detach().reshape(-1)
-                sq = torch.dot(flat, flat)
-                if entry is None:
-                    # Keep a reference only: autograd may make this very tensor p.grad and
-                    # accumulate the next micro-batch into it, but only after our next call.
-                    self._micro[key] = [1, [sq], grad.detach(), False]
-                    return
-                entry[0] += 1
-                entry[1].append(sq)
-                if entry[3]:
-                    entry[2].add_(grad)
-                else:
-                    entry[2] = entry[2] + grad  # our own copy from the second pass on
-                    entry[3] = True
+            # Copy the gradient of this backward pass into the pre-clip row (clipping later
+            # scales p.grad in place); from the second pass on (accumulation) also keep each
+            # pass's ‖gᵢ‖² for the noise scale.
+            layout = self._layout
+            j = layout.position.get(key) if layout is not None else None
+            if j is None:
+                return
+            view = layout.views[flat.PRECLIP][j]
+            grad = grad.detach()
+            entry = self._micro.get(key)
+            if entry is None:
+                view.copy_(grad)
+                self._micro[key] = [1, None]
+                return
+            if entry[1] is None:
+                entry[1] = [view.pow(2).sum(dtype=torch.float64)]
+            entry[1].append(grad.pow(2).sum(dtype=torch.float64))
+            view.add_(grad)
+            entry[0] += 1
 
         return hook
 
@@ -230,211 +297,348 @@ class Monitor:
 
     # --- the step ---------------------------------------------------------------------------------
     def _before(self, *_: Any) -> None:
-        if not self.sampled(self.steps + 1):
+        if self.steps + 1 != self._next:
             return
         # Every trainable parameter: with a closure (Lightning) backward runs inside step(),
         # after this hook, so which ones get a gradient is known only afterwards.
-        params = self._params()
-        self._pending = {
-            "params": params,
-            "before": stats.flat([p for _, p in params]),
-            "lr": [float(g["lr"]) for g in self.base.param_groups],
-        }
+        layout = self._layout_for(self._params())
+        with torch.no_grad():
+            torch._foreach_copy_(layout.views[flat.BEFORE], layout.tensors)
+        self._pending = [float(g["lr"]) for g in self.base.param_groups]
 
     def _after(self, *_: Any) -> None:
         self.steps += 1
-        step = self.steps
-        if self.sampled(step):
+        if self.steps == self._next:
+            self._next += self.every
             self._disarm()
             if self._pending is not None:
-                self._measure(step, self._pending)
+                with torch.no_grad():
+                    self._measure(self.steps, self._pending)
             self._pending = None
-        if self.sampled(step + 1) and not self._closed:
+        if self.steps + 1 == self._next and not self._closed:
             self._arm()
 
-    def _internals(self, params: list[tuple[int, torch.Tensor]]):
-        """Per parameter: (momentum, v̂, effective lr) tensors or None, and whether the step
-        actually ran (a step skipped for non-finite gradients has no trace)."""
-        n = len(params)
-        mom: list[Any] = [None] * n
-        vhat: list[Any] = [None] * n
-        eff: list[Any] = [None] * n
-        self._flats = {}  # group -> (momentum, v̂, eff) flat vectors, state path only
-        if self.use_trace:
-            position = {id(p): j for j, (_, p) in enumerate(params)}
-            for gi, record in self._records.items():
-                group = self.base.param_groups[gi]
+    def _kept(self, layout: flat.Layout) -> flat.Layout:
+        """The layout of the parameters that have a gradient after the step: ``layout``
+        itself, or (some have none) a layout of the others holding their θ before the step
+        and gradients before clipping (kept while the same ones have none)."""
+        keep = tuple(p.grad is not None for p in layout.tensors)
+        if all(keep):
+            return layout
+        cached = self._subset
+        if cached is None or cached[0] is not layout or cached[1] != keep:
+            params = [pair for pair, k in zip(layout.params, keep) if k]
+            cached = self._subset = (layout, keep, flat.Layout(params, self.layers))
+        sub = cached[2]
+        for row in (flat.BEFORE, flat.PRECLIP):
+            src = [v for v, k in zip(layout.views[row], keep) if k]
+            if src:
+                torch._foreach_copy_(sub.views[row], src)
+        return sub
+
+    def _sources(self, layout: flat.Layout) -> tuple[list, list, dict[str, list]]:
+        """What the step left to read, per parameter of ``layout``: per group span a plan for
+        :meth:`_rates` (None: nothing to read), the momentum buffers (None where none), and
+        per state key or traced name (``v_hat``, ``eff``) its tensors (None where none)."""
+        n = len(layout.tensors)
+        plans: list[tuple | None] = []
+        momentum: list[torch.Tensor | None] = [None] * n
+        sources: dict[str, list] = {}
+
+        def put(name: str, first: int, tensors: list) -> None:
+            column = sources.setdefault(name, [None] * n)
+            column[first : first + len(tensors)] = tensors
+
+        for (first, end), gi in zip(layout.group_spans, layout.group_ids):
+            group = self.base.param_groups[gi]
+            members = layout.tensors[first:end]
+            if self.use_trace:
+                record = self._records.get(gi)
+                if record is None:  # the step was skipped (non-finite gradient): no trace
+                    plans.append(None)
+                    continue
                 stepped = [p for p in group["params"] if p.grad is not None]
+                where = {id(p): i for i, p in enumerate(stepped)}
+                if any(id(p) not in where for p in members):
+                    plans.append(None)
+                    continue
+                at = [where[id(p)] for p in members]
                 m = record.get("m", record.get("velocity"))
                 v = record.get("v_hat", record.get("v", record.get("sum")))
-                adaptive = "denom" in record
-                for i, p in enumerate(stepped):
-                    j = position.get(id(p))
-                    if j is None:
-                        continue
-                    if m is not None:
-                        mom[j] = m[i]
-                    if v is not None:
-                        vhat[j] = v[i]
-                    if adaptive and "lr_eff" in record:
-                        eff[j] = record["lr_eff"][i]
-            return mom, vhat, eff
-        from descend.train.metrics import _param_eff_lr
-
-        # One group at a time on the concatenated state (the formulas are elementwise and a
-        # group's parameters share their step), then split back into per-parameter views:
-        # a handful of tensor operations per group instead of per parameter.
-        index = 0
-        while index < n:
-            gi = params[index][0]
-            members = []
-            while index < n and params[index][0] == gi:
-                members.append(index)
-                index += 1
-            group = self.base.param_groups[gi]
-            states = [self.base.state.get(params[j][1]) or {} for j in members]
+                eff = record.get("lr_eff") if "denom" in record else None
+                if m is not None:
+                    momentum[first:end] = [m[i] for i in at]
+                for name, tensors in (("v_hat", v), ("eff", eff)):
+                    if tensors is not None:
+                        put(name, first, [tensors[i] for i in at])
+                plans.append(("trace", v is not None, eff is not None))
+                continue
+            states = [self.base.state.get(p) or {} for p in members]
             keys = set(states[0])
-            if not keys or any(set(st) != keys for st in states):
-                continue
             steps = {float(st["step"]) for st in states if "step" in st}
-            if len(steps) > 1:
+            if not keys or any(set(st) != keys for st in states) or len(steps) > 1:
+                plans.append(None)
                 continue
-            merged: dict[str, Any] = {
-                k: torch.cat([st[k].detach().reshape(-1) for st in states])
-                for k in keys
-                if k != "step" and torch.is_tensor(states[0][k]) and states[0][k].dim() > 0
-            }
-            if steps:
-                merged["step"] = steps.pop()
+            vector = [
+                k
+                for k in sorted(keys)
+                if torch.is_tensor(states[0][k])
+                and states[0][k].dim() > 0
+                and all(st[k].numel() == p.numel() for st, p in zip(states, members))
+            ]
+            mkey = next((k for k in ("exp_avg", "momentum_buffer") if k in vector), None)
+            if mkey is not None:
+                momentum[first:end] = [st[mkey] for st in states]
+            rate_keys = [k for k in vector if k in RATE_KEYS]
+            for k in rate_keys:
+                put(k, first, [st[k] for st in states])
+            state = {"step": steps.pop()} if steps else {}
             if "mu_product" in keys:
-                merged["mu_product"] = states[0]["mu_product"]
-            sizes = [params[j][1].numel() for j in members]
-            if sum(sizes) != next((v.numel() for v in merged.values() if torch.is_tensor(v)), 0):
+                state["mu_product"] = states[0]["mu_product"]
+            # the group's hyperparameters as they are now (a scheduler may change them
+            # before the rates are computed)
+            plans.append(("state", {**group}, rate_keys, state))
+        return plans, momentum, sources
+
+    def _torch_sums(self, layout: flat.Layout, momentum: list, sources: dict) -> list[list]:
+        """The torch path: copy g, θ after, m and the sources into the layout's rows (one
+        ``_foreach_copy_``), then the sums of :func:`flat.products` per parameter (9 rows as
+        :data:`descend.monitor.fused.SUMS`)."""
+        tensors = layout.tensors
+        dst = layout.views[flat.GRAD] + layout.views[flat.UPDATE]
+        src = [p.grad for p in tensors] + tensors
+        for view, m in zip(layout.views[flat.MOMENTUM], momentum):
+            if m is not None:
+                dst.append(view)
+                src.append(m)
+        for name, column in sources.items():
+            for view, t in zip(layout.row(name)[1], column):
+                if t is not None:
+                    dst.append(view)
+                    src.append(t)
+        self._clear_momentum(layout, [m is not None for m in momentum])
+        torch._foreach_copy_(dst, src)
+        rows = layout.rows
+        torch.sub(rows[flat.BEFORE], rows[flat.UPDATE], out=rows[flat.UPDATE])
+        sums = flat.segment_sums(flat.products(layout), layout.lengths)
+        bad = [0.0] * len(tensors)
+        if not all(math.isfinite(x) for x in sums[flat.G2]):
+            # non-finite gradient entries: counted, and left out of every other sum
+            finite = torch.isfinite(rows[flat.GRAD])
+            bad = flat.segment_sums((~finite).float()[None], layout.lengths)[0]
+            rows[flat.GRAD].masked_fill_(~finite, 0.0)
+            sums = flat.segment_sums(flat.products(layout), layout.lengths)
+        return [*sums, bad]
+
+    @staticmethod
+    def _clear_momentum(layout: flat.Layout, filled: list[bool]) -> None:
+        """Zero the momentum row where no buffer is copied this time (it may hold an older
+        step's)."""
+        if all(filled):
+            layout.momentum_zero = False
+            return
+        if not layout.momentum_zero:
+            for view, f in zip(layout.views[flat.MOMENTUM], filled):
+                if not f:
+                    view.zero_()
+        layout.momentum_zero = not any(filled)
+
+    def _rates(self, layout: flat.Layout, plans: list, sampled: dict) -> tuple[Any, list]:
+        """v̂ and the effective learning rate at the sampled coordinates, as the two rows of
+        one float32 array (NaN where a group has none; None when no group has either), from
+        ``sampled`` (each source at the sample's coordinates, host arrays); and which
+        parameters have an effective learning rate."""
+        sample = layout.sample
+        drawn = None
+        has_eff = [False] * len(layout.tensors)
+        for g, plan in enumerate(plans):
+            if plan is None:
                 continue
-
-            def spread(vector, out, members=members, sizes=sizes):
-                if vector is not None:
-                    for j, part in zip(members, vector.split(sizes)):
-                        out[j] = part
-
-            m = merged.get("exp_avg", merged.get("momentum_buffer"))
-            if "exp_avg_sq" in merged and "betas" in group:
-                t = float(merged.get("step", 1))
-                v = merged["exp_avg_sq"] / (1 - float(group["betas"][1]) ** t)
+            first, end = layout.group_spans[g]
+            members = sample.member_rows[g]
+            if plan[0] == "trace":
+                _, have_v, have_e = plan
+                pair = [sampled["v_hat"] if have_v else None, sampled["eff"] if have_e else None]
+                if members is not None:
+                    pair = [None if x is None else x[members] for x in pair]
             else:
-                v = merged.get("square_avg", merged.get("sum"))
-            e = _param_eff_lr(group, merged)
-            for vector, out in ((m, mom), (v, vhat), (e, eff)):
-                spread(vector, out)
-            # the group's flat vectors, kept whole for the sums and quantiles (no re-cat)
-            self._flats[gi] = (members[0], members[-1] + 1, m, v, e)
-        return mom, vhat, eff
-
-    def _whole(self, slot: int, span: tuple[int, int], partial: bool = False):
-        """The flat vector ``slot`` (2 momentum, 3 v̂, 4 eff) over the parameters ``span``
-        from the groups' vectors :meth:`_internals` kept, or None where they do not tile the
-        span (with ``partial``, groups without that vector are left out, as the per-parameter
-        path leaves out parameters without it)."""
-        parts, at = [], span[0]
-        for first, end, *vectors in sorted(self._flats.values(), key=lambda f: f[0]):
-            if end <= span[0] or first >= span[1]:
+                _, group, keys, state = plan
+                values = {k: sampled[k] if members is None else sampled[k][members] for k in keys}
+                pair = list(flat.state_rates(group, values, state))
+            if all(x is None for x in pair):
                 continue
-            if first != at or end > span[1]:
-                return None
-            vector = vectors[slot - 2]
-            if vector is None and not partial:
-                return None
-            if vector is not None:
-                parts.append(vector)
-            at = end
-        if at != span[1] or not parts:
-            return None
-        if len(parts) == 1:
-            return parts[0] if parts[0].dtype == torch.float32 else parts[0].float()
-        return stats.flat(parts)
+            if drawn is None:
+                drawn = np.full((2, sample.size), np.nan, np.float32)
+            for row, x in enumerate(pair):
+                if x is not None:
+                    if members is None:
+                        drawn[row] = x
+                    else:
+                        drawn[row, members] = x
+            if pair[1] is not None:
+                has_eff[first:end] = [True] * (end - first)
+        return drawn, has_eff
 
-    def _measure(self, step: int, pending: dict[str, Any]) -> None:
-        params, before = pending["params"], pending["before"]
-        keep = [p.grad is not None for _, p in params]
-        if not all(keep):
-            parts = before.split([p.numel() for _, p in params])
-            before = stats.flat([t for t, k in zip(parts, keep) if k])
-            params = [pair for pair, k in zip(params, keep) if k]
+    def _read(self, layout: flat.Layout) -> tuple[list, list, dict, str]:
+        """Sums per parameter, the group plans, each source at the sampled coordinates (host
+        arrays), and the path that read them: descend's kernels where they take these
+        tensors (``fused`` None or True), else torch's operations."""
+        plans, momentum, sources = self._sources(layout)
+        tensors = layout.tensors
+        sample = layout.sample
+        sums = None
+        path = "torch"
+        if self.fused is not False:
+            if layout.device.type != "cpu":
+                path = "torch: the kernels read CPU tensors"
+            else:
+                names = list(sources)
+                got = fused_kernels.read(
+                    layout.lengths,
+                    tensors,
+                    [p.grad for p in tensors],
+                    momentum,
+                    layout.rows[flat.BEFORE],
+                    layout.rows[flat.PRECLIP],
+                    [sources[k] for k in names],
+                    sample.flat_index,
+                )
+                sums, gathered = got if got is not None else (None, None)
+                if sums is None or gathered is None:
+                    sums = None
+                    path = "torch: a tensor the kernels do not take (float32, contiguous, CPU)"
+                    if not fused_kernels.available():
+                        path = f"torch: kernels unavailable ({fused_kernels.unavailable_reason()})"
+                else:
+                    sampled = {k: row for k, row in zip(names, gathered)}
+                    path = "fused"
+            if sums is None and self.fused is True:
+                raise RuntimeError(f"Monitor(fused=True) could not use the kernels: {path}")
+        if sums is None:
+            sums = self._torch_sums(layout, momentum, sources)
+            index = sample.index
+            picked = [layout.row(k)[0].index_select(0, index) for k in sources]
+            rows = torch.stack(picked).cpu().numpy() if picked else []
+            sampled = {k: row for k, row in zip(sources, rows)}
+        return sums, plans, sampled, path
+
+    def _measure(self, step: int, lrs: list[float]) -> None:
+        """Read what the step did while it is there to read (sums, the sampled state, the
+        gradient norms); the rest — rates, quantiles, the rows — is :meth:`_finish`'s, for up
+        to ``defer`` sampled steps at once."""
+        layout = self._kept(self._layout)
         out: dict[str, float] = {}
-        groups = self.base.param_groups
-        for gi, lr in enumerate(pending["lr"]):
+        for gi, lr in enumerate(lrs):
             out[f"opt/group{gi}/lr"] = lr
             bc = self._v_bias_correction(gi)
             if bc is not None:
                 out[f"opt/group{gi}/v_bias_correction"] = bc
-        if not params:
-            self._emit(step, out)
-            return
-        tensors = [p for _, p in params]
-        mom, vhat, eff = self._internals(params)
-        grads = stats.flat([p.grad for p in tensors])
-        after = stats.flat(tensors)
-        momentum = self._whole(2, (0, len(params)))
-        if momentum is None and any(m is not None for m in mom):
-            momentum = stats.flat(
-                [m if m is not None else torch.zeros_like(p) for m, p in zip(mom, tensors)]
-            )
-        lengths = [p.numel() for p in tensors]
-        several = len(groups) > 1
-        scopes: list[tuple[str, list[int]]] = [("opt/", list(range(len(params))))]
-        if several:
-            for gi in range(len(groups)):
-                members = [j for j, (g, _) in enumerate(params) if g == gi]
-                if members:  # consecutive: params are listed group by group
-                    scopes.append((f"opt/group{gi}/", members))
-        spans = [(members[0], members[-1] + 1) for _, members in scopes]
-        rows, totals = stats.param_sums(before, after, grads, momentum, lengths, spans)
-        for (prefix, members), total in zip(scopes, totals):
-            for key, value in stats.combine([total]).items():
-                out[prefix + key] = value
-            span = (members[0], members[-1] + 1)
-            for name, parts, slot in (("eff_lr", eff, 4), ("v_hat", vhat, 3)):
-                chosen = [parts[j] for j in members if parts[j] is not None]
-                if chosen:
-                    whole = self._whole(slot, span, partial=True)
-                    if whole is None:
-                        whole = torch.cat([t.detach().reshape(-1).float() for t in chosen])
-                    sample = stats.sample(whole)
-                    qs = stats.quantiles(sample)
-                    for q, value in zip(("p10", "p50", "p90"), qs):
-                        out[f"{prefix}{name}_{q}"] = value
-        self._clip_and_noise(out, params)
+        read = None
+        if layout.tensors:
+            read = self._read(layout)
+            self.last_path = read[3]
+            self._clip_and_noise(out, layout, read[0][flat.GP2])
         skipped = getattr(self.base, "skipped_steps", None)
         if isinstance(skipped, int):
             out["opt/skipped_steps"] = float(skipped)
-        if self.layers:
-            for j, (_, p) in enumerate(params):
-                name = self.names.get(id(p), f"param{j}")
-                r = stats.combine([rows[j]])
-                out[f"layer/{name}/update_ratio"] = r["update_ratio"]
-                out[f"layer/{name}/grad_norm"] = r["grad_norm"]
-                if eff[j] is not None:
-                    out[f"layer/{name}/eff_lr_p50"] = stats.quantiles(
-                        stats.sample(eff[j].detach().float(), stats.LAYER_SAMPLE), (0.5,)
-                    )[0]
-        self._emit(step, out)
-        if self.histogram_every and self.samples % self.histogram_every == 0:
-            hist_sinks = [s for s in self.sinks if hasattr(s, "write_histograms")]
-            if hist_sinks:
-                u = before - after
-                hists: dict[str, torch.Tensor] = {}
-                offset = 0
-                for j, (_, p) in enumerate(params):
-                    name = self.names.get(id(p), f"param{j}")
-                    n = lengths[j]
-                    hists[f"layer/{name}/update"] = u[offset : offset + n]
-                    hists[f"layer/{name}/grad"] = grads[offset : offset + n]
-                    if eff[j] is not None:
-                        hists[f"layer/{name}/eff_lr"] = eff[j].detach().reshape(-1)
-                    offset += n
-                for sink in hist_sinks:
-                    sink.write_histograms(step, hists)
+        if read is not None and self.histogram_every and self.samples % self.histogram_every == 0:
+            self._histograms(step, layout)
         self.samples += 1
+        self._losses.append((step, _Pending(out, layout, read)))
+        self._deferred += 1
+        if self._deferred >= self.defer:
+            self.flush_losses()
+
+    def _finish(self, pending: _Pending) -> dict[str, float]:
+        """The row of a sampled step from what :meth:`_measure` read."""
+        out, layout = pending.out, pending.layout
+        if pending.read is None:
+            return out
+        sums, plans, sampled, path = pending.read
+        tensors = layout.tensors
+        drawn, has_eff = self._rates(layout, plans, sampled)
+        scopes = [("opt/", (0, len(tensors)), None)]
+        if len(self.base.param_groups) > 1:
+            for g, (gi, span) in enumerate(zip(layout.group_ids, layout.group_spans)):
+                scopes.append((f"opt/group{gi}/", span, g))
+        sample = layout.sample
+        order = (flat.U2, flat.W2, flat.G2, flat.MG, flat.M2, flat.OPPOSED, flat.NONZERO, 8)
+        parts = []
+        for prefix, (first, end), g in scopes:
+            total = [sum(sums[r][first:end]) for r in order]
+            for key, value in stats.combine([total]).items():
+                out[prefix + key] = value
+            parts.append(sample.whole if g is None or not sample.groups else sample.groups[g])
+        if "opt/grad_norm_preclip" in out:
+            clipped = out["opt/grad_norm"] < out["opt/grad_norm_preclip"] * (1 - 1e-4)
+            out["opt/clipped"] = float(clipped)
+        medians = None
+        if drawn is not None:
+            scoped, medians = self._quantiles(layout, drawn, parts, has_eff, path)
+            for (prefix, (first, end), _), (vq, eq) in zip(scopes, scoped):
+                present = (True, any(has_eff[first:end]))
+                for name, here, values in zip(("v_hat", "eff_lr"), present, (vq, eq)):
+                    if here and not all(math.isnan(x) for x in values):
+                        for q, value in zip(("p10", "p50", "p90"), values):
+                            out[f"{prefix}{name}_{q}"] = value
+        if self.layers:
+            ratio = stats._ratio
+            for j, p in enumerate(tensors):
+                name = self.names.get(id(p), f"param{j}")
+                u2, w2, g2 = sums[flat.U2][j], sums[flat.W2][j], sums[flat.G2][j]
+                out[f"layer/{name}/update_ratio"] = ratio(math.sqrt(u2), math.sqrt(w2))
+                out[f"layer/{name}/grad_norm"] = math.sqrt(g2)
+                if medians is not None and has_eff[j]:
+                    out[f"layer/{name}/eff_lr_p50"] = medians[j]
+        return out
+
+    def _quantiles(self, layout: flat.Layout, drawn, parts: list, has_eff: list, path: str):
+        """Per scope the (v̂, eff) quantiles of its sample ``parts``, and each layer's eff
+        median (None without layers or rates): selected by the kernels after a fused read,
+        else with numpy."""
+        sample = layout.sample
+        size = sample.size
+        layered = self.layers and any(has_eff) and sample.layer_rows is not None
+        if path == "fused":
+            rows = [(r * size + s.start, s.stop - s.start) for s in parts for r in (0, 1)]
+            scoped = fused_kernels.quantiles(drawn, rows, stats.QUANTILES)
+            medians = None
+            if layered:
+                rows = [(size + s.start, s.stop - s.start) for s in sample.layers]
+                medians = fused_kernels.quantiles(drawn, rows, (0.5,))
+            if scoped is not None and (medians is not None or not layered):
+                pairs = [(scoped[2 * i], scoped[2 * i + 1]) for i in range(len(parts))]
+                return pairs, None if medians is None else [m[0] for m in medians]
+        pairs = [tuple(flat.row_quantiles(drawn[:, part], stats.QUANTILES)) for part in parts]
+        medians = flat.padded_medians(drawn[1], sample.layer_rows) if layered else None
+        return pairs, medians
+
+    def _histograms(self, step: int, layout: flat.Layout) -> None:
+        """Each layer's update, gradient and effective lr, whole (not sampled)."""
+        hist_sinks = [s for s in self.sinks if hasattr(s, "write_histograms")]
+        if not hist_sinks:
+            return
+        plans, _, sources = self._sources(layout)
+        effs: list[Any] = [None] * len(layout.tensors)
+        for g, plan in enumerate(plans):
+            if plan is None:
+                continue
+            first, end = layout.group_spans[g]
+            for j in range(first, end):
+                if plan[0] == "trace":
+                    effs[j] = sources["eff"][j] if plan[2] else None
+                else:
+                    _, group, keys, state = plan
+                    effs[j] = flat.state_rates(group, {k: sources[k][j] for k in keys}, state)[1]
+        hists: dict[str, torch.Tensor] = {}
+        for j, p in enumerate(layout.tensors):
+            name = self.names.get(id(p), f"param{j}")
+            hists[f"layer/{name}/update"] = (layout.views[flat.BEFORE][j] - p.float()).reshape(-1)
+            hists[f"layer/{name}/grad"] = p.grad.reshape(-1)
+            if effs[j] is not None:
+                hists[f"layer/{name}/eff_lr"] = effs[j].reshape(-1)
+        for sink in hist_sinks:
+            sink.write_histograms(step, hists)
 
     def _v_bias_correction(self, gi: int) -> float | None:
         group = self.base.param_groups[gi]
@@ -454,22 +658,23 @@ class Monitor:
                 return 1.0 / (1.0 - b2**t) if t > 0 and b2 < 1 else None
         return None
 
-    def _clip_and_noise(self, out: dict[str, float], params) -> None:
-        entries = [self._micro[id(p)] for _, p in params if id(p) in self._micro]
-        if not entries:
+    def _clip_and_noise(self, out: dict[str, float], layout: flat.Layout, gp2: list) -> None:
+        counted = [
+            (j, self._micro[id(p)]) for j, p in enumerate(layout.tensors) if id(p) in self._micro
+        ]
+        if not counted:
             return
-        k = max(e[0] for e in entries)
+        k = max(entry[0] for _, entry in counted)
+        total_sq = sum(gp2[j] for j, _ in counted)  # ‖Σᵢ gᵢ‖² of each parameter, summed
         if k == 1:  # one backward: ‖g‖² of each parameter is its one micro-batch's
-            total_sq = micro_sq = float(torch.stack([e[1][0] for e in entries]).sum())
+            micro_sq = total_sq
         else:
-            sums = torch.stack([e[2].float().pow(2).sum() if e[3] else e[1][0] for e in entries])
-            micro = torch.stack([torch.stack(e[1]).sum() for e in entries])
-            total_sq, micro_sq = float(sums.sum()), float(micro.sum())
+            passes = [t for _, entry in counted if entry[1] for t in entry[1]]
+            single = sum(gp2[j] for j, entry in counted if entry[1] is None)
+            micro_sq = float(torch.stack(passes).sum()) + single if passes else single
         scale = 1.0 / k if self._average and k > 1 else 1.0
         pre = math.sqrt(total_sq) * scale
-        out["opt/grad_norm_preclip"] = pre
-        used = out.get("opt/grad_norm", math.nan)
-        out["opt/clipped"] = float(used < pre * (1 - 1e-4))
+        out["opt/grad_norm_preclip"] = pre  # "clipped" is :meth:`_finish`'s
         out["opt/micro_batches"] = float(k)
         parts = stats.noise_scale_parts([micro_sq], total_sq, k)
         if parts is not None:
@@ -489,13 +694,20 @@ class Monitor:
         return self._rows
 
     def _emit(self, step: int, scalars: dict[str, float]) -> None:
-        self.flush_losses()  # the sinks get every write in the order it was made
-        self._write(step, scalars)
+        # the held losses first: the sinks get every write in the order it was made
+        self._write_many([*self._held(), (step, scalars)])
 
-    def _write(self, step: int, scalars: dict[str, float]) -> None:
-        self._rows.append({"step": step, **scalars})
+    def _write_many(self, rows: list[tuple[int, dict[str, float]]]) -> None:
+        """Write ``(step, scalars)`` rows to memory and to every sink (with one call where
+        the sink takes several rows at once: ``write_many``)."""
+        self._rows.extend([{"step": step, **scalars} for step, scalars in rows])
         for sink in self.sinks:
-            sink.write(step, scalars)
+            many = getattr(sink, "write_many", None)
+            if many is not None:
+                many(rows)
+            else:
+                for step, scalars in rows:
+                    sink.write(step, scalars)
 
     def log_loss(self, loss: Any, step: int | None = None) -> None:
         """Record the training loss of the step just taken (call after ``optimizer.step()``);
@@ -519,18 +731,36 @@ class Monitor:
             self.flush_losses()
 
     def flush_losses(self) -> None:
-        """Write the losses :meth:`log_loss` holds."""
+        """Write the losses :meth:`log_loss` holds and the sampled steps not yet written
+        (see ``defer``)."""
+        if self._losses:
+            self._write_many(self._held())
+
+    def _held(self) -> list[tuple[int, dict[str, float]]]:
+        """The held losses and sampled steps as rows, in the order they came (loss tensors
+        read in one ``tolist``), and forget them."""
         if not self._losses:
-            return
+            return []
         held, self._losses = self._losses, []
+        self._deferred = 0
         tensors = [v for _, v in held if isinstance(v, torch.Tensor)]
         if tensors:
-            try:
-                read = iter(torch.stack([t.reshape(()) for t in tensors]).double().tolist())
-            except (RuntimeError, TypeError):  # mixed devices or dtypes: one by one
-                read = iter([float(t) for t in tensors])
+            try:  # one read of all of them: stacked as they are (all 0-d, or all (1,))
+                read = iter(torch.stack(tensors).reshape(-1).double().tolist())
+            except (RuntimeError, TypeError):
+                try:
+                    read = iter(torch.stack([t.reshape(()) for t in tensors]).double().tolist())
+                except (RuntimeError, TypeError):  # mixed devices or dtypes: one by one
+                    read = iter([float(t) for t in tensors])
+        rows = []
         for at, v in held:
-            self._write(at, {"loss": next(read) if isinstance(v, torch.Tensor) else v})
+            if isinstance(v, torch.Tensor):
+                rows.append((at, {"loss": next(read)}))
+            elif isinstance(v, _Pending):
+                rows.append((at, self._finish(v)))
+            else:
+                rows.append((at, {"loss": v}))
+        return rows
 
     def log(self, scalars: dict[str, float], step: int | None = None) -> None:
         """Write any other scalars (e.g. ``val_loss``) to the same sinks."""
@@ -562,6 +792,7 @@ class Monitor:
         self.flush_losses()
         self._closed = True
         self._disarm()
+        self._layout = self._subset = None  # the buffers
         for handle in self._handles:
             handle.remove()
         for sink in self.sinks:

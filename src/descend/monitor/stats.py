@@ -1,5 +1,6 @@
-"""The arithmetic of the monitor: per-parameter sums in one pass, their combinations per group
-and overall, quantiles from a strided sample, and the gradient noise scale.
+"""The arithmetic of the monitor: the combinations of per-parameter sums per group and overall,
+exact quantiles of a vector's finite entries, and the gradient noise scale (the sums and the
+sample are :mod:`descend.monitor.flat`'s and :mod:`descend.monitor.fused`'s).
 
 Every quantity is built from sums over coordinates, so a group's or the whole model's value is
 the sum of its parameters' sums, never an average of ratios:
@@ -16,79 +17,16 @@ used (after any clipping) and m its momentum buffer after the step. From them:
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
 import torch
 
-# Row order of the per-parameter sums (see :func:`param_sums`).
+# Order of the sums :func:`combine` adds.
 SUMS = ("u2", "w2", "g2", "mg", "m2", "opposed", "nonzero", "nonfinite")
 
 QUANTILES = (0.1, 0.5, 0.9)
-QUANTILE_SAMPLE = 16384
-LAYER_SAMPLE = 1024
 SORT_BELOW = 8192  # quantiles sort up to this many entries, else select
-
-
-def flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """One float32 vector of all entries (a copy)."""
-    if not tensors:
-        return torch.zeros(0)
-    return torch.cat([t.detach().reshape(-1).float() for t in tensors])
-
-
-def param_sums(
-    before: torch.Tensor,
-    after: torch.Tensor,
-    grad: torch.Tensor,
-    momentum: torch.Tensor | None,
-    lengths: Sequence[int],
-    spans: Sequence[tuple[int, int]] = (),
-) -> tuple[list[list[float]], list[list[float]]]:
-    """The sums of :data:`SUMS`: per parameter (``lengths``) the three squared norms ‖u‖²,
-    ‖θ‖², ‖g‖² (the rest 0), and in full for each span of consecutive parameters
-    ``(first, end)`` in ``spans`` (the whole model, a param group), whose squared norms are
-    its parameters' and whose m·g, ‖m‖² and counts come from its coordinates at once.
-
-    ``before``, ``after``, ``grad`` and ``momentum`` are the parameters' flat float32 vectors
-    (see :func:`flat`) laid end to end in the order of ``lengths``. Squared norms and dot
-    products are BLAS dots (float32 with several partial sums: a relative error of a few
-    1e-7 for the sizes met here) on views from one ``split`` per vector; a span costs a
-    handful of operations, however many parameters it holds.
-    """
-    u = before - after
-    finite = bool(torch.isfinite(grad).all())
-    g = grad if finite else torch.where(torch.isfinite(grad), grad, torch.zeros(()))
-    us, bs, gs = u.split(lengths), before.split(lengths), g.split(lengths)
-    dots = []
-    for uj, bj, gj in zip(us, bs, gs):
-        dots += [torch.dot(uj, uj), torch.dot(bj, bj), torch.dot(gj, gj)]
-    offsets = [0, *itertools.accumulate(lengths)]
-    whole = len(before)
-    extra = []
-    for first, end in spans:
-        lo, hi = offsets[first], offsets[end]
-        cut = (lambda t: t) if (lo, hi) == (0, whole) else (lambda t, lo=lo, hi=hi: t[lo:hi])
-        us_, gs_ = cut(u), cut(g)
-        if momentum is not None:
-            ms_ = cut(momentum)
-            extra += [torch.dot(ms_, gs_), torch.dot(ms_, ms_)]
-        else:
-            extra += [torch.zeros(()), torch.zeros(())]
-        extra += [(us_ * gs_ < 0).count_nonzero(), gs_.count_nonzero()]
-        bad = torch.zeros(()) if finite else (~torch.isfinite(cut(grad))).count_nonzero()
-        extra.append(bad)
-    d = torch.stack(dots).double().reshape(len(lengths), 3).tolist()
-    rows = [dj + [0.0] * 5 for dj in d]
-    if not spans:
-        return rows, []
-    e = torch.stack([x.double() for x in extra]).reshape(len(spans), 5).tolist()
-    totals = []
-    for (first, end), ej in zip(spans, e):
-        norms = [sum(col) for col in zip(*d[first:end])] if end > first else [0.0] * 3
-        totals.append(norms + ej)
-    return rows, totals
 
 
 def combine(rows: Sequence[Sequence[float]]) -> dict[str, float]:
@@ -110,20 +48,6 @@ def combine(rows: Sequence[Sequence[float]]) -> dict[str, float]:
 
 def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else math.nan
-
-
-_GEN = torch.Generator().manual_seed(0)
-
-
-def sample(x: torch.Tensor, n: int = QUANTILE_SAMPLE) -> torch.Tensor:
-    """All entries up to ``n`` (quantiles are then exact), else ``n`` drawn uniformly with
-    replacement from a fixed-seed generator (a quantile's rank error is about 0.5/√n: 0.2
-    percentile points at 16,384). Not strided: weights are laid out in rows, and every k-th
-    entry of a matrix is a biased sample of it."""
-    x = x.reshape(-1)
-    if x.numel() <= n:
-        return x
-    return x[torch.randint(0, x.numel(), (n,), generator=_GEN)]
 
 
 def quantiles(x: torch.Tensor, qs: Sequence[float] = QUANTILES) -> list[float]:

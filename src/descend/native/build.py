@@ -41,8 +41,9 @@ SOURCES = (
     "track.h",
     "lab.cpp",
     "check.cpp",
+    "monitor.cpp",
 )
-UNITS = ("cpu.cpp", "lab.cpp", "check.cpp")  # compiled side by side, then linked
+UNITS = ("cpu.cpp", "lab.cpp", "check.cpp", "monitor.cpp")  # compiled side by side, then linked
 FLAGS = (
     "-O3",
     "-march=native",

@@ -1,0 +1,236 @@
+"""The monitor's two paths — descend's C++ kernels (fused) and torch's operations — write the
+same rows; the kernels' quantiles equal numpy's; what the kernels cannot read falls back (or
+raises with fused=True) without a crash; deferred rows equal immediate ones."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import require_kernels
+from descend import optim, train
+from descend.monitor import Monitor, fused, stats
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _kernels():
+    require_kernels()
+
+
+COUNTS = ("opt/opposed_frac", "opt/nonfinite", "opt/clipped", "opt/micro_batches")
+
+
+def _twin_runs(make_opt, steps=25, every=4, clip=0.5, **options):
+    """The same digits MLP run twice, monitored through the kernels and through torch."""
+    ds = train.load("digits")
+    train.seed_everything(0)
+    model = train.build("mlp", ds)
+    twin = copy.deepcopy(model)
+    runs = []
+    for m, path in ((model, True), (twin, False)):
+        opt = make_opt(m)
+        mon = Monitor(opt, m, every=every, fused=path, **options)
+        batches = list(ds.loader("train", 32, seed=0))
+        for i in range(steps):
+            x, y = batches[i % len(batches)]
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(m(x), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(m.parameters(), clip)
+            opt.step()
+            mon.log_loss(loss)
+        runs.append(mon)
+    return runs
+
+
+def _groups(m):
+    return [{"params": m[0].parameters()}, {"params": m[2].parameters(), "lr": 3e-3}]
+
+
+MAKERS = {
+    "torch-adam": lambda m: torch.optim.Adam(m.parameters(), lr=1e-3),
+    "descend-adamw-groups": lambda m: optim.AdamW(_groups(m), lr=1e-3),
+    "torch-sgd-momentum": lambda m: torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9),
+    "torch-rmsprop-centered": lambda m: torch.optim.RMSprop(m.parameters(), lr=1e-3, centered=True),
+    "descend-adam-chain": lambda m: optim.Adam(m.parameters(), lr=1e-3, fused=False),
+}
+
+
+@pytest.mark.parametrize("name", list(MAKERS))
+def test_fused_and_torch_paths_write_the_same_rows(name):
+    fast, slow = _twin_runs(MAKERS[name])
+    assert fast.last_path == "fused"
+    assert slow.last_path == "torch"
+    a, b = fast.rows, slow.rows
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    tags = set()
+    for ra, rb in zip(a, b):
+        assert ra.keys() == rb.keys()
+        for tag, value in ra.items():
+            tags.add(tag)
+            if tag in COUNTS or tag.endswith(("_p10", "_p50", "_p90", "lr", "loss")):
+                # counts, and quantiles: the same sampled entries and formulas (float32
+                # arithmetic rounds the same in numpy and torch)
+                assert value == pytest.approx(rb[tag], rel=1e-6, abs=0), tag
+            else:  # sums of float64 squares (kernel) against float32 squares (torch)
+                assert value == pytest.approx(rb[tag], rel=2e-6, abs=1e-12), tag
+    assert "opt/update_ratio" in tags and "opt/grad_norm_preclip" in tags
+    if name != "torch-sgd-momentum":
+        assert "opt/eff_lr_p50" in tags and "layer/0.weight/eff_lr_p50" in tags
+
+
+def test_nonfinite_gradients_are_counted_the_same_on_both_paths():
+    rows = []
+    for path in (True, False):
+        w = torch.nn.Parameter(torch.ones(6))
+        opt = optim.SGD([w], lr=0.1, momentum=0.9, nonfinite="skip")
+        mon = Monitor(opt, every=1, fused=path)
+        for i in range(4):
+            opt.zero_grad()
+            scale = torch.tensor([1.0, 2.0, math.inf, -3.0, math.nan, 0.0]) if i % 2 else 1.0
+            (w * scale).sum().backward()
+            opt.step()
+        assert mon.last_path == ("fused" if path else "torch")
+        rows.append(mon.rows)
+    fast, slow = rows
+    assert [r["opt/nonfinite"] for r in fast] == [0, 1, 0, 1]
+    for ra, rb in zip(fast, slow):
+        for tag in ("opt/nonfinite", "opt/opposed_frac", "opt/grad_norm", "opt/update_norm"):
+            assert ra[tag] == pytest.approx(rb[tag], rel=1e-6, nan_ok=True), tag
+    # the skipped step: g = (1, 2, inf, -3, nan, 0) → 2 non-finite entries left out, ‖g‖ of the rest
+    assert fast[1]["opt/grad_norm"] == pytest.approx(math.sqrt(1 + 4 + 9), rel=1e-6)
+    assert fast[1]["opt/update_norm"] == 0.0
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 10, 513, 2048])
+def test_kernel_quantiles_equal_numpys_on_the_finite_entries(n):
+    rng = np.random.default_rng(n)
+    rows, data = [], []
+    at = 0
+    for case in range(4):
+        a = rng.standard_normal(n).astype(np.float32)
+        if case == 1 and n > 4:
+            a[:3] = [np.nan, np.inf, -np.inf]
+        if case == 2:
+            a = np.round(a)  # many ties (as v̂ = 0 for inputs that never fire)
+        if case == 3 and n:
+            a[:] = np.nan
+        data.append(a)
+        rows.append((at, n))
+        at += n
+    flat = np.concatenate(data) if at else np.zeros(0, np.float32)
+    got = fused.quantiles(flat, rows, stats.QUANTILES)
+    for a, values in zip(data, got):
+        want = stats.quantiles(torch.from_numpy(a))
+        np.testing.assert_allclose(values, want, rtol=1e-12, equal_nan=True)
+    if at:  # the caller's array is untouched (the kernel reorders a copy)
+        np.testing.assert_array_equal(flat, np.concatenate(data))
+
+
+def test_kernels_refuse_bad_rows_and_indices_without_writing():
+    data = np.arange(10, dtype=np.float32)
+    assert fused.quantiles(data, [(5, 6)], (0.5,)) is None  # past the end
+    assert fused.quantiles(data, [(0, 10)], (0.9, 0.1)) is None  # q not ascending
+    a, b = torch.arange(6.0), torch.arange(4.0) + 100
+    out = fused.gather([6, 4], [[a, b], [None, b]], np.array([0, 5, 6, 9]))
+    np.testing.assert_array_equal(out[0], [0, 5, 100, 103])
+    assert np.isnan(out[1, :2]).all() and out[1, 2:].tolist() == [100, 103]
+    assert fused.gather([6, 4], [[a, b]], np.array([10])) is None  # outside Σ numel
+    assert fused.gather([6, 4], [[a, b]], np.array([-1])) is None
+
+
+def test_tensors_the_kernels_cannot_read_fall_back_or_raise():
+    """A float64 model: the kernel check refuses it, the monitor reads it through torch (and
+    says why); fused=True raises instead."""
+    net = torch.nn.Linear(3, 2).double()
+    x = torch.randn(8, 3, dtype=torch.float64)
+    for path in (None, True):
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        mon = Monitor(opt, net, every=1, fused=path)
+        opt.zero_grad()
+        net(x).pow(2).mean().backward()
+        if path is True:
+            refused = r"Monitor\(fused=True\) could not use the kernels"
+            with pytest.raises(RuntimeError, match=refused):
+                opt.step()
+            mon.close()
+            continue
+        opt.step()
+        assert mon.last_path.startswith("torch: a tensor the kernels do not take")
+        w = net.weight.grad.double()
+        b = net.bias.grad.double()
+        assert mon.rows[-1]["opt/grad_norm"] == pytest.approx(
+            float(torch.cat([w.flatten(), b]).norm())
+        )
+        mon.close()
+
+
+def test_deferred_rows_equal_immediate_ones_under_a_schedule():
+    """defer=8 computes the rates of 8 sampled steps at once, after the learning rate has
+    moved on: each row must still use its own step's hyperparameters, and the sinks get the
+    rows in the order they were made."""
+
+    class Count:
+        def __init__(self):
+            self.rows = []
+
+        def write(self, step, scalars):
+            self.rows.append((step, dict(scalars)))
+
+        def close(self):
+            pass
+
+    results = []
+    for defer in (1, 8):
+        ds = train.load("digits")
+        train.seed_everything(0)
+        model = train.build("mlp", ds)
+        opt = optim.Adam(model.parameters(), lr=1e-2)
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+        sink = Count()
+        mon = Monitor(opt, model, every=2, defer=defer, log=sink)
+        batches = list(ds.loader("train", 32, seed=0))
+        for i in range(20):
+            x, y = batches[i]
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            sched.step()
+            mon.log_loss(loss)
+            if defer == 8 and i == 12:  # 7 sampled steps held: nothing written yet
+                assert not any("opt/update_ratio" in r for _, r in sink.rows)
+        mon.close()
+        results.append(sink.rows)
+    now, later = results
+    assert [s for s, _ in now] == [s for s, _ in later]
+    assert [sorted(r) for _, r in now] == [sorted(r) for _, r in later]
+    for (_, a), (_, b) in zip(now, later):
+        assert a == b
+    lrs = [r["opt/group0/lr"] for _, r in now if "opt/group0/lr" in r]
+    assert len(set(lrs)) > 3  # the schedule moved the lr between sampled steps
+
+
+def test_segment_sums_on_the_host_equal_the_device_loop():
+    """The torch path sums per parameter with numpy's reduceat on the CPU and one sum per
+    parameter elsewhere (an accelerator): both in float64, the same sums."""
+    from descend.monitor import flat
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((8, 1111)).astype(np.float32))
+    lengths = [1000, 0, 100, 10, 1]
+    want = [[float(c.double().sum()) for c in row.split(lengths)] for row in x]
+    for got in (flat.reduceat_sums(x, lengths), flat.loop_sums(x, lengths)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
