@@ -124,6 +124,7 @@ CASES = {
     ),
     "adam-keras": lambda ps, lr, f: D.Adam(ps, lr=lr, convention="keras", fused=f),
     "nadam": lambda ps, lr, f: D.NAdam(ps, lr=lr, weight_decay=0.01, fused=f),
+    "lion": lambda ps, lr, f: D.Lion(ps, lr=lr, weight_decay=0.1, max_grad_norm=0.05, fused=f),
 }
 
 
@@ -207,13 +208,14 @@ def test_op_schema_names_what_each_kernel_writes():
             for a in getattr(torch.ops.descend, family).default._schema.arguments
             if a.alias_info is not None and a.alias_info.is_write
         ]
-        for family in ("sgd", "adagrad", "rmsprop", "nadam")
+        for family in ("sgd", "adagrad", "rmsprop", "nadam", "lion")
     }
     assert written == {
         "sgd": ["params", "momentum_buffer", "step"],
         "adagrad": ["params", "sum", "step"],
         "rmsprop": ["params", "square_avg", "grad_avg", "momentum_buffer", "step"],
         "nadam": ["params", "exp_avg", "exp_avg_sq", "step", "mu_product"],
+        "lion": ["params", "exp_avg", "step"],
     }
 
 

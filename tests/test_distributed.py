@@ -48,6 +48,7 @@ OPTIMIZERS = {
     "AdamW": dict(lr=0.01),
     "Adam-amsgrad": dict(lr=0.01, amsgrad=True),
     "NAdam": dict(lr=0.01),
+    "Lion": dict(lr=0.01, weight_decay=0.1),
 }
 DTYPES = {"fp32": torch.float32, "fp64": torch.float64}
 TOL = {"fp32": 1e-6, "fp64": 1e-12}

@@ -139,6 +139,12 @@ CONFIGS = [
     *[(f"nadam-{c}", "nadam", dict(convention=c)) for c in D.CONVENTIONS],
     ("nadam-decoupled", "nadam", dict(weight_decay=0.01, decoupled_weight_decay=True)),
     ("nadam-l2-psi", "nadam", dict(weight_decay=0.01, momentum_decay=0.01)),
+    *[(f"lion-{c}", "lion", dict(convention=c, lr=1e-3)) for c in D.CONVENTIONS],
+    ("lion-decoupled", "lion", dict(lr=1e-3, weight_decay=0.5)),
+    ("lion-l2", "lion", dict(lr=1e-3, weight_decay=0.1, weight_decay_mode="l2")),
+    ("lion-independent", "lion", dict(lr=1e-3, weight_decay=1e-3, weight_decay_mode="independent")),
+    ("lion-betas", "lion", dict(lr=3e-3, betas=(0.95, 0.98))),
+    ("lion-maximize-clip", "lion", dict(lr=1e-3, maximize=True, max_grad_norm=1.0, clip_value=2.0)),
 ]
 
 
@@ -159,8 +165,26 @@ def test_fast_matches_default_after_100_steps(spec, kwargs, dtype):
             assert diff <= max(1e-4 * _max_abs(sb[key].double()), 1e-12), key
 
 
+LION = [c for c in CONFIGS if c[1] == "lion"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("spec,kwargs", [c[1:] for c in LION], ids=[c[0] for c in LION])
+def test_lion_kernel_equals_the_chain_bitwise(spec, kwargs, dtype):
+    """Lion's kernel spells out the chain's operations (m·β₁, then add_ with alpha = one fma;
+    sign; m·β₂, then add_ = one fma): 100 steps agree bit for bit, θ and m, in both dtypes
+    (a rounding difference could flip a sign, a full ±γ step)."""
+    a, opt = run(lambda ps: D.from_spec(spec, ps, fused=True, **kwargs), dtype)
+    b, ref = run(lambda ps: D.from_spec(spec, ps, fused=False, **kwargs), dtype)
+    assert fast.last_path(opt) == {0: "fast"}
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    for p, q in zip(opt.param_groups[0]["params"], ref.param_groups[0]["params"]):
+        assert torch.equal(opt.state[p]["exp_avg"], ref.state[q]["exp_avg"])
+        assert torch.equal(opt.state[p]["step"], ref.state[q]["step"])
+
+
 @pytest.mark.parametrize(
-    "spec", ["adamw", "nesterov", "rmsprop-centered:momentum=0.9", "nadam", "adagrad"]
+    "spec", ["adamw", "nesterov", "rmsprop-centered:momentum=0.9", "nadam", "adagrad", "lion"]
 )
 def test_two_threads_split_the_work(spec):
     """Large tensors are cut into per-thread ranges across tensor boundaries."""
@@ -215,6 +239,7 @@ def test_fast_matches_torch_optim(name, torch_cls, ours, kwargs):
         ("nadam", {}),
         ("adagrad", {}),
         ("rmsprop-centered", dict(momentum=0.9)),
+        ("lion", dict(lr=1e-3, weight_decay=0.1)),
     ],
 )
 @pytest.mark.parametrize("direction", ["fast->default", "default->fast"])
@@ -353,6 +378,36 @@ def test_nonfinite_gradients(policy):
         assert torch.isnan(a[0]).any() and torch.isnan(a[3]).any()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+def test_lion_nonfinite_and_sign_edge_cases_match_the_chain_bitwise(dtype):
+    """torch.sign(NaN) is 0 (its CPU kernel is (0 < x) − (x < 0)): a NaN gradient leaves θ
+    where it is and poisons m; ±Inf moves θ by ∓γ and makes m infinite; a zero gradient on a
+    zero moment gives c = 0, u = 0. The kernel does what the chain does, bit for bit."""
+
+    def each(t, params, opt):
+        if t == 20:
+            params[0].grad[0, 0] = float("nan")
+        if t == 21:
+            params[3].grad[5] = float("inf")
+            params[3].grad[6] = -float("inf")
+        if t < 3:
+            params[4].grad[:10] = 0.0  # c = 0 (m = 0 at first): no move
+
+    results = [
+        run(lambda ps, f=f: D.Lion(ps, lr=1e-2, weight_decay=0.1, fused=f), dtype, each=each)
+        for f in (True, False)
+    ]
+    (a, opt), (b, ref) = results
+    assert fast.last_path(opt) == {0: "fast"}
+    for x, y in zip(a, b):
+        assert torch.equal(x.isnan(), y.isnan()) and torch.equal(x.nan_to_num(), y.nan_to_num())
+    assert not a[0].isnan().any()  # θ never took the NaN; m did
+    assert opt.state[opt.param_groups[0]["params"][0]]["exp_avg"].isnan().any()
+    for p, q in zip(opt.param_groups[0]["params"], ref.param_groups[0]["params"]):
+        ma, mb = opt.state[p]["exp_avg"], ref.state[q]["exp_avg"]
+        assert torch.equal(ma.isnan(), mb.isnan()) and torch.equal(ma.nan_to_num(), mb.nan_to_num())
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_finite_check_finds_every_nan_and_inf(threads):
     """The one-pass check that ``nonfinite="skip"|"raise"`` uses: NaN or ±Inf anywhere (first,
@@ -448,6 +503,8 @@ ROWS = [
     ("rmsprop:convention=keras,momentum=0.9", {}),
     ("adagrad", {}),
     ("sgd:weight_decay_mode=independent", {"weight_decay": "rows"}),
+    ("lion", {"weight_decay": "rows"}),
+    ("lion:weight_decay_mode=l2", {"weight_decay": "rows"}),
 ]
 
 

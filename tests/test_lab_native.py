@@ -210,6 +210,7 @@ SPECS = [
     "sgd:lr=0.003",
     "momentum:lr=1e-4,momentum=0.9",
     "nesterov:lr=1e-3,momentum=0.9",
+    "lion:lr=0.01,weight_decay=0.1",
 ]
 
 
@@ -245,6 +246,29 @@ def test_fused_run_equals_the_step_by_step_loop(monkeypatch, spec, dtype) -> Non
     plain = lab.run("rosenbrock", [spec], x0, 120, dtype=dtype, record_every=7)
     assert_same(fused, plain, dtype)
     assert (fused.metrics["status"] == "diverged").sum() >= 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lion_takes_the_fused_run_and_equals_the_step_by_step_loop(monkeypatch, dtype) -> None:
+    """Lion's kernel family is one of the lab's (``step_family`` in lab.cpp): all steps in one
+    fused call, equal to the step-by-step loop bit for bit."""
+    calls = []
+    real = CompiledTracker.fused_run
+
+    def counting(self, t, steps, *args):
+        calls.append(steps)
+        return real(self, t, steps, *args)
+
+    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    x0 = starts(3000)
+    spec = "lion:lr=0.003,betas=(0.95,0.98),weight_decay_mode=l2,weight_decay=0.01"
+    fused = lab.run("rosenbrock", [spec], x0, 80, dtype=dtype, record_every=7)
+    assert calls == [80]
+    monkeypatch.setattr(CompiledTracker, "fused_run", real)
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", [spec], x0, 80, dtype=dtype, record_every=7)
+    assert_same(fused, plain, dtype)
+    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
 
 
 def domain_starts(ls, n: int) -> np.ndarray:

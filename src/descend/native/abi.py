@@ -10,7 +10,8 @@ import torch
 # The ``dtype`` field of Args and LabArgs: the tensor dtypes the kernels take.
 DTYPES = {torch.float32: 0, torch.float64: 1}
 
-FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam")  # the family index of LabArgs
+# the family index of LabArgs (lab.cpp's step_family switch, in this order)
+FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam", "lion")
 
 # Landscape ids of ``landscapes.h`` (``enum Id``); the loader checks each name against the
 # library's ``descend_landscape_name``.

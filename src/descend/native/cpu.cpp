@@ -51,6 +51,7 @@ DESCEND_ENTRY(adagrad)
 DESCEND_ENTRY(rmsprop)
 DESCEND_ENTRY(adam)
 DESCEND_ENTRY(nadam)
+DESCEND_ENTRY(lion)
 
 extern "C" int descend_all_finite(const Args* a) {
   return a->dtype == 1 ? all_finite<double>(*a) : all_finite<float>(*a);

@@ -38,6 +38,7 @@ namespace descend::drv {
 
 using descend::AdagradC;
 using descend::AdamC;
+using descend::LionC;
 using descend::Common;
 using descend::MomentumC;
 using descend::NadamC;
@@ -529,6 +530,40 @@ void nadam(const Args& a, Runner&& runner) {
                                     static_cast<const T*>(a.grad[i]), static_cast<T*>(a.s0[i]),
                                     static_cast<T*>(a.s1[i]), b, e, ks[i], c, a);
     });
+  });
+}
+
+// --------------------------------------------------------------------------------- Lion ----
+// One moment, no step-dependent coefficient: the step counter is still advanced (the chain's
+// state has it), and every tensor shares one LionC.
+template <typename T>
+DESCEND_RANGE void lion_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
+                              int64_t b, int64_t e, LionC<T> k, Common<T> c, const Args& a) {
+  if (a.row_len) {
+    if (a.el_lr) {
+      each_element(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+        descend::lion_element<T>(p[j], g[j], m[j], k, cj);
+      });
+      return;
+    }
+    by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
+      const Common<T> cr = row_common(a, r, c);
+      for (int64_t j = j0; j < j1; ++j) descend::lion_element<T>(p[j], g[j], m[j], k, cr);
+    });
+    return;
+  }
+#pragma omp simd
+  for (int64_t j = b; j < e; ++j) descend::lion_element<T>(p[j], g[j], m[j], k, c);
+}
+
+template <typename T, typename Runner>
+void lion(const Args& a, Runner&& runner) {
+  for (int64_t i = 0; i < a.n; ++i) next_step(a, i);
+  const LionC<T> k{T(a.beta1), T(1.0 - a.beta1), T(a.beta2), T(1.0 - a.beta2)};
+  const Common<T> c = common<T>(a);
+  runner([&](int64_t i, int64_t b, int64_t e) {
+    lion_range<T>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+                  static_cast<T*>(a.s0[i]), b, e, k, c, a);
   });
 }
 

@@ -236,4 +236,29 @@ DESCEND_HD void nadam_element(T& p, T g, T& m, T& v, const NadamC<T>& k, const C
   p = apply<T>(p, num / den, c);
 }
 
+template <typename T>
+struct LionC {
+  T b1, w1, b2, w2;  // w1 = 1 − β₁, w2 = 1 − β₂
+};
+
+// torch.sign, as its CPU kernel computes it: (0 < x) − (x < 0), so +0 for ±0 and for NaN (a
+// NaN in c leaves θ where it is; the NaN stays in m).
+template <typename T>
+DESCEND_HD T sign_of(T x) {
+  return T(T(0) < x) - T(x < T(0));
+}
+
+// Lion (scale_by_lion): c = m·β₁ then add_(g, alpha=1 − β₁); u = sign(c); m ← m·β₂ then
+// add_(g, alpha=1 − β₂). Each add with alpha is one fma in torch's CPU kernel (vec::fmadd),
+// in float32 as in float64, so both dtypes spell it out: the sign of c is then the chain's sign
+// bit for bit (a contraction gcc picked could flip it where c is within a rounding of 0).
+template <typename T>
+DESCEND_HD void lion_element(T& p, T g, T& m, const LionC<T>& k, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  const T mi = m;
+  const T ci = std::fma(k.w1, g, mul(mi, k.b1));
+  m = std::fma(k.w2, g, mul(mi, k.b2));
+  p = apply<T>(p, sign_of(ci), c);
+}
+
 }  // namespace descend

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from . import _ops
-from .base import Context, Transform, hp
+from .base import Context, KernelPlan, Transform, hp
 
 
 class scale_by_lion(Transform):  # noqa: N801 - transforms are named like functions (optax style)
@@ -46,3 +46,10 @@ class scale_by_lion(Transform):  # noqa: N801 - transforms are named like functi
         ctx.record("m", m)
         ctx.owned = True
         return out
+
+    kernel = "lion"
+
+    def kernel_plan(self, read, fields: dict, absorbed=None) -> KernelPlan:
+        fields["beta1"] = read.number(self.b1, "betas[0]")
+        fields["beta2"] = read.number(self.b2, "betas[1]")
+        return KernelPlan(slots=("exp_avg", None, None))

@@ -8,7 +8,7 @@ region over all the group's tensors — as fast as torch's fused Adam, for every
 AMSGrad of v̂, …). The non-finite check of ``nonfinite="skip"|"raise"`` is one read pass too.
 
 **The switch** is torch's keyword, on every named optimizer (SGD, Adagrad, RMSprop, Adam,
-AdamW, AMSGrad, NAdam):
+AdamW, AMSGrad, NAdam, Lion, and any other whose chain core declares a kernel):
 
 * ``fused=None`` (default): fast path whenever the group qualifies, else the default path;
 * ``fused=True``: fast path or an error saying why not (checked at construction and at
@@ -36,6 +36,38 @@ The per-element arithmetic lives in ``descend/native/kernels.h`` as plain functi
 ``DESCEND_HD`` (``__host__ __device__`` under nvcc); only the drivers (``drivers.h``: per-tensor
 coefficients; ``cpu.cpp``: thread ranges) are CPU-specific, so a CUDA driver would reuse the
 same functions.
+
+**A new element-wise family** (Lion, ``kernel = "lion"``, is the worked example; the other
+families are written the same way). The chain stays the reference: the kernel must compute the
+default path's floating-point operations in its order, and the tests compare the two.
+
+1. ``native/kernels.h``: the per-element function (``lion_element``) and its coefficient
+   struct (``LionC``). It starts with ``grad_in`` (clip factor, maximize's sign, L2) and ends
+   with ``apply`` (lr, decoupled/independent decay), shared by every family, and in between
+   spells out the core transform's torch ops one by one: a product is ``mul`` (rounded in
+   float64, never contracted into the next addition), an op torch's CPU kernel rounds once —
+   ``add_(x, alpha=a)``, ``lerp``, ``addcmul`` — is one ``std::fma``. Lion writes them in both
+   dtypes, so it equals the chain bit for bit (its sign would flip on a rounding difference).
+2. ``native/drivers.h``: the driver (``lion``): advances every step counter, computes the
+   per-tensor, per-step coefficients in double (bias corrections, schedules), and hands the
+   ``#pragma omp simd`` loop over a range of one tensor (``lion_range``, with the lab's row
+   mode: per-element or per-row lr and decay) to the runner.
+3. ``native/cpu.cpp``: ``DESCEND_ENTRY(lion)``, the C entry point ``descend_lion``.
+4. ``native/abi.py``: the name in ``FAMILIES`` (the loader binds ``descend_<name>``; its index
+   is the lab's family id). ``Args`` carries the numbers (β₁, β₂, ε, …); a family that needs a
+   number no other has adds a field to ``Args`` here and in ``drivers.h``.
+5. ``native/lab.cpp``: a ``case`` in ``step_family`` and the bound in ``descend_lab_step``, so
+   the landscape lab's fused run steps the family too (without them the lab's call refuses).
+6. ``optim/fast/ops.py``: the family's state columns in ``SLOTS`` — the schema of its custom
+   op (``descend::lion(… Tensor(b!)[] exp_avg, Tensor(c!)[] step …)``).
+7. The core transform (``transforms/lion.py``): ``kernel = "lion"`` and ``kernel_plan``, which
+   fills the ``Args`` fields from the group exactly as ``update`` reads them and names the
+   state keys of the slots (s0 = ``exp_avg``).
+
+Nothing else: :func:`~.plan.shape_of` recognises any chain whose core declares a kernel, the
+per-call checks (``check.cpp``) run on every column the plan names, and the tests that iterate
+families (``tests/test_cases.py``, ``test_fast_fuzz.py``) pick the new one up; add its
+configurations to ``test_fast_path.py``'s tables, ``test_compile.py``'s and the benchmark's.
 """
 
 from __future__ import annotations

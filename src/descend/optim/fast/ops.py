@@ -15,6 +15,7 @@ structures, ``array.array``), so a compiled step calls one op per param group in
                   Tensor(d!)[] max_exp_avg_sq, Tensor(e!)[] step …)
     descend::nadam(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, Tensor(d!)[] step,
                    Tensor(e!)[] mu_product …)
+    descend::lion(… Tensor(b!)[] exp_avg, Tensor(c!)[] step …)
 
 (an unused slot, e.g. AMSGrad's maximum without ``amsgrad``, is an empty list). ``plan`` is a
 token for the group's recognised chain and its non-tensor hyperparameters, registered when
@@ -51,6 +52,7 @@ SLOTS = {
     "rmsprop": ("square_avg", "grad_avg", "momentum_buffer"),
     "adam": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
     "nadam": ("exp_avg", "exp_avg_sq", None),
+    "lion": ("exp_avg", None, None),
 }
 EXTRA = {"nadam": "mu_product"}
 
