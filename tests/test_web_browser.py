@@ -367,6 +367,33 @@ def test_the_link_reproduces_every_field_canvas_and_cell(server, page, browser):
         again.context.close()
 
 
+def test_a_stale_landscape_answer_never_overwrites_a_newer_one(server, page):
+    # Choosing "expression…" draws the default expression; applying a bad one before that
+    # answer arrives must leave the bad one's error on screen when the first answer comes late.
+    page.goto(f"{server}/?f=ravine&o=sgd&steps=50")
+    wait_status(page, "ready")
+    held = []
+
+    def hold_the_first(route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/contour", hold_the_first)
+    page.select_option("#function", "expr")
+    page.fill("#expression", "x**2 +")
+    page.click("#apply-expression")
+    wait_status(page, "error")
+    assert len(held) == 1
+    with page.expect_response("**/api/contour"):
+        held[0].continue_()
+    page.evaluate("() => new Promise((done) => setTimeout(done, 200))")
+    assert page.get_attribute("body", "data-status") == "error"
+    assert "x**2 +" in page.input_value("#expression")
+    assert page.inner_text("#status").strip()
+
+
 def test_edit_then_run_at_once_and_bad_starts_are_refused_at_their_field(server, page):
     page.goto(f"{server}/?f=ravine&o=sgd&steps=50")
     wait_status(page, "ready")

@@ -303,7 +303,13 @@
     return lab.loading;
   }
 
+  // Each drawing is numbered: an answer that arrives after a newer drawing started (a function
+  // chosen, then an expression applied before the first answer came back) is dropped, so a stale
+  // landscape or status never overwrites the newer one.
+  let drawing = 0;
+
   async function drawLandscape() {
+    const mine = ++drawing;
     lab.status = "loading";
     clearFieldErrors();
     setStatus("drawing the landscape…");
@@ -311,6 +317,7 @@
       const grid = await api("/api/contour", {
         function: functionRef(), resolution: CONTOUR_RESOLUTION, scale: state.scale,
       });
+      if (mine !== drawing) return;
       lab.grid = grid;
       const land = grid.landscape;
       lab.view = new Plot.LandscapeView($("contour"), grid, mapSize());
@@ -330,6 +337,7 @@
       lab.status = "ready";
       setStatus("");
     } catch (err) {
+      if (mine !== drawing) return;
       lab.grid = null;
       showError(err);
     }
