@@ -96,6 +96,24 @@ def optax_reference(make: Callable[[dict], object]) -> Reference:
     return run
 
 
+def runs_together_and_alone(cls: type, kwargs: dict, lrs: torch.Tensor, steps: int = 30):
+    """The lab's form — one run per row of a (3, 2) parameter with an (N, 1) learning rate
+    ``lrs`` — beside the same runs each with its own optimizer and a float lr. Returns the
+    batched optimizer, its parameter and the largest |Δθ| between the two."""
+    rows = torch.tensor(np.stack([THETA0[1][:2], THETA0[1][2:4], THETA0[1][4:6]]))
+    together = rows.clone().requires_grad_(True)
+    opt = cls([together], **dict(kwargs, lr=lrs))
+    alone = [r.clone().requires_grad_(True) for r in rows]
+    opts = [cls([a], **dict(kwargs, lr=float(lr))) for a, lr in zip(alone, lrs, strict=True)]
+    for t in range(steps):
+        together.grad = torch.sin(3 * together.detach()) + together.detach() ** 3 + 0.01 * t
+        opt.step()
+        for a, o in zip(alone, opts, strict=True):
+            a.grad = torch.sin(3 * a.detach()) + a.detach() ** 3 + 0.01 * t
+            o.step()
+    return opt, together, float((together - torch.stack(alone)).detach().abs().max())
+
+
 def keras_reference(make: Callable[[dict], object]) -> Reference:
     """``make(kwargs)`` → a Keras 3 optimizer, run on the jax backend in float64 (the backend
     must be jax: set ``KERAS_BACKEND=jax`` before Keras is first imported)."""

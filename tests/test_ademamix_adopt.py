@@ -15,7 +15,7 @@ import descend.optim as D
 from conftest import require
 from descend.optim import tracing
 from descend.transforms.ademamix import alpha_warmup_value, beta3_warmup_value
-from optimizer_cases import THETA0, run_descend, torch_reference
+from optimizer_cases import THETA0, run_descend, runs_together_and_alone, torch_reference
 
 
 def _torch_adopt(kwargs: dict) -> dict:
@@ -111,18 +111,8 @@ def test_ademamix_explain_records_the_slow_moment() -> None:
 )
 def test_runs_with_their_own_learning_rates_never_mix(cls, kwargs) -> None:
     lrs = torch.tensor([[0.01], [0.05], [0.2]], dtype=torch.float64)
-    rows = torch.tensor(np.stack([THETA0[1][:2], THETA0[1][2:4], THETA0[1][4:6]]))
-    together = rows.clone().requires_grad_(True)
-    opt = cls([together], **dict(kwargs, lr=lrs))
-    alone = [r.clone().requires_grad_(True) for r in rows]
-    opts = [cls([a], **dict(kwargs, lr=float(lr))) for a, lr in zip(alone, lrs, strict=True)]
-    for t in range(30):
-        together.grad = torch.sin(3 * together.detach()) + together.detach() ** 3 + 0.01 * t
-        opt.step()
-        for a, o in zip(alone, opts, strict=True):
-            a.grad = torch.sin(3 * a.detach()) + a.detach() ** 3 + 0.01 * t
-            o.step()
-    assert float((together - torch.stack(alone)).detach().abs().max()) <= 1e-12
+    _, _, gap = runs_together_and_alone(cls, kwargs, lrs)
+    assert gap <= 1e-12
 
 
 @pytest.mark.parametrize(("name", "column"), [("ademamix", "m_slow"), ("adopt", "normed")])

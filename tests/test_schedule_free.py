@@ -15,7 +15,7 @@ import torch
 
 import descend.optim as D
 from conftest import require
-from optimizer_cases import THETA0, grad
+from optimizer_cases import THETA0, grad, runs_together_and_alone
 
 KINDS = {
     "adamw": (D.ScheduleFreeAdamW, "AdamWScheduleFreeReference", dict(lr=0.02, weight_decay=0.1)),
@@ -137,19 +137,8 @@ def test_runs_with_their_own_learning_rates_never_mix(kind) -> None:
     run's averaging (γ_max, Σw, cₜ) must be its own: equal to N separate optimizers."""
     cls, _, kwargs = KINDS[kind]
     lrs = torch.tensor([[0.01], [0.05], [0.2]], dtype=torch.float64)
-    kw = dict(kwargs, warmup_steps=4)
-    rows = torch.tensor(np.stack([THETA0[1][:2], THETA0[1][2:4], THETA0[1][4:6]]))
-    together = rows.clone().requires_grad_(True)
-    opt = cls([together], **dict(kw, lr=lrs))
-    alone = [r.clone().requires_grad_(True) for r in rows]
-    opts = [cls([a], **dict(kw, lr=float(lr))) for a, lr in zip(alone, lrs, strict=True)]
-    for t in range(30):
-        together.grad = torch.sin(3 * together.detach()) + together.detach() ** 3 + 0.01 * t
-        opt.step()
-        for a, o in zip(alone, opts, strict=True):
-            a.grad = torch.sin(3 * a.detach()) + a.detach() ** 3 + 0.01 * t
-            o.step()
-    assert float((together - torch.stack(alone)).detach().abs().max()) <= 1e-12
+    opt, together, gap = runs_together_and_alone(cls, dict(kwargs, warmup_steps=4), lrs)
+    assert gap <= 1e-12
     st = opt.state[together]
     assert st["lr_max"].shape == (3, 1) and torch.equal(st["lr_max"], lrs)
 

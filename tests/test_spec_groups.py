@@ -7,22 +7,10 @@ import torch
 from torch import nn
 
 import descend.optim as D
+from descend.optim.registry import NOTES
 from descend.optim.spec import REGISTRY, resolve_kwargs
 
-NAMES = {
-    "sgd",
-    "momentum",
-    "momentum-ema",
-    "nesterov",
-    "adagrad",
-    "rmsprop",
-    "rmsprop-centered",
-    "adam",
-    "adamw",
-    "amsgrad",
-    "nadam",
-    "newton",
-}
+NAMES = set(NOTES)
 
 
 def _p() -> list[torch.Tensor]:

@@ -47,6 +47,23 @@ class Entry(NamedTuple):
 
 REGISTRY: dict[str, Entry] = {}
 
+#: The spec names of the notes' optimizers (the report's own sections cover them; every
+#: other registered name is one of the optimizers people use beyond the notes).
+NOTES = (
+    "sgd",
+    "momentum",
+    "momentum-ema",
+    "nesterov",
+    "adagrad",
+    "rmsprop",
+    "rmsprop-centered",
+    "adam",
+    "adamw",
+    "amsgrad",
+    "nadam",
+    "newton",
+)
+
 
 def register(cls: type) -> type:
     """Add ``cls``'s own ``specs`` (``{name: Spec}``) to :data:`REGISTRY`; a name already

@@ -20,25 +20,11 @@ import numpy as np
 import pandas as pd
 
 from .. import lab, plots
+from ..optim.registry import NOTES
 from ..plots._common import plt  # the Agg backend, set once for every picture
 from .document import Section
 from .framed import framed_contour
 
-#: The notes' optimizers (their own sections cover them); everything else registered is modern.
-NOTES = (
-    "sgd",
-    "momentum",
-    "momentum-ema",
-    "nesterov",
-    "adagrad",
-    "rmsprop",
-    "rmsprop-centered",
-    "adam",
-    "adamw",
-    "amsgrad",
-    "nadam",
-    "newton",
-)
 #: The baseline every modern optimizer stands next to.
 BASELINES = ("adam", "adamw:weight_decay=0.01")
 #: The landscapes of the adaptive-optimizers section, from the same starts.
