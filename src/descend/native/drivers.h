@@ -192,6 +192,23 @@ inline void each_element(const Args& a, int64_t b, int64_t e, const Common<T>& c
   }
 }
 
+// The three modes every element-wise family's range walks: per-element lr, keep and l2 (the
+// lab's (N, d) columns), per row (the lab's (N, 1) columns), else one Common for the whole
+// range, vectorised. el(j, c) updates element j with the Common it is given.
+template <typename T, typename F>
+inline void element_range(const Args& a, int64_t b, int64_t e, const Common<T>& c, F&& el) {
+  if (a.row_len) {
+    if (a.el_lr) return each_element(a, b, e, c, el);
+    by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
+      const Common<T> cr = row_common(a, r, c);
+      for (int64_t j = j0; j < j1; ++j) el(j, cr);
+    });
+    return;
+  }
+#pragma omp simd
+  for (int64_t j = b; j < e; ++j) el(j, c);
+}
+
 template <typename T>
 inline MomentumC<T> row_momentum(const Args& a, int64_t r, MomentumC<T> k) {
   if (a.row_gain) k.a = T(a.row_gain[r]);
@@ -486,23 +503,9 @@ template <typename T, bool SMALL>
 DESCEND_RANGE void nadam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
                                T* __restrict__ v, int64_t b, int64_t e, NadamC<T> k,
                                Common<T> c, const Args& a) {
-  if (a.row_len) {
-    if (a.el_lr) {
-      each_element(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
-        descend::nadam_element<T, SMALL>(p[j], g[j], m[j], v[j], k, cj);
-      });
-      return;
-    }
-    by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
-      const Common<T> cr = row_common(a, r, c);
-      for (int64_t j = j0; j < j1; ++j)
-        descend::nadam_element<T, SMALL>(p[j], g[j], m[j], v[j], k, cr);
-    });
-    return;
-  }
-#pragma omp simd
-  for (int64_t j = b; j < e; ++j)
-    descend::nadam_element<T, SMALL>(p[j], g[j], m[j], v[j], k, c);
+  element_range(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+    descend::nadam_element<T, SMALL>(p[j], g[j], m[j], v[j], k, cj);
+  });
 }
 
 template <typename T, typename Runner>
@@ -539,21 +542,9 @@ void nadam(const Args& a, Runner&& runner) {
 template <typename T>
 DESCEND_RANGE void lion_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
                               int64_t b, int64_t e, LionC<T> k, Common<T> c, const Args& a) {
-  if (a.row_len) {
-    if (a.el_lr) {
-      each_element(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
-        descend::lion_element<T>(p[j], g[j], m[j], k, cj);
-      });
-      return;
-    }
-    by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
-      const Common<T> cr = row_common(a, r, c);
-      for (int64_t j = j0; j < j1; ++j) descend::lion_element<T>(p[j], g[j], m[j], k, cr);
-    });
-    return;
-  }
-#pragma omp simd
-  for (int64_t j = b; j < e; ++j) descend::lion_element<T>(p[j], g[j], m[j], k, c);
+  element_range(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+    descend::lion_element<T>(p[j], g[j], m[j], k, cj);
+  });
 }
 
 template <typename T, typename Runner>
