@@ -200,6 +200,13 @@ class Muon(Declared):
     point_as_matrix = True
 
     def check(self, group: dict) -> None:
+        lr = group["lr"]
+        if isinstance(lr, Tensor) and lr.numel() != 1:
+            raise ValueError(
+                "lr must be a number or a 1-element tensor (Tensor lr must be 1-element): "
+                "Muon orthogonalises whole matrices, so a per-row lr has no meaning (the "
+                "landscape lab gives each run its own optimizer)"
+            )
         check.decay_rate("momentum", group["momentum"])
         check.non_negative("eps", group["eps"])
         check.non_negative("rms_rate", group["rms_rate"])
@@ -285,6 +292,17 @@ class Muon(Declared):
         """``adam_nesterov``, where None (optax) means Muon's own ``nesterov``."""
         nesterov = group["adam_nesterov"]
         return group["nesterov"] if nesterov is None else nesterov
+
+    def _step_group(self, index: int, group: dict, params: list) -> None:
+        if any(p.is_complex() for p in params):
+            # as real views a complex matrix would be 3-D (stepped by AdamW) and a complex
+            # vector 2-D (orthogonalised): neither is Muon's update of a complex parameter
+            raise RuntimeError(
+                "Muon does not support complex parameters (Newton–Schulz orthogonalises real "
+                "matrices; torch.optim.Muon refuses them too): step them with another "
+                "optimizer, or as torch.view_as_real views"
+            )
+        super()._step_group(index, group, params)
 
     def chain(self, group: dict):
         key = self.shape(group)
