@@ -226,6 +226,20 @@ def step_by_step(monkeypatch):
     monkeypatch.setattr(compiled, "available", lambda theta: False)
 
 
+def fused_calls(monkeypatch) -> list[int]:
+    """Spy on the lab's fused run: the list returned gets the number of steps of each
+    ``CompiledTracker.fused_run`` call (which still runs)."""
+    calls: list[int] = []
+    real = CompiledTracker.fused_run
+
+    def counting(self, t, steps, *args):
+        calls.append(steps)
+        return real(self, t, steps, *args)
+
+    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    return calls
+
+
 def assert_same(a, b, dtype) -> None:
     assert np.array_equal(a.trajectories, b.trajectories, equal_nan=True)
     assert np.array_equal(a.losses, b.losses, equal_nan=True)
@@ -252,21 +266,14 @@ def test_fused_run_equals_the_step_by_step_loop(monkeypatch, spec, dtype) -> Non
 def test_lion_takes_the_fused_run_and_equals_the_step_by_step_loop(monkeypatch, dtype) -> None:
     """Lion's kernel family is one of the lab's (``step_family`` in lab.cpp): all steps in one
     fused call, equal to the step-by-step loop bit for bit."""
-    calls = []
-    real = CompiledTracker.fused_run
-
-    def counting(self, t, steps, *args):
-        calls.append(steps)
-        return real(self, t, steps, *args)
-
-    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    calls = fused_calls(monkeypatch)
     x0 = starts(3000)
     spec = "lion:lr=0.003,betas=(0.95,0.98),weight_decay_mode=l2,weight_decay=0.01"
     fused = lab.run("rosenbrock", [spec], x0, 80, dtype=dtype, record_every=7)
     assert calls == [80]
-    monkeypatch.setattr(CompiledTracker, "fused_run", real)
     step_by_step(monkeypatch)
     plain = lab.run("rosenbrock", [spec], x0, 80, dtype=dtype, record_every=7)
+    assert calls == [80]  # the reference loop made no fused call
     assert_same(fused, plain, dtype)
     assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
 
@@ -291,33 +298,19 @@ def test_fused_run_on_other_kernel_landscapes_equals_the_step_by_step_loop(
     monkeypatch, name, spec, dtype
 ) -> None:
     ls = landscapes.get(name)
-    calls = []
-    real = CompiledTracker.fused_run
-
-    def counting(self, t, steps, *args):
-        calls.append(steps)
-        return real(self, t, steps, *args)
-
-    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    calls = fused_calls(monkeypatch)
     x0 = domain_starts(ls, 3000)
     fused = lab.run(name, [spec], x0, 60, dtype=dtype, record_every=7)
     assert calls == [60]  # taken, all steps in one call
-    monkeypatch.setattr(CompiledTracker, "fused_run", real)
     step_by_step(monkeypatch)
     plain = lab.run(name, [spec], x0, 60, dtype=dtype, record_every=7)
+    assert calls == [60]  # the reference loop made no fused call
     assert_same(fused, plain, dtype)
     assert (fused.metrics["status"] == "diverged").sum() >= 1
 
 
 def test_fused_run_is_taken_and_matches_with_schedule_and_threads(monkeypatch) -> None:
-    calls = []
-    real = CompiledTracker.fused_run
-
-    def counting(self, t, steps, *args):
-        calls.append(steps)
-        return real(self, t, steps, *args)
-
-    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    calls = fused_calls(monkeypatch)
     x0 = starts(5000)
     lab.run("rosenbrock", ["adam:lr=0.01"], x0, 50, dtype=torch.float32)
     assert calls == [50]  # all steps in one call
@@ -336,10 +329,11 @@ def test_fused_run_is_taken_and_matches_with_schedule_and_threads(monkeypatch) -
         torch.set_num_threads(threads)
     assert np.array_equal(one.trajectories, two.trajectories, equal_nan=True)
     assert one.metrics.equals(two.metrics)
-    monkeypatch.setattr(CompiledTracker, "fused_run", real)
     step_by_step(monkeypatch)
+    calls.clear()
     assert_same(sched, lab.run("rosenbrock", ["adam:lr=0.01"], x0, 50, dtype=torch.float32,
                                schedule=lambda t: 1.0 / (1 + t)), torch.float32)  # fmt: skip
+    assert calls == []  # the reference loop made no fused call
 
 
 def test_fused_run_leaves_the_optimizer_state_of_the_step_by_step_loop(monkeypatch) -> None:
