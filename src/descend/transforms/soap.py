@@ -259,6 +259,7 @@ class scale_by_soap(Transform):  # noqa: N801 - transforms are named like functi
         st["Q"] = whole["Q"]
         return local_like(n, g), tuple(local_like(r, g) for r in records)
 
+
 class decay_after_update(Transform):  # noqa: N801
     """Decoupled weight decay applied after the step, as pytorch_optimizer's SOAP does:
     θ ← (θ − u)(1 − γλ), i.e. u ← u(1 − γλ) and θ ← θ(1 − γλ) before the optimizer's θ ← θ − u.
