@@ -36,6 +36,7 @@ from datetime import timedelta
 
 import pytest
 import torch
+
 from test_distributed import (
     DTYPES,
     IN_CI,
@@ -135,6 +136,19 @@ def _scenario_fsdp(rank, out, mesh):
                 )
             if name == "Prodigy":
                 result["d"] = (opt.param_groups[0]["d"], ref_opt.param_groups[0]["d"])
+            if dname == "fp64":  # the collectives of one more step
+                from torch.distributed.tensor.debug import CommDebugMode
+
+                opt.zero_grad()
+                _loss(model, *_batch(dtype, STEPS)).backward()
+                with CommDebugMode() as comm:
+                    opt.step()
+                comms = {"all_gather": 0, "all_reduce": 0}
+                for op, n in comm.get_comm_counts().items():
+                    kind = str(op).split(".")[-1].replace("allreduce", "all_reduce")
+                    kind = kind.removesuffix("_").removesuffix("_into_tensor")
+                    comms[kind] = comms.get(kind, 0) + n
+                result["comms"] = comms
             out.setdefault("fsdp", {})[(name, dname)] = result
 
 
@@ -334,6 +348,20 @@ LAYOUTS = {
 }
 
 
+# the collectives of one optimizer step (2 matrices, 2 vectors): one all-gather per matrix
+# stepped whole (Adafactor: per tensor), one all-reduce of every rank's sums or norms;
+# the cautious mask's Σφ is DTensor's own reduction, one per tensor
+COMMS = {
+    "Muon": dict(all_gather=2, all_reduce=0),
+    "SOAP": dict(all_gather=2, all_reduce=0),
+    "Prodigy": dict(all_gather=0, all_reduce=1),
+    "LAMB": dict(all_gather=0, all_reduce=1),
+    "LARS": dict(all_gather=0, all_reduce=1),
+    "Adafactor": dict(all_gather=4, all_reduce=0),
+    "Adam": dict(all_gather=0, all_reduce=4),
+}
+
+
 @pytest.mark.parametrize("dname", list(DTYPES))
 @pytest.mark.parametrize("name", list(CASES))
 def test_fsdp2_equals_one_process(ranks, name, dname):
@@ -345,6 +373,8 @@ def test_fsdp2_equals_one_process(ranks, name, dname):
         # none of these has a fast kernel: the chain ran, on every group
         assert all(p.startswith("default: ") for p in result["path"].values())
         assert result["layout"] == LAYOUTS[CASES[name][0]]
+        if dname == "fp64":
+            assert result["comms"] == COMMS[CASES[name][0]]
     if name == "SOAP":
         a, b = (out["fsdp"][(name, dname)] for out in ranks)
         assert set(a["whole_layout"]) == {"whole"}

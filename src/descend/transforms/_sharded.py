@@ -71,6 +71,16 @@ def local_like(full: Tensor, like: Tensor) -> Tensor:
     return distribute_tensor(full, like.device_mesh, like.placements, src_data_rank=None)
 
 
+def like_local(local: Tensor, like: Tensor) -> Tensor:
+    """This rank's shard ``local`` (of ``like``'s local shape) as a DTensor laid out as
+    ``like`` (no communication)."""
+    from torch.distributed.tensor import DTensor
+
+    return DTensor.from_local(
+        local, like.device_mesh, like.placements, shape=like.shape, stride=like.stride()
+    )
+
+
 def on_whole(x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
     """``fn(x)`` for a plain tensor; for a DTensor, ``fn`` of the gathered matrix on every
     rank, returned as this rank's shard in ``x``'s layout. ``fn`` must return a tensor of
@@ -79,3 +89,27 @@ def on_whole(x: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
         return fn(x)
     (full,) = gather(x)
     return local_like(fn(full), x)
+
+
+def norms(ts: list[Tensor]) -> list[Tensor]:
+    """‖t‖₂ of each tensor over the whole tensor, as ``torch._foreach_norm`` gives it in one
+    process. DTensors (all of them, or the list is left to DTensor's dispatch, one collective
+    per tensor) are reduced together: each rank's squared local norms, summed in float64 with
+    one ``all_reduce`` per sharded mesh dimension (and per layout) for the whole list."""
+    if not ts or not all(is_sharded(t) for t in ts):
+        return list(torch._foreach_norm(ts, 2.0))
+    for t in ts:
+        _check(t)
+    out: list = [None] * len(ts)
+    layouts: dict = {}
+    for i, t in enumerate(ts):
+        layouts.setdefault((t.device_mesh, t.placements), []).append(i)
+    for (mesh, placements), idx in layouts.items():
+        local = [ts[i].to_local() for i in idx]
+        squares = torch.stack([n.double() for n in torch._foreach_norm(local, 2.0)]).square()
+        for dim, placement in enumerate(placements):
+            if placement.is_shard() and mesh.size(dim) > 1:
+                torch.distributed.all_reduce(squares, group=mesh.get_group(dim))
+        for i, n in zip(idx, squares.sqrt()):
+            out[i] = n.to(ts[i].dtype)
+    return out

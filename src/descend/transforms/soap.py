@@ -32,7 +32,7 @@ from itertools import chain
 import torch
 from torch import Tensor
 
-from ._sharded import gather, is_sharded, local_like
+from ._sharded import gather, is_sharded, like_local, local_like
 from .base import Context, Transform, hp
 
 DATA_FORMATS = ("channels_first", "channels_last")
@@ -250,14 +250,24 @@ class scale_by_soap(Transform):  # noqa: N801 - transforms are named like functi
         parameter; the factors and bases (``GG``, ``Q``) are whole on every rank, each rank
         computing the same from the same gathered G."""
         m, v = st["exp_avg"], st["exp_avg_sq"]
-        full_g, full_m, full_v = gather(g, m, v)
-        whole = {**st, "exp_avg": full_m, "exp_avg_sq": full_v}
-        n, records = self._step(full_g, whole, t, hyper)
-        # the power iteration may have replaced v (permuted); GG is updated in place
-        m.to_local().copy_(local_like(whole["exp_avg"], m).to_local())
-        v.to_local().copy_(local_like(whole["exp_avg_sq"], v).to_local())
-        st["Q"] = whole["Q"]
-        return local_like(n, g), tuple(local_like(r, g) for r in records)
+        if self.normalize_gradient or any(len(f) > 0 for f in st["GG"]):
+            full_g, full_m, full_v = gather(g, m, v)
+            whole = {**st, "exp_avg": full_m, "exp_avg_sq": full_v}
+            n, records = self._step(full_g, whole, t, hyper)
+            # the power iteration may have replaced v (permuted); GG is updated in place
+            m.to_local().copy_(local_like(whole["exp_avg"], m).to_local())
+            v.to_local().copy_(local_like(whole["exp_avg_sq"], v).to_local())
+            st["Q"] = whole["Q"]
+            return local_like(n, g), tuple(local_like(r, g) for r in records)
+        # identity bases only (a vector without precondition_1d, dimensions above
+        # max_precondition_dim): Adam, element-wise, on this rank's shard
+        v_local = v.to_local()
+        local = {**st, "exp_avg": m.to_local(), "exp_avg_sq": v_local}
+        n, records = self._step(g.to_local(), local, t, hyper)
+        if local["exp_avg_sq"] is not v_local:  # reshaped back by a power iteration
+            v_local.copy_(local["exp_avg_sq"])
+        st["Q"] = local["Q"]
+        return like_local(n, g), tuple(like_local(r, g) for r in records)
 
 
 class decay_after_update(Transform):  # noqa: N801
