@@ -14,15 +14,18 @@ same descend optimizer in one process (plain tensors, the full batch):
   columns and its RMS clipping, the cautious mask's scale n/(Σφ + 1).
 * DCP: Muon, SOAP and Prodigy save after 2 steps and a fresh optimizer that loads the
   checkpoint takes the 3rd step as the saving one did.
+* The collectives of one step, counted by ``CommDebugMode``: one all-gather per matrix (Muon,
+  SOAP), one all-reduce for all of Prodigy's sums or of LAMB's/LARS's norms.
 
 Every rank trains on the full batch, so the gradient each shard receives (FSDP2's mean of
 equal gradients) is bitwise the one-process gradient and the comparison measures the sharded
-step alone: with half batches the two gradients differ in the last bit, and SOAP's
-eigenbasis of a rank-deficient factor (GGᵀ of an 8 × 6 gradient has a 2-dimensional null
-space, whose basis is arbitrary) or torch's bfloat16 Newton–Schulz turn such a difference
-into a visible one — the algorithms' sensitivity, not the sharding's. The job is bounded as
-tests/test_distributed.py's: a deadline kills both ranks, gloo's timeout is 30 s, and each
-rank writes its results or its traceback.
+step alone. With half batches (data parallel as it is used: also run, in float64) the two
+gradients differ in the last bit, and SOAP's eigenbasis of a rank-deficient factor (GGᵀ of an
+8 × 6 gradient has a 2-dimensional null space, whose basis is arbitrary) or torch's bfloat16
+Newton–Schulz in float32 turn such a difference into a visible one — the algorithms'
+sensitivity, not the sharding's. The job is bounded as tests/test_distributed.py's: a
+deadline kills both ranks, gloo's timeout is 30 s, and each rank writes its results or its
+traceback.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ CASES = {
     "Adam-cautious": ("Adam", dict(lr=0.01, cautious=True)),
 }
 DCP_CASES = ("Muon-torch", "SOAP", "Prodigy")
+HALF_CASES = ("Muon-torch", "Muon-keras", "Prodigy", "LAMB", "Adafactor")
 
 
 def _make(name, params, **extra):
@@ -150,6 +154,24 @@ def _scenario_fsdp(rank, out, mesh):
                     comms[kind] = comms.get(kind, 0) + n
                 result["comms"] = comms
             out.setdefault("fsdp", {})[(name, dname)] = result
+
+
+def _scenario_half_batches(rank, out, mesh):
+    """Data parallel as it is used: each rank on its half of the batch (the gradients then
+    differ from one process's in the last bit; float64, where that stays below 1e-12)."""
+    from test_distributed import _half
+
+    dtype = torch.float64
+    for name in HALF_CASES:
+        ref, _ = _reference(name, dtype)
+        model = _fsdp_model(dtype, mesh)
+        opt = _make(name, model.parameters())
+        for step in range(STEPS):
+            opt.zero_grad()
+            x, y = _batch(dtype, step)
+            _loss(model, _half(x, rank), _half(y, rank)).backward()
+            opt.step()
+        out.setdefault("half", {})[name] = _max_diff(model.parameters(), ref)
 
 
 def _scenario_prodigy_zero_start(rank, out, mesh):
@@ -272,6 +294,7 @@ def _worker(rank, port, outdir):
         mesh = init_device_mesh("cpu", (WORLD,))
         for name, run in (
             ("fsdp", lambda: _scenario_fsdp(rank, out, mesh)),
+            ("half", lambda: _scenario_half_batches(rank, out, mesh)),
             ("prodigy_zero_start", lambda: _scenario_prodigy_zero_start(rank, out, mesh)),
             ("zero", lambda: _scenario_zero(rank, out)),
             ("dcp", lambda: _scenario_dcp(rank, out, mesh, outdir)),
@@ -383,6 +406,13 @@ def test_fsdp2_equals_one_process(ranks, name, dname):
     if name == "Prodigy":
         (d0, ref), (d1, _) = (out["fsdp"][(name, dname)]["d"] for out in ranks)
         assert d0 == d1 and d0 == pytest.approx(ref, rel=TOL[dname]) and d0 > 1e-3  # d grew
+
+
+@pytest.mark.parametrize("name", HALF_CASES)
+def test_fsdp2_on_half_batches_equals_one_process(ranks, name):
+    ranks = _ok(ranks, "half")
+    for out in ranks:
+        assert out["half"][name] <= 1e-12
 
 
 def test_fsdp2_prodigy_zero_start_is_decided_over_the_whole_tensor(ranks):
