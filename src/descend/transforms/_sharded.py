@@ -6,10 +6,18 @@ matrix — Muon's Newton–Schulz iteration, SOAP's rotation into Shampoo's eige
 Adafactor's row and column means — and its result in one row depends on every other row. For
 those, descend gathers the matrix on every rank (``DTensor.full_tensor()``: one all-gather
 over the mesh dimensions where it is sharded), runs the one-process step on it, and keeps the
-rows (the shard) that this rank holds (:func:`local_like`, no communication). Every rank
-computes the same result from bitwise the same gathered input, so no broadcast is needed;
-what is element-wise (momentum, Adam's moments) stays sharded, and a rank keeps only its
-shard of the result.
+rows (the shard) that this rank holds (:func:`local_like`, no communication); what is
+element-wise (momentum, Adam's moments) stays sharded.
+
+Every rank computes the whole step rather than one rank computing and broadcasting it: one
+collective instead of two, and no rank waits for another. The ranks agree because their
+input is bitwise the same (the gathered matrix) and the kernels are deterministic for the
+same input, shapes and build. Where nothing of the result is kept beyond the rank's own rows
+(Muon's O), that agreement does not even matter; SOAP's factors and eigenbases are kept whole
+on every rank as state, and the 2-rank test checks that they are bitwise the same on both.
+
+Per-tensor norms (LAMB's and LARS's trust ratio) need no gather: :func:`norms` sums every
+rank's squared shard norms, for a whole list of tensors in one all-reduce.
 
 Several tensors of the same layout are gathered in one collective (:func:`gather`: stacked
 along a new first dimension; each comes back contiguous, laid out as in one process, so the
