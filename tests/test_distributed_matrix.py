@@ -10,6 +10,7 @@ same descend optimizer in one process (plain tensors, the full batch):
   SOAP's factors and bases (GG, Q) are whole on every rank and bitwise the same on both.
 * Prodigy: d is one estimate over both ranks' shares (same d on both ranks, equal to one
   process's); also under ``ZeroRedundancyOptimizer``, where a rank may hold no parameter.
+  Newton (one solve over the whole model) is refused under ZeRO.
 * Per-tensor norms: LAMB's and LARS's trust ratio ‖θ‖/‖u‖, Adafactor's factored rows and
   columns and its RMS clipping, the cautious mask's scale n/(Σφ + 1).
 * DCP: Muon, SOAP and Prodigy save after 2 steps and a fresh optimizer that loads the
@@ -209,6 +210,12 @@ def _scenario_zero(rank, out):
         local=sum(len(g["params"]) for g in zero.optim.param_groups),
         group=zero.optim.process_group is zero.process_group,
     )
+
+    try:  # Newton's one solve over the whole model: refused on a share of it
+        ZeroRedundancyOptimizer(_model(dtype).parameters(), optimizer_class=D.Newton)
+        out["zero_newton"] = None
+    except ValueError as exc:
+        out["zero_newton"] = str(exc)
 
     def single():
         torch.manual_seed(0)
@@ -435,6 +442,8 @@ def test_zero_prodigy_equals_one_process(ranks):
         assert empty["estimate"][0] == pytest.approx(empty["alone"][0], rel=1e-12)
         assert empty["estimate"][1] == empty["alone"][1] == STEPS
     assert sorted(out["zero_empty"]["local"] for out in ranks) == [0, 1]
+    for out in ranks:
+        assert "the Hessian is not assembled across processes" in (out["zero_newton"] or "")
     assert ranks[0]["zero"]["d"][0] == ranks[1]["zero"]["d"][0]
 
 

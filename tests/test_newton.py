@@ -154,13 +154,12 @@ def test_newton_validation(kw: dict, match: str) -> None:
         D.Newton([torch.zeros(2, requires_grad=True)], **kw)
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # torch.distributed.optim
-def test_newton_refuses_a_share_of_the_model_per_process() -> None:
-    """One solve over the whole model: sharded (DTensor) parameters and a
-    ZeroRedundancyOptimizer's partition would each solve for their own block of H."""
+def test_newton_refuses_sharded_parameters() -> None:
+    """One solve over the whole model: sharded (DTensor) parameters would each solve for
+    their own block of H (a ZeroRedundancyOptimizer's share is refused too: the 2-rank job
+    of tests/test_distributed_matrix.py checks it)."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.optim import ZeroRedundancyOptimizer
     from torch.distributed.tensor import Shard, distribute_tensor
 
     assert not dist.is_initialized()
@@ -170,8 +169,6 @@ def test_newton_refuses_a_share_of_the_model_per_process() -> None:
         shard = torch.nn.Parameter(distribute_tensor(torch.zeros(4, 2), mesh, [Shard(0)]))
         with pytest.raises(ValueError, match="the Hessian is not assembled across processes"):
             D.Newton([shard])
-        with pytest.raises(ValueError, match="the Hessian is not assembled across processes"):
-            ZeroRedundancyOptimizer([torch.nn.Parameter(torch.zeros(2))], optimizer_class=D.Newton)
         D.Newton([torch.nn.Parameter(torch.zeros(2))])  # plain parameters: one process's solve
     finally:
         dist.destroy_process_group()
