@@ -22,6 +22,9 @@ class Adafactor(Declared):
     torch departs from the paper (lr caps ρ; ε₁ clamps instead of being added to g²).
     Chain: [clip] [maximize] → scale_by_adafactor → [decoupled decay]. Not element-wise: the
     factored moments mix each matrix's rows and columns (and RMS(θ), RMS(U) the whole tensor).
+    Under FSDP2 (DTensor shards) each tensor is gathered (g and θ in one all-gather), stepped
+    whole on every rank and the rank's shard of the update kept; R and C are whole on every
+    rank, a vector's V̂ sharded like it (:mod:`descend.transforms._sharded`).
     """
 
     keywords = ("lr", "beta2_decay", "eps", "d", "weight_decay")

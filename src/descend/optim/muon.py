@@ -72,6 +72,10 @@ class Muon(Declared):
       (``adam_eps_placement="hat"``, ε_a 1e-7). Keras' ``rms_rate=None`` is
       ``adjust_lr_fn="none"``.
 
+    Under FSDP2 (DTensor shards) the momentum B stays sharded; M is gathered (one all-gather
+    per matrix and step), orthogonalised whole on every rank, and each rank keeps its rows of
+    O (:mod:`descend.transforms._sharded`): 2 ranks equal one process.
+
     The AdamW part is an AdamW with lr γ·r, its decay θ(1 − γrλ_a) included (torch's separate
     AdamW, optax's ``adam_learning_rate``); Keras decays those parameters with γ instead —
     the same unless ``adam_lr_ratio`` ≠ 1.

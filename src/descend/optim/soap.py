@@ -36,6 +36,12 @@ class SOAP(Declared):
     reference does (``weight_decay_mode="l2"`` adds λθ to G instead; ``"independent"``
     decays by θ(1 − λ)). See :class:`descend.transforms.scale_by_soap`.
 
+    Under FSDP2 (DTensor shards) each matrix's G, m and v are gathered in one all-gather, the
+    step runs whole on every rank (the same result from the same values) and each rank keeps
+    its shard: m and v stay sharded like the parameter, the factors and bases (``GG``, ``Q``)
+    are whole plain tensors on every rank (DCP saves them once); a vector with identity bases
+    steps on its shard (:mod:`descend.transforms._sharded`).
+
     Where the reference crashes — ``merge_dims=True`` on a tensor whose dimensions all merge
     into one (its ``merge_small_dims`` returns [1]) — descend merges it into one dimension,
     as the paper authors' SOAP does.

@@ -31,6 +31,7 @@ import math
 import torch
 from torch import Tensor
 
+from ._sharded import on_whole
 from .base import Context, Transform, hp
 
 MOMENTUM_FORMS_MUON = ("ema", "modern")
@@ -197,9 +198,13 @@ class scale_by_muon(Transform):  # noqa: N801 - transforms are named like functi
         out, ortho, scales, pending = [], [], [], []
         for g, buf, p, t in zip(updates, bufs, params, ctx.t):
             look, owned = self._momentum(g, buf, mu, t)
-            o = newton_schulz(
-                as_matrix(look), coefficients, steps, eps, self.eps_mode, self.ns_dtype, owned
-            ).reshape(p.shape)
+            # a DTensor (FSDP2) is gathered, orthogonalised whole and its shard kept (_sharded)
+            o = on_whole(
+                look,
+                lambda m, owned=owned: newton_schulz(
+                    as_matrix(m), coefficients, steps, eps, self.eps_mode, self.ns_dtype, owned
+                ).reshape(m.shape),
+            )
             scale = lr * shape_factor(p.shape, self.adjust_lr_fn, rms_rate, self.layout)
             if ctx.apply_scaled and not isinstance(scale, Tensor):
                 out.append(o)  # θ ← θ − γs·O left to the caller: θ.add_(O, alpha=−γs), torch's
