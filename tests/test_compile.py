@@ -125,6 +125,10 @@ CASES = {
     "adam-keras": lambda ps, lr, f: D.Adam(ps, lr=lr, convention="keras", fused=f),
     "nadam": lambda ps, lr, f: D.NAdam(ps, lr=lr, weight_decay=0.01, fused=f),
     "lion": lambda ps, lr, f: D.Lion(ps, lr=lr, weight_decay=0.1, max_grad_norm=0.05, fused=f),
+    # AdEMAMix (issue #14); Schedule-Free: test_schedule_free_compiles_on_the_chain
+    "ademamix": lambda ps, lr, f: D.AdEMAMix(
+        ps, lr=lr, weight_decay=0.1, alpha_warmup=3, beta3_warmup=4, fused=f
+    ),
 }
 
 
@@ -151,6 +155,25 @@ def test_every_family_compiles_without_per_step_recompiles(torch_counts, name, f
             assert all(torch.equal(ours_sd["state"][i][k], v) for k, v in st.items())
     else:  # float64 tensor coefficients for the eager chain's Python floats
         assert _rel(ours["params"], eager["params"]) <= 1e-6
+
+
+@pytest.mark.parametrize("cls", [D.ScheduleFreeAdamW, D.ScheduleFreeSGD], ids=lambda c: c.__name__)
+def test_schedule_free_compiles_on_the_chain(cls):
+    """Schedule-Free's averaging bookkeeping (γ_max, Σw) is Python numbers in the state, which
+    a graph cannot carry into an op: a compiled step runs the chain, saying why, and stays
+    with the eager fast path; ``fused=True`` refuses it naming the reason."""
+    require_kernels()
+
+    def make(ps, lr, fused=None):
+        return cls(ps, lr=lr, weight_decay=0.1, warmup_steps=3, fused=fused)
+
+    ours, eager = _run(make, "step"), _run(make, None)
+    assert last_path(eager["opt"]) == {0: "fast"}
+    (path,) = last_path(ours["opt"]).values()
+    assert path.startswith("default: ") and "under torch.compile" in path
+    assert _rel(ours["params"], eager["params"]) <= 1e-6
+    with pytest.raises(Exception, match=r"fused=True.*under torch\.compile"):
+        _run(lambda ps, lr: make(ps, lr, fused=True), "step", steps=1)
 
 
 def test_inductor_step_is_as_close_to_eager_as_torchs():
@@ -208,7 +231,7 @@ def test_op_schema_names_what_each_kernel_writes():
             for a in getattr(torch.ops.descend, family).default._schema.arguments
             if a.alias_info is not None and a.alias_info.is_write
         ]
-        for family in ("sgd", "adagrad", "rmsprop", "nadam", "lion")
+        for family in ("sgd", "adagrad", "rmsprop", "nadam", "lion", "ademamix")
     }
     assert written == {
         "sgd": ["params", "momentum_buffer", "step"],
@@ -216,6 +239,7 @@ def test_op_schema_names_what_each_kernel_writes():
         "rmsprop": ["params", "square_avg", "grad_avg", "momentum_buffer", "step"],
         "nadam": ["params", "exp_avg", "exp_avg_sq", "step", "mu_product"],
         "lion": ["params", "exp_avg", "step"],
+        "ademamix": ["params", "exp_avg_fast", "exp_avg_slow", "exp_avg_sq", "step"],
     }
 
 

@@ -257,6 +257,9 @@ def init_compiled(opt, index: int, group: dict, params: list) -> tuple | None:
         numbers, rows, _ = _split_rows(plan, params)
         if rows:
             raise Unsupported("per-run hyperparameter tensors under torch.compile")
+        if plan.host:  # the op's columns are tensors: Python numbers cannot follow the graph
+            keys = ", ".join(plan.host.values())
+            raise Unsupported(f"state numbers ({keys}) under torch.compile (Schedule-Free)")
         grads = list(map(_grad, params))
         if _local_group(params, grads)[2] is not None:
             raise Unsupported("DTensor parameters under torch.compile")
