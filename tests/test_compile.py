@@ -125,11 +125,27 @@ CASES = {
     "adam-keras": lambda ps, lr, f: D.Adam(ps, lr=lr, convention="keras", fused=f),
     "nadam": lambda ps, lr, f: D.NAdam(ps, lr=lr, weight_decay=0.01, fused=f),
     "lion": lambda ps, lr, f: D.Lion(ps, lr=lr, weight_decay=0.1, max_grad_norm=0.05, fused=f),
-    # AdEMAMix (issue #14); Schedule-Free: test_schedule_free_compiles_on_the_chain
-    "ademamix": lambda ps, lr, f: D.AdEMAMix(
-        ps, lr=lr, weight_decay=0.1, alpha_warmup=3, beta3_warmup=4, fused=f
-    ),
 }
+
+
+def _ademamix(ps, lr, fused=True):
+    return D.AdEMAMix(ps, lr=lr, weight_decay=0.1, alpha_warmup=3, beta3_warmup=4, fused=fused)
+
+
+def test_ademamix_fast_path_compiles_as_one_op(torch_counts):
+    """AdEMAMix's kernel under torch.compile (issue #14): one op per group, no recompile as
+    the warm-ups advance (their coefficients are computed in the op, from the step tensors),
+    bitwise the eager fast path. (Its chain is not in ``CASES``: the warm-ups branch on the
+    step, a graph break each.)"""
+    require_kernels()
+    ours, eager = _run(_ademamix, "step"), _run(_ademamix, None)
+    assert ours["breaks"] <= torch_counts["step"]["breaks"]
+    assert ours["per_step"][0] == ours["per_step"][-1] and ours["graphs"] <= 1
+    assert last_path(ours["opt"]) == {0: "fast"}
+    assert all(torch.equal(a, b) for a, b in zip(ours["params"], eager["params"], strict=True))
+    ours_sd, eager_sd = ours["opt"].state_dict(), eager["opt"].state_dict()
+    for i, st in eager_sd["state"].items():
+        assert all(torch.equal(ours_sd["state"][i][k], v) for k, v in st.items())
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "chain"])
