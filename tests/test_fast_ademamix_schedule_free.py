@@ -56,6 +56,8 @@ BITWISE = [
     # lerp's large form (|1 − β| ≥ ½) for m₁ and, through β₃'s warm-up from β₁, for m₂
     ("ademamix-large-lerp", "ademamix", dict(lr=1e-3, betas=(0.3, 0.99), beta3=0.4)),
     ("ademamix-large-lerp-warmup", "ademamix", dict(betas=(0.2, 0.9), beta3=0.9, beta3_warmup=50)),
+    # β_start = β₁ = 0: β₃(0) = ½^∞ = 0 (the h + 1 = 0 branch), then the half-life warm-up
+    ("ademamix-beta1-zero", "ademamix", dict(lr=1e-3, betas=(0.0, 0.99), beta3_warmup=10)),
     ("ademamix-decoupled", "ademamix", dict(lr=1e-3, weight_decay=0.1)),
     ("ademamix-l2", "ademamix", dict(lr=1e-3, weight_decay=0.05, weight_decay_mode="l2")),
     (
