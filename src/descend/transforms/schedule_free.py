@@ -150,8 +150,7 @@ class schedule_free(Transform):  # noqa: N801
             fields["bias2"] = int(absorbed.bias_correction)
         fields["beta"] = read.number(self.momentum, "momentum")
         fields["sf_lr"] = read.number(self.lr, "lr")
-        warmup = read.number(self.warmup_steps, "warmup_steps")
-        fields["sf_warmup"] = warmup
+        fields["sf_warmup"] = read.number(self.warmup_steps, "warmup_steps")
         fields["sf_r"] = read.number(self.r, "r")
         fields["sf_power"] = read.number(self.weight_lr_power, "weight_lr_power")
         wd = read.number(self.weight_decay, "weight_decay")
