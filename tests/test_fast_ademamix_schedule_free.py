@@ -321,3 +321,33 @@ def test_schedule_free_state_numbers_that_are_tensors_keep_the_chain():
     set_grads([p], 1)
     opt.step()
     assert "'lr_max' is Tensor, not a number" in fast.last_path(opt)[0]
+
+
+@pytest.mark.parametrize(
+    "spec,slot",
+    [
+        ("ademamix:alpha_warmup=40,beta3_warmup=40", "exp_avg_slow"),
+        ("schedule-free-adamw:weight_decay=0.1,warmup_steps=40", "z"),
+        ("schedule-free-sgd:lr=0.01,warmup_steps=40", "x"),
+    ],
+)
+def test_switching_paths_mid_run(spec, slot, chain_with_exact_sqrt):
+    """Alternate the paths step by step (the warm-ups, bias corrections and Schedule-Free's
+    γ_max, Σw handed from one to the other each time), reload the state and replace a state
+    tensor halfway: bit for bit the chain throughout."""
+
+    seen = set()
+
+    def each(t, params, opt):
+        seen.update(fast.last_path(opt).values())  # the previous step's path
+        opt.fused = None if t % 3 else False
+        if t == 50:
+            opt.load_state_dict(opt.state_dict())
+        if t == 60:
+            opt.state[params[0]][slot] = opt.state[params[0]][slot].clone()
+
+    a, opt = run(lambda ps: D.from_spec(spec, ps, fused=None), torch.float64, each=each)
+    b, ref = run(lambda ps: D.from_spec(spec, ps, fused=False), torch.float64)
+    assert seen == {"fast", "default: fused=False"}
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    _state_equal(opt, ref)
