@@ -183,7 +183,7 @@ def test_schedule_free_compiles_on_the_chain(cls):
     def make(ps, lr, fused=None):
         return cls(ps, lr=lr, weight_decay=0.1, warmup_steps=3, fused=fused)
 
-    ours, eager = _run(make, "step"), _run(make, None)
+    ours, eager = _run(make, "step", steps=3), _run(make, None, steps=3)
     assert last_path(eager["opt"]) == {0: "fast"}
     (path,) = last_path(ours["opt"]).values()
     assert path.startswith("default: ") and "under torch.compile" in path
