@@ -147,6 +147,34 @@ CASES = [
         20,
         note="decoupled weight decay 0.1; compared with torch's fused Adam only",
     ),
+    # AdEMAMix, Schedule-Free (issue #14)
+    Case(
+        "ademamix",
+        _spec("ademamix", weight_decay=0.1, alpha_warmup=1000, beta3_warmup=1000),
+        None,
+        "— (torch has no AdEMAMix)",
+        36,
+        conventions=("torch",),
+        note="warm-ups of α and β₃ on, decoupled decay 0.1; compared with torch's fused Adam only",
+    ),
+    Case(
+        "schedule-free-adamw",
+        _spec("schedule-free-adamw", weight_decay=0.1, warmup_steps=1000),
+        None,
+        "— (torch has no Schedule-Free)",
+        36,
+        conventions=("torch",),
+        note="warm-up on, decay at y 0.1; compared with torch's fused Adam only",
+    ),
+    Case(
+        "schedule-free-sgd",
+        _spec("schedule-free-sgd", lr=0.01),
+        None,
+        "— (torch has no Schedule-Free)",
+        28,
+        conventions=("torch",),
+        note="compared with torch's fused Adam only",
+    ),
     Case(
         "from_chain adam",
         _from_chain,
@@ -169,6 +197,10 @@ TARGETS = [
     ("adam-no-bias-correction", "torch", "adam", 0.8),
     ("adam", "keras", "adam", 0.8),
     ("lion", "torch", "adam", 0.8),
+    # AdEMAMix, Schedule-Free (issue #14)
+    ("ademamix", "torch", "adam", 0.8),
+    ("schedule-free-adamw", "torch", "adam", 0.8),
+    ("schedule-free-sgd", "torch", "adam", 0.8),
 ]
 
 

@@ -128,6 +128,26 @@ CASES = {
 }
 
 
+def _ademamix(ps, lr, fused=True):
+    return D.AdEMAMix(ps, lr=lr, weight_decay=0.1, alpha_warmup=3, beta3_warmup=4, fused=fused)
+
+
+def test_ademamix_fast_path_compiles_as_one_op(torch_counts):
+    """AdEMAMix's kernel under torch.compile (issue #14): one op per group, no recompile as
+    the warm-ups advance (their coefficients are computed in the op, from the step tensors),
+    bitwise the eager fast path. (Its chain is not in ``CASES``: the warm-ups branch on the
+    step, a graph break each.)"""
+    require_kernels()
+    ours, eager = _run(_ademamix, "step"), _run(_ademamix, None)
+    assert ours["breaks"] <= torch_counts["step"]["breaks"]
+    assert ours["per_step"][0] == ours["per_step"][-1] and ours["graphs"] <= 1
+    assert last_path(ours["opt"]) == {0: "fast"}
+    assert all(torch.equal(a, b) for a, b in zip(ours["params"], eager["params"], strict=True))
+    ours_sd, eager_sd = ours["opt"].state_dict(), eager["opt"].state_dict()
+    for i, st in eager_sd["state"].items():
+        assert all(torch.equal(ours_sd["state"][i][k], v) for k, v in st.items())
+
+
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "chain"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_every_family_compiles_without_per_step_recompiles(torch_counts, name, fused):
@@ -151,6 +171,25 @@ def test_every_family_compiles_without_per_step_recompiles(torch_counts, name, f
             assert all(torch.equal(ours_sd["state"][i][k], v) for k, v in st.items())
     else:  # float64 tensor coefficients for the eager chain's Python floats
         assert _rel(ours["params"], eager["params"]) <= 1e-6
+
+
+@pytest.mark.parametrize("cls", [D.ScheduleFreeAdamW, D.ScheduleFreeSGD], ids=lambda c: c.__name__)
+def test_schedule_free_compiles_on_the_chain(cls):
+    """Schedule-Free's averaging bookkeeping (γ_max, Σw) is Python numbers in the state, which
+    a graph cannot carry into an op: a compiled step runs the chain, saying why, and stays
+    with the eager fast path; ``fused=True`` refuses it naming the reason."""
+    require_kernels()
+
+    def make(ps, lr, fused=None):
+        return cls(ps, lr=lr, weight_decay=0.1, warmup_steps=3, fused=fused)
+
+    ours, eager = _run(make, "step", steps=3), _run(make, None, steps=3)
+    assert last_path(eager["opt"]) == {0: "fast"}
+    (path,) = last_path(ours["opt"]).values()
+    assert path.startswith("default: ") and "under torch.compile" in path
+    assert _rel(ours["params"], eager["params"]) <= 1e-6
+    with pytest.raises(Exception, match=r"fused=True.*under torch\.compile"):
+        _run(lambda ps, lr: make(ps, lr, fused=True), "step", steps=1)
 
 
 def test_inductor_step_is_as_close_to_eager_as_torchs():
@@ -208,7 +247,7 @@ def test_op_schema_names_what_each_kernel_writes():
             for a in getattr(torch.ops.descend, family).default._schema.arguments
             if a.alias_info is not None and a.alias_info.is_write
         ]
-        for family in ("sgd", "adagrad", "rmsprop", "nadam", "lion")
+        for family in ("sgd", "adagrad", "rmsprop", "nadam", "lion", "ademamix")
     }
     assert written == {
         "sgd": ["params", "momentum_buffer", "step"],
@@ -216,6 +255,7 @@ def test_op_schema_names_what_each_kernel_writes():
         "rmsprop": ["params", "square_avg", "grad_avg", "momentum_buffer", "step"],
         "nadam": ["params", "exp_avg", "exp_avg_sq", "step", "mu_product"],
         "lion": ["params", "exp_avg", "step"],
+        "ademamix": ["params", "exp_avg_fast", "exp_avg_slow", "exp_avg_sq", "step"],
     }
 
 

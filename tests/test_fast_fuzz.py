@@ -64,6 +64,14 @@ def _has_kernel(name: str) -> bool:
 
 
 FAMILIES = [name for name in available() if _has_kernel(name)]
+
+
+def _conventions(name: str) -> tuple[str, ...]:
+    from descend.optim import REGISTRY
+
+    return tuple(REGISTRY[name].cls.conventions)
+
+
 LAYOUTS = ["contiguous", "contiguous", "noncontiguous", "channels_last", "view", "zero"]
 MUTATIONS = [
     "none",
@@ -314,12 +322,15 @@ SHAPES = st.sampled_from([(7, 3), (), (0,), (40,), (2, 3, 4, 5), (1, 1), (5, 4, 
 def cases(draw) -> dict:
     spec = draw(st.sampled_from(FAMILIES))
     convention = draw(st.sampled_from(["torch", "keras", "optax"]))
+    if convention not in _conventions(spec):  # AdEMAMix, Schedule-Free: torch and optax only
+        convention = "torch"
     options = [f"convention={convention}", "lr=0.01"]
     if draw(st.booleans()):
         options.append("weight_decay=0.05")
     if draw(st.integers(0, 4)) == 0:
         options.append("max_grad_norm=0.5")
-    if spec in ("adam", "nadam", "rmsprop", "lion") and draw(st.booleans()):
+    maximizing = ("adam", "nadam", "rmsprop", "lion", "ademamix", "schedule-free-adamw")
+    if spec in (*maximizing, "schedule-free-sgd") and draw(st.booleans()):
         options.append("maximize=True")
     dtensor = draw(st.integers(0, 5)) == 0
     dtype = draw(st.sampled_from(["float32", "float64"]))

@@ -145,6 +145,26 @@ CONFIGS = [
     ("lion-independent", "lion", dict(lr=1e-3, weight_decay=1e-3, weight_decay_mode="independent")),
     ("lion-betas", "lion", dict(lr=3e-3, betas=(0.95, 0.98))),
     ("lion-maximize-clip", "lion", dict(lr=1e-3, maximize=True, max_grad_norm=1.0, clip_value=2.0)),
+    # AdEMAMix, Schedule-Free (issue #14); bit for bit given a correctly rounded √:
+    # tests/test_fast_ademamix_schedule_free.py
+    *[(f"ademamix-{c}", "ademamix", dict(convention=c, lr=1e-3)) for c in ("torch", "optax")],
+    (
+        "ademamix-warmups-l2",
+        "ademamix",
+        dict(alpha_warmup=30, beta3_warmup=30, weight_decay=0.01, weight_decay_mode="l2"),
+    ),
+    ("sf-adamw", "schedule-free-adamw", dict(lr=0.01, weight_decay=0.1, warmup_steps=20)),
+    (
+        "sf-adamw-optax-z",
+        "schedule-free-adamw",
+        dict(convention="optax", lr=0.01, weight_decay=0.1, decay_at_z=True),
+    ),
+    ("sf-sgd", "schedule-free-sgd", dict(lr=0.01, weight_decay=0.1, warmup_steps=20)),
+    (
+        "sf-sgd-optax-maximize",
+        "schedule-free-sgd",
+        dict(convention="optax", lr=0.01, maximize=True, warmup_steps=20),
+    ),
 ]
 
 
@@ -160,6 +180,9 @@ def test_fast_matches_default_after_100_steps(spec, kwargs, dtype):
         sa, sb = opt.state[p], ref.state[q]
         assert sorted(sa) == sorted(sb)
         for key in sa:
+            if not isinstance(sb[key], torch.Tensor):  # Schedule-Free's γ_max, Σw: numbers
+                assert type(sa[key]) is type(sb[key]) and sa[key] == sb[key], key
+                continue
             assert sa[key].dtype == sb[key].dtype and sa[key].shape == sb[key].shape, key
             diff = _max_abs(sa[key].double() - sb[key].double())
             assert diff <= max(1e-4 * _max_abs(sb[key].double()), 1e-12), key
@@ -240,6 +263,10 @@ def test_fast_matches_torch_optim(name, torch_cls, ours, kwargs):
         ("adagrad", {}),
         ("rmsprop-centered", dict(momentum=0.9)),
         ("lion", dict(lr=1e-3, weight_decay=0.1)),
+        # AdEMAMix, Schedule-Free (issue #14)
+        ("ademamix", dict(alpha_warmup=60, beta3_warmup=60, weight_decay=0.1)),
+        ("schedule-free-adamw", dict(lr=0.01, weight_decay=0.1, warmup_steps=60)),
+        ("schedule-free-sgd", dict(lr=0.01, warmup_steps=60)),
     ],
 )
 @pytest.mark.parametrize("direction", ["fast->default", "default->fast"])
@@ -505,6 +532,9 @@ ROWS = [
     ("sgd:weight_decay_mode=independent", {"weight_decay": "rows"}),
     ("lion", {"weight_decay": "rows"}),
     ("lion:weight_decay_mode=l2", {"weight_decay": "rows"}),
+    # AdEMAMix (issue #14); Schedule-Free's per-run lr keeps the chain (its own tests)
+    ("ademamix", {"weight_decay": "rows"}),
+    ("ademamix:weight_decay_mode=l2,alpha_warmup=20", {"weight_decay": "rows"}),
 ]
 
 

@@ -278,6 +278,38 @@ def test_lion_takes_the_fused_run_and_equals_the_step_by_step_loop(monkeypatch, 
     assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
 
 
+# AdEMAMix, Schedule-Free (issue #14)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "ademamix:lr=0.01,alpha_warmup=20,beta3_warmup=30,weight_decay=0.1",
+        "schedule-free-adamw:lr=0.02,warmup_steps=10,weight_decay=0.1",
+        "schedule-free-sgd:lr=0.0005,warmup_steps=10,weight_decay=0.01",
+    ],
+)
+def test_ademamix_and_schedule_free_take_the_fused_run(monkeypatch, spec, dtype) -> None:
+    """Their kernel families are the lab's too: all steps in one fused call, equal to the
+    step-by-step loop bit for bit — Schedule-Free's γ_max and Σw advanced per block of runs
+    from the same start, as the step counter is, and written back once."""
+    calls = []
+    real = CompiledTracker.fused_run
+
+    def counting(self, t, steps, *args):
+        calls.append(steps)
+        return real(self, t, steps, *args)
+
+    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    x0 = starts(3000)
+    fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert calls == [60]
+    monkeypatch.setattr(CompiledTracker, "fused_run", real)
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert_same(fused, plain, dtype)
+    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+
+
 def domain_starts(ls, n: int) -> np.ndarray:
     """n starts across the domain, the first beyond the bound (100 × the domain)."""
     x = domain_points(ls, n, torch.float64, seed=2)[:n].numpy().copy()

@@ -11,7 +11,7 @@ import torch
 DTYPES = {torch.float32: 0, torch.float64: 1}
 
 # the family index of LabArgs (lab.cpp's step_family switch, in this order)
-FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam", "lion")
+FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam", "lion", "ademamix", "schedule_free")
 
 # Landscape ids of ``landscapes.h`` (``enum Id``); the loader checks each name against the
 # library's ``descend_landscape_name``.
@@ -83,6 +83,23 @@ class Args(ctypes.Structure):
         ("el_lr", ctypes.c_void_p),
         ("el_keep", ctypes.c_void_p),
         ("el_l2", ctypes.c_void_p),
+        # AdEMAMix (issue #14)
+        ("ademamix_beta3", ctypes.c_double),
+        ("ademamix_alpha", ctypes.c_double),
+        ("ademamix_alpha_warmup", ctypes.c_double),
+        ("ademamix_beta3_warmup", ctypes.c_double),
+        # Schedule-Free (issue #14)
+        ("sf_lr", ctypes.c_double),
+        ("sf_warmup", ctypes.c_double),
+        ("sf_r", ctypes.c_double),
+        ("sf_power", ctypes.c_double),
+        ("sf_wd", ctypes.c_double),
+        ("sf_lr_max", ctypes.c_void_p),
+        ("sf_weight_sum", ctypes.c_void_p),
+        ("sf_rms", ctypes.c_int32),
+        ("sf_decay", ctypes.c_int32),
+        ("sf_lag", ctypes.c_int32),
+        ("sf_pad", ctypes.c_int32),
     ]
 
 

@@ -38,7 +38,9 @@ namespace descend::drv {
 
 using descend::AdagradC;
 using descend::AdamC;
+using descend::AdemamixC;
 using descend::LionC;
+using descend::SchedFreeC;
 using descend::Common;
 using descend::MomentumC;
 using descend::NadamC;
@@ -83,6 +85,15 @@ struct Args {
   const void* el_lr;
   const void* el_keep;
   const void* el_l2;
+  // AdEMAMix (issue #14): β₃, α and their warm-ups (steps; 0 = none)
+  double ademamix_beta3, ademamix_alpha, ademamix_alpha_warmup, ademamix_beta3_warmup;
+  // Schedule-Free (issue #14): γ, W, r, p, λ (decoupled, on z) of the averaging, and the
+  // per-tensor bookkeeping γ_max, Σw ([n] each, read and updated: Python numbers in the state)
+  double sf_lr, sf_warmup, sf_r, sf_power, sf_wd;
+  double* sf_lr_max;
+  double* sf_weight_sum;
+  int32_t sf_rms, sf_decay;  // AdamW's v (scale_by_rms); decay 0 none, 1 at y, 2 at z
+  int32_t sf_lag, sf_pad;    // warm-up lag of z's step (0 reference, 1 optax)
 };
 
 constexpr int64_t kGrain = 1 << 15;  // fewer elements than this per thread: not worth a thread
@@ -555,6 +566,117 @@ void lion(const Args& a, Runner&& runner) {
   runner([&](int64_t i, int64_t b, int64_t e) {
     lion_range<T>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
                   static_cast<T*>(a.s0[i]), b, e, k, c, a);
+  });
+}
+
+// ---------------------------------------------------- AdEMAMix, Schedule-Free (issue #14) ----
+// The per-tensor coefficients are the chain's Python arithmetic in double, operation for
+// operation (mul keeps gcc from contracting a product into the next addition, which Python
+// never does), so every coefficient equals the chain's before it is rounded to T.
+
+// α(s) (alpha_warmup_value): α·s/T for s < T, else α (T = 0: no warm-up).
+inline double ademamix_alpha_at(double alpha, double s, double warmup) {
+  if (warmup == 0 || !(s < warmup)) return alpha;
+  return (s / warmup) * alpha;
+}
+
+// β₃(s) (beta3_warmup_value): linear in the half-life f(β) = ln ½ / ln β − 1 from β_start.
+inline double ademamix_beta3_at(double beta3, double start, double s, double warmup) {
+  if (warmup == 0 || !(s < warmup)) return beta3;
+  const double a = s / warmup;
+  auto f = [](double beta) { return beta > 0 ? std::log(0.5) / std::log(beta) - 1 : -1.0; };
+  const double h = mul(1.0 - a, f(start)) + mul(a, f(beta3));
+  if (h + 1 == 0) return 0.0;
+  return std::pow(0.5, 1 / (h + 1));
+}
+
+template <typename T, bool SMALL1, bool SMALL3>
+DESCEND_RANGE void ademamix_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m1,
+                                  T* __restrict__ m2, T* __restrict__ v, int64_t b, int64_t e,
+                                  AdemamixC<T> k, Common<T> c, const Args& a) {
+  element_range(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+    descend::ademamix_element<T, SMALL1, SMALL3>(p[j], g[j], m1[j], m2[j], v[j], k, cj);
+  });
+}
+
+template <typename T, typename Runner>
+void ademamix(const Args& a, Runner&& runner) {
+  std::vector<AdemamixC<T>> ks(a.n);
+  std::vector<uint8_t> small3(a.n);
+  BiasCorrection bc1(a.beta1), bc2(a.beta2);
+  for (int64_t i = 0; i < a.n; ++i) {
+    const double t = next_step(a, i);
+    const double alpha = ademamix_alpha_at(a.ademamix_alpha, t - 1, a.ademamix_alpha_warmup);
+    const double b3 =
+        ademamix_beta3_at(a.ademamix_beta3, a.beta1, t - 1, a.ademamix_beta3_warmup);
+    ks[i] = AdemamixC<T>{T(1.0 - a.beta1), T(a.beta2), T(1.0 - a.beta2), T(a.eps_out),
+                         T(bc1.at(t)),     T(bc2.at(t)), T(1.0 - b3),     T(alpha)};
+    small3[i] = std::abs(ks[i].w3) < T(0.5);
+  }
+  const Common<T> c = common<T>(a);
+  pick<2>(std::abs(T(1.0 - a.beta1)) < T(0.5), [&](auto small1) {
+    runner([&](int64_t i, int64_t b, int64_t e) {
+      T* p = static_cast<T*>(a.param[i]);
+      const T* g = static_cast<const T*>(a.grad[i]);
+      T *m1 = static_cast<T*>(a.s0[i]), *m2 = static_cast<T*>(a.s1[i]);
+      T* v = static_cast<T*>(a.s2[i]);
+      if (small3[i])
+        ademamix_range<T, bool(small1()), true>(p, g, m1, m2, v, b, e, ks[i], c, a);
+      else
+        ademamix_range<T, bool(small1()), false>(p, g, m1, m2, v, b, e, ks[i], c, a);
+    });
+  });
+}
+
+// γ·t/W during the warm-up (t − 1 < W), else γ (schedule_free._warm).
+inline double sf_warm(double lr, double t, double warmup) {
+  return warmup != 0 && t - 1 < warmup ? lr * (t / warmup) : lr;
+}
+
+template <typename T, bool RMS, int DECAY>
+DESCEND_RANGE void schedule_free_range(T* __restrict__ p, const T* __restrict__ g,
+                                       T* __restrict__ v, T* __restrict__ z, T* __restrict__ x,
+                                       int64_t b, int64_t e, SchedFreeC<T> k, Common<T> c,
+                                       const Args& a) {
+  T dummy = 0;
+  element_range(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+    descend::schedule_free_element<T, RMS, DECAY>(p[j], g[j], RMS ? v[j] : dummy, z[j], x[j], k,
+                                                  cj);
+  });
+}
+
+// Schedule-Free: per tensor, γₜ (warm-up), γ_max ← max(γₜ, γ_max), wₜ = t^r·γ_max^p,
+// Σw ← Σw + wₜ, cₜ = wₜ/Σw (0 while Σw = 0), z's rate γₜ₋lag — the chain's bookkeeping,
+// updated in place in sf_lr_max / sf_weight_sum (the caller writes them back to the state).
+template <typename T, typename Runner>
+void schedule_free(const Args& a, Runner&& runner) {
+  std::vector<SchedFreeC<T>> ks(a.n);
+  BiasCorrection bc2(a.beta2);
+  for (int64_t i = 0; i < a.n; ++i) {
+    const double t = next_step(a, i);
+    const double lr_t = sf_warm(a.sf_lr, t, a.sf_warmup);
+    double& lr_max = a.sf_lr_max[i];
+    lr_max = a.sf_lr_max[i] > lr_t ? a.sf_lr_max[i] : lr_t;  // Python's max(γₜ, γ_max)
+    const double weight = mul(std::pow(t, a.sf_r), std::pow(lr_max, a.sf_power));
+    double& sum = a.sf_weight_sum[i];
+    sum = sum + weight;
+    const double coef = sum != 0 ? weight / sum : 0.0;
+    const double lr_z = a.sf_lag == 0 ? lr_t : sf_warm(a.sf_lr, t - a.sf_lag, a.sf_warmup);
+    ks[i] = SchedFreeC<T>{T(a.beta2),     T(1.0 - a.beta2), T(a.eps_out),
+                          T(a.beta),      T(1.0 - a.beta),  T(a.bias2 ? bc2.at(t) : 1.0),
+                          T(-(lr_z * a.sf_wd)), T(-lr_z),   T(1.0 - coef),
+                          T(coef)};
+  }
+  const Common<T> c = common<T>(a);
+  pick<2>(a.sf_rms, [&](auto rms) {
+    pick<3>(a.sf_decay, [&](auto decay) {
+      runner([&](int64_t i, int64_t b, int64_t e) {
+        schedule_free_range<T, bool(rms()), decay()>(
+            static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+            rms() ? static_cast<T*>(a.s0[i]) : nullptr, static_cast<T*>(a.s1[i]),
+            static_cast<T*>(a.s2[i]), b, e, ks[i], c, a);
+      });
+    });
   });
 }
 

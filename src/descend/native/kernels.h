@@ -261,4 +261,89 @@ DESCEND_HD void lion_element(T& p, T g, T& m, const LionC<T>& k, const Common<T>
   p = apply<T>(p, sign_of(ci), c);
 }
 
+// ------------------------------------------------------- AdEMAMix, Schedule-Free (issue #14) ----
+// Both spell out every op of their chain in both dtypes, as Lion does: a product is mul (never
+// contracted into the next addition), an op torch's CPU kernel rounds once (add_ with alpha,
+// lerp, addcmul) is one std::fma, and a division by a per-tensor constant is a division (the
+// chain's m / (1 − β₁ᵗ), v / (1 − β₂ᵗ)), not a multiplication by its reciprocal.
+
+// a·b rounded, in both dtypes (mul's fma(a, b, −0): gcc cannot contract it into an addition).
+template <typename T>
+DESCEND_HD T mul_exact(T a, T b) {
+  return std::fma(a, b, T(-0.0));
+}
+
+// apply with its two products rounded in both dtypes: u = d·γ, θ·keep (keep = 1, exact, when
+// the decay is off), then θ − u — the chain's mul_(lr), mul_(1 − k) and θ − u. (float's apply
+// leaves gcc free to contract θ − d·γ into one fma, a rounding the chain does not make.)
+template <typename T>
+DESCEND_HD T apply_exact(T p, T d, const Common<T>& c) {
+  const T u = mul_exact(d, c.lr);
+  return mul_exact(p, c.keep) - u;
+}
+
+// torch's lerp(a, b, w) as its CPU kernel computes it (vec::fmadd), in both dtypes.
+template <typename T, bool SMALL>
+DESCEND_HD T lerp_exact(T a, T b, T w) {
+  return SMALL ? std::fma(w, b - a, a) : std::fma(w - T(1), b - a, b);
+}
+
+// v.mul_(β) then addcmul_(g, g, value=1 − β), in both dtypes.
+template <typename T>
+DESCEND_HD T ewa_sq_exact(T v, T beta, T w, T g) {
+  return std::fma(mul(w, g), g, mul(v, beta));
+}
+
+template <typename T>
+struct AdemamixC {
+  T w1, b2, w2, eps;  // w1 = 1 − β₁, w2 = 1 − β₂
+  T c1, c2;           // per tensor: 1 − β₁ᵗ, 1 − β₂ᵗ (divided by, as the chain does)
+  T w3, alpha;        // per tensor: 1 − β₃(s), α(s) after their warm-ups (s = t − 1)
+};
+
+// AdEMAMix (scale_by_ademamix): m₁ ← lerp(m₁, g, 1 − β₁); m₂ ← lerp(m₂, g, 1 − β₃(s));
+// v ← v·β₂ + (1 − β₂)g²; u = (m₁/(1 − β₁ᵗ) + α(s)·m₂) / (√(v/(1 − β₂ᵗ)) + ε), the mixing one
+// add_ with alpha (an fma). SMALL1, SMALL3: lerp's form for m₁, m₂ (|w| < ½).
+template <typename T, bool SMALL1, bool SMALL3>
+DESCEND_HD void ademamix_element(T& p, T g, T& m1, T& m2, T& v, const AdemamixC<T>& k,
+                                 const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  m1 = lerp_exact<T, SMALL1>(m1, g, k.w1);
+  m2 = lerp_exact<T, SMALL3>(m2, g, k.w3);
+  v = ewa_sq_exact(v, k.b2, k.w2, g);
+  const T den = std::sqrt(v / k.c2) + k.eps;
+  const T num = std::fma(k.alpha, m2, m1 / k.c1);
+  p = apply_exact<T>(p, num / den, c);
+}
+
+template <typename T>
+struct SchedFreeC {
+  T b2, w2, eps;   // AdamW's v (β₂, 1 − β₂, ε)
+  T beta, wb;      // the interpolation β and 1 − β
+  T c2;            // per tensor: 1 − β₂ᵗ
+  T dec, neg_lr;   // per tensor: −γₜλ (decoupled decay of z), −γₜ (z's step)
+  T keep_x, coef;  // per tensor: 1 − cₜ, cₜ (the averaging weight)
+};
+
+// Schedule-Free (schedule_free, after scale_by_rms for AdamW): d = g, or g/(√(v/(1 − β₂ᵗ)) + ε)
+// with v ← v·β₂ + (1 − β₂)g²; z ← z − γₜλ·(θ or z) (DECAY 1: at y = θ, 2: at z, 0: none);
+// z ← z − γₜd; x ← x·(1 − cₜ) then add_(z, alpha=cₜ); y = x·β then add_(z, alpha=1 − β);
+// the chain's u = θ − y, applied as θ − u (so θ lands where the chain's does, bit for bit).
+template <typename T, bool RMS, int DECAY>
+DESCEND_HD void schedule_free_element(T& p, T g, T& v, T& z, T& x, const SchedFreeC<T>& k,
+                                      const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  T d = g;
+  if (RMS) {
+    v = ewa_sq_exact(v, k.b2, k.w2, g);
+    d = g / (std::sqrt(v / k.c2) + k.eps);
+  }
+  if (DECAY == 1) z = std::fma(k.dec, p, z);
+  if (DECAY == 2) z = std::fma(k.dec, z, z);
+  z = std::fma(k.neg_lr, d, z);
+  x = std::fma(k.coef, z, mul(x, k.keep_x));
+  const T y = std::fma(k.wb, z, mul(x, k.beta));
+  p = apply_exact<T>(p, p - y, c);
+}
+
 }  // namespace descend

@@ -183,6 +183,10 @@ class KernelPlan:
     lazy: str | None = None
     lazy_fill: float | None = None
     extra: str | None = None
+    # Per-parameter Python numbers of the state the kernel reads and updates in place, as
+    # {Args field: state key} (Schedule-Free's γ_max and Σw): passed as arrays of doubles,
+    # written back to the state after the call.
+    host: dict | None = None
 
 
 class Transform:

@@ -68,6 +68,15 @@ Nothing else: :func:`~.plan.shape_of` recognises any chain whose core declares a
 per-call checks (``check.cpp``) run on every column the plan names, and the tests that iterate
 families (``tests/test_cases.py``, ``test_fast_fuzz.py``) pick the new one up; add its
 configurations to ``test_fast_path.py``'s tables, ``test_compile.py``'s and the benchmark's.
+
+Two more hooks, for Schedule-Free (``kernel = "schedule_free"``): a core may run the link
+before it in the same kernel (``absorbs_before``: Schedule-Free AdamW's ``scale_by_rms``, whose
+g/(√v̂ + ε) is the base direction), and keep per-parameter Python numbers in the state
+(``KernelPlan.host``: γ_max and Σw, ``{Args field: state key}``): they reach the driver as
+arrays of doubles it updates in place, and :class:`~.step.Prepared` writes them back to the
+state after the call (the lab's fused run advances them per block of runs, as the step
+counters). A compiled step cannot carry them, so such a group runs the chain under
+``torch.compile``.
 """
 
 from __future__ import annotations
@@ -257,6 +266,9 @@ def init_compiled(opt, index: int, group: dict, params: list) -> tuple | None:
         numbers, rows, _ = _split_rows(plan, params)
         if rows:
             raise Unsupported("per-run hyperparameter tensors under torch.compile")
+        if plan.host:  # the op's columns are tensors: Python numbers cannot follow the graph
+            keys = ", ".join(plan.host.values())
+            raise Unsupported(f"state numbers ({keys}) under torch.compile (Schedule-Free)")
         grads = list(map(_grad, params))
         if _local_group(params, grads)[2] is not None:
             raise Unsupported("DTensor parameters under torch.compile")

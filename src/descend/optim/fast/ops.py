@@ -16,6 +16,11 @@ structures, ``array.array``), so a compiled step calls one op per param group in
     descend::nadam(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, Tensor(d!)[] step,
                    Tensor(e!)[] mu_product …)
     descend::lion(… Tensor(b!)[] exp_avg, Tensor(c!)[] step …)
+    descend::ademamix(… Tensor(b!)[] exp_avg_fast, Tensor(c!)[] exp_avg_slow,
+                      Tensor(d!)[] exp_avg_sq, Tensor(e!)[] step …)
+    descend::schedule_free(… Tensor(b!)[] square_avg, Tensor(c!)[] z, Tensor(d!)[] x,
+                           Tensor(e!)[] step …)  (not called: Schedule-Free's bookkeeping
+                           is Python numbers, so a compiled Schedule-Free step runs the chain)
 
 (an unused slot, e.g. AMSGrad's maximum without ``amsgrad``, is an empty list). ``plan`` is a
 token for the group's recognised chain and its non-tensor hyperparameters, registered when
@@ -53,6 +58,9 @@ SLOTS = {
     "adam": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
     "nadam": ("exp_avg", "exp_avg_sq", None),
     "lion": ("exp_avg", None, None),
+    # AdEMAMix, Schedule-Free (issue #14); Schedule-Free SGD has no square_avg (s0 unused)
+    "ademamix": ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq"),
+    "schedule_free": ("square_avg", "z", "x"),
 }
 EXTRA = {"nadam": "mu_product"}
 
@@ -112,6 +120,8 @@ def _run(
         numbers, rows, _ = _split_rows(resolved, params)
         if rows:
             raise Unsupported("per-run hyperparameter tensors under torch.compile")
+        if resolved.host:
+            raise Unsupported("state numbers (Schedule-Free) under torch.compile")
         # the op's columns, in its schema's order, under the state keys the plan reads
         keys = [resolved.slots[i] for i, name in enumerate(SLOTS[family]) if name is not None]
         keys += ["step", resolved.extra] if family in EXTRA else ["step"]

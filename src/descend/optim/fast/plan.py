@@ -70,6 +70,7 @@ class Resolved:
     lazy_fill: float | None = None  # adagrad's "sum": created filled with this value
     extra: str | None = None  # NAdam's μ-product
     max_norm: float | None = None  # global-norm clipping threshold, or None
+    host: dict | None = None  # {Args field: state key} of per-parameter Python numbers
 
 
 def shape_of(links: list[Transform]) -> Shape:
@@ -85,12 +86,15 @@ def shape_of(links: list[Transform]) -> Shape:
             pre[role] = rest.pop(0)
     if rest and type(rest[0]) is add_weight_decay and rest[0].mode == "l2":
         pre["l2"] = rest.pop(0)
+    before = None  # a link the core's kernel runs first (Schedule-Free AdamW's scale_by_rms)
+    if len(rest) > 1 and type(rest[0]) in getattr(type(rest[1]), "absorbs_before", ()):
+        before = rest.pop(0)
     if not rest or type(rest[0]).kernel is None:
         found = type(rest[0]).__name__ if rest else "nothing"
         raise Unsupported(f"chain core {found} has no fast kernel")
     core = rest.pop(0)
-    absorbed = None
-    if rest and type(rest[0]) in type(core).absorbs:
+    absorbed = before
+    if absorbed is None and rest and type(rest[0]) in type(core).absorbs:
         absorbed = rest.pop(0)
     lr = rest.pop(0) if rest and type(rest[0]) is scale_by_lr else None
     decay = None
@@ -159,6 +163,14 @@ class _Reader:
     def scaling(self, ref, name: str) -> float | Tensor:
         return _scaling(self.group, ref, name)
 
+    def optional(self, ref, name: str) -> float | None:
+        """A number, or None (AdEMAMix's warm-ups)."""
+        return _optional(self.group, ref, name)
+
+    def refuse(self, reason: str):
+        """Raise :class:`Unsupported` (a core's setting its kernel does not run)."""
+        raise Unsupported(reason)
+
 
 def _resolve(shape: Shape, group: dict) -> Resolved:
     f: dict = {"gscale": -1.0 if shape.maximize else 1.0}  # × the clipping factor, per step
@@ -180,4 +192,6 @@ def _resolve(shape: Shape, group: dict) -> Resolved:
                 wd = _scaling(group, shape.decay.lr, "lr") * wd
             f["dec"], f["keep"] = 1, 1 - wd
     plan = shape.core.kernel_plan(_Reader(group), f, shape.absorbed)
-    return Resolved(shape.family, f, plan.slots, plan.lazy, plan.lazy_fill, plan.extra, max_norm)
+    return Resolved(
+        shape.family, f, plan.slots, plan.lazy, plan.lazy_fill, plan.extra, max_norm, plan.host
+    )

@@ -296,8 +296,39 @@ class Prepared:
         self.family, self.args, self.keep_alive, self.params = family, args, keep_alive, params
 
     def done(self) -> None:
-        """After the kernel ran: tell autograd the parameters changed in place."""
+        """After the kernel ran: tell autograd the parameters changed in place, and put the
+        per-parameter numbers the kernel updated back in the state (:class:`HostNumbers`)."""
         torch.autograd.graph.increment_version(self.params)
+        for item in self.keep_alive:
+            if type(item) is HostNumbers:
+                item.write_back()
+
+
+class HostNumbers:
+    """Per-parameter Python numbers of the state (``KernelPlan.host``: Schedule-Free's γ_max
+    and Σw) as arrays of doubles the kernel reads and updates in place; :meth:`write_back`
+    stores the new values in the state dicts as Python floats, as the chain keeps them."""
+
+    def __init__(self, host: dict, states: list[dict]):
+        self.states, self.columns = states, []
+        for arg, key in host.items():
+            values = list(map(itemgetter(key), states))  # KeyError: absent
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise Unsupported(
+                        f"state {key!r} is {type(v).__name__}, not a number (per-run values "
+                        "run on the chain)"
+                    )
+            self.columns.append((arg, key, array("d", map(float, values))))
+
+    def point(self, args) -> None:
+        for arg, _, values in self.columns:
+            setattr(args, arg, values.buffer_info()[0])
+
+    def write_back(self) -> None:
+        for _, key, values in self.columns:
+            for st, v in zip(self.states, values):
+                st[key] = v
 
 
 def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Prepared:
@@ -383,9 +414,19 @@ def assemble(
                 raise
             raise Unsupported(f"state {exc} is not a tensor") from None
 
+    host = None
+    if plan.host:
+        try:
+            host = HostNumbers(plan.host, states)
+        except KeyError as exc:
+            raise Unsupported(f"state {exc} is absent") from None
+
     args = _lib.Args(**numbers)
     args.n, args.dtype = len(local), _KIND[dtype]
     keep_alive: list = [local, grads, grad_ptr]
+    if host is not None:
+        host.point(args)
+        keep_alive.append(host)
     if rows:
         args.row_len = row_len
         if rows.keys() & {"mom_gain", "nest_scale"}:  # lr inside the velocity: row by row
