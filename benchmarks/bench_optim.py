@@ -147,6 +147,26 @@ CASES = [
         20,
         note="decoupled weight decay 0.1; compared with torch's fused Adam only",
     ),
+    # RAdam, Adamax, ADOPT (issue #14)
+    Case(
+        "radam",
+        _spec("radam"),
+        _torch(T.RAdam, lr=1e-3),
+        "RAdam",
+        28,
+        conventions=("torch", "optax"),
+        torch_fused=False,
+    ),
+    Case("adamax", _spec("adamax"), _torch(T.Adamax, lr=2e-3), "Adamax", 28, torch_fused=False),
+    Case(
+        "adopt",
+        _spec("adopt"),
+        None,
+        "— (torch has no ADOPT)",
+        28,
+        conventions=("torch", "optax"),
+        note="compared with torch's fused Adam only",
+    ),
     Case(
         "from_chain adam",
         _from_chain,
@@ -169,6 +189,10 @@ TARGETS = [
     ("adam-no-bias-correction", "torch", "adam", 0.8),
     ("adam", "keras", "adam", 0.8),
     ("lion", "torch", "adam", 0.8),
+    # RAdam, Adamax, ADOPT (issue #14)
+    ("radam", "torch", "adam", 0.8),
+    ("adamax", "torch", "adam", 0.8),
+    ("adopt", "torch", "adam", 0.8),
 ]
 
 

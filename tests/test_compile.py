@@ -125,6 +125,14 @@ CASES = {
     "adam-keras": lambda ps, lr, f: D.Adam(ps, lr=lr, convention="keras", fused=f),
     "nadam": lambda ps, lr, f: D.NAdam(ps, lr=lr, weight_decay=0.01, fused=f),
     "lion": lambda ps, lr, f: D.Lion(ps, lr=lr, weight_decay=0.1, max_grad_norm=0.05, fused=f),
+    # RAdam, Adamax, ADOPT (issue #14)
+    "radam": lambda ps, lr, f: D.RAdam(
+        ps, lr=lr, weight_decay=0.1, decoupled_weight_decay=True, fused=f
+    ),
+    "adamax": lambda ps, lr, f: D.Adamax(ps, lr=lr, weight_decay=0.01, fused=f),
+    "adopt": lambda ps, lr, f: D.ADOPT(
+        ps, lr=lr, weight_decay=0.1, decoupled_weight_decay=True, fused=f
+    ),
 }
 
 
@@ -208,7 +216,7 @@ def test_op_schema_names_what_each_kernel_writes():
             for a in getattr(torch.ops.descend, family).default._schema.arguments
             if a.alias_info is not None and a.alias_info.is_write
         ]
-        for family in ("sgd", "adagrad", "rmsprop", "nadam", "lion")
+        for family in ("sgd", "adagrad", "rmsprop", "nadam", "lion", "radam", "adamax", "adopt")
     }
     assert written == {
         "sgd": ["params", "momentum_buffer", "step"],
@@ -216,6 +224,9 @@ def test_op_schema_names_what_each_kernel_writes():
         "rmsprop": ["params", "square_avg", "grad_avg", "momentum_buffer", "step"],
         "nadam": ["params", "exp_avg", "exp_avg_sq", "step", "mu_product"],
         "lion": ["params", "exp_avg", "step"],
+        "radam": ["params", "exp_avg", "exp_avg_sq", "step"],
+        "adamax": ["params", "exp_avg", "exp_inf", "step"],
+        "adopt": ["params", "exp_avg", "exp_avg_sq", "step"],
     }
 
 

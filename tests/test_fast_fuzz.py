@@ -319,7 +319,9 @@ def cases(draw) -> dict:
         options.append("weight_decay=0.05")
     if draw(st.integers(0, 4)) == 0:
         options.append("max_grad_norm=0.5")
-    if spec in ("adam", "nadam", "rmsprop", "lion") and draw(st.booleans()):
+    if spec in ("adam", "nadam", "rmsprop", "lion", "radam", "adamax", "adopt") and draw(
+        st.booleans()
+    ):
         options.append("maximize=True")
     dtensor = draw(st.integers(0, 5)) == 0
     dtype = draw(st.sampled_from(["float32", "float64"]))

@@ -145,6 +145,17 @@ CONFIGS = [
     ("lion-independent", "lion", dict(lr=1e-3, weight_decay=1e-3, weight_decay_mode="independent")),
     ("lion-betas", "lion", dict(lr=3e-3, betas=(0.95, 0.98))),
     ("lion-maximize-clip", "lion", dict(lr=1e-3, maximize=True, max_grad_norm=1.0, clip_value=2.0)),
+    # RAdam, Adamax, ADOPT (issue #14; every switch bitwise: test_fast_radam_adamax_adopt.py)
+    *[(f"radam-{c}", "radam", dict(convention=c)) for c in ("torch", "optax")],
+    ("radam-decoupled", "radam", dict(weight_decay=0.1, decoupled_weight_decay=True)),
+    ("radam-nesterov-root", "radam", dict(convention="optax", nesterov=True, eps_root=1e-6)),
+    *[(f"adamax-{c}", "adamax", dict(convention=c)) for c in D.CONVENTIONS],
+    ("adopt", "adopt", {}),
+    (
+        "adopt-decoupled-nesterov",
+        "adopt",
+        dict(weight_decay=0.1, decoupled_weight_decay=True, nesterov=True),
+    ),
 ]
 
 
@@ -184,7 +195,9 @@ def test_lion_kernel_equals_the_chain_bitwise(spec, kwargs, dtype):
 
 
 @pytest.mark.parametrize(
-    "spec", ["adamw", "nesterov", "rmsprop-centered:momentum=0.9", "nadam", "adagrad", "lion"]
+    "spec",
+    ["adamw", "nesterov", "rmsprop-centered:momentum=0.9", "nadam", "adagrad", "lion"]
+    + ["radam", "adamax", "adopt"],  # RAdam, Adamax, ADOPT (issue #14)
 )
 def test_two_threads_split_the_work(spec):
     """Large tensors are cut into per-thread ranges across tensor boundaries."""
@@ -220,6 +233,15 @@ TORCH = [
         D.NAdam,
         dict(weight_decay=0.01, decoupled_weight_decay=True),
     ),
+    # RAdam, Adamax (issue #14): torch's for-loop, both of RAdam's weight decays
+    ("radam", torch.optim.RAdam, D.RAdam, dict(lr=1e-2, weight_decay=0.01)),
+    (
+        "radam-decoupled",
+        torch.optim.RAdam,
+        D.RAdam,
+        dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True),
+    ),
+    ("adamax", torch.optim.Adamax, D.Adamax, dict(lr=2e-3, weight_decay=0.01)),
 ]
 
 
@@ -240,6 +262,10 @@ def test_fast_matches_torch_optim(name, torch_cls, ours, kwargs):
         ("adagrad", {}),
         ("rmsprop-centered", dict(momentum=0.9)),
         ("lion", dict(lr=1e-3, weight_decay=0.1)),
+        # RAdam, Adamax, ADOPT (issue #14)
+        ("radam", dict(weight_decay=0.1, decoupled_weight_decay=True)),
+        ("adamax", dict(weight_decay=0.01)),
+        ("adopt", dict(weight_decay=0.1, decoupled_weight_decay=True)),
     ],
 )
 @pytest.mark.parametrize("direction", ["fast->default", "default->fast"])
@@ -505,6 +531,10 @@ ROWS = [
     ("sgd:weight_decay_mode=independent", {"weight_decay": "rows"}),
     ("lion", {"weight_decay": "rows"}),
     ("lion:weight_decay_mode=l2", {"weight_decay": "rows"}),
+    # RAdam, Adamax, ADOPT (issue #14)
+    ("radam:decoupled_weight_decay=True", {"weight_decay": "rows"}),
+    ("adamax", {"weight_decay": "rows"}),
+    ("adopt:weight_decay_mode=decoupled", {"weight_decay": "rows"}),
 ]
 
 

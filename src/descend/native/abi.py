@@ -12,6 +12,7 @@ DTYPES = {torch.float32: 0, torch.float64: 1}
 
 # the family index of LabArgs (lab.cpp's step_family switch, in this order)
 FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam", "lion")
+FAMILIES += ("radam", "adamax", "adopt")  # RAdam, Adamax, ADOPT (issue #14)
 
 # Landscape ids of ``landscapes.h`` (``enum Id``); the loader checks each name against the
 # library's ``descend_landscape_name``.
@@ -83,6 +84,15 @@ class Args(ctypes.Structure):
         ("el_lr", ctypes.c_void_p),
         ("el_keep", ctypes.c_void_p),
         ("el_l2", ctypes.c_void_p),
+        # RAdam, Adamax, ADOPT (issue #14)
+        ("radam_threshold", ctypes.c_double),
+        ("radam_eps_root", ctypes.c_double),
+        ("radam_nesterov", ctypes.c_int32),
+        ("adopt_clip", ctypes.c_int32),
+        ("adopt_nesterov", ctypes.c_int32),
+        ("adopt_first_decay", ctypes.c_int32),
+        ("adopt_clip_exp", ctypes.c_double),
+        ("adopt_clip_at", ctypes.c_void_p),
     ]
 
 

@@ -52,6 +52,10 @@ DESCEND_ENTRY(rmsprop)
 DESCEND_ENTRY(adam)
 DESCEND_ENTRY(nadam)
 DESCEND_ENTRY(lion)
+// RAdam, Adamax, ADOPT (issue #14)
+DESCEND_ENTRY(radam)
+DESCEND_ENTRY(adamax)
+DESCEND_ENTRY(adopt)
 
 extern "C" int descend_all_finite(const Args* a) {
   return a->dtype == 1 ? all_finite<double>(*a) : all_finite<float>(*a);

@@ -261,4 +261,105 @@ DESCEND_HD void lion_element(T& p, T g, T& m, const LionC<T>& k, const Common<T>
   p = apply<T>(p, sign_of(ci), c);
 }
 
+// ------------------------------------------------------------- RAdam, Adamax, ADOPT ----
+// These three spell out every operation of their chain cores in both dtypes, as Lion does:
+// a product that torch rounds before an addition is rmul (an fma with −0: the product rounded
+// once, which gcc cannot contract into the addition, in float as in double), and what torch's
+// CPU kernel rounds once — lerp, add_ with alpha, addcmul — is one std::fma. Divisions stay
+// divisions (torch's `x / c` by a number is a true division in float32 and float64).
+
+// a·b rounded to T, in float too (mul rounds in double only).
+template <typename T>
+DESCEND_HD T rmul(T a, T b) {
+  return std::fma(a, b, T(-0.0));
+}
+
+// torch's lerp (one vec::fmadd) in both dtypes; SMALL as lerp's.
+template <typename T, bool SMALL>
+DESCEND_HD T lerp_x(T a, T b, T w) {
+  return SMALL ? std::fma(w, b - a, a) : std::fma(w - T(1), b - a, b);
+}
+
+// v·β then addcmul_(g, g, value=1 − β), in both dtypes (ewa_sq's double form).
+template <typename T>
+DESCEND_HD T ewa_sq_x(T v, T beta, T w, T g) {
+  return std::fma(rmul(w, g), g, rmul(v, beta));
+}
+
+// θ·(1 − k) − γ·d with both products rounded (keep = 1 when the decay is off: θ·1 = θ).
+template <typename T>
+DESCEND_HD T apply_x(T p, T d, const Common<T>& c) {
+  return rmul(p, c.keep) - rmul(d, c.lr);
+}
+
+template <typename T>
+struct RadamC {
+  T w1, b2, w2, eps_in, eps_out, eps_root;  // w1 = 1 − β₁, w2 = 1 − β₂
+  T c1, c2, f, r;  // per tensor: 1 − β₁ᵗ, 1 − β₂ᵗ, √(1 − β₂ᵗ) ("hat") or 1, r_t
+  T b1, cn;        // nesterov: β₁ and 1 − β₁ᵗ⁺¹
+};
+
+// RAdam (scale_by_radam). m ← lerp(m, g, 1 − β₁), v ← v·β₂ + (1 − β₂)g²; m̂ = m/c₁ (optax's
+// nesterov: (m/cₙ)·β₁ + (g/c₁)·(1 − β₁)); rectified (ON, ρ_t > threshold): "hat"
+// u = m̂·√c₂/(√v + ε)·r_t, else u = m̂·1/(√(v/c₂ + ε_root [+ ε]) [+ ε])·r_t; off: u = m̂.
+template <typename T, bool SMALL, bool ON, bool HAT, bool NEST>
+DESCEND_HD void radam_element(T& p, T g, T& m, T& v, const RadamC<T>& k, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  m = lerp_x<T, SMALL>(m, g, k.w1);
+  v = ewa_sq_x(v, k.b2, k.w2, g);
+  T mh = NEST ? rmul(m / k.cn, k.b1) + rmul(g / k.c1, k.w1) : m / k.c1;
+  if (ON) {
+    T den;
+    if (HAT)
+      den = std::sqrt(v) + k.eps_out;
+    else
+      den = std::sqrt(v / k.c2 + k.eps_root + k.eps_in) + k.eps_out;
+    mh = mh * k.f / den * k.r;
+  }
+  p = apply_x<T>(p, mh, c);
+}
+
+template <typename T>
+struct AdamaxC {
+  T w1, b2, eps_in, eps_out, c1;  // c1 per tensor: 1 − β₁ᵗ
+};
+
+// Adamax (scale_by_adamax): m ← lerp(m, g, 1 − β₁); u ← maximum(u·β₂, |g| + ε_in) (torch's
+// NaN-propagating maximum); u = m/(u + ε_out)/(1 − β₁ᵗ) (ε_in: torch/optax, ε_out: Keras).
+template <typename T, bool SMALL>
+DESCEND_HD void adamax_element(T& p, T g, T& m, T& u, const AdamaxC<T>& k, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  m = lerp_x<T, SMALL>(m, g, k.w1);
+  u = max_nan(rmul(u, k.b2), std::fabs(g) + k.eps_in);
+  p = apply_x<T>(p, m / (u + k.eps_out) / k.c1, c);
+}
+
+template <typename T>
+struct AdoptC {
+  T b1, w1, b2, w2, eps, clip;  // clip per tensor: c(t − 1), +inf when off
+};
+
+// ADOPT's first step (t = 1): v ← v + g² (addcmul_), u = 0; DECAY: the decoupled decay runs
+// on this step too (ADOPT's own chain skips it: after_first_step).
+template <typename T, bool DECAY>
+DESCEND_HD void adopt_first_element(T& p, T g, T& v, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  v = std::fma(g, g, v);
+  p = (DECAY ? rmul(p, c.keep) : p) - rmul(T(0), c.lr);
+}
+
+// ADOPT (scale_by_adopt), t ≥ 2: n = clamp(g / max(√v, ε), ±c); m ← lerp(m, n, 1 − β₁);
+// v ← v·β₂ + (1 − β₂)g²; u = m, or (NEST) n·(1 − β₁) then add_(m, alpha=β₁).
+template <typename T, bool SMALL, bool NEST>
+DESCEND_HD void adopt_element(T& p, T g, T& m, T& v, const AdoptC<T>& k, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  T den = std::sqrt(v);
+  den = den < k.eps ? k.eps : den;  // clamp_min: NaN stays NaN
+  const T n = clamp_sym(g / den, k.clip);
+  m = lerp_x<T, SMALL>(m, n, k.w1);
+  v = ewa_sq_x(v, k.b2, k.w2, g);
+  const T d = NEST ? std::fma(k.b1, m, rmul(n, k.w1)) : m;
+  p = apply_x<T>(p, d, c);
+}
+
 }  // namespace descend

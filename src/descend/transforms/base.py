@@ -24,7 +24,7 @@ A transform is a small object with an ``init`` / ``update`` pair, in the spirit 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +139,9 @@ class KernelPlan:
     lazy: str | None = None
     lazy_fill: float | None = None
     extra: str | None = None
+    # per_tensor(ts) -> (Args field, one number per tensor) for a value Python must compute
+    # each step from each tensor's step t (ADOPT's clip_lambda function), or None
+    per_tensor: Callable[[list[float]], tuple[str, list[float]]] | None = None
 
 
 class Transform:

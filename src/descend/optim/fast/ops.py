@@ -16,6 +16,9 @@ structures, ``array.array``), so a compiled step calls one op per param group in
     descend::nadam(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, Tensor(d!)[] step,
                    Tensor(e!)[] mu_product …)
     descend::lion(… Tensor(b!)[] exp_avg, Tensor(c!)[] step …)
+    descend::radam(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, Tensor(d!)[] step …)
+    descend::adamax(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_inf, Tensor(d!)[] step …)
+    descend::adopt(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, Tensor(d!)[] step …)
 
 (an unused slot, e.g. AMSGrad's maximum without ``amsgrad``, is an empty list). ``plan`` is a
 token for the group's recognised chain and its non-tensor hyperparameters, registered when
@@ -53,6 +56,10 @@ SLOTS = {
     "adam": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
     "nadam": ("exp_avg", "exp_avg_sq", None),
     "lion": ("exp_avg", None, None),
+    # RAdam, Adamax, ADOPT (issue #14)
+    "radam": ("exp_avg", "exp_avg_sq", None),
+    "adamax": ("exp_avg", "exp_inf", None),
+    "adopt": ("exp_avg", "exp_avg_sq", None),
 }
 EXTRA = {"nadam": "mu_product"}
 
