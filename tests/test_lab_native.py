@@ -275,6 +275,39 @@ def test_lion_takes_the_fused_run_and_equals_the_step_by_step_loop(monkeypatch, 
     assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "radam:lr=0.003,betas=(0.9,0.99),weight_decay=0.01",  # un-rectified t ≤ 5, then not
+        "radam:convention=optax,lr=0.003,nesterov=True",
+        "adamax:convention=keras,lr=0.01,weight_decay=0.01",
+        "adopt:lr=0.01,decoupled_weight_decay=True,weight_decay=0.1",  # first step: v only
+        "adopt:lr=0.01,nesterov=True,clip_lambda=0.5",
+    ],
+)
+def test_radam_adamax_adopt_take_the_fused_run(monkeypatch, spec, dtype) -> None:
+    """RAdam, Adamax and ADOPT are lab families (``step_family`` in lab.cpp; issue #14): all
+    steps in one fused call, each step's coefficients from the block's own step counter —
+    equal to the step-by-step loop bit for bit."""
+    calls = []
+    real = CompiledTracker.fused_run
+
+    def counting(self, t, steps, *args):
+        calls.append(steps)
+        return real(self, t, steps, *args)
+
+    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    x0 = starts(2500)
+    fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert calls == [60]
+    monkeypatch.setattr(CompiledTracker, "fused_run", real)
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert_same(fused, plain, dtype)
+    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+
+
 def domain_starts(ls, n: int) -> np.ndarray:
     """n starts across the domain, the first beyond the bound (100 × the domain)."""
     x = domain_points(ls, n, torch.float64, seed=2)[:n].numpy().copy()

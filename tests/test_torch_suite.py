@@ -126,6 +126,7 @@ from conftest import require_kernels
 from descend.optim.fast import last_path
 
 NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "NAdam")
+NAMES += ("RAdam", "Adamax")  # their kernels: issue #14
 # torch.optim's optimizers that descend runs on the chain only (no fast-path kernel yet):
 # ``fused=True`` is refused at construction (test_fused_true_is_refused_without_kernels,
 # _refuses_fused), the fused-only tests are replaced by test_chain_matches_torch, every other
