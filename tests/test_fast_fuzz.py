@@ -64,6 +64,16 @@ def _has_kernel(name: str) -> bool:
 
 
 FAMILIES = [name for name in available() if _has_kernel(name)]
+
+
+def _conventions(name: str) -> list[str]:
+    """The conventions the spec's optimizer has (RAdam and ADOPT have no Keras row)."""
+    from descend.optim import REGISTRY
+
+    have = REGISTRY[name].cls.conventions
+    return [c for c in ("torch", "keras", "optax") if c in have]
+
+
 LAYOUTS = ["contiguous", "contiguous", "noncontiguous", "channels_last", "view", "zero"]
 MUTATIONS = [
     "none",
@@ -313,7 +323,7 @@ SHAPES = st.sampled_from([(7, 3), (), (0,), (40,), (2, 3, 4, 5), (1, 1), (5, 4, 
 @st.composite
 def cases(draw) -> dict:
     spec = draw(st.sampled_from(FAMILIES))
-    convention = draw(st.sampled_from(["torch", "keras", "optax"]))
+    convention = draw(st.sampled_from(_conventions(spec)))
     options = [f"convention={convention}", "lr=0.01"]
     if draw(st.booleans()):
         options.append("weight_decay=0.05")
