@@ -175,6 +175,26 @@ CASES = [
         conventions=("torch",),
         note="compared with torch's fused Adam only",
     ),
+    # RAdam, Adamax, ADOPT (issue #14)
+    Case(
+        "radam",
+        _spec("radam"),
+        _torch(T.RAdam, lr=1e-3),
+        "RAdam",
+        28,
+        conventions=("torch", "optax"),
+        torch_fused=False,
+    ),
+    Case("adamax", _spec("adamax"), _torch(T.Adamax, lr=2e-3), "Adamax", 28, torch_fused=False),
+    Case(
+        "adopt",
+        _spec("adopt"),
+        None,
+        "— (torch has no ADOPT)",
+        28,
+        conventions=("torch", "optax"),
+        note="compared with torch's fused Adam only",
+    ),
     Case(
         "from_chain adam",
         _from_chain,
@@ -201,6 +221,10 @@ TARGETS = [
     ("ademamix", "torch", "adam", 0.8),
     ("schedule-free-adamw", "torch", "adam", 0.8),
     ("schedule-free-sgd", "torch", "adam", 0.8),
+    # RAdam, Adamax, ADOPT (issue #14)
+    ("radam", "torch", "adam", 0.8),
+    ("adamax", "torch", "adam", 0.8),
+    ("adopt", "torch", "adam", 0.8),
 ]
 
 

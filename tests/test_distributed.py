@@ -49,6 +49,10 @@ OPTIMIZERS = {
     "Adam-amsgrad": dict(lr=0.01, amsgrad=True),
     "NAdam": dict(lr=0.01),
     "Lion": dict(lr=0.01, weight_decay=0.1),
+    # RAdam, Adamax, ADOPT (issue #14)
+    "RAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    "Adamax": dict(lr=0.01, weight_decay=0.01),
+    "ADOPT": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
 }
 DTYPES = {"fp32": torch.float32, "fp64": torch.float64}
 TOL = {"fp32": 1e-6, "fp64": 1e-12}

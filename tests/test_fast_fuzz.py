@@ -66,10 +66,12 @@ def _has_kernel(name: str) -> bool:
 FAMILIES = [name for name in available() if _has_kernel(name)]
 
 
-def _conventions(name: str) -> tuple[str, ...]:
+def _conventions(name: str) -> list[str]:
+    """The conventions the spec's optimizer has (RAdam and ADOPT have no Keras row)."""
     from descend.optim import REGISTRY
 
-    return tuple(REGISTRY[name].cls.conventions)
+    have = REGISTRY[name].cls.conventions
+    return [c for c in ("torch", "keras", "optax") if c in have]
 
 
 LAYOUTS = ["contiguous", "contiguous", "noncontiguous", "channels_last", "view", "zero"]
@@ -321,15 +323,14 @@ SHAPES = st.sampled_from([(7, 3), (), (0,), (40,), (2, 3, 4, 5), (1, 1), (5, 4, 
 @st.composite
 def cases(draw) -> dict:
     spec = draw(st.sampled_from(FAMILIES))
-    convention = draw(st.sampled_from(["torch", "keras", "optax"]))
-    if convention not in _conventions(spec):  # AdEMAMix, Schedule-Free: torch and optax only
-        convention = "torch"
+    convention = draw(st.sampled_from(_conventions(spec)))
     options = [f"convention={convention}", "lr=0.01"]
     if draw(st.booleans()):
         options.append("weight_decay=0.05")
     if draw(st.integers(0, 4)) == 0:
         options.append("max_grad_norm=0.5")
     maximizing = ("adam", "nadam", "rmsprop", "lion", "ademamix", "schedule-free-adamw")
+    maximizing += ("radam", "adamax", "adopt")
     if spec in (*maximizing, "schedule-free-sgd") and draw(st.booleans()):
         options.append("maximize=True")
     dtensor = draw(st.integers(0, 5)) == 0

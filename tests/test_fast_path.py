@@ -165,6 +165,17 @@ CONFIGS = [
         "schedule-free-sgd",
         dict(convention="optax", lr=0.01, maximize=True, warmup_steps=20),
     ),
+    # RAdam, Adamax, ADOPT (issue #14; every switch bitwise: test_fast_radam_adamax_adopt.py)
+    ("radam-torch", "radam", {}),
+    ("radam-decoupled", "radam", dict(weight_decay=0.1, decoupled_weight_decay=True)),
+    ("radam-nesterov-root", "radam", dict(convention="optax", nesterov=True, eps_root=1e-6)),
+    *[(f"adamax-{c}", "adamax", dict(convention=c)) for c in ("torch", "keras")],
+    ("adopt", "adopt", {}),
+    (
+        "adopt-decoupled-nesterov",
+        "adopt",
+        dict(weight_decay=0.1, decoupled_weight_decay=True, nesterov=True),
+    ),
 ]
 
 
@@ -207,7 +218,9 @@ def test_lion_kernel_equals_the_chain_bitwise(spec, kwargs, dtype):
 
 
 @pytest.mark.parametrize(
-    "spec", ["adamw", "nesterov", "rmsprop-centered:momentum=0.9", "nadam", "adagrad", "lion"]
+    "spec",
+    ["adamw", "nesterov", "rmsprop-centered:momentum=0.9", "nadam", "adagrad", "lion"]
+    + ["radam", "adamax", "adopt"],  # RAdam, Adamax, ADOPT (issue #14)
 )
 def test_two_threads_split_the_work(spec):
     """Large tensors are cut into per-thread ranges across tensor boundaries."""
@@ -243,6 +256,15 @@ TORCH = [
         D.NAdam,
         dict(weight_decay=0.01, decoupled_weight_decay=True),
     ),
+    # RAdam, Adamax (issue #14): torch's for-loop, both of RAdam's weight decays
+    ("radam", torch.optim.RAdam, D.RAdam, dict(lr=1e-2, weight_decay=0.01)),
+    (
+        "radam-decoupled",
+        torch.optim.RAdam,
+        D.RAdam,
+        dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True),
+    ),
+    ("adamax", torch.optim.Adamax, D.Adamax, dict(lr=2e-3, weight_decay=0.01)),
 ]
 
 
@@ -267,6 +289,10 @@ def test_fast_matches_torch_optim(name, torch_cls, ours, kwargs):
         ("ademamix", dict(alpha_warmup=60, beta3_warmup=60, weight_decay=0.1)),
         ("schedule-free-adamw", dict(lr=0.01, weight_decay=0.1, warmup_steps=60)),
         ("schedule-free-sgd", dict(lr=0.01, warmup_steps=60)),
+        # RAdam, Adamax, ADOPT (issue #14)
+        ("radam", dict(weight_decay=0.1, decoupled_weight_decay=True)),
+        ("adamax", dict(weight_decay=0.01)),
+        ("adopt", dict(weight_decay=0.1, decoupled_weight_decay=True)),
     ],
 )
 @pytest.mark.parametrize("direction", ["fast->default", "default->fast"])
@@ -535,6 +561,10 @@ ROWS = [
     # AdEMAMix (issue #14); Schedule-Free's per-run lr keeps the chain (its own tests)
     ("ademamix", {"weight_decay": "rows"}),
     ("ademamix:weight_decay_mode=l2,alpha_warmup=20", {"weight_decay": "rows"}),
+    # RAdam, Adamax, ADOPT (issue #14)
+    ("radam:decoupled_weight_decay=True", {"weight_decay": "rows"}),
+    ("adamax", {"weight_decay": "rows"}),
+    ("adopt:weight_decay_mode=decoupled", {"weight_decay": "rows"}),
 ]
 
 

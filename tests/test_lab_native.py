@@ -211,6 +211,7 @@ SPECS = [
     "momentum:lr=1e-4,momentum=0.9",
     "nesterov:lr=1e-3,momentum=0.9",
     "lion:lr=0.01,weight_decay=0.1",
+    # RAdam, Adamax, ADOPT: test_radam_adamax_adopt_take_the_fused_run (counts the fused call)
 ]
 
 
@@ -301,6 +302,39 @@ def test_ademamix_and_schedule_free_take_the_fused_run(monkeypatch, spec, dtype)
 
     monkeypatch.setattr(CompiledTracker, "fused_run", counting)
     x0 = starts(3000)
+    fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert calls == [60]
+    monkeypatch.setattr(CompiledTracker, "fused_run", real)
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert_same(fused, plain, dtype)
+    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "radam:lr=0.003,betas=(0.9,0.99),weight_decay=0.01",  # un-rectified t ≤ 5, then not
+        "radam:convention=optax,lr=0.003,nesterov=True",
+        "adamax:convention=keras,lr=0.01,weight_decay=0.01",
+        "adopt:lr=0.01,decoupled_weight_decay=True,weight_decay=0.1",  # first step: v only
+        "adopt:lr=0.01,nesterov=True,clip_lambda=0.5",
+    ],
+)
+def test_radam_adamax_adopt_take_the_fused_run(monkeypatch, spec, dtype) -> None:
+    """RAdam, Adamax and ADOPT are lab families (``step_family`` in lab.cpp; issue #14): all
+    steps in one fused call, each step's coefficients from the block's own step counter —
+    equal to the step-by-step loop bit for bit."""
+    calls = []
+    real = CompiledTracker.fused_run
+
+    def counting(self, t, steps, *args):
+        calls.append(steps)
+        return real(self, t, steps, *args)
+
+    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    x0 = starts(2500)
     fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
     assert calls == [60]
     monkeypatch.setattr(CompiledTracker, "fused_run", real)

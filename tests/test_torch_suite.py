@@ -2,8 +2,8 @@
 
 A port of the device-generic CPU tests of torch 2.13's ``test/test_optim.py`` (class
 ``TestOptimRenewed``) to pytest, written for descend: the behaviour each torch test checks is
-checked here on descend's SGD, Adagrad, RMSprop, Adam, AdamW and NAdam, and on the chain-only
-Rprop, ASGD, Adafactor, RAdam, Adamax, Adadelta and Muon (:data:`CHAIN_ONLY`, no fast-path
+checked here on descend's SGD, Adagrad, RMSprop, Adam, AdamW, NAdam, RAdam and Adamax, and on
+the chain-only Rprop, ASGD, Adafactor, Adadelta and Muon (:data:`CHAIN_ONLY`, no fast-path
 kernel yet). The inputs are
 torch's own: every :class:`OptimizerInfo` is torch's entry from
 ``torch.testing._internal.common_optimizers.optim_db`` (shipped in the torch wheel) with
@@ -20,7 +20,7 @@ not a reduced version.
 
 Adapted (torch's check kept, the setting changed), with the reason:
 
-* RAdam, Adamax and Adadelta have no fast-path kernels yet: every test runs on the chain
+* The :data:`CHAIN_ONLY` optimizers have no fast-path kernels yet: every test runs on the chain
   (``fused=False``) only, and the fused-only tests (``test_fused_matches_chain`` for both
   dtypes, ``test_fused_error_on_params_on_meta``, ``test_fused_refuses_half_precision``)
   assert instead that ``fused=True`` is refused at construction with the clear "not
@@ -29,7 +29,7 @@ Adapted (torch's check kept, the setting changed), with the reason:
   per optimizer: 46 tests ran, 46 passed, 4 adapted to the refusal (those above) plus one
   error input (``Tensor lr must be 1-element``, as for the others), 40 dropped (the
   ``fused=True`` runs of the tests that take both paths), against 86 run for each of the
-  six with kernels.
+  optimizers with kernels.
 
 * ``differentiable=True`` inputs of ``_get_optim_inputs_including_global_cliquey_kwargs``:
   descend has no differentiable mode and refuses the flag with ``ValueError``
@@ -145,12 +145,13 @@ from conftest import require_kernels
 from descend.optim.fast import last_path
 
 NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "NAdam")
+NAMES += ("RAdam", "Adamax")  # their kernels: issue #14
 # torch.optim's optimizers that descend runs on the chain only (no fast-path kernel yet):
 # ``fused=True`` is refused at construction (test_fused_true_is_refused_without_kernels,
 # _refuses_fused), the fused-only tests are replaced by test_chain_matches_torch, every other
 # test runs on the chain (see the module docstring). test_chain_only_is_what_has_no_kernel
 # keeps this list honest.
-CHAIN_ONLY = ("Rprop", "ASGD", "Adafactor", "RAdam", "Adamax", "Adadelta", "Muon")
+CHAIN_ONLY = ("Rprop", "ASGD", "Adafactor", "Adadelta", "Muon")  # RAdam, Adamax: kernels
 NAMES += CHAIN_ONLY
 FAST = {name: name not in CHAIN_ONLY for name in NAMES}
 # the tests about the fast path itself, run for the optimizers that have one
@@ -257,7 +258,7 @@ def pytest_generate_tests(metafunc):
 
 
 def _refuses_fused(info) -> bool:
-    """For an optimizer without kernels (RAdam, Adamax, Adadelta), assert the clear refusal of
+    """For an optimizer without kernels (:data:`CHAIN_ONLY`), assert the clear refusal of
     ``fused=True`` at construction and return True: a fused-only test is adapted to that."""
     if FAST[info.name]:
         return False

@@ -11,7 +11,9 @@ import torch
 DTYPES = {torch.float32: 0, torch.float64: 1}
 
 # the family index of LabArgs (lab.cpp's step_family switch, in this order)
-FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam", "lion", "ademamix", "schedule_free")
+FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam", "lion")
+FAMILIES += ("ademamix", "schedule_free")  # AdEMAMix, Schedule-Free (issue #14)
+FAMILIES += ("radam", "adamax", "adopt")  # RAdam, Adamax, ADOPT (issue #14)
 
 # Landscape ids of ``landscapes.h`` (``enum Id``); the loader checks each name against the
 # library's ``descend_landscape_name``.
@@ -100,6 +102,15 @@ class Args(ctypes.Structure):
         ("sf_decay", ctypes.c_int32),
         ("sf_lag", ctypes.c_int32),
         ("sf_pad", ctypes.c_int32),
+        # RAdam, Adamax, ADOPT (issue #14)
+        ("radam_threshold", ctypes.c_double),
+        ("radam_eps_root", ctypes.c_double),
+        ("radam_nesterov", ctypes.c_int32),
+        ("adopt_clip", ctypes.c_int32),
+        ("adopt_nesterov", ctypes.c_int32),
+        ("adopt_first_decay", ctypes.c_int32),
+        ("adopt_clip_exp", ctypes.c_double),
+        ("adopt_clip_at", ctypes.c_void_p),
     ]
 
 

@@ -55,6 +55,10 @@ DESCEND_ENTRY(lion)
 // AdEMAMix, Schedule-Free (issue #14)
 DESCEND_ENTRY(ademamix)
 DESCEND_ENTRY(schedule_free)
+// RAdam, Adamax, ADOPT (issue #14)
+DESCEND_ENTRY(radam)
+DESCEND_ENTRY(adamax)
+DESCEND_ENTRY(adopt)
 
 extern "C" int descend_all_finite(const Args* a) {
   return a->dtype == 1 ? all_finite<double>(*a) : all_finite<float>(*a);

@@ -41,6 +41,9 @@ using descend::AdamC;
 using descend::AdemamixC;
 using descend::LionC;
 using descend::SchedFreeC;
+using descend::AdamaxC;
+using descend::AdoptC;
+using descend::RadamC;
 using descend::Common;
 using descend::MomentumC;
 using descend::NadamC;
@@ -94,6 +97,15 @@ struct Args {
   double* sf_weight_sum;
   int32_t sf_rms, sf_decay;  // AdamW's v (scale_by_rms); decay 0 none, 1 at y, 2 at z
   int32_t sf_lag, sf_pad;    // warm-up lag of z's step (0 reference, 1 optax)
+  // RAdam, Adamax, ADOPT (issue #14)
+  double radam_threshold;   // rectify when ρ_t > threshold
+  double radam_eps_root;    // optax's ε inside the root, added to v̂
+  int32_t radam_nesterov;   // optax's look-ahead m̂
+  int32_t adopt_clip;       // clip n at ±(t − 1)^adopt_clip_exp
+  int32_t adopt_nesterov;
+  int32_t adopt_first_decay;  // 1: the decoupled decay runs on the first step too
+  double adopt_clip_exp;
+  const double* adopt_clip_at;  // [n] each tensor's c(t − 1) (a clip_lambda function), or NULL
 };
 
 constexpr int64_t kGrain = 1 << 15;  // fewer elements than this per thread: not worth a thread
@@ -675,6 +687,149 @@ void schedule_free(const Args& a, Runner&& runner) {
             static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
             rms() ? static_cast<T*>(a.s0[i]) : nullptr, static_cast<T*>(a.s1[i]),
             static_cast<T*>(a.s2[i]), b, e, ks[i], c, a);
+      });
+    });
+  });
+}
+
+// ------------------------------------------------------------- RAdam, Adamax, ADOPT ----
+// RAdam: every tensor's ρ_t, r_t, bias corrections and branch (ρ_t > threshold) from its own
+// step, in double and in the chain's (Python's) order of operations.
+inline void radam_rho(double beta2, double t, double& rho_inf, double& rho_t) {
+  rho_inf = 2.0 / (1.0 - beta2) - 1.0;
+  const double b2t = std::pow(beta2, t);
+  rho_t = rho_inf - 2.0 * t * b2t / (1.0 - b2t);
+}
+
+inline double radam_rect(double rho_t, double rho_inf) {
+  const double ratio =
+      (rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t);
+  return ratio >= 0 ? std::pow(ratio, 0.5) : std::nan("");
+}
+
+template <typename T, bool SMALL, bool ON, bool HAT, bool NEST>
+DESCEND_RANGE void radam_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
+                               T* __restrict__ v, int64_t b, int64_t e, RadamC<T> k,
+                               Common<T> c, const Args& a) {
+  element_range(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+    descend::radam_element<T, SMALL, ON, HAT, NEST>(p[j], g[j], m[j], v[j], k, cj);
+  });
+}
+
+template <typename T, typename Runner>
+void radam(const Args& a, Runner&& runner) {
+  std::vector<RadamC<T>> ks(a.n);
+  std::vector<uint8_t> on(a.n);
+  BiasCorrection bc1(a.beta1), bc2(a.beta2);
+  const double w1 = 1.0 - a.beta1, w2 = 1.0 - a.beta2;
+  for (int64_t i = 0; i < a.n; ++i) {
+    const double t = next_step(a, i);
+    double rho_inf, rho_t;
+    radam_rho(a.beta2, t, rho_inf, rho_t);
+    on[i] = rho_t > a.radam_threshold;
+    const double c2 = bc2.at(t);
+    ks[i] = RadamC<T>{T(w1),           T(a.beta2),     T(w2),
+                      T(a.eps_in),     T(a.eps_out),   T(a.radam_eps_root),
+                      T(bc1.at(t)),    T(c2),          T(a.hat ? std::sqrt(c2) : 1.0),
+                      T(on[i] ? radam_rect(rho_t, rho_inf) : 0.0),
+                      T(a.beta1),      T(1.0 - std::pow(a.beta1, t + 1.0))};
+  }
+  const Common<T> c = common<T>(a);
+  pick<2>(std::abs(T(w1)) < T(0.5), [&](auto small) {
+    pick<2>(a.hat != 0, [&](auto hat) {
+      pick<2>(a.radam_nesterov != 0, [&](auto nest) {
+        runner([&](int64_t i, int64_t b, int64_t e) {
+          T* p = static_cast<T*>(a.param[i]);
+          const T* g = static_cast<const T*>(a.grad[i]);
+          T* m = static_cast<T*>(a.s0[i]);
+          T* v = static_cast<T*>(a.s1[i]);
+          if (on[i])
+            radam_range<T, bool(small()), true, bool(hat()), bool(nest())>(p, g, m, v, b, e,
+                                                                            ks[i], c, a);
+          else
+            radam_range<T, bool(small()), false, bool(hat()), bool(nest())>(p, g, m, v, b, e,
+                                                                             ks[i], c, a);
+        });
+      });
+    });
+  });
+}
+
+template <typename T, bool SMALL>
+DESCEND_RANGE void adamax_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
+                                T* __restrict__ u, int64_t b, int64_t e, AdamaxC<T> k,
+                                Common<T> c, const Args& a) {
+  element_range(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+    descend::adamax_element<T, SMALL>(p[j], g[j], m[j], u[j], k, cj);
+  });
+}
+
+template <typename T, typename Runner>
+void adamax(const Args& a, Runner&& runner) {
+  std::vector<AdamaxC<T>> ks(a.n);
+  BiasCorrection bc1(a.beta1);
+  const double w1 = 1.0 - a.beta1;
+  for (int64_t i = 0; i < a.n; ++i) {
+    const double t = next_step(a, i);
+    ks[i] = AdamaxC<T>{T(w1), T(a.beta2), T(a.eps_in), T(a.eps_out), T(bc1.at(t))};
+  }
+  const Common<T> c = common<T>(a);
+  pick<2>(std::abs(T(w1)) < T(0.5), [&](auto small) {
+    runner([&](int64_t i, int64_t b, int64_t e) {
+      adamax_range<T, bool(small())>(static_cast<T*>(a.param[i]),
+                                     static_cast<const T*>(a.grad[i]), static_cast<T*>(a.s0[i]),
+                                     static_cast<T*>(a.s1[i]), b, e, ks[i], c, a);
+    });
+  });
+}
+
+// ADOPT: a tensor on its first step (t = 1) only measures v; from t = 2 the clipping bound
+// c(t − 1) = (t − 1)^p is that tensor's own (Python's float power, as clip_value_at).
+template <typename T, bool SMALL, bool NEST>
+DESCEND_RANGE void adopt_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ m,
+                               T* __restrict__ v, int64_t b, int64_t e, AdoptC<T> k,
+                               Common<T> c, const Args& a) {
+  element_range(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+    descend::adopt_element<T, SMALL, NEST>(p[j], g[j], m[j], v[j], k, cj);
+  });
+}
+
+template <typename T, bool DECAY>
+DESCEND_RANGE void adopt_first_range(T* __restrict__ p, const T* __restrict__ g,
+                                     T* __restrict__ v, int64_t b, int64_t e, Common<T> c,
+                                     const Args& a) {
+  element_range(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+    descend::adopt_first_element<T, DECAY>(p[j], g[j], v[j], cj);
+  });
+}
+
+template <typename T, typename Runner>
+void adopt(const Args& a, Runner&& runner) {
+  std::vector<AdoptC<T>> ks(a.n);
+  std::vector<uint8_t> first(a.n);
+  const double w1 = 1.0 - a.beta1, w2 = 1.0 - a.beta2;
+  for (int64_t i = 0; i < a.n; ++i) {
+    const double t = next_step(a, i);
+    first[i] = t <= 1.0;
+    double clip = a.adopt_clip ? std::pow(t - 1.0, a.adopt_clip_exp) : INFINITY;
+    if (a.adopt_clip_at) clip = a.adopt_clip_at[i];
+    ks[i] = AdoptC<T>{T(a.beta1), T(w1), T(a.beta2), T(w2), T(a.eps_out), T(clip)};
+  }
+  const Common<T> c = common<T>(a);
+  const bool decay_first = a.adopt_first_decay != 0;
+  pick<2>(std::abs(T(w1)) < T(0.5), [&](auto small) {
+    pick<2>(a.adopt_nesterov != 0, [&](auto nest) {
+      runner([&](int64_t i, int64_t b, int64_t e) {
+        T* p = static_cast<T*>(a.param[i]);
+        const T* g = static_cast<const T*>(a.grad[i]);
+        T* v = static_cast<T*>(a.s1[i]);
+        if (!first[i])
+          adopt_range<T, bool(small()), bool(nest())>(p, g, static_cast<T*>(a.s0[i]), v, b, e,
+                                                       ks[i], c, a);
+        else if (decay_first)
+          adopt_first_range<T, true>(p, g, v, b, e, c, a);
+        else
+          adopt_first_range<T, false>(p, g, v, b, e, c, a);
       });
     });
   });

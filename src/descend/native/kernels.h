@@ -346,4 +346,80 @@ DESCEND_HD void schedule_free_element(T& p, T g, T& v, T& z, T& x, const SchedFr
   p = apply_exact<T>(p, p - y, c);
 }
 
+// ------------------------------------------------------------- RAdam, Adamax, ADOPT ----
+// These three spell out every operation of their chain cores in both dtypes with the helpers of
+// AdEMAMix and Schedule-Free above: a product that torch rounds before an addition is mul_exact,
+// what torch's CPU kernel rounds once (lerp, add_ with alpha, addcmul) is one std::fma, and
+// divisions stay divisions (torch's `x / c` by a number is a true division in both dtypes).
+
+template <typename T>
+struct RadamC {
+  T w1, b2, w2, eps_in, eps_out, eps_root;  // w1 = 1 − β₁, w2 = 1 − β₂
+  T c1, c2, f, r;  // per tensor: 1 − β₁ᵗ, 1 − β₂ᵗ, √(1 − β₂ᵗ) ("hat") or 1, r_t
+  T b1, cn;        // nesterov: β₁ and 1 − β₁ᵗ⁺¹
+};
+
+// RAdam (scale_by_radam). m ← lerp(m, g, 1 − β₁), v ← v·β₂ + (1 − β₂)g²; m̂ = m/c₁ (optax's
+// nesterov: (m/cₙ)·β₁ + (g/c₁)·(1 − β₁)); rectified (ON, ρ_t > threshold): "hat"
+// u = m̂·√c₂/(√v + ε)·r_t, else u = m̂·1/(√(v/c₂ + ε_root [+ ε]) [+ ε])·r_t; off: u = m̂.
+template <typename T, bool SMALL, bool ON, bool HAT, bool NEST>
+DESCEND_HD void radam_element(T& p, T g, T& m, T& v, const RadamC<T>& k, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  m = lerp_exact<T, SMALL>(m, g, k.w1);
+  v = ewa_sq_exact(v, k.b2, k.w2, g);
+  T mh = NEST ? mul_exact(m / k.cn, k.b1) + mul_exact(g / k.c1, k.w1) : m / k.c1;
+  if (ON) {
+    T den;
+    if (HAT)
+      den = std::sqrt(v) + k.eps_out;
+    else
+      den = std::sqrt(v / k.c2 + k.eps_root + k.eps_in) + k.eps_out;
+    mh = mh * k.f / den * k.r;
+  }
+  p = apply_exact<T>(p, mh, c);
+}
+
+template <typename T>
+struct AdamaxC {
+  T w1, b2, eps_in, eps_out, c1;  // c1 per tensor: 1 − β₁ᵗ
+};
+
+// Adamax (scale_by_adamax): m ← lerp(m, g, 1 − β₁); u ← maximum(u·β₂, |g| + ε_in) (torch's
+// NaN-propagating maximum); u = m/(u + ε_out)/(1 − β₁ᵗ) (ε_in: torch/optax, ε_out: Keras).
+template <typename T, bool SMALL>
+DESCEND_HD void adamax_element(T& p, T g, T& m, T& u, const AdamaxC<T>& k, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  m = lerp_exact<T, SMALL>(m, g, k.w1);
+  u = max_nan(mul_exact(u, k.b2), std::fabs(g) + k.eps_in);
+  p = apply_exact<T>(p, m / (u + k.eps_out) / k.c1, c);
+}
+
+template <typename T>
+struct AdoptC {
+  T b1, w1, b2, w2, eps, clip;  // clip per tensor: c(t − 1), +inf when off
+};
+
+// ADOPT's first step (t = 1): v ← v + g² (addcmul_), u = 0; DECAY: the decoupled decay runs
+// on this step too (ADOPT's own chain skips it: after_first_step).
+template <typename T, bool DECAY>
+DESCEND_HD void adopt_first_element(T& p, T g, T& v, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  v = std::fma(g, g, v);
+  p = (DECAY ? mul_exact(p, c.keep) : p) - mul_exact(T(0), c.lr);
+}
+
+// ADOPT (scale_by_adopt), t ≥ 2: n = clamp(g / max(√v, ε), ±c); m ← lerp(m, n, 1 − β₁);
+// v ← v·β₂ + (1 − β₂)g²; u = m, or (NEST) n·(1 − β₁) then add_(m, alpha=β₁).
+template <typename T, bool SMALL, bool NEST>
+DESCEND_HD void adopt_element(T& p, T g, T& m, T& v, const AdoptC<T>& k, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  T den = std::sqrt(v);
+  den = den < k.eps ? k.eps : den;  // clamp_min: NaN stays NaN
+  const T n = clamp_sym(g / den, k.clip);
+  m = lerp_exact<T, SMALL>(m, n, k.w1);
+  v = ewa_sq_exact(v, k.b2, k.w2, g);
+  const T d = NEST ? std::fma(k.b1, m, mul_exact(n, k.w1)) : m;
+  p = apply_exact<T>(p, d, c);
+}
+
 }  // namespace descend

@@ -94,6 +94,16 @@ bool step_family(int32_t family, const Args& opt, Runner&& runner) {
     case 7:
       drv::schedule_free<T>(opt, runner);
       return true;
+    // RAdam, Adamax, ADOPT (issue #14)
+    case 8:
+      drv::radam<T>(opt, runner);
+      return true;
+    case 9:
+      drv::adamax<T>(opt, runner);
+      return true;
+    case 10:
+      drv::adopt<T>(opt, runner);
+      return true;
     default:
       return false;
   }
@@ -227,7 +237,7 @@ extern "C" int64_t descend_landscape(const LabArgs* a) {
 // evaluate, step the family with *opt (a group of one (N, d) parameter: θ) and track, block by
 // block. Returns the number of rows frozen, or −1 (nothing done) for arguments it refuses.
 extern "C" int64_t descend_lab_step(const Args* opt, const LabArgs* a) {
-  if (!known_function(*a) || a->family > 7 || a->steps < 1 || a->rows < 1) return -1;
+  if (!known_function(*a) || a->family > 10 || a->steps < 1 || a->rows < 1) return -1;
   if (a->family < 0 ? a->steps != 1 : (opt == nullptr || opt->n != 1)) return -1;
   return a->dtype == 1 ? lab_run<double>(opt, *a) : lab_run<float>(opt, *a);
 }

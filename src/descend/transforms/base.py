@@ -33,7 +33,7 @@ A transform is a small object with an ``init`` / ``update`` pair, in the spirit 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,6 +187,9 @@ class KernelPlan:
     # {Args field: state key} (Schedule-Free's γ_max and Σw): passed as arrays of doubles,
     # written back to the state after the call.
     host: dict | None = None
+    # per_tensor(ts) -> (Args field, one number per tensor) for a value Python must compute
+    # each step from each tensor's step t (ADOPT's clip_lambda function), or None
+    per_tensor: Callable[[list[float]], tuple[str, list[float]]] | None = None
 
 
 class Transform:

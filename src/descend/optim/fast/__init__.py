@@ -8,7 +8,8 @@ region over all the group's tensors — as fast as torch's fused Adam, for every
 AMSGrad of v̂, …). The non-finite check of ``nonfinite="skip"|"raise"`` is one read pass too.
 
 **The switch** is torch's keyword, on every named optimizer (SGD, Adagrad, RMSprop, Adam,
-AdamW, AMSGrad, NAdam, Lion, and any other whose chain core declares a kernel):
+AdamW, AMSGrad, NAdam, Lion, RAdam, Adamax, ADOPT, and any other whose chain core declares a
+kernel):
 
 * ``fused=None`` (default): fast path whenever the group qualifies, else the default path;
 * ``fused=True``: fast path or an error saying why not (checked at construction and at
@@ -184,7 +185,10 @@ def prepare_group(opt, index: int, group: dict, params: list) -> Prepared:
     _check_optimizer(opt)
     _lib_or_raise()
     links = opt.chain(group)
-    prepared = prepare(opt, index, links, _shape(opt, links).resolve(group), params)
+    plan = _shape(opt, links).resolve(group)
+    if plan.per_tensor is not None:  # the lab's call runs many steps; these change each step
+        raise Unsupported("a hyperparameter Python computes at each step (a function)")
+    prepared = prepare(opt, index, links, plan, params)
     opt.__dict__.setdefault("_fast_last", {})[index] = None
     return prepared
 

@@ -21,6 +21,9 @@ structures, ``array.array``), so a compiled step calls one op per param group in
     descend::schedule_free(… Tensor(b!)[] square_avg, Tensor(c!)[] z, Tensor(d!)[] x,
                            Tensor(e!)[] step …)  (not called: Schedule-Free's bookkeeping
                            is Python numbers, so a compiled Schedule-Free step runs the chain)
+    descend::radam(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, Tensor(d!)[] step …)
+    descend::adamax(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_inf, Tensor(d!)[] step …)
+    descend::adopt(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, Tensor(d!)[] step …)
 
 (an unused slot, e.g. AMSGrad's maximum without ``amsgrad``, is an empty list). ``plan`` is a
 token for the group's recognised chain and its non-tensor hyperparameters, registered when
@@ -61,6 +64,10 @@ SLOTS = {
     # AdEMAMix, Schedule-Free (issue #14); Schedule-Free SGD has no square_avg (s0 unused)
     "ademamix": ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq"),
     "schedule_free": ("square_avg", "z", "x"),
+    # RAdam, Adamax, ADOPT (issue #14)
+    "radam": ("exp_avg", "exp_avg_sq", None),
+    "adamax": ("exp_avg", "exp_inf", None),
+    "adopt": ("exp_avg", "exp_avg_sq", None),
 }
 EXTRA = {"nadam": "mu_product"}
 

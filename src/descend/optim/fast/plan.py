@@ -27,6 +27,7 @@ from torch import Tensor
 from ...transforms import (
     Transform,
     add_weight_decay,
+    after_first_step,
     clip_by_global_norm,
     clip_by_value,
     flip_sign,
@@ -52,6 +53,8 @@ class Shape:
     l2: add_weight_decay | None = None
     lr: scale_by_lr | None = None
     decay: add_weight_decay | None = None
+    # the decay skips each parameter's first step (ADOPT's after_first_step; its kernel only)
+    decay_after_first: bool = False
 
     def resolve(self, group: dict) -> Resolved:
         """The step's numbers and switches, or :class:`Unsupported`."""
@@ -71,6 +74,7 @@ class Resolved:
     extra: str | None = None  # NAdam's μ-product
     max_norm: float | None = None  # global-norm clipping threshold, or None
     host: dict | None = None  # {Args field: state key} of per-parameter Python numbers
+    per_tensor: object = None  # KernelPlan.per_tensor (ADOPT's clip_lambda function)
 
 
 def shape_of(links: list[Transform]) -> Shape:
@@ -100,6 +104,9 @@ def shape_of(links: list[Transform]) -> Shape:
     decay = None
     if rest and type(rest[0]) is add_weight_decay and rest[0].mode != "l2":
         decay = rest.pop(0)
+    after_first = False
+    if decay is None and rest and _decay_after_first(core, rest[0]):
+        decay, after_first = rest.pop(0).link, True
     if rest:
         names = ", ".join(type(t).__name__ for t in rest)
         raise Unsupported(f"links after the core ({names}) have no fast kernel")
@@ -116,6 +123,18 @@ def shape_of(links: list[Transform]) -> Shape:
         l2=pre.get("l2"),
         lr=lr,
         decay=decay,
+        decay_after_first=after_first,
+    )
+
+
+def _decay_after_first(core: Transform, link: Transform) -> bool:
+    """ADOPT's decoupled decay, ``after_first_step(add_weight_decay)``: its kernel knows each
+    parameter's first step and skips the decay there."""
+    return (
+        type(core).kernel == "adopt"
+        and type(link) is after_first_step
+        and type(link.link) is add_weight_decay
+        and link.link.mode != "l2"
     )
 
 
@@ -191,7 +210,17 @@ def _resolve(shape: Shape, group: dict) -> Resolved:
             if shape.decay.mode == "decoupled":
                 wd = _scaling(group, shape.decay.lr, "lr") * wd
             f["dec"], f["keep"] = 1, 1 - wd
+        if shape.family == "adopt":
+            f["adopt_first_decay"] = int(not shape.decay_after_first)
     plan = shape.core.kernel_plan(_Reader(group), f, shape.absorbed)
     return Resolved(
-        shape.family, f, plan.slots, plan.lazy, plan.lazy_fill, plan.extra, max_norm, plan.host
+        shape.family,
+        f,
+        plan.slots,
+        plan.lazy,
+        plan.lazy_fill,
+        plan.extra,
+        max_norm,
+        plan.host,
+        plan.per_tensor,
     )

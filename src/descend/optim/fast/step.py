@@ -451,6 +451,11 @@ def assemble(
             args.step_f64 = kind
         elif name == "extra":
             args.extra_f64 = kind
+    if plan.per_tensor is not None:  # from each tensor's t of this step (its counter + 1)
+        field, values = plan.per_tensor([float(s) + 1.0 for s in columns["step"][1]])
+        per_tensor = array("d", values)
+        keep_alive.append(per_tensor)
+        setattr(args, field, per_tensor.buffer_info()[0])
     keep_alive.append(arrays)
     args.grad = grad_ptr.buffer_info()[0]
     for name, buf in arrays.items():
