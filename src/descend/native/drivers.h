@@ -217,9 +217,11 @@ inline void each_element(const Args& a, int64_t b, int64_t e, const Common<T>& c
 
 // The three modes every element-wise family's range walks: per-element lr, keep and l2 (the
 // lab's (N, d) columns), per row (the lab's (N, 1) columns), else one Common for the whole
-// range, vectorised. el(j, c) updates element j with the Common it is given.
+// range, vectorised. el(j, c) updates element j with the Common it is given; flatten inlines
+// it (and what it calls) into the loops: left to its budget, gcc stopped inlining some
+// families' elements once the file held eleven families, and their loops stayed scalar.
 template <typename T, typename F>
-inline void element_range(const Args& a, int64_t b, int64_t e, const Common<T>& c, F&& el) {
+__attribute__((flatten)) inline void element_range(const Args& a, int64_t b, int64_t e, const Common<T>& c, F&& el) {
   if (a.row_len) {
     if (a.el_lr) return each_element(a, b, e, c, el);
     by_rows(a.row_len, b, e, [&](int64_t r, int64_t j0, int64_t j1) {
