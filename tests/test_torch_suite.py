@@ -126,12 +126,13 @@ from conftest import require_kernels
 from descend.optim.fast import last_path
 
 NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "NAdam")
+NAMES += ("Adadelta", "Rprop", "ASGD")  # kernels of issue 14
 # torch.optim's optimizers that descend runs on the chain only (no fast-path kernel yet):
 # ``fused=True`` is refused at construction (test_fused_true_is_refused_without_kernels,
 # _refuses_fused), the fused-only tests are replaced by test_chain_matches_torch, every other
 # test runs on the chain (see the module docstring). test_chain_only_is_what_has_no_kernel
 # keeps this list honest.
-CHAIN_ONLY = ("Rprop", "ASGD", "Adafactor", "RAdam", "Adamax", "Adadelta")
+CHAIN_ONLY = ("Adafactor", "RAdam", "Adamax")
 NAMES += CHAIN_ONLY
 FAST = {name: name not in CHAIN_ONLY for name in NAMES}
 # the tests about the fast path itself, run for the optimizers that have one

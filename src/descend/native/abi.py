@@ -12,6 +12,7 @@ DTYPES = {torch.float32: 0, torch.float64: 1}
 
 # the family index of LabArgs (lab.cpp's step_family switch, in this order)
 FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam", "lion")
+FAMILIES += ("adadelta", "rprop", "asgd")  # Adadelta, Rprop, ASGD
 
 # Landscape ids of ``landscapes.h`` (``enum Id``); the loader checks each name against the
 # library's ``descend_landscape_name``.
@@ -83,6 +84,18 @@ class Args(ctypes.Structure):
         ("el_lr", ctypes.c_void_p),
         ("el_keep", ctypes.c_void_p),
         ("el_l2", ctypes.c_void_p),
+        # Adadelta, Rprop, ASGD (Adadelta's rho is alpha, its eps eps_in; ASGD's eta is extra)
+        ("rprop_eta_minus", ctypes.c_double),
+        ("rprop_eta_plus", ctypes.c_double),
+        ("rprop_step_min", ctypes.c_double),
+        ("rprop_step_max", ctypes.c_double),
+        ("asgd_lr", ctypes.c_double),
+        ("asgd_lambd", ctypes.c_double),
+        ("asgd_alpha", ctypes.c_double),
+        ("asgd_t0", ctypes.c_double),
+        ("asgd_mu", ctypes.c_void_p),
+        ("asgd_mu_f64", ctypes.c_int32),
+        ("asgd_round32", ctypes.c_int32),
     ]
 
 

@@ -52,6 +52,10 @@ DESCEND_ENTRY(rmsprop)
 DESCEND_ENTRY(adam)
 DESCEND_ENTRY(nadam)
 DESCEND_ENTRY(lion)
+// Adadelta, Rprop, ASGD
+DESCEND_ENTRY(adadelta)
+DESCEND_ENTRY(rprop)
+DESCEND_ENTRY(asgd)
 
 extern "C" int descend_all_finite(const Args* a) {
   return a->dtype == 1 ? all_finite<double>(*a) : all_finite<float>(*a);

@@ -261,4 +261,91 @@ DESCEND_HD void lion_element(T& p, T g, T& m, const LionC<T>& k, const Common<T>
   p = apply<T>(p, sign_of(ci), c);
 }
 
+// ------------------------------------------------------------- Adadelta, Rprop, ASGD ----
+// These three spell every operation out in both dtypes, so each equals the chain bit for bit:
+// a product is rmul (rounded before anything is added to it, float included), an op torch's
+// CPU kernel rounds once (addcmul) is one std::fma, and θ's update is apply_r (θ·keep and
+// d·γ each rounded, then subtracted: foreach mul_ then sub_, as the chain).
+
+// a·b rounded to T, in float as in double (fma(a, b, −0): see mul).
+template <typename T>
+DESCEND_HD T rmul(T a, T b) {
+  return std::fma(a, b, T(-0.0));
+}
+
+// v·β + (1 − β)·x² as mul_(β) then addcmul_(x, x, value=1 − β): fma((1 − β)·x, x, v·β).
+template <typename T>
+DESCEND_HD T ewa_sq_r(T v, T beta, T w, T x) {
+  return std::fma(rmul(w, x), x, rmul(v, beta));
+}
+
+// θ·(1 − k) − γ·d with each product rounded (keep = 1 when the decay is off: θ·1 = θ).
+template <typename T>
+DESCEND_HD T apply_r(T p, T d, const Common<T>& c) {
+  return rmul(p, c.keep) - rmul(d, c.lr);
+}
+
+template <typename T>
+struct AdadeltaC {
+  T rho, w, eps;  // w = 1 − ρ
+};
+
+// Adadelta (scale_by_adadelta): v ← ρv + (1 − ρ)g²; Δ = √(a + ε) / √(v + ε) · g;
+// a ← ρa + (1 − ρ)Δ²; θ ← θ·keep − γΔ.
+template <typename T>
+DESCEND_HD void adadelta_element(T& p, T g, T& v, T& a, const AdadeltaC<T>& k,
+                                 const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  v = ewa_sq_r(v, k.rho, k.w, g);
+  const T std_ = std::sqrt(v + k.eps);
+  T delta = std::sqrt(a + k.eps);
+  delta = rmul(delta / std_, g);
+  a = ewa_sq_r(a, k.rho, k.w, delta);
+  p = apply_r<T>(p, delta, c);
+}
+
+template <typename T>
+struct RpropC {
+  T eta_minus, eta_plus, lo, hi;  // etas and step_sizes, as torch casts them to T
+};
+
+// Rprop (scale_by_rprop, torch's iRprop⁻): s = sign(g·g₋₁); η ← clamp(η·(η₊ if s > 0, η₋ if
+// s < 0, 1 else), Γ_min, Γ_max); g ← 0 where s < 0; g₋₁ ← g; θ ← θ − η·sign(g). torch.sign is
+// 0 for NaN, so a NaN product leaves η (factor 1) and the step (sign 0) as they are; a NaN η
+// stays NaN through the clamp (torch.clamp propagates it).
+template <typename T>
+DESCEND_HD void rprop_element(T& p, T g, T& prev, T& size, const RpropC<T>& k,
+                              const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  const T s = sign_of(rmul(g, prev));
+  const T factor = s > T(0) ? k.eta_plus : (s < T(0) ? k.eta_minus : T(1));
+  T z = rmul(size, factor);
+  z = z < k.lo ? k.lo : z;  // clamp(min), then clamp(max): NaN passes both
+  z = z > k.hi ? k.hi : z;
+  size = z;
+  const T masked = s < T(0) ? T(0) : g;
+  prev = masked;
+  p = apply_r<T>(p, rmul(sign_of(masked), z), c);
+}
+
+template <typename T>
+struct AsgdC {
+  T keep, eta, mu;  // per tensor: 1 − λη, η and μ of the previous step
+};
+
+// ASGD (averaged_sgd, torch's single-tensor form): θ ← θ·(1 − λη) − η·g; θ̄ ← θ̄ + μ(θ − θ̄)
+// (AVG: μ ≠ 1), else θ̄ ← θ. The learning rate is inside η: no lr or decay link follows.
+template <typename T, bool AVG>
+DESCEND_HD void asgd_element(T& p, T g, T& ax, const AsgdC<T>& k, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  const T shrunk = rmul(p, k.keep);
+  const T u = rmul(g, k.eta);
+  const T next = shrunk - u;
+  if (AVG)
+    ax = ax + rmul(next - ax, k.mu);
+  else
+    ax = next;
+  p = next;
+}
+
 }  // namespace descend

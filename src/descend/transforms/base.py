@@ -137,8 +137,14 @@ class KernelPlan:
 
     slots: tuple[str | None, str | None, str | None] = (None, None, None)
     lazy: str | None = None
-    lazy_fill: float | None = None
+    lazy_fill: float | Tensor | None = None  # a Tensor: the lab's (N, 1) per-run values
     extra: str | None = None
+    # Adadelta, Rprop, ASGD: the extra scalar created on first use with this value, as a 0-d
+    # tensor of torch's scalar dtype (ASGD's η₀ = γ), when ``init`` does not create it; and
+    # further per-parameter 0-d state as (``Args`` pointer field, state key) pairs (ASGD's μ:
+    # ``("asgd_mu", "mu")``; its dtype flag is the field's name + ``_f64``).
+    extra_fill: float | None = None
+    scalars: tuple[tuple[str, str], ...] = ()
 
 
 class Transform:

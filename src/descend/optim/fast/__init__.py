@@ -279,6 +279,7 @@ def init_compiled(opt, index: int, group: dict, params: list) -> tuple | None:
     family = plan.family
     column_keys = [plan.slots[i] for i, name in enumerate(SLOTS[family]) if name is not None]
     column_keys += ["step", plan.extra] if family in EXTRA else ["step"]
+    column_keys += [key for _, key in plan.scalars]
     lazy = (column_keys.index(plan.lazy), plan.lazy) if created else None
     columns = [
         [] if key is None or (lazy is not None and key == lazy[1]) else [st[key] for st in states]

@@ -70,6 +70,8 @@ class Resolved:
     lazy_fill: float | None = None  # adagrad's "sum": created filled with this value
     extra: str | None = None  # NAdam's μ-product
     max_norm: float | None = None  # global-norm clipping threshold, or None
+    extra_fill: float | None = None  # the extra scalar's first value (ASGD's η₀ = γ)
+    scalars: tuple[tuple[str, str], ...] = ()  # further 0-d state: (Args field, state key)
 
 
 def shape_of(links: list[Transform]) -> Shape:
@@ -159,6 +161,10 @@ class _Reader:
     def scaling(self, ref, name: str) -> float | Tensor:
         return _scaling(self.group, ref, name)
 
+    def refuse(self, reason: str) -> None:
+        """Raise :class:`Unsupported` for a setting the kernel does not take (the reason)."""
+        raise Unsupported(reason)
+
 
 def _resolve(shape: Shape, group: dict) -> Resolved:
     f: dict = {"gscale": -1.0 if shape.maximize else 1.0}  # × the clipping factor, per step
@@ -180,4 +186,14 @@ def _resolve(shape: Shape, group: dict) -> Resolved:
                 wd = _scaling(group, shape.decay.lr, "lr") * wd
             f["dec"], f["keep"] = 1, 1 - wd
     plan = shape.core.kernel_plan(_Reader(group), f, shape.absorbed)
-    return Resolved(shape.family, f, plan.slots, plan.lazy, plan.lazy_fill, plan.extra, max_norm)
+    return Resolved(
+        shape.family,
+        f,
+        plan.slots,
+        plan.lazy,
+        plan.lazy_fill,
+        plan.extra,
+        max_norm,
+        plan.extra_fill,
+        plan.scalars,
+    )
