@@ -1111,3 +1111,25 @@ def test_adadelta_rprop_asgd_switch_paths_every_step(spec):
     else:
         assert all(torch.equal(x, y) for x, y in zip(a, b))
         _same_state(opt, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+def test_asgd_per_run_weight_decay_takes_the_kernel(dtype):
+    """A per-run (N, 1) L2 weight decay with one lr: ASGD's kernel in the per-element row mode
+    (the lab's layout), averaging from step 7, equal to the chain."""
+    wd = torch.linspace(0, 0.1, 300, dtype=dtype).reshape(-1, 1)
+
+    def make(fused):
+        def build(ps):
+            opt = D.ASGD(ps, lr=0.02, lambd=0.01, t0=5, fused=fused)
+            opt.param_groups[0]["weight_decay"] = wd
+            return opt
+
+        return build
+
+    (a, opt), (b, ref) = [
+        run(make(f), dtype, params=make_params(dtype, [(300, 3)]), steps=30) for f in (None, False)
+    ]
+    assert fast.last_path(opt) == {0: "fast"}
+    assert rel(a, b) <= TOL[dtype]
+    _same_state(opt, ref, exact=False)

@@ -340,7 +340,10 @@ DESCEND_HD void asgd_element(T& p, T g, T& ax, const AsgdC<T>& k, const Common<T
   g = grad_in<T>(g, p, c);
   const T shrunk = rmul(p, k.keep);
   const T u = rmul(g, k.eta);
-  const T next = shrunk - u;
+  // θ − u, through apply_r with γ = keep = 1 (ASGD has no lr or decay link, Common holds 1s,
+  // row columns too): exact, and the lab's per-element loop (each_element) stays vectorised —
+  // with Common's lr and keep unused, gcc 12 kept its per-lane copies in memory and gave up.
+  const T next = apply_r<T>(shrunk - u, T(0), c);
   if (AVG)
     ax = ax + rmul(next - ax, k.mu);
   else
