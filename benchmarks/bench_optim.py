@@ -195,6 +195,27 @@ CASES = [
         conventions=("torch", "optax"),
         note="compared with torch's fused Adam only",
     ),
+    # Adadelta, Rprop, ASGD (torch has no fused kernel for them)
+    Case("adadelta", _spec("adadelta"), _torch(T.Adadelta), "Adadelta", 28, torch_fused=False),
+    Case(
+        "rprop",
+        _spec("rprop"),
+        _torch(T.Rprop),
+        "Rprop",
+        28,
+        conventions=("torch",),
+        torch_fused=False,
+    ),
+    Case(
+        "asgd",
+        _spec("asgd"),
+        _torch(T.ASGD),
+        "ASGD",
+        16,
+        conventions=("torch",),
+        torch_fused=False,
+        note="torch's t0 = 1e6: θ̄ ← θ (a write, 16 B); averaging (μ ≠ 1) reads θ̄ too (20 B)",
+    ),
     Case(
         "from_chain adam",
         _from_chain,
@@ -225,6 +246,10 @@ TARGETS = [
     ("radam", "torch", "adam", 0.8),
     ("adamax", "torch", "adam", 0.8),
     ("adopt", "torch", "adam", 0.8),
+    # Adadelta, Rprop, ASGD (issue #14)
+    ("adadelta", "torch", "adam", 0.8),
+    ("rprop", "torch", "adam", 0.8),
+    ("asgd", "torch", "adam", 0.8),
 ]
 
 
@@ -509,8 +534,9 @@ def targets_table(rows: list[dict]) -> str:
 
 
 NOTES = """\
-Bytes per parameter (fp32, minimal traffic): SGD 12, SGD with momentum / RMSprop / Adagrad /
-Lion 20, Adam / AdamW / NAdam / centered RMSprop 28, AMSGrad 36 (Keras-convention SGD keeps its
+Bytes per parameter (fp32, minimal traffic): SGD 12, ASGD before t₀ 16, SGD with momentum /
+RMSprop / Adagrad / Lion 20, Adam / AdamW / NAdam / centered RMSprop / Adadelta / Rprop 28,
+AMSGrad 36 (Keras-convention SGD keeps its
 velocity even without momentum: 20 B moved, counted as 12). "× axpy" is the fast path's GB/s as a
 fraction of the in-place axpy probe's GB/s in the same rounds. "vs torch fused" compares with
 torch's fused kernel of the same algorithm (SGD, Adagrad, Adam, AdamW only — torch has none

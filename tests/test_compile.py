@@ -133,6 +133,10 @@ CASES = {
     "adopt": lambda ps, lr, f: D.ADOPT(
         ps, lr=lr, weight_decay=0.1, decoupled_weight_decay=True, fused=f
     ),
+    # Adadelta, Rprop, ASGD
+    "adadelta": lambda ps, lr, f: D.Adadelta(ps, lr=lr, weight_decay=0.01, fused=f),
+    "rprop": lambda ps, lr, f: D.Rprop(ps, lr=lr, maximize=True, fused=f),
+    "asgd": lambda ps, lr, f: D.ASGD(ps, lr=lr, lambd=0.01, t0=2, weight_decay=0.01, fused=f),
 }
 
 
@@ -156,9 +160,11 @@ def test_ademamix_fast_path_compiles_as_one_op(torch_counts):
         assert all(torch.equal(ours_sd["state"][i][k], v) for k, v in st.items())
 
 
-# Families whose chain, not their kernel, breaks the graph: ADOPT's first step is a Python
-# branch on each tensor's step (t <= 1), a graph break per parameter; its fast-path op has none.
-FUSED_ONLY = {"adopt"}
+# Families whose chain, not their kernel, breaks the graph (their fast-path op has none):
+# ADOPT's first step is a Python branch on each tensor's step (t <= 1), a graph break per
+# parameter; ASGD's chain reads η and μ as Python numbers (.item(), as torch's single-tensor
+# ASGD does).
+FUSED_ONLY = {"adopt", "asgd"}
 
 
 @pytest.mark.parametrize(
@@ -270,7 +276,7 @@ def test_op_schema_names_what_each_kernel_writes():
         ]
         for family in (
             *("sgd", "adagrad", "rmsprop", "nadam", "lion", "ademamix"),
-            *("radam", "adamax", "adopt"),
+            *("radam", "adamax", "adopt", "adadelta", "rprop", "asgd"),
         )
     }
     assert written == {
@@ -283,6 +289,9 @@ def test_op_schema_names_what_each_kernel_writes():
         "radam": ["params", "exp_avg", "exp_avg_sq", "step"],
         "adamax": ["params", "exp_avg", "exp_inf", "step"],
         "adopt": ["params", "exp_avg", "exp_avg_sq", "step"],
+        "adadelta": ["params", "square_avg", "acc_delta", "step"],
+        "rprop": ["params", "prev", "step_size", "step"],
+        "asgd": ["params", "ax", "step", "eta", "mu"],
     }
 
 

@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import require_kernels
-from descend.optim import available
+from descend.optim import REGISTRY, available
 
 EXAMPLES = 500
 CASE_TIMEOUT_S = 120  # the first case pays the worker's start (torch import, gloo)
@@ -323,14 +323,15 @@ SHAPES = st.sampled_from([(7, 3), (), (0,), (40,), (2, 3, 4, 5), (1, 1), (5, 4, 
 @st.composite
 def cases(draw) -> dict:
     spec = draw(st.sampled_from(FAMILIES))
+    cls = REGISTRY[spec].cls  # Rprop: no weight_decay keyword
     convention = draw(st.sampled_from(_conventions(spec)))
     options = [f"convention={convention}", "lr=0.01"]
-    if draw(st.booleans()):
+    if "weight_decay" in cls.keywords and draw(st.booleans()):
         options.append("weight_decay=0.05")
     if draw(st.integers(0, 4)) == 0:
         options.append("max_grad_norm=0.5")
     maximizing = ("adam", "nadam", "rmsprop", "lion", "ademamix", "schedule-free-adamw")
-    maximizing += ("radam", "adamax", "adopt")
+    maximizing += ("radam", "adamax", "adopt", "adadelta", "rprop", "asgd")
     if spec in (*maximizing, "schedule-free-sgd") and draw(st.booleans()):
         options.append("maximize=True")
     dtensor = draw(st.integers(0, 5)) == 0
@@ -391,7 +392,8 @@ def test_dtensor_on_a_one_rank_mesh_steps_on_the_fast_kernels(child, dtype):
     mixed) on a one-rank gloo mesh takes the fast kernels under the default ``fused=None``
     (through its local shards, clipping included) and ends equal to ``fused=False``."""
     for spec in FAMILIES:
-        for options in ("lr=0.01", "lr=0.01,weight_decay=0.05,max_grad_norm=0.5"):
+        decay = "weight_decay=0.05," if "weight_decay" in REGISTRY[spec].cls.keywords else ""
+        for options in ("lr=0.01", f"lr=0.01,{decay}max_grad_norm=0.5"):
             case = {
                 "spec": f"{spec}:{options}",
                 "params": [[[40], "contiguous", dtype, "cpu"], [[7, 3], "contiguous", dtype, "cpu"],

@@ -344,6 +344,57 @@ def test_radam_adamax_adopt_take_the_fused_run(monkeypatch, spec, dtype) -> None
     assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
 
 
+# Adadelta, Rprop, ASGD (averaging from step 12: μ and η are per-parameter counters that
+# every block of 2,048 rows starts from, as the step count)
+FUSED_FAMILIES = [
+    "adadelta:lr=0.5,weight_decay=0.01",
+    "rprop:lr=0.01,etas=(0.4,1.3)",
+    "asgd:lr=0.001,t0=10,lambd=0.01,weight_decay=0.01",
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spec", FUSED_FAMILIES)
+def test_adadelta_rprop_asgd_take_the_fused_run(monkeypatch, spec, dtype) -> None:
+    """Their kernel families are the lab's too: all steps in one fused call over two blocks
+    of rows, equal to the step-by-step loop bit for bit."""
+    calls = []
+    real = CompiledTracker.fused_run
+
+    def counting(self, t, steps, *args):
+        calls.append(steps)
+        return real(self, t, steps, *args)
+
+    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    x0 = starts(3000)
+    fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert calls == [60]
+    monkeypatch.setattr(CompiledTracker, "fused_run", real)
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert_same(fused, plain, dtype)
+    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+
+
+def test_asgd_with_per_run_lr_declines_the_fused_run(monkeypatch) -> None:
+    """Two ASGD learning rates in one group are an (N, 1) lr: one η per run, which the kernel
+    (one η per tensor) does not take — the lab steps those runs on the chain, as it would
+    without kernels."""
+    calls = []
+    real = CompiledTracker.fused_run
+    monkeypatch.setattr(
+        CompiledTracker, "fused_run", lambda self, *a: calls.append(a) or real(self, *a)
+    )
+    specs = ["asgd:lr=0.001,t0=5", "asgd:lr=0.002,t0=5"]
+    x0 = starts(40)
+    ours = lab.run("rosenbrock", specs, x0, 30, dtype=torch.float64)
+    assert calls == []
+    monkeypatch.setattr(CompiledTracker, "fused_run", real)
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", specs, x0, 30, dtype=torch.float64)
+    assert_same(ours, plain, torch.float64)
+
+
 def domain_starts(ls, n: int) -> np.ndarray:
     """n starts across the domain, the first beyond the bound (100 × the domain)."""
     x = domain_points(ls, n, torch.float64, seed=2)[:n].numpy().copy()

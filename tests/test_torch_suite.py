@@ -2,8 +2,8 @@
 
 A port of the device-generic CPU tests of torch 2.13's ``test/test_optim.py`` (class
 ``TestOptimRenewed``) to pytest, written for descend: the behaviour each torch test checks is
-checked here on descend's SGD, Adagrad, RMSprop, Adam, AdamW, NAdam, RAdam and Adamax, and on
-the chain-only Rprop, ASGD, Adafactor, Adadelta and Muon (:data:`CHAIN_ONLY`, no fast-path
+checked here on descend's SGD, Adagrad, RMSprop, Adam, AdamW, NAdam, RAdam, Adamax, Adadelta,
+Rprop and ASGD, and on the chain-only Adafactor and Muon (:data:`CHAIN_ONLY`, no fast-path
 kernel yet). The inputs are
 torch's own: every :class:`OptimizerInfo` is torch's entry from
 ``torch.testing._internal.common_optimizers.optim_db`` (shipped in the torch wheel) with
@@ -48,7 +48,9 @@ Adapted (torch's check kept, the setting changed), with the reason:
   either both floats or both Tensors" (each β is read on its own) — for these the test
   asserts instead that the optimizer steps exactly like the one with plain floats; "Tensor
   lr must be 1-element" (descend's lab steps N trajectories with an (N, 1) lr column) —
-  the test asserts that an (N, 1) lr steps row i as an optimizer with lr[i] would.
+  the test asserts that an (N, 1) lr steps row i as an optimizer with lr[i] would (ASGD
+  with ``fused=True``: its kernel keeps one η per tensor, so ``fused=True`` refuses the column,
+  asserted, and the rows step on the chain with ``fused=None``, which says why).
 * ``test_forloop_goes_right_direction`` with ``contiguous=False`` on the fast path: the C++
   kernels take contiguous tensors only, so ``fused=True`` refuses non-contiguous parameters
   at construction (asserted) and the test runs with ``fused=None``, asserting that the group
@@ -56,17 +58,18 @@ Adapted (torch's check kept, the setting changed), with the reason:
 * ``test_fused_error_on_params_on_meta``: descend checks ``fused=True`` when the optimizer is
   built, so parameters on "meta" are refused there (``ValueError`` naming the device) instead
   of at the first step; after ``to_empty(device="cpu")`` a new ``fused=True`` optimizer steps
-  on the fast path. Run for all six optimizers (torch: its fused CPU ones, Adagrad/Adam/AdamW).
+  on the fast path. Run for all nine optimizers with kernels (torch: its fused CPU ones,
+  Adagrad/Adam/AdamW).
 * ``test_complex`` / ``test_complex_2d`` also run on the fast path (torch skips fused there:
   its kernels lack complex; descend steps complex parameters as ``view_as_real`` on both).
 * ``test_fused_matches_forloop``'s float16/bfloat16 dtypes: descend's kernels are float32 and
   float64 (a ``fused=True`` optimizer refuses the others, asserted in
-  :func:`test_fused_refuses_half_precision`); float32 and float64 are compared, for all six
+  :func:`test_fused_refuses_half_precision`); float32 and float64 are compared, for all nine
   optimizers (torch: float64 for foreach, its three fused-on-CPU optimizers for fused).
 * ``test_adamw_serialization`` checks ``weight_decay_mode`` (descend's key) besides torch's
   ``decoupled_weight_decay``, with both descend's and torch's state dicts.
 
-* The chain-only optimizers (Rprop, ASGD, Adafactor) have no ``fused=True`` path: every test
+* The chain-only optimizer Adafactor has no ``fused=True`` path: every test
   taking ``fused`` runs on the chain only; the fast-path tests (``test_fused_matches_chain``,
   ``test_fused_refuses_half_precision``, ``test_fused_error_on_params_on_meta``) become
   :func:`test_chain_matches_torch` (torch's foreach-vs-forloop comparison with descend's chain
@@ -146,12 +149,13 @@ from descend.optim.fast import last_path
 
 NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "NAdam")
 NAMES += ("RAdam", "Adamax")  # their kernels: issue #14
+NAMES += ("Adadelta", "Rprop", "ASGD")  # kernels of issue 14
 # torch.optim's optimizers that descend runs on the chain only (no fast-path kernel yet):
 # ``fused=True`` is refused at construction (test_fused_true_is_refused_without_kernels,
 # _refuses_fused), the fused-only tests are replaced by test_chain_matches_torch, every other
 # test runs on the chain (see the module docstring). test_chain_only_is_what_has_no_kernel
 # keeps this list honest.
-CHAIN_ONLY = ("Rprop", "ASGD", "Adafactor", "Adadelta", "Muon")  # RAdam, Adamax: kernels
+CHAIN_ONLY = ("Adafactor", "Muon")  # the others have kernels (issue #14)
 NAMES += CHAIN_ONLY
 FAST = {name: name not in CHAIN_ONLY for name in NAMES}
 # the tests about the fast path itself, run for the optimizers that have one
@@ -392,7 +396,12 @@ def _lr_column(info, fused) -> None:
     torch.manual_seed(0)
     start, lrs = torch.randn(2, 3), (0.1, 0.2)
     p = start.clone().requires_grad_()
-    opt = info.optim_cls([p], lr=torch.tensor([[lrs[0]], [lrs[1]]]), fused=fused)
+    column = torch.tensor([[lrs[0]], [lrs[1]]])
+    refused = fused and info.optim_cls is D.ASGD  # its kernel keeps one η per tensor
+    if refused:  # fused=True says so; fused=None steps the rows on the chain
+        with pytest.raises(ValueError, match=r"lr is a tensor \(shape \(2, 1\)\)"):
+            info.optim_cls([p], lr=column, fused=True)
+    opt = info.optim_cls([p], lr=column, fused=None if refused else fused)
     rows = [start[i : i + 1].clone().requires_grad_() for i in range(2)]
     refs = [info.optim_cls([r], lr=lr, fused=False) for r, lr in zip(rows, lrs)]
     for t in range(3):
@@ -402,7 +411,10 @@ def _lr_column(info, fused) -> None:
             r.grad = p.grad[i : i + 1].clone()
             ref.step()
         opt.step()
-    assert_path(opt, fused)
+    if refused:
+        assert last_path(opt) == {0: "default: lr is a tensor (shape (2, 1)), not a number"}
+    else:
+        assert_path(opt, fused)
     torch.testing.assert_close(p, torch.cat(rows))
 
 

@@ -14,6 +14,7 @@ DTYPES = {torch.float32: 0, torch.float64: 1}
 FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam", "lion")
 FAMILIES += ("ademamix", "schedule_free")  # AdEMAMix, Schedule-Free (issue #14)
 FAMILIES += ("radam", "adamax", "adopt")  # RAdam, Adamax, ADOPT (issue #14)
+FAMILIES += ("adadelta", "rprop", "asgd")  # Adadelta, Rprop, ASGD (issue #14)
 
 # Landscape ids of ``landscapes.h`` (``enum Id``); the loader checks each name against the
 # library's ``descend_landscape_name``.
@@ -111,6 +112,18 @@ class Args(ctypes.Structure):
         ("adopt_first_decay", ctypes.c_int32),
         ("adopt_clip_exp", ctypes.c_double),
         ("adopt_clip_at", ctypes.c_void_p),
+        # Adadelta, Rprop, ASGD (Adadelta's rho is alpha, its eps eps_in; ASGD's eta is extra)
+        ("rprop_eta_minus", ctypes.c_double),
+        ("rprop_eta_plus", ctypes.c_double),
+        ("rprop_step_min", ctypes.c_double),
+        ("rprop_step_max", ctypes.c_double),
+        ("asgd_lr", ctypes.c_double),
+        ("asgd_lambd", ctypes.c_double),
+        ("asgd_alpha", ctypes.c_double),
+        ("asgd_t0", ctypes.c_double),
+        ("asgd_mu", ctypes.c_void_p),
+        ("asgd_mu_f64", ctypes.c_int32),
+        ("asgd_round32", ctypes.c_int32),
     ]
 
 

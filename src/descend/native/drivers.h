@@ -36,6 +36,7 @@
 
 namespace descend::drv {
 
+using descend::AdadeltaC;
 using descend::AdagradC;
 using descend::AdamC;
 using descend::AdemamixC;
@@ -44,6 +45,8 @@ using descend::SchedFreeC;
 using descend::AdamaxC;
 using descend::AdoptC;
 using descend::RadamC;
+using descend::AsgdC;
+using descend::RpropC;
 using descend::Common;
 using descend::MomentumC;
 using descend::NadamC;
@@ -106,6 +109,12 @@ struct Args {
   int32_t adopt_first_decay;  // 1: the decoupled decay runs on the first step too
   double adopt_clip_exp;
   const double* adopt_clip_at;  // [n] each tensor's c(t − 1) (a clip_lambda function), or NULL
+  // Adadelta, Rprop, ASGD (Adadelta's ρ is alpha, its ε eps_in; ASGD's η is the extra column)
+  double rprop_eta_minus, rprop_eta_plus, rprop_step_min, rprop_step_max;
+  double asgd_lr, asgd_lambd, asgd_alpha, asgd_t0;
+  void* const* asgd_mu;  // [n] 0-d μ (float32, or float64 if asgd_mu_f64)
+  int32_t asgd_mu_f64;
+  int32_t asgd_round32;  // 1: the new η and μ pass through float32 (torch.as_tensor, default dtype)
 };
 
 constexpr int64_t kGrain = 1 << 15;  // fewer elements than this per thread: not worth a thread
@@ -834,6 +843,107 @@ void adopt(const Args& a, Runner&& runner) {
           adopt_first_range<T, false>(p, g, v, b, e, c, a);
       });
     });
+  });
+}
+
+// ------------------------------------------------------------- Adadelta, Rprop, ASGD ----
+// Adadelta and Rprop have no step-dependent coefficient (the step counter is still advanced:
+// torch's state has it); every tensor shares one coefficient struct.
+template <typename T>
+DESCEND_RANGE void adadelta_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ v,
+                                  T* __restrict__ acc, int64_t b, int64_t e, AdadeltaC<T> k,
+                                  Common<T> c, const Args& a) {
+  element_range(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+    descend::adadelta_element<T>(p[j], g[j], v[j], acc[j], k, cj);
+  });
+}
+
+template <typename T, typename Runner>
+void adadelta(const Args& a, Runner&& runner) {
+  for (int64_t i = 0; i < a.n; ++i) next_step(a, i);
+  const AdadeltaC<T> k{T(a.alpha), T(1.0 - a.alpha), T(a.eps_in)};
+  const Common<T> c = common<T>(a);
+  runner([&](int64_t i, int64_t b, int64_t e) {
+    adadelta_range<T>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+                      static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]), b, e, k, c, a);
+  });
+}
+
+template <typename T>
+DESCEND_RANGE void rprop_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ prev,
+                               T* __restrict__ size, int64_t b, int64_t e, RpropC<T> k,
+                               Common<T> c, const Args& a) {
+  element_range(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+    descend::rprop_element<T>(p[j], g[j], prev[j], size[j], k, cj);
+  });
+}
+
+template <typename T, typename Runner>
+void rprop(const Args& a, Runner&& runner) {
+  for (int64_t i = 0; i < a.n; ++i) next_step(a, i);
+  const RpropC<T> k{T(a.rprop_eta_minus), T(a.rprop_eta_plus), T(a.rprop_step_min),
+                    T(a.rprop_step_max)};
+  const Common<T> c = common<T>(a);
+  runner([&](int64_t i, int64_t b, int64_t e) {
+    rprop_range<T>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
+                   static_cast<T*>(a.s0[i]), static_cast<T*>(a.s1[i]), b, e, k, c, a);
+  });
+}
+
+// A 0-d per-parameter state (ASGD's η, μ) in its own dtype.
+inline double read_scalar(void* const* col, int64_t i, int32_t f64) {
+  return f64 ? *static_cast<const double*>(col[i])
+             : static_cast<double>(*static_cast<const float*>(col[i]));
+}
+
+inline void write_scalar(void* const* col, int64_t i, int32_t f64, double value) {
+  if (f64)
+    *static_cast<double*>(col[i]) = value;
+  else
+    *static_cast<float*>(col[i]) = static_cast<float>(value);
+}
+
+template <typename T, bool AVG>
+DESCEND_RANGE void asgd_range(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ ax,
+                              int64_t b, int64_t e, AsgdC<T> k, Common<T> c, const Args& a) {
+  element_range(a, b, e, c, [&](int64_t j, const Common<T>& cj) {
+    descend::asgd_element<T, AVG>(p[j], g[j], ax[j], k, cj);
+  });
+}
+
+// ASGD as torch's single-tensor step: per tensor, t ← t + 1, this step's coefficients from η
+// and μ as they are (1 − λη, η; average when μ ≠ 1), then η ← γ/(1 + λγt)^α and
+// μ ← 1/max(1, t − t₀), computed in double as Python does (each product rounded) and stored
+// in the state's dtype (through float32 first when torch.as_tensor would make a float32).
+template <typename T, typename Runner>
+void asgd(const Args& a, Runner&& runner) {
+  std::vector<AsgdC<T>> ks(a.n);
+  std::vector<uint8_t> avg(a.n);
+  const double lr = a.asgd_lr, lambd = a.asgd_lambd;
+  for (int64_t i = 0; i < a.n; ++i) {
+    const double t = next_step(a, i);
+    const double eta = read_scalar(a.extra, i, a.extra_f64);
+    const double mu = read_scalar(a.asgd_mu, i, a.asgd_mu_f64);
+    ks[i] = AsgdC<T>{T(1.0 - descend::mul(lambd, eta)), T(eta), T(mu)};
+    avg[i] = mu != 1.0;
+    double next_eta = lr / std::pow(1.0 + descend::mul(descend::mul(lambd, lr), t), a.asgd_alpha);
+    double next_mu = 1.0 / std::max(1.0, t - a.asgd_t0);
+    if (a.asgd_round32) {
+      next_eta = static_cast<double>(static_cast<float>(next_eta));
+      next_mu = static_cast<double>(static_cast<float>(next_mu));
+    }
+    write_scalar(a.extra, i, a.extra_f64, next_eta);
+    write_scalar(a.asgd_mu, i, a.asgd_mu_f64, next_mu);
+  }
+  const Common<T> c = common<T>(a);
+  runner([&](int64_t i, int64_t b, int64_t e) {
+    T* p = static_cast<T*>(a.param[i]);
+    const T* g = static_cast<const T*>(a.grad[i]);
+    T* ax = static_cast<T*>(a.s0[i]);
+    if (avg[i])
+      asgd_range<T, true>(p, g, ax, b, e, ks[i], c, a);
+    else
+      asgd_range<T, false>(p, g, ax, b, e, ks[i], c, a);
   });
 }
 

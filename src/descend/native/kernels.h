@@ -422,4 +422,76 @@ DESCEND_HD void adopt_element(T& p, T g, T& m, T& v, const AdoptC<T>& k, const C
   p = apply_exact<T>(p, d, c);
 }
 
+// ------------------------------------------------------------- Adadelta, Rprop, ASGD ----
+// These three spell every operation out in both dtypes, so each equals the chain bit for bit:
+// a product is mul_exact (rounded before anything is added to it, float included), an op torch's
+// CPU kernel rounds once (addcmul) is one std::fma, and θ's update is apply_exact (θ·keep and
+// d·γ each rounded, then subtracted: foreach mul_ then sub_, as the chain).
+
+template <typename T>
+struct AdadeltaC {
+  T rho, w, eps;  // w = 1 − ρ
+};
+
+// Adadelta (scale_by_adadelta): v ← ρv + (1 − ρ)g²; Δ = √(a + ε) / √(v + ε) · g;
+// a ← ρa + (1 − ρ)Δ²; θ ← θ·keep − γΔ.
+template <typename T>
+DESCEND_HD void adadelta_element(T& p, T g, T& v, T& a, const AdadeltaC<T>& k,
+                                 const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  v = ewa_sq_exact(v, k.rho, k.w, g);
+  const T std_ = std::sqrt(v + k.eps);
+  T delta = std::sqrt(a + k.eps);
+  delta = mul_exact(delta / std_, g);
+  a = ewa_sq_exact(a, k.rho, k.w, delta);
+  p = apply_exact<T>(p, delta, c);
+}
+
+template <typename T>
+struct RpropC {
+  T eta_minus, eta_plus, lo, hi;  // etas and step_sizes, as torch casts them to T
+};
+
+// Rprop (scale_by_rprop, torch's iRprop⁻): s = sign(g·g₋₁); η ← clamp(η·(η₊ if s > 0, η₋ if
+// s < 0, 1 else), Γ_min, Γ_max); g ← 0 where s < 0; g₋₁ ← g; θ ← θ − η·sign(g). torch.sign is
+// 0 for NaN, so a NaN product leaves η (factor 1) and the step (sign 0) as they are; a NaN η
+// stays NaN through the clamp (torch.clamp propagates it).
+template <typename T>
+DESCEND_HD void rprop_element(T& p, T g, T& prev, T& size, const RpropC<T>& k,
+                              const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  const T s = sign_of(mul_exact(g, prev));
+  const T factor = s > T(0) ? k.eta_plus : (s < T(0) ? k.eta_minus : T(1));
+  T z = mul_exact(size, factor);
+  z = z < k.lo ? k.lo : z;  // clamp(min), then clamp(max): NaN passes both
+  z = z > k.hi ? k.hi : z;
+  size = z;
+  const T masked = s < T(0) ? T(0) : g;
+  prev = masked;
+  p = apply_exact<T>(p, mul_exact(sign_of(masked), z), c);
+}
+
+template <typename T>
+struct AsgdC {
+  T keep, eta, mu;  // per tensor: 1 − λη, η and μ of the previous step
+};
+
+// ASGD (averaged_sgd, torch's single-tensor form): θ ← θ·(1 − λη) − η·g; θ̄ ← θ̄ + μ(θ − θ̄)
+// (AVG: μ ≠ 1), else θ̄ ← θ. The learning rate is inside η: no lr or decay link follows.
+template <typename T, bool AVG>
+DESCEND_HD void asgd_element(T& p, T g, T& ax, const AsgdC<T>& k, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  const T shrunk = mul_exact(p, k.keep);
+  const T u = mul_exact(g, k.eta);
+  // θ − u, through apply_exact with γ = keep = 1 (ASGD has no lr or decay link, Common holds 1s,
+  // row columns too): exact, and the lab's per-element loop (each_element) stays vectorised —
+  // with Common's lr and keep unused, gcc 12 kept its per-lane copies in memory and gave up.
+  const T next = apply_exact<T>(shrunk - u, T(0), c);
+  if (AVG)
+    ax = ax + mul_exact(next - ax, k.mu);
+  else
+    ax = next;
+  p = next;
+}
+
 }  // namespace descend

@@ -181,7 +181,7 @@ class KernelPlan:
 
     slots: tuple[str | None, str | None, str | None] = (None, None, None)
     lazy: str | None = None
-    lazy_fill: float | None = None
+    lazy_fill: float | Tensor | None = None  # a Tensor: the lab's (N, 1) per-run values
     extra: str | None = None
     # Per-parameter Python numbers of the state the kernel reads and updates in place, as
     # {Args field: state key} (Schedule-Free's γ_max and Σw): passed as arrays of doubles,
@@ -190,6 +190,12 @@ class KernelPlan:
     # per_tensor(ts) -> (Args field, one number per tensor) for a value Python must compute
     # each step from each tensor's step t (ADOPT's clip_lambda function), or None
     per_tensor: Callable[[list[float]], tuple[str, list[float]]] | None = None
+    # Adadelta, Rprop, ASGD: the extra scalar created on first use with this value, as a 0-d
+    # tensor of torch's scalar dtype (ASGD's η₀ = γ), when ``init`` does not create it; and
+    # further per-parameter 0-d state as (``Args`` pointer field, state key) pairs (ASGD's μ:
+    # ``("asgd_mu", "mu")``; its dtype flag is the field's name + ``_f64``).
+    extra_fill: float | None = None
+    scalars: tuple[tuple[str, str], ...] = ()
 
 
 class Transform:

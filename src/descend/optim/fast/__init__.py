@@ -63,7 +63,10 @@ default path's floating-point operations in its order, and the tests compare the
    op (``descend::lion(… Tensor(b!)[] exp_avg, Tensor(c!)[] step …)``).
 7. The core transform (``transforms/lion.py``): ``kernel = "lion"`` and ``kernel_plan``, which
    fills the ``Args`` fields from the group exactly as ``update`` reads them and names the
-   state keys of the slots (s0 = ``exp_avg``).
+   state keys of the slots (s0 = ``exp_avg``). Per-parameter 0-d state beyond the step count
+   is a checked column too: ``KernelPlan.extra`` (NAdam's μ-product; ASGD's η, created at
+   first use with ``extra_fill``) and ``KernelPlan.scalars`` (ASGD's μ, ``Args.asgd_mu``);
+   a slot created at first use from the group is ``lazy`` with ``lazy_fill`` (Rprop's η₀ = γ).
 
 Nothing else: :func:`~.plan.shape_of` recognises any chain whose core declares a kernel, the
 per-call checks (``check.cpp``) run on every column the plan names, and the tests that iterate
@@ -295,6 +298,7 @@ def init_compiled(opt, index: int, group: dict, params: list) -> tuple | None:
     family = plan.family
     column_keys = [plan.slots[i] for i, name in enumerate(SLOTS[family]) if name is not None]
     column_keys += ["step", plan.extra] if family in EXTRA else ["step"]
+    column_keys += [key for _, key in plan.scalars]
     lazy = (column_keys.index(plan.lazy), plan.lazy) if created else None
     columns = [
         [] if key is None or (lazy is not None and key == lazy[1]) else [st[key] for st in states]

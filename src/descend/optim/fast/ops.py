@@ -24,6 +24,9 @@ structures, ``array.array``), so a compiled step calls one op per param group in
     descend::radam(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, Tensor(d!)[] step …)
     descend::adamax(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_inf, Tensor(d!)[] step …)
     descend::adopt(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, Tensor(d!)[] step …)
+    descend::adadelta(… Tensor(b!)[] square_avg, Tensor(c!)[] acc_delta, Tensor(d!)[] step …)
+    descend::rprop(… Tensor(b!)[] prev, Tensor(c!)[] step_size, Tensor(d!)[] step …)
+    descend::asgd(… Tensor(b!)[] ax, Tensor(c!)[] step, Tensor(d!)[] eta, Tensor(e!)[] mu …)
 
 (an unused slot, e.g. AMSGrad's maximum without ``amsgrad``, is an empty list). ``plan`` is a
 token for the group's recognised chain and its non-tensor hyperparameters, registered when
@@ -68,14 +71,22 @@ SLOTS = {
     "radam": ("exp_avg", "exp_avg_sq", None),
     "adamax": ("exp_avg", "exp_inf", None),
     "adopt": ("exp_avg", "exp_avg_sq", None),
+    # Adadelta, Rprop, ASGD (issue #14)
+    "adadelta": ("square_avg", "acc_delta", None),
+    "rprop": ("prev", "step_size", None),
+    "asgd": ("ax", None, None),
 }
 EXTRA = {"nadam": "mu_product"}
+EXTRA["asgd"] = "eta"  # Adadelta, Rprop, ASGD
+# further per-parameter 0-d state after the extra one (KernelPlan.scalars), in the op's order
+SCALARS = {"asgd": ("mu",)}
 
 
 def _schema(family: str) -> tuple[str, tuple[str, ...]]:
     columns = [name for name in SLOTS[family] if name is not None] + ["step"]
     if family in EXTRA:
         columns.append(EXTRA[family])
+    columns += SCALARS.get(family, ())
     letters = iter("bcdefg")
     mutated = ", ".join(f"Tensor({next(letters)}!)[] {name}" for name in columns)
     schema = (
@@ -132,6 +143,7 @@ def _run(
         # the op's columns, in its schema's order, under the state keys the plan reads
         keys = [resolved.slots[i] for i, name in enumerate(SLOTS[family]) if name is not None]
         keys += ["step", resolved.extra] if family in EXTRA else ["step"]
+        keys += [key for _, key in resolved.scalars]
         states: list[dict] = [{} for _ in params]
         for key, column in zip(keys, columns, strict=True):
             if key is not None:

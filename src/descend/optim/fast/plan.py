@@ -75,6 +75,8 @@ class Resolved:
     max_norm: float | None = None  # global-norm clipping threshold, or None
     host: dict | None = None  # {Args field: state key} of per-parameter Python numbers
     per_tensor: object = None  # KernelPlan.per_tensor (ADOPT's clip_lambda function)
+    extra_fill: float | None = None  # the extra scalar's first value (ASGD's η₀ = γ)
+    scalars: tuple[tuple[str, str], ...] = ()  # further 0-d state: (Args field, state key)
 
 
 def shape_of(links: list[Transform]) -> Shape:
@@ -223,4 +225,6 @@ def _resolve(shape: Shape, group: dict) -> Resolved:
         max_norm,
         plan.host,
         plan.per_tensor,
+        plan.extra_fill,
+        plan.scalars,
     )

@@ -186,11 +186,12 @@ def _state_columns(plan: Resolved, states: list[dict], dtype, numel: array, layo
     ``{arg name: (kind or None, tensors, addresses)}``. ``_NotTensor`` or ``KeyError`` when a
     state is absent (a first step, a parameter that joined, torch's None buffer)."""
     out = {}
-    names = ("s0", "s1", "s2", "step", "extra")
-    for name, key in zip(names, (*plan.slots, "step", plan.extra), strict=True):
+    names = ("s0", "s1", "s2", "step", "extra", *(name for name, _ in plan.scalars))
+    keys = (*plan.slots, "step", plan.extra, *(key for _, key in plan.scalars))
+    for name, key in zip(names, keys, strict=True):
         if key is None:
             continue
-        what, scalar = f"state {key!r}", name in ("step", "extra")
+        what, scalar = f"state {key!r}", name not in ("s0", "s1", "s2")
         ts = list(map(itemgetter(key), states))
         if layouts is not None:
             ts = _local_states(ts, what, layouts, scalar)
@@ -207,8 +208,9 @@ def _init_missing(links, plan: Resolved, params: list[Tensor], states: list[dict
     parameter joined); returns the indices of modern-momentum buffers created here, which
     the kernel sets to the first input (torch's v₁ = g)."""
     keys = tuple(k for k in plan.slots if k is not None and k != plan.lazy)
-    if plan.extra is not None:
+    if plan.extra is not None and plan.extra_fill is None:
         keys += (plan.extra,)
+    keys += tuple(key for _, key in plan.scalars)
     scalar = _get_scalar_dtype()
     fresh = []
     for i, (p, st) in enumerate(zip(params, states)):
@@ -216,10 +218,16 @@ def _init_missing(links, plan: Resolved, params: list[Tensor], states: list[dict
             st["step"] = torch.tensor(0.0, dtype=scalar)
         if any(k not in st for k in keys):
             links.init(p, st)
+        if plan.extra_fill is not None and plan.extra not in st:  # ASGD's η₀ = γ
+            st[plan.extra] = torch.as_tensor(plan.extra_fill, dtype=scalar).clone()
         if plan.lazy is not None and st.get(plan.lazy) is None:
             if plan.lazy_fill is None:
                 st[plan.lazy] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 fresh.append(i)
+            elif isinstance(plan.lazy_fill, Tensor):  # per-run values (Rprop's η₀ = γ)
+                st[plan.lazy] = torch.zeros_like(p, memory_format=torch.preserve_format).add_(
+                    plan.lazy_fill.to(dtype=p.dtype, device=p.device)
+                )
             else:
                 fill = plan.lazy_fill
                 st[plan.lazy] = torch.full_like(p, fill, memory_format=torch.preserve_format)
@@ -447,10 +455,8 @@ def assemble(
     for name, (kind, tensors, ptrs) in columns.items():
         arrays[name] = ptrs
         keep_alive.append(tensors)
-        if name == "step":
-            args.step_f64 = kind
-        elif name == "extra":
-            args.extra_f64 = kind
+        if kind is not None:  # a scalar column: step, extra, plan.scalars
+            setattr(args, f"{name}_f64", kind)
     if plan.per_tensor is not None:  # from each tensor's t of this step (its counter + 1)
         field, values = plan.per_tensor([float(s) + 1.0 for s in columns["step"][1]])
         per_tensor = array("d", values)
