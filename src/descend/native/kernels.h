@@ -109,6 +109,33 @@ DESCEND_HD T apply(T p, T d, const Common<T>& c) {
   return p - u;
 }
 
+// a·b rounded, in both dtypes (mul's fma(a, b, −0): gcc cannot contract it into an addition).
+template <typename T>
+DESCEND_HD T mul_exact(T a, T b) {
+  return std::fma(a, b, T(-0.0));
+}
+
+// apply with its two products rounded in both dtypes: u = d·γ, θ·keep (keep = 1, exact, when
+// the decay is off), then θ − u — the chain's mul_(lr), mul_(1 − k) and θ − u. (float's apply
+// leaves gcc free to contract θ − d·γ into one fma, a rounding the chain does not make.)
+template <typename T>
+DESCEND_HD T apply_exact(T p, T d, const Common<T>& c) {
+  const T u = mul_exact(d, c.lr);
+  return mul_exact(p, c.keep) - u;
+}
+
+// torch's lerp(a, b, w) as its CPU kernel computes it (vec::fmadd), in both dtypes.
+template <typename T, bool SMALL>
+DESCEND_HD T lerp_exact(T a, T b, T w) {
+  return SMALL ? std::fma(w, b - a, a) : std::fma(w - T(1), b - a, b);
+}
+
+// v.mul_(β) then addcmul_(g, g, value=1 − β), in both dtypes.
+template <typename T>
+DESCEND_HD T ewa_sq_exact(T v, T beta, T w, T g) {
+  return std::fma(mul(w, g), g, mul(v, beta));
+}
+
 // Heavy-ball velocity v ← b·v + a·x in any form (modern: a = 1 − τ; ema: a = 1 − β;
 // lr_inside: a = γ; a fresh modern buffer: b = 0, a = 1, i.e. v₁ = x). MOM: 0 none,
 // 1 heavy ball (d = v), 2 Nesterov (d = s·x + β·v).
@@ -258,7 +285,7 @@ DESCEND_HD void lion_element(T& p, T g, T& m, const LionC<T>& k, const Common<T>
   const T mi = m;
   const T ci = std::fma(k.w1, g, mul(mi, k.b1));
   m = std::fma(k.w2, g, mul(mi, k.b2));
-  p = apply<T>(p, sign_of(ci), c);
+  p = apply_exact<T>(p, sign_of(ci), c);  // both products rounded: see apply_exact
 }
 
 // ------------------------------------------------------- AdEMAMix, Schedule-Free (issue #14) ----
@@ -266,33 +293,6 @@ DESCEND_HD void lion_element(T& p, T g, T& m, const LionC<T>& k, const Common<T>
 // contracted into the next addition), an op torch's CPU kernel rounds once (add_ with alpha,
 // lerp, addcmul) is one std::fma, and a division by a per-tensor constant is a division (the
 // chain's m / (1 − β₁ᵗ), v / (1 − β₂ᵗ)), not a multiplication by its reciprocal.
-
-// a·b rounded, in both dtypes (mul's fma(a, b, −0): gcc cannot contract it into an addition).
-template <typename T>
-DESCEND_HD T mul_exact(T a, T b) {
-  return std::fma(a, b, T(-0.0));
-}
-
-// apply with its two products rounded in both dtypes: u = d·γ, θ·keep (keep = 1, exact, when
-// the decay is off), then θ − u — the chain's mul_(lr), mul_(1 − k) and θ − u. (float's apply
-// leaves gcc free to contract θ − d·γ into one fma, a rounding the chain does not make.)
-template <typename T>
-DESCEND_HD T apply_exact(T p, T d, const Common<T>& c) {
-  const T u = mul_exact(d, c.lr);
-  return mul_exact(p, c.keep) - u;
-}
-
-// torch's lerp(a, b, w) as its CPU kernel computes it (vec::fmadd), in both dtypes.
-template <typename T, bool SMALL>
-DESCEND_HD T lerp_exact(T a, T b, T w) {
-  return SMALL ? std::fma(w, b - a, a) : std::fma(w - T(1), b - a, b);
-}
-
-// v.mul_(β) then addcmul_(g, g, value=1 − β), in both dtypes.
-template <typename T>
-DESCEND_HD T ewa_sq_exact(T v, T beta, T w, T g) {
-  return std::fma(mul(w, g), g, mul(v, beta));
-}
 
 template <typename T>
 struct AdemamixC {
