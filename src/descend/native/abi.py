@@ -13,6 +13,10 @@ DTYPES = {torch.float32: 0, torch.float64: 1}
 # the family index of LabArgs (lab.cpp's step_family switch, in this order)
 FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam", "lion")
 
+# cautious mask (issue #14, i14kc): the families whose drivers read ``Args.cautious`` (the
+# mask u·1[u·x > 0]·n/(Σ + 1) in two passes, drivers.h); any other keeps the chain under it.
+CAUTIOUS = ("sgd", "rmsprop", "adam", "nadam", "lion")
+
 # Landscape ids of ``landscapes.h`` (``enum Id``); the loader checks each name against the
 # library's ``descend_landscape_name``.
 LANDSCAPES = {
@@ -83,6 +87,8 @@ class Args(ctypes.Structure):
         ("el_lr", ctypes.c_void_p),
         ("el_keep", ctypes.c_void_p),
         ("el_l2", ctypes.c_void_p),
+        # cautious mask (issue #14, i14kc): 1 masks the core's update (families in CAUTIOUS)
+        ("cautious", ctypes.c_int32),
     ]
 
 
