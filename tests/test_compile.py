@@ -125,6 +125,13 @@ CASES = {
     "adam-keras": lambda ps, lr, f: D.Adam(ps, lr=lr, convention="keras", fused=f),
     "nadam": lambda ps, lr, f: D.NAdam(ps, lr=lr, weight_decay=0.01, fused=f),
     "lion": lambda ps, lr, f: D.Lion(ps, lr=lr, weight_decay=0.1, max_grad_norm=0.05, fused=f),
+    # cautious mask (issue #14, i14kc): the same ops, Args.cautious set by the plan
+    "adamw-cautious": lambda ps, lr, f: D.AdamW(
+        ps, lr=lr, weight_decay=0.1, cautious=True, fused=f
+    ),
+    "nesterov-cautious": lambda ps, lr, f: D.SGD(
+        ps, lr=lr, momentum=0.9, nesterov=True, cautious=True, fused=f
+    ),
 }
 
 
