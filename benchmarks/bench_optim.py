@@ -147,6 +147,27 @@ CASES = [
         20,
         note="decoupled weight decay 0.1; compared with torch's fused Adam only",
     ),
+    # cautious mask (issue #14, i14kc): two passes, the first reading g and the state again
+    Case(
+        "adam-cautious",
+        _spec("adam", cautious=True),
+        None,
+        "— (torch has no cautious mask)",
+        28,
+        conventions=("torch",),
+        note="cautious=True: minimal 28 B; the kernel reads g, m, v twice (40 B) where a "
+        "tensor outgrows the cache",
+    ),
+    Case(
+        "lion-cautious",
+        _spec("lion", weight_decay=0.1, cautious=True),
+        None,
+        "— (torch has no Lion)",
+        20,
+        conventions=("torch",),
+        note="cautious=True, decoupled decay 0.1: minimal 20 B; g and m read twice (28 B) where "
+        "a tensor outgrows the cache",
+    ),
     Case(
         "from_chain adam",
         _from_chain,
@@ -169,6 +190,8 @@ TARGETS = [
     ("adam-no-bias-correction", "torch", "adam", 0.8),
     ("adam", "keras", "adam", 0.8),
     ("lion", "torch", "adam", 0.8),
+    ("adam-cautious", "torch", "adam", 0.8),
+    ("lion-cautious", "torch", "adam", 0.8),
 ]
 
 
