@@ -216,6 +216,27 @@ CASES = [
         torch_fused=False,
         note="torch's t0 = 1e6: θ̄ ← θ (a write, 16 B); averaging (μ ≠ 1) reads θ̄ too (20 B)",
     ),
+    # cautious mask (issue #14, i14kc): two passes, the first reading g and the state again
+    Case(
+        "adam-cautious",
+        _spec("adam", cautious=True),
+        None,
+        "— (torch has no cautious mask)",
+        28,
+        conventions=("torch",),
+        note="cautious=True: minimal 28 B; the kernel reads g, m, v twice (40 B) where a "
+        "tensor outgrows the cache",
+    ),
+    Case(
+        "lion-cautious",
+        _spec("lion", weight_decay=0.1, cautious=True),
+        None,
+        "— (torch has no Lion)",
+        20,
+        conventions=("torch",),
+        note="cautious=True, decoupled decay 0.1: minimal 20 B; g and m read twice (28 B) where "
+        "a tensor outgrows the cache",
+    ),
     Case(
         "from_chain adam",
         _from_chain,
@@ -250,6 +271,9 @@ TARGETS = [
     ("adadelta", "torch", "adam", 0.8),
     ("rprop", "torch", "adam", 0.8),
     ("asgd", "torch", "adam", 0.8),
+    # cautious mask (issue #14)
+    ("adam-cautious", "torch", "adam", 0.8),
+    ("lion-cautious", "torch", "adam", 0.8),
 ]
 
 

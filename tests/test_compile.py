@@ -137,6 +137,13 @@ CASES = {
     "adadelta": lambda ps, lr, f: D.Adadelta(ps, lr=lr, weight_decay=0.01, fused=f),
     "rprop": lambda ps, lr, f: D.Rprop(ps, lr=lr, maximize=True, fused=f),
     "asgd": lambda ps, lr, f: D.ASGD(ps, lr=lr, lambd=0.01, t0=2, weight_decay=0.01, fused=f),
+    # cautious mask (issue #14, i14kc): the same ops, Args.cautious set by the plan
+    "adamw-cautious": lambda ps, lr, f: D.AdamW(
+        ps, lr=lr, weight_decay=0.1, cautious=True, fused=f
+    ),
+    "nesterov-cautious": lambda ps, lr, f: D.SGD(
+        ps, lr=lr, momentum=0.9, nesterov=True, cautious=True, fused=f
+    ),
 }
 
 

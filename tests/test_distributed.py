@@ -53,6 +53,14 @@ OPTIMIZERS = {
     "RAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
     "Adamax": dict(lr=0.01, weight_decay=0.01),
     "ADOPT": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    # the mask's scale counts the whole tensor: sharded, the fast path declines (the chain's
+    # DTensor ops count every shard) — cautious mask (issue #14, i14kc)
+    "Adam-cautious": dict(lr=0.01, cautious=True),
+}
+# what last_path says of a group that keeps the chain under fused=None on a 2-rank mesh
+FSDP_DECLINED = {
+    "Adam-cautious": "default: cautious=True with DTensor parameters sharded over 2 ranks: "
+    "the mask's scale n/(Σφ + 1) counts the whole tensor, not one shard"
 }
 DTYPES = {"fp32": torch.float32, "fp64": torch.float64}
 TOL = {"fp32": 1e-6, "fp64": 1e-12}
@@ -541,6 +549,8 @@ def test_fsdp2_equals_one_process(ranks, name, dname, fused):
         assert out["fsdp_diff"][key] <= TOL[dname]
         assert out["fsdp_state_dtensor"][key] or name == "SGD"  # plain SGD has no state
         expected = "fast" if fused is None else "default: fused=False"
+        if fused is None and name in FSDP_DECLINED:
+            expected = FSDP_DECLINED[name]
         assert out["fsdp_path"][key] == {0: expected}
 
 

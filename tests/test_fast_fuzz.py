@@ -42,6 +42,7 @@ from conftest import require_kernels
 from descend.optim import REGISTRY, available
 
 EXAMPLES = 500
+CONVENTIONS = ("torch", "keras", "optax")
 CASE_TIMEOUT_S = 120  # the first case pays the worker's start (torch import, gloo)
 
 
@@ -72,6 +73,21 @@ def _conventions(name: str) -> list[str]:
 
     have = REGISTRY[name].cls.conventions
     return [c for c in ("torch", "keras", "optax") if c in have]
+
+
+def _takes_cautious(name: str, convention: str) -> bool:
+    """Whether ``cautious=True`` is valid for the spec (momentum-based, with a momentum)."""
+    import torch
+
+    from descend.optim import REGISTRY, from_spec
+
+    if not getattr(REGISTRY[name].cls, "momentum_based", False):
+        return False
+    try:
+        from_spec(f"{name}:convention={convention},cautious=True", [torch.zeros(1)])
+    except ValueError:
+        return False
+    return True
 
 
 LAYOUTS = ["contiguous", "contiguous", "noncontiguous", "channels_last", "view", "zero"]
@@ -334,6 +350,8 @@ def cases(draw) -> dict:
     maximizing += ("radam", "adamax", "adopt", "adadelta", "rprop", "asgd")
     if spec in (*maximizing, "schedule-free-sgd") and draw(st.booleans()):
         options.append("maximize=True")
+    if _takes_cautious(spec, convention) and draw(st.booleans()):  # the mask's two passes
+        options.append("cautious=True")
     dtensor = draw(st.integers(0, 5)) == 0
     dtype = draw(st.sampled_from(["float32", "float64"]))
     n = draw(st.integers(1, 3))
@@ -412,6 +430,7 @@ def test_the_fuzz_reaches_every_family_and_mutation():
     """The strategy covers what the module docstring promises (a cheap guard against a
     strategy that silently stops drawing some of it)."""
     seen_specs, seen_moves, seen_dtensor, seen_meta = set(), set(), False, False
+    seen_cautious = set()
     strategy = cases()
 
     @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None)
@@ -419,12 +438,15 @@ def test_the_fuzz_reaches_every_family_and_mutation():
     def collect(case):
         nonlocal seen_dtensor, seen_meta
         seen_specs.add(case["spec"].split(":")[0])
+        if "cautious=True" in case["spec"]:
+            seen_cautious.add(case["spec"].split(":")[0])
         seen_moves.update(k for moves in case["mutations"] for k in moves)
         seen_dtensor |= case["dtensor"]
         seen_meta |= any(device == "meta" for *_, device in case["params"])
 
     collect()
     assert seen_specs == set(FAMILIES)
+    assert seen_cautious == {f for f in FAMILIES if any(_takes_cautious(f, c) for c in CONVENTIONS)}
     assert seen_moves == set(MUTATIONS)
     assert seen_dtensor and seen_meta
 

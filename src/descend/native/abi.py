@@ -16,6 +16,10 @@ FAMILIES += ("ademamix", "schedule_free")  # AdEMAMix, Schedule-Free (issue #14)
 FAMILIES += ("radam", "adamax", "adopt")  # RAdam, Adamax, ADOPT (issue #14)
 FAMILIES += ("adadelta", "rprop", "asgd")  # Adadelta, Rprop, ASGD (issue #14)
 
+# cautious mask (issue #14, i14kc): the families whose drivers read ``Args.cautious`` (the
+# mask u·1[u·x > 0]·n/(Σ + 1) in two passes, drivers.h); any other keeps the chain under it.
+CAUTIOUS = ("sgd", "rmsprop", "adam", "nadam", "lion")
+
 # Landscape ids of ``landscapes.h`` (``enum Id``); the loader checks each name against the
 # library's ``descend_landscape_name``.
 LANDSCAPES = {
@@ -124,6 +128,8 @@ class Args(ctypes.Structure):
         ("asgd_mu", ctypes.c_void_p),
         ("asgd_mu_f64", ctypes.c_int32),
         ("asgd_round32", ctypes.c_int32),
+        # cautious mask (issue #14, i14kc): 1 masks the core's update (families in CAUTIOUS)
+        ("cautious", ctypes.c_int32),
     ]
 
 

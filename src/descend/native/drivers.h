@@ -115,6 +115,9 @@ struct Args {
   void* const* asgd_mu;  // [n] 0-d μ (float32, or float64 if asgd_mu_f64)
   int32_t asgd_mu_f64;
   int32_t asgd_round32;  // 1: the new η and μ pass through float32 (torch.as_tensor, default dtype)
+  // cautious mask (issue #14, i14kc): 1 masks the core's update (sgd, rmsprop, adam, nadam,
+  // lion: the families in abi.CAUTIOUS; step.py never sets it for another).
+  int32_t cautious;
 };
 
 constexpr int64_t kGrain = 1 << 15;  // fewer elements than this per thread: not worth a thread
@@ -309,6 +312,7 @@ void sgd(const Args& a, Runner&& runner) {
                          T(fresh ? 0.0 : a.beta), T(fresh ? 1.0 : a.mom_gain)};
   }
   const Common<T> c = common<T>(a);
+  if (a.cautious) return cautious_step(a, ks, c);  // the cautious mask: two passes (below)
   // The general element's clamp, sign, L2, decay and debiasing are identities here: drop them.
   const bool plain = a.gscale == 1.0 && std::isinf(a.clip) && a.clip > 0 && !a.l2 && !a.dec &&
                      !a.debias && !a.row_len;
@@ -416,6 +420,7 @@ void rmsprop(const Args& a, Runner&& runner) {
                                  T(fresh ? 1.0 : a.mom_gain)}};
   }
   const Common<T> c = common<T>(a);
+  if (a.cautious) return cautious_step(a, ks, c);  // the cautious mask: two passes (below)
   const bool small = std::abs(T(w)) < T(0.5);  // lerp's form (centered ḡ only)
   pick<2>(a.centered, [&](auto centered) {
     pick<3>(a.mom, [&](auto mom) {
@@ -488,6 +493,7 @@ void adam(const Args& a, Runner&& runner) {
                      T(a.hat ? std::sqrt(c2) / c1 : 1.0 / c1)};
   }
   const Common<T> c = common<T>(a);
+  if (a.cautious) return cautious_step(a, ks, c);  // the cautious mask: two passes (below)
   const bool plain =
       a.gscale == 1.0 && std::isinf(a.clip) && a.clip > 0 && !a.l2 && !a.ams && !a.row_len;
   if (plain) {
@@ -561,6 +567,7 @@ void nadam(const Args& a, Runner&& runner) {
                       T(mu_next / (1.0 - prod * mu_next))};
   }
   const Common<T> c = common<T>(a);
+  if (a.cautious) return cautious_step(a, ks, c);  // the cautious mask: two passes (below)
   pick<2>(std::abs(T(w1)) < T(0.5), [&](auto small) {
     runner([&](int64_t i, int64_t b, int64_t e) {
       nadam_range<T, bool(small())>(static_cast<T*>(a.param[i]),
@@ -586,6 +593,7 @@ void lion(const Args& a, Runner&& runner) {
   for (int64_t i = 0; i < a.n; ++i) next_step(a, i);
   const LionC<T> k{T(a.beta1), T(1.0 - a.beta1), T(a.beta2), T(1.0 - a.beta2)};
   const Common<T> c = common<T>(a);
+  if (a.cautious) return cautious_step(a, k, c);  // the cautious mask: two passes (below)
   runner([&](int64_t i, int64_t b, int64_t e) {
     lion_range<T>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]),
                   static_cast<T*>(a.s0[i]), b, e, k, c, a);
@@ -944,6 +952,255 @@ void asgd(const Args& a, Runner&& runner) {
       asgd_range<T, true>(p, g, ax, b, e, ks[i], c, a);
     else
       asgd_range<T, false>(p, g, ax, b, e, ks[i], c, a);
+  });
+}
+
+// ------------------------------------------------------- cautious mask (issue #14, i14kc) ----
+// cautious=True masks a family's update u (kernels.h: its core, sgd_u … lion_u) with
+// φ = 1[u·x > 0] rescaled by n/(Σφ + 1) per tensor. θ may only be written once the tensor's
+// Σφ is known, so a masked step is two passes over each tensor:
+//
+//   1. count: the core on copies of the state (pure reads of g and the state, and of θ only
+//      under L2), Σφ per tensor — nothing is written;
+//   2. apply: the family's element as usual (the state updated in place) with u·φ·scale.
+//
+// Counting on copies (rather than writing the moments in pass 1 and recomputing u from them
+// in pass 2) moves the same bytes — pass 1 reads g and the state, pass 2 reads θ, g and the
+// state and writes θ and the state, where the other order writes the state in pass 1 and θ in
+// pass 2 — and works for every core: Lion's u reads the old moment, which pass 1 would
+// overwrite, and pass 2 is then bit for bit the element's own arithmetic. Each thread takes
+// the tensors that lie wholly in its range one by one, count then apply, while the tensor is
+// still in its cache (one read from memory for tensors up to about the L2's size); only the
+// tensors cut between threads wait at one barrier for their other parts' counts.
+//
+// The drivers call cautious_step(a, ks, c) (found by argument-dependent lookup when they are
+// instantiated) after their serial pass, so step counters, bias corrections and NAdam's
+// μ-product advance once per step as without the mask. The lab's fused step declines the
+// mask (lab.cpp): its runs each step alone there (their masks are per run).
+
+// n/(Σφ + 1) as the chain computes it in T: m.sum() (exact: an integer below 2^24 in float32,
+// 2^53 in float64), + 1, then `n / s`, which torch runs as s.reciprocal() * n.
+template <typename T>
+inline T cautious_scale(int64_t kept, int64_t n) {
+  const T s = T(kept) + T(1);
+  const T r = T(1) / s;
+  return r * T(n);
+}
+
+// Pass 1 over [b, e) of one tensor: how many elements the mask keeps. el(j, x, write) is the
+// family's core at element j for the core's input x; write = false: on copies of the state.
+// Counted in int32 (a vectorised reduction) over blocks of at most 2^30 elements.
+template <typename T, bool L2, typename El>
+static inline __attribute__((always_inline)) int32_t cautious_kept(const T* __restrict__ p,
+                                                                   const T* __restrict__ g,
+                                                                   int64_t j,
+                                                                   const Common<T>& c, El& el) {
+  const T x = grad_in<T>(g[j], L2 ? p[j] : T(0), c);
+  return static_cast<int32_t>(descend::cautious_keeps(el(j, x, std::false_type{}), x));
+}
+
+template <typename T, bool L2, typename El>
+DESCEND_RANGE int32_t cautious_count_block(const T* __restrict__ p, const T* __restrict__ g,
+                                           int64_t b, int64_t e, Common<T> c, El el) {
+  // l2_on a constant: left a run-time bool, gcc unswitched the loop on it and vectorised only
+  // the L2 copy (the other ran scalar, 20x slower)
+  Common<T> cl = c;
+  cl.l2_on = L2;
+  int32_t n = 0;
+#pragma omp simd reduction(+ : n)
+  for (int64_t j = b; j < e; ++j) n += cautious_kept<T, L2>(p, g, j, cl, el);
+  return n;
+}
+
+template <typename T, bool L2, typename El>
+inline int64_t cautious_count(const T* p, const T* g, int64_t b, int64_t e, Common<T> c, El el) {
+  constexpr int64_t kBlock = int64_t(1) << 30;
+  int64_t kept = 0;
+  for (int64_t b0 = b; b0 < e; b0 += kBlock)
+    kept += cautious_count_block<T, L2>(p, g, b0, std::min(e, b0 + kBlock), c, el);
+  return kept;
+}
+
+// Pass 2 over [b, e): the element with its update masked, u·φ·scale.
+template <typename T, typename El>
+DESCEND_RANGE void cautious_apply(T* __restrict__ p, const T* __restrict__ g, int64_t b,
+                                  int64_t e, Common<T> c, T scale, El el) {
+#pragma omp simd
+  for (int64_t j = b; j < e; ++j) {
+    const T x = grad_in<T>(g[j], p[j], c);
+    const T u = el(j, x, std::true_type{});
+    p[j] = descend::apply_exact<T>(p[j], descend::cautious_masked(u, x, scale), c);
+  }
+}
+
+// The two passes over the group, split between threads as parallel_ranges splits it.
+// make(i) gives tensor i's core el(j, x, write) (its state pointers and coefficients).
+template <typename T, typename Make>
+void cautious_ranges(const Args& a, const Common<T>& c, Make&& make) {
+  std::vector<int64_t> offs(a.n + 1, 0);
+  for (int64_t i = 0; i < a.n; ++i) offs[i + 1] = offs[i] + a.numel[i];
+  const int64_t total = offs[a.n];
+  if (total == 0) return;
+  std::vector<int64_t> kept(a.n, 0);
+  int nt = omp_get_max_threads();
+  const int64_t most = std::max<int64_t>(1, total / kGrain);
+  if (nt > most) nt = static_cast<int>(most);
+  auto count = [&](int64_t i, int64_t b, int64_t e) -> int64_t {
+    const T* p = static_cast<const T*>(a.param[i]);
+    const T* g = static_cast<const T*>(a.grad[i]);
+    auto el = make(i);
+    return c.l2_on ? cautious_count<T, true>(p, g, b, e, c, el)
+                   : cautious_count<T, false>(p, g, b, e, c, el);
+  };
+  auto apply_part = [&](int64_t i, int64_t b, int64_t e) {
+    cautious_apply<T>(static_cast<T*>(a.param[i]), static_cast<const T*>(a.grad[i]), b, e, c,
+                      cautious_scale<T>(kept[i], a.numel[i]), make(i));
+  };
+  auto run = [&](int64_t k, int64_t parts) {
+    const int64_t lo = total * k / parts, hi = total * (k + 1) / parts;
+    const int64_t first = std::upper_bound(offs.begin(), offs.end(), lo) - offs.begin() - 1;
+    int64_t i = first;
+    for (; i < a.n && offs[i] < hi; ++i) {
+      const int64_t b = std::max(lo, offs[i]) - offs[i];
+      const int64_t e = std::min(hi, offs[i + 1]) - offs[i];
+      if (e <= b) continue;
+      if (b == 0 && e == a.numel[i]) {  // wholly ours: count, then apply while in cache
+        kept[i] = count(i, b, e);
+        apply_part(i, b, e);
+      } else {  // cut between threads: add our part's count
+        const int64_t n = count(i, b, e);
+#pragma omp atomic
+        kept[i] += n;
+      }
+    }
+    if (parts > 1) {
+#pragma omp barrier
+    }
+    for (int64_t j = first; j < i; ++j) {  // the cut tensors, once every part is counted
+      const int64_t b = std::max(lo, offs[j]) - offs[j];
+      const int64_t e = std::min(hi, offs[j + 1]) - offs[j];
+      if (e > b && !(b == 0 && e == a.numel[j])) apply_part(j, b, e);
+    }
+  };
+  if (nt <= 1) {
+    run(0, 1);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  run(omp_get_thread_num(), omp_get_num_threads());
+}
+
+// Each family's core for cautious_ranges: el(j, x, write) runs it at element j on the state
+// (write: pass 2) or on copies of it (pass 1); slots a family's form does not use are locals.
+template <typename T>
+void cautious_step(const Args& a, const std::vector<MomentumC<T>>& ks, const Common<T>& c) {
+  pick<3>(a.mom, [&](auto mom) {
+    constexpr int MOM = decltype(mom)::value;
+    cautious_ranges<T>(a, c, [&](int64_t i) {
+      T* v = a.s0 ? static_cast<T*>(a.s0[i]) : nullptr;
+      const MomentumC<T> k = ks[i];
+      return [=](int64_t j, T x, auto write) -> T {
+        T v0 = 0;
+        if constexpr (MOM != 0) {
+          if constexpr (decltype(write)::value) return descend::sgd_u<T, MOM>(x, v[j], k);
+          v0 = v[j];
+        }
+        return descend::sgd_u<T, MOM>(x, v0, k);
+      };
+    });
+  });
+}
+
+template <typename T>
+void cautious_step(const Args& a, const std::vector<RmsC<T>>& ks, const Common<T>& c) {
+  const bool small = std::abs(T(1.0 - a.alpha)) < T(0.5);
+  pick<2>(a.centered, [&](auto centered) {
+    pick<3>(a.mom, [&](auto mom) {
+      pick<2>(centered() && !small, [&](auto large) {
+        constexpr bool CENTERED = decltype(centered)::value;
+        constexpr int MOM = decltype(mom)::value;
+        constexpr bool SMALL = !decltype(large)::value;
+        cautious_ranges<T>(a, c, [&](int64_t i) {
+          T* v = static_cast<T*>(a.s0[i]);
+          T* gbar = a.s1 ? static_cast<T*>(a.s1[i]) : nullptr;
+          T* buf = a.s2 ? static_cast<T*>(a.s2[i]) : nullptr;
+          const RmsC<T> k = ks[i];
+          return [=](int64_t j, T x, auto write) -> T {
+            T g0 = 0, b0 = 0;
+            if constexpr (decltype(write)::value) {
+              return descend::rms_u<T, CENTERED, MOM, SMALL>(x, v[j], CENTERED ? gbar[j] : g0,
+                                                             MOM ? buf[j] : b0, k);
+            } else {
+              T v0 = v[j];
+              if constexpr (CENTERED) g0 = gbar[j];
+              if constexpr (MOM != 0) b0 = buf[j];
+              return descend::rms_u<T, CENTERED, MOM, SMALL>(x, v0, g0, b0, k);
+            }
+          };
+        });
+      });
+    });
+  });
+}
+
+template <typename T>
+void cautious_step(const Args& a, const std::vector<AdamC<T>>& ks, const Common<T>& c) {
+  pick<3>(a.ams, [&](auto ams) {
+    pick<2>(std::abs(T(1.0 - a.beta1)) < T(0.5), [&](auto small) {
+      constexpr int AMS = decltype(ams)::value;
+      constexpr bool SMALL = decltype(small)::value;
+      cautious_ranges<T>(a, c, [&](int64_t i) {
+        T* m = static_cast<T*>(a.s0[i]);
+        T* v = static_cast<T*>(a.s1[i]);
+        T* vmax = a.s2 ? static_cast<T*>(a.s2[i]) : nullptr;
+        const AdamC<T> k = ks[i];
+        return [=](int64_t j, T x, auto write) -> T {
+          T x0 = 0;
+          if constexpr (decltype(write)::value) {
+            return descend::adam_u<T, AMS, SMALL>(x, m[j], v[j], AMS ? vmax[j] : x0, k);
+          } else {
+            T m0 = m[j], v0 = v[j];
+            if constexpr (AMS != 0) x0 = vmax[j];
+            return descend::adam_u<T, AMS, SMALL>(x, m0, v0, x0, k);
+          }
+        };
+      });
+    });
+  });
+}
+
+template <typename T>
+void cautious_step(const Args& a, const std::vector<NadamC<T>>& ks, const Common<T>& c) {
+  pick<2>(std::abs(T(1.0 - a.beta1)) < T(0.5), [&](auto small) {
+    constexpr bool SMALL = decltype(small)::value;
+    cautious_ranges<T>(a, c, [&](int64_t i) {
+      T* m = static_cast<T*>(a.s0[i]);
+      T* v = static_cast<T*>(a.s1[i]);
+      const NadamC<T> k = ks[i];
+      return [=](int64_t j, T x, auto write) -> T {
+        if constexpr (decltype(write)::value) {
+          return descend::nadam_u<T, SMALL>(x, m[j], v[j], k);
+        } else {
+          T m0 = m[j], v0 = v[j];
+          return descend::nadam_u<T, SMALL>(x, m0, v0, k);
+        }
+      };
+    });
+  });
+}
+
+template <typename T>
+void cautious_step(const Args& a, const LionC<T>& k, const Common<T>& c) {
+  cautious_ranges<T>(a, c, [&](int64_t i) {
+    T* m = static_cast<T*>(a.s0[i]);
+    return [=](int64_t j, T x, auto write) -> T {
+      if constexpr (decltype(write)::value) {
+        return descend::lion_u<T>(x, m[j], k);
+      } else {
+        T m0 = m[j];
+        return descend::lion_u<T>(x, m0, k);
+      }
+    };
   });
 }
 

@@ -156,12 +156,20 @@ struct MomentumC {
   T b, a;             // per tensor (a fresh buffer has b = 0, a = 1)
 };
 
+// The core of each family (sgd_u, rms_u, adam_u, nadam_u, lion_u): the update u the chain's
+// core hands on (before the lr), from the gradient it sees, updating the state in place; the
+// element is grad_in → core → apply, and the cautious mask (below) runs the same cores.
+template <typename T, int MOM>
+DESCEND_HD T sgd_u(T g, T& v, const MomentumC<T>& k) {
+  T d = velocity<T, MOM>(g, v, k.b, k.a, k.beta, k.s);
+  if (MOM != 0) d = d * k.debias;
+  return d;
+}
+
 template <typename T, int MOM>
 DESCEND_HD void sgd_element(T& p, T g, T& v, const MomentumC<T>& k, const Common<T>& c) {
   g = grad_in<T>(g, p, c);
-  T d = velocity<T, MOM>(g, v, k.b, k.a, k.beta, k.s);
-  if (MOM != 0) d = d * k.debias;
-  p = apply<T>(p, d, c);
+  p = apply<T>(p, sgd_u<T, MOM>(g, v, k), c);
 }
 
 // sgd_element where the clip factor and sign are 1, the clip bound infinite, and L2, decay and
@@ -196,9 +204,7 @@ struct RmsC {
 };
 
 template <typename T, bool CENTERED, int MOM, bool SMALL>
-DESCEND_HD void rms_element(T& p, T g, T& v, T& gbar, T& buf, const RmsC<T>& k,
-                            const Common<T>& c) {
-  g = grad_in<T>(g, p, c);
+DESCEND_HD T rms_u(T g, T& v, T& gbar, T& buf, const RmsC<T>& k) {
   v = ewa_sq(v, k.alpha, k.w, g);
   T vt = mul(v, k.corr);
   if (CENTERED) {  // optax's order: correct each moment, then centre (corr = 1: v − ḡ²)
@@ -208,8 +214,14 @@ DESCEND_HD void rms_element(T& p, T g, T& v, T& gbar, T& buf, const RmsC<T>& k,
   }
   T den = std::sqrt(vt + k.eps_in) + k.eps_out;
   T d = g / den;
-  d = velocity<T, MOM>(d, buf, k.mom.b, k.mom.a, k.mom.beta, k.mom.s);
-  p = apply<T>(p, d, c);
+  return velocity<T, MOM>(d, buf, k.mom.b, k.mom.a, k.mom.beta, k.mom.s);
+}
+
+template <typename T, bool CENTERED, int MOM, bool SMALL>
+DESCEND_HD void rms_element(T& p, T g, T& v, T& gbar, T& buf, const RmsC<T>& k,
+                            const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  p = apply<T>(p, rms_u<T, CENTERED, MOM, SMALL>(g, v, gbar, buf, k), c);
 }
 
 template <typename T>
@@ -221,9 +233,7 @@ struct AdamC {
 
 // AMS: 0 off, 1 max of the raw v (torch, Keras), 2 max of v̂ (optax).
 template <typename T, int AMS, bool SMALL>
-DESCEND_HD void adam_element(T& p, T g, T& m, T& v, T& vmax, const AdamC<T>& k,
-                             const Common<T>& c) {
-  g = grad_in<T>(g, p, c);
+DESCEND_HD T adam_u(T g, T& m, T& v, T& vmax, const AdamC<T>& k) {
   m = lerp<T, SMALL>(m, g, k.w1);
   v = ewa_sq(v, k.b2, k.w2, g);
   T vv = v;
@@ -231,7 +241,14 @@ DESCEND_HD void adam_element(T& p, T g, T& m, T& v, T& vmax, const AdamC<T>& k,
   T vh = mul(vv, k.corr2);
   if (AMS == 2) vh = vmax = max_nan(vmax, vh);
   T den = std::sqrt(vh + k.eps_in) + k.eps_out;
-  p = apply<T>(p, m / den * k.mul, c);
+  return m / den * k.mul;
+}
+
+template <typename T, int AMS, bool SMALL>
+DESCEND_HD void adam_element(T& p, T g, T& m, T& v, T& vmax, const AdamC<T>& k,
+                             const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  p = apply<T>(p, adam_u<T, AMS, SMALL>(g, m, v, vmax, k), c);
 }
 
 // adam_element with the clip factor and sign 1, the clip bound infinite, no L2 and no AMSGrad
@@ -253,14 +270,19 @@ struct NadamC {
 };
 
 template <typename T, bool SMALL>
-DESCEND_HD void nadam_element(T& p, T g, T& m, T& v, const NadamC<T>& k, const Common<T>& c) {
-  g = grad_in<T>(g, p, c);
+DESCEND_HD T nadam_u(T g, T& m, T& v, const NadamC<T>& k) {
   m = lerp<T, SMALL>(m, g, k.w1);
   v = ewa_sq(v, k.b2, k.w2, g);
   T den = std::sqrt(v * k.corr2) + k.eps;
   // g·c_g, then add_(m, alpha=c_m)
   T num = kF64<T> ? std::fma(k.cm, m, mul(g, k.cg)) : g * k.cg + k.cm * m;
-  p = apply<T>(p, num / den, c);
+  return num / den;
+}
+
+template <typename T, bool SMALL>
+DESCEND_HD void nadam_element(T& p, T g, T& m, T& v, const NadamC<T>& k, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  p = apply<T>(p, nadam_u<T, SMALL>(g, m, v, k), c);
 }
 
 template <typename T>
@@ -280,12 +302,17 @@ DESCEND_HD T sign_of(T x) {
 // in float32 as in float64, so both dtypes spell it out: the sign of c is then the chain's sign
 // bit for bit (a contraction gcc picked could flip it where c is within a rounding of 0).
 template <typename T>
-DESCEND_HD void lion_element(T& p, T g, T& m, const LionC<T>& k, const Common<T>& c) {
-  g = grad_in<T>(g, p, c);
+DESCEND_HD T lion_u(T g, T& m, const LionC<T>& k) {
   const T mi = m;
   const T ci = std::fma(k.w1, g, mul(mi, k.b1));
   m = std::fma(k.w2, g, mul(mi, k.b2));
-  p = apply_exact<T>(p, sign_of(ci), c);  // both products rounded: see apply_exact
+  return sign_of(ci);
+}
+
+template <typename T>
+DESCEND_HD void lion_element(T& p, T g, T& m, const LionC<T>& k, const Common<T>& c) {
+  g = grad_in<T>(g, p, c);
+  p = apply_exact<T>(p, lion_u<T>(g, m, k), c);  // both products rounded: see apply_exact
 }
 
 // ------------------------------------------------------- AdEMAMix, Schedule-Free (issue #14) ----
@@ -492,6 +519,22 @@ DESCEND_HD void asgd_element(T& p, T g, T& ax, const AsgdC<T>& k, const Common<T
   else
     ax = next;
   p = next;
+}
+
+// ------------------------------------------------------- cautious mask (issue #14, i14kc) ----
+// cautious=True (transforms/cautious.py): u ← u·φ·n/(Σφ + 1), φ = 1[u·x > 0] per tensor, x the
+// gradient the core sees (after grad_in). φ as the chain forms it: torch._foreach_mul(u, x)
+// rounded to T, then > 0 (a product that underflows to 0 is not kept); the kept scale is
+// φ·scale (scale or 0) and u·(φ·scale) one more rounded product — so a NaN u stays NaN, as
+// u·0 does there. The per-tensor scale comes from the drivers' first pass (drivers.h).
+template <typename T>
+DESCEND_HD bool cautious_keeps(T u, T x) {
+  return mul(u, x) > T(0);
+}
+
+template <typename T>
+DESCEND_HD T cautious_masked(T u, T x, T scale) {
+  return mul(u, cautious_keeps(u, x) ? scale : T(0));
 }
 
 }  // namespace descend

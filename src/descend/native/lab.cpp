@@ -258,6 +258,9 @@ extern "C" int64_t descend_landscape(const LabArgs* a) {
 extern "C" int64_t descend_lab_step(const Args* opt, const LabArgs* a) {
   if (!known_function(*a) || a->family > 13 || a->steps < 1 || a->rows < 1) return -1;
   if (a->family < 0 ? a->steps != 1 : (opt == nullptr || opt->n != 1)) return -1;
+  // cautious mask (i14kc): its scale is per tensor, so its runs never share one (N, d) θ
+  // (the lab steps each alone); the block-by-block fused step cannot count before it writes.
+  if (a->family >= 0 && opt->cautious) return -1;
   return a->dtype == 1 ? lab_run<double>(opt, *a) : lab_run<float>(opt, *a);
 }
 

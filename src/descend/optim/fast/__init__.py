@@ -68,6 +68,15 @@ default path's floating-point operations in its order, and the tests compare the
    first use with ``extra_fill``) and ``KernelPlan.scalars`` (ASGD's μ, ``Args.asgd_mu``);
    a slot created at first use from the group is ``lazy`` with ``lazy_fill`` (Rprop's η₀ = γ).
 
+**The cautious mask** (``cautious=True``, :class:`descend.transforms.cautious`): the plan
+unwraps ``cautious(core [absorbed])`` for the families in ``descend.native.abi.CAUTIOUS`` (SGD,
+RMSprop, Adam, NAdam, Lion) and sets ``Args.cautious``; their drivers then step in two passes
+(``drivers.h``, ``cautious_step``): the core on copies of the state counts φ = 1[u·x > 0] per
+tensor, then the element runs with u·φ·n/(Σφ + 1). Any other family keeps the chain under it
+(the plan says so), as do per-run tensor hyperparameters (the mask couples rows) and DTensor
+parameters sharded over several ranks (the count is the whole tensor's). A new family that
+masks adds its name to ``CAUTIOUS``, a ``cautious_step`` overload and its core function.
+
 Nothing else: :func:`~.plan.shape_of` recognises any chain whose core declares a kernel, the
 per-call checks (``check.cpp``) run on every column the plan names, and the tests that iterate
 families (``tests/test_cases.py``, ``test_fast_fuzz.py``) pick the new one up; add its

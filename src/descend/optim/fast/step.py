@@ -350,6 +350,12 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
         if rows:
             raise Unsupported("per-run hyperparameter tensors with DTensor parameters")
         agreed = opt.__dict__.get("_global_norms", {}).get(index)
+        sharded = any(not pl.is_replicate() for _, placements in layouts for pl in placements)
+        if plan.fields.get("cautious") and ranks > 1 and sharded:  # cautious mask (i14kc)
+            raise Unsupported(
+                f"cautious=True with DTensor parameters sharded over {ranks} ranks: the mask's "
+                "scale n/(Σφ + 1) counts the whole tensor, not one shard"
+            )
         if plan.max_norm is not None and ranks > 1 and agreed is None:
             raise Unsupported(
                 f"global-norm clipping of DTensor parameters on a mesh of {ranks} ranks "
