@@ -234,3 +234,25 @@ def test_segment_sums_on_the_host_equal_the_device_loop():
     want = [[float(c.double().sum()) for c in row.split(lengths)] for row in x]
     for got in (flat.reduceat_sums(x, lengths), flat.loop_sums(x, lengths)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_kernel_events_are_the_python_encoders_bytes():
+    """The TensorBoard sink's C++ encoder (events framed as TFRecords, CRC-32C) writes the
+    bytes of ``tf_record(scalar_event(…))``, which test_monitor holds to protobuf's own
+    serialization, checksummed by TensorBoard's masked CRC; values it cannot take: None."""
+    from descend.monitor.sinks import _masked_crc, _NativeEvents, scalar_event, tf_record
+
+    cases = [
+        {"loss": 0.25},
+        {},
+        {"opt/x": math.nan, "layer/é.w/ü": -math.inf, "t" * 200: 3e38, "big": 1e300},
+        {"neg": -1e300, "tiny": 1e-45, "one": 1, "zero": -0.0, "f32": np.float32(0.1)},
+        {"loss": 0.5},
+    ]
+    rows = [(step, row) for step in (0, 1, 127, 128, 300, 2**40, -5) for row in cases]
+    native = _NativeEvents.make()
+    for batch in (rows, rows[:1], []):
+        want = b"".join(tf_record(scalar_event(1.7e9, s, d, {}), _masked_crc()) for s, d in batch)
+        assert bytes(native(1.7e9, batch)) == want
+    assert native(1.0, [(1, {"x": "not a number"})]) is None
+    assert native(1.0, [(2**63, {"x": 1.0})]) is None  # past int64

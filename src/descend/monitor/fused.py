@@ -47,6 +47,10 @@ def library():
         step_read = lib.descend_monitor_read
         step_read.argtypes = [ctypes.POINTER(ReadArgs)]
         step_read.restype = ctypes.c_int32
+        events = lib.descend_monitor_events
+        events.argtypes = [_I64, ctypes.c_double, _PTR, _PTR, _I64, _PTR, _PTR, _I64, _PTR, _I64]
+        events.argtypes += [_PTR, _I64, _PTR, ctypes.POINTER(_I64)]
+        events.restype = ctypes.c_int32
         size = lib.descend_monitor_read_args_size
         size.argtypes, size.restype = [], _I64
         if size() != ctypes.sizeof(ReadArgs):  # a stale library: the kernels are not used
