@@ -32,12 +32,15 @@ group (``lr`` and ``v_bias_correction`` always, the rest when there are several 
 from __future__ import annotations
 
 import math
+import weakref
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from descend.monitor import flat, stats
 from descend.monitor import fused as fused_kernels
@@ -105,6 +108,54 @@ def _arrangement(states: list[dict], members: list[torch.Tensor]) -> tuple | Non
     ]
     mkey = next((k for k in ("exp_avg", "momentum_buffer") if k in vector), None)
     return frozenset(keys), mkey, [k for k in vector if k in RATE_KEYS]
+
+
+class _GradHook:
+    """One parameter's gradient hook for the sampled steps' backward passes, made once.
+
+    :meth:`arm` puts the function in the tensor's hook dictionary (``_backward_hooks``, what
+    ``Tensor.register_hook`` fills) under a key drawn once from torch's handle counter;
+    :meth:`remove` takes it out. Where the dictionary did not exist before, arming creates
+    it and removing it (left empty) sets it back to None, which takes torch's per-tensor
+    pre-hook out of every backward pass in between: an empty dictionary still costs a call
+    into Python per parameter and backward (~1 µs). A non-leaf tensor goes through
+    ``register_hook`` (its ``grad_fn`` holds the dictionary too)."""
+
+    __slots__ = ("tensor", "fn", "key", "hooks", "created")
+
+    def __init__(self, p: torch.Tensor, fn: Any) -> None:
+        self.tensor = weakref.ref(p)
+        self.fn = fn
+        self.key = RemovableHandle(OrderedDict()).id  # unique among torch's hook keys
+        self.hooks: Any = None  # the dictionary holding fn while armed
+        self.created = False
+
+    def arm(self) -> None:
+        p = self.tensor()
+        if p is None or self.hooks is not None:
+            return
+        hooks = p._backward_hooks
+        if hooks is None and p.grad_fn is None:
+            hooks = OrderedDict()
+            hooks[self.key] = self.fn
+            p._backward_hooks = hooks
+            self.created = True
+        elif hooks is None:
+            handle = p.register_hook(self.fn)
+            hooks, self.key, self.created = p._backward_hooks, handle.id, False
+        else:
+            hooks[self.key] = self.fn
+            self.created = False
+        self.hooks = hooks
+
+    def remove(self) -> None:
+        hooks, self.hooks = self.hooks, None
+        if hooks is None:
+            return
+        hooks.pop(self.key, None)
+        p = self.tensor()
+        if self.created and not hooks and p is not None and p._backward_hooks is hooks:
+            p._backward_hooks = None
 
 
 class _Pending:
@@ -231,7 +282,7 @@ class Monitor:
         self._losses: list[tuple[int, Any]] = []  # log_loss values not yet written
         self._noise = [0.0, 0.0]  # EMAs of gns_trace and gns_g2 (bias cancels in the ratio)
         self._armed: list[Any] = []  # handles of the hooks armed for the next step
-        self._grad_hooks: dict[int, tuple[Any, Any]] = {}  # id(p): (handle, hook), kept
+        self._grad_hooks: dict[int, _GradHook] = {}  # id(p): its hook, kept between steps
         self._micro: dict[int, list[Any]] = {}
         self._records: dict[int, dict[str, list[torch.Tensor]]] = {}
         self._pending: list[float] | None = None
@@ -260,28 +311,22 @@ class Monitor:
         ]
 
     def _arm(self) -> None:
-        """Hooks for the next step's backward passes (and its chain trace) only.
-
-        Each parameter's gradient hook is registered once (``Tensor.register_hook``) and kept:
-        disarming removes it from the tensor's hook dictionary as its handle does, and arming
-        puts the same function back under the same key (what ``register_hook`` does after
-        its first call), so a sampled step does not pay for new handles and closures."""
+        """Hooks for the next step's backward passes (and its chain trace) only (see
+        :class:`_GradHook`: each parameter's hook function is made once and put in and out
+        of the tensor's hook dictionary)."""
         self._micro = {}
         layout = self._layout_for(self._params())
         kept = self._grad_hooks
         if len(kept) > len(layout.tensors):  # parameters gone since: forget their hooks
             for key in set(kept) - set(layout.position):
-                kept.pop(key)[0].remove()
+                kept.pop(key).remove()
         armed = self._armed
         for p in layout.tensors:
-            entry = kept.get(id(p))
-            hooks = None if entry is None else entry[0].hooks_dict_ref()
-            if hooks is None or hooks is not p._backward_hooks:
-                fn = self._grad_hook(p)
-                entry = kept[id(p)] = (p.register_hook(fn), fn)
-            else:
-                hooks[entry[0].id] = entry[1]
-            armed.append(entry[0])
+            hook = kept.get(id(p))
+            if hook is None or hook.tensor() is not p:
+                hook = kept[id(p)] = _GradHook(p, self._grad_hook(p))
+            hook.arm()
+            armed.append(hook)
         if self.use_trace:
             self._records = {}
             self._armed.append(self.base.register_trace_hook(self._trace))
@@ -765,14 +810,19 @@ class Monitor:
                         for q, value in zip(("p10", "p50", "p90"), values):
                             out[f"{prefix}{name}_{q}"] = value
         if self.layers:
-            ratio = stats._ratio
-            for j, p in enumerate(tensors):
-                name = self.names.get(id(p), f"param{j}")
-                u2, w2, g2 = sums[flat.U2][j], sums[flat.W2][j], sums[flat.G2][j]
-                out[f"layer/{name}/update_ratio"] = ratio(math.sqrt(u2), math.sqrt(w2))
-                out[f"layer/{name}/grad_norm"] = math.sqrt(g2)
+            ratio, sqrt = stats._ratio, math.sqrt
+            tags = layout.tags
+            if tags is None:  # each layer's three tags, made once per layout
+                tags = layout.tags = [
+                    tuple(f"layer/{self.names.get(id(p), f'param{j}')}/{m}" for m in LAYER_METRICS)
+                    for j, p in enumerate(tensors)
+                ]
+            u2s, w2s, g2s = sums[flat.U2], sums[flat.W2], sums[flat.G2]
+            for j, (ratio_tag, grad_tag, eff_tag) in enumerate(tags):
+                out[ratio_tag] = ratio(sqrt(u2s[j]), sqrt(w2s[j]))
+                out[grad_tag] = sqrt(g2s[j])
                 if medians is not None and has_eff[j]:
-                    out[f"layer/{name}/eff_lr_p50"] = medians[j]
+                    out[eff_tag] = medians[j]
         return out
 
     def _quantiles(self, layout: flat.Layout, drawn, parts: list, has_eff: list, path: str):
@@ -885,21 +935,24 @@ class Monitor:
         """Record the training loss of the step just taken (call after ``optimizer.step()``);
         ``step`` defaults to the number of optimizer steps so far.
 
-        A tensor is kept (detached) and read with the others in one ``tolist`` when the
+        A tensor on the CPU is read at once (``item``: no device to wait for); any other
+        tensor is kept (detached) and read with the others in one ``tolist`` when the
         next sampled step, :meth:`log`, :attr:`rows`, :meth:`frame` or :meth:`close` writes,
         or after :data:`LOSS_BUFFER` losses: one host read per batch instead of one per step
-        (no device sync per step on a GPU), and ~1 µs per step on the training thread."""
+        (no device sync per step on a GPU). Either costs ~1 µs per step on the training
+        thread."""
         at = self.steps if step is None else int(step)
         if isinstance(loss, torch.Tensor):
             if loss.numel() != 1:
                 raise ValueError(
                     f"loss must hold one value, got a tensor of shape {tuple(loss.shape)}"
                 )
-            value: Any = loss.detach()
+            value: Any = loss.item() if loss.is_cpu else loss.detach()
         else:
             value = float(loss)
-        self._losses.append((at, value))
-        if len(self._losses) >= LOSS_BUFFER:
+        losses = self._losses
+        losses.append((at, value))
+        if len(losses) >= LOSS_BUFFER:
             self.flush_losses()
 
     def flush_losses(self) -> None:
@@ -928,7 +981,9 @@ class Monitor:
         finished = iter(self._finish_all(pendings)) if pendings else iter(())
         rows = []
         for at, v in held:
-            if isinstance(v, torch.Tensor):
+            if type(v) is float:
+                rows.append((at, {"loss": v}))
+            elif isinstance(v, torch.Tensor):
                 rows.append((at, {"loss": next(read)}))
             elif isinstance(v, _Pending):
                 rows.append((at, next(finished)))
@@ -966,8 +1021,6 @@ class Monitor:
         self.flush_losses()
         self._closed = True
         self._disarm()
-        for handle, _ in self._grad_hooks.values():
-            handle.remove()
         self._grad_hooks = {}
         self._layout = self._subset = self._reader = None  # the buffers
         for handle in self._handles:

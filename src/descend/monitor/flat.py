@@ -145,6 +145,7 @@ class Layout:
         self.extra: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
         self._sample: Sample | None = None
         self.momentum_zero = True  # the momentum row holds zeros only
+        self.tags: list[tuple[str, ...]] | None = None  # the monitor's per-layer tags
 
     def _views(self, row: torch.Tensor) -> list[torch.Tensor]:
         out, at = [], 0

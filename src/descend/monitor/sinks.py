@@ -22,6 +22,7 @@ import os
 import struct
 import time
 from array import array
+from itertools import accumulate, chain
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -210,17 +211,15 @@ class _NativeEvents:
         return ids
 
     def __call__(self, wall_time: float, rows: list[tuple[int, dict[str, float]]]):
-        steps, first, tags, values = array("q"), array("q", [0]), array("q"), array("d")
         try:
-            for step, scalars in rows:
-                keys = tuple(scalars)
-                ids = self.layouts.get(keys)
-                if ids is None:
-                    ids = self._layout(keys)
-                steps.append(int(step))
-                tags.extend(ids)
-                values.extend(scalars.values())
-                first.append(len(tags))
+            layouts = self.layouts
+            ids = [layouts.get(tuple(scalars)) for _, scalars in rows]
+            if None in ids:
+                ids = [self._layout(tuple(d)) if i is None else i for i, (_, d) in zip(ids, rows)]
+            steps = array("q", [step for step, _ in rows])
+            first = array("q", accumulate(map(len, ids), initial=0))
+            tags = array("q", chain.from_iterable(ids))
+            values = array("d", chain.from_iterable(d.values() for _, d in rows))
         except (TypeError, ValueError, OverflowError):  # not numbers, a step past int64
             return None
         cap = 48 * len(rows) + (self.widest + 4) * len(tags)
