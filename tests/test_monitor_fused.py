@@ -346,3 +346,23 @@ def test_gradient_hooks_leave_nothing_on_the_parameters_between_sampled_steps():
     assert [r["step"] for r in mon.rows if "opt/grad_norm_preclip" in r] == [1, 4, 7]
     mon.close()
     assert net.weight._backward_hooks is None and len(net.bias._backward_hooks) == 1
+
+
+@pytest.mark.parametrize("n", [1023, 1024, 4099])
+def test_kernel_quantiles_through_the_bucket_histogram_equal_numpys(n):
+    """Rows of ≥ 1,024 entries select through a histogram of the keys' top bits: the same
+    order statistics as numpy's whatever the spread — one bucket holding nearly everything
+    (values within one quarter-binade), signs mixed, ties, ±0, non-finite entries."""
+    rng = np.random.default_rng(n)
+    cases = [
+        1.0 + rng.random(n) * 0.2,  # one bucket
+        rng.standard_normal(n) * np.exp(rng.uniform(-20, 20, n)),  # many buckets
+        np.round(rng.standard_normal(n)),  # ties (-0.0 and 0.0 among them)
+        np.where(rng.random(n) < 0.1, np.nan, rng.standard_normal(n)),
+    ]
+    data = [np.asarray(a, np.float32) for a in cases]
+    rows = [(i * n, n) for i in range(len(data))]
+    got = fused.quantiles(np.concatenate(data), rows, (0.0, 0.1, 0.5, 0.9, 1.0))
+    for a, values in zip(data, got):
+        want = stats.quantiles(torch.from_numpy(a), (0.0, 0.1, 0.5, 0.9, 1.0))
+        np.testing.assert_allclose(values, want, rtol=1e-12, atol=0)

@@ -218,7 +218,7 @@ inline uint32_t order_key(float x) {
 }
 
 constexpr int kBucketBits = 11;  // first-level buckets of the selection: the key's top bits
-constexpr int64_t kRadixFrom = 256;  // rows shorter than this select with nth_element alone
+constexpr int64_t kRadixFrom = 1024;  // shorter rows select with nth_element alone
 
 // The entries of a[0..n) at the sorted ranks `ranks` (ascending), into `out`, reordering a:
 // one histogram of the keys' top bits finds the bucket of each rank, one pass moves those
@@ -240,9 +240,10 @@ void select_ranks(float* a, int64_t n, const std::vector<int64_t>& ranks, std::v
     return;
   }
   constexpr int64_t kBuckets = int64_t{1} << kBucketBits;
-  std::vector<int64_t> start(kBuckets + 1, 0);
-  for (int64_t i = 0; i < n; ++i) ++start[(order_key(a[i]) >> (32 - kBucketBits)) + 1];
-  for (int64_t b = 0; b < kBuckets; ++b) start[b + 1] += start[b];
+  std::vector<int64_t> start(kBuckets + 1, 0);  // entries in the buckets before each
+  std::vector<uint32_t> histogram(kBuckets, 0);
+  for (int64_t i = 0; i < n; ++i) ++histogram[order_key(a[i]) >> (32 - kBucketBits)];
+  for (int64_t b = 0; b < kBuckets; ++b) start[b + 1] = start[b] + histogram[b];
   // the buckets holding a wanted rank, in order (the ranks are ascending)
   std::vector<int64_t> wanted;
   for (const int64_t r : ranks) {
