@@ -17,7 +17,8 @@ sampled step only (steps 1, k + 1, 2k + 1, … counted in optimizer updates) it
   (``fused=False``) or only the chain knows its state (a free ``from_chain`` chain), from the
   chain's own named intermediates through a trace hook registered for that one step.
 
-Unsampled steps cost two hook calls and a comparison. The sampled step reads everything in a
+Unsampled steps cost two optimizer hook calls and a comparison (no hook of the monitor's
+is on the parameters then). The sampled step reads everything in a
 few calls whatever the number of parameters: parameters laid end to end in flat buffers
 (:mod:`descend.monitor.flat`), one C++ pass per parameter for the sums and one gather of the
 state at a fixed sample of coordinates (:mod:`descend.monitor.fused`; torch's operations where
