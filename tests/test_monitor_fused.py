@@ -234,3 +234,135 @@ def test_segment_sums_on_the_host_equal_the_device_loop():
     want = [[float(c.double().sum()) for c in row.split(lengths)] for row in x]
     for got in (flat.reduceat_sums(x, lengths), flat.loop_sums(x, lengths)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_kernel_events_are_the_python_encoders_bytes():
+    """The TensorBoard sink's C++ encoder (events framed as TFRecords, CRC-32C) writes the
+    bytes of ``tf_record(scalar_event(…))``, which test_monitor holds to protobuf's own
+    serialization, checksummed by TensorBoard's masked CRC; values it cannot take: None."""
+    from descend.monitor.sinks import _masked_crc, _NativeEvents, scalar_event, tf_record
+
+    cases = [
+        {"loss": 0.25},
+        {},
+        {"opt/x": math.nan, "layer/é.w/ü": -math.inf, "t" * 200: 3e38, "big": 1e300},
+        {"neg": -1e300, "tiny": 1e-45, "one": 1, "zero": -0.0, "f32": np.float32(0.1)},
+        {"loss": 0.5},
+    ]
+    rows = [(step, row) for step in (0, 1, 127, 128, 300, 2**40, -5) for row in cases]
+    native = _NativeEvents.make()
+    for batch in (rows, rows[:1], []):
+        want = b"".join(tf_record(scalar_event(1.7e9, s, d, {}), _masked_crc()) for s, d in batch)
+        assert bytes(native(1.7e9, batch)) == want
+    assert native(1.0, [(1, {"x": "not a number"})]) is None
+    assert native(1.0, [(2**63, {"x": 1.0})]) is None  # past int64
+
+
+def _mlp_run(steps=12, every=2, patch=None, **options):
+    ds = train.load("digits")
+    train.seed_everything(0)
+    model = train.build("mlp", ds)
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+    mon = Monitor(opt, model, every=every, **options)
+    if patch is not None:
+        patch(mon)
+    batches = list(ds.loader("train", 32, seed=0))
+    for i in range(steps):
+        x, y = batches[i]
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        opt.step()
+        mon.log_loss(loss)
+    return mon, model, opt
+
+
+def test_prebuilt_reader_writes_the_general_reads_rows(monkeypatch):
+    """After the first sampled step the read goes through the prebuilt fused.Reader (two
+    native calls); its rows are bit for bit those of the general read (per-key checks, one
+    fused.read call) on the same run."""
+    calls = []
+    real = fused.Reader.__call__
+    monkeypatch.setattr(fused.Reader, "__call__", lambda *a: calls.append(1) or real(*a))
+    fast, _, _ = _mlp_run()
+    general, _, _ = _mlp_run(patch=lambda mon: setattr(mon, "_fast_read", lambda layout: None))
+    assert len(calls) == 5  # sampled steps 3, 5, …, 11 (step 1 builds the reader)
+    assert fast.last_path == general.last_path == "fused"
+    assert fast.rows == general.rows
+
+
+def test_reader_refuses_a_changed_tensor_and_the_general_read_takes_over():
+    """A state tensor swapped for a non-contiguous one: the Reader's check refuses it (no
+    write), the general read falls back to torch and says why; a tensor of the wrong size
+    handed to a Reader is refused too."""
+
+    def swap(opt):
+        for st in opt.state.values():
+            st["exp_avg_sq"] = (
+                st["exp_avg_sq"].t().contiguous().t()
+                if st["exp_avg_sq"].dim() == 2
+                else st["exp_avg_sq"]
+            )
+
+    mon, model, opt = _mlp_run(steps=4)
+    assert mon._reader[1] is not None  # built at step 1, used at step 3
+    swap(opt)
+    w = model[0].weight if isinstance(model, torch.nn.Sequential) else next(model.parameters())
+    assert not opt.state[w]["exp_avg_sq"].is_contiguous()
+    before = len(mon.rows)
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(8, 64)).pow(2).mean().backward()
+        opt.step()
+    assert mon.last_path.startswith("torch: a tensor the kernels do not take")
+    assert len(mon.rows) == before + 1
+    reader = fused.Reader([3, 2], [False, False], [], np.array([0, 4]))
+    a, b = torch.zeros(3), torch.zeros(2)
+    good = [a, b, a.clone(), b.clone(), torch.zeros(5), torch.zeros(5)]
+    assert reader(fused.library(), good) is not None
+    bad = [a, b, a.clone(), torch.zeros(3), torch.zeros(5), torch.zeros(5)]  # g of size 3
+    assert reader(fused.library(), bad) is None
+    assert reader(fused.library(), good[:-1]) is None
+
+
+def test_gradient_hooks_leave_nothing_on_the_parameters_between_sampled_steps():
+    """Between sampled steps no hook of the monitor's is on a parameter (its hook dict, which
+    the monitor created, is back to None); a user's own hook stays and runs every step."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 2)
+    seen = []
+    net.bias.register_hook(lambda g: seen.append(1))
+    opt = torch.optim.Adam(net.parameters())
+    mon = Monitor(opt, net, every=3)
+    for step in range(1, 8):
+        opt.zero_grad()
+        net(torch.randn(5, 4)).pow(2).sum().backward()
+        opt.step()
+        armed = mon.sampled(step + 1)
+        assert (net.weight._backward_hooks is not None) == armed
+        assert len(net.bias._backward_hooks) == 1 + armed  # the user's, and ours when armed
+    assert len(seen) == 7
+    assert [r["step"] for r in mon.rows if "opt/grad_norm_preclip" in r] == [1, 4, 7]
+    mon.close()
+    assert net.weight._backward_hooks is None and len(net.bias._backward_hooks) == 1
+
+
+@pytest.mark.parametrize("n", [1023, 1024, 4099])
+def test_kernel_quantiles_through_the_bucket_histogram_equal_numpys(n):
+    """Rows of ≥ 1,024 entries select through a histogram of the keys' top bits: the same
+    order statistics as numpy's whatever the spread — one bucket holding nearly everything
+    (values within one quarter-binade), signs mixed, ties, ±0, non-finite entries."""
+    rng = np.random.default_rng(n)
+    cases = [
+        1.0 + rng.random(n) * 0.2,  # one bucket
+        rng.standard_normal(n) * np.exp(rng.uniform(-20, 20, n)),  # many buckets
+        np.round(rng.standard_normal(n)),  # ties (-0.0 and 0.0 among them)
+        np.where(rng.random(n) < 0.1, np.nan, rng.standard_normal(n)),
+    ]
+    data = [np.asarray(a, np.float32) for a in cases]
+    rows = [(i * n, n) for i in range(len(data))]
+    got = fused.quantiles(np.concatenate(data), rows, (0.0, 0.1, 0.5, 0.9, 1.0))
+    for a, values in zip(data, got):
+        want = stats.quantiles(torch.from_numpy(a), (0.0, 0.1, 0.5, 0.9, 1.0))
+        np.testing.assert_allclose(values, want, rtol=1e-12, atol=0)

@@ -17,7 +17,8 @@ sampled step only (steps 1, k + 1, 2k + 1, … counted in optimizer updates) it
   (``fused=False``) or only the chain knows its state (a free ``from_chain`` chain), from the
   chain's own named intermediates through a trace hook registered for that one step.
 
-Unsampled steps cost two hook calls and a comparison. The sampled step reads everything in a
+Unsampled steps cost two optimizer hook calls and a comparison (no hook of the monitor's
+is on the parameters then). The sampled step reads everything in a
 few calls whatever the number of parameters: parameters laid end to end in flat buffers
 (:mod:`descend.monitor.flat`), one C++ pass per parameter for the sums and one gather of the
 state at a fixed sample of coordinates (:mod:`descend.monitor.fused`; torch's operations where
@@ -32,12 +33,15 @@ group (``lr`` and ``v_bias_correction`` always, the rest when there are several 
 from __future__ import annotations
 
 import math
+import weakref
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from descend.monitor import flat, stats
 from descend.monitor import fused as fused_kernels
@@ -88,13 +92,83 @@ def _names(model: nn.Module | None, optimizer: torch.optim.Optimizer) -> dict[in
     return names
 
 
+def _arrangement(states: list[dict], members: list[torch.Tensor]) -> tuple | None:
+    """(keys, momentum key or None, rate keys) of one group's optimizer states, or None where
+    they hold nothing or not the same keys: the state tensors of each parameter's size, the
+    momentum buffer among them (``exp_avg``, ``momentum_buffer``) and those the effective
+    learning rate is computed from (:data:`RATE_KEYS`)."""
+    keys = set(states[0])
+    if not keys or any(set(st) != keys for st in states):
+        return None
+    vector = [
+        k
+        for k in sorted(keys)
+        if torch.is_tensor(states[0][k])
+        and states[0][k].dim() > 0
+        and all(st[k].numel() == p.numel() for st, p in zip(states, members))
+    ]
+    mkey = next((k for k in ("exp_avg", "momentum_buffer") if k in vector), None)
+    return frozenset(keys), mkey, [k for k in vector if k in RATE_KEYS]
+
+
+class _GradHook:
+    """One parameter's gradient hook for the sampled steps' backward passes, made once.
+
+    :meth:`arm` puts the function in the tensor's hook dictionary (``_backward_hooks``, what
+    ``Tensor.register_hook`` fills) under a key drawn once from torch's handle counter;
+    :meth:`remove` takes it out. Where the dictionary did not exist before, arming creates
+    it and removing it (left empty) sets it back to None, which takes torch's per-tensor
+    pre-hook out of every backward pass in between: an empty dictionary still costs a call
+    into Python per parameter and backward (~1 µs). A non-leaf tensor goes through
+    ``register_hook`` (its ``grad_fn`` holds the dictionary too)."""
+
+    __slots__ = ("tensor", "fn", "key", "hooks", "created")
+
+    def __init__(self, p: torch.Tensor, fn: Any) -> None:
+        self.tensor = weakref.ref(p)
+        self.fn = fn
+        self.key = RemovableHandle(OrderedDict()).id  # unique among torch's hook keys
+        self.hooks: Any = None  # the dictionary holding fn while armed
+        self.created = False
+
+    def arm(self) -> None:
+        p = self.tensor()
+        if p is None or self.hooks is not None:
+            return
+        hooks = p._backward_hooks
+        if hooks is None and p.grad_fn is None:
+            hooks = OrderedDict()
+            hooks[self.key] = self.fn
+            p._backward_hooks = hooks
+            self.created = True
+        elif hooks is None:
+            handle = p.register_hook(self.fn)
+            hooks, self.key, self.created = p._backward_hooks, handle.id, False
+        else:
+            hooks[self.key] = self.fn
+            self.created = False
+        self.hooks = hooks
+
+    def remove(self) -> None:
+        hooks, self.hooks = self.hooks, None
+        if hooks is None:
+            return
+        hooks.pop(self.key, None)
+        p = self.tensor()
+        if self.created and not hooks and p is not None and p._backward_hooks is hooks:
+            p._backward_hooks = None
+
+
 class _Pending:
-    """A sampled step read but not yet written (see :meth:`Monitor._measure`)."""
+    """A sampled step read but not yet written (see :meth:`Monitor._measure`): the groups'
+    learning rates and bias corrections, the skipped-step count, the layout read, what
+    :meth:`Monitor._read` returned, and the backward passes' record (``_micro``)."""
 
-    __slots__ = ("out", "layout", "read")
+    __slots__ = ("lrs", "bcs", "skipped", "layout", "read", "micro")
 
-    def __init__(self, out: dict, layout: Any, read: tuple | None) -> None:
-        self.out, self.layout, self.read = out, layout, read
+    def __init__(self, lrs, bcs, skipped, layout, read, micro) -> None:
+        self.lrs, self.bcs, self.skipped = lrs, bcs, skipped
+        self.layout, self.read, self.micro = layout, read, micro
 
 
 class Monitor:
@@ -208,12 +282,14 @@ class Monitor:
         self._rows: list[dict[str, float]] = []  # everything written, with "step"
         self._losses: list[tuple[int, Any]] = []  # log_loss values not yet written
         self._noise = [0.0, 0.0]  # EMAs of gns_trace and gns_g2 (bias cancels in the ratio)
-        self._armed: list[Any] = []
+        self._armed: list[Any] = []  # handles of the hooks armed for the next step
+        self._grad_hooks: dict[int, _GradHook] = {}  # id(p): its hook, kept between steps
         self._micro: dict[int, list[Any]] = {}
         self._records: dict[int, dict[str, list[torch.Tensor]]] = {}
         self._pending: list[float] | None = None
         self._layout: flat.Layout | None = None  # the sampled step's buffers
         self._subset: tuple | None = None  # (layout, kept, layout of the kept parameters)
+        self._reader: tuple | None = None  # (layout, group specs, fused.Reader, source names)
         self._next = 1  # the next sampled step
         self._closed = False
         self._handles = [
@@ -236,11 +312,22 @@ class Monitor:
         ]
 
     def _arm(self) -> None:
-        """Hooks for the next step's backward passes (and its chain trace) only."""
+        """Hooks for the next step's backward passes (and its chain trace) only (see
+        :class:`_GradHook`: each parameter's hook function is made once and put in and out
+        of the tensor's hook dictionary)."""
         self._micro = {}
         layout = self._layout_for(self._params())
+        kept = self._grad_hooks
+        if len(kept) > len(layout.tensors):  # parameters gone since: forget their hooks
+            for key in set(kept) - set(layout.position):
+                kept.pop(key).remove()
+        armed = self._armed
         for p in layout.tensors:
-            self._armed.append(p.register_hook(self._grad_hook(p)))
+            hook = kept.get(id(p))
+            if hook is None or hook.tensor() is not p:
+                hook = kept[id(p)] = _GradHook(p, self._grad_hook(p))
+            hook.arm()
+            armed.append(hook)
         if self.use_trace:
             self._records = {}
             self._armed.append(self.base.register_trace_hook(self._trace))
@@ -374,22 +461,14 @@ class Monitor:
                 plans.append(("trace", v is not None, eff is not None))
                 continue
             states = [self.base.state.get(p) or {} for p in members]
-            keys = set(states[0])
             steps = {float(st["step"]) for st in states if "step" in st}
-            if not keys or any(set(st) != keys for st in states) or len(steps) > 1:
+            arranged = _arrangement(states, members)
+            if arranged is None or len(steps) > 1:
                 plans.append(None)
                 continue
-            vector = [
-                k
-                for k in sorted(keys)
-                if torch.is_tensor(states[0][k])
-                and states[0][k].dim() > 0
-                and all(st[k].numel() == p.numel() for st, p in zip(states, members))
-            ]
-            mkey = next((k for k in ("exp_avg", "momentum_buffer") if k in vector), None)
+            keys, mkey, rate_keys = arranged
             if mkey is not None:
                 momentum[first:end] = [st[mkey] for st in states]
-            rate_keys = [k for k in vector if k in RATE_KEYS]
             for k in rate_keys:
                 put(k, first, [st[k] for st in states])
             state = {"step": steps.pop()} if steps else {}
@@ -399,6 +478,80 @@ class Monitor:
             # before the rates are computed)
             plans.append(("state", {**group}, rate_keys, state))
         return plans, momentum, sources
+
+    def _fast_read(self, layout: flat.Layout) -> tuple | None:
+        """:meth:`_read` through the :class:`~descend.monitor.fused.Reader` built for this
+        layout and this arrangement of the optimizer state (the keys each group's states
+        hold): the same tensors :meth:`_sources` would hand over, found without its
+        per-key checks, in two native calls. None (then :meth:`_read` reads the general way
+        and builds a new reader) where there is no reader for this layout, a group's states
+        hold other keys or differing steps, or a tensor fails the kernels' check."""
+        cached = self._reader
+        if cached is None or cached[0] is not layout or cached[1] is None:
+            return None
+        _, specs, reader, names = cached
+        lib = fused_kernels.library()
+        if lib is None:
+            return None
+        state, groups = self.base.state, self.base.param_groups
+        tensors = layout.tensors
+        moms: list[torch.Tensor] = []
+        columns: dict[str, list[torch.Tensor]] = {k: [] for k in names}
+        plans: list[tuple | None] = []
+        for first, end, gi, keys, mkey, rate_keys in specs:
+            states = [state.get(p) for p in tensors[first:end]]
+            if keys is None:  # no state: nothing to read in this group
+                if any(states):
+                    return None
+                plans.append(None)
+                continue
+            for st in states:
+                if st is None or st.keys() != keys:
+                    return None
+            scalars = {}
+            if "step" in keys:
+                steps = {float(st["step"]) for st in states}
+                if len(steps) > 1:
+                    return None
+                scalars["step"] = steps.pop()
+            if "mu_product" in keys:
+                scalars["mu_product"] = states[0]["mu_product"]
+            if mkey is not None:
+                moms += [st[mkey] for st in states]
+            for k in rate_keys:
+                columns[k] += [st[k] for st in states]
+            plans.append(("state", {**groups[gi]}, rate_keys, scalars))
+        ordered = [*tensors, *(p.grad for p in tensors), *moms, layout.before, layout.preclip]
+        for k in names:
+            ordered += columns[k]
+        got = reader(lib, ordered)
+        if got is None:
+            return None
+        sums, gathered = got
+        return sums, plans, dict(zip(names, gathered)), "fused"
+
+    def _make_reader(self, layout: flat.Layout, plans: list, momentum: list, sources: dict):
+        """The reader of :meth:`_fast_read` for what :meth:`_sources` found on ``layout``
+        (kept as ``(layout, None, …)`` where the state has no fixed arrangement)."""
+        specs = []
+        for (first, end), gi, plan in zip(layout.group_spans, layout.group_ids, plans):
+            states = [self.base.state.get(p) for p in layout.tensors[first:end]]
+            if plan is None:
+                if any(states):  # differing keys or steps: read the general way
+                    self._reader = (layout, None, None, None)
+                    return
+                specs.append((first, end, gi, None, None, ()))
+                continue
+            keys, mkey, rate_keys = _arrangement(states, layout.tensors[first:end])
+            specs.append((first, end, gi, keys, mkey, tuple(rate_keys)))
+        names = list(sources)
+        reader = fused_kernels.Reader(
+            layout.lengths,
+            [m is not None for m in momentum],
+            [[t is not None for t in sources[k]] for k in names],
+            layout.sample.flat_index,
+        )
+        self._reader = (layout, specs, reader, names)
 
     def _torch_sums(self, layout: flat.Layout, momentum: list, sources: dict) -> list[list]:
         """The torch path: copy g, θ after, m and the sources into the layout's rows (one
@@ -479,17 +632,22 @@ class Monitor:
                 has_eff[first:end] = [True] * (end - first)
         return drawn, has_eff
 
-    def _read(self, layout: flat.Layout) -> tuple[list, list, dict, str]:
-        """Sums per parameter, the group plans, each source at the sampled coordinates (host
-        arrays), and the path that read them: descend's kernels where they take these
-        tensors (``fused`` None or True), else torch's operations."""
+    def _read(self, layout: flat.Layout) -> tuple[Any, list, dict, str]:
+        """Sums per parameter (an n × 9 array, or nine lists), the group plans, each source at
+        the sampled coordinates (host arrays), and the path that read them: descend's kernels
+        where they take these tensors (``fused`` None or True), else torch's operations."""
+        kernels = self.fused is not False and layout.device.type == "cpu"
+        if kernels and not self.use_trace:
+            got = self._fast_read(layout)
+            if got is not None:
+                return got
         plans, momentum, sources = self._sources(layout)
         tensors = layout.tensors
         sample = layout.sample
         sums = None
         path = "torch"
         if self.fused is not False:
-            if layout.device.type != "cpu":
+            if not kernels:
                 path = "torch: the kernels read CPU tensors"
             else:
                 names = list(sources)
@@ -498,8 +656,8 @@ class Monitor:
                     tensors,
                     [p.grad for p in tensors],
                     momentum,
-                    layout.rows[flat.BEFORE],
-                    layout.rows[flat.PRECLIP],
+                    layout.before,
+                    layout.preclip,
                     [sources[k] for k in names],
                     sample.flat_index,
                 )
@@ -512,6 +670,8 @@ class Monitor:
                 else:
                     sampled = {k: row for k, row in zip(names, gathered)}
                     path = "fused"
+                    if not self.use_trace:
+                        self._make_reader(layout, plans, momentum, sources)
             if sums is None and self.fused is True:
                 raise RuntimeError(f"Monitor(fused=True) could not use the kernels: {path}")
         if sums is None:
@@ -524,57 +684,126 @@ class Monitor:
 
     def _measure(self, step: int, lrs: list[float]) -> None:
         """Read what the step did while it is there to read (sums, the sampled state, the
-        gradient norms); the rest — rates, quantiles, the rows — is :meth:`_finish`'s, for up
-        to ``defer`` sampled steps at once."""
+        groups' hyperparameters as they are); the rest — gradient norms, rates, quantiles,
+        the rows — is :meth:`_finish_all`'s, for up to ``defer`` sampled steps at once."""
         layout = self._kept(self._layout)
-        out: dict[str, float] = {}
-        for gi, lr in enumerate(lrs):
-            out[f"opt/group{gi}/lr"] = lr
-            bc = self._v_bias_correction(gi)
-            if bc is not None:
-                out[f"opt/group{gi}/v_bias_correction"] = bc
+        bcs = [self._v_bias_correction(gi) for gi in range(len(lrs))]
         read = None
         if layout.tensors:
             read = self._read(layout)
             self.last_path = read[3]
-            self._clip_and_noise(out, layout, read[0][flat.GP2])
         skipped = getattr(self.base, "skipped_steps", None)
-        if isinstance(skipped, int):
-            out["opt/skipped_steps"] = float(skipped)
         if read is not None and self.histogram_every and self.samples % self.histogram_every == 0:
             self._histograms(step, layout)
         self.samples += 1
-        self._losses.append((step, _Pending(out, layout, read)))
+        skipped = skipped if isinstance(skipped, int) else None
+        self._losses.append((step, _Pending(lrs, bcs, skipped, layout, read, self._micro)))
         self._deferred += 1
         if self._deferred >= self.defer:
             self.flush_losses()
 
-    def _finish(self, pending: _Pending) -> dict[str, float]:
-        """The row of a sampled step from what :meth:`_measure` read."""
-        out, layout = pending.out, pending.layout
-        if pending.read is None:
-            return out
-        sums, plans, sampled, path = pending.read
-        tensors = layout.tensors
-        drawn, has_eff = self._rates(layout, plans, sampled)
-        scopes = [("opt/", (0, len(tensors)), None)]
+    def _finish_all(self, pendings: list[_Pending]) -> list[dict[str, float]]:
+        """The rows of held sampled steps from what :meth:`_measure` read, in order (the
+        noise-scale averages advance step by step): the rates of each, the quantiles of all
+        those the kernels read selected together (:meth:`_select_all`), then each row."""
+        items = []
+        for pending in pendings:
+            out: dict[str, float] = {}
+            for gi, (lr, bc) in enumerate(zip(pending.lrs, pending.bcs)):
+                out[f"opt/group{gi}/lr"] = lr
+                if bc is not None:
+                    out[f"opt/group{gi}/v_bias_correction"] = bc
+            read = pending.read
+            if read is not None:
+                sums = read[0]
+                if isinstance(sums, np.ndarray):
+                    sums = sums.T.tolist()
+                self._clip_and_noise(out, pending.layout, sums[flat.GP2], pending.micro)
+                read = (sums, *read[1:])
+            if pending.skipped is not None:
+                out["opt/skipped_steps"] = float(pending.skipped)
+            drawn = has_eff = None
+            if read is not None:
+                drawn, has_eff = self._rates(pending.layout, read[1], read[2])
+            items.append((out, pending.layout, read, drawn, has_eff))
+        selected = self._select_all(items)
+        return [self._finish(*item, selected.get(i)) for i, item in enumerate(items)]
+
+    def _scopes(self, layout: flat.Layout) -> list[tuple[str, tuple[int, int], int | None]]:
+        scopes = [("opt/", (0, len(layout.tensors)), None)]
         if len(self.base.param_groups) > 1:
             for g, (gi, span) in enumerate(zip(layout.group_ids, layout.group_spans)):
                 scopes.append((f"opt/group{gi}/", span, g))
+        return scopes
+
+    @staticmethod
+    def _parts(layout: flat.Layout, scopes: list) -> list[slice]:
         sample = layout.sample
+        return [
+            sample.whole if g is None or not sample.groups else sample.groups[g] for *_, g in scopes
+        ]
+
+    def _select_all(self, items: list) -> dict[int, tuple]:
+        """Per item read by the kernels and with rates, its scopes' (v̂, eff) quantiles and
+        its layers' eff medians (None without layers), selected in C++ by two calls for all
+        the items together over one copy of their samples (the rows are disjoint)."""
+        jobs = []
+        for i, (_, layout, read, drawn, has_eff) in enumerate(items):
+            if drawn is not None and read[3] == "fused":
+                sample = layout.sample
+                layered = self.layers and any(has_eff) and sample.layer_rows is not None
+                jobs.append((i, drawn, self._parts(layout, self._scopes(layout)), layered, sample))
+        if not jobs:
+            return {}
+        scratch = np.concatenate([np.asarray(d, np.float32).reshape(-1) for _, d, *_ in jobs])
+        scoped_rows, layer_rows, base = [], [], 0
+        for _, _, parts, layered, sample in jobs:
+            size = sample.size
+            scoped_rows += [
+                (base + r * size + s.start, s.stop - s.start) for s in parts for r in (0, 1)
+            ]
+            if layered:
+                layer_rows += [(base + size + s.start, s.stop - s.start) for s in sample.layers]
+            base += 2 * size
+        scoped = fused_kernels.quantiles(scratch, scoped_rows, stats.QUANTILES, copy=False)
+        medians = (
+            fused_kernels.quantiles(scratch, layer_rows, (0.5,), copy=False) if layer_rows else []
+        )
+        if scoped is None or medians is None:
+            return {}
+        out = {}
+        for i, _, parts, layered, sample in jobs:
+            pairs = [(scoped[2 * k], scoped[2 * k + 1]) for k in range(len(parts))]
+            del scoped[: 2 * len(parts)]
+            layer = None
+            if layered:
+                layer = [m[0] for m in medians[: len(sample.layers)]]
+                del medians[: len(sample.layers)]
+            out[i] = (pairs, layer)
+        return out
+
+    def _finish(self, out, layout, read, drawn, has_eff, selected) -> dict[str, float]:
+        """The row of a sampled step (see :meth:`_finish_all`); ``selected``: its quantiles
+        from :meth:`_select_all`, or None (then selected here)."""
+        if read is None:
+            return out
+        sums, plans, sampled, path = read
+        tensors = layout.tensors
+        scopes = self._scopes(layout)
         order = (flat.U2, flat.W2, flat.G2, flat.MG, flat.M2, flat.OPPOSED, flat.NONZERO, 8)
-        parts = []
-        for prefix, (first, end), g in scopes:
+        for prefix, (first, end), _ in scopes:
             total = [sum(sums[r][first:end]) for r in order]
             for key, value in stats.combine([total]).items():
                 out[prefix + key] = value
-            parts.append(sample.whole if g is None or not sample.groups else sample.groups[g])
         if "opt/grad_norm_preclip" in out:
             clipped = out["opt/grad_norm"] < out["opt/grad_norm_preclip"] * (1 - 1e-4)
             out["opt/clipped"] = float(clipped)
         medians = None
         if drawn is not None:
-            scoped, medians = self._quantiles(layout, drawn, parts, has_eff, path)
+            if selected is None:
+                parts = self._parts(layout, scopes)
+                selected = self._quantiles(layout, drawn, parts, has_eff, path)
+            scoped, medians = selected
             for (prefix, (first, end), _), (vq, eq) in zip(scopes, scoped):
                 present = (True, any(has_eff[first:end]))
                 for name, here, values in zip(("v_hat", "eff_lr"), present, (vq, eq)):
@@ -582,33 +811,27 @@ class Monitor:
                         for q, value in zip(("p10", "p50", "p90"), values):
                             out[f"{prefix}{name}_{q}"] = value
         if self.layers:
-            ratio = stats._ratio
-            for j, p in enumerate(tensors):
-                name = self.names.get(id(p), f"param{j}")
-                u2, w2, g2 = sums[flat.U2][j], sums[flat.W2][j], sums[flat.G2][j]
-                out[f"layer/{name}/update_ratio"] = ratio(math.sqrt(u2), math.sqrt(w2))
-                out[f"layer/{name}/grad_norm"] = math.sqrt(g2)
+            ratio, sqrt = stats._ratio, math.sqrt
+            tags = layout.tags
+            if tags is None:  # each layer's three tags, made once per layout
+                tags = layout.tags = [
+                    tuple(f"layer/{self.names.get(id(p), f'param{j}')}/{m}" for m in LAYER_METRICS)
+                    for j, p in enumerate(tensors)
+                ]
+            u2s, w2s, g2s = sums[flat.U2], sums[flat.W2], sums[flat.G2]
+            for j, (ratio_tag, grad_tag, eff_tag) in enumerate(tags):
+                out[ratio_tag] = ratio(sqrt(u2s[j]), sqrt(w2s[j]))
+                out[grad_tag] = sqrt(g2s[j])
                 if medians is not None and has_eff[j]:
-                    out[f"layer/{name}/eff_lr_p50"] = medians[j]
+                    out[eff_tag] = medians[j]
         return out
 
     def _quantiles(self, layout: flat.Layout, drawn, parts: list, has_eff: list, path: str):
         """Per scope the (v̂, eff) quantiles of its sample ``parts``, and each layer's eff
-        median (None without layers or rates): selected by the kernels after a fused read,
-        else with numpy."""
+        median (None without layers or rates), with numpy (the kernels' selection of the
+        same values is :meth:`_select_all`'s)."""
         sample = layout.sample
-        size = sample.size
         layered = self.layers and any(has_eff) and sample.layer_rows is not None
-        if path == "fused":
-            rows = [(r * size + s.start, s.stop - s.start) for s in parts for r in (0, 1)]
-            scoped = fused_kernels.quantiles(drawn, rows, stats.QUANTILES)
-            medians = None
-            if layered:
-                rows = [(size + s.start, s.stop - s.start) for s in sample.layers]
-                medians = fused_kernels.quantiles(drawn, rows, (0.5,))
-            if scoped is not None and (medians is not None or not layered):
-                pairs = [(scoped[2 * i], scoped[2 * i + 1]) for i in range(len(parts))]
-                return pairs, None if medians is None else [m[0] for m in medians]
         pairs = [tuple(flat.row_quantiles(drawn[:, part], stats.QUANTILES)) for part in parts]
         medians = flat.padded_medians(drawn[1], sample.layer_rows) if layered else None
         return pairs, medians
@@ -658,10 +881,10 @@ class Monitor:
                 return 1.0 / (1.0 - b2**t) if t > 0 and b2 < 1 else None
         return None
 
-    def _clip_and_noise(self, out: dict[str, float], layout: flat.Layout, gp2: list) -> None:
-        counted = [
-            (j, self._micro[id(p)]) for j, p in enumerate(layout.tensors) if id(p) in self._micro
-        ]
+    def _clip_and_noise(
+        self, out: dict[str, float], layout: flat.Layout, gp2: list, micro: dict
+    ) -> None:
+        counted = [(j, micro[id(p)]) for j, p in enumerate(layout.tensors) if id(p) in micro]
         if not counted:
             return
         k = max(entry[0] for _, entry in counted)
@@ -713,21 +936,24 @@ class Monitor:
         """Record the training loss of the step just taken (call after ``optimizer.step()``);
         ``step`` defaults to the number of optimizer steps so far.
 
-        A tensor is kept (detached) and read with the others in one ``tolist`` when the
+        A tensor on the CPU is read at once (``item``: no device to wait for); any other
+        tensor is kept (detached) and read with the others in one ``tolist`` when the
         next sampled step, :meth:`log`, :attr:`rows`, :meth:`frame` or :meth:`close` writes,
         or after :data:`LOSS_BUFFER` losses: one host read per batch instead of one per step
-        (no device sync per step on a GPU), and ~1 µs per step on the training thread."""
+        (no device sync per step on a GPU). Either costs ~1 µs per step on the training
+        thread."""
         at = self.steps if step is None else int(step)
         if isinstance(loss, torch.Tensor):
             if loss.numel() != 1:
                 raise ValueError(
                     f"loss must hold one value, got a tensor of shape {tuple(loss.shape)}"
                 )
-            value: Any = loss.detach()
+            value: Any = loss.item() if loss.is_cpu else loss.detach()
         else:
             value = float(loss)
-        self._losses.append((at, value))
-        if len(self._losses) >= LOSS_BUFFER:
+        losses = self._losses
+        losses.append((at, value))
+        if len(losses) >= LOSS_BUFFER:
             self.flush_losses()
 
     def flush_losses(self) -> None:
@@ -752,12 +978,16 @@ class Monitor:
                     read = iter(torch.stack([t.reshape(()) for t in tensors]).double().tolist())
                 except (RuntimeError, TypeError):  # mixed devices or dtypes: one by one
                     read = iter([float(t) for t in tensors])
+        pendings = [v for _, v in held if isinstance(v, _Pending)]
+        finished = iter(self._finish_all(pendings)) if pendings else iter(())
         rows = []
         for at, v in held:
-            if isinstance(v, torch.Tensor):
+            if type(v) is float:
+                rows.append((at, {"loss": v}))
+            elif isinstance(v, torch.Tensor):
                 rows.append((at, {"loss": next(read)}))
             elif isinstance(v, _Pending):
-                rows.append((at, self._finish(v)))
+                rows.append((at, next(finished)))
             else:
                 rows.append((at, {"loss": v}))
         return rows
@@ -792,7 +1022,8 @@ class Monitor:
         self.flush_losses()
         self._closed = True
         self._disarm()
-        self._layout = self._subset = None  # the buffers
+        self._grad_hooks = {}
+        self._layout = self._subset = self._reader = None  # the buffers
         for handle in self._handles:
             handle.remove()
         for sink in self.sinks:

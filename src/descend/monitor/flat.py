@@ -130,6 +130,7 @@ class Layout:
         self.rows = torch.zeros(len(ROWS), n, device=self.device)
         self._products: torch.Tensor | None = None  # the torch path's, made on first use
         self.views = [self._views(self.rows[r]) for r in range(len(ROWS))]
+        self.before, self.preclip = self.rows[BEFORE], self.rows[PRECLIP]  # the flat rows
         self.position = {id(p): j for j, p in enumerate(self.tensors)}
         self.group_spans: list[tuple[int, int]] = []  # (first, end) parameter per group
         self.group_ids: list[int] = []
@@ -144,6 +145,7 @@ class Layout:
         self.extra: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}
         self._sample: Sample | None = None
         self.momentum_zero = True  # the momentum row holds zeros only
+        self.tags: list[tuple[str, ...]] | None = None  # the monitor's per-layer tags
 
     def _views(self, row: torch.Tensor) -> list[torch.Tensor]:
         out, at = [], 0

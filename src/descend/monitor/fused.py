@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from descend.native.abi import CheckArgs
+
 SUMS = 9  # per parameter: w2 gp2 g2 u2 m2 mg opposed nonzero nonfinite (see monitor.cpp)
 _PTR = ctypes.c_void_p
 _I64 = ctypes.c_int64
@@ -42,11 +44,45 @@ def library():
         select = lib.descend_monitor_quantiles
         select.argtypes = [_I64, _PTR, _PTR, _I64, _PTR, _I64, _PTR, _PTR]
         select.restype = ctypes.c_int32
+        step_read = lib.descend_monitor_read
+        step_read.argtypes = [ctypes.POINTER(ReadArgs)]
+        step_read.restype = ctypes.c_int32
+        events = lib.descend_monitor_events
+        events.argtypes = [_I64, ctypes.c_double, _PTR, _PTR, _I64, _PTR, _PTR, _I64, _PTR, _I64]
+        events.argtypes += [_PTR, _I64, _PTR, ctypes.POINTER(_I64)]
+        events.restype = ctypes.c_int32
+        size = lib.descend_monitor_read_args_size
+        size.argtypes, size.restype = [], _I64
+        if size() != ctypes.sizeof(ReadArgs):  # a stale library: the kernels are not used
+            return None
         _declared["lib"] = lib
     return lib
 
 
 _declared: dict = {}
+
+
+class ReadArgs(ctypes.Structure):
+    """Mirrors ``struct MonitorRead`` in ``monitor.cpp`` field by field."""
+
+    _fields_ = [
+        ("n", _I64),
+        ("numel", _PTR),
+        ("count", _I64),
+        ("ptrs", _PTR),
+        ("sizes", _PTR),
+        ("theta", _PTR),
+        ("grad", _PTR),
+        ("momentum", _PTR),
+        ("before", _I64),
+        ("preclip", _I64),
+        ("keys", _I64),
+        ("sources", _PTR),
+        ("samples", _I64),
+        ("index", _PTR),
+        ("sums", _PTR),
+        ("gathered", _PTR),
+    ]
 
 
 def available() -> bool:
@@ -62,8 +98,6 @@ def unavailable_reason() -> str:
 def _checked(lib, tensors: Sequence[torch.Tensor], numel: Sequence[int]) -> array | None:
     """Addresses of ``tensors`` after ``descend_check`` has read each one now: float32,
     strided, contiguous, CPU, ``numel`` elements inside its storage; None if one is not."""
-    from descend.native.abi import CheckArgs
-
     n = len(tensors)
     if n == 0:
         return array("q")
@@ -81,6 +115,97 @@ def _checked(lib, tensors: Sequence[torch.Tensor], numel: Sequence[int]) -> arra
 
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+class Reader:
+    """One sampled step's native read, its arguments built once for a fixed arrangement of
+    tensors: per parameter θ and its gradient, which parameters have a momentum buffer, which
+    have each gathered state source. A call hands over the live tensors (in the order of
+    :meth:`tensors_order`); ``descend_check`` reads each of them (float32, contiguous, CPU,
+    the expected size, inside its storage) and ``descend_monitor_read`` checks every index
+    and size again, then computes the nine sums per parameter (see :func:`sums`) and gathers
+    the sources at ``index`` (see :func:`gather`), in two native calls. Nothing about the
+    tensors is kept between calls: only where each role sits in the list.
+
+    The order of the tensors: the n parameters, their n gradients, the momentum buffers
+    present, θ before the step and the gradients before clipping (flat), then the sources
+    present, source after source."""
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        momentum: Sequence[bool],
+        sources: Sequence[Sequence[bool]],
+        index: np.ndarray,
+    ) -> None:
+        n = len(lengths)
+        total = sum(lengths)
+        numel = [*lengths, *lengths]
+        mom_at = []
+        for j, present in enumerate(momentum):
+            mom_at.append(len(numel) if present else -1)
+            if present:
+                numel.append(lengths[j])
+        before, preclip = len(numel), len(numel) + 1
+        numel += [total, total]
+        src_at = []
+        for column in sources:
+            for j, present in enumerate(column):
+                src_at.append(len(numel) if present else -1)
+                if present:
+                    numel.append(lengths[j])
+        count = len(numel)
+        self.n, self.count, self.keys = n, count, len(sources)
+        self.samples = len(index)
+        self._keep = [
+            array("q", lengths),
+            array("q", numel),
+            array("q", bytes(8 * count)),  # sizes, written by the check
+            array("q", bytes(8 * count)),  # addresses, written by the check
+            array("q", range(n)),
+            array("q", range(n, 2 * n)),
+            array("q", mom_at),
+            array("q", src_at or [0]),
+            np.ascontiguousarray(index, dtype=np.int64),
+        ]
+        lens, want, sizes, ptrs, theta, grad, mom, src, idx = self._keep
+        address = [a.buffer_info()[0] for a in self._keep[:8]]
+        check = CheckArgs(count, 0, address[1], address[2])
+        check.out_ptr, check.dtype = address[3], 0
+        self._check = check
+        self._check_ref = ctypes.pointer(check)
+        args = ReadArgs(n, address[0], count, address[3], address[2], address[4], address[5])
+        args.momentum, args.before, args.preclip = address[6], before, preclip
+        args.keys, args.sources, args.samples = len(sources), address[7], self.samples
+        args.index = idx.ctypes.data
+        self._args = args
+        self._args_ref = ctypes.pointer(args)
+
+    def __call__(
+        self, lib, tensors: Sequence[torch.Tensor]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(sums as an n × 9 float64 array, the gathered sources as keys × samples float32),
+        or None where a tensor is not one the kernels take (nothing written then)."""
+        if len(tensors) != self.count:
+            return None
+        try:
+            impl = array("q", [t._cdata for t in tensors if type(t) in _PLAIN])
+        except AttributeError:
+            return None
+        if len(impl) != self.count:  # a subclass or a non-tensor: the check reads plain ones
+            return None
+        self._check.impl = impl.buffer_info()[0]
+        failed = lib.descend_check(self._check_ref)
+        self._check.impl = None  # no address of a list freed after this call stays behind
+        if failed:
+            return None
+        sums = np.empty((self.n, SUMS))
+        gathered = np.empty((self.keys, self.samples), np.float32)
+        args = self._args
+        args.sums, args.gathered = sums.ctypes.data, gathered.ctypes.data
+        if lib.descend_monitor_read(self._args_ref):
+            return None
+        return sums, gathered
 
 
 def sums(
@@ -196,17 +321,23 @@ def _gather(lib, lengths, sources, index, checked) -> np.ndarray | None:
 
 
 def quantiles(
-    data: np.ndarray, rows: Sequence[tuple[int, int]], qs: Sequence[float]
+    data: np.ndarray, rows: Sequence[tuple[int, int]], qs: Sequence[float], copy: bool = True
 ) -> list[list[float]] | None:
     """Quantiles ``qs`` of the finite entries of each row ``data[start:start + count]`` for
     ``(start, count)`` in ``rows`` (NaN where a row has none), selected in C++
     (``std::nth_element``, which keeps its pace on many equal entries where numpy's
     ``partition`` slows down); the same values as :func:`descend.monitor.stats.quantiles`.
-    ``data`` (float32) is copied first; None without the kernels."""
+    ``data`` (float32) is copied first, or with ``copy=False`` (a C-contiguous float32
+    array) reordered in place within each row; None without the kernels."""
     lib = library()
     if lib is None:
         return None
-    scratch = np.array(data, dtype=np.float32, copy=True).reshape(-1)
+    if copy:
+        scratch = np.array(data, dtype=np.float32, copy=True).reshape(-1)
+    else:
+        if data.dtype != np.float32 or not data.flags.c_contiguous:
+            raise ValueError("quantiles(copy=False) needs a C-contiguous float32 array")
+        scratch = data.reshape(-1)
     start = array("q", [r[0] for r in rows])
     count = array("q", [r[1] for r in rows])
     q = array("d", qs)

@@ -15,13 +15,18 @@ A sink is any object with ``write(step, scalars)`` and ``close()`` (and optional
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
 import struct
 import time
+from array import array
+from itertools import accumulate, chain
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 
 class Sink(Protocol):
@@ -112,6 +117,15 @@ _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
 
 
+def tag_prefix(tag: str) -> bytes:
+    """The bytes of a ``Summary.Value`` holding ``tag`` up to its float: field 1 (the Value,
+    its length counting the 5 bytes of the float to come), field 1 within it (the tag),
+    then the key of field 2 (``simple_value``, a fixed32)."""
+    name = tag.encode("utf-8")
+    head = b"\x0a" + _varint(len(name)) + name
+    return b"\x0a" + _varint(len(head) + 5) + head + b"\x15"
+
+
 def scalar_event(wall_time: float, step: int, scalars: dict[str, float], cache: dict) -> bytes:
     """The serialized ``Event(wall_time, step, summary=Summary(value=[Value(tag,
     simple_value)…]))`` of TensorBoard's ``event.proto``, written directly in the protobuf
@@ -123,9 +137,7 @@ def scalar_event(wall_time: float, step: int, scalars: dict[str, float], cache: 
     for tag, value in scalars.items():
         prefix = cache.get(tag)
         if prefix is None:
-            name = tag.encode("utf-8")
-            head = b"\x0a" + _varint(len(name)) + name
-            prefix = cache[tag] = b"\x0a" + _varint(len(head) + 5) + head + b"\x15"
+            prefix = cache[tag] = tag_prefix(tag)
         value = float(value)
         try:
             packed = _F32.pack(value)
@@ -159,6 +171,69 @@ def tf_record(data: bytes, crc) -> bytes:
     return header + _U32.pack(crc(header)) + data + _U32.pack(crc(data))
 
 
+class _NativeEvents:
+    """Scalar events encoded and framed as TFRecords in C++ (``descend_monitor_events`` in
+    ``native/monitor.cpp``; CRC-32C there too): the bytes of :func:`tf_record` of
+    :func:`scalar_event`, for a whole batch of rows in one call. Tags get ids and their
+    encoded prefixes (:func:`tag_prefix`) on first sight; rows whose keys come again reuse
+    their list of ids. Calling it gives the bytes, or None where a value is not a number
+    or the kernels refuse (the caller then encodes in Python)."""
+
+    @classmethod
+    def make(cls) -> _NativeEvents | None:
+        from descend.monitor import fused
+
+        lib = fused.library()
+        return None if lib is None else cls(lib)
+
+    def __init__(self, lib) -> None:
+        self.lib = lib
+        self.ids: dict[str, int] = {}
+        self.layouts: dict[tuple[str, ...], list[int]] = {}
+        self.prefixes = bytearray()
+        self.off = array("q", [0])
+        self.blob = np.zeros(1, np.uint8)
+        self.widest = 0
+
+    def _layout(self, keys: tuple[str, ...]) -> list[int]:
+        ids = []
+        for tag in keys:
+            t = self.ids.get(tag)
+            if t is None:
+                prefix = tag_prefix(tag)
+                t = self.ids[tag] = len(self.off) - 1
+                self.prefixes += prefix
+                self.off.append(len(self.prefixes))
+                self.widest = max(self.widest, len(prefix))
+                self.blob = np.frombuffer(bytes(self.prefixes), np.uint8)
+            ids.append(t)
+        self.layouts[keys] = ids
+        return ids
+
+    def __call__(self, wall_time: float, rows: list[tuple[int, dict[str, float]]]):
+        try:
+            layouts = self.layouts
+            ids = [layouts.get(tuple(scalars)) for _, scalars in rows]
+            if None in ids:
+                ids = [self._layout(tuple(d)) if i is None else i for i, (_, d) in zip(ids, rows)]
+            steps = array("q", [step for step, _ in rows])
+            first = array("q", accumulate(map(len, ids), initial=0))
+            tags = array("q", chain.from_iterable(ids))
+            values = array("d", chain.from_iterable(d.values() for _, d in rows))
+        except (TypeError, ValueError, OverflowError):  # not numbers, a step past int64
+            return None
+        cap = 48 * len(rows) + (self.widest + 4) * len(tags)
+        out = np.empty(cap, np.uint8)
+        written = ctypes.c_int64(0)
+        rc = self.lib.descend_monitor_events(
+            len(rows), float(wall_time), steps.buffer_info()[0], first.buffer_info()[0],
+            len(tags), tags.buffer_info()[0], values.buffer_info()[0], len(self.off) - 1,
+            self.off.buffer_info()[0], len(self.blob), self.blob.ctypes.data, cap,
+            out.ctypes.data, ctypes.byref(written),
+        )  # fmt: skip
+        return None if rc else memoryview(out)[: written.value]
+
+
 class TensorBoard:
     """Scalars (one event per step holding all of that step's tags) and histograms in the
     TensorBoard run directory ``logdir`` (default ``runs/<date>``, as ``SummaryWriter``).
@@ -179,6 +254,7 @@ class TensorBoard:
         self.flush_every = flush_every
         self._count = 0
         self._tags: dict[str, bytes] = {}
+        self._native: Any = False  # the C++ encoder, made on the first write_many
         if writer is not None:
             self.logdir = Path(writer.log_dir)
             self._file = None
@@ -223,13 +299,21 @@ class TensorBoard:
         self._record(scalar_event(time.time(), step, scalars, self._tags))
 
     def write_many(self, rows: list[tuple[int, dict[str, float]]]) -> None:
-        """Write several steps' scalars (one event each) with one write to the file."""
+        """Write several steps' scalars (one event each) with one write to the file, the
+        events encoded and framed in C++ where the kernels load (:class:`_NativeEvents`:
+        the same bytes), else here."""
         if self._file is None:
             for step, scalars in rows:
                 self.write(step, scalars)
             return
-        now, tags, crc = time.time(), self._tags, self._crc
-        self._file.write(b"".join(tf_record(scalar_event(now, s, d, tags), crc) for s, d in rows))
+        now = time.time()
+        if self._native is False:
+            self._native = _NativeEvents.make()
+        data = self._native(now, rows) if self._native is not None else None
+        if data is None:
+            tags, crc = self._tags, self._crc
+            data = b"".join(tf_record(scalar_event(now, s, d, tags), crc) for s, d in rows)
+        self._file.write(data)
         before = self._count
         self._count += len(rows)
         if self._count // self.flush_every != before // self.flush_every:

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -63,19 +64,12 @@ void param_sums(int64_t n, const float* __restrict__ th, const float* __restrict
 
 }  // namespace
 
-// Per parameter j (numel[j] coordinates at theta[j], grad[j], momentum[j]; before and preclip
-// laid end to end, parameter after parameter), nine float64 sums into out[9j .. 9j + 8]:
-//   ‖θ_before‖², ‖g_preclip‖², ‖g‖², ‖u‖², ‖m‖², m·g, #(u·g < 0), #(g ≠ 0), #(g non-finite)
-// with u = θ_before − θ and the non-finite entries of g counted, then taken as 0 everywhere
-// else. momentum may be null (no momentum), or hold 0 for a parameter without one.
-extern "C" int32_t descend_monitor_sums(int64_t n, const int64_t* numel, const int64_t* theta,
-                                        const int64_t* grad, const int64_t* momentum,
-                                        const float* before, const float* preclip, double* out) {
-  std::vector<int64_t> offset(n + 1, 0);
-  for (int64_t j = 0; j < n; ++j) {
-    if (numel[j] < 0) return 1;
-    offset[j + 1] = offset[j] + numel[j];
-  }
+namespace {
+
+// The sums of descend_monitor_sums over resolved addresses (offset: n + 1 prefix sums).
+void all_sums(int64_t n, const int64_t* numel, const int64_t* offset, const int64_t* theta,
+              const int64_t* grad, const int64_t* momentum, const float* before,
+              const float* preclip, double* out) {
 #pragma omp parallel for schedule(dynamic) if (offset[n] > (int64_t{1} << 18))
   for (int64_t j = 0; j < n; ++j) {
     const float* m = at(momentum, j);
@@ -86,21 +80,12 @@ extern "C" int32_t descend_monitor_sums(int64_t n, const int64_t* numel, const i
     else
       param_sums<false>(numel[j], at(theta, j), at(grad, j), nullptr, b, p, out + 9 * j);
   }
-  return 0;
 }
 
-// out[k × count + s] = the entry at coordinate index[s] (of all parameters laid end to end)
-// of sources[k × n + j], j the parameter holding it; NaN where that address is 0 (a
-// parameter without this state). 1, and nothing written, if an index is outside
-// [0, Σ numel).
-extern "C" int32_t descend_monitor_gather(int64_t n, const int64_t* numel, int64_t keys,
-                                          const int64_t* sources, int64_t count,
-                                          const int64_t* index, float* out) {
-  std::vector<int64_t> offset(n + 1, 0);
-  for (int64_t j = 0; j < n; ++j) {
-    if (numel[j] < 0) return 1;
-    offset[j + 1] = offset[j] + numel[j];
-  }
+// The gather of descend_monitor_gather over resolved addresses; 1 if an index is outside
+// [0, offset[n]).
+int32_t all_gather(int64_t n, const int64_t* offset, int64_t keys, const int64_t* sources,
+                   int64_t count, const int64_t* index, float* out) {
   std::vector<int64_t> owner(count);
   for (int64_t s = 0; s < count; ++s) {
     const int64_t c = index[s];
@@ -123,6 +108,188 @@ extern "C" int32_t descend_monitor_gather(int64_t n, const int64_t* numel, int64
   return 0;
 }
 
+// offset[0..n]: the prefix sums of numel; false if a size is negative.
+bool offsets(int64_t n, const int64_t* numel, std::vector<int64_t>& offset) {
+  offset.assign(n + 1, 0);
+  for (int64_t j = 0; j < n; ++j) {
+    if (numel[j] < 0) return false;
+    offset[j + 1] = offset[j] + numel[j];
+  }
+  return true;
+}
+
+}  // namespace
+
+// Per parameter j (numel[j] coordinates at theta[j], grad[j], momentum[j]; before and preclip
+// laid end to end, parameter after parameter), nine float64 sums into out[9j .. 9j + 8]:
+//   ‖θ_before‖², ‖g_preclip‖², ‖g‖², ‖u‖², ‖m‖², m·g, #(u·g < 0), #(g ≠ 0), #(g non-finite)
+// with u = θ_before − θ and the non-finite entries of g counted, then taken as 0 everywhere
+// else. momentum may be null (no momentum), or hold 0 for a parameter without one.
+extern "C" int32_t descend_monitor_sums(int64_t n, const int64_t* numel, const int64_t* theta,
+                                        const int64_t* grad, const int64_t* momentum,
+                                        const float* before, const float* preclip, double* out) {
+  std::vector<int64_t> offset;
+  if (!offsets(n, numel, offset)) return 1;
+  all_sums(n, numel, offset.data(), theta, grad, momentum, before, preclip, out);
+  return 0;
+}
+
+// out[k × count + s] = the entry at coordinate index[s] (of all parameters laid end to end)
+// of sources[k × n + j], j the parameter holding it; NaN where that address is 0 (a
+// parameter without this state). 1, and nothing written, if an index is outside
+// [0, Σ numel).
+extern "C" int32_t descend_monitor_gather(int64_t n, const int64_t* numel, int64_t keys,
+                                          const int64_t* sources, int64_t count,
+                                          const int64_t* index, float* out) {
+  std::vector<int64_t> offset;
+  if (!offsets(n, numel, offset)) return 1;
+  return all_gather(n, offset.data(), keys, sources, count, index, out);
+}
+
+// One sampled step's read (descend.monitor.fused.Reader): the sums of descend_monitor_sums
+// and the gather of descend_monitor_gather in one call, over the tensors descend_check has
+// just read in the same Python call (their addresses and sizes). Each role names its tensor
+// by its index among the checked ones; every index and every size is checked here again
+// (1, and nothing written, on any mismatch).
+struct MonitorRead {
+  int64_t n;                // parameters
+  const int64_t* numel;     // their sizes
+  int64_t count;            // tensors checked
+  const int64_t* ptrs;      // their addresses (descend_check's out_ptr)
+  const int64_t* sizes;     // their sizes as checked (out_numel)
+  const int64_t* theta;     // per parameter: the index of θ among the checked tensors
+  const int64_t* grad;      // per parameter: of its gradient
+  const int64_t* momentum;  // per parameter: of its momentum buffer, or -1 (none)
+  int64_t before;           // of θ before the step, all parameters end to end
+  int64_t preclip;          // of the gradients before clipping, end to end
+  int64_t keys;             // state sources gathered
+  const int64_t* sources;   // keys × n: the index of each parameter's source, or -1 (NaN)
+  int64_t samples;          // sampled coordinates
+  const int64_t* index;     // their coordinates (all parameters end to end)
+  double* sums;             // out: n × 9
+  float* gathered;          // out: keys × samples
+};
+
+extern "C" int32_t descend_monitor_read(const MonitorRead* a) {
+  const int64_t n = a->n;
+  if (n < 0 || a->keys < 0 || a->samples < 0 || a->count < 0) return 1;
+  std::vector<int64_t> offset;
+  if (!offsets(n, a->numel, offset)) return 1;
+  // the address of tensor i if it holds `want` entries, else 0 (the role is refused)
+  auto resolve = [a](int64_t i, int64_t want, bool optional, int64_t* out) {
+    if (optional && i == -1) {
+      *out = 0;
+      return true;
+    }
+    if (i < 0 || i >= a->count || a->sizes[i] != want) return false;
+    *out = a->ptrs[i];
+    return want == 0 || *out != 0;
+  };
+  std::vector<int64_t> theta(n), grad(n), momentum(n), sources(a->keys * n);
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t len = a->numel[j];
+    if (!resolve(a->theta[j], len, false, &theta[j]) ||
+        !resolve(a->grad[j], len, false, &grad[j]) ||
+        !resolve(a->momentum[j], len, true, &momentum[j]))
+      return 1;
+    for (int64_t k = 0; k < a->keys; ++k)
+      if (!resolve(a->sources[k * n + j], len, true, &sources[k * n + j])) return 1;
+  }
+  int64_t before = 0, preclip = 0;
+  if (!resolve(a->before, offset[n], false, &before) ||
+      !resolve(a->preclip, offset[n], false, &preclip))
+    return 1;
+  for (int64_t s = 0; s < a->samples; ++s)
+    if (a->index[s] < 0 || a->index[s] >= offset[n]) return 1;
+  all_sums(n, a->numel, offset.data(), theta.data(), grad.data(), momentum.data(),
+           reinterpret_cast<const float*>(before), reinterpret_cast<const float*>(preclip),
+           a->sums);
+  return all_gather(n, offset.data(), a->keys, sources.data(), a->samples, a->index,
+                    a->gathered);
+}
+
+namespace {
+
+// Order-preserving unsigned key of a finite float (negative values reversed).
+inline uint32_t order_key(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+constexpr int kBucketBits = 11;  // first-level buckets of the selection: the key's top bits
+constexpr int64_t kRadixFrom = 1024;  // shorter rows select with nth_element alone
+
+// The entries of a[0..n) at the sorted ranks `ranks` (ascending), into `out`, reordering a:
+// one histogram of the keys' top bits finds the bucket of each rank, one pass moves those
+// buckets' entries to the front, and nth_element works inside them only. Equal values give
+// the same order statistics as a full sort (ties are equal floats, except −0 and +0, which
+// compare equal as floats and are returned as one of them).
+void select_ranks(float* a, int64_t n, const std::vector<int64_t>& ranks, std::vector<float>& out) {
+  out.resize(ranks.size());
+  if (n < kRadixFrom) {
+    int64_t lo = 0;
+    for (size_t k = 0; k < ranks.size(); ++k) {
+      const int64_t r = ranks[k];
+      if (r >= lo) {
+        std::nth_element(a + lo, a + r, a + n);
+        lo = r + 1;
+      }
+      out[k] = a[r];
+    }
+    return;
+  }
+  constexpr int64_t kBuckets = int64_t{1} << kBucketBits;
+  std::vector<int64_t> start(kBuckets + 1, 0);  // entries in the buckets before each
+  std::vector<uint32_t> histogram(kBuckets, 0);
+  for (int64_t i = 0; i < n; ++i) ++histogram[order_key(a[i]) >> (32 - kBucketBits)];
+  for (int64_t b = 0; b < kBuckets; ++b) start[b + 1] = start[b] + histogram[b];
+  // the buckets holding a wanted rank, in order (the ranks are ascending)
+  std::vector<int64_t> wanted;
+  for (const int64_t r : ranks) {
+    const int64_t b = std::upper_bound(start.begin(), start.end(), r) - start.begin() - 1;
+    if (wanted.empty() || wanted.back() != b) wanted.push_back(b);
+  }
+  // move the wanted buckets' entries to the front, bucket after bucket (a stable partition
+  // is not needed: within a bucket only the values matter)
+  std::vector<int64_t> slot(wanted.size());
+  int64_t front = 0;
+  for (size_t w = 0; w < wanted.size(); ++w) {
+    slot[w] = front;
+    front += start[wanted[w] + 1] - start[wanted[w]];
+  }
+  std::vector<float> picked(front);
+  std::vector<int64_t> fill = slot;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t b = order_key(a[i]) >> (32 - kBucketBits);
+    for (size_t w = 0; w < wanted.size(); ++w)
+      if (wanted[w] == b) {
+        picked[fill[w]++] = a[i];
+        break;
+      }
+  }
+  size_t w = 0;
+  int64_t lo = 0;  // within the current bucket: entries before lo are in sorted place
+  for (size_t k = 0; k < ranks.size(); ++k) {
+    const int64_t r = ranks[k];
+    const int64_t b = std::upper_bound(start.begin(), start.end(), r) - start.begin() - 1;
+    if (wanted[w] != b) {
+      ++w;
+      lo = 0;
+    }
+    float* bucket = picked.data() + slot[w];
+    const int64_t size = start[b + 1] - start[b];
+    const int64_t local = r - start[b];
+    if (local >= lo) {
+      std::nth_element(bucket + lo, bucket + local, bucket + size);
+      lo = local + 1;
+    }
+    out[k] = bucket[local];
+  }
+}
+
+}  // namespace
+
 // Quantiles qs[0..nq) (ascending, in [0, 1]) of each row r of data — the entries
 // data[start[r] .. start[r] + count[r]) — over its finite entries, by linear interpolation
 // between order statistics (numpy's and torch's default), into out[nq·r ..]; NaN for a row
@@ -135,32 +302,141 @@ extern "C" int32_t descend_monitor_quantiles(int64_t rows, const int64_t* start,
     if (start[r] < 0 || count[r] < 0 || start[r] > total || count[r] > total - start[r]) return 1;
   for (int64_t k = 0; k < nq; ++k)
     if (!(qs[k] >= 0.0 && qs[k] <= 1.0) || (k > 0 && qs[k] < qs[k - 1])) return 1;
+  std::vector<int64_t> ranks;
+  std::vector<float> values;
   for (int64_t r = 0; r < rows; ++r) {
     float* a = data + start[r];
     int64_t n = 0;  // the finite entries, moved to the front
     for (int64_t i = 0; i < count[r]; ++i)
       if (a[i] - a[i] == 0.0f) a[n++] = a[i];
     double* o = out + nq * r;
-    int64_t lo = 0;  // entries before lo are in their sorted places
+    if (n == 0) {
+      for (int64_t k = 0; k < nq; ++k) o[k] = NAN;
+      continue;
+    }
+    // the order statistics each quantile interpolates between: ranks i and i + 1
+    ranks.clear();
     for (int64_t k = 0; k < nq; ++k) {
-      if (n == 0) {
-        o[k] = NAN;
-        continue;
-      }
       const double p = qs[k] * static_cast<double>(n - 1);
-      int64_t i = static_cast<int64_t>(std::floor(p));
-      if (i > n - 1) i = n - 1;
-      if (i >= lo) {
-        std::nth_element(a + lo, a + i, a + n);
-        lo = i + 1;
-      }
-      double x = a[i];
-      if (i + 1 < n && p > static_cast<double>(i)) {  // the next order statistic: the least
-        const float next = *std::min_element(a + i + 1, a + n);  // entry after rank i
-        x += (static_cast<double>(next) - x) * (p - static_cast<double>(i));
-      }
+      const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
+      for (const int64_t x : {i, std::min(i + 1, n - 1)})
+        if (ranks.empty() || ranks.back() < x) ranks.push_back(x);
+    }
+    select_ranks(a, n, ranks, values);
+    auto value = [&](int64_t x) {
+      return static_cast<double>(values[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()]);
+    };
+    for (int64_t k = 0; k < nq; ++k) {
+      const double p = qs[k] * static_cast<double>(n - 1);
+      const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
+      double x = value(i);
+      if (i + 1 < n && p > static_cast<double>(i)) x += (value(i + 1) - x) * (p - static_cast<double>(i));
       o[k] = x;
     }
   }
   return 0;
 }
+
+namespace {
+
+// CRC-32C (Castagnoli), reflected, table-driven: TFRecord's checksum.
+struct Crc32c {
+  uint32_t table[256];
+  Crc32c() {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ ((c & 1u) ? 0x82F63B78u : 0u);
+      table[i] = c;
+    }
+  }
+  uint32_t operator()(const uint8_t* p, int64_t n) const {
+    uint32_t c = 0xFFFFFFFFu;
+    for (int64_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFFu] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+  }
+};
+
+const Crc32c crc32c;
+
+inline uint32_t masked_crc(const uint8_t* p, int64_t n) {
+  const uint32_t x = crc32c(p, n);
+  return ((x >> 15) | (x << 17)) + 0xA282EAD8u;
+}
+
+inline void put_varint(std::vector<uint8_t>& b, uint64_t v) {
+  while (v >= 0x80) {
+    b.push_back(static_cast<uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  b.push_back(static_cast<uint8_t>(v));
+}
+
+template <typename T>
+inline void put_le(std::vector<uint8_t>& b, T v) {  // little-endian, as on x86 and arm64
+  uint8_t raw[sizeof(T)];
+  std::memcpy(raw, &v, sizeof(T));
+  b.insert(b.end(), raw, raw + sizeof(T));
+}
+
+}  // namespace
+
+// TensorBoard scalar events, framed as TFRecords, for descend.monitor.sinks.TensorBoard:
+// row r is Event(wall_time, step[r], Summary(value=[Value(tag, simple_value)…])) with the
+// values values[first[r] .. first[r + 1]) under the tags tag[first[r] ..], each tag given as
+// its encoded Value prefix prefix[off[t] .. off[t + 1]) (field 1 and the tag, then the key of
+// field 2), the value as float32 (a cast as CPython's struct: ±inf beyond float32); the same
+// bytes as sinks.tf_record(sinks.scalar_event(...)). Written into out (capacity cap): 0 and
+// *written, or 1 (nothing usable) if a tag or range is outside its array (items values and
+// tags, prefix bytes), out is too small, or the machine is not little-endian.
+extern "C" int32_t descend_monitor_events(int64_t rows, double wall_time, const int64_t* step,
+                                          const int64_t* first, int64_t items, const int64_t* tag,
+                                          const double* values, int64_t tags,
+                                          const int64_t* off, int64_t bytes,
+                                          const uint8_t* prefix, int64_t cap, uint8_t* out,
+                                          int64_t* written) {
+  *written = 0;
+  const uint16_t probe = 1;
+  if (*reinterpret_cast<const uint8_t*>(&probe) != 1) return 1;
+  if (tags < 0 || off[0] != 0 || off[tags] > bytes) return 1;
+  for (int64_t t = 0; t < tags; ++t)
+    if (off[t + 1] < off[t]) return 1;
+  if (rows < 0 || first[0] != 0 || first[rows] > items) return 1;
+  std::vector<uint8_t> body, event;
+  int64_t at = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (first[r + 1] < first[r]) return 1;
+    body.clear();
+    for (int64_t i = first[r]; i < first[r + 1]; ++i) {
+      const int64_t t = tag[i];
+      if (t < 0 || t >= tags) return 1;
+      body.insert(body.end(), prefix + off[t], prefix + off[t + 1]);
+      put_le(body, static_cast<float>(values[i]));
+    }
+    event.clear();
+    event.push_back(0x09);
+    put_le(event, wall_time);
+    if (step[r] != 0) {
+      event.push_back(0x10);
+      put_varint(event, static_cast<uint64_t>(step[r]));
+    }
+    event.push_back(0x2a);
+    put_varint(event, body.size());
+    event.insert(event.end(), body.begin(), body.end());
+    const int64_t size = static_cast<int64_t>(event.size());
+    if (size + 16 > cap - at) return 1;
+    uint8_t* o = out + at;
+    const uint64_t length = static_cast<uint64_t>(size);
+    std::memcpy(o, &length, 8);
+    const uint32_t head_crc = masked_crc(o, 8);
+    std::memcpy(o + 8, &head_crc, 4);
+    std::memcpy(o + 12, event.data(), size);
+    const uint32_t data_crc = masked_crc(event.data(), size);
+    std::memcpy(o + 12 + size, &data_crc, 4);
+    at += size + 16;
+  }
+  *written = at;
+  return 0;
+}
+
+// sizeof(MonitorRead), which descend.monitor.fused compares with its ctypes mirror.
+extern "C" int64_t descend_monitor_read_args_size() { return sizeof(MonitorRead); }
