@@ -44,15 +44,17 @@ default path's floating-point operations in its order, and the tests compare the
 
 1. ``native/kernels.h``: the per-element function (``lion_element``) and its coefficient
    struct (``LionC``). It starts with ``grad_in`` (clip factor, maximize's sign, L2) and ends
-   with ``apply`` (lr, decoupled/independent decay), shared by every family, and in between
-   spells out the core transform's torch ops one by one: a product is ``mul`` (rounded in
-   float64, never contracted into the next addition), an op torch's CPU kernel rounds once —
-   ``add_(x, alpha=a)``, ``lerp``, ``addcmul`` — is one ``std::fma``. Lion writes them in both
-   dtypes, so it equals the chain bit for bit (its sign would flip on a rounding difference).
+   with ``apply_exact`` (lr, decoupled/independent decay, both products rounded in both dtypes),
+   shared by every family, and in between spells out the core transform's torch ops one by one:
+   a product is ``mul_exact`` (rounded, never contracted into the next addition), an op torch's
+   CPU kernel rounds once — ``add_(x, alpha=a)``, ``lerp`` (``lerp_exact``), ``addcmul``
+   (``ewa_sq_exact``) — is one ``std::fma``. Lion writes them in both dtypes, so it equals the
+   chain bit for bit (its sign would flip on a rounding difference).
 2. ``native/drivers.h``: the driver (``lion``): advances every step counter, computes the
    per-tensor, per-step coefficients in double (bias corrections, schedules), and hands the
-   ``#pragma omp simd`` loop over a range of one tensor (``lion_range``, with the lab's row
-   mode: per-element or per-row lr and decay) to the runner.
+   ``#pragma omp simd`` loop over a range of one tensor (``lion_range``: one call of
+   ``element_range``, which walks the lab's row modes — per-element or per-row lr and decay —
+   and flattens the element into the loop) to the runner.
 3. ``native/cpu.cpp``: ``DESCEND_ENTRY(lion)``, the C entry point ``descend_lion``.
 4. ``native/abi.py``: the name in ``FAMILIES`` (the loader binds ``descend_<name>``; its index
    is the lab's family id). ``Args`` carries the numbers (β₁, β₂, ε, …); a family that needs a
