@@ -23,29 +23,15 @@ import pytest
 import torch
 
 import descend.optim as D
-from conftest import require_kernels
 from descend.optim import fast
 from descend.transforms import scale_by_adam, scale_by_lr
 
-
-@pytest.fixture(autouse=True)
-def kernels():
-    """Every test here needs the compiled kernels (skip locally, fail under CI=true)."""
-    require_kernels()
+# every test steps the compiled kernels, at 1 thread unless it says otherwise (conftest)
+pytestmark = pytest.mark.usefixtures("fast_kernels", "one_thread")
 
 
 STEPS = 100
 SHAPES = [(7, 3), (), (0,), (40,), (1001,)]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """1 thread unless a test says otherwise (2-thread OpenMP regions stall for ~10 ms when
-    another process is busy, which would make the default path's dozen regions a step slow)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_params(dtype=torch.float32, shapes=SHAPES, seed=0) -> list[torch.Tensor]:

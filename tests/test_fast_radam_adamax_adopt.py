@@ -26,22 +26,11 @@ import pytest
 import torch
 
 import descend.optim as D
-from conftest import require_kernels
 from descend.optim import fast
 from test_fast_path import make_params, run, set_grads
 
-
-@pytest.fixture(autouse=True)
-def kernels():
-    require_kernels()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# every test steps the compiled kernels, at 1 thread unless it says otherwise (conftest)
+pytestmark = pytest.mark.usefixtures("fast_kernels", "one_thread")
 
 
 def _np_sqrt(x: torch.Tensor) -> torch.Tensor:

@@ -156,16 +156,6 @@ def test_training_metrics_skip_the_matrix_methods_rates(cls) -> None:
     assert effective_lr_stats(opt) is None
 
 
-@pytest.fixture
-def one_thread():
-    """1 thread: on a busy 2-core machine every 2-thread OpenMP region of these small
-    bfloat16 matmuls can stall ~10 ms (0.2 s per Newton–Schulz call instead of ~1 ms)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_muon_steps_bit_for_bit_as_torch_muon(dtype, one_thread) -> None:
     """θ ← θ(1 − γλ) − γs·O exactly as torch.optim.Muon computes it: the chain leaves γs
