@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-from torch import Tensor
-
 from ..transforms import scale_by_adafactor
 from . import validation as check
 from .declared import Declared, Spec
@@ -47,12 +45,10 @@ class Adafactor(Declared):
     couples = True
 
     def check(self, group: dict) -> None:
-        lr = group["lr"]
-        if isinstance(lr, Tensor) and lr.numel() != 1:
-            raise ValueError(
-                "lr must be a number or a 1-element tensor (Tensor lr must be 1-element): "
-                "Adafactor's update mixes a tensor's elements, so a per-row lr has no meaning"
-            )
+        check.one_element_lr(
+            group["lr"],
+            "Adafactor's update mixes a tensor's elements, so a per-row lr has no meaning",
+        )
         eps = group["eps"]
         if not isinstance(eps, (tuple, list)) or len(eps) != 2:
             raise ValueError(f"eps must be a pair (epsilon1, epsilon2), got {eps!r}")

@@ -204,13 +204,11 @@ class Muon(Declared):
     point_as_matrix = True
 
     def check(self, group: dict) -> None:
-        lr = group["lr"]
-        if isinstance(lr, Tensor) and lr.numel() != 1:
-            raise ValueError(
-                "lr must be a number or a 1-element tensor (Tensor lr must be 1-element): "
-                "Muon orthogonalises whole matrices, so a per-row lr has no meaning (the "
-                "landscape lab gives each run its own optimizer)"
-            )
+        check.one_element_lr(
+            group["lr"],
+            "Muon orthogonalises whole matrices, so a per-row lr has no meaning (the landscape "
+            "lab gives each run its own optimizer)",
+        )
         check.decay_rate("momentum", group["momentum"])
         check.non_negative("eps", group["eps"])
         check.non_negative("rms_rate", group["rms_rate"])
