@@ -35,7 +35,6 @@ import os
 import sys
 import time
 import traceback
-import warnings
 from datetime import timedelta
 
 import pytest
@@ -43,16 +42,16 @@ import torch
 
 from test_distributed import (
     DTYPES,
-    IN_CI,
     TOL,
     WORLD,
     _batch,
-    _free_port,
     _fsdp_model,
     _full,
     _loss,
+    _max_diff,
     _model,
-    _prerequisites,
+    _ok,
+    run_ranks,
 )
 
 DEADLINE_S = 120.0
@@ -95,10 +94,6 @@ def _reference(name, dtype, steps=STEPS, zero_start=False):
     opt = _make(name, model.parameters())
     _train(model, opt, dtype, steps)
     return [p.detach().clone() for p in model.parameters()], opt
-
-
-def _max_diff(params, ref):
-    return max(float((_full(p.detach()) - r).abs().max()) for p, r in zip(params, ref))
 
 
 def _layout(t):
@@ -327,43 +322,7 @@ def _worker(rank, port, outdir):
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    missing = _prerequisites()
-    if missing:
-        if IN_CI:
-            pytest.fail(missing)
-        pytest.skip(missing)
-    outdir = str(tmp_path_factory.mktemp("dist_matrix"))
-    context = torch.multiprocessing.start_processes(
-        _worker, args=(_free_port(), outdir), nprocs=WORLD, join=False, start_method="spawn"
-    )
-    deadline = time.monotonic() + DEADLINE_S
-    paths = [os.path.join(outdir, f"rank{rank}.pt") for rank in range(WORLD)]
-    try:
-        while not context.join(timeout=1.0):
-            if time.monotonic() > deadline:
-                pytest.fail(f"the 2-rank job ran past {DEADLINE_S:.0f} s")
-    except torch.multiprocessing.ProcessExitedException as exc:
-        if not all(map(os.path.exists, paths)):
-            raise
-        warnings.warn(f"a rank exited abnormally after writing its results: {exc}", stacklevel=1)
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.kill()
-                process.join(5)
-    results = []
-    for rank in range(WORLD):
-        out = torch.load(paths[rank], weights_only=False)
-        assert "error" not in out, f"rank {rank}:\n{out['error']}"
-        results.append(out)
-    return results
-
-
-def _ok(ranks, scenario):
-    for rank, out in enumerate(ranks):
-        error = out.get("errors", {}).get(scenario)
-        assert error is None, f"rank {rank}, scenario {scenario}:\n{error}"
-    return ranks
+    return run_ranks(_worker, str(tmp_path_factory.mktemp("dist_matrix")), DEADLINE_S)
 
 
 # what each optimizer keeps for the (8, 6) weight: sharded like it, or whole on every rank
