@@ -63,17 +63,10 @@ class LAMB(Declared):
         check.non_negative("eps", group["eps"])
         check.flag("trust_ratio", group["trust_ratio"])
 
-    def chain(self, group: dict):
+    def wrap(self, group: dict, core):
         # the decay placements other than L2 are the core's own (see core)
-        key = self.shape(group)
-        chains = self.__dict__.setdefault("_chains", {})
-        if key not in chains:
-            core = self.core(group)
-            if group.get("cautious"):
-                core = self.cautious_core(group, core)
-            outer = "l2" if group["weight_decay_mode"] == "l2" else None
-            chains[key] = wrap({**group, "weight_decay_mode": outer}, core)
-        return chains[key]
+        outer = "l2" if group["weight_decay_mode"] == "l2" else None
+        return wrap({**group, "weight_decay_mode": outer}, core)
 
     def core(self, group: dict) -> list:
         mode = group["weight_decay_mode"]

@@ -12,9 +12,6 @@ from torch import Tensor
 from ..transforms import (
     add_weight_decay,
     chain,
-    clip_by_global_norm,
-    clip_by_value,
-    flip_sign,
     scale_by_adam,
     scale_by_lr,
     scale_by_muon,
@@ -24,6 +21,7 @@ from ..transforms.base import Transform, hp
 from ..transforms.muon import ADJUST_LR_FNS, EPS_MODES, LAYOUTS, MOMENTUM_FORMS_MUON, NS_DTYPES
 from ..transforms.partition import partition
 from . import validation as check
+from ._common import pre_links
 from .declared import Declared, Spec
 
 _NS = (3.4445, -4.7750, 2.0315)  # Keller Jordan's quintic coefficients (all three frameworks)
@@ -310,13 +308,7 @@ class Muon(Declared):
         key = self.shape(group)
         chains = self.__dict__.setdefault("_chains", {})
         if key not in chains:
-            links: list[Transform] = []
-            if group["max_grad_norm"] is not None:
-                links.append(clip_by_global_norm())
-            if group["clip_value"] is not None:
-                links.append(clip_by_value())
-            if group["maximize"]:
-                links.append(flip_sign())
+            links = pre_links(group)
             # a group with use_muon=False is all AdamW: the same partition, choosing nothing
             select = is_matrix if group["use_muon"] else _nothing
             muon, adam = chain(*self.muon_links(group)), chain(*self.adam_links(group))

@@ -5,15 +5,13 @@ from __future__ import annotations
 from ..transforms import (
     add_weight_decay,
     chain,
-    clip_by_global_norm,
-    clip_by_value,
     decay_after_update,
-    flip_sign,
     scale_by_lr,
     scale_by_soap,
 )
 from ..transforms.soap import DATA_FORMATS
 from . import validation as check
+from ._common import pre_links
 from .declared import Declared, Spec
 
 
@@ -113,13 +111,7 @@ class SOAP(Declared):
         key = self.shape(group)
         chains = self.__dict__.setdefault("_chains", {})
         if key not in chains:
-            links = []
-            if group["max_grad_norm"] is not None:
-                links.append(clip_by_global_norm())
-            if group["clip_value"] is not None:
-                links.append(clip_by_value())
-            if group["maximize"]:
-                links.append(flip_sign())
+            links = pre_links(group)
             mode = group["weight_decay_mode"]
             if mode == "l2":
                 links.append(add_weight_decay(mode="l2"))
