@@ -412,6 +412,32 @@ def test_quantiles_equal_numpys_on_the_finite_entries(n):
     assert all(math.isnan(v) for v in stats.quantiles(torch.tensor([math.nan, math.inf])))
 
 
+def test_a_loss_tensor_changed_after_it_was_logged_is_written_as_nan_with_a_warning():
+    # log_loss holds the tensor and reads it at the flush: a tensor reused in place before then
+    # (a running total) cannot be read as it was — NaN and a warning, never the later value
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    mon = Monitor(opt, net, every=100)
+    total = torch.zeros(())
+    fresh = []
+    for k in range(3):
+        opt.zero_grad()
+        loss = net(torch.ones(1, 2)).sum()
+        loss.backward()
+        opt.step()
+        mon.log_loss(loss)
+        fresh.append(loss.item())
+        total += float(k + 1)
+        mon.log_loss(total, step=10 + k)
+    with pytest.warns(RuntimeWarning, match="changed in place before they were read"):
+        rows = mon.rows
+    by_step = {r["step"]: r["loss"] for r in rows if "loss" in r}
+    assert [by_step[s] for s in (1, 2, 3)] == fresh
+    assert math.isnan(by_step[10]) and math.isnan(by_step[11])  # moved on after logging
+    assert by_step[12] == 6.0  # unchanged since it was given
+    mon.close()
+
+
 def test_losses_are_held_and_written_in_order(tmp_path):
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 1)

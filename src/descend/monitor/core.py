@@ -33,6 +33,7 @@ group (``lr`` and ``v_bias_correction`` always, the rest when there are several 
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from collections import OrderedDict
 from pathlib import Path
@@ -169,6 +170,33 @@ class _Pending:
     def __init__(self, lrs, bcs, skipped, layout, read, micro) -> None:
         self.lrs, self.bcs, self.skipped = lrs, bcs, skipped
         self.layout, self.read, self.micro = layout, read, micro
+
+
+def _read_losses(kept: list[tuple[torch.Tensor, int]]) -> list[float]:
+    """The values of the loss tensors :meth:`Monitor.log_loss` held, ``(tensor, version when
+    given)``, in one read where they stack (all 0-d, or all (1,), on one device): NaN, with a
+    warning, for one changed in place since (its version counter moved)."""
+    tensors = [t for t, _ in kept]
+    with torch.no_grad():
+        try:
+            values = torch.stack(tensors).reshape(-1).double().tolist()
+        except (RuntimeError, TypeError):
+            try:
+                values = torch.stack([t.reshape(()) for t in tensors]).double().tolist()
+            except (RuntimeError, TypeError):  # mixed devices or dtypes: one by one
+                values = [float(t) for t in tensors]
+    moved = [i for i, (t, version) in enumerate(kept) if t._version != version]
+    if moved:
+        warnings.warn(
+            f"{len(moved)} loss tensor(s) given to Monitor.log_loss were changed in place "
+            "before they were read; their losses are written as NaN (pass loss.item() or a "
+            "copy for a tensor you reuse)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        for i in moved:
+            values[i] = math.nan
+    return values
 
 
 class Monitor:
@@ -936,19 +964,22 @@ class Monitor:
         """Record the training loss of the step just taken (call after ``optimizer.step()``);
         ``step`` defaults to the number of optimizer steps so far.
 
-        A tensor on the CPU is read at once (``item``: no device to wait for); any other
-        tensor is kept (detached) and read with the others in one ``tolist`` when the
-        next sampled step, :meth:`log`, :attr:`rows`, :meth:`frame` or :meth:`close` writes,
-        or after :data:`LOSS_BUFFER` losses: one host read per batch instead of one per step
-        (no device sync per step on a GPU). Either costs ~1 µs per step on the training
-        thread."""
+        A tensor is kept as it is and read with the others in one ``tolist`` when the next
+        write of the deferred rows, :meth:`log`, :attr:`rows`, :meth:`frame` or :meth:`close`
+        comes, or after :data:`LOSS_BUFFER` losses: one host read per batch instead of one
+        ``item()`` per step (no device sync per step on a GPU; on the CPU the ``item()`` of a
+        small model's loss costs ~2–3 µs a step, the hold ~1 µs). A tensor changed in place
+        after it was given (its version counter moved) cannot be read as it was: its loss is
+        written as NaN with a warning — pass ``loss.item()`` or a copy for a tensor you reuse.
+        The tensor's autograd graph lives until the read: after ``backward()`` that is only its
+        nodes (backward frees what they saved); with ``retain_graph=True`` pass
+        ``loss.detach()``."""
         at = self.steps if step is None else int(step)
         if isinstance(loss, torch.Tensor):
-            if loss.numel() != 1:
-                raise ValueError(
-                    f"loss must hold one value, got a tensor of shape {tuple(loss.shape)}"
-                )
-            value: Any = loss.item() if loss.is_cpu else loss.detach()
+            shape = loss.shape
+            if len(shape) and math.prod(shape) != 1:
+                raise ValueError(f"loss must hold one value, got a tensor of shape {tuple(shape)}")
+            value: Any = (loss, loss._version)
         else:
             value = float(loss)
         losses = self._losses
@@ -969,22 +1000,16 @@ class Monitor:
             return []
         held, self._losses = self._losses, []
         self._deferred = 0
-        tensors = [v for _, v in held if isinstance(v, torch.Tensor)]
-        if tensors:
-            try:  # one read of all of them: stacked as they are (all 0-d, or all (1,))
-                read = iter(torch.stack(tensors).reshape(-1).double().tolist())
-            except (RuntimeError, TypeError):
-                try:
-                    read = iter(torch.stack([t.reshape(()) for t in tensors]).double().tolist())
-                except (RuntimeError, TypeError):  # mixed devices or dtypes: one by one
-                    read = iter([float(t) for t in tensors])
+        kept = [v for _, v in held if type(v) is tuple]
+        if kept:
+            read = iter(_read_losses(kept))
         pendings = [v for _, v in held if isinstance(v, _Pending)]
         finished = iter(self._finish_all(pendings)) if pendings else iter(())
         rows = []
         for at, v in held:
             if type(v) is float:
                 rows.append((at, {"loss": v}))
-            elif isinstance(v, torch.Tensor):
+            elif type(v) is tuple:
                 rows.append((at, {"loss": next(read)}))
             elif isinstance(v, _Pending):
                 rows.append((at, next(finished)))
