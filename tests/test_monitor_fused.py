@@ -366,3 +366,47 @@ def test_kernel_quantiles_through_the_bucket_histogram_equal_numpys(n):
     for a, values in zip(data, got):
         want = stats.quantiles(torch.from_numpy(a), (0.0, 0.1, 0.5, 0.9, 1.0))
         np.testing.assert_allclose(values, want, rtol=1e-12, atol=0)
+
+
+class _Sub(torch.Tensor):
+    pass
+
+
+def test_held_losses_are_read_by_one_native_call_equal_to_torch(monkeypatch):
+    # descend_read_scalars reads one-element float32 (or float64) CPU tensors after checking
+    # each; anything else is refused (None, nothing read) and the monitor reads with torch
+    f32 = [torch.tensor(0.1), torch.tensor([2.5]), torch.tensor([[-3.25]]), torch.ones(3)[1:2]]
+    assert fused.scalars(f32) == [float(t) for t in f32]
+    f64 = [torch.tensor(0.1, dtype=torch.float64), torch.tensor([1e-300], dtype=torch.float64)]
+    assert fused.scalars(f64) == [0.1, 1e-300]
+    refused = (
+        [torch.tensor(0.1), torch.tensor(0.2, dtype=torch.float64)],  # mixed dtypes
+        [torch.tensor(1.0, dtype=torch.bfloat16)],
+        [torch.ones(2)],  # two elements
+        [torch.ones(0)],
+        [torch.empty((), device="meta")],
+        [torch.tensor(2.0), torch.tensor(1.0).as_subclass(_Sub)],  # never a raw pointer
+    )
+    for tensors in refused:
+        assert fused.scalars(tensors) is None
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    mon = Monitor(opt, net, every=100)
+    calls = []
+    native = fused.scalars
+    monkeypatch.setattr(fused, "scalars", lambda ts: calls.append(len(ts)) or native(ts))
+    want = []
+    for dtype in (torch.float32, torch.float32, torch.bfloat16):  # the last read by torch
+        opt.zero_grad()
+        loss = net(torch.ones(1, 2)).sum()
+        loss.backward()
+        opt.step()
+        mon.log_loss(loss.to(dtype))
+        want.append(loss.to(dtype).item())
+    assert [r["loss"] for r in mon.rows if "loss" in r] == want
+    assert calls == [3]  # one call for the three, refused for the bfloat16 one
+    mon.log_loss(torch.tensor(0.5))
+    mon.log_loss(torch.tensor(0.75))
+    assert [r["loss"] for r in mon.rows if "loss" in r][-2:] == [0.5, 0.75]
+    assert calls == [3, 2]
+    mon.close()

@@ -174,17 +174,20 @@ class _Pending:
 
 def _read_losses(kept: list[tuple[torch.Tensor, int]]) -> list[float]:
     """The values of the loss tensors :meth:`Monitor.log_loss` held, ``(tensor, version when
-    given)``, in one read where they stack (all 0-d, or all (1,), on one device): NaN, with a
+    given)``, in one read — descend's C++ where all are float32 (or all float64) CPU tensors,
+    else torch's where they stack (all 0-d, or all (1,), on one device): NaN, with a
     warning, for one changed in place since (its version counter moved)."""
     tensors = [t for t, _ in kept]
-    with torch.no_grad():
-        try:
-            values = torch.stack(tensors).reshape(-1).double().tolist()
-        except (RuntimeError, TypeError):
+    values = fused_kernels.scalars(tensors)  # float32 (or float64) CPU tensors: one C++ read
+    if values is None:
+        with torch.no_grad():
             try:
-                values = torch.stack([t.reshape(()) for t in tensors]).double().tolist()
-            except (RuntimeError, TypeError):  # mixed devices or dtypes: one by one
-                values = [float(t) for t in tensors]
+                values = torch.stack(tensors).reshape(-1).double().tolist()
+            except (RuntimeError, TypeError):
+                try:
+                    values = torch.stack([t.reshape(()) for t in tensors]).double().tolist()
+                except (RuntimeError, TypeError):  # mixed devices or dtypes: one by one
+                    values = [float(t) for t in tensors]
     moved = [i for i, (t, version) in enumerate(kept) if t._version != version]
     if moved:
         warnings.warn(

@@ -353,3 +353,25 @@ def quantiles(
         out.ctypes.data,
     )
     return None if rc else out.tolist()
+
+
+def scalars(tensors: Sequence[torch.Tensor]) -> list[float] | None:
+    """The values of one-element float32 (or all float64) CPU tensors, read in one native call
+    (``descend_read_scalars``: each tensor checked as ``descend_check`` checks it, then read);
+    None where the kernels are unavailable or a tensor is not one they take (a subclass,
+    another dtype or device, more than one element): read them with torch then."""
+    lib = library()
+    if lib is None or not tensors:
+        return None
+    n = len(tensors)
+    impl = array("q", [t._cdata for t in tensors if type(t) in _PLAIN])
+    if len(impl) != n:  # the C++ check reads a TensorImpl: plain tensors only
+        return None
+    sizes, ptrs = array("q", bytes(8 * n)), array("q", bytes(8 * n))
+    out = array("d", bytes(8 * n))
+    args = CheckArgs(n, impl.buffer_info()[0], None, sizes.buffer_info()[0])
+    args.out_ptr = ptrs.buffer_info()[0]
+    args.dtype = 1 if tensors[0].dtype == torch.float64 else 0
+    if lib.descend_read_scalars(ctypes.byref(args), out.buffer_info()[0]):
+        return None
+    return out.tolist()

@@ -153,6 +153,7 @@ def _bind(lib: ctypes.CDLL) -> None:
         "descend_landscape_name": ([ctypes.c_int32], ctypes.c_char_p),
         "descend_check": ([ctypes.POINTER(CheckArgs)], ctypes.c_int32),
         "descend_check_args_size": ([], ctypes.c_int64),
+        "descend_read_scalars": ([ctypes.POINTER(CheckArgs), ctypes.c_void_p], ctypes.c_int32),
         "descend_set_torch": ([ctypes.c_void_p, ctypes.c_void_p], None),
     }
     for name, (argtypes, restype) in signatures.items():

@@ -124,5 +124,34 @@ extern "C" int32_t descend_check(CheckArgs* a) {
   return kOk;
 }
 
+// The values of a->n one-element tensors (the losses descend.monitor holds), as doubles in
+// out[0..n): each tensor checked as descend_check checks it (dtype a->dtype, CPU, strided,
+// contiguous, its one element inside its storage; addresses and sizes written), then read.
+// 0 when every tensor passed; else a Reason (and a->bad) and nothing written to out.
+extern "C" int32_t descend_read_scalars(CheckArgs* a, double* out) {
+  a->bad = -1;
+  a->reason = kOk;
+  if (!shim_ready) {
+    a->bad = 0;
+    return a->reason = kNoShim;
+  }
+  const bool f64 = a->dtype == 1;
+  const int32_t want = f64 ? shim.f64 : shim.f32;
+  const int64_t item = f64 ? 8 : 4, one = 1;
+  for (int64_t i = 0; i < a->n; ++i) {
+    const int32_t r = check_one(a->impl + i, want, item, &one, a->out_numel + i, a->out_ptr + i);
+    if (r != kOk) {
+      a->bad = i;
+      return a->reason = r;
+    }
+  }
+  for (int64_t i = 0; i < a->n; ++i) {
+    const void* at = reinterpret_cast<const void*>(a->out_ptr[i]);
+    out[i] = f64 ? *static_cast<const double*>(at)
+                 : static_cast<double>(*static_cast<const float*>(at));
+  }
+  return kOk;
+}
+
 // The layout check the loader runs: Python and C++ must agree on sizeof(CheckArgs).
 extern "C" int64_t descend_check_args_size() { return static_cast<int64_t>(sizeof(CheckArgs)); }
