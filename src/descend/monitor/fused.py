@@ -13,6 +13,7 @@ whose results these equal (tested).
 from __future__ import annotations
 
 import ctypes
+import operator
 from array import array
 from collections.abc import Sequence
 
@@ -117,19 +118,69 @@ def _checked(lib, tensors: Sequence[torch.Tensor], numel: Sequence[int]) -> arra
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
+class StepReadArgs(ctypes.Structure):
+    """Mirrors ``struct MonitorStepRead`` in ``monitor.cpp`` field by field."""
+
+    _fields_ = [
+        ("n", _I64),
+        ("numel", _PTR),
+        ("count", _I64),
+        ("ptrs", _PTR),
+        ("sizes", _PTR),
+        ("theta", _PTR),
+        ("grad", _PTR),
+        ("momentum", _PTR),
+        ("before", _PTR),
+        ("before_at", _PTR),
+        ("preclip", _PTR),
+        ("preclip_at", _PTR),
+        ("keys", _I64),
+        ("sources", _PTR),
+        ("samples", _I64),
+        ("index", _PTR),
+        ("sums", _PTR),
+        ("gathered", _PTR),
+    ]
+
+
+def step_library():
+    """:func:`library` with ``descend_monitor_step_read`` declared (the entry point of
+    :class:`Reader`), or None (no kernels, or a library whose ``MonitorStepRead`` is not
+    :class:`StepReadArgs`)."""
+    lib = library()
+    if lib is None:
+        return None
+    if _declared.get("step") is not lib:
+        fn = lib.descend_monitor_step_read
+        fn.argtypes = [ctypes.POINTER(StepReadArgs)]
+        fn.restype = ctypes.c_int32
+        size = lib.descend_monitor_step_read_args_size
+        size.argtypes, size.restype = [], _I64
+        if size() != ctypes.sizeof(StepReadArgs):
+            return None
+        _declared["step"] = lib
+    return lib
+
+
+_PLAIN_TYPES = frozenset(_PLAIN)
+_CDATA = operator.attrgetter("_cdata")
+
+
 class Reader:
     """One sampled step's native read, its arguments built once for a fixed arrangement of
     tensors: per parameter θ and its gradient, which parameters have a momentum buffer, which
     have each gathered state source. A call hands over the live tensors (in the order of
     :meth:`tensors_order`); ``descend_check`` reads each of them (float32, contiguous, CPU,
-    the expected size, inside its storage) and ``descend_monitor_read`` checks every index
-    and size again, then computes the nine sums per parameter (see :func:`sums`) and gathers
-    the sources at ``index`` (see :func:`gather`), in two native calls. Nothing about the
-    tensors is kept between calls: only where each role sits in the list.
+    the expected size, inside its storage) and ``descend_monitor_step_read`` checks every
+    index, size and start again, then computes the nine sums per parameter (see :func:`sums`)
+    and gathers the sources at ``index`` (see :func:`gather`), in two native calls. Nothing
+    about the tensors is kept between calls: only where each role sits in the list. The
+    results are written into two arrays made once and returned as fresh copies.
 
     The order of the tensors: the n parameters, their n gradients, the momentum buffers
-    present, θ before the step and the gradients before clipping (flat), then the sources
-    present, source after source."""
+    present, θ before the step (flat), the gradients before clipping — flat, or with
+    ``split`` one tensor per parameter (the gradients backward produced, held as they are) —
+    then the sources present, source after source."""
 
     def __init__(
         self,
@@ -137,6 +188,7 @@ class Reader:
         momentum: Sequence[bool],
         sources: Sequence[Sequence[bool]],
         index: np.ndarray,
+        split: bool = False,
     ) -> None:
         n = len(lengths)
         total = sum(lengths)
@@ -146,8 +198,17 @@ class Reader:
             mom_at.append(len(numel) if present else -1)
             if present:
                 numel.append(lengths[j])
-        before, preclip = len(numel), len(numel) + 1
-        numel += [total, total]
+        starts = [0]
+        for length in lengths[:-1]:
+            starts.append(starts[-1] + length)
+        before = len(numel)
+        numel.append(total)
+        if split:
+            preclip, preclip_at = list(range(len(numel), len(numel) + n)), [0] * n
+            numel += lengths
+        else:
+            preclip, preclip_at = [len(numel)] * n, starts
+            numel.append(total)
         src_at = []
         for column in sources:
             for j, present in enumerate(column):
@@ -155,8 +216,10 @@ class Reader:
                 if present:
                     numel.append(lengths[j])
         count = len(numel)
-        self.n, self.count, self.keys = n, count, len(sources)
+        self.n, self.count, self.keys, self.split = n, count, len(sources), split
         self.samples = len(index)
+        self.sums = np.empty((n, SUMS))  # written by each call, handed out as copies
+        self.gathered = np.empty((self.keys, self.samples), np.float32)
         self._keep = [
             array("q", lengths),
             array("q", numel),
@@ -165,47 +228,42 @@ class Reader:
             array("q", range(n)),
             array("q", range(n, 2 * n)),
             array("q", mom_at),
+            array("q", [before] * n or [0]),
+            array("q", starts if n else [0]),
+            array("q", preclip or [0]),
+            array("q", preclip_at or [0]),
             array("q", src_at or [0]),
             np.ascontiguousarray(index, dtype=np.int64),
         ]
-        lens, want, sizes, ptrs, theta, grad, mom, src, idx = self._keep
-        address = [a.buffer_info()[0] for a in self._keep[:8]]
+        address = [a.buffer_info()[0] for a in self._keep[:-1]]
         check = CheckArgs(count, 0, address[1], address[2])
         check.out_ptr, check.dtype = address[3], 0
         self._check = check
         self._check_ref = ctypes.pointer(check)
-        args = ReadArgs(n, address[0], count, address[3], address[2], address[4], address[5])
-        args.momentum, args.before, args.preclip = address[6], before, preclip
-        args.keys, args.sources, args.samples = len(sources), address[7], self.samples
-        args.index = idx.ctypes.data
-        self._args = args
+        args = StepReadArgs(n, address[0], count, address[3], address[2], address[4])
+        args.grad, args.momentum = address[5], address[6]
+        args.before, args.before_at, args.preclip, args.preclip_at = address[7:11]
+        args.keys, args.sources, args.samples = len(sources), address[11], self.samples
+        args.index = self._keep[-1].ctypes.data
+        args.sums, args.gathered = self.sums.ctypes.data, self.gathered.ctypes.data
         self._args_ref = ctypes.pointer(args)
+        self._args = args
+        step_library()  # declares descend_monitor_step_read once
 
-    def __call__(
-        self, lib, tensors: Sequence[torch.Tensor]
-    ) -> tuple[np.ndarray, np.ndarray] | None:
+    def run(self, lib, tensors: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray] | None:
         """(sums as an n × 9 float64 array, the gathered sources as keys × samples float32),
         or None where a tensor is not one the kernels take (nothing written then)."""
-        if len(tensors) != self.count:
-            return None
-        try:
-            impl = array("q", [t._cdata for t in tensors if type(t) in _PLAIN])
-        except AttributeError:
-            return None
-        if len(impl) != self.count:  # a subclass or a non-tensor: the check reads plain ones
-            return None
+        if len(tensors) != self.count or not _PLAIN_TYPES.issuperset(map(type, tensors)):
+            return None  # a subclass or a non-tensor: the check reads plain tensors only
+        impl = array("q", map(_CDATA, tensors))
         self._check.impl = impl.buffer_info()[0]
         failed = lib.descend_check(self._check_ref)
         self._check.impl = None  # no address of a list freed after this call stays behind
-        if failed:
+        if failed or lib.descend_monitor_step_read(self._args_ref):
             return None
-        sums = np.empty((self.n, SUMS))
-        gathered = np.empty((self.keys, self.samples), np.float32)
-        args = self._args
-        args.sums, args.gathered = sums.ctypes.data, gathered.ctypes.data
-        if lib.descend_monitor_read(self._args_ref):
-            return None
-        return sums, gathered
+        return self.sums.copy(), self.gathered.copy()
+
+    __call__ = run  # the monitor's prebuilt reader is called; :func:`read`'s one-off runs
 
 
 def sums(
@@ -247,44 +305,24 @@ def read(
     index: np.ndarray,
 ) -> tuple[list[list[float]], np.ndarray] | None:
     """:func:`sums` and :func:`gather` of ``sources`` at ``index`` after one check of all
-    the tensors; None where the kernels cannot take one of them."""
-    lib = library()
+    the tensors (through a :class:`Reader` made for them: the same arithmetic as the
+    monitor's prebuilt one); None where the kernels cannot take one of them."""
+    lib = step_library()
     if lib is None:
         return None
-    n = len(params)
-    total = sum(lengths)
-    present = [j for j, m in enumerate(momentum) if m is not None]
-    listed = [
-        (k, j, t) for k, column in enumerate(sources) for j, t in enumerate(column) if t is not None
-    ]
-    tensors = [*params, *grads, *(momentum[j] for j in present), before, preclip]
-    tensors += [t for _, _, t in listed]
-    numel = [*lengths, *lengths, *(lengths[j] for j in present), total, total]
-    numel += [lengths[j] for _, j, _ in listed]
-    ptrs = _checked(lib, tensors, numel)
-    if ptrs is None:
+    reader = Reader(
+        lengths,
+        [m is not None for m in momentum],
+        [[t is not None for t in column] for column in sources],
+        index,
+    )
+    tensors = [*params, *grads, *(m for m in momentum if m is not None), before, preclip]
+    for column in sources:
+        tensors += [t for t in column if t is not None]
+    got = reader.run(lib, tensors)
+    if got is None:
         return None
-    at = 2 * n + len(present)
-    mom_ptr = None
-    if present:
-        mom = array("q", bytes(8 * n))
-        for k, j in enumerate(present):
-            mom[j] = ptrs[2 * n + k]
-        mom_ptr = mom.buffer_info()[0]
-    size = array("q", lengths)
-    out = np.empty((n, SUMS))
-    base = ptrs.buffer_info()[0]
-    rc = lib.descend_monitor_sums(
-        n, size.buffer_info()[0], base, base + 8 * n, mom_ptr, ptrs[at], ptrs[at + 1],
-        out.ctypes.data,
-    )  # fmt: skip
-    if rc:
-        return None
-    gathered = np.empty((0, len(index)), np.float32)
-    if sources:
-        gathered = _gather(lib, lengths, sources, index, (listed, ptrs[at + 2 :]))
-        if gathered is None:
-            return None
+    out, gathered = got
     return out.T.tolist(), gathered
 
 

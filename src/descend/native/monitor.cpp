@@ -440,3 +440,204 @@ extern "C" int32_t descend_monitor_events(int64_t rows, double wall_time, const 
 
 // sizeof(MonitorRead), which descend.monitor.fused compares with its ctypes mirror.
 extern "C" int64_t descend_monitor_read_args_size() { return sizeof(MonitorRead); }
+
+// ---------------------------------------------------------------------------------------------
+// descend_monitor_step_read: the sampled step's read with θ before the step and the gradient
+// before clipping given per parameter (a tensor and the element it starts at: the monitor's
+// flat rows, or the gradient backward produced, held as it is), the nine sums in four float64
+// lanes (vector registers) and the gather's owners found without branches.
+namespace {
+
+typedef float f4 __attribute__((vector_size(16)));
+typedef int32_t i4 __attribute__((vector_size(16)));
+typedef double d4 __attribute__((vector_size(32)));
+
+inline f4 load4(const float* x) {
+  f4 v;
+  std::memcpy(&v, x, sizeof v);
+  return v;
+}
+
+inline double lanes(d4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+// The nine sums of param_sums, accumulated in four lanes (lane l holds the entries i ≡ l mod 4
+// of the first 4⌊n/4⌋, summed in order), then the tail in order, combined as
+// ((l0 + l1) + (l2 + l3)) + tail: a fixed order (deterministic), another rounding than the
+// one-lane pass. The counts are exact (int32 lanes, emptied into int64 every 2^28 groups).
+template <bool kMomentum>
+void lane_sums(int64_t n, const float* __restrict__ th, const float* __restrict__ g,
+               const float* __restrict__ m, const float* __restrict__ b,
+               const float* __restrict__ p, double* __restrict__ o) {
+  d4 w2 = {0, 0, 0, 0}, gp2 = w2, g2 = w2, u2 = w2, m2 = w2, mg = w2;
+  int64_t opposed = 0, nonzero = 0, nonfinite = 0;
+  const int64_t body = n - n % 4;
+  constexpr int64_t kBlock = int64_t{1} << 30;  // 2^28 groups of four: no int32 lane overflows
+  for (int64_t start = 0; start < body; start += kBlock) {
+    const int64_t stop = std::min(body, start + kBlock);
+    i4 opp = {0, 0, 0, 0}, nz = opp, bad = opp;
+    for (int64_t i = start; i < stop; i += 4) {
+      const f4 raw = load4(g + i);
+      const i4 finite = (raw - raw) == 0.0f;  // -1 where finite, 0 for ±inf and NaN
+      const f4 gi = (f4)((i4)raw & finite);  // the non-finite entries as 0 (bit casts)
+      const f4 bf = load4(b + i);
+      const f4 uf = bf - load4(th + i);  // as torch: the float32 difference
+      const d4 bd = __builtin_convertvector(bf, d4);
+      const d4 pd = __builtin_convertvector(load4(p + i), d4);
+      const d4 gd = __builtin_convertvector(gi, d4);
+      const d4 ud = __builtin_convertvector(uf, d4);
+      w2 += bd * bd;
+      gp2 += pd * pd;
+      g2 += gd * gd;
+      u2 += ud * ud;
+      opp -= (uf * gi < 0.0f);
+      nz -= (gi != 0.0f);
+      bad += finite + 1;
+      if (kMomentum) {
+        const d4 md = __builtin_convertvector(load4(m + i), d4);
+        m2 += md * md;
+        mg += md * gd;
+      }
+    }
+    for (int l = 0; l < 4; ++l) {
+      opposed += opp[l];
+      nonzero += nz[l];
+      nonfinite += bad[l];
+    }
+  }
+  double tw2 = 0, tgp2 = 0, tg2 = 0, tu2 = 0, tm2 = 0, tmg = 0;
+  for (int64_t i = body; i < n; ++i) {
+    const float raw = g[i];
+    const bool finite = raw - raw == 0.0f;
+    const float gi = finite ? raw : 0.0f;
+    const float uf = b[i] - th[i];
+    const double bi = b[i], pi = p[i], gd = gi, u = uf;
+    tw2 += bi * bi;
+    tgp2 += pi * pi;
+    tg2 += gd * gd;
+    tu2 += u * u;
+    opposed += uf * gi < 0.0f;
+    nonzero += gi != 0.0f;
+    nonfinite += !finite;
+    if (kMomentum) {
+      const double mi = m[i];
+      tm2 += mi * mi;
+      tmg += mi * gd;
+    }
+  }
+  o[0] = lanes(w2) + tw2;
+  o[1] = lanes(gp2) + tgp2;
+  o[2] = lanes(g2) + tg2;
+  o[3] = lanes(u2) + tu2;
+  o[4] = lanes(m2) + tm2;
+  o[5] = lanes(mg) + tmg;
+  o[6] = static_cast<double>(opposed);
+  o[7] = static_cast<double>(nonzero);
+  o[8] = static_cast<double>(nonfinite);
+}
+
+}  // namespace
+
+// The arguments of descend_monitor_step_read: as MonitorRead, with θ before the step and the
+// gradient before clipping per parameter j: tensor before[j] from its element before_at[j] on
+// (numel[j] elements), and likewise preclip[j], preclip_at[j].
+struct MonitorStepRead {
+  int64_t n;                  // parameters
+  const int64_t* numel;       // their sizes
+  int64_t count;              // tensors checked
+  const int64_t* ptrs;        // their addresses (descend_check's out_ptr)
+  const int64_t* sizes;       // their sizes as checked (out_numel)
+  const int64_t* theta;       // per parameter: the index of θ among the checked tensors
+  const int64_t* grad;        // of its gradient
+  const int64_t* momentum;    // of its momentum buffer, or -1 (none)
+  const int64_t* before;      // of the tensor holding θ before the step
+  const int64_t* before_at;   // the element of that tensor where the parameter's starts
+  const int64_t* preclip;     // of the tensor holding the gradient before clipping
+  const int64_t* preclip_at;  // its first element
+  int64_t keys;               // state sources gathered
+  const int64_t* sources;     // keys × n: the index of each parameter's source, or -1 (NaN)
+  int64_t samples;            // sampled coordinates
+  const int64_t* index;       // their coordinates (all parameters end to end)
+  double* sums;               // out: n × 9
+  float* gathered;            // out: keys × samples
+};
+
+// Per parameter the nine sums of descend_monitor_sums (in lanes: see lane_sums) and the
+// gather of descend_monitor_gather, over the tensors descend_check has just read in the same
+// Python call. Every index, size, start and coordinate is checked before anything is read or
+// written: 1, and nothing written, on any mismatch.
+extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
+  const int64_t n = a->n;
+  if (n < 0 || a->keys < 0 || a->samples < 0 || a->count < 0) return 1;
+  std::vector<int64_t> offset;
+  if (!offsets(n, a->numel, offset)) return 1;
+  // the address of tensor i if it holds `want` entries, else 0 (the role is refused)
+  auto resolve = [a](int64_t i, int64_t want, bool optional, int64_t* out) {
+    if (optional && i == -1) {
+      *out = 0;
+      return true;
+    }
+    if (i < 0 || i >= a->count || a->sizes[i] != want) return false;
+    *out = a->ptrs[i];
+    return want == 0 || *out != 0;
+  };
+  // the address of element `first` of tensor i if elements [first, first + len) lie in it
+  auto slice = [a](int64_t i, int64_t first, int64_t len, const float** out) {
+    if (i < 0 || i >= a->count || first < 0 || first > a->sizes[i] ||
+        len > a->sizes[i] - first)
+      return false;
+    *out = reinterpret_cast<const float*>(a->ptrs[i]) + first;
+    return len == 0 || a->ptrs[i] != 0;
+  };
+  std::vector<int64_t> sources(a->keys * n);
+  std::vector<const float*> roles(5 * n);  // θ, g, m, θ before, g before clipping
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t len = a->numel[j];
+    int64_t theta = 0, grad = 0, momentum = 0;
+    if (!resolve(a->theta[j], len, false, &theta) || !resolve(a->grad[j], len, false, &grad) ||
+        !resolve(a->momentum[j], len, true, &momentum) ||
+        !slice(a->before[j], a->before_at[j], len, &roles[5 * j + 3]) ||
+        !slice(a->preclip[j], a->preclip_at[j], len, &roles[5 * j + 4]))
+      return 1;
+    roles[5 * j] = reinterpret_cast<const float*>(theta);
+    roles[5 * j + 1] = reinterpret_cast<const float*>(grad);
+    roles[5 * j + 2] = reinterpret_cast<const float*>(momentum);
+    for (int64_t k = 0; k < a->keys; ++k)
+      if (!resolve(a->sources[k * n + j], len, true, &sources[k * n + j])) return 1;
+  }
+  // each sample's parameter (the last j with offset[j] <= c, by a branchless binary search)
+  // and its element in that parameter; a coordinate outside [0, Σ numel) refuses the call
+  const int64_t total = offset[n];
+  std::vector<int64_t> owner(a->samples), local(a->samples);
+  for (int64_t s = 0; s < a->samples; ++s) {
+    const int64_t c = a->index[s];
+    if (c < 0 || c >= total) return 1;
+    const int64_t* base = offset.data();
+    for (int64_t len = n; len > 1;) {
+      const int64_t half = len / 2;
+      base = base[half] <= c ? base + half : base;
+      len -= half;
+    }
+    owner[s] = base - offset.data();
+    local[s] = c - *base;
+  }
+#pragma omp parallel for schedule(dynamic) if (total > (int64_t{1} << 18))
+  for (int64_t j = 0; j < n; ++j) {
+    const float* const* r = roles.data() + 5 * j;
+    if (r[2] != nullptr)
+      lane_sums<true>(a->numel[j], r[0], r[1], r[2], r[3], r[4], a->sums + 9 * j);
+    else
+      lane_sums<false>(a->numel[j], r[0], r[1], nullptr, r[3], r[4], a->sums + 9 * j);
+  }
+  for (int64_t k = 0; k < a->keys; ++k) {
+    float* o = a->gathered + k * a->samples;
+    const int64_t* src = sources.data() + k * n;
+    for (int64_t s = 0; s < a->samples; ++s) {
+      const float* x = reinterpret_cast<const float*>(src[owner[s]]);
+      o[s] = x == nullptr ? NAN : x[local[s]];
+    }
+  }
+  return 0;
+}
+
+// sizeof(MonitorStepRead), which descend.monitor.fused compares with its ctypes mirror.
+extern "C" int64_t descend_monitor_step_read_args_size() { return sizeof(MonitorStepRead); }
