@@ -285,6 +285,9 @@ class Monitor:
         self._armed: list[Any] = []  # handles of the hooks armed for the next step
         self._grad_hooks: dict[int, _GradHook] = {}  # id(p): its hook, kept between steps
         self._micro: dict[int, list[Any]] = {}
+        # id(p): the gradient the armed step's first backward produced, held as it is (see
+        # :meth:`_grad_hook`), until the step is read
+        self._grads: dict[int, torch.Tensor] = {}
         self._records: dict[int, dict[str, list[torch.Tensor]]] = {}
         self._pending: list[float] | None = None
         self._layout: flat.Layout | None = None  # the sampled step's buffers
@@ -315,7 +318,7 @@ class Monitor:
         """Hooks for the next step's backward passes (and its chain trace) only (see
         :class:`_GradHook`: each parameter's hook function is made once and put in and out
         of the tensor's hook dictionary)."""
-        self._micro = {}
+        self._micro, self._grads = {}, {}
         layout = self._layout_for(self._params())
         kept = self._grad_hooks
         if len(kept) > len(layout.tensors):  # parameters gone since: forget their hooks
@@ -357,27 +360,49 @@ class Monitor:
         key = id(p)
 
         def hook(grad: torch.Tensor) -> None:
-            # Copy the gradient of this backward pass into the pre-clip row (clipping later
-            # scales p.grad in place); from the second pass on (accumulation) also keep each
-            # pass's ‖gᵢ‖² for the noise scale.
+            # The first backward pass's gradient is held as it is (no copy): holding it makes
+            # AccumulateGrad copy it into p.grad instead of taking it over (or add it into an
+            # existing p.grad), so clipping p.grad in place later cannot change it; a
+            # non-contiguous one is copied into the pre-clip row. From the second pass on
+            # (accumulation) the row holds the sum, and each pass's ‖gᵢ‖² is kept for the
+            # noise scale.
+            entry = self._micro.get(key)
+            if entry is None and grad.is_contiguous():
+                self._grads[key] = grad
+                self._micro[key] = [1, None]
+                return
             layout = self._layout
             j = layout.position.get(key) if layout is not None else None
             if j is None:
                 return
             view = layout.views[flat.PRECLIP][j]
             grad = grad.detach()
-            entry = self._micro.get(key)
             if entry is None:
                 view.copy_(grad)
                 self._micro[key] = [1, None]
                 return
             if entry[1] is None:
+                first = self._grads.pop(key, None)
+                if first is not None:
+                    view.copy_(first)
                 entry[1] = [view.pow(2).sum(dtype=torch.float64)]
             entry[1].append(grad.pow(2).sum(dtype=torch.float64))
             view.add_(grad)
             entry[0] += 1
 
         return hook
+
+    def _settle(self, layout: flat.Layout) -> None:
+        """Copy the held first-pass gradients into ``layout``'s pre-clip row (where a read
+        other than the prebuilt reader's needs the row) and let them go."""
+        held, self._grads = self._grads, {}
+        if not held:
+            return
+        views, position = layout.views[flat.PRECLIP], layout.position
+        pairs = [(views[position[key]], g) for key, g in held.items() if key in position]
+        with torch.no_grad():
+            for view, g in pairs:
+                view.copy_(g)
 
     def _trace(self, opt: Any, index: int, record: dict[str, list[torch.Tensor]]) -> None:
         self._records[index] = record
@@ -412,6 +437,7 @@ class Monitor:
         keep = tuple(p.grad is not None for p in layout.tensors)
         if all(keep):
             return layout
+        self._settle(layout)
         cached = self._subset
         if cached is None or cached[0] is not layout or cached[1] != keep:
             params = [pair for pair, k in zip(layout.params, keep) if k]
@@ -521,7 +547,9 @@ class Monitor:
             for k in rate_keys:
                 columns[k] += [st[k] for st in states]
             plans.append(("state", {**groups[gi]}, rate_keys, scalars))
-        ordered = [*tensors, *(p.grad for p in tensors), *moms, layout.before, layout.preclip]
+        held = self._grads
+        ordered = [*tensors, *(p.grad for p in tensors), *moms, layout.before]
+        ordered += [held.get(id(p), view) for p, view in zip(tensors, layout.views[flat.PRECLIP])]
         for k in names:
             ordered += columns[k]
         got = reader(lib, ordered)
@@ -550,6 +578,7 @@ class Monitor:
             [m is not None for m in momentum],
             [[t is not None for t in sources[k]] for k in names],
             layout.sample.flat_index,
+            split=True,
         )
         self._reader = (layout, specs, reader, names)
 
@@ -641,6 +670,7 @@ class Monitor:
             got = self._fast_read(layout)
             if got is not None:
                 return got
+        self._settle(layout)
         plans, momentum, sources = self._sources(layout)
         tensors = layout.tensors
         sample = layout.sample
@@ -692,6 +722,7 @@ class Monitor:
         if layout.tensors:
             read = self._read(layout)
             self.last_path = read[3]
+        self._grads = {}  # read: the held gradients go
         skipped = getattr(self.base, "skipped_steps", None)
         if read is not None and self.histogram_every and self.samples % self.histogram_every == 0:
             self._histograms(step, layout)
@@ -1022,7 +1053,7 @@ class Monitor:
         self.flush_losses()
         self._closed = True
         self._disarm()
-        self._grad_hooks = {}
+        self._grad_hooks, self._grads = {}, {}
         self._layout = self._subset = self._reader = None  # the buffers
         for handle in self._handles:
             handle.remove()
