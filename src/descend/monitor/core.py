@@ -508,23 +508,21 @@ class Monitor:
     def _fast_read(self, layout: flat.Layout) -> tuple | None:
         """:meth:`_read` through the :class:`~descend.monitor.fused.Reader` built for this
         layout and this arrangement of the optimizer state (the keys each group's states
-        hold): the same tensors :meth:`_sources` would hand over, found without its
-        per-key checks, in two native calls. None (then :meth:`_read` reads the general way
-        and builds a new reader) where there is no reader for this layout, a group's states
-        hold other keys or differing steps, or a tensor fails the kernels' check."""
+        hold): the same tensors :meth:`_sources` would hand over (the held first-pass
+        gradients as the pre-clip ones), found without its per-key checks, in one native
+        call. None (then :meth:`_read` reads the general way and builds a new reader) where
+        there is no reader for this layout, a group's states hold other keys or differing
+        steps, or a tensor fails the kernels' check."""
         cached = self._reader
         if cached is None or cached[0] is not layout or cached[1] is None:
             return None
-        _, specs, reader, names = cached
-        lib = fused_kernels.library()
-        if lib is None:
-            return None
+        _, specs, reader, names, lib, preclip = cached
         state, groups = self.base.state, self.base.param_groups
         tensors = layout.tensors
         moms: list[torch.Tensor] = []
-        columns: dict[str, list[torch.Tensor]] = {k: [] for k in names}
+        columns: list[list[torch.Tensor]] = [[] for _ in names]
         plans: list[tuple | None] = []
-        for first, end, gi, keys, mkey, rate_keys in specs:
+        for first, end, gi, keys, mkey, rate_keys, at in specs:
             states = [state.get(p) for p in tensors[first:end]]
             if keys is None:  # no state: nothing to read in this group
                 if any(states):
@@ -536,22 +534,23 @@ class Monitor:
                     return None
             scalars = {}
             if "step" in keys:
-                steps = {float(st["step"]) for st in states}
-                if len(steps) > 1:
-                    return None
-                scalars["step"] = steps.pop()
+                step = float(states[0]["step"])
+                for st in states:
+                    if float(st["step"]) != step:  # (NaN: never equal, as two set members)
+                        return None
+                scalars["step"] = step
             if "mu_product" in keys:
                 scalars["mu_product"] = states[0]["mu_product"]
             if mkey is not None:
                 moms += [st[mkey] for st in states]
-            for k in rate_keys:
-                columns[k] += [st[k] for st in states]
+            for k, column in zip(rate_keys, at):
+                columns[column] += [st[k] for st in states]
             plans.append(("state", {**groups[gi]}, rate_keys, scalars))
         held = self._grads
-        ordered = [*tensors, *(p.grad for p in tensors), *moms, layout.before]
-        ordered += [held.get(id(p), view) for p, view in zip(tensors, layout.views[flat.PRECLIP])]
-        for k in names:
-            ordered += columns[k]
+        ordered = [*tensors, *[p.grad for p in tensors], *moms, layout.before]
+        ordered += [held.get(key, view) for key, view in preclip]
+        for column in columns:
+            ordered += column
         got = reader(lib, ordered)
         if got is None:
             return None
@@ -562,17 +561,22 @@ class Monitor:
         """The reader of :meth:`_fast_read` for what :meth:`_sources` found on ``layout``
         (kept as ``(layout, None, …)`` where the state has no fixed arrangement)."""
         specs = []
+        names = list(sources)
         for (first, end), gi, plan in zip(layout.group_spans, layout.group_ids, plans):
             states = [self.base.state.get(p) for p in layout.tensors[first:end]]
             if plan is None:
                 if any(states):  # differing keys or steps: read the general way
                     self._reader = (layout, None, None, None)
                     return
-                specs.append((first, end, gi, None, None, ()))
+                specs.append((first, end, gi, None, None, (), ()))
                 continue
             keys, mkey, rate_keys = _arrangement(states, layout.tensors[first:end])
-            specs.append((first, end, gi, keys, mkey, tuple(rate_keys)))
-        names = list(sources)
+            at = tuple(names.index(k) for k in rate_keys)
+            specs.append((first, end, gi, keys, mkey, tuple(rate_keys), at))
+        lib = fused_kernels.step_library()
+        if lib is None:
+            self._reader = (layout, None, None, None)
+            return
         reader = fused_kernels.Reader(
             layout.lengths,
             [m is not None for m in momentum],
@@ -580,7 +584,8 @@ class Monitor:
             layout.sample.flat_index,
             split=True,
         )
-        self._reader = (layout, specs, reader, names)
+        preclip = [(id(p), v) for p, v in zip(layout.tensors, layout.views[flat.PRECLIP])]
+        self._reader = (layout, specs, reader, names, lib, preclip)
 
     def _torch_sums(self, layout: flat.Layout, momentum: list, sources: dict) -> list[list]:
         """The torch path: copy g, θ after, m and the sources into the layout's rows (one
@@ -661,12 +666,13 @@ class Monitor:
                 has_eff[first:end] = [True] * (end - first)
         return drawn, has_eff
 
-    def _read(self, layout: flat.Layout) -> tuple[Any, list, dict, str]:
+    def _read(self, layout: flat.Layout, fast: bool = True) -> tuple[Any, list, dict, str]:
         """Sums per parameter (an n × 9 array, or nine lists), the group plans, each source at
         the sampled coordinates (host arrays), and the path that read them: descend's kernels
-        where they take these tensors (``fused`` None or True), else torch's operations."""
+        where they take these tensors (``fused`` None or True), else torch's operations
+        (``fast``: try the prebuilt reader first)."""
         kernels = self.fused is not False and layout.device.type == "cpu"
-        if kernels and not self.use_trace:
+        if fast and kernels and not self.use_trace:
             got = self._fast_read(layout)
             if got is not None:
                 return got
@@ -716,13 +722,18 @@ class Monitor:
         """Read what the step did while it is there to read (sums, the sampled state, the
         groups' hyperparameters as they are); the rest — gradient norms, rates, quantiles,
         the rows — is :meth:`_finish_all`'s, for up to ``defer`` sampled steps at once."""
-        layout = self._kept(self._layout)
-        bcs = [self._v_bias_correction(gi) for gi in range(len(lrs))]
+        layout = self._layout
         read = None
-        if layout.tensors:
-            read = self._read(layout)
+        if self.fused is not False and not self.use_trace and layout.device.type == "cpu":
+            read = self._fast_read(layout)  # every parameter has a gradient: layout is kept
+        if read is None:
+            full, layout = layout, self._kept(layout)
+            if layout.tensors:  # the prebuilt reader of a subset is tried
+                read = self._read(layout, fast=layout is not full)
+        if read is not None:
             self.last_path = read[3]
         self._grads = {}  # read: the held gradients go
+        bcs = [self._v_bias_correction(gi) for gi in range(len(lrs))]
         skipped = getattr(self.base, "skipped_steps", None)
         if read is not None and self.histogram_every and self.samples % self.histogram_every == 0:
             self._histograms(step, layout)

@@ -140,6 +140,7 @@ class StepReadArgs(ctypes.Structure):
         ("index", _PTR),
         ("sums", _PTR),
         ("gathered", _PTR),
+        ("check", _PTR),
     ]
 
 
@@ -169,11 +170,11 @@ _CDATA = operator.attrgetter("_cdata")
 class Reader:
     """One sampled step's native read, its arguments built once for a fixed arrangement of
     tensors: per parameter θ and its gradient, which parameters have a momentum buffer, which
-    have each gathered state source. A call hands over the live tensors (in the order of
-    :meth:`tensors_order`); ``descend_check`` reads each of them (float32, contiguous, CPU,
-    the expected size, inside its storage) and ``descend_monitor_step_read`` checks every
-    index, size and start again, then computes the nine sums per parameter (see :func:`sums`)
-    and gathers the sources at ``index`` (see :func:`gather`), in two native calls. Nothing
+    have each gathered state source. A call hands over the live tensors (in the order below)
+    to one native call, ``descend_monitor_step_read``: ``descend_check`` reads each of them
+    (float32, contiguous, CPU, the expected size, inside its storage), every index, size and
+    start is checked again, then the nine sums per parameter are computed (see :func:`sums`)
+    and the sources gathered at ``index`` (see :func:`gather`). Nothing
     about the tensors is kept between calls: only where each role sits in the list. The
     results are written into two arrays made once and returned as fresh copies.
 
@@ -239,13 +240,13 @@ class Reader:
         check = CheckArgs(count, 0, address[1], address[2])
         check.out_ptr, check.dtype = address[3], 0
         self._check = check
-        self._check_ref = ctypes.pointer(check)
         args = StepReadArgs(n, address[0], count, address[3], address[2], address[4])
         args.grad, args.momentum = address[5], address[6]
         args.before, args.before_at, args.preclip, args.preclip_at = address[7:11]
         args.keys, args.sources, args.samples = len(sources), address[11], self.samples
         args.index = self._keep[-1].ctypes.data
         args.sums, args.gathered = self.sums.ctypes.data, self.gathered.ctypes.data
+        args.check = ctypes.addressof(check)
         self._args_ref = ctypes.pointer(args)
         self._args = args
         step_library()  # declares descend_monitor_step_read once
@@ -257,9 +258,9 @@ class Reader:
             return None  # a subclass or a non-tensor: the check reads plain tensors only
         impl = array("q", map(_CDATA, tensors))
         self._check.impl = impl.buffer_info()[0]
-        failed = lib.descend_check(self._check_ref)
+        failed = lib.descend_monitor_step_read(self._args_ref)  # descend_check first
         self._check.impl = None  # no address of a list freed after this call stays behind
-        if failed or lib.descend_monitor_step_read(self._args_ref):
+        if failed:
             return None
         return self.sums.copy(), self.gathered.copy()
 

@@ -537,9 +537,13 @@ void lane_sums(int64_t n, const float* __restrict__ th, const float* __restrict_
 
 }  // namespace
 
+struct CheckArgs;  // check.cpp's
+extern "C" int32_t descend_check(CheckArgs* a);
+
 // The arguments of descend_monitor_step_read: as MonitorRead, with θ before the step and the
 // gradient before clipping per parameter j: tensor before[j] from its element before_at[j] on
-// (numel[j] elements), and likewise preclip[j], preclip_at[j].
+// (numel[j] elements), and likewise preclip[j], preclip_at[j]; and the check of the live
+// tensors to run first, whose out_ptr and out_numel are ptrs and sizes.
 struct MonitorStepRead {
   int64_t n;                  // parameters
   const int64_t* numel;       // their sizes
@@ -559,15 +563,18 @@ struct MonitorStepRead {
   const int64_t* index;       // their coordinates (all parameters end to end)
   double* sums;               // out: n × 9
   float* gathered;            // out: keys × samples
+  CheckArgs* check;           // descend_check's arguments for the count tensors
 };
 
 // Per parameter the nine sums of descend_monitor_sums (in lanes: see lane_sums) and the
-// gather of descend_monitor_gather, over the tensors descend_check has just read in the same
-// Python call. Every index, size, start and coordinate is checked before anything is read or
-// written: 1, and nothing written, on any mismatch.
+// gather of descend_monitor_gather, over the tensors descend_check reads first, in this call
+// (their addresses and sizes: ptrs and sizes). Every index, size, start and coordinate is
+// checked before anything is read or written: 1, and nothing written to sums or gathered, on
+// a failed check or any mismatch.
 extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
   const int64_t n = a->n;
   if (n < 0 || a->keys < 0 || a->samples < 0 || a->count < 0) return 1;
+  if (a->check == nullptr || descend_check(a->check) != 0) return 1;
   std::vector<int64_t> offset;
   if (!offsets(n, a->numel, offset)) return 1;
   // the address of tensor i if it holds `want` entries, else 0 (the role is refused)
