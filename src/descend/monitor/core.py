@@ -293,6 +293,7 @@ class Monitor:
         self._layout: flat.Layout | None = None  # the sampled step's buffers
         self._subset: tuple | None = None  # (layout, kept, layout of the kept parameters)
         self._reader: tuple | None = None  # (layout, group specs, fused.Reader, source names)
+        self._snapshot: tuple | None = None  # (layout, fused.Snapshot, …): θ before the step
         self._next = 1  # the next sampled step
         self._closed = False
         self._handles = [
@@ -414,9 +415,26 @@ class Monitor:
         # Every trainable parameter: with a closure (Lightning) backward runs inside step(),
         # after this hook, so which ones get a gradient is known only afterwards.
         layout = self._layout_for(self._params())
-        with torch.no_grad():
-            torch._foreach_copy_(layout.views[flat.BEFORE], layout.tensors)
+        snap = self._snapshot
+        if snap is None or snap[0] is not layout:
+            snap = self._snapshot = self._make_snapshot(layout)
+        if snap[1] is None or not snap[1](snap[2], snap[3]):
+            with torch.no_grad():
+                torch._foreach_copy_(layout.views[flat.BEFORE], layout.tensors)
         self._pending = [float(g["lr"]) for g in self.base.param_groups]
+
+    def _make_snapshot(self, layout: flat.Layout) -> tuple:
+        """(layout, :class:`~descend.monitor.fused.Snapshot` or None, the library, the
+        tensors it is handed: the parameters, then the flat row of θ before the step) — the
+        kernels' copy of θ in :meth:`_before` where they may read this layout (``fused``
+        not False, CPU), else torch's ``_foreach_copy_``."""
+        lib = None
+        if self.fused is not False and layout.device.type == "cpu":
+            lib = fused_kernels.step_library()
+        if lib is None:
+            return (layout, None, None, None)
+        snapshot = fused_kernels.Snapshot(layout.lengths)
+        return (layout, snapshot, lib, [*layout.tensors, layout.before])
 
     def _after(self, *_: Any) -> None:
         self.steps += 1
@@ -424,8 +442,7 @@ class Monitor:
             self._next += self.every
             self._disarm()
             if self._pending is not None:
-                with torch.no_grad():
-                    self._measure(self.steps, self._pending)
+                self._measure(self.steps, self._pending)
             self._pending = None
         if self.steps + 1 == self._next and not self._closed:
             self._arm()
@@ -727,22 +744,25 @@ class Monitor:
         if self.fused is not False and not self.use_trace and layout.device.type == "cpu":
             read = self._fast_read(layout)  # every parameter has a gradient: layout is kept
         if read is None:
-            full, layout = layout, self._kept(layout)
-            if layout.tensors:  # the prebuilt reader of a subset is tried
-                read = self._read(layout, fast=layout is not full)
+            with torch.no_grad():
+                full, layout = layout, self._kept(layout)
+                if layout.tensors:  # the prebuilt reader of a subset is tried
+                    read = self._read(layout, fast=layout is not full)
         if read is not None:
             self.last_path = read[3]
         self._grads = {}  # read: the held gradients go
         bcs = [self._v_bias_correction(gi) for gi in range(len(lrs))]
         skipped = getattr(self.base, "skipped_steps", None)
         if read is not None and self.histogram_every and self.samples % self.histogram_every == 0:
-            self._histograms(step, layout)
+            with torch.no_grad():
+                self._histograms(step, layout)
         self.samples += 1
         skipped = skipped if isinstance(skipped, int) else None
         self._losses.append((step, _Pending(lrs, bcs, skipped, layout, read, self._micro)))
         self._deferred += 1
         if self._deferred >= self.defer:
-            self.flush_losses()
+            with torch.no_grad():
+                self.flush_losses()
 
     def _finish_all(self, pendings: list[_Pending]) -> list[dict[str, float]]:
         """The rows of held sampled steps from what :meth:`_measure` read, in order (the
@@ -1065,7 +1085,7 @@ class Monitor:
         self._closed = True
         self._disarm()
         self._grad_hooks, self._grads = {}, {}
-        self._layout = self._subset = self._reader = None  # the buffers
+        self._layout = self._subset = self._reader = self._snapshot = None  # the buffers
         for handle in self._handles:
             handle.remove()
         for sink in self.sinks:

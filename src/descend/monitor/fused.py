@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import ctypes
 import operator
+import sys
 from array import array
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -116,6 +118,8 @@ def _checked(lib, tensors: Sequence[torch.Tensor], numel: Sequence[int]) -> arra
 
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+_PLAIN_TYPES = frozenset(_PLAIN)
+_CDATA = operator.attrgetter("_cdata")
 
 
 class StepReadArgs(ctypes.Structure):
@@ -159,12 +163,55 @@ def step_library():
         size.argtypes, size.restype = [], _I64
         if size() != ctypes.sizeof(StepReadArgs):
             return None
+        snap = lib.descend_monitor_snapshot
+        snap.argtypes = [ctypes.POINTER(SnapshotArgs)]
+        snap.restype = ctypes.c_int32
+        size = lib.descend_monitor_snapshot_args_size
+        size.argtypes, size.restype = [], _I64
+        if size() != ctypes.sizeof(SnapshotArgs):
+            return None
         _declared["step"] = lib
     return lib
 
 
-_PLAIN_TYPES = frozenset(_PLAIN)
-_CDATA = operator.attrgetter("_cdata")
+class SnapshotArgs(ctypes.Structure):
+    """Mirrors ``struct MonitorSnapshot`` in ``monitor.cpp`` field by field."""
+
+    _fields_ = [("n", _I64), ("numel", _PTR), ("ptrs", _PTR), ("sizes", _PTR), ("check", _PTR)]
+
+
+class Snapshot:
+    """θ before a sampled step in one native call (``descend_monitor_snapshot``): the n
+    parameters, checked by ``descend_check`` as they are now (float32, contiguous, CPU, their
+    sizes, inside their storage) with the flat row, copied into the row end to end. A call
+    returns False, and writes nothing, where a tensor is not one the kernels take."""
+
+    def __init__(self, lengths: Sequence[int]) -> None:
+        n = len(lengths)
+        count = n + 1
+        self.count = count
+        self._keep = [
+            array("q", lengths or [0]),
+            array("q", [*lengths, sum(lengths)]),
+            array("q", bytes(8 * count)),  # sizes, written by the check
+            array("q", bytes(8 * count)),  # addresses, written by the check
+        ]
+        lens, want, sizes, ptrs = (a.buffer_info()[0] for a in self._keep)
+        check = CheckArgs(count, 0, want, sizes)
+        check.out_ptr, check.dtype = ptrs, 0
+        self._check = check
+        self._args = SnapshotArgs(n, lens, ptrs, sizes, ctypes.addressof(check))
+        self._args_ref = ctypes.pointer(self._args)
+
+    def __call__(self, lib, tensors: Sequence[torch.Tensor]) -> bool:
+        """Copy ``tensors[:n]`` into ``tensors[n]`` (the flat row); False where refused."""
+        if len(tensors) != self.count or not _PLAIN_TYPES.issuperset(map(type, tensors)):
+            return False
+        impl = array("q", map(_CDATA, tensors))
+        self._check.impl = impl.buffer_info()[0]
+        failed = lib.descend_monitor_snapshot(self._args_ref)
+        self._check.impl = None  # no address of a list freed after this call stays behind
+        return not failed
 
 
 class Reader:
@@ -176,7 +223,7 @@ class Reader:
     start is checked again, then the nine sums per parameter are computed (see :func:`sums`)
     and the sources gathered at ``index`` (see :func:`gather`). Nothing
     about the tensors is kept between calls: only where each role sits in the list. The
-    results are written into two arrays made once and returned as fresh copies.
+    results are written into arrays the reader made, reused once no one holds them.
 
     The order of the tensors: the n parameters, their n gradients, the momentum buffers
     present, θ before the step (flat), the gradients before clipping — flat, or with
@@ -219,8 +266,7 @@ class Reader:
         count = len(numel)
         self.n, self.count, self.keys, self.split = n, count, len(sources), split
         self.samples = len(index)
-        self.sums = np.empty((n, SUMS))  # written by each call, handed out as copies
-        self.gathered = np.empty((self.keys, self.samples), np.float32)
+        self._outputs: deque = deque()  # [sums, gathered, their addresses]: see _free_outputs
         self._keep = [
             array("q", lengths),
             array("q", numel),
@@ -245,7 +291,6 @@ class Reader:
         args.before, args.before_at, args.preclip, args.preclip_at = address[7:11]
         args.keys, args.sources, args.samples = len(sources), address[11], self.samples
         args.index = self._keep[-1].ctypes.data
-        args.sums, args.gathered = self.sums.ctypes.data, self.gathered.ctypes.data
         args.check = ctypes.addressof(check)
         self._args_ref = ctypes.pointer(args)
         self._args = args
@@ -257,12 +302,33 @@ class Reader:
         if len(tensors) != self.count or not _PLAIN_TYPES.issuperset(map(type, tensors)):
             return None  # a subclass or a non-tensor: the check reads plain tensors only
         impl = array("q", map(_CDATA, tensors))
+        out = self._free_outputs()
+        args = self._args
+        args.sums, args.gathered = out[2], out[3]
         self._check.impl = impl.buffer_info()[0]
         failed = lib.descend_monitor_step_read(self._args_ref)  # descend_check first
         self._check.impl = None  # no address of a list freed after this call stays behind
         if failed:
             return None
-        return self.sums.copy(), self.gathered.copy()
+        return out[0], out[1]
+
+    def _free_outputs(self) -> list:
+        """A pair of output arrays no one else holds (with their addresses): the oldest
+        handed out, once every reference to it (the rows of a sampled step, their views) is
+        gone — a reference count of 2: the ring's and ``getrefcount``'s own — else a new
+        pair. The monitor holds a sampled step's arrays until its row is written, so a few
+        pairs go round."""
+        ring = self._outputs
+        if ring:
+            out = ring[0]
+            if sys.getrefcount(out[0]) == 2 and sys.getrefcount(out[1]) == 2:
+                ring.rotate(-1)
+                return out
+        sums = np.empty((self.n, SUMS))
+        gathered = np.empty((self.keys, self.samples), np.float32)
+        out = [sums, gathered, sums.ctypes.data, gathered.ctypes.data]
+        ring.append(out)
+        return out
 
     __call__ = run  # the monitor's prebuilt reader is called; :func:`read`'s one-off runs
 

@@ -648,3 +648,34 @@ extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
 
 // sizeof(MonitorStepRead), which descend.monitor.fused compares with its ctypes mirror.
 extern "C" int64_t descend_monitor_step_read_args_size() { return sizeof(MonitorStepRead); }
+
+// θ before a sampled step: parameter j (numel[j] elements) copied into the flat row at
+// offset Σ numel[<j]. The tensors — the n parameters, then the row — are checked first by
+// descend_check (check: its arguments; ptrs and sizes its out_ptr and out_numel).
+struct MonitorSnapshot {
+  int64_t n;             // parameters
+  const int64_t* numel;  // their sizes
+  const int64_t* ptrs;   // n + 1 addresses, written by the check
+  const int64_t* sizes;  // n + 1 sizes, written by the check
+  CheckArgs* check;      // descend_check's arguments for the n + 1 tensors
+};
+
+// 0 when the parameters were copied; 1, and nothing written, on a failed check or a size
+// that is not numel[j] (the row: Σ numel).
+extern "C" int32_t descend_monitor_snapshot(const MonitorSnapshot* a) {
+  const int64_t n = a->n;
+  if (n < 0 || a->check == nullptr || descend_check(a->check) != 0) return 1;
+  std::vector<int64_t> offset;
+  if (!offsets(n, a->numel, offset)) return 1;
+  for (int64_t j = 0; j < n; ++j)
+    if (a->sizes[j] != a->numel[j] || (a->numel[j] > 0 && a->ptrs[j] == 0)) return 1;
+  if (a->sizes[n] != offset[n] || (offset[n] > 0 && a->ptrs[n] == 0)) return 1;
+  float* row = reinterpret_cast<float*>(a->ptrs[n]);
+  for (int64_t j = 0; j < n; ++j)
+    if (a->numel[j] > 0)
+      std::memcpy(row + offset[j], reinterpret_cast<const float*>(a->ptrs[j]),
+                  sizeof(float) * static_cast<size_t>(a->numel[j]));
+  return 0;
+}
+
+extern "C" int64_t descend_monitor_snapshot_args_size() { return sizeof(MonitorSnapshot); }
