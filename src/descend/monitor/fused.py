@@ -316,13 +316,13 @@ class Reader:
         """A pair of output arrays no one else holds (with their addresses): the oldest
         handed out, once every reference to it (the rows of a sampled step, their views) is
         gone — a reference count of 2: the ring's and ``getrefcount``'s own — else a new
-        pair. The monitor holds a sampled step's arrays until its row is written, so a few
-        pairs go round."""
+        pair. The monitor holds a sampled step's arrays until its row is written, so
+        ``defer`` + 1 pairs at most go round."""
         ring = self._outputs
-        if ring:
+        for _ in range(len(ring)):  # oldest first; each one looked at goes to the back
             out = ring[0]
+            ring.rotate(-1)
             if sys.getrefcount(out[0]) == 2 and sys.getrefcount(out[1]) == 2:
-                ring.rotate(-1)
                 return out
         sums = np.empty((self.n, SUMS))
         gathered = np.empty((self.keys, self.samples), np.float32)

@@ -611,22 +611,14 @@ extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
     for (int64_t k = 0; k < a->keys; ++k)
       if (!resolve(a->sources[k * n + j], len, true, &sources[k * n + j])) return 1;
   }
-  // each sample's parameter (the last j with offset[j] <= c, by a branchless binary search)
-  // and its element in that parameter; a coordinate outside [0, Σ numel) refuses the call
+  // a coordinate outside [0, Σ numel) refuses the call (before anything is written)
   const int64_t total = offset[n];
-  std::vector<int64_t> owner(a->samples), local(a->samples);
+  int64_t low = 0, high = 0;
   for (int64_t s = 0; s < a->samples; ++s) {
-    const int64_t c = a->index[s];
-    if (c < 0 || c >= total) return 1;
-    const int64_t* base = offset.data();
-    for (int64_t len = n; len > 1;) {
-      const int64_t half = len / 2;
-      base = base[half] <= c ? base + half : base;
-      len -= half;
-    }
-    owner[s] = base - offset.data();
-    local[s] = c - *base;
+    low = std::min(low, a->index[s]);
+    high = std::max(high, a->index[s]);
   }
+  if (low < 0 || (a->samples > 0 && high >= total)) return 1;
 #pragma omp parallel for schedule(dynamic) if (total > (int64_t{1} << 18))
   for (int64_t j = 0; j < n; ++j) {
     const float* const* r = roles.data() + 5 * j;
@@ -635,12 +627,24 @@ extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
     else
       lane_sums<false>(a->numel[j], r[0], r[1], nullptr, r[3], r[4], a->sums + 9 * j);
   }
-  for (int64_t k = 0; k < a->keys; ++k) {
-    float* o = a->gathered + k * a->samples;
-    const int64_t* src = sources.data() + k * n;
-    for (int64_t s = 0; s < a->samples; ++s) {
-      const float* x = reinterpret_cast<const float*>(src[owner[s]]);
-      o[s] = x == nullptr ? NAN : x[local[s]];
+  // each sample's parameter (the last j with offset[j] <= c, by a branchless binary search)
+  // and its element there, then that element of every source
+  const int64_t keys = a->keys, samples = a->samples;
+  const int64_t* const index = a->index;
+  float* const gathered = a->gathered;
+  for (int64_t k = 0; k < keys; ++k) {
+    const int64_t* const src = sources.data() + k * n;
+    float* const o = gathered + k * samples;
+    for (int64_t s = 0; s < samples; ++s) {
+      const int64_t c = index[s];
+      const int64_t* base = offset.data();
+      for (int64_t len = n; len > 1;) {
+        const int64_t half = len / 2;
+        base = base[half] <= c ? base + half : base;
+        len -= half;
+      }
+      const float* x = reinterpret_cast<const float*>(src[base - offset.data()]);
+      o[s] = x == nullptr ? NAN : x[c - *base];
     }
   }
   return 0;
