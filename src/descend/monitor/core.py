@@ -159,6 +159,24 @@ class _GradHook:
             p._backward_hooks = None
 
 
+_UNREAD = object()  # a group whose bias correction _fast_read did not compute
+
+
+def _bias_correction(group: dict, t: float | None) -> float | None:
+    """1/(1 − β₂ᵗ) of ``group`` at step ``t`` (its first parameter's with a step in its
+    state), or None: no β₂, bias correction off, no step yet, t ≤ 0 or β₂ ≥ 1."""
+    betas = group.get("betas")
+    if not betas or len(betas) < 2:
+        return None
+    bc = group.get("bias_correction", True)
+    if isinstance(bc, tuple | list):
+        bc = bc[1]
+    if not bc or t is None:
+        return None
+    b2 = float(betas[1])
+    return 1.0 / (1.0 - b2**t) if t > 0 and b2 < 1 else None
+
+
 class _Pending:
     """A sampled step read but not yet written (see :meth:`Monitor._measure`): the groups'
     learning rates and bias corrections, the skipped-step count, the layout read, what
@@ -288,6 +306,7 @@ class Monitor:
         # id(p): the gradient the armed step's first backward produced, held as it is (see
         # :meth:`_grad_hook`), until the step is read
         self._grads: dict[int, torch.Tensor] = {}
+        self._bcs: list = []  # per group, the bias correction _fast_read computed, or _UNREAD
         self._records: dict[int, dict[str, list[torch.Tensor]]] = {}
         self._pending: list[float] | None = None
         self._layout: flat.Layout | None = None  # the sampled step's buffers
@@ -539,6 +558,7 @@ class Monitor:
         moms: list[torch.Tensor] = []
         columns: list[list[torch.Tensor]] = [[] for _ in names]
         plans: list[tuple | None] = []
+        bcs = self._bcs = [_UNREAD] * len(groups)  # see _measure
         for first, end, gi, keys, mkey, rate_keys, at in specs:
             states = [state.get(p) for p in tensors[first:end]]
             if keys is None:  # no state: nothing to read in this group
@@ -556,6 +576,8 @@ class Monitor:
                     if float(st["step"]) != step:  # (NaN: never equal, as two set members)
                         return None
                 scalars["step"] = step
+                if groups[gi]["params"][0] is tensors[first]:  # :meth:`_v_bias_correction`'s t
+                    bcs[gi] = _bias_correction(groups[gi], step)
             if "mu_product" in keys:
                 scalars["mu_product"] = states[0]["mu_product"]
             if mkey is not None:
@@ -740,18 +762,22 @@ class Monitor:
         groups' hyperparameters as they are); the rest — gradient norms, rates, quantiles,
         the rows — is :meth:`_finish_all`'s, for up to ``defer`` sampled steps at once."""
         layout = self._layout
-        read = None
-        if self.fused is not False and not self.use_trace and layout.device.type == "cpu":
-            read = self._fast_read(layout)  # every parameter has a gradient: layout is kept
+        # a prebuilt reader exists only for a CPU layout read by the kernels, without trace;
+        # every parameter has a gradient where it succeeds (the layout is the kept one)
+        read = self._fast_read(layout) if self.fused is not False else None
         if read is None:
             with torch.no_grad():
                 full, layout = layout, self._kept(layout)
                 if layout.tensors:  # the prebuilt reader of a subset is tried
                     read = self._read(layout, fast=layout is not full)
+        bcs = self._bcs
         if read is not None:
             self.last_path = read[3]
-        self._grads = {}  # read: the held gradients go
-        bcs = [self._v_bias_correction(gi) for gi in range(len(lrs))]
+        if read is None or len(bcs) != len(lrs):
+            bcs = [self._v_bias_correction(gi) for gi in range(len(lrs))]
+        else:  # the prebuilt reader's, where it read the group's first parameter's step
+            bcs = [self._v_bias_correction(gi) if b is _UNREAD else b for gi, b in enumerate(bcs)]
+        self._grads, self._bcs = {}, []  # read: the held gradients go
         skipped = getattr(self.base, "skipped_steps", None)
         if read is not None and self.histogram_every and self.samples % self.histogram_every == 0:
             with torch.no_grad():
@@ -927,20 +953,12 @@ class Monitor:
 
     def _v_bias_correction(self, gi: int) -> float | None:
         group = self.base.param_groups[gi]
-        betas = group.get("betas")
-        if not betas or len(betas) < 2:
-            return None
-        bc = group.get("bias_correction", True)
-        if isinstance(bc, tuple | list):
-            bc = bc[1]
-        if not bc:
+        if _bias_correction(group, 1.0) is None:  # none at any step: no β₂, off, or β₂ ≥ 1
             return None
         for p in group["params"]:
             state = self.base.state.get(p)
             if state and "step" in state:
-                t = float(state["step"])
-                b2 = float(betas[1])
-                return 1.0 / (1.0 - b2**t) if t > 0 and b2 < 1 else None
+                return _bias_correction(group, float(state["step"]))
         return None
 
     def _clip_and_noise(
