@@ -247,3 +247,33 @@ def test_held_then_accumulated_gradients_on_both_paths():
             assert "opt/gns_trace" in row
     for a, b in zip(rows[True], rows[False]):
         assert a["opt/gns_trace"] == pytest.approx(b["opt/gns_trace"], rel=1e-6)
+
+
+def test_step_counts_read_by_the_kernels_must_agree():
+    """The prebuilt reader reads a group's step counts (one-element float32 tensors) in the
+    native call and gives up when they differ (the general read then leaves the group's
+    rates out, as it does for differing steps); its bias correction is _v_bias_correction's."""
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 3)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    mon = Monitor(opt, net, every=1, fused=True)
+
+    def step():
+        opt.zero_grad()
+        net(torch.randn(5, 4)).pow(2).sum().backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    specs = mon._reader[1]
+    assert [spec[-1] for spec in specs] == [True]  # read natively
+    assert mon._reader[2].step_values.tolist() == [3.0, 3.0]
+    assert mon.rows[-1]["opt/group0/v_bias_correction"] == pytest.approx(1 / (1 - 0.999**3))
+    assert mon._v_bias_correction(0) == pytest.approx(1 / (1 - 0.999**3))
+    opt.state[net.bias]["step"] += 1.0  # the counts of one group disagree
+    layout = mon._layout
+    assert mon._fast_read(layout) is None
+    step()
+    assert mon.last_path == "fused"  # the general read, which rebuilt no reader for it
+    assert mon._reader[1] is None
+    assert "opt/eff_lr_p50" not in mon.rows[-1]

@@ -559,7 +559,9 @@ class Monitor:
         columns: list[list[torch.Tensor]] = [[] for _ in names]
         plans: list[tuple | None] = []
         bcs = self._bcs = [_UNREAD] * len(groups)  # see _measure
-        for first, end, gi, keys, mkey, rate_keys, at in specs:
+        counts: list[torch.Tensor] = []  # the step tensors the kernels read
+        counted: list[tuple] = []  # (scalars, group, first, start, end) of each group's
+        for first, end, gi, keys, mkey, rate_keys, at, native_step in specs:
             states = [state.get(p) for p in tensors[first:end]]
             if keys is None:  # no state: nothing to read in this group
                 if any(states):
@@ -570,7 +572,10 @@ class Monitor:
                 if st is None or st.keys() != keys:
                     return None
             scalars = {}
-            if "step" in keys:
+            if native_step:  # read by the kernels, compared below
+                counted.append((scalars, gi, first, len(counts), len(counts) + len(states)))
+                counts += [st["step"] for st in states]
+            elif "step" in keys:
                 step = float(states[0]["step"])
                 for st in states:
                     if float(st["step"]) != step:  # (NaN: never equal, as two set members)
@@ -590,9 +595,19 @@ class Monitor:
         ordered += [held.get(key, view) for key, view in preclip]
         for column in columns:
             ordered += column
+        ordered += counts
         got = reader(lib, ordered)
         if got is None:
             return None
+        if counted:
+            values = reader.step_values.tolist()
+            for scalars, gi, first, start, stop in counted:
+                step = values[start]
+                if values[start:stop].count(step) != stop - start:  # NaN: itself only
+                    return None
+                scalars["step"] = step
+                if groups[gi]["params"][0] is tensors[first]:
+                    bcs[gi] = _bias_correction(groups[gi], step)
         sums, gathered = got
         return sums, plans, dict(zip(names, gathered)), "fused"
 
@@ -601,17 +616,27 @@ class Monitor:
         (kept as ``(layout, None, …)`` where the state has no fixed arrangement)."""
         specs = []
         names = list(sources)
+        steps = 0
         for (first, end), gi, plan in zip(layout.group_spans, layout.group_ids, plans):
             states = [self.base.state.get(p) for p in layout.tensors[first:end]]
             if plan is None:
                 if any(states):  # differing keys or steps: read the general way
                     self._reader = (layout, None, None, None)
                     return
-                specs.append((first, end, gi, None, None, (), ()))
+                specs.append((first, end, gi, None, None, (), (), False))
                 continue
             keys, mkey, rate_keys = _arrangement(states, layout.tensors[first:end])
             at = tuple(names.index(k) for k in rate_keys)
-            specs.append((first, end, gi, keys, mkey, tuple(rate_keys), at))
+            # step counts the kernels can read: one-element float32 CPU tensors
+            native_step = "step" in keys and all(
+                type(st["step"]) is torch.Tensor
+                and st["step"].dtype == torch.float32
+                and st["step"].numel() == 1
+                and st["step"].is_cpu
+                for st in states
+            )
+            steps += (end - first) if native_step else 0
+            specs.append((first, end, gi, keys, mkey, tuple(rate_keys), at, native_step))
         lib = fused_kernels.step_library()
         if lib is None:
             self._reader = (layout, None, None, None)
@@ -622,6 +647,7 @@ class Monitor:
             [[t is not None for t in sources[k]] for k in names],
             layout.sample.flat_index,
             split=True,
+            steps=steps,
         )
         preclip = [(id(p), v) for p, v in zip(layout.tensors, layout.views[flat.PRECLIP])]
         self._reader = (layout, specs, reader, names, lib, preclip)
@@ -765,19 +791,19 @@ class Monitor:
         # a prebuilt reader exists only for a CPU layout read by the kernels, without trace;
         # every parameter has a gradient where it succeeds (the layout is the kept one)
         read = self._fast_read(layout) if self.fused is not False else None
+        bcs, self._bcs = (self._bcs if read is not None else []), []
         if read is None:
             with torch.no_grad():
                 full, layout = layout, self._kept(layout)
                 if layout.tensors:  # the prebuilt reader of a subset is tried
                     read = self._read(layout, fast=layout is not full)
-        bcs = self._bcs
         if read is not None:
             self.last_path = read[3]
-        if read is None or len(bcs) != len(lrs):
+        if len(bcs) != len(lrs):
             bcs = [self._v_bias_correction(gi) for gi in range(len(lrs))]
         else:  # the prebuilt reader's, where it read the group's first parameter's step
             bcs = [self._v_bias_correction(gi) if b is _UNREAD else b for gi, b in enumerate(bcs)]
-        self._grads, self._bcs = {}, []  # read: the held gradients go
+        self._grads = {}  # read: the held gradients go
         skipped = getattr(self.base, "skipped_steps", None)
         if read is not None and self.histogram_every and self.samples % self.histogram_every == 0:
             with torch.no_grad():

@@ -145,6 +145,9 @@ class StepReadArgs(ctypes.Structure):
         ("sums", _PTR),
         ("gathered", _PTR),
         ("check", _PTR),
+        ("steps", _I64),
+        ("step", _PTR),
+        ("step_values", _PTR),
     ]
 
 
@@ -228,7 +231,9 @@ class Reader:
     The order of the tensors: the n parameters, their n gradients, the momentum buffers
     present, θ before the step (flat), the gradients before clipping — flat, or with
     ``split`` one tensor per parameter (the gradients backward produced, held as they are) —
-    then the sources present, source after source."""
+    then the sources present, source after source, then ``steps`` one-element float32
+    tensors (the optimizer's step counts) whose values each call writes into
+    :attr:`step_values`."""
 
     def __init__(
         self,
@@ -237,6 +242,7 @@ class Reader:
         sources: Sequence[Sequence[bool]],
         index: np.ndarray,
         split: bool = False,
+        steps: int = 0,
     ) -> None:
         n = len(lengths)
         total = sum(lengths)
@@ -263,6 +269,8 @@ class Reader:
                 src_at.append(len(numel) if present else -1)
                 if present:
                     numel.append(lengths[j])
+        step_at = list(range(len(numel), len(numel) + steps))
+        numel += [1] * steps
         count = len(numel)
         self.n, self.count, self.keys, self.split = n, count, len(sources), split
         self.samples = len(index)
@@ -280,6 +288,7 @@ class Reader:
             array("q", preclip or [0]),
             array("q", preclip_at or [0]),
             array("q", src_at or [0]),
+            array("q", step_at or [0]),
             np.ascontiguousarray(index, dtype=np.int64),
         ]
         address = [a.buffer_info()[0] for a in self._keep[:-1]]
@@ -292,6 +301,9 @@ class Reader:
         args.keys, args.sources, args.samples = len(sources), address[11], self.samples
         args.index = self._keep[-1].ctypes.data
         args.check = ctypes.addressof(check)
+        # the step counts, read at once by the caller after each call (not handed out)
+        self.step_values = np.zeros(steps, np.float32)
+        args.steps, args.step, args.step_values = steps, address[12], self.step_values.ctypes.data
         self._args_ref = ctypes.pointer(args)
         self._args = args
         step_library()  # declares descend_monitor_step_read once

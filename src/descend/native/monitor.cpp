@@ -564,6 +564,9 @@ struct MonitorStepRead {
   double* sums;               // out: n × 9
   float* gathered;            // out: keys × samples
   CheckArgs* check;           // descend_check's arguments for the count tensors
+  int64_t steps;              // one-element tensors read out (the optimizer's step counts)
+  const int64_t* step;        // the index of each among the checked tensors
+  float* step_values;         // out: their values
 };
 
 // Per parameter the nine sums of descend_monitor_sums (in lanes: see lane_sums) and the
@@ -611,6 +614,10 @@ extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
     for (int64_t k = 0; k < a->keys; ++k)
       if (!resolve(a->sources[k * n + j], len, true, &sources[k * n + j])) return 1;
   }
+  if (a->steps < 0) return 1;
+  std::vector<int64_t> step(a->steps);
+  for (int64_t i = 0; i < a->steps; ++i)
+    if (!resolve(a->step[i], 1, false, &step[i])) return 1;
   // a coordinate outside [0, Σ numel) refuses the call (before anything is written)
   const int64_t total = offset[n];
   int64_t low = 0, high = 0;
@@ -647,6 +654,7 @@ extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
       o[s] = x == nullptr ? NAN : x[c - *base];
     }
   }
+  for (int64_t i = 0; i < a->steps; ++i) a->step_values[i] = *reinterpret_cast<const float*>(step[i]);
   return 0;
 }
 
