@@ -302,6 +302,7 @@ class Monitor:
         self._noise = [0.0, 0.0]  # EMAs of gns_trace and gns_g2 (bias cancels in the ratio)
         self._armed: list[Any] = []  # handles of the hooks armed for the next step
         self._grad_hooks: dict[int, _GradHook] = {}  # id(p): its hook, kept between steps
+        self._layout_hooks: tuple | None = None  # (layout, the hooks of its tensors)
         self._micro: dict[int, list[Any]] = {}
         # id(p): the gradient the armed step's first backward produced, held as it is (see
         # :meth:`_grad_hook`), until the step is read
@@ -340,17 +341,22 @@ class Monitor:
         of the tensor's hook dictionary)."""
         self._micro, self._grads = {}, {}
         layout = self._layout_for(self._params())
-        kept = self._grad_hooks
-        if len(kept) > len(layout.tensors):  # parameters gone since: forget their hooks
-            for key in set(kept) - set(layout.position):
-                kept.pop(key).remove()
-        armed = self._armed
-        for p in layout.tensors:
-            hook = kept.get(id(p))
-            if hook is None or hook.tensor() is not p:
-                hook = kept[id(p)] = _GradHook(p, self._grad_hook(p))
+        hooks = self._layout_hooks
+        if hooks is None or hooks[0] is not layout:  # the layout's hooks, listed once
+            kept = self._grad_hooks
+            if len(kept) > len(layout.tensors):  # parameters gone since: forget their hooks
+                for key in set(kept) - set(layout.position):
+                    kept.pop(key).remove()
+            listed = []
+            for p in layout.tensors:
+                hook = kept.get(id(p))
+                if hook is None or hook.tensor() is not p:
+                    hook = kept[id(p)] = _GradHook(p, self._grad_hook(p))
+                listed.append(hook)
+            hooks = self._layout_hooks = (layout, listed)  # the layout holds the tensors
+        for hook in hooks[1]:
             hook.arm()
-            armed.append(hook)
+        self._armed += hooks[1]
         if self.use_trace:
             self._records = {}
             self._armed.append(self.base.register_trace_hook(self._trace))
@@ -1128,7 +1134,7 @@ class Monitor:
         self.flush_losses()
         self._closed = True
         self._disarm()
-        self._grad_hooks, self._grads = {}, {}
+        self._grad_hooks, self._grads, self._layout_hooks = {}, {}, None
         self._layout = self._subset = self._reader = self._snapshot = None  # the buffers
         for handle in self._handles:
             handle.remove()

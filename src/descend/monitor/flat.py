@@ -127,6 +127,7 @@ class Layout:
         n = sum(self.lengths)
         self.n = n
         self.device = self.tensors[0].device if self.tensors else torch.device("cpu")
+        self.cpu = all(p.is_cpu for p in self.tensors)  # matches() then reads is_cpu
         self.rows = torch.zeros(len(ROWS), n, device=self.device)
         self._products: torch.Tensor | None = None  # the torch path's, made on first use
         self.views = [self._views(self.rows[r]) for r in range(len(ROWS))]
@@ -159,10 +160,11 @@ class Layout:
         devices (checked on the live tensors at every sampled step)."""
         if len(params) != len(self.params):
             return False
+        cpu = self.cpu
         for (gi, p), (gj, q), (shape, dtype, device) in zip(params, self.params, self.key):
             if p is not q or gi != gj or p.shape != shape or p.dtype != dtype:
                 return False
-            if p.device != device:
+            if not p.is_cpu if cpu else p.device != device:  # is_cpu: no device object made
                 return False
         return True
 
