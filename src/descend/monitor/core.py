@@ -19,11 +19,12 @@ sampled step only (steps 1, k + 1, 2k + 1, … counted in optimizer updates) it
 
 Unsampled steps cost two optimizer hook calls and a comparison (no hook of the monitor's
 is on the parameters then). The sampled step reads everything in a
-few calls whatever the number of parameters: parameters laid end to end in flat buffers
-(:mod:`descend.monitor.flat`), one C++ pass per parameter for the sums and one gather of the
-state at a fixed sample of coordinates (:mod:`descend.monitor.fused`; torch's operations where
-the kernels cannot read the tensors), and the rest is computed for ``defer`` sampled steps at
-once. Names of what is written (see
+few calls whatever the number of parameters: θ before the step copied end to end into a flat
+buffer (:mod:`descend.monitor.flat`) by one native call, each backward's gradient held by a
+hook (no copy), then one native call that checks every tensor, makes one C++ pass per
+parameter for the sums and gathers the state at a fixed sample of coordinates
+(:mod:`descend.monitor.fused`; torch's operations where the kernels cannot read the tensors);
+the rest is computed for ``defer`` sampled steps at once. Names of what is written (see
 :data:`METRICS`): ``opt/<metric>`` over the whole model, ``opt/group<i>/<metric>`` per param
 group (``lr`` and ``v_bias_correction`` always, the rest when there are several groups),
 ``layer/<parameter name>/<metric>`` per named parameter, and ``loss`` (every step, through
