@@ -277,3 +277,26 @@ def test_step_counts_read_by_the_kernels_must_agree():
     assert mon.last_path == "fused"  # the general read, which rebuilt no reader for it
     assert mon._reader[1] is None
     assert "opt/eff_lr_p50" not in mon.rows[-1]
+
+
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks")
+@pytest.mark.parametrize("fused_path", [None, False])
+def test_sparse_gradients_are_read_densely(fused_path):
+    """Embedding(sparse=True): the hook copies the sparse gradient densely into the pre-clip
+    row and the torch path reads p.grad densely (before, both raised inside backward/step);
+    the kernels do not take it and say so."""
+    torch.manual_seed(0)
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    opt = torch.optim.SGD(emb.parameters(), lr=0.1)
+    mon = Monitor(opt, emb, every=1, fused=fused_path)
+    for ids in ([1, 2, 2], [3, 4, 1]):
+        opt.zero_grad()
+        (emb(torch.tensor(ids)) * torch.arange(1.0, 4.0)).sum().backward()
+        norm = float(emb.weight.grad.to_dense().norm())
+        opt.step()
+        row = mon.rows[-1]
+        assert row["opt/grad_norm_preclip"] == pytest.approx(norm, rel=1e-6)
+        assert row["opt/grad_norm"] == pytest.approx(norm, rel=1e-6)
+    assert mon.last_path.startswith("torch")
+    if fused_path is None:
+        assert mon.last_path.startswith("torch: a tensor the kernels do not take")

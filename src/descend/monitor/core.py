@@ -404,6 +404,8 @@ class Monitor:
                 return
             view = layout.views[flat.PRECLIP][j]
             grad = grad.detach()
+            if grad.layout != torch.strided:  # a sparse gradient (Embedding(sparse=True))
+                grad = grad.to_dense()
             if entry is None:
                 view.copy_(grad)
                 self._micro[key] = [1, None]
@@ -665,7 +667,8 @@ class Monitor:
         :data:`descend.monitor.fused.SUMS`)."""
         tensors = layout.tensors
         dst = layout.views[flat.GRAD] + layout.views[flat.UPDATE]
-        src = [p.grad for p in tensors] + tensors
+        grads = [p.grad for p in tensors]
+        src = [g if g.layout == torch.strided else g.to_dense() for g in grads] + tensors
         for view, m in zip(layout.views[flat.MOMENTUM], momentum):
             if m is not None:
                 dst.append(view)
