@@ -19,11 +19,12 @@ sampled step only (steps 1, k + 1, 2k + 1, … counted in optimizer updates) it
 
 Unsampled steps cost two optimizer hook calls and a comparison (no hook of the monitor's
 is on the parameters then). The sampled step reads everything in a
-few calls whatever the number of parameters: parameters laid end to end in flat buffers
-(:mod:`descend.monitor.flat`), one C++ pass per parameter for the sums and one gather of the
-state at a fixed sample of coordinates (:mod:`descend.monitor.fused`; torch's operations where
-the kernels cannot read the tensors), and the rest is computed for ``defer`` sampled steps at
-once. Names of what is written (see
+few calls whatever the number of parameters: θ before the step copied end to end into a flat
+buffer (:mod:`descend.monitor.flat`) by one native call, each backward's gradient held by a
+hook (no copy), then one native call that checks every tensor, makes one C++ pass per
+parameter for the sums and gathers the state at a fixed sample of coordinates
+(:mod:`descend.monitor.fused`; torch's operations where the kernels cannot read the tensors);
+the rest is computed for ``defer`` sampled steps at once. Names of what is written (see
 :data:`METRICS`): ``opt/<metric>`` over the whole model, ``opt/group<i>/<metric>`` per param
 group (``lr`` and ``v_bias_correction`` always, the rest when there are several groups),
 ``layer/<parameter name>/<metric>`` per named parameter, and ``loss`` (every step, through
@@ -158,6 +159,24 @@ class _GradHook:
         p = self.tensor()
         if self.created and not hooks and p is not None and p._backward_hooks is hooks:
             p._backward_hooks = None
+
+
+_UNREAD = object()  # a group whose bias correction _fast_read did not compute
+
+
+def _bias_correction(group: dict, t: float | None) -> float | None:
+    """1/(1 − β₂ᵗ) of ``group`` at step ``t`` (its first parameter's with a step in its
+    state), or None: no β₂, bias correction off, no step yet, t ≤ 0 or β₂ ≥ 1."""
+    betas = group.get("betas")
+    if not betas or len(betas) < 2:
+        return None
+    bc = group.get("bias_correction", True)
+    if isinstance(bc, tuple | list):
+        bc = bc[1]
+    if not bc or t is None:
+        return None
+    b2 = float(betas[1])
+    return 1.0 / (1.0 - b2**t) if t > 0 and b2 < 1 else None
 
 
 class _Pending:
@@ -315,12 +334,18 @@ class Monitor:
         self._noise = [0.0, 0.0]  # EMAs of gns_trace and gns_g2 (bias cancels in the ratio)
         self._armed: list[Any] = []  # handles of the hooks armed for the next step
         self._grad_hooks: dict[int, _GradHook] = {}  # id(p): its hook, kept between steps
+        self._layout_hooks: tuple | None = None  # (layout, the hooks of its tensors)
         self._micro: dict[int, list[Any]] = {}
+        # id(p): the gradient the armed step's first backward produced, held as it is (see
+        # :meth:`_grad_hook`), until the step is read
+        self._grads: dict[int, torch.Tensor] = {}
+        self._bcs: list = []  # per group, the bias correction _fast_read computed, or _UNREAD
         self._records: dict[int, dict[str, list[torch.Tensor]]] = {}
         self._pending: list[float] | None = None
         self._layout: flat.Layout | None = None  # the sampled step's buffers
         self._subset: tuple | None = None  # (layout, kept, layout of the kept parameters)
         self._reader: tuple | None = None  # (layout, group specs, fused.Reader, source names)
+        self._snapshot: tuple | None = None  # (layout, fused.Snapshot, …): θ before the step
         self._next = 1  # the next sampled step
         self._closed = False
         self._handles = [
@@ -346,19 +371,24 @@ class Monitor:
         """Hooks for the next step's backward passes (and its chain trace) only (see
         :class:`_GradHook`: each parameter's hook function is made once and put in and out
         of the tensor's hook dictionary)."""
-        self._micro = {}
+        self._micro, self._grads = {}, {}
         layout = self._layout_for(self._params())
-        kept = self._grad_hooks
-        if len(kept) > len(layout.tensors):  # parameters gone since: forget their hooks
-            for key in set(kept) - set(layout.position):
-                kept.pop(key).remove()
-        armed = self._armed
-        for p in layout.tensors:
-            hook = kept.get(id(p))
-            if hook is None or hook.tensor() is not p:
-                hook = kept[id(p)] = _GradHook(p, self._grad_hook(p))
+        hooks = self._layout_hooks
+        if hooks is None or hooks[0] is not layout:  # the layout's hooks, listed once
+            kept = self._grad_hooks
+            if len(kept) > len(layout.tensors):  # parameters gone since: forget their hooks
+                for key in set(kept) - set(layout.position):
+                    kept.pop(key).remove()
+            listed = []
+            for p in layout.tensors:
+                hook = kept.get(id(p))
+                if hook is None or hook.tensor() is not p:
+                    hook = kept[id(p)] = _GradHook(p, self._grad_hook(p))
+                listed.append(hook)
+            hooks = self._layout_hooks = (layout, listed)  # the layout holds the tensors
+        for hook in hooks[1]:
             hook.arm()
-            armed.append(hook)
+        self._armed += hooks[1]
         if self.use_trace:
             self._records = {}
             self._armed.append(self.base.register_trace_hook(self._trace))
@@ -388,27 +418,51 @@ class Monitor:
         key = id(p)
 
         def hook(grad: torch.Tensor) -> None:
-            # Copy the gradient of this backward pass into the pre-clip row (clipping later
-            # scales p.grad in place); from the second pass on (accumulation) also keep each
-            # pass's ‖gᵢ‖² for the noise scale.
+            # The first backward pass's gradient is held as it is (no copy): holding it makes
+            # AccumulateGrad copy it into p.grad instead of taking it over (or add it into an
+            # existing p.grad), so clipping p.grad in place later cannot change it; a
+            # non-contiguous one is copied into the pre-clip row. From the second pass on
+            # (accumulation) the row holds the sum, and each pass's ‖gᵢ‖² is kept for the
+            # noise scale.
+            entry = self._micro.get(key)
+            if entry is None and grad.is_contiguous():
+                self._grads[key] = grad
+                self._micro[key] = [1, None]
+                return
             layout = self._layout
             j = layout.position.get(key) if layout is not None else None
             if j is None:
                 return
             view = layout.views[flat.PRECLIP][j]
             grad = grad.detach()
-            entry = self._micro.get(key)
+            if grad.layout != torch.strided:  # a sparse gradient (Embedding(sparse=True))
+                grad = grad.to_dense()
             if entry is None:
                 view.copy_(grad)
                 self._micro[key] = [1, None]
                 return
             if entry[1] is None:
+                first = self._grads.pop(key, None)
+                if first is not None:
+                    view.copy_(first)
                 entry[1] = [view.pow(2).sum(dtype=torch.float64)]
             entry[1].append(grad.pow(2).sum(dtype=torch.float64))
             view.add_(grad)
             entry[0] += 1
 
         return hook
+
+    def _settle(self, layout: flat.Layout) -> None:
+        """Copy the held first-pass gradients into ``layout``'s pre-clip row (where a read
+        other than the prebuilt reader's needs the row) and let them go."""
+        held, self._grads = self._grads, {}
+        if not held:
+            return
+        views, position = layout.views[flat.PRECLIP], layout.position
+        pairs = [(views[position[key]], g) for key, g in held.items() if key in position]
+        with torch.no_grad():
+            for view, g in pairs:
+                view.copy_(g)
 
     def _trace(self, opt: Any, index: int, record: dict[str, list[torch.Tensor]]) -> None:
         self._records[index] = record
@@ -420,9 +474,26 @@ class Monitor:
         # Every trainable parameter: with a closure (Lightning) backward runs inside step(),
         # after this hook, so which ones get a gradient is known only afterwards.
         layout = self._layout_for(self._params())
-        with torch.no_grad():
-            torch._foreach_copy_(layout.views[flat.BEFORE], layout.tensors)
+        snap = self._snapshot
+        if snap is None or snap[0] is not layout:
+            snap = self._snapshot = self._make_snapshot(layout)
+        if snap[1] is None or not snap[1](snap[2], snap[3]):
+            with torch.no_grad():
+                torch._foreach_copy_(layout.views[flat.BEFORE], layout.tensors)
         self._pending = [float(g["lr"]) for g in self.base.param_groups]
+
+    def _make_snapshot(self, layout: flat.Layout) -> tuple:
+        """(layout, :class:`~descend.monitor.fused.Snapshot` or None, the library, the
+        tensors it is handed: the parameters, then the flat row of θ before the step) — the
+        kernels' copy of θ in :meth:`_before` where they may read this layout (``fused``
+        not False, CPU), else torch's ``_foreach_copy_``."""
+        lib = None
+        if self.fused is not False and layout.device.type == "cpu":
+            lib = fused_kernels.step_library()
+        if lib is None:
+            return (layout, None, None, None)
+        snapshot = fused_kernels.Snapshot(layout.lengths)
+        return (layout, snapshot, lib, [*layout.tensors, layout.before])
 
     def _after(self, *_: Any) -> None:
         self.steps += 1
@@ -430,8 +501,7 @@ class Monitor:
             self._next += self.every
             self._disarm()
             if self._pending is not None:
-                with torch.no_grad():
-                    self._measure(self.steps, self._pending)
+                self._measure(self.steps, self._pending)
             self._pending = None
         if self.steps + 1 == self._next and not self._closed:
             self._arm()
@@ -443,6 +513,7 @@ class Monitor:
         keep = tuple(p.grad is not None for p in layout.tensors)
         if all(keep):
             return layout
+        self._settle(layout)
         cached = self._subset
         if cached is None or cached[0] is not layout or cached[1] != keep:
             params = [pair for pair, k in zip(layout.params, keep) if k]
@@ -513,23 +584,24 @@ class Monitor:
     def _fast_read(self, layout: flat.Layout) -> tuple | None:
         """:meth:`_read` through the :class:`~descend.monitor.fused.Reader` built for this
         layout and this arrangement of the optimizer state (the keys each group's states
-        hold): the same tensors :meth:`_sources` would hand over, found without its
-        per-key checks, in two native calls. None (then :meth:`_read` reads the general way
-        and builds a new reader) where there is no reader for this layout, a group's states
-        hold other keys or differing steps, or a tensor fails the kernels' check."""
+        hold): the same tensors :meth:`_sources` would hand over (the held first-pass
+        gradients as the pre-clip ones), found without its per-key checks, in one native
+        call. None (then :meth:`_read` reads the general way and builds a new reader) where
+        there is no reader for this layout, a group's states hold other keys or differing
+        steps, or a tensor fails the kernels' check."""
         cached = self._reader
         if cached is None or cached[0] is not layout or cached[1] is None:
             return None
-        _, specs, reader, names = cached
-        lib = fused_kernels.library()
-        if lib is None:
-            return None
+        _, specs, reader, names, lib, preclip = cached
         state, groups = self.base.state, self.base.param_groups
         tensors = layout.tensors
         moms: list[torch.Tensor] = []
-        columns: dict[str, list[torch.Tensor]] = {k: [] for k in names}
+        columns: list[list[torch.Tensor]] = [[] for _ in names]
         plans: list[tuple | None] = []
-        for first, end, gi, keys, mkey, rate_keys in specs:
+        bcs = self._bcs = [_UNREAD] * len(groups)  # see _measure
+        counts: list[torch.Tensor] = []  # the step tensors the kernels read
+        counted: list[tuple] = []  # (scalars, group, first, start, end) of each group's
+        for first, end, gi, keys, mkey, rate_keys, at, native_step in specs:
             states = [state.get(p) for p in tensors[first:end]]
             if keys is None:  # no state: nothing to read in this group
                 if any(states):
@@ -540,24 +612,42 @@ class Monitor:
                 if st is None or st.keys() != keys:
                     return None
             scalars = {}
-            if "step" in keys:
-                steps = {float(st["step"]) for st in states}
-                if len(steps) > 1:
-                    return None
-                scalars["step"] = steps.pop()
+            if native_step:  # read by the kernels, compared below
+                counted.append((scalars, gi, first, len(counts), len(counts) + len(states)))
+                counts += [st["step"] for st in states]
+            elif "step" in keys:
+                step = float(states[0]["step"])
+                for st in states:
+                    if float(st["step"]) != step:  # (NaN: never equal, as two set members)
+                        return None
+                scalars["step"] = step
+                if groups[gi]["params"][0] is tensors[first]:  # :meth:`_v_bias_correction`'s t
+                    bcs[gi] = _bias_correction(groups[gi], step)
             if "mu_product" in keys:
                 scalars["mu_product"] = states[0]["mu_product"]
             if mkey is not None:
                 moms += [st[mkey] for st in states]
-            for k in rate_keys:
-                columns[k] += [st[k] for st in states]
+            for k, column in zip(rate_keys, at):
+                columns[column] += [st[k] for st in states]
             plans.append(("state", {**groups[gi]}, rate_keys, scalars))
-        ordered = [*tensors, *(p.grad for p in tensors), *moms, layout.before, layout.preclip]
-        for k in names:
-            ordered += columns[k]
+        held = self._grads
+        ordered = [*tensors, *[p.grad for p in tensors], *moms, layout.before]
+        ordered += [held.get(key, view) for key, view in preclip]
+        for column in columns:
+            ordered += column
+        ordered += counts
         got = reader(lib, ordered)
         if got is None:
             return None
+        if counted:
+            values = reader.step_values.tolist()
+            for scalars, gi, first, start, stop in counted:
+                step = values[start]
+                if values[start:stop].count(step) != stop - start:  # NaN: itself only
+                    return None
+                scalars["step"] = step
+                if groups[gi]["params"][0] is tensors[first]:
+                    bcs[gi] = _bias_correction(groups[gi], step)
         sums, gathered = got
         return sums, plans, dict(zip(names, gathered)), "fused"
 
@@ -565,24 +655,42 @@ class Monitor:
         """The reader of :meth:`_fast_read` for what :meth:`_sources` found on ``layout``
         (kept as ``(layout, None, …)`` where the state has no fixed arrangement)."""
         specs = []
+        names = list(sources)
+        steps = 0
         for (first, end), gi, plan in zip(layout.group_spans, layout.group_ids, plans):
             states = [self.base.state.get(p) for p in layout.tensors[first:end]]
             if plan is None:
                 if any(states):  # differing keys or steps: read the general way
                     self._reader = (layout, None, None, None)
                     return
-                specs.append((first, end, gi, None, None, ()))
+                specs.append((first, end, gi, None, None, (), (), False))
                 continue
             keys, mkey, rate_keys = _arrangement(states, layout.tensors[first:end])
-            specs.append((first, end, gi, keys, mkey, tuple(rate_keys)))
-        names = list(sources)
+            at = tuple(names.index(k) for k in rate_keys)
+            # step counts the kernels can read: one-element float32 CPU tensors
+            native_step = "step" in keys and all(
+                type(st["step"]) is torch.Tensor
+                and st["step"].dtype == torch.float32
+                and st["step"].numel() == 1
+                and st["step"].is_cpu
+                for st in states
+            )
+            steps += (end - first) if native_step else 0
+            specs.append((first, end, gi, keys, mkey, tuple(rate_keys), at, native_step))
+        lib = fused_kernels.step_library()
+        if lib is None:
+            self._reader = (layout, None, None, None)
+            return
         reader = fused_kernels.Reader(
             layout.lengths,
             [m is not None for m in momentum],
             [[t is not None for t in sources[k]] for k in names],
             layout.sample.flat_index,
+            split=True,
+            steps=steps,
         )
-        self._reader = (layout, specs, reader, names)
+        preclip = [(id(p), v) for p, v in zip(layout.tensors, layout.views[flat.PRECLIP])]
+        self._reader = (layout, specs, reader, names, lib, preclip)
 
     def _torch_sums(self, layout: flat.Layout, momentum: list, sources: dict) -> list[list]:
         """The torch path: copy g, θ after, m and the sources into the layout's rows (one
@@ -590,7 +698,8 @@ class Monitor:
         :data:`descend.monitor.fused.SUMS`)."""
         tensors = layout.tensors
         dst = layout.views[flat.GRAD] + layout.views[flat.UPDATE]
-        src = [p.grad for p in tensors] + tensors
+        grads = [p.grad for p in tensors]
+        src = [g if g.layout == torch.strided else g.to_dense() for g in grads] + tensors
         for view, m in zip(layout.views[flat.MOMENTUM], momentum):
             if m is not None:
                 dst.append(view)
@@ -663,15 +772,17 @@ class Monitor:
                 has_eff[first:end] = [True] * (end - first)
         return drawn, has_eff
 
-    def _read(self, layout: flat.Layout) -> tuple[Any, list, dict, str]:
+    def _read(self, layout: flat.Layout, fast: bool = True) -> tuple[Any, list, dict, str]:
         """Sums per parameter (an n × 9 array, or nine lists), the group plans, each source at
         the sampled coordinates (host arrays), and the path that read them: descend's kernels
-        where they take these tensors (``fused`` None or True), else torch's operations."""
+        where they take these tensors (``fused`` None or True), else torch's operations
+        (``fast``: try the prebuilt reader first)."""
         kernels = self.fused is not False and layout.device.type == "cpu"
-        if kernels and not self.use_trace:
+        if fast and kernels and not self.use_trace:
             got = self._fast_read(layout)
             if got is not None:
                 return got
+        self._settle(layout)
         plans, momentum, sources = self._sources(layout)
         tensors = layout.tensors
         sample = layout.sample
@@ -717,21 +828,34 @@ class Monitor:
         """Read what the step did while it is there to read (sums, the sampled state, the
         groups' hyperparameters as they are); the rest — gradient norms, rates, quantiles,
         the rows — is :meth:`_finish_all`'s, for up to ``defer`` sampled steps at once."""
-        layout = self._kept(self._layout)
-        bcs = [self._v_bias_correction(gi) for gi in range(len(lrs))]
-        read = None
-        if layout.tensors:
-            read = self._read(layout)
+        layout = self._layout
+        # a prebuilt reader exists only for a CPU layout read by the kernels, without trace;
+        # every parameter has a gradient where it succeeds (the layout is the kept one)
+        read = self._fast_read(layout) if self.fused is not False else None
+        bcs, self._bcs = (self._bcs if read is not None else []), []
+        if read is None:
+            with torch.no_grad():
+                full, layout = layout, self._kept(layout)
+                if layout.tensors:  # the prebuilt reader of a subset is tried
+                    read = self._read(layout, fast=layout is not full)
+        if read is not None:
             self.last_path = read[3]
+        if len(bcs) != len(lrs):
+            bcs = [self._v_bias_correction(gi) for gi in range(len(lrs))]
+        else:  # the prebuilt reader's, where it read the group's first parameter's step
+            bcs = [self._v_bias_correction(gi) if b is _UNREAD else b for gi, b in enumerate(bcs)]
+        self._grads = {}  # read: the held gradients go
         skipped = getattr(self.base, "skipped_steps", None)
         if read is not None and self.histogram_every and self.samples % self.histogram_every == 0:
-            self._histograms(step, layout)
+            with torch.no_grad():
+                self._histograms(step, layout)
         self.samples += 1
         skipped = skipped if isinstance(skipped, int) else None
         self._losses.append((step, _Pending(lrs, bcs, skipped, layout, read, self._micro)))
         self._deferred += 1
         if self._deferred >= self.defer:
-            self.flush_losses()
+            with torch.no_grad():
+                self.flush_losses()
 
     def _finish_all(self, pendings: list[_Pending]) -> list[dict[str, float]]:
         """The rows of held sampled steps from what :meth:`_measure` read, in order (the
@@ -896,20 +1020,12 @@ class Monitor:
 
     def _v_bias_correction(self, gi: int) -> float | None:
         group = self.base.param_groups[gi]
-        betas = group.get("betas")
-        if not betas or len(betas) < 2:
-            return None
-        bc = group.get("bias_correction", True)
-        if isinstance(bc, tuple | list):
-            bc = bc[1]
-        if not bc:
+        if _bias_correction(group, 1.0) is None:  # none at any step: no β₂, off, or β₂ ≥ 1
             return None
         for p in group["params"]:
             state = self.base.state.get(p)
             if state and "step" in state:
-                t = float(state["step"])
-                b2 = float(betas[1])
-                return 1.0 / (1.0 - b2**t) if t > 0 and b2 < 1 else None
+                return _bias_correction(group, float(state["step"]))
         return None
 
     def _clip_and_noise(
@@ -1050,8 +1166,8 @@ class Monitor:
         self.flush_losses()
         self._closed = True
         self._disarm()
-        self._grad_hooks = {}
-        self._layout = self._subset = self._reader = None  # the buffers
+        self._grad_hooks, self._grads, self._layout_hooks = {}, {}, None
+        self._layout = self._subset = self._reader = self._snapshot = None  # the buffers
         for handle in self._handles:
             handle.remove()
         for sink in self.sinks:

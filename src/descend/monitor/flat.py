@@ -4,9 +4,10 @@ A sampled step costs a few dozen tensor operations whatever the number of parame
 nothing is done per parameter in Python except a dictionary lookup:
 
 - one ``torch._foreach_copy_`` writes θ before the step into row ``before`` (in the step's
-  pre-hook); the gradient hooks copy each backward's gradient into row ``preclip``; one more
-  ``_foreach_copy_`` after the step writes the gradient used, θ after the step, the momentum
-  buffer and the optimizer state the effective learning rate needs into their rows;
+  pre-hook); the gradient hooks hold the first backward's gradient, which is copied into row
+  ``preclip`` (with the later passes added: accumulation); one more ``_foreach_copy_`` after
+  the step writes the gradient used, θ after the step, the momentum buffer and the optimizer
+  state the effective learning rate needs into their rows;
 - the per-coordinate products ‖·‖², m·g, [u·g < 0] and [g ≠ 0] of all rows are written into
   :attr:`Layout.products` by four operations, and their sums per parameter are one segmented
   reduction (:func:`segment_sums`), summed in float64; a group's or the whole model's sums are
@@ -18,8 +19,8 @@ The buffers live on the parameters' device (float32: 5 floats per parameter coor
 one per state tensor read when the torch path runs; held while the monitor is attached and
 released by :meth:`Monitor.close`), so on an accelerator only the sums and the samples are
 copied to the host, once per sampled step. On the CPU, :mod:`descend.monitor.fused` reads θ,
-g, m and the state where they are (only θ before the step and the pre-clip gradients are
-copied) and computes the sums and the sample in C++.
+g, m, the state and the held pre-clip gradients where they are (only θ before the step is
+copied, by one native call) and computes the sums and the sample in C++.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ class Layout:
         n = sum(self.lengths)
         self.n = n
         self.device = self.tensors[0].device if self.tensors else torch.device("cpu")
+        self.cpu = all(p.is_cpu for p in self.tensors)  # matches() then reads is_cpu
         self.rows = torch.zeros(len(ROWS), n, device=self.device)
         self._products: torch.Tensor | None = None  # the torch path's, made on first use
         self.views = [self._views(self.rows[r]) for r in range(len(ROWS))]
@@ -159,10 +161,11 @@ class Layout:
         devices (checked on the live tensors at every sampled step)."""
         if len(params) != len(self.params):
             return False
+        cpu = self.cpu
         for (gi, p), (gj, q), (shape, dtype, device) in zip(params, self.params, self.key):
             if p is not q or gi != gj or p.shape != shape or p.dtype != dtype:
                 return False
-            if p.device != device:
+            if not p.is_cpu if cpu else p.device != device:  # is_cpu: no device object made
                 return False
         return True
 

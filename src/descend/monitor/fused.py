@@ -13,7 +13,10 @@ whose results these equal (tested).
 from __future__ import annotations
 
 import ctypes
+import operator
+import sys
 from array import array
+from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -115,21 +118,122 @@ def _checked(lib, tensors: Sequence[torch.Tensor], numel: Sequence[int]) -> arra
 
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+_PLAIN_TYPES = frozenset(_PLAIN)
+_CDATA = operator.attrgetter("_cdata")
+
+
+class StepReadArgs(ctypes.Structure):
+    """Mirrors ``struct MonitorStepRead`` in ``monitor.cpp`` field by field."""
+
+    _fields_ = [
+        ("n", _I64),
+        ("numel", _PTR),
+        ("count", _I64),
+        ("ptrs", _PTR),
+        ("sizes", _PTR),
+        ("theta", _PTR),
+        ("grad", _PTR),
+        ("momentum", _PTR),
+        ("before", _PTR),
+        ("before_at", _PTR),
+        ("preclip", _PTR),
+        ("preclip_at", _PTR),
+        ("keys", _I64),
+        ("sources", _PTR),
+        ("samples", _I64),
+        ("index", _PTR),
+        ("sums", _PTR),
+        ("gathered", _PTR),
+        ("check", _PTR),
+        ("steps", _I64),
+        ("step", _PTR),
+        ("step_values", _PTR),
+    ]
+
+
+def step_library():
+    """:func:`library` with ``descend_monitor_step_read`` declared (the entry point of
+    :class:`Reader`), or None (no kernels, or a library whose ``MonitorStepRead`` is not
+    :class:`StepReadArgs`)."""
+    lib = library()
+    if lib is None:
+        return None
+    if _declared.get("step") is not lib:
+        fn = lib.descend_monitor_step_read
+        fn.argtypes = [ctypes.POINTER(StepReadArgs)]
+        fn.restype = ctypes.c_int32
+        size = lib.descend_monitor_step_read_args_size
+        size.argtypes, size.restype = [], _I64
+        if size() != ctypes.sizeof(StepReadArgs):
+            return None
+        snap = lib.descend_monitor_snapshot
+        snap.argtypes = [ctypes.POINTER(SnapshotArgs)]
+        snap.restype = ctypes.c_int32
+        size = lib.descend_monitor_snapshot_args_size
+        size.argtypes, size.restype = [], _I64
+        if size() != ctypes.sizeof(SnapshotArgs):
+            return None
+        _declared["step"] = lib
+    return lib
+
+
+class SnapshotArgs(ctypes.Structure):
+    """Mirrors ``struct MonitorSnapshot`` in ``monitor.cpp`` field by field."""
+
+    _fields_ = [("n", _I64), ("numel", _PTR), ("ptrs", _PTR), ("sizes", _PTR), ("check", _PTR)]
+
+
+class Snapshot:
+    """θ before a sampled step in one native call (``descend_monitor_snapshot``): the n
+    parameters, checked by ``descend_check`` as they are now (float32, contiguous, CPU, their
+    sizes, inside their storage) with the flat row, copied into the row end to end. A call
+    returns False, and writes nothing, where a tensor is not one the kernels take."""
+
+    def __init__(self, lengths: Sequence[int]) -> None:
+        n = len(lengths)
+        count = n + 1
+        self.count = count
+        self._keep = [
+            array("q", lengths or [0]),
+            array("q", [*lengths, sum(lengths)]),
+            array("q", bytes(8 * count)),  # sizes, written by the check
+            array("q", bytes(8 * count)),  # addresses, written by the check
+        ]
+        lens, want, sizes, ptrs = (a.buffer_info()[0] for a in self._keep)
+        check = CheckArgs(count, 0, want, sizes)
+        check.out_ptr, check.dtype = ptrs, 0
+        self._check = check
+        self._args = SnapshotArgs(n, lens, ptrs, sizes, ctypes.addressof(check))
+        self._args_ref = ctypes.pointer(self._args)
+
+    def __call__(self, lib, tensors: Sequence[torch.Tensor]) -> bool:
+        """Copy ``tensors[:n]`` into ``tensors[n]`` (the flat row); False where refused."""
+        if len(tensors) != self.count or not _PLAIN_TYPES.issuperset(map(type, tensors)):
+            return False
+        impl = array("q", map(_CDATA, tensors))
+        self._check.impl = impl.buffer_info()[0]
+        failed = lib.descend_monitor_snapshot(self._args_ref)
+        self._check.impl = None  # no address of a list freed after this call stays behind
+        return not failed
 
 
 class Reader:
     """One sampled step's native read, its arguments built once for a fixed arrangement of
     tensors: per parameter θ and its gradient, which parameters have a momentum buffer, which
-    have each gathered state source. A call hands over the live tensors (in the order of
-    :meth:`tensors_order`); ``descend_check`` reads each of them (float32, contiguous, CPU,
-    the expected size, inside its storage) and ``descend_monitor_read`` checks every index
-    and size again, then computes the nine sums per parameter (see :func:`sums`) and gathers
-    the sources at ``index`` (see :func:`gather`), in two native calls. Nothing about the
-    tensors is kept between calls: only where each role sits in the list.
+    have each gathered state source. A call hands over the live tensors (in the order below)
+    to one native call, ``descend_monitor_step_read``: ``descend_check`` reads each of them
+    (float32, contiguous, CPU, the expected size, inside its storage), every index, size and
+    start is checked again, then the nine sums per parameter are computed (see :func:`sums`)
+    and the sources gathered at ``index`` (see :func:`gather`). Nothing
+    about the tensors is kept between calls: only where each role sits in the list. The
+    results are written into arrays the reader made, reused once no one holds them.
 
     The order of the tensors: the n parameters, their n gradients, the momentum buffers
-    present, θ before the step and the gradients before clipping (flat), then the sources
-    present, source after source."""
+    present, θ before the step (flat), the gradients before clipping — flat, or with
+    ``split`` one tensor per parameter (the gradients backward produced, held as they are) —
+    then the sources present, source after source, then ``steps`` one-element float32
+    tensors (the optimizer's step counts) whose values each call writes into
+    :attr:`step_values`."""
 
     def __init__(
         self,
@@ -137,6 +241,8 @@ class Reader:
         momentum: Sequence[bool],
         sources: Sequence[Sequence[bool]],
         index: np.ndarray,
+        split: bool = False,
+        steps: int = 0,
     ) -> None:
         n = len(lengths)
         total = sum(lengths)
@@ -146,17 +252,29 @@ class Reader:
             mom_at.append(len(numel) if present else -1)
             if present:
                 numel.append(lengths[j])
-        before, preclip = len(numel), len(numel) + 1
-        numel += [total, total]
+        starts = [0]
+        for length in lengths[:-1]:
+            starts.append(starts[-1] + length)
+        before = len(numel)
+        numel.append(total)
+        if split:
+            preclip, preclip_at = list(range(len(numel), len(numel) + n)), [0] * n
+            numel += lengths
+        else:
+            preclip, preclip_at = [len(numel)] * n, starts
+            numel.append(total)
         src_at = []
         for column in sources:
             for j, present in enumerate(column):
                 src_at.append(len(numel) if present else -1)
                 if present:
                     numel.append(lengths[j])
+        step_at = list(range(len(numel), len(numel) + steps))
+        numel += [1] * steps
         count = len(numel)
-        self.n, self.count, self.keys = n, count, len(sources)
+        self.n, self.count, self.keys, self.split = n, count, len(sources), split
         self.samples = len(index)
+        self._outputs: deque = deque()  # [sums, gathered, their addresses]: see _free_outputs
         self._keep = [
             array("q", lengths),
             array("q", numel),
@@ -165,47 +283,66 @@ class Reader:
             array("q", range(n)),
             array("q", range(n, 2 * n)),
             array("q", mom_at),
+            array("q", [before] * n or [0]),
+            array("q", starts if n else [0]),
+            array("q", preclip or [0]),
+            array("q", preclip_at or [0]),
             array("q", src_at or [0]),
+            array("q", step_at or [0]),
             np.ascontiguousarray(index, dtype=np.int64),
         ]
-        lens, want, sizes, ptrs, theta, grad, mom, src, idx = self._keep
-        address = [a.buffer_info()[0] for a in self._keep[:8]]
+        address = [a.buffer_info()[0] for a in self._keep[:-1]]
         check = CheckArgs(count, 0, address[1], address[2])
         check.out_ptr, check.dtype = address[3], 0
         self._check = check
-        self._check_ref = ctypes.pointer(check)
-        args = ReadArgs(n, address[0], count, address[3], address[2], address[4], address[5])
-        args.momentum, args.before, args.preclip = address[6], before, preclip
-        args.keys, args.sources, args.samples = len(sources), address[7], self.samples
-        args.index = idx.ctypes.data
-        self._args = args
+        args = StepReadArgs(n, address[0], count, address[3], address[2], address[4])
+        args.grad, args.momentum = address[5], address[6]
+        args.before, args.before_at, args.preclip, args.preclip_at = address[7:11]
+        args.keys, args.sources, args.samples = len(sources), address[11], self.samples
+        args.index = self._keep[-1].ctypes.data
+        args.check = ctypes.addressof(check)
+        # the step counts, read at once by the caller after each call (not handed out)
+        self.step_values = np.zeros(steps, np.float32)
+        args.steps, args.step, args.step_values = steps, address[12], self.step_values.ctypes.data
         self._args_ref = ctypes.pointer(args)
+        self._args = args
+        step_library()  # declares descend_monitor_step_read once
 
-    def __call__(
-        self, lib, tensors: Sequence[torch.Tensor]
-    ) -> tuple[np.ndarray, np.ndarray] | None:
+    def run(self, lib, tensors: Sequence[torch.Tensor]) -> tuple[np.ndarray, np.ndarray] | None:
         """(sums as an n × 9 float64 array, the gathered sources as keys × samples float32),
         or None where a tensor is not one the kernels take (nothing written then)."""
-        if len(tensors) != self.count:
-            return None
-        try:
-            impl = array("q", [t._cdata for t in tensors if type(t) in _PLAIN])
-        except AttributeError:
-            return None
-        if len(impl) != self.count:  # a subclass or a non-tensor: the check reads plain ones
-            return None
+        if len(tensors) != self.count or not _PLAIN_TYPES.issuperset(map(type, tensors)):
+            return None  # a subclass or a non-tensor: the check reads plain tensors only
+        impl = array("q", map(_CDATA, tensors))
+        out = self._free_outputs()
+        args = self._args
+        args.sums, args.gathered = out[2], out[3]
         self._check.impl = impl.buffer_info()[0]
-        failed = lib.descend_check(self._check_ref)
+        failed = lib.descend_monitor_step_read(self._args_ref)  # descend_check first
         self._check.impl = None  # no address of a list freed after this call stays behind
         if failed:
             return None
+        return out[0], out[1]
+
+    def _free_outputs(self) -> list:
+        """A pair of output arrays no one else holds (with their addresses): the oldest
+        handed out, once every reference to it (the rows of a sampled step, their views) is
+        gone — a reference count of 2: the ring's and ``getrefcount``'s own — else a new
+        pair. The monitor holds a sampled step's arrays until its row is written, so
+        ``defer`` + 1 pairs at most go round."""
+        ring = self._outputs
+        for _ in range(len(ring)):  # oldest first; each one looked at goes to the back
+            out = ring[0]
+            ring.rotate(-1)
+            if sys.getrefcount(out[0]) == 2 and sys.getrefcount(out[1]) == 2:
+                return out
         sums = np.empty((self.n, SUMS))
         gathered = np.empty((self.keys, self.samples), np.float32)
-        args = self._args
-        args.sums, args.gathered = sums.ctypes.data, gathered.ctypes.data
-        if lib.descend_monitor_read(self._args_ref):
-            return None
-        return sums, gathered
+        out = [sums, gathered, sums.ctypes.data, gathered.ctypes.data]
+        ring.append(out)
+        return out
+
+    __call__ = run  # the monitor's prebuilt reader is called; :func:`read`'s one-off runs
 
 
 def sums(
@@ -247,44 +384,24 @@ def read(
     index: np.ndarray,
 ) -> tuple[list[list[float]], np.ndarray] | None:
     """:func:`sums` and :func:`gather` of ``sources`` at ``index`` after one check of all
-    the tensors; None where the kernels cannot take one of them."""
-    lib = library()
+    the tensors (through a :class:`Reader` made for them: the same arithmetic as the
+    monitor's prebuilt one); None where the kernels cannot take one of them."""
+    lib = step_library()
     if lib is None:
         return None
-    n = len(params)
-    total = sum(lengths)
-    present = [j for j, m in enumerate(momentum) if m is not None]
-    listed = [
-        (k, j, t) for k, column in enumerate(sources) for j, t in enumerate(column) if t is not None
-    ]
-    tensors = [*params, *grads, *(momentum[j] for j in present), before, preclip]
-    tensors += [t for _, _, t in listed]
-    numel = [*lengths, *lengths, *(lengths[j] for j in present), total, total]
-    numel += [lengths[j] for _, j, _ in listed]
-    ptrs = _checked(lib, tensors, numel)
-    if ptrs is None:
+    reader = Reader(
+        lengths,
+        [m is not None for m in momentum],
+        [[t is not None for t in column] for column in sources],
+        index,
+    )
+    tensors = [*params, *grads, *(m for m in momentum if m is not None), before, preclip]
+    for column in sources:
+        tensors += [t for t in column if t is not None]
+    got = reader.run(lib, tensors)
+    if got is None:
         return None
-    at = 2 * n + len(present)
-    mom_ptr = None
-    if present:
-        mom = array("q", bytes(8 * n))
-        for k, j in enumerate(present):
-            mom[j] = ptrs[2 * n + k]
-        mom_ptr = mom.buffer_info()[0]
-    size = array("q", lengths)
-    out = np.empty((n, SUMS))
-    base = ptrs.buffer_info()[0]
-    rc = lib.descend_monitor_sums(
-        n, size.buffer_info()[0], base, base + 8 * n, mom_ptr, ptrs[at], ptrs[at + 1],
-        out.ctypes.data,
-    )  # fmt: skip
-    if rc:
-        return None
-    gathered = np.empty((0, len(index)), np.float32)
-    if sources:
-        gathered = _gather(lib, lengths, sources, index, (listed, ptrs[at + 2 :]))
-        if gathered is None:
-            return None
+    out, gathered = got
     return out.T.tolist(), gathered
 
 

@@ -440,3 +440,254 @@ extern "C" int32_t descend_monitor_events(int64_t rows, double wall_time, const 
 
 // sizeof(MonitorRead), which descend.monitor.fused compares with its ctypes mirror.
 extern "C" int64_t descend_monitor_read_args_size() { return sizeof(MonitorRead); }
+
+// ---------------------------------------------------------------------------------------------
+// descend_monitor_step_read: the sampled step's read with θ before the step and the gradient
+// before clipping given per parameter (a tensor and the element it starts at: the monitor's
+// flat rows, or the gradient backward produced, held as it is), the nine sums in four float64
+// lanes (vector registers) and the gather's owners found without branches.
+namespace {
+
+typedef float f4 __attribute__((vector_size(16)));
+typedef int32_t i4 __attribute__((vector_size(16)));
+typedef double d4 __attribute__((vector_size(32)));
+
+inline f4 load4(const float* x) {
+  f4 v;
+  std::memcpy(&v, x, sizeof v);
+  return v;
+}
+
+inline double lanes(d4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
+
+// The nine sums of param_sums, accumulated in four lanes (lane l holds the entries i ≡ l mod 4
+// of the first 4⌊n/4⌋, summed in order), then the tail in order, combined as
+// ((l0 + l1) + (l2 + l3)) + tail: a fixed order (deterministic), another rounding than the
+// one-lane pass. The counts are exact (int32 lanes, emptied into int64 every 2^28 groups).
+template <bool kMomentum>
+void lane_sums(int64_t n, const float* __restrict__ th, const float* __restrict__ g,
+               const float* __restrict__ m, const float* __restrict__ b,
+               const float* __restrict__ p, double* __restrict__ o) {
+  d4 w2 = {0, 0, 0, 0}, gp2 = w2, g2 = w2, u2 = w2, m2 = w2, mg = w2;
+  int64_t opposed = 0, nonzero = 0, nonfinite = 0;
+  const int64_t body = n - n % 4;
+  constexpr int64_t kBlock = int64_t{1} << 30;  // 2^28 groups of four: no int32 lane overflows
+  for (int64_t start = 0; start < body; start += kBlock) {
+    const int64_t stop = std::min(body, start + kBlock);
+    i4 opp = {0, 0, 0, 0}, nz = opp, bad = opp;
+    for (int64_t i = start; i < stop; i += 4) {
+      const f4 raw = load4(g + i);
+      const i4 finite = (raw - raw) == 0.0f;  // -1 where finite, 0 for ±inf and NaN
+      const f4 gi = (f4)((i4)raw & finite);  // the non-finite entries as 0 (bit casts)
+      const f4 bf = load4(b + i);
+      const f4 uf = bf - load4(th + i);  // as torch: the float32 difference
+      const d4 bd = __builtin_convertvector(bf, d4);
+      const d4 pd = __builtin_convertvector(load4(p + i), d4);
+      const d4 gd = __builtin_convertvector(gi, d4);
+      const d4 ud = __builtin_convertvector(uf, d4);
+      w2 += bd * bd;
+      gp2 += pd * pd;
+      g2 += gd * gd;
+      u2 += ud * ud;
+      opp -= (uf * gi < 0.0f);
+      nz -= (gi != 0.0f);
+      bad += finite + 1;
+      if (kMomentum) {
+        const d4 md = __builtin_convertvector(load4(m + i), d4);
+        m2 += md * md;
+        mg += md * gd;
+      }
+    }
+    for (int l = 0; l < 4; ++l) {
+      opposed += opp[l];
+      nonzero += nz[l];
+      nonfinite += bad[l];
+    }
+  }
+  double tw2 = 0, tgp2 = 0, tg2 = 0, tu2 = 0, tm2 = 0, tmg = 0;
+  for (int64_t i = body; i < n; ++i) {
+    const float raw = g[i];
+    const bool finite = raw - raw == 0.0f;
+    const float gi = finite ? raw : 0.0f;
+    const float uf = b[i] - th[i];
+    const double bi = b[i], pi = p[i], gd = gi, u = uf;
+    tw2 += bi * bi;
+    tgp2 += pi * pi;
+    tg2 += gd * gd;
+    tu2 += u * u;
+    opposed += uf * gi < 0.0f;
+    nonzero += gi != 0.0f;
+    nonfinite += !finite;
+    if (kMomentum) {
+      const double mi = m[i];
+      tm2 += mi * mi;
+      tmg += mi * gd;
+    }
+  }
+  o[0] = lanes(w2) + tw2;
+  o[1] = lanes(gp2) + tgp2;
+  o[2] = lanes(g2) + tg2;
+  o[3] = lanes(u2) + tu2;
+  o[4] = lanes(m2) + tm2;
+  o[5] = lanes(mg) + tmg;
+  o[6] = static_cast<double>(opposed);
+  o[7] = static_cast<double>(nonzero);
+  o[8] = static_cast<double>(nonfinite);
+}
+
+}  // namespace
+
+struct CheckArgs;  // check.cpp's
+extern "C" int32_t descend_check(CheckArgs* a);
+
+// The arguments of descend_monitor_step_read: as MonitorRead, with θ before the step and the
+// gradient before clipping per parameter j: tensor before[j] from its element before_at[j] on
+// (numel[j] elements), and likewise preclip[j], preclip_at[j]; and the check of the live
+// tensors to run first, whose out_ptr and out_numel are ptrs and sizes.
+struct MonitorStepRead {
+  int64_t n;                  // parameters
+  const int64_t* numel;       // their sizes
+  int64_t count;              // tensors checked
+  const int64_t* ptrs;        // their addresses (descend_check's out_ptr)
+  const int64_t* sizes;       // their sizes as checked (out_numel)
+  const int64_t* theta;       // per parameter: the index of θ among the checked tensors
+  const int64_t* grad;        // of its gradient
+  const int64_t* momentum;    // of its momentum buffer, or -1 (none)
+  const int64_t* before;      // of the tensor holding θ before the step
+  const int64_t* before_at;   // the element of that tensor where the parameter's starts
+  const int64_t* preclip;     // of the tensor holding the gradient before clipping
+  const int64_t* preclip_at;  // its first element
+  int64_t keys;               // state sources gathered
+  const int64_t* sources;     // keys × n: the index of each parameter's source, or -1 (NaN)
+  int64_t samples;            // sampled coordinates
+  const int64_t* index;       // their coordinates (all parameters end to end)
+  double* sums;               // out: n × 9
+  float* gathered;            // out: keys × samples
+  CheckArgs* check;           // descend_check's arguments for the count tensors
+  int64_t steps;              // one-element tensors read out (the optimizer's step counts)
+  const int64_t* step;        // the index of each among the checked tensors
+  float* step_values;         // out: their values
+};
+
+// Per parameter the nine sums of descend_monitor_sums (in lanes: see lane_sums) and the
+// gather of descend_monitor_gather, over the tensors descend_check reads first, in this call
+// (their addresses and sizes: ptrs and sizes). Every index, size, start and coordinate is
+// checked before anything is read or written: 1, and nothing written to sums or gathered, on
+// a failed check or any mismatch.
+extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
+  const int64_t n = a->n;
+  if (n < 0 || a->keys < 0 || a->samples < 0 || a->count < 0) return 1;
+  if (a->check == nullptr || descend_check(a->check) != 0) return 1;
+  std::vector<int64_t> offset;
+  if (!offsets(n, a->numel, offset)) return 1;
+  // the address of tensor i if it holds `want` entries, else 0 (the role is refused)
+  auto resolve = [a](int64_t i, int64_t want, bool optional, int64_t* out) {
+    if (optional && i == -1) {
+      *out = 0;
+      return true;
+    }
+    if (i < 0 || i >= a->count || a->sizes[i] != want) return false;
+    *out = a->ptrs[i];
+    return want == 0 || *out != 0;
+  };
+  // the address of element `first` of tensor i if elements [first, first + len) lie in it
+  auto slice = [a](int64_t i, int64_t first, int64_t len, const float** out) {
+    if (i < 0 || i >= a->count || first < 0 || first > a->sizes[i] ||
+        len > a->sizes[i] - first)
+      return false;
+    *out = reinterpret_cast<const float*>(a->ptrs[i]) + first;
+    return len == 0 || a->ptrs[i] != 0;
+  };
+  std::vector<int64_t> sources(a->keys * n);
+  std::vector<const float*> roles(5 * n);  // θ, g, m, θ before, g before clipping
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t len = a->numel[j];
+    int64_t theta = 0, grad = 0, momentum = 0;
+    if (!resolve(a->theta[j], len, false, &theta) || !resolve(a->grad[j], len, false, &grad) ||
+        !resolve(a->momentum[j], len, true, &momentum) ||
+        !slice(a->before[j], a->before_at[j], len, &roles[5 * j + 3]) ||
+        !slice(a->preclip[j], a->preclip_at[j], len, &roles[5 * j + 4]))
+      return 1;
+    roles[5 * j] = reinterpret_cast<const float*>(theta);
+    roles[5 * j + 1] = reinterpret_cast<const float*>(grad);
+    roles[5 * j + 2] = reinterpret_cast<const float*>(momentum);
+    for (int64_t k = 0; k < a->keys; ++k)
+      if (!resolve(a->sources[k * n + j], len, true, &sources[k * n + j])) return 1;
+  }
+  if (a->steps < 0) return 1;
+  std::vector<int64_t> step(a->steps);
+  for (int64_t i = 0; i < a->steps; ++i)
+    if (!resolve(a->step[i], 1, false, &step[i])) return 1;
+  // a coordinate outside [0, Σ numel) refuses the call (before anything is written)
+  const int64_t total = offset[n];
+  int64_t low = 0, high = 0;
+  for (int64_t s = 0; s < a->samples; ++s) {
+    low = std::min(low, a->index[s]);
+    high = std::max(high, a->index[s]);
+  }
+  if (low < 0 || (a->samples > 0 && high >= total)) return 1;
+#pragma omp parallel for schedule(dynamic) if (total > (int64_t{1} << 18))
+  for (int64_t j = 0; j < n; ++j) {
+    const float* const* r = roles.data() + 5 * j;
+    if (r[2] != nullptr)
+      lane_sums<true>(a->numel[j], r[0], r[1], r[2], r[3], r[4], a->sums + 9 * j);
+    else
+      lane_sums<false>(a->numel[j], r[0], r[1], nullptr, r[3], r[4], a->sums + 9 * j);
+  }
+  // each sample's parameter (the last j with offset[j] <= c, by a branchless binary search)
+  // and its element there, then that element of every source
+  const int64_t keys = a->keys, samples = a->samples;
+  const int64_t* const index = a->index;
+  float* const gathered = a->gathered;
+  for (int64_t k = 0; k < keys; ++k) {
+    const int64_t* const src = sources.data() + k * n;
+    float* const o = gathered + k * samples;
+    for (int64_t s = 0; s < samples; ++s) {
+      const int64_t c = index[s];
+      const int64_t* base = offset.data();
+      for (int64_t len = n; len > 1;) {
+        const int64_t half = len / 2;
+        base = base[half] <= c ? base + half : base;
+        len -= half;
+      }
+      const float* x = reinterpret_cast<const float*>(src[base - offset.data()]);
+      o[s] = x == nullptr ? NAN : x[c - *base];
+    }
+  }
+  for (int64_t i = 0; i < a->steps; ++i) a->step_values[i] = *reinterpret_cast<const float*>(step[i]);
+  return 0;
+}
+
+// sizeof(MonitorStepRead), which descend.monitor.fused compares with its ctypes mirror.
+extern "C" int64_t descend_monitor_step_read_args_size() { return sizeof(MonitorStepRead); }
+
+// θ before a sampled step: parameter j (numel[j] elements) copied into the flat row at
+// offset Σ numel[<j]. The tensors — the n parameters, then the row — are checked first by
+// descend_check (check: its arguments; ptrs and sizes its out_ptr and out_numel).
+struct MonitorSnapshot {
+  int64_t n;             // parameters
+  const int64_t* numel;  // their sizes
+  const int64_t* ptrs;   // n + 1 addresses, written by the check
+  const int64_t* sizes;  // n + 1 sizes, written by the check
+  CheckArgs* check;      // descend_check's arguments for the n + 1 tensors
+};
+
+// 0 when the parameters were copied; 1, and nothing written, on a failed check or a size
+// that is not numel[j] (the row: Σ numel).
+extern "C" int32_t descend_monitor_snapshot(const MonitorSnapshot* a) {
+  const int64_t n = a->n;
+  if (n < 0 || a->check == nullptr || descend_check(a->check) != 0) return 1;
+  std::vector<int64_t> offset;
+  if (!offsets(n, a->numel, offset)) return 1;
+  for (int64_t j = 0; j < n; ++j)
+    if (a->sizes[j] != a->numel[j] || (a->numel[j] > 0 && a->ptrs[j] == 0)) return 1;
+  if (a->sizes[n] != offset[n] || (offset[n] > 0 && a->ptrs[n] == 0)) return 1;
+  float* row = reinterpret_cast<float*>(a->ptrs[n]);
+  for (int64_t j = 0; j < n; ++j)
+    if (a->numel[j] > 0)
+      std::memcpy(row + offset[j], reinterpret_cast<const float*>(a->ptrs[j]),
+                  sizeof(float) * static_cast<size_t>(a->numel[j]));
+  return 0;
+}
+
+extern "C" int64_t descend_monitor_snapshot_args_size() { return sizeof(MonitorSnapshot); }
