@@ -79,6 +79,7 @@ LAYER_METRICS = ("update_ratio", "grad_norm", "eff_lr_p50")
 # optimizer state the effective learning rate and v̂ are computed from
 RATE_KEYS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "sum")
 LOSS_BUFFER = 256  # losses held by Monitor.log_loss before they are written
+_NO_RATES = [-1, 0, 1.0, -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0]  # a group with neither v̂ nor rate
 
 
 def _names(model: nn.Module | None, optimizer: torch.optim.Optimizer) -> dict[int, str]:
@@ -596,11 +597,19 @@ class Monitor:
                     view.zero_()
         layout.momentum_zero = not any(filled)
 
-    def _rates(self, layout: flat.Layout, plans: list, sampled: dict) -> tuple[Any, list]:
+    def _rates(
+        self, layout: flat.Layout, plans: list, sampled: dict, path: str = "torch"
+    ) -> tuple[Any, list]:
         """v̂ and the effective learning rate at the sampled coordinates, as the two rows of
         one float32 array (NaN where a group has none; None when no group has either), from
         ``sampled`` (each source at the sample's coordinates, host arrays); and which
-        parameters have an effective learning rate."""
+        parameters have an effective learning rate. Read by the kernels (``path`` "fused"),
+        in one native call (:func:`descend.monitor.fused.rates`, the same bits); else, or
+        where a group's formula is not one the native programs express, with numpy."""
+        if path == "fused":
+            got = self._native_rates(layout, plans, sampled)
+            if got is not None:
+                return got
         sample = layout.sample
         drawn = None
         has_eff = [False] * len(layout.tensors)
@@ -631,6 +640,43 @@ class Monitor:
             if pair[1] is not None:
                 has_eff[first:end] = [True] * (end - first)
         return drawn, has_eff
+
+    @staticmethod
+    def _native_rates(layout: flat.Layout, plans: list, sampled: dict) -> tuple | None:
+        """:meth:`_rates` through ``descend_monitor_rates``: each group's formula compiled
+        to a program (:func:`descend.monitor.fused.rate_program`), all coordinates in one
+        call; None where a plan is a trace or a formula has no program."""
+        names = list(sampled)
+        rows = {k: i for i, k in enumerate(names)}
+        programs, has_eff, any_rate = [], [False] * len(layout.tensors), False
+        for g, plan in enumerate(plans):
+            if plan is None:
+                programs.append(_NO_RATES)
+                continue
+            if plan[0] != "state":
+                return None
+            _, group, keys, state = plan
+            program = fused_kernels.rate_program(group, keys, state, rows)
+            if program is None:
+                return None
+            programs.append(program)
+            if program[3] >= 0:
+                first, end = layout.group_spans[g]
+                has_eff[first:end] = [True] * (end - first)
+            any_rate = any_rate or program[0] >= 0 or program[3] >= 0
+        if not any_rate:
+            return None, has_eff
+        sample = layout.sample
+        group_of = sample.group_of
+        if group_of is None:
+            group_of = sample.group_of = np.full(sample.size, -1, np.int64)
+            for g, members in enumerate(sample.member_rows):
+                group_of[slice(None) if members is None else members] = g
+        gathered = np.stack([sampled[k] for k in names]) if names else None
+        if gathered is None:
+            return None
+        drawn = fused_kernels.rates(programs, gathered, group_of)
+        return None if drawn is None else (drawn, has_eff)
 
     def _read(self, layout: flat.Layout) -> tuple[Any, list, dict, str]:
         """Sums per parameter (an n × 9 array, or nine lists), the group plans, each source at
@@ -724,7 +770,7 @@ class Monitor:
                 out["opt/skipped_steps"] = float(pending.skipped)
             drawn = has_eff = None
             if read is not None:
-                drawn, has_eff = self._rates(pending.layout, read[1], read[2])
+                drawn, has_eff = self._rates(pending.layout, read[1], read[2], read[3])
             items.append((out, pending.layout, read, drawn, has_eff))
         selected = self._select_all(items)
         return [self._finish(*item, selected.get(i)) for i, item in enumerate(items)]

@@ -13,6 +13,7 @@ whose results these equal (tested).
 from __future__ import annotations
 
 import ctypes
+import math
 from array import array
 from collections.abc import Sequence
 
@@ -51,6 +52,9 @@ def library():
         events.argtypes = [_I64, ctypes.c_double, _PTR, _PTR, _I64, _PTR, _PTR, _I64, _PTR, _I64]
         events.argtypes += [_PTR, _I64, _PTR, ctypes.POINTER(_I64)]
         events.restype = ctypes.c_int32
+        rates = lib.descend_monitor_rates
+        rates.argtypes = [_I64, _PTR, _I64, _I64, _PTR, _PTR, _PTR]
+        rates.restype = ctypes.c_int32
         size = lib.descend_monitor_read_args_size
         size.argtypes, size.restype = [], _I64
         if size() != ctypes.sizeof(ReadArgs):  # a stale library: the kernels are not used
@@ -353,3 +357,106 @@ def quantiles(
         out.ctypes.data,
     )
     return None if rc else out.tolist()
+
+
+RATE_FIELDS = 11  # doubles per group in a program of descend_monitor_rates (see monitor.cpp)
+
+
+def rate_program(
+    group: dict, keys: Sequence[str], state: dict, rows: dict[str, int]
+) -> list | None:
+    """The program of ``descend_monitor_rates`` for one group: its v̂ and effective learning
+    rate by the formulas of :func:`descend.monitor.flat.state_rates` (v̂) and
+    :func:`descend.train.metrics._param_eff_lr` (the rate), the scalars computed here in
+    Python exactly as they compute them, the per-coordinate float32 arithmetic left to C++.
+    ``keys``: the group's state sources, ``state``: its scalars (``step``, ``mu_product``),
+    ``rows``: each source's row in the gathered array. None where a formula is one this
+    program does not express (the numpy formulas then run, and raise what they raise)."""
+    try:
+        return _program(group, set(keys) | set(state), state, rows)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None
+
+
+def _program(group: dict, merged: set, state: dict, rows: dict[str, int]) -> list | None:
+    from descend.train.metrics import _pair
+
+    def row(key: str) -> int:
+        if key not in rows:  # a source the gather did not read
+            raise KeyError(key)
+        return rows[key]
+
+    # v̂ (flat._rates): Adam's v/(1 − β₂ᵗ), else RMSprop's square_avg or AdaGrad's sum
+    v_src, v_div, v_c = -1, 0, 1.0
+    if "exp_avg_sq" in merged and "betas" in group:
+        t = float(state.get("step", 1))
+        v_src, v_div, v_c = row("exp_avg_sq"), 1, 1 - float(group["betas"][1]) ** t
+    elif "square_avg" in merged or "sum" in merged:
+        v_src = row("square_avg" if "square_avg" in merged else "sum")
+    # the rate (metrics._param_eff_lr): lr / (c1 · sqrt_plus(y, eps))
+    e_src, center, e_div, e_c, inside, lr, c1, eps = -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0
+    lr = float(group["lr"])
+    t = max(float(state.get("step", 1)), 1.0)
+    placement = group.get("eps_placement") or "outside"
+    inside = int(placement == "inside")
+    if "exp_avg_sq" in merged:
+        if "betas" in group and "Q" not in merged:
+            b1, b2 = (float(b) for b in group["betas"])
+            eps = float(group["eps"])
+            if "mu_product" in merged:  # NAdam
+                e_src, e_div, e_c, inside = row("exp_avg_sq"), 1, 1 - b2**t, 0
+            else:
+                bc_m, bc_v = _pair(group.get("bias_correction", True))
+                c1 = 1 - b1**t if bc_m else 1.0
+                c2 = 1 - b2**t if bc_v else 1.0
+                corrected_max = group.get("amsgrad_of", "raw") == "corrected"
+                raw_max = group.get("amsgrad") and not corrected_max
+                source = "max_exp_avg_sq" if raw_max else "exp_avg_sq"
+                if placement == "hat":
+                    e_src, inside, lr = row(source), 0, lr * math.sqrt(c2)
+                elif group.get("amsgrad") and corrected_max:
+                    e_src = row("max_exp_avg_sq")
+                else:
+                    e_src, e_div, e_c = row(source), 1, c2
+    elif "square_avg" in merged:
+        e_src, eps = row("square_avg"), float(group["eps"])
+        if group.get("centered", False):
+            center = row("grad_avg")
+        if group.get("bias_correction", False):
+            e_div, e_c = 1, 1 - float(group["alpha"]) ** t
+    elif "sum" in merged:
+        e_src, eps = row("sum"), float(group["eps"])
+        c1 = 1.0 + (t - 1.0) * float(group.get("lr_decay", 0.0))
+    values = [v_src, v_div, v_c, e_src, center, e_div, e_c, inside, lr, c1, eps]
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in values):
+        return None  # e.g. a complex power: the numpy formulas decide
+    return values
+
+
+def rates(
+    programs: Sequence[Sequence[float]], gathered: np.ndarray, group: np.ndarray
+) -> np.ndarray | None:
+    """v̂ and the effective learning rate at the sampled coordinates as a (2 × samples)
+    float32 array, computed in C++ by each coordinate's group's program (see
+    :func:`rate_program`; ``group[s]`` = -1: NaN); the same bits as the numpy formulas
+    (tested). ``gathered``: the sources (keys × samples, float32). None without the kernels,
+    or where the native side refuses the arguments (a row or group out of range)."""
+    lib = library()
+    if lib is None:
+        return None
+    gathered = np.ascontiguousarray(gathered, dtype=np.float32)
+    if gathered.ndim != 2:
+        raise ValueError(f"gathered must be 2-d (keys × samples), got shape {gathered.shape}")
+    group = np.ascontiguousarray(group, dtype=np.int64)
+    keys, samples = gathered.shape
+    if group.shape != (samples,):
+        raise ValueError(f"group must hold one entry per sample ({samples}), got {group.shape}")
+    program = array("d", [float(x) for p in programs for x in p])
+    if len(program) != RATE_FIELDS * len(programs):
+        raise ValueError(f"each program holds {RATE_FIELDS} numbers")
+    out = np.empty((2, samples), np.float32)
+    rc = lib.descend_monitor_rates(
+        len(programs), program.buffer_info()[0] if programs else None, keys, samples,
+        gathered.ctypes.data, group.ctypes.data, out.ctypes.data,
+    )  # fmt: skip
+    return None if rc else out

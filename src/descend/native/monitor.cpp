@@ -438,5 +438,99 @@ extern "C" int32_t descend_monitor_events(int64_t rows, double wall_time, const 
   return 0;
 }
 
+// The per-coordinate rates of descend.monitor at the sampled coordinates, the float32
+// arithmetic of descend.monitor.flat.state_rates (numpy on float32 rows, a Python float
+// rounded to float32 before each operation) in the same order, so the rows are bit for bit
+// numpy's. Per group g, RATE_FIELDS doubles of program[RATE_FIELDS·g ..]:
+//   0 v_src   row of gathered read for v̂ (-1: no v̂)       1 v_div   divide it by (float)v_c
+//   2 v_c                                                  3 e_src   row for the rate (-1: none)
+//   4 e_center row subtracted squared (RMSprop centered, -1: none)
+//   5 e_div   divide by (float)e_c                         6 e_c
+//   7 inside  ε inside the root                            8 lr      9 c1      10 eps
+//   v̂ = x / v_c;   y = x − a² (centered), y = y / e_c;
+//   rate = lr / (c1 · (√y + ε))  or  lr / (c1 · √(y + ε))  (inside)
+// gathered: keys × samples (float32); group[s]: the group of sampled coordinate s, or -1;
+// out: 2 × samples (v̂ then the rate), NaN where the group has none. 1, and nothing written,
+// if a row index is not an integer in [-1, keys), a flag not 0 or 1, or a group outside
+// [-1, groups).
+namespace {
+constexpr int64_t kRateFields = 11;
+
+bool row_index(double x, int64_t keys, int64_t* out) {
+  if (!(x >= -1.0 && x < static_cast<double>(keys)) || x != std::floor(x)) return false;
+  *out = static_cast<int64_t>(x);
+  return true;
+}
+
+bool flag(double x, bool* out) {
+  if (x != 0.0 && x != 1.0) return false;
+  *out = x == 1.0;
+  return true;
+}
+
+struct RateProgram {
+  int64_t v_src, e_src, e_center;
+  bool v_div, e_div, inside;
+  float v_c, e_c, lr, c1, eps;
+};
+
+// separate float32 operations, none contracted into a fused multiply-add (numpy rounds each)
+__attribute__((optimize("fp-contract=off"))) void rate_rows(
+    const RateProgram* programs, int64_t samples, const float* gathered, const int64_t* group,
+    float* out) {
+  float* v_out = out;
+  float* e_out = out + samples;
+  for (int64_t s = 0; s < samples; ++s) {
+    const int64_t g = group[s];
+    float v = NAN, e = NAN;
+    if (g >= 0) {
+      const RateProgram& p = programs[g];
+      if (p.v_src >= 0) {
+        v = gathered[p.v_src * samples + s];
+        if (p.v_div) v = v / p.v_c;
+      }
+      if (p.e_src >= 0) {
+        float y = gathered[p.e_src * samples + s];
+        if (p.e_center >= 0) {
+          const float a = gathered[p.e_center * samples + s];
+          const float a2 = a * a;
+          y = y - a2;
+        }
+        if (p.e_div) y = y / p.e_c;
+        const float root = p.inside ? std::sqrt(y + p.eps) : std::sqrt(y) + p.eps;
+        const float scaled = p.c1 * root;
+        e = p.lr / scaled;
+      }
+    }
+    v_out[s] = v;
+    e_out[s] = e;
+  }
+}
+}  // namespace
+
+extern "C" int32_t descend_monitor_rates(int64_t groups, const double* program, int64_t keys,
+                                         int64_t samples, const float* gathered,
+                                         const int64_t* group, float* out) {
+  if (groups < 0 || keys < 0 || samples < 0) return 1;
+  std::vector<RateProgram> programs(groups);
+  for (int64_t g = 0; g < groups; ++g) {
+    const double* f = program + kRateFields * g;
+    RateProgram& p = programs[g];
+    if (!row_index(f[0], keys, &p.v_src) || !flag(f[1], &p.v_div) ||
+        !row_index(f[3], keys, &p.e_src) || !row_index(f[4], keys, &p.e_center) ||
+        !flag(f[5], &p.e_div) || !flag(f[7], &p.inside))
+      return 1;
+    p.v_c = static_cast<float>(f[2]);
+    p.e_c = static_cast<float>(f[6]);
+    p.lr = static_cast<float>(f[8]);
+    p.c1 = static_cast<float>(f[9]);
+    p.eps = static_cast<float>(f[10]);
+  }
+  for (int64_t s = 0; s < samples; ++s)
+    if (group[s] < -1 || group[s] >= groups) return 1;
+  rate_rows(programs.data(), samples, gathered, group, out);
+  return 0;
+}
+
 // sizeof(MonitorRead), which descend.monitor.fused compares with its ctypes mirror.
 extern "C" int64_t descend_monitor_read_args_size() { return sizeof(MonitorRead); }

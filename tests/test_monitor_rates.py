@@ -1,0 +1,162 @@
+"""The monitor's per-coordinate rates in C++ (``descend_monitor_rates``) against their
+reference, the numpy formulas (``flat.state_rates`` = ``train.metrics._param_eff_lr`` for the
+rate): bit for bit (the same float32 operations in the same order) for every optimizer kind
+the monitor reads, on the live optimizer state with zeros, NaN, ±inf and negatives planted;
+bad programs and groups refused without writing; and the monitor's rows through them equal
+the numpy path's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import require_kernels
+from descend import optim
+from descend.monitor import Monitor, flat, fused
+from descend.monitor.core import _arrangement
+
+
+@pytest.fixture(autouse=True)
+def _kernels():
+    require_kernels()
+
+
+# (name, maker): every kind whose state the monitor reads, descend's on both of its paths
+MAKERS = {
+    "adam_fused": lambda p: optim.Adam(p, lr=1e-2, fused=True),
+    "adam_chain": lambda p: optim.Adam(p, lr=1e-2, fused=False),
+    "adamw": lambda p: optim.AdamW(p, lr=1e-2, weight_decay=0.1),
+    "amsgrad_raw": lambda p: optim.Adam(p, lr=1e-2, amsgrad=True),
+    "amsgrad_corrected": lambda p: optim.Adam(p, lr=1e-2, amsgrad=True, amsgrad_of="corrected"),
+    "amsgrad_class": lambda p: optim.AMSGrad(p, lr=1e-2),
+    "adam_inside": lambda p: optim.Adam(p, lr=1e-2, eps_placement="inside", eps=1e-3),
+    "adam_hat": lambda p: optim.Adam(p, lr=1e-2, eps_placement="hat"),
+    "adam_no_bc": lambda p: optim.Adam(p, lr=1e-2, bias_correction=False),
+    "adam_bc_v_only": lambda p: optim.Adam(p, lr=1e-2, bias_correction=(False, True)),
+    "nadam": lambda p: optim.NAdam(p, lr=1e-2),
+    "rmsprop": lambda p: optim.RMSprop(p, lr=1e-2),
+    "rmsprop_centered": lambda p: optim.RMSprop(p, lr=1e-2, centered=True, momentum=0.9),
+    "adagrad": lambda p: optim.Adagrad(p, lr=1e-2, lr_decay=0.01),
+    "sgd": lambda p: optim.SGD(p, lr=1e-2, momentum=0.9),
+    "torch_adam": lambda p: torch.optim.Adam(p, lr=1e-2),
+    "torch_adamw_amsgrad": lambda p: torch.optim.AdamW(p, lr=1e-2, amsgrad=True),
+    "torch_nadam": lambda p: torch.optim.NAdam(p, lr=1e-2),
+    "torch_rmsprop_centered": lambda p: torch.optim.RMSprop(p, lr=1e-2, centered=True),
+    "torch_adagrad": lambda p: torch.optim.Adagrad(p, lr=1e-2, lr_decay=0.05),
+    "torch_sgd": lambda p: torch.optim.SGD(p, lr=1e-2, momentum=0.9),
+}
+
+
+def _stepped(make, steps=3):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    try:
+        opt = make(model.parameters())
+    except TypeError as e:  # a switch this build's optimizer does not take
+        pytest.fail(f"optimizer rejected its arguments: {e}")
+    x, y = torch.randn(16, 6), torch.randn(16, 3)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+    return model, opt
+
+
+PLANTED = [0.0, -0.0, float("nan"), float("inf"), -1e-3, 1e-38, 3e38]
+
+
+@pytest.mark.parametrize("name", list(MAKERS))
+def test_native_rates_are_the_numpy_formulas_bit_for_bit(name):
+    model, opt = _stepped(MAKERS[name])
+    group = opt.param_groups[0]
+    params = list(group["params"])
+    states = [opt.state[p] for p in params]
+    keys, _, rate_keys = _arrangement(states, params)
+    scalars = {"step": float(states[0]["step"])} if "step" in keys else {}
+    if "mu_product" in keys:
+        scalars["mu_product"] = states[0]["mu_product"]
+    # every coordinate, then the planted values (each state row gets them) at the end
+    rows = [torch.cat([st[k].reshape(-1) for st in states]).numpy() for k in rate_keys]
+    rows = [np.concatenate([r, np.array(PLANTED, np.float32)]).astype(np.float32) for r in rows]
+    values = {k: r for k, r in zip(rate_keys, rows)}
+    want_v, want_e = flat.state_rates({**group}, dict(values), scalars)
+    program = fused.rate_program(
+        {**group}, rate_keys, scalars, {k: i for i, k in enumerate(rate_keys)}
+    )
+    assert program is not None
+    size = len(rows[0]) if rows else 0
+    gathered = np.stack(rows) if rows else np.zeros((0, 0), np.float32)
+    got = fused.rates([program], gathered, np.zeros(size, np.int64))
+    assert got is not None
+    adaptive = name not in ("sgd", "torch_sgd")
+    assert (want_e is not None) == adaptive
+    for want, row in ((want_v, got[0]), (want_e, got[1])):
+        if want is None:
+            assert np.isnan(row).all()
+        else:
+            assert want.dtype == np.float32
+            np.testing.assert_array_equal(row.view(np.uint32), np.asarray(want).view(np.uint32))
+
+
+def test_native_rates_follow_each_entrys_group_and_refuse_bad_programs():
+    gathered = np.array([[4.0, 9.0, 16.0, 25.0], [1.0, 1.0, 1.0, 1.0]], np.float32)
+    # group 0: v̂ = x / 2, rate = 0.5 / (1 · (√x + 0)); group 1: nothing
+    adam = [0, 1, 2.0, 0, -1, 0, 1.0, 0, 0.5, 1.0, 0.0]
+    none = [-1, 0, 1.0, -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0]
+    got = fused.rates([adam, none], gathered, np.array([0, 1, -1, 0]))
+    np.testing.assert_array_equal(got[0], [2.0, np.nan, np.nan, 12.5])
+    np.testing.assert_array_equal(got[1], np.float32([0.25, np.nan, np.nan, 0.1]))
+    # centered, inside, divided: (0.5) / (2 · √((x − a²)/4 + 1))
+    centered = [-1, 0, 1.0, 0, 1, 1, 4.0, 1, 0.5, 2.0, 1.0]
+    got = fused.rates([centered], gathered, np.zeros(4, np.int64))
+    x = gathered[0] - gathered[1] * gathered[1]
+    want = np.float32(0.5) / (np.float32(2.0) * np.sqrt(x / np.float32(4.0) + np.float32(1.0)))
+    np.testing.assert_array_equal(got[1], want)
+    for bad in (
+        [2, 0, 1.0, -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0],  # a row past the keys
+        [0.5, 0, 1.0, -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0],  # not an integer
+        [-2, 0, 1.0, -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0],  # below -1
+        [0, 2, 1.0, -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0],  # a flag not 0 or 1
+        [-1, 0, 1.0, 0, 7, 0, 1.0, 0, 0.0, 1.0, 0.0],  # a centering row past the keys
+        [-1, 0, 1.0, 0, -1, 0, 1.0, float("nan"), 0.0, 1.0, 0.0],  # a NaN flag
+    ):
+        assert fused.rates([bad], gathered, np.zeros(4, np.int64)) is None
+    for group in ([0, 1, 0, 2], [0, -2, 0, 0]):  # a group outside [-1, groups)
+        assert fused.rates([adam, none], gathered, np.array(group)) is None
+    with pytest.raises(ValueError, match="group must hold one entry per sample"):
+        fused.rates([adam], gathered, np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="each program holds 11"):
+        fused.rates([adam[:5]], gathered, np.zeros(4, np.int64))
+
+
+@pytest.mark.parametrize("name", ["adam_fused", "rmsprop_centered", "torch_adagrad", "nadam"])
+def test_monitor_rows_through_native_rates_equal_the_numpy_paths(name, monkeypatch):
+    rows, calls = [], []
+    real = fused.rates
+    monkeypatch.setattr(fused, "rates", lambda *a: calls.append(1) or real(*a))
+    for native in (True, False):
+        if not native:  # the numpy formulas only
+            monkeypatch.setattr(Monitor, "_native_rates", staticmethod(lambda *a: None))
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+        opt = MAKERS[name](
+            [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 3e-3}]
+        )
+        mon = Monitor(opt, model, every=2, fused=True, source="state")
+        x, y = torch.randn(16, 6), torch.randn(16, 3)
+        for _ in range(7):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+        assert mon.last_path == "fused"
+        rows.append(mon.rows)
+        assert len(calls) == (4 if native else 0)  # one native call per sampled step
+        calls.clear()
+        mon.close()
+    native, reference = rows
+    assert [r.keys() for r in native] == [r.keys() for r in reference]
+    assert any("opt/eff_lr_p50" in r for r in native)
+    for a, b in zip(native, reference):
+        for k in a:
+            assert np.array_equal(a[k], b[k], equal_nan=True), k
