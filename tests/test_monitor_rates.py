@@ -133,11 +133,13 @@ def test_native_rates_follow_each_entrys_group_and_refuse_bad_programs():
 @pytest.mark.parametrize("name", ["adam_fused", "rmsprop_centered", "torch_adagrad", "nadam"])
 def test_monitor_rows_through_native_rates_equal_the_numpy_paths(name, monkeypatch):
     rows, calls = [], []
-    real = fused.rates
+    real, real_combine = fused.rates, fused.combine
     monkeypatch.setattr(fused, "rates", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(fused, "combine", lambda *a: calls.append(2) or real_combine(*a))
     for native in (True, False):
-        if not native:  # the numpy formulas only
+        if not native:  # the numpy formulas and stats.combine only
             monkeypatch.setattr(Monitor, "_native_rates", staticmethod(lambda *a: None))
+            monkeypatch.setattr(fused, "combine", lambda *a: None)
         torch.manual_seed(0)
         model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
         opt = MAKERS[name](
@@ -151,7 +153,9 @@ def test_monitor_rows_through_native_rates_equal_the_numpy_paths(name, monkeypat
             opt.step()
         assert mon.last_path == "fused"
         rows.append(mon.rows)
-        assert len(calls) == (4 if native else 0)  # one native call per sampled step
+        # per sampled step one native call for the rates; one for the combination from the
+        # second on (the first is read the general way, which builds the prebuilt reader)
+        assert sorted(calls) == ([1, 1, 1, 1, 2, 2, 2] if native else []), calls
         calls.clear()
         mon.close()
     native, reference = rows
@@ -160,3 +164,44 @@ def test_monitor_rows_through_native_rates_equal_the_numpy_paths(name, monkeypat
     for a, b in zip(native, reference):
         for k in a:
             assert np.array_equal(a[k], b[k], equal_nan=True), k
+
+
+def test_native_combination_is_stats_combine_bit_for_bit():
+    from descend.monitor import stats
+
+    rng = np.random.default_rng(0)
+    n = 6
+    sums = rng.random((n, fused.SUMS)) * 10.0 ** rng.integers(-30, 30, (n, fused.SUMS))
+    sums[:, 5] *= rng.choice([-1.0, 1.0], n)  # m·g of either sign
+    sums[:, 6:] = rng.integers(0, 50, (n, 3))  # counts
+    sums[1, :] = 0.0  # a parameter with nothing (0 norms, 0 counts)
+    sums[2, 4] = sums[2, 5] = 0.0  # no momentum
+    sums[3, 2] = np.inf  # an infinite ‖g‖²
+    sums[4, 0] = np.nan
+    spans = [(0, n), (0, 2), (1, 2), (2, 3), (3, 6), (5, 5)]
+    got = fused.combine(sums, spans, True)
+    order = (3, 0, 2, 5, 4, 6, 7, 8)  # u2 w2 g2 mg m2 opposed nonzero nonfinite
+    for s, (first, end) in enumerate(spans):
+        want = stats.combine([[sum(sums[first:end, r].tolist()) for r in order]])
+        values = got[8 * s : 8 * s + 8]
+        assert values[7] == float("momentum_cos" in want)
+        for name, value in zip((*fused_names(), "momentum_cos"), values):
+            if name in want:
+                assert np.array_equal(value, want[name], equal_nan=True), (s, name)
+    import math
+
+    for j in range(n):
+        ratio = stats._ratio(math.sqrt(sums[j, 3]), math.sqrt(sums[j, 0]))
+        grad = math.sqrt(sums[j, 2])
+        pair = got[8 * len(spans) + 2 * j : 8 * len(spans) + 2 * j + 2]
+        assert np.array_equal(pair, [ratio, grad], equal_nan=True), j
+    for bad in ([(0, n + 1)], [(-1, 2)], [(3, 2)]):
+        assert fused.combine(sums, bad, False) is None
+    with pytest.raises(ValueError, match="sums must be n × 9"):
+        fused.combine(sums[:, :8], [(0, 1)], False)
+
+
+def fused_names():
+    from descend.monitor.core import _COMBINED
+
+    return _COMBINED

@@ -79,6 +79,8 @@ LAYER_METRICS = ("update_ratio", "grad_norm", "eff_lr_p50")
 # optimizer state the effective learning rate and v̂ are computed from
 RATE_KEYS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "sum")
 LOSS_BUFFER = 256  # losses held by Monitor.log_loss before they are written
+# the first six values per scope of fused.combine, in stats.combine's order
+_COMBINED = ("grad_norm", "update_norm", "weight_norm", "update_ratio", "opposed_frac", "nonfinite")
 _NO_RATES = [-1, 0, 1.0, -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0]  # a group with neither v̂ nor rate
 
 
@@ -762,10 +764,11 @@ class Monitor:
             read = pending.read
             if read is not None:
                 sums = read[0]
+                raw = sums
                 if isinstance(sums, np.ndarray):
                     sums = sums.T.tolist()
                 self._clip_and_noise(out, pending.layout, sums[flat.GP2], pending.micro)
-                read = (sums, *read[1:])
+                read = (sums, *read[1:4], raw)
             if pending.skipped is not None:
                 out["opt/skipped_steps"] = float(pending.skipped)
             drawn = has_eff = None
@@ -833,14 +836,26 @@ class Monitor:
         from :meth:`_select_all`, or None (then selected here)."""
         if read is None:
             return out
-        sums, plans, sampled, path = read
+        sums, plans, sampled, path = read[:4]
         tensors = layout.tensors
         scopes = self._scopes(layout)
-        order = (flat.U2, flat.W2, flat.G2, flat.MG, flat.M2, flat.OPPOSED, flat.NONZERO, 8)
-        for prefix, (first, end), _ in scopes:
-            total = [sum(sums[r][first:end]) for r in order]
-            for key, value in stats.combine([total]).items():
-                out[prefix + key] = value
+        combined = None
+        if path == "fused" and isinstance(read[-1], np.ndarray):  # the kernels' n × 9 sums
+            combined = fused_kernels.combine(read[-1], [s for _, s, _ in scopes], self.layers)
+        if combined is not None:
+            names = _COMBINED
+            for s, (prefix, *_) in enumerate(scopes):
+                values = combined[8 * s : 8 * s + 8]
+                for name, value in zip(names, values[:6]):
+                    out[prefix + name] = value
+                if values[7]:
+                    out[prefix + "momentum_cos"] = values[6]
+        else:
+            order = (flat.U2, flat.W2, flat.G2, flat.MG, flat.M2, flat.OPPOSED, flat.NONZERO, 8)
+            for prefix, (first, end), _ in scopes:
+                total = [sum(sums[r][first:end]) for r in order]
+                for key, value in stats.combine([total]).items():
+                    out[prefix + key] = value
         if "opt/grad_norm_preclip" in out:
             clipped = out["opt/grad_norm"] < out["opt/grad_norm_preclip"] * (1 - 1e-4)
             out["opt/clipped"] = float(clipped)
@@ -865,9 +880,13 @@ class Monitor:
                     for j, p in enumerate(tensors)
                 ]
             u2s, w2s, g2s = sums[flat.U2], sums[flat.W2], sums[flat.G2]
+            at = 8 * len(scopes)
             for j, (ratio_tag, grad_tag, eff_tag) in enumerate(tags):
-                out[ratio_tag] = ratio(sqrt(u2s[j]), sqrt(w2s[j]))
-                out[grad_tag] = sqrt(g2s[j])
+                if combined is not None:
+                    out[ratio_tag], out[grad_tag] = combined[at + 2 * j], combined[at + 2 * j + 1]
+                else:
+                    out[ratio_tag] = ratio(sqrt(u2s[j]), sqrt(w2s[j]))
+                    out[grad_tag] = sqrt(g2s[j])
                 if medians is not None and has_eff[j]:
                     out[eff_tag] = medians[j]
         return out

@@ -55,6 +55,9 @@ def library():
         rates = lib.descend_monitor_rates
         rates.argtypes = [_I64, _PTR, _I64, _I64, _PTR, _PTR, _PTR]
         rates.restype = ctypes.c_int32
+        combined = lib.descend_monitor_combine
+        combined.argtypes = [_I64, _PTR, _I64, _PTR, _I64, _PTR]
+        combined.restype = ctypes.c_int32
         size = lib.descend_monitor_read_args_size
         size.argtypes, size.restype = [], _I64
         if size() != ctypes.sizeof(ReadArgs):  # a stale library: the kernels are not used
@@ -460,3 +463,30 @@ def rates(
         gathered.ctypes.data, group.ctypes.data, out.ctypes.data,
     )  # fmt: skip
     return None if rc else out
+
+
+COMBINED = 8  # values per scope of descend_monitor_combine (see monitor.cpp)
+
+
+def combine(sums: np.ndarray, spans: Sequence[tuple[int, int]], layers: bool) -> list | None:
+    """Per scope (parameters ``first:end`` of the n × 9 float64 ``sums``) the eight values of
+    ``descend_monitor_combine`` — ‖g‖, ‖u‖, ‖θ‖, update ratio, opposed fraction, non-finite,
+    momentum cosine, [‖m‖² > 0] — then, with ``layers``, each parameter's update ratio and
+    ‖g‖, as one list; the same bits as :func:`descend.monitor.stats.combine` (tested). None
+    without the kernels or where a span is refused."""
+    lib = library()
+    if lib is None:
+        return None
+    sums = np.ascontiguousarray(sums, dtype=np.float64)
+    if sums.ndim != 2 or sums.shape[1] != SUMS:
+        raise ValueError(f"sums must be n × {SUMS}, got shape {sums.shape}")
+    n = sums.shape[0]
+    span = array("q", [x for pair in spans for x in pair])
+    if len(span) != 2 * len(spans):
+        raise ValueError("each span is (first, end)")
+    out = np.empty(COMBINED * len(spans) + (2 * n if layers else 0))
+    rc = lib.descend_monitor_combine(
+        n, sums.ctypes.data, len(spans), span.buffer_info()[0] if spans else None,
+        int(bool(layers)), out.ctypes.data,
+    )  # fmt: skip
+    return None if rc else out.tolist()

@@ -532,5 +532,48 @@ extern "C" int32_t descend_monitor_rates(int64_t groups, const double* program, 
   return 0;
 }
 
+// The monitor's combinations of per-parameter sums (descend.monitor.stats.combine and the
+// per-layer tags of Monitor._finish), in the same float64 operations in the same order
+// (sums added left to right from 0, then sqrt and one division each), so the values are
+// bit for bit Python's. sums: n × 9 (descend_monitor_sums' rows); scope s adds parameters
+// span[2s] .. span[2s + 1] and writes 8 values into out[8s ..]:
+//   ‖g‖, ‖u‖, ‖θ‖, ‖u‖/‖θ‖, #(u·g < 0)/#(g ≠ 0), [#non-finite > 0], m·g/(‖m‖‖g‖), [‖m‖² > 0]
+// (a ratio is NaN where its denominator is not > 0); with layers != 0, per parameter j
+// ‖u‖/‖θ‖ and ‖g‖ into out[8·scopes + 2j ..]. 1, and nothing written, if a span is not
+// inside [0, n] in order, or layers is not 0 or 1.
+namespace {
+inline double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
+}  // namespace
+
+extern "C" int32_t descend_monitor_combine(int64_t n, const double* sums, int64_t scopes,
+                                           const int64_t* span, int64_t layers, double* out) {
+  if (n < 0 || scopes < 0 || (layers != 0 && layers != 1)) return 1;
+  for (int64_t s = 0; s < scopes; ++s)
+    if (span[2 * s] < 0 || span[2 * s] > span[2 * s + 1] || span[2 * s + 1] > n) return 1;
+  for (int64_t s = 0; s < scopes; ++s) {
+    double t[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t j = span[2 * s]; j < span[2 * s + 1]; ++j)
+      for (int k = 0; k < 9; ++k) t[k] += sums[9 * j + k];
+    const double w2 = t[0], g2 = t[2], u2 = t[3], m2 = t[4], mg = t[5];
+    double* o = out + 8 * s;
+    o[0] = std::sqrt(g2);
+    o[1] = std::sqrt(u2);
+    o[2] = std::sqrt(w2);
+    o[3] = ratio(std::sqrt(u2), std::sqrt(w2));
+    o[4] = ratio(t[6], t[7]);
+    o[5] = t[8] > 0 ? 1.0 : 0.0;
+    o[6] = m2 > 0 ? ratio(mg, std::sqrt(m2 * g2)) : NAN;
+    o[7] = m2 > 0 ? 1.0 : 0.0;
+  }
+  if (layers) {
+    double* o = out + 8 * scopes;
+    for (int64_t j = 0; j < n; ++j) {
+      o[2 * j] = ratio(std::sqrt(sums[9 * j + 3]), std::sqrt(sums[9 * j]));
+      o[2 * j + 1] = std::sqrt(sums[9 * j + 2]);
+    }
+  }
+  return 0;
+}
+
 // sizeof(MonitorRead), which descend.monitor.fused compares with its ctypes mirror.
 extern "C" int64_t descend_monitor_read_args_size() { return sizeof(MonitorRead); }
