@@ -474,36 +474,61 @@ struct RateProgram {
   float v_c, e_c, lr, c1, eps;
 };
 
-// separate float32 operations, none contracted into a fused multiply-add (numpy rounds each)
-__attribute__((optimize("fp-contract=off"))) void rate_rows(
-    const RateProgram* programs, int64_t samples, const float* gathered, const int64_t* group,
-    float* out) {
-  float* v_out = out;
-  float* e_out = out + samples;
-  for (int64_t s = 0; s < samples; ++s) {
+// y − a² in separate float32 operations, not contracted into a fused multiply-add (numpy
+// rounds a² first); its own function so that the attribute stays off the other loops.
+__attribute__((noinline, optimize("fp-contract=off"))) void subtract_squares(
+    int64_t count, const float* __restrict__ a, float* __restrict__ y) {
+  for (int64_t s = 0; s < count; ++s) {
+    const float a2 = a[s] * a[s];
+    y[s] = y[s] - a2;
+  }
+}
+
+// One group's run of sampled coordinates [0, count) (gathered rows offset to its start):
+// each formula as separate passes of float32 operations that the compiler vectorises (no
+// branch inside a loop); none is a multiply followed by an add that could be contracted.
+void rate_run(const RateProgram& p, int64_t count, int64_t samples, const float* gathered,
+              float* __restrict__ v_out, float* __restrict__ e_out) {
+  if (p.v_src < 0) {
+    for (int64_t s = 0; s < count; ++s) v_out[s] = NAN;
+  } else {
+    const float* __restrict__ x = gathered + p.v_src * samples;
+    const float c = p.v_c;
+    if (p.v_div)
+      for (int64_t s = 0; s < count; ++s) v_out[s] = x[s] / c;
+    else
+      for (int64_t s = 0; s < count; ++s) v_out[s] = x[s];
+  }
+  if (p.e_src < 0) {
+    for (int64_t s = 0; s < count; ++s) e_out[s] = NAN;
+    return;
+  }
+  const float* __restrict__ x = gathered + p.e_src * samples;
+  for (int64_t s = 0; s < count; ++s) e_out[s] = x[s];  // y, then each step in place
+  if (p.e_center >= 0) subtract_squares(count, gathered + p.e_center * samples, e_out);
+  if (p.e_div) {
+    const float c = p.e_c;
+    for (int64_t s = 0; s < count; ++s) e_out[s] = e_out[s] / c;
+  }
+  const float eps = p.eps, c1 = p.c1, lr = p.lr;
+  if (p.inside)
+    for (int64_t s = 0; s < count; ++s) e_out[s] = lr / (c1 * std::sqrt(e_out[s] + eps));
+  else
+    for (int64_t s = 0; s < count; ++s) e_out[s] = lr / (c1 * (std::sqrt(e_out[s]) + eps));
+}
+
+// Every sampled coordinate by its group's program, run after run of one group (a single
+// group: one run).
+void rate_rows(const RateProgram* programs, int64_t samples, const float* gathered,
+               const int64_t* group, float* out) {
+  const RateProgram none{-1, -1, -1, false, false, false, 1.0f, 1.0f, 0.0f, 1.0f, 0.0f};
+  for (int64_t s = 0; s < samples;) {
     const int64_t g = group[s];
-    float v = NAN, e = NAN;
-    if (g >= 0) {
-      const RateProgram& p = programs[g];
-      if (p.v_src >= 0) {
-        v = gathered[p.v_src * samples + s];
-        if (p.v_div) v = v / p.v_c;
-      }
-      if (p.e_src >= 0) {
-        float y = gathered[p.e_src * samples + s];
-        if (p.e_center >= 0) {
-          const float a = gathered[p.e_center * samples + s];
-          const float a2 = a * a;
-          y = y - a2;
-        }
-        if (p.e_div) y = y / p.e_c;
-        const float root = p.inside ? std::sqrt(y + p.eps) : std::sqrt(y) + p.eps;
-        const float scaled = p.c1 * root;
-        e = p.lr / scaled;
-      }
-    }
-    v_out[s] = v;
-    e_out[s] = e;
+    int64_t e = s + 1;
+    while (e < samples && group[e] == g) ++e;
+    rate_run(g >= 0 ? programs[g] : none, e - s, samples, gathered + s, out + s,
+             out + samples + s);
+    s = e;
   }
 }
 }  // namespace
