@@ -205,3 +205,22 @@ def fused_names():
     from descend.monitor.core import _COMBINED
 
     return _COMBINED
+
+
+def test_kernel_quantiles_by_multi_select_equal_numpys_at_every_rank():
+    # rows short enough for multi_select alone: every length up to 40 and one of 2,048, ties
+    # and ±0, quantiles at the ends (min and max scans) and pairs of adjacent ranks
+    rng = np.random.default_rng(1)
+    qs = (0.0, 0.05, 0.1, 0.5, 0.51, 0.9, 0.999, 1.0)
+    rows = [rng.integers(-3, 4, n).astype(np.float32) for n in range(1, 41)]
+    rows.append(rng.standard_normal(2048).astype(np.float32))
+    rows[5][0] = -0.0
+    data = np.concatenate(rows)
+    spans, at = [], 0
+    for r in rows:
+        spans.append((at, len(r)))
+        at += len(r)
+    got = fused.quantiles(data, spans, qs)
+    for r, values in zip(rows, got):
+        want = np.quantile(r.astype(np.float64), qs)
+        np.testing.assert_array_equal(values, want)
