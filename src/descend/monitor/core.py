@@ -202,6 +202,10 @@ class Monitor:
             (default) where they take the tensors (float32, CPU), else torch's operations;
             ``True`` requires them (``RuntimeError`` at a sampled step they cannot read);
             ``False`` always torch's. :attr:`last_path` says which read the last sampled step.
+            A step the kernels read also gets its v̂ and effective lr at the sampled
+            coordinates (``descend_monitor_rates``) and its rows' combinations of the sums
+            (``descend_monitor_combine``) from C++, bit for bit the numpy formulas and
+            :func:`~descend.monitor.stats.combine` that the torch path runs (tested).
         defer: what a sampled step must read is read at once; the rest (rates, quantiles,
             combining the sums, writing) waits until ``defer`` sampled steps are held, or
             until :attr:`rows`, :meth:`frame`, :meth:`flush_losses`, :meth:`log` or
