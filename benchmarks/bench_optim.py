@@ -147,6 +147,96 @@ CASES = [
         20,
         note="decoupled weight decay 0.1; compared with torch's fused Adam only",
     ),
+    # AdEMAMix, Schedule-Free (issue #14)
+    Case(
+        "ademamix",
+        _spec("ademamix", weight_decay=0.1, alpha_warmup=1000, beta3_warmup=1000),
+        None,
+        "— (torch has no AdEMAMix)",
+        36,
+        conventions=("torch",),
+        note="warm-ups of α and β₃ on, decoupled decay 0.1; compared with torch's fused Adam only",
+    ),
+    Case(
+        "schedule-free-adamw",
+        _spec("schedule-free-adamw", weight_decay=0.1, warmup_steps=1000),
+        None,
+        "— (torch has no Schedule-Free)",
+        36,
+        conventions=("torch",),
+        note="warm-up on, decay at y 0.1; compared with torch's fused Adam only",
+    ),
+    Case(
+        "schedule-free-sgd",
+        _spec("schedule-free-sgd", lr=0.01),
+        None,
+        "— (torch has no Schedule-Free)",
+        28,
+        conventions=("torch",),
+        note="compared with torch's fused Adam only",
+    ),
+    # RAdam, Adamax, ADOPT (issue #14)
+    Case(
+        "radam",
+        _spec("radam"),
+        _torch(T.RAdam, lr=1e-3),
+        "RAdam",
+        28,
+        conventions=("torch", "optax"),
+        torch_fused=False,
+    ),
+    Case("adamax", _spec("adamax"), _torch(T.Adamax, lr=2e-3), "Adamax", 28, torch_fused=False),
+    Case(
+        "adopt",
+        _spec("adopt"),
+        None,
+        "— (torch has no ADOPT)",
+        28,
+        conventions=("torch", "optax"),
+        note="compared with torch's fused Adam only",
+    ),
+    # Adadelta, Rprop, ASGD (torch has no fused kernel for them)
+    Case("adadelta", _spec("adadelta"), _torch(T.Adadelta), "Adadelta", 28, torch_fused=False),
+    Case(
+        "rprop",
+        _spec("rprop"),
+        _torch(T.Rprop),
+        "Rprop",
+        28,
+        conventions=("torch",),
+        torch_fused=False,
+    ),
+    Case(
+        "asgd",
+        _spec("asgd"),
+        _torch(T.ASGD),
+        "ASGD",
+        16,
+        conventions=("torch",),
+        torch_fused=False,
+        note="torch's t0 = 1e6: θ̄ ← θ (a write, 16 B); averaging (μ ≠ 1) reads θ̄ too (20 B)",
+    ),
+    # cautious mask (issue #14, i14kc): two passes, the first reading g and the state again
+    Case(
+        "adam-cautious",
+        _spec("adam", cautious=True),
+        None,
+        "— (torch has no cautious mask)",
+        28,
+        conventions=("torch",),
+        note="cautious=True: minimal 28 B; the kernel reads g, m, v twice (40 B) where a "
+        "tensor outgrows the cache",
+    ),
+    Case(
+        "lion-cautious",
+        _spec("lion", weight_decay=0.1, cautious=True),
+        None,
+        "— (torch has no Lion)",
+        20,
+        conventions=("torch",),
+        note="cautious=True, decoupled decay 0.1: minimal 20 B; g and m read twice (28 B) where "
+        "a tensor outgrows the cache",
+    ),
     Case(
         "from_chain adam",
         _from_chain,
@@ -169,6 +259,21 @@ TARGETS = [
     ("adam-no-bias-correction", "torch", "adam", 0.8),
     ("adam", "keras", "adam", 0.8),
     ("lion", "torch", "adam", 0.8),
+    # AdEMAMix, Schedule-Free (issue #14)
+    ("ademamix", "torch", "adam", 0.8),
+    ("schedule-free-adamw", "torch", "adam", 0.8),
+    ("schedule-free-sgd", "torch", "adam", 0.8),
+    # RAdam, Adamax, ADOPT (issue #14)
+    ("radam", "torch", "adam", 0.8),
+    ("adamax", "torch", "adam", 0.8),
+    ("adopt", "torch", "adam", 0.8),
+    # Adadelta, Rprop, ASGD (issue #14)
+    ("adadelta", "torch", "adam", 0.8),
+    ("rprop", "torch", "adam", 0.8),
+    ("asgd", "torch", "adam", 0.8),
+    # cautious mask (issue #14)
+    ("adam-cautious", "torch", "adam", 0.8),
+    ("lion-cautious", "torch", "adam", 0.8),
 ]
 
 
@@ -453,8 +558,9 @@ def targets_table(rows: list[dict]) -> str:
 
 
 NOTES = """\
-Bytes per parameter (fp32, minimal traffic): SGD 12, SGD with momentum / RMSprop / Adagrad /
-Lion 20, Adam / AdamW / NAdam / centered RMSprop 28, AMSGrad 36 (Keras-convention SGD keeps its
+Bytes per parameter (fp32, minimal traffic): SGD 12, ASGD before t₀ 16, SGD with momentum /
+RMSprop / Adagrad / Lion 20, Adam / AdamW / NAdam / centered RMSprop / Adadelta / Rprop 28,
+AMSGrad 36 (Keras-convention SGD keeps its
 velocity even without momentum: 20 B moved, counted as 12). "× axpy" is the fast path's GB/s as a
 fraction of the in-place axpy probe's GB/s in the same rounds. "vs torch fused" compares with
 torch's fused kernel of the same algorithm (SGD, Adagrad, Adam, AdamW only — torch has none

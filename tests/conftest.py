@@ -46,3 +46,23 @@ def pytest_sessionstart(session) -> None:
 
     if native.load() is None:
         raise pytest.UsageError(f"CI=true: {kernels_reason()}")
+
+
+@pytest.fixture
+def fast_kernels():
+    """The compiled kernels (skip locally, fail under CI=true): ``require_kernels`` as a
+    fixture, for modules whose every test steps the fast path."""
+    require_kernels()
+
+
+@pytest.fixture
+def one_thread():
+    """torch at 1 thread for the test, restored after (2-thread OpenMP regions stall for ~10 ms
+    when another process is busy, which would make the default path's dozen regions a step
+    slow)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -129,20 +129,6 @@ def test_the_lab_runs_it_at_its_own_rate_and_explain_shows_its_columns(name, col
 
 
 @pytest.mark.parametrize(
-    "cls", [D.ScheduleFreeAdamW, D.ScheduleFreeSGD, D.AdEMAMix, D.ADOPT], ids=lambda c: c.__name__
-)
-def test_no_kernel_yet_the_default_path_says_so(cls) -> None:
-    from descend.optim.fast import last_path
-
-    p = torch.zeros(3, requires_grad=True)
-    opt = cls([p])
-    p.grad = torch.ones(3)
-    opt.step()
-    (path,) = last_path(opt).values()
-    assert path.startswith("default: ") and "no fast kernel" in path
-
-
-@pytest.mark.parametrize(
     ("cls", "spec", "column"),
     [
         (D.ScheduleFreeAdamW, "schedule-free-adamw:lr=0.05,warmup_steps=5", "z"),

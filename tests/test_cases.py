@@ -52,8 +52,7 @@ def test_fused_true_is_the_fast_path_or_a_clear_refusal(case) -> None:
     p = torch.zeros(2, requires_grad=True)
     if not case.fast:
         # "chain core X has no fast kernel", or "links after the core (X) …" when the core's
-        # first link has one (Schedule-Free AdamW: RMSprop's scaling, then schedule_free;
-        # LAMB: Adam's, then the trust ratio)
+        # first link has one (LAMB: Adam's scaling, then the trust ratio)
         refused = r"fused=True\) is not supported: (chain core|links after the core)"
         with pytest.raises(ValueError, match=refused):
             case.cls([p], fused=True)

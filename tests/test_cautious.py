@@ -6,7 +6,9 @@ The reference of each optimizer is torch.optim's own step with its update u mask
 per tensor, g the gradient the core sees: after ``maximize`` and L2 decay), the decoupled
 decay left outside the mask — what its cautious optimizers (``Lion``, ``ADOPT``, …) do. The
 moments do not depend on the mask, so torch's state evolves as in the cautious optimizer.
-100 float64 steps on the case table's problem, ≤ 1e-10.
+100 float64 steps on the case table's problem, ≤ 1e-10, on both paths: the fast kernels mask
+the update themselves (``descend.optim.fast``; ``tests/test_fast_cautious.py`` compares them
+with the chain bit for bit).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 import torch
 
 import descend.optim as D
-from conftest import require
+from conftest import require, require_kernels
 from descend.optim.fast import last_path
 from optimizer_cases import THETA0, grad, run_descend, torch_reference
 
@@ -93,15 +95,18 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("path", ["fast", "chain"])
 @pytest.mark.parametrize(
     ("cls", "variant", "reference"),
     CASES,
     ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(CASES)],
 )
-def test_cautious_equals_the_masked_reference(cls, variant, reference) -> None:
+def test_cautious_equals_the_masked_reference(cls, variant, reference, path) -> None:
     _require_reference()
+    if path == "fast":
+        require_kernels()
     kwargs = dict(variant, cautious=True)
-    ours, opt = run_descend(cls, kwargs, 100, fused=None)
+    ours, opt = run_descend(cls, kwargs, 100, fused=path == "fast")
     ref = reference(dict(kwargs), [t.copy() for t in THETA0], 100)
     plain, _ = run_descend(cls, variant, 100, fused=False)  # cautious=False
     err = max(float(np.abs(a - b).max()) for a, b in zip(ours, ref, strict=True))
@@ -109,7 +114,7 @@ def test_cautious_equals_the_masked_reference(cls, variant, reference) -> None:
     # the mask changed the trajectory (else the test could not fail)
     apart = max(float(np.abs(a - b).max()) for a, b in zip(plain, ref, strict=True))
     assert apart > 1e-3
-    assert set(last_path(opt).values()) == {"default: chain core cautious has no fast kernel"}
+    assert set(last_path(opt).values()) == {"fast" if path == "fast" else "default: fused=False"}
 
 
 def _pytorch_optimizer_lion(kwargs: dict) -> dict:
@@ -127,12 +132,16 @@ LION = [
 ]
 
 
+@pytest.mark.parametrize("path", ["fast", "chain"])
 @pytest.mark.parametrize("variant", LION, ids=range(len(LION)))
-def test_cautious_lion_is_pytorch_optimizers(variant) -> None:
+def test_cautious_lion_is_pytorch_optimizers(variant, path) -> None:
     """pytorch_optimizer.Lion(cautious=True) itself: the package's own cautious variant."""
     _require_reference()
+    if path == "fast":
+        require_kernels()
     kwargs = dict(variant, cautious=True)
-    ours, _ = run_descend(D.Lion, kwargs, 100, fused=None)
+    ours, opt = run_descend(D.Lion, kwargs, 100, fused=path == "fast")
+    assert set(last_path(opt).values()) == {"fast" if path == "fast" else "default: fused=False"}
     ref = torch_reference("pytorch_optimizer.Lion", _pytorch_optimizer_lion)(
         dict(kwargs), [t.copy() for t in THETA0], 100
     )
@@ -167,8 +176,9 @@ def test_cautious_needs_a_momentum_and_the_chain() -> None:
         D.RMSprop([p], lr=0.1, cautious=True)
     with pytest.raises(ValueError, match="cautious must be True or False"):
         D.Adam([p], cautious="yes")
-    with pytest.raises(ValueError, match=r"fused=True\) is not supported: chain core cautious"):
-        D.Adam([p], cautious=True, fused=True)
+    # LARS has no kernel: cautious=True keeps the chain there (the others: test_fast_cautious)
+    with pytest.raises(ValueError, match=r"fused=True\) is not supported: cautious core"):
+        D.LARS([p], cautious=True, fused=True)
     opt = D.Adam([p], lr=0.1)
     before = opt.state_dict()
     with pytest.raises(ValueError, match="cautious=True needs a momentum"):
@@ -176,7 +186,7 @@ def test_cautious_needs_a_momentum_and_the_chain() -> None:
             {"params": [torch.zeros(2, requires_grad=True)], "cautious": True}
         )
     assert opt.state_dict() == before
-    # per group: the cautious group runs the masked chain, the other one the fast path's
+    # per group: the cautious group's chain has the mask, the other one's not
     q = torch.zeros(3, requires_grad=True)
     opt = D.Adam([{"params": [p]}, {"params": [q], "cautious": True}], lr=0.1)
     assert "cautious" not in repr(opt.chain(opt.param_groups[0]))

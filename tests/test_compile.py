@@ -125,11 +125,65 @@ CASES = {
     "adam-keras": lambda ps, lr, f: D.Adam(ps, lr=lr, convention="keras", fused=f),
     "nadam": lambda ps, lr, f: D.NAdam(ps, lr=lr, weight_decay=0.01, fused=f),
     "lion": lambda ps, lr, f: D.Lion(ps, lr=lr, weight_decay=0.1, max_grad_norm=0.05, fused=f),
+    # RAdam, Adamax, ADOPT (issue #14)
+    "radam": lambda ps, lr, f: D.RAdam(
+        ps, lr=lr, weight_decay=0.1, decoupled_weight_decay=True, fused=f
+    ),
+    "adamax": lambda ps, lr, f: D.Adamax(ps, lr=lr, weight_decay=0.01, fused=f),
+    "adopt": lambda ps, lr, f: D.ADOPT(
+        ps, lr=lr, weight_decay=0.1, decoupled_weight_decay=True, fused=f
+    ),
+    # Adadelta, Rprop, ASGD
+    "adadelta": lambda ps, lr, f: D.Adadelta(ps, lr=lr, weight_decay=0.01, fused=f),
+    "rprop": lambda ps, lr, f: D.Rprop(ps, lr=lr, maximize=True, fused=f),
+    "asgd": lambda ps, lr, f: D.ASGD(ps, lr=lr, lambd=0.01, t0=2, weight_decay=0.01, fused=f),
+    # cautious mask (issue #14, i14kc): the same ops, Args.cautious set by the plan
+    "adamw-cautious": lambda ps, lr, f: D.AdamW(
+        ps, lr=lr, weight_decay=0.1, cautious=True, fused=f
+    ),
+    "nesterov-cautious": lambda ps, lr, f: D.SGD(
+        ps, lr=lr, momentum=0.9, nesterov=True, cautious=True, fused=f
+    ),
 }
 
 
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "chain"])
-@pytest.mark.parametrize("name", list(CASES))
+def _ademamix(ps, lr, fused=True):
+    return D.AdEMAMix(ps, lr=lr, weight_decay=0.1, alpha_warmup=3, beta3_warmup=4, fused=fused)
+
+
+def test_ademamix_fast_path_compiles_as_one_op(torch_counts):
+    """AdEMAMix's kernel under torch.compile (issue #14): one op per group, no recompile as
+    the warm-ups advance (their coefficients are computed in the op, from the step tensors),
+    bitwise the eager fast path. (Its chain is not in ``CASES``: the warm-ups branch on the
+    step, a graph break each.)"""
+    require_kernels()
+    ours, eager = _run(_ademamix, "step"), _run(_ademamix, None)
+    assert ours["breaks"] <= torch_counts["step"]["breaks"]
+    assert ours["per_step"][0] == ours["per_step"][-1] and ours["graphs"] <= 1
+    assert last_path(ours["opt"]) == {0: "fast"}
+    assert all(torch.equal(a, b) for a, b in zip(ours["params"], eager["params"], strict=True))
+    ours_sd, eager_sd = ours["opt"].state_dict(), eager["opt"].state_dict()
+    for i, st in eager_sd["state"].items():
+        assert all(torch.equal(ours_sd["state"][i][k], v) for k, v in st.items())
+
+
+# Families whose chain, not their kernel, breaks the graph (their fast-path op has none):
+# ADOPT's first step is a Python branch on each tensor's step (t <= 1), a graph break per
+# parameter; ASGD's chain reads η and μ as Python numbers (.item(), as torch's single-tensor
+# ASGD does).
+FUSED_ONLY = {"adopt", "asgd"}
+
+
+@pytest.mark.parametrize(
+    "name,fused",
+    [(n, f) for n in CASES for f in (True, False) if f or n not in FUSED_ONLY],
+    ids=[
+        f"{n}-{'fused' if f else 'chain'}"
+        for n in CASES
+        for f in (True, False)
+        if f or n not in FUSED_ONLY
+    ],
+)
 def test_every_family_compiles_without_per_step_recompiles(torch_counts, name, fused):
     if fused:
         require_kernels()
@@ -151,6 +205,25 @@ def test_every_family_compiles_without_per_step_recompiles(torch_counts, name, f
             assert all(torch.equal(ours_sd["state"][i][k], v) for k, v in st.items())
     else:  # float64 tensor coefficients for the eager chain's Python floats
         assert _rel(ours["params"], eager["params"]) <= 1e-6
+
+
+@pytest.mark.parametrize("cls", [D.ScheduleFreeAdamW, D.ScheduleFreeSGD], ids=lambda c: c.__name__)
+def test_schedule_free_compiles_on_the_chain(cls):
+    """Schedule-Free's averaging bookkeeping (γ_max, Σw) is Python numbers in the state, which
+    a graph cannot carry into an op: a compiled step runs the chain, saying why, and stays
+    with the eager fast path; ``fused=True`` refuses it naming the reason."""
+    require_kernels()
+
+    def make(ps, lr, fused=None):
+        return cls(ps, lr=lr, weight_decay=0.1, warmup_steps=3, fused=fused)
+
+    ours, eager = _run(make, "step", steps=3), _run(make, None, steps=3)
+    assert last_path(eager["opt"]) == {0: "fast"}
+    (path,) = last_path(ours["opt"]).values()
+    assert path.startswith("default: ") and "under torch.compile" in path
+    assert _rel(ours["params"], eager["params"]) <= 1e-6
+    with pytest.raises(Exception, match=r"fused=True.*under torch\.compile"):
+        _run(lambda ps, lr: make(ps, lr, fused=True), "step", steps=1)
 
 
 def test_inductor_step_is_as_close_to_eager_as_torchs():
@@ -208,7 +281,10 @@ def test_op_schema_names_what_each_kernel_writes():
             for a in getattr(torch.ops.descend, family).default._schema.arguments
             if a.alias_info is not None and a.alias_info.is_write
         ]
-        for family in ("sgd", "adagrad", "rmsprop", "nadam", "lion")
+        for family in (
+            *("sgd", "adagrad", "rmsprop", "nadam", "lion", "ademamix"),
+            *("radam", "adamax", "adopt", "adadelta", "rprop", "asgd"),
+        )
     }
     assert written == {
         "sgd": ["params", "momentum_buffer", "step"],
@@ -216,6 +292,13 @@ def test_op_schema_names_what_each_kernel_writes():
         "rmsprop": ["params", "square_avg", "grad_avg", "momentum_buffer", "step"],
         "nadam": ["params", "exp_avg", "exp_avg_sq", "step", "mu_product"],
         "lion": ["params", "exp_avg", "step"],
+        "ademamix": ["params", "exp_avg_fast", "exp_avg_slow", "exp_avg_sq", "step"],
+        "radam": ["params", "exp_avg", "exp_avg_sq", "step"],
+        "adamax": ["params", "exp_avg", "exp_inf", "step"],
+        "adopt": ["params", "exp_avg", "exp_avg_sq", "step"],
+        "adadelta": ["params", "square_avg", "acc_delta", "step"],
+        "rprop": ["params", "prev", "step_size", "step"],
+        "asgd": ["params", "ax", "step", "eta", "mu"],
     }
 
 

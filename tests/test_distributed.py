@@ -49,6 +49,18 @@ OPTIMIZERS = {
     "Adam-amsgrad": dict(lr=0.01, amsgrad=True),
     "NAdam": dict(lr=0.01),
     "Lion": dict(lr=0.01, weight_decay=0.1),
+    # RAdam, Adamax, ADOPT (issue #14)
+    "RAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    "Adamax": dict(lr=0.01, weight_decay=0.01),
+    "ADOPT": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    # the mask's scale counts the whole tensor: sharded, the fast path declines (the chain's
+    # DTensor ops count every shard) — cautious mask (issue #14, i14kc)
+    "Adam-cautious": dict(lr=0.01, cautious=True),
+}
+# what last_path says of a group that keeps the chain under fused=None on a 2-rank mesh
+FSDP_DECLINED = {
+    "Adam-cautious": "default: cautious=True with DTensor parameters sharded over 2 ranks: "
+    "the mask's scale n/(Σφ + 1) counts the whole tensor, not one shard"
 }
 DTYPES = {"fp32": torch.float32, "fp64": torch.float64}
 TOL = {"fp32": 1e-6, "fp64": 1e-12}
@@ -472,23 +484,24 @@ def _worker(rank, port, outdir):
 
 
 # -- the parent: one job, bounded -------------------------------------------------------
-@pytest.fixture(scope="module")
-def ranks(tmp_path_factory):
+def run_ranks(worker, outdir: str, deadline_s: float) -> list[dict]:
+    """Spawn ``WORLD`` ranks of ``worker(rank, port, outdir)`` on 127.0.0.1, wait at most
+    ``deadline_s`` and return each rank's results (``rankR.pt``, written whole or not at all).
+    Fails (CI) or skips (locally) when torch.distributed or gloo is missing."""
     missing = _prerequisites()
     if missing:
         if IN_CI:
             pytest.fail(missing)
         pytest.skip(missing)
-    outdir = str(tmp_path_factory.mktemp("dist"))
     context = torch.multiprocessing.start_processes(
-        _worker, args=(_free_port(), outdir), nprocs=WORLD, join=False, start_method="spawn"
+        worker, args=(_free_port(), outdir), nprocs=WORLD, join=False, start_method="spawn"
     )
-    deadline = time.monotonic() + DEADLINE_S
+    deadline = time.monotonic() + deadline_s
     paths = [os.path.join(outdir, f"rank{rank}.pt") for rank in range(WORLD)]
     try:
         while not context.join(timeout=1.0):
             if time.monotonic() > deadline:
-                pytest.fail(f"the 2-rank job ran past {DEADLINE_S:.0f} s")
+                pytest.fail(f"the {WORLD}-rank job ran past {deadline_s:.0f} s")
     except torch.multiprocessing.ProcessExitedException as exc:
         # A rank that died after writing its whole result (renamed into place) died in the
         # runtime's teardown, not in a scenario; a rank that died before fails the module.
@@ -506,6 +519,11 @@ def ranks(tmp_path_factory):
         assert "error" not in out, f"rank {rank}:\n{out['error']}"
         results.append(out)
     return results
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    return run_ranks(_worker, str(tmp_path_factory.mktemp("dist")), DEADLINE_S)
 
 
 def _ok(ranks, scenario):
@@ -537,6 +555,8 @@ def test_fsdp2_equals_one_process(ranks, name, dname, fused):
         assert out["fsdp_diff"][key] <= TOL[dname]
         assert out["fsdp_state_dtensor"][key] or name == "SGD"  # plain SGD has no state
         expected = "fast" if fused is None else "default: fused=False"
+        if fused is None and name in FSDP_DECLINED:
+            expected = FSDP_DECLINED[name]
         assert out["fsdp_path"][key] == {0: expected}
 
 

@@ -39,9 +39,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import require_kernels
-from descend.optim import available
+from descend.optim import REGISTRY, available
 
 EXAMPLES = 500
+CONVENTIONS = ("torch", "keras", "optax")
 CASE_TIMEOUT_S = 120  # the first case pays the worker's start (torch import, gloo)
 
 
@@ -64,6 +65,31 @@ def _has_kernel(name: str) -> bool:
 
 
 FAMILIES = [name for name in available() if _has_kernel(name)]
+
+
+def _conventions(name: str) -> list[str]:
+    """The conventions the spec's optimizer has (RAdam and ADOPT have no Keras row)."""
+    from descend.optim import REGISTRY
+
+    have = REGISTRY[name].cls.conventions
+    return [c for c in ("torch", "keras", "optax") if c in have]
+
+
+def _takes_cautious(name: str, convention: str) -> bool:
+    """Whether ``cautious=True`` is valid for the spec (momentum-based, with a momentum)."""
+    import torch
+
+    from descend.optim import REGISTRY, from_spec
+
+    if not getattr(REGISTRY[name].cls, "momentum_based", False):
+        return False
+    try:
+        from_spec(f"{name}:convention={convention},cautious=True", [torch.zeros(1)])
+    except ValueError:
+        return False
+    return True
+
+
 LAYOUTS = ["contiguous", "contiguous", "noncontiguous", "channels_last", "view", "zero"]
 MUTATIONS = [
     "none",
@@ -313,14 +339,19 @@ SHAPES = st.sampled_from([(7, 3), (), (0,), (40,), (2, 3, 4, 5), (1, 1), (5, 4, 
 @st.composite
 def cases(draw) -> dict:
     spec = draw(st.sampled_from(FAMILIES))
-    convention = draw(st.sampled_from(["torch", "keras", "optax"]))
+    cls = REGISTRY[spec].cls  # Rprop: no weight_decay keyword
+    convention = draw(st.sampled_from(_conventions(spec)))
     options = [f"convention={convention}", "lr=0.01"]
-    if draw(st.booleans()):
+    if "weight_decay" in cls.keywords and draw(st.booleans()):
         options.append("weight_decay=0.05")
     if draw(st.integers(0, 4)) == 0:
         options.append("max_grad_norm=0.5")
-    if spec in ("adam", "nadam", "rmsprop", "lion") and draw(st.booleans()):
+    maximizing = ("adam", "nadam", "rmsprop", "lion", "ademamix", "schedule-free-adamw")
+    maximizing += ("radam", "adamax", "adopt", "adadelta", "rprop", "asgd")
+    if spec in (*maximizing, "schedule-free-sgd") and draw(st.booleans()):
         options.append("maximize=True")
+    if _takes_cautious(spec, convention) and draw(st.booleans()):  # the mask's two passes
+        options.append("cautious=True")
     dtensor = draw(st.integers(0, 5)) == 0
     dtype = draw(st.sampled_from(["float32", "float64"]))
     n = draw(st.integers(1, 3))
@@ -379,7 +410,8 @@ def test_dtensor_on_a_one_rank_mesh_steps_on_the_fast_kernels(child, dtype):
     mixed) on a one-rank gloo mesh takes the fast kernels under the default ``fused=None``
     (through its local shards, clipping included) and ends equal to ``fused=False``."""
     for spec in FAMILIES:
-        for options in ("lr=0.01", "lr=0.01,weight_decay=0.05,max_grad_norm=0.5"):
+        decay = "weight_decay=0.05," if "weight_decay" in REGISTRY[spec].cls.keywords else ""
+        for options in ("lr=0.01", f"lr=0.01,{decay}max_grad_norm=0.5"):
             case = {
                 "spec": f"{spec}:{options}",
                 "params": [[[40], "contiguous", dtype, "cpu"], [[7, 3], "contiguous", dtype, "cpu"],
@@ -398,6 +430,7 @@ def test_the_fuzz_reaches_every_family_and_mutation():
     """The strategy covers what the module docstring promises (a cheap guard against a
     strategy that silently stops drawing some of it)."""
     seen_specs, seen_moves, seen_dtensor, seen_meta = set(), set(), False, False
+    seen_cautious = set()
     strategy = cases()
 
     @settings(max_examples=EXAMPLES, derandomize=True, database=None, deadline=None)
@@ -405,12 +438,15 @@ def test_the_fuzz_reaches_every_family_and_mutation():
     def collect(case):
         nonlocal seen_dtensor, seen_meta
         seen_specs.add(case["spec"].split(":")[0])
+        if "cautious=True" in case["spec"]:
+            seen_cautious.add(case["spec"].split(":")[0])
         seen_moves.update(k for moves in case["mutations"] for k in moves)
         seen_dtensor |= case["dtensor"]
         seen_meta |= any(device == "meta" for *_, device in case["params"])
 
     collect()
     assert seen_specs == set(FAMILIES)
+    assert seen_cautious == {f for f in FAMILIES if any(_takes_cautious(f, c) for c in CONVENTIONS)}
     assert seen_moves == set(MUTATIONS)
     assert seen_dtensor and seen_meta
 

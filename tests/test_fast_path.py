@@ -23,29 +23,15 @@ import pytest
 import torch
 
 import descend.optim as D
-from conftest import require_kernels
 from descend.optim import fast
 from descend.transforms import scale_by_adam, scale_by_lr
 
-
-@pytest.fixture(autouse=True)
-def kernels():
-    """Every test here needs the compiled kernels (skip locally, fail under CI=true)."""
-    require_kernels()
+# every test steps the compiled kernels, at 1 thread unless it says otherwise (conftest)
+pytestmark = pytest.mark.usefixtures("fast_kernels", "one_thread")
 
 
 STEPS = 100
 SHAPES = [(7, 3), (), (0,), (40,), (1001,)]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """1 thread unless a test says otherwise (2-thread OpenMP regions stall for ~10 ms when
-    another process is busy, which would make the default path's dozen regions a step slow)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_params(dtype=torch.float32, shapes=SHAPES, seed=0) -> list[torch.Tensor]:
@@ -145,6 +131,50 @@ CONFIGS = [
     ("lion-independent", "lion", dict(lr=1e-3, weight_decay=1e-3, weight_decay_mode="independent")),
     ("lion-betas", "lion", dict(lr=3e-3, betas=(0.95, 0.98))),
     ("lion-maximize-clip", "lion", dict(lr=1e-3, maximize=True, max_grad_norm=1.0, clip_value=2.0)),
+    # AdEMAMix, Schedule-Free (issue #14); bit for bit given a correctly rounded √:
+    # tests/test_fast_ademamix_schedule_free.py
+    *[(f"ademamix-{c}", "ademamix", dict(convention=c, lr=1e-3)) for c in ("torch", "optax")],
+    (
+        "ademamix-warmups-l2",
+        "ademamix",
+        dict(alpha_warmup=30, beta3_warmup=30, weight_decay=0.01, weight_decay_mode="l2"),
+    ),
+    ("sf-adamw", "schedule-free-adamw", dict(lr=0.01, weight_decay=0.1, warmup_steps=20)),
+    (
+        "sf-adamw-optax-z",
+        "schedule-free-adamw",
+        dict(convention="optax", lr=0.01, weight_decay=0.1, decay_at_z=True),
+    ),
+    ("sf-sgd", "schedule-free-sgd", dict(lr=0.01, weight_decay=0.1, warmup_steps=20)),
+    (
+        "sf-sgd-optax-maximize",
+        "schedule-free-sgd",
+        dict(convention="optax", lr=0.01, maximize=True, warmup_steps=20),
+    ),
+    # RAdam, Adamax, ADOPT (issue #14; every switch bitwise: test_fast_radam_adamax_adopt.py)
+    ("radam-torch", "radam", {}),
+    ("radam-decoupled", "radam", dict(weight_decay=0.1, decoupled_weight_decay=True)),
+    ("radam-nesterov-root", "radam", dict(convention="optax", nesterov=True, eps_root=1e-6)),
+    *[(f"adamax-{c}", "adamax", dict(convention=c)) for c in ("torch", "keras")],
+    ("adopt", "adopt", {}),
+    (
+        "adopt-decoupled-nesterov",
+        "adopt",
+        dict(weight_decay=0.1, decoupled_weight_decay=True, nesterov=True),
+    ),
+    # Adadelta, Rprop, ASGD (issue #14)
+    *[(f"adadelta-{c}", "adadelta", dict(convention=c)) for c in D.CONVENTIONS],
+    ("adadelta-l2", "adadelta", dict(lr=0.5, rho=0.95, eps=1e-4, weight_decay=0.1)),
+    ("adadelta-decoupled", "adadelta", dict(weight_decay=0.01, weight_decay_mode="decoupled")),
+    ("adadelta-independent", "adadelta", dict(weight_decay=1e-3, weight_decay_mode="independent")),
+    ("adadelta-maximize-clip", "adadelta", dict(maximize=True, max_grad_norm=1.0, clip_value=2.0)),
+    ("rprop", "rprop", {}),
+    ("rprop-etas-sizes", "rprop", dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2))),
+    ("rprop-lr-below-min", "rprop", dict(lr=1e-8, etas=(0.6, 1.1), step_sizes=(1e-6, 1.0))),
+    ("rprop-maximize-clip", "rprop", dict(maximize=True, max_grad_norm=1.0, clip_value=2.0)),
+    ("asgd", "asgd", {}),  # t₀ = 10⁶: μ stays 1, θ̄ = θ
+    ("asgd-averaging-l2", "asgd", dict(lr=0.03, lambd=0.01, alpha=0.6, t0=10, weight_decay=0.1)),
+    ("asgd-maximize-clip", "asgd", dict(lr=0.01, t0=5, maximize=True, max_grad_norm=1.0)),
 ]
 
 
@@ -160,6 +190,9 @@ def test_fast_matches_default_after_100_steps(spec, kwargs, dtype):
         sa, sb = opt.state[p], ref.state[q]
         assert sorted(sa) == sorted(sb)
         for key in sa:
+            if not isinstance(sb[key], torch.Tensor):  # Schedule-Free's γ_max, Σw: numbers
+                assert type(sa[key]) is type(sb[key]) and sa[key] == sb[key], key
+                continue
             assert sa[key].dtype == sb[key].dtype and sa[key].shape == sb[key].shape, key
             diff = _max_abs(sa[key].double() - sb[key].double())
             assert diff <= max(1e-4 * _max_abs(sb[key].double()), 1e-12), key
@@ -184,7 +217,10 @@ def test_lion_kernel_equals_the_chain_bitwise(spec, kwargs, dtype):
 
 
 @pytest.mark.parametrize(
-    "spec", ["adamw", "nesterov", "rmsprop-centered:momentum=0.9", "nadam", "adagrad", "lion"]
+    "spec",
+    ["adamw", "nesterov", "rmsprop-centered:momentum=0.9", "nadam", "adagrad", "lion"]
+    + ["radam", "adamax", "adopt"]  # RAdam, Adamax, ADOPT (issue #14)
+    + ["adadelta", "rprop", "asgd:t0=2"],  # Adadelta, Rprop, ASGD (issue #14)
 )
 def test_two_threads_split_the_work(spec):
     """Large tensors are cut into per-thread ranges across tensor boundaries."""
@@ -220,6 +256,15 @@ TORCH = [
         D.NAdam,
         dict(weight_decay=0.01, decoupled_weight_decay=True),
     ),
+    # RAdam, Adamax (issue #14): torch's for-loop, both of RAdam's weight decays
+    ("radam", torch.optim.RAdam, D.RAdam, dict(lr=1e-2, weight_decay=0.01)),
+    (
+        "radam-decoupled",
+        torch.optim.RAdam,
+        D.RAdam,
+        dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True),
+    ),
+    ("adamax", torch.optim.Adamax, D.Adamax, dict(lr=2e-3, weight_decay=0.01)),
 ]
 
 
@@ -240,6 +285,18 @@ def test_fast_matches_torch_optim(name, torch_cls, ours, kwargs):
         ("adagrad", {}),
         ("rmsprop-centered", dict(momentum=0.9)),
         ("lion", dict(lr=1e-3, weight_decay=0.1)),
+        # AdEMAMix, Schedule-Free (issue #14)
+        ("ademamix", dict(alpha_warmup=60, beta3_warmup=60, weight_decay=0.1)),
+        ("schedule-free-adamw", dict(lr=0.01, weight_decay=0.1, warmup_steps=60)),
+        ("schedule-free-sgd", dict(lr=0.01, warmup_steps=60)),
+        # RAdam, Adamax, ADOPT (issue #14)
+        ("radam", dict(weight_decay=0.1, decoupled_weight_decay=True)),
+        ("adamax", dict(weight_decay=0.01)),
+        ("adopt", dict(weight_decay=0.1, decoupled_weight_decay=True)),
+        # Adadelta, Rprop, ASGD (issue #14)
+        ("adadelta", dict(weight_decay=0.01)),
+        ("rprop", {}),
+        ("asgd", dict(lr=0.02, lambd=0.01, t0=30)),  # averaging starts after the switch
     ],
 )
 @pytest.mark.parametrize("direction", ["fast->default", "default->fast"])
@@ -505,6 +562,17 @@ ROWS = [
     ("sgd:weight_decay_mode=independent", {"weight_decay": "rows"}),
     ("lion", {"weight_decay": "rows"}),
     ("lion:weight_decay_mode=l2", {"weight_decay": "rows"}),
+    # AdEMAMix (issue #14); Schedule-Free's per-run lr keeps the chain (its own tests)
+    ("ademamix", {"weight_decay": "rows"}),
+    ("ademamix:weight_decay_mode=l2,alpha_warmup=20", {"weight_decay": "rows"}),
+    # RAdam, Adamax, ADOPT (issue #14)
+    ("radam:decoupled_weight_decay=True", {"weight_decay": "rows"}),
+    ("adamax", {"weight_decay": "rows"}),
+    ("adopt:weight_decay_mode=decoupled", {"weight_decay": "rows"}),
+    # Adadelta, Rprop, ASGD (issue #14)
+    ("adadelta", {"weight_decay": "rows"}),
+    ("adadelta:convention=keras", {"weight_decay": "rows"}),
+    ("rprop", {}),  # the (N, 1) lr is read once, as each row's η₀
 ]
 
 
@@ -899,3 +967,216 @@ def test_a_failed_build_reports_the_compilers_message(tmp_path, monkeypatch):
     assert "the kernel build failed" in str(err.value)
     assert re.search(r"undeclared_name\W{0,3} was not declared", str(err.value))
     assert not (tmp_path / "out" / "lib.so").exists()
+
+
+# -- Adadelta, Rprop, ASGD ---------------------------------------------------------------------
+BITWISE = [c for c in CONFIGS if c[1] in ("rprop", "asgd")]
+
+
+def _same_state(opt, ref, exact: bool = True) -> None:
+    for p, q in zip(opt.param_groups[0]["params"], ref.param_groups[0]["params"]):
+        sa, sb = opt.state[p], ref.state[q]
+        assert sorted(sa) == sorted(sb)
+        for key in sb:
+            a, b = sa[key], sb[key]
+            assert a.dtype == b.dtype and a.shape == b.shape, key
+            if exact:
+                assert torch.equal(a.isnan(), b.isnan()), key
+                assert torch.equal(a.nan_to_num(), b.nan_to_num()), key
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("spec,kwargs", [c[1:] for c in BITWISE], ids=[c[0] for c in BITWISE])
+def test_rprop_and_asgd_kernels_equal_the_chain_bitwise(spec, kwargs, dtype):
+    """Rprop's and ASGD's kernels spell out the chain's operations (every product rounded,
+    no square root): 100 steps agree bit for bit — θ and every state tensor (Rprop's prev and
+    step_size; ASGD's ax, and η and μ, 0-d float32 tensors updated by the driver)."""
+    a, opt = run(lambda ps: D.from_spec(spec, ps, fused=True, **kwargs), dtype)
+    b, ref = run(lambda ps: D.from_spec(spec, ps, fused=False, **kwargs), dtype)
+    assert fast.last_path(opt) == {0: "fast"}
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    _same_state(opt, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+def test_adadelta_one_step_differs_from_the_chain_only_by_torchs_square_root(dtype):
+    """Adadelta's kernel computes the chain's operations in its order (addcmul as one fma,
+    products rounded), but torch's CPU sqrt is not correctly rounded (its vectorised kernel is
+    off by one ulp on ~1% of fp64 and ~20% of fp32 inputs; std::sqrt is exact): v = E[g²]
+    agrees bit for bit, and one step from the same state moves θ and E[Δ²] by the same amount
+    within a few ulp (measured: θ within 2.5 ε·max(|θ|, |γΔ|), E[Δ²] within 4 ulp)."""
+    g = torch.Generator().manual_seed(1)
+    n = 20_000
+    p0, grad = torch.randn(n, generator=g, dtype=dtype), torch.randn(n, generator=g, dtype=dtype)
+    v0, a0 = torch.rand(n, generator=g, dtype=dtype), torch.rand(n, generator=g, dtype=dtype)
+    out = {}
+    for fused in (True, False):
+        p = p0.clone().requires_grad_()
+        opt = D.Adadelta([p], lr=0.5, weight_decay=0.01, fused=fused)
+        p.grad = torch.zeros_like(p)
+        opt.step()  # creates the state
+        st = opt.state[p]
+        with torch.no_grad():
+            p.copy_(p0)
+            st["square_avg"].copy_(v0)
+            st["acc_delta"].copy_(a0 * 1e-2)
+        p.grad = grad.clone()
+        opt.step()
+        out[fused] = (p.detach().clone(), st["square_avg"].clone(), st["acc_delta"].clone())
+        assert fast.last_path(opt) == {0: "fast" if fused else "default: fused=False"}
+    (pa, va, aa), (pb, vb, ab) = out[True], out[False]
+    eps = torch.finfo(dtype).eps
+    assert torch.equal(va, vb)
+    assert ((aa - ab).abs() <= 4 * eps * ab.abs()).all()
+    scale = torch.maximum(pb.abs(), (p0 - pb).abs())
+    assert ((pa - pb).abs() <= 3 * eps * scale).all()
+    assert not torch.equal(pa, p0)
+
+
+def _rprop_by_hand(grads, lr, etas, sizes):
+    """torch.optim.Rprop's step in plain Python, element by element (Riedmiller & Braun's
+    iRprop⁻ as torch has it): s = sign(g·g₋₁) with sign(NaN) = 0; η ← clamp(η·(η₊ | η₋ | 1));
+    g ← 0 where s < 0; θ ← θ − η·sign(g). Returns θ after each step (θ₀ = 0) and η."""
+
+    def sign(x):
+        return 0.0 if x != x or x == 0 else math.copysign(1.0, x)
+
+    n = len(grads[0])
+    theta, prev, size = [0.0] * n, [0.0] * n, [lr] * n
+    thetas, sizes_seen = [], []
+    for g in grads:
+        for i in range(n):
+            s = sign(g[i] * prev[i])
+            factor = etas[1] if s > 0 else etas[0] if s < 0 else 1.0
+            size[i] = min(max(size[i] * factor, sizes[0]), sizes[1])
+            gi = 0.0 if s < 0 else g[i]
+            prev[i] = gi
+            theta[i] -= sign(gi) * size[i]
+        thetas.append(list(theta))
+        sizes_seen.append(list(size))
+    return thetas, sizes_seen
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("fused", [True, False], ids=["fast", "chain"])
+def test_rprop_every_sign_case_by_hand(fused, dtype):
+    """Every branch of Rprop's step on both paths, against the rule written out in Python:
+    s > 0 (η grows, to the Γ_max clamp), s < 0 (η shrinks, to the Γ_min clamp; the gradient
+    is zeroed: no step, and the next step sees s = 0), s = 0 (first step; a zero gradient;
+    after a flip), a NaN gradient (sign(NaN) = 0: η and θ unchanged, the NaN kept as g₋₁,
+    and the next step's s = 0 again). Powers of two keep every product exact."""
+    lr, etas, sizes = 0.25, (0.5, 2.0), (0.0625, 1.0)
+    nan = float("nan")
+    grads = [
+        [1.0, 1.0, -2.0, 0.0, 3.0, 1.0],
+        [2.0, -1.0, -1.0, 3.0, nan, -1.0],
+        [1.0, 5.0, 1.0, 1.0, 1.0, 1.0],
+        [1.0, -1.0, 1.0, -4.0, 1.0, -1.0],
+        [1.0, 1.0, 1.0, 1.0, -1.0, 1.0],
+        [1.0, -1.0, 1.0, 1.0, -1.0, -1.0],
+    ]
+    want, want_sizes = _rprop_by_hand(grads, lr, etas, sizes)
+    flat = [x for row in want_sizes for x in row]
+    assert sizes[1] in flat and sizes[0] in flat  # both clamps reached
+    p = torch.zeros(6, dtype=dtype, requires_grad=True)
+    opt = D.Rprop([p], lr=lr, etas=etas, step_sizes=sizes, fused=fused)
+    for g, theta, size in zip(grads, want, want_sizes, strict=True):
+        p.grad = torch.tensor(g, dtype=dtype)
+        opt.step()
+        assert p.detach().tolist() == theta
+        assert opt.state[p]["step_size"].tolist() == size
+    assert fast.last_path(opt) == {0: "fast" if fused else "default: fused=False"}
+    assert math.isnan(grads[1][4]) and want[1][4] == want[0][4]  # the NaN step did not move
+
+
+def test_rprop_reads_lr_only_when_its_step_sizes_are_created():
+    """η₀ = γ; a later lr (a scheduler's) changes nothing on either path — as in torch."""
+
+    def each(t, params, opt):
+        opt.param_groups[0]["lr"] = 0.5 * (t + 1)
+
+    a, opt = run(lambda ps: D.Rprop(ps, fused=True), torch.float64, steps=20, each=each)
+    b, _ = run(lambda ps: D.Rprop(ps, fused=False), torch.float64, steps=20, each=each)
+    c, _ = run(lambda ps: D.Rprop(ps, lr=0.5, fused=True), torch.float64, steps=20)
+    assert fast.last_path(opt) == {0: "fast"}
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, c))
+
+
+def test_asgd_per_tensor_eta_and_mu_follow_each_step_count():
+    """ASGD's η and μ come from each parameter's own step count: a parameter without a
+    gradient on odd steps keeps its own (t₀ = 10: one averages from step 12, the other from
+    step 22), bit for bit on both paths; η and μ stay 0-d float32 tensors."""
+
+    def each(t, params, opt):
+        if t % 2:
+            params[0].grad = None
+
+    kwargs = dict(lr=0.05, lambd=0.02, alpha=0.6, t0=10, weight_decay=0.01)
+    a, opt = run(lambda ps: D.ASGD(ps, fused=True, **kwargs), torch.float64, each=each)
+    b, ref = run(lambda ps: D.ASGD(ps, fused=False, **kwargs), torch.float64, each=each)
+    assert fast.last_path(opt) == {0: "fast"}
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    _same_state(opt, ref)
+    st = [opt.state[p] for p in opt.param_groups[0]["params"][:2]]
+    assert [int(s["step"]) for s in st] == [50, 100]
+    assert all(s["eta"].dtype == s["mu"].dtype == torch.float32 and s["eta"].dim() == 0 for s in st)
+    f32 = [torch.tensor(1 / (t - 10), dtype=torch.float32) for t in (50, 100)]
+    assert [s["mu"] for s in st] == f32  # μ = 1/max(1, t − t₀), in float32
+
+
+def test_asgd_per_run_lr_takes_the_chain_with_its_reason():
+    """A per-run (N, 1) lr gives each run its own η (an (N, 1) state tensor): the kernel has one
+    η per tensor, so such a group takes the default path and says why."""
+    lr = torch.logspace(-3, -1, 20, dtype=torch.float64).reshape(-1, 1)
+
+    def build(ps):
+        opt = D.ASGD(ps, t0=5)
+        opt.param_groups[0]["lr"] = lr
+        return opt
+
+    a, opt = run(build, params=make_params(torch.float64, [(20, 3)]), steps=10)
+    assert fast.last_path(opt) == {0: "default: lr is a tensor (shape (20, 1)), not a number"}
+    assert opt.state[opt.param_groups[0]["params"][0]]["eta"].shape == (20, 1)
+
+
+@pytest.mark.parametrize("spec", ["adadelta", "rprop", "asgd:t0=10,lambd=0.01"])
+def test_adadelta_rprop_asgd_switch_paths_every_step(spec):
+    """Alternating fast and default steps (and a state-dict reload halfway) is the default
+    path's run: bitwise for Rprop and ASGD, to fp64 rounding for Adadelta (torch's sqrt)."""
+
+    def each(t, params, opt):
+        opt.fused = None if t % 2 else False
+        if t == 50:
+            opt.load_state_dict(opt.state_dict())
+
+    a, opt = run(lambda ps: D.from_spec(spec, ps), torch.float64, each=each)
+    b, ref = run(lambda ps: D.from_spec(spec, ps, fused=False), torch.float64)
+    assert fast.last_path(opt) == {0: "fast"}  # the last step (t = 99) was a fast one
+    if spec == "adadelta":
+        assert rel(a, b) <= 1e-13
+    else:
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+        _same_state(opt, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+def test_asgd_per_run_weight_decay_takes_the_kernel(dtype):
+    """A per-run (N, 1) L2 weight decay with one lr: ASGD's kernel in the per-element row mode
+    (the lab's layout), averaging from step 7, equal to the chain."""
+    wd = torch.linspace(0, 0.1, 300, dtype=dtype).reshape(-1, 1)
+
+    def make(fused):
+        def build(ps):
+            opt = D.ASGD(ps, lr=0.02, lambd=0.01, t0=5, fused=fused)
+            opt.param_groups[0]["weight_decay"] = wd
+            return opt
+
+        return build
+
+    (a, opt), (b, ref) = [
+        run(make(f), dtype, params=make_params(dtype, [(300, 3)]), steps=30) for f in (None, False)
+    ]
+    assert fast.last_path(opt) == {0: "fast"}
+    assert rel(a, b) <= TOL[dtype]
+    _same_state(opt, ref, exact=False)

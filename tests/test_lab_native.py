@@ -211,6 +211,7 @@ SPECS = [
     "momentum:lr=1e-4,momentum=0.9",
     "nesterov:lr=1e-3,momentum=0.9",
     "lion:lr=0.01,weight_decay=0.1",
+    # RAdam, Adamax, ADOPT: test_radam_adamax_adopt_take_the_fused_run (counts the fused call)
 ]
 
 
@@ -224,6 +225,20 @@ def starts(n: int) -> np.ndarray:
 def step_by_step(monkeypatch):
     """The reference loop: the Python tracker, so no fused call either."""
     monkeypatch.setattr(compiled, "available", lambda theta: False)
+
+
+def fused_calls(monkeypatch) -> list[int]:
+    """Spy on the lab's fused run: the list returned gets the number of steps of each
+    ``CompiledTracker.fused_run`` call (which still runs)."""
+    calls: list[int] = []
+    real = CompiledTracker.fused_run
+
+    def counting(self, t, steps, *args):
+        calls.append(steps)
+        return real(self, t, steps, *args)
+
+    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    return calls
 
 
 def assert_same(a, b, dtype) -> None:
@@ -252,6 +267,32 @@ def test_fused_run_equals_the_step_by_step_loop(monkeypatch, spec, dtype) -> Non
 def test_lion_takes_the_fused_run_and_equals_the_step_by_step_loop(monkeypatch, dtype) -> None:
     """Lion's kernel family is one of the lab's (``step_family`` in lab.cpp): all steps in one
     fused call, equal to the step-by-step loop bit for bit."""
+    calls = fused_calls(monkeypatch)
+    x0 = starts(3000)
+    spec = "lion:lr=0.003,betas=(0.95,0.98),weight_decay_mode=l2,weight_decay=0.01"
+    fused = lab.run("rosenbrock", [spec], x0, 80, dtype=dtype, record_every=7)
+    assert calls == [80]
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", [spec], x0, 80, dtype=dtype, record_every=7)
+    assert calls == [80]  # the reference loop made no fused call
+    assert_same(fused, plain, dtype)
+    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+
+
+# AdEMAMix, Schedule-Free (issue #14)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "ademamix:lr=0.01,alpha_warmup=20,beta3_warmup=30,weight_decay=0.1",
+        "schedule-free-adamw:lr=0.02,warmup_steps=10,weight_decay=0.1",
+        "schedule-free-sgd:lr=0.0005,warmup_steps=10,weight_decay=0.01",
+    ],
+)
+def test_ademamix_and_schedule_free_take_the_fused_run(monkeypatch, spec, dtype) -> None:
+    """Their kernel families are the lab's too: all steps in one fused call, equal to the
+    step-by-step loop bit for bit — Schedule-Free's γ_max and Σw advanced per block of runs
+    from the same start, as the step counter is, and written back once."""
     calls = []
     real = CompiledTracker.fused_run
 
@@ -261,14 +302,97 @@ def test_lion_takes_the_fused_run_and_equals_the_step_by_step_loop(monkeypatch, 
 
     monkeypatch.setattr(CompiledTracker, "fused_run", counting)
     x0 = starts(3000)
-    spec = "lion:lr=0.003,betas=(0.95,0.98),weight_decay_mode=l2,weight_decay=0.01"
-    fused = lab.run("rosenbrock", [spec], x0, 80, dtype=dtype, record_every=7)
-    assert calls == [80]
+    fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert calls == [60]
     monkeypatch.setattr(CompiledTracker, "fused_run", real)
     step_by_step(monkeypatch)
-    plain = lab.run("rosenbrock", [spec], x0, 80, dtype=dtype, record_every=7)
+    plain = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
     assert_same(fused, plain, dtype)
     assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "radam:lr=0.003,betas=(0.9,0.99),weight_decay=0.01",  # un-rectified t ≤ 5, then not
+        "radam:convention=optax,lr=0.003,nesterov=True",
+        "adamax:convention=keras,lr=0.01,weight_decay=0.01",
+        "adopt:lr=0.01,decoupled_weight_decay=True,weight_decay=0.1",  # first step: v only
+        "adopt:lr=0.01,nesterov=True,clip_lambda=0.5",
+    ],
+)
+def test_radam_adamax_adopt_take_the_fused_run(monkeypatch, spec, dtype) -> None:
+    """RAdam, Adamax and ADOPT are lab families (``step_family`` in lab.cpp; issue #14): all
+    steps in one fused call, each step's coefficients from the block's own step counter —
+    equal to the step-by-step loop bit for bit."""
+    calls = []
+    real = CompiledTracker.fused_run
+
+    def counting(self, t, steps, *args):
+        calls.append(steps)
+        return real(self, t, steps, *args)
+
+    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    x0 = starts(2500)
+    fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert calls == [60]
+    monkeypatch.setattr(CompiledTracker, "fused_run", real)
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert_same(fused, plain, dtype)
+    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+
+
+# Adadelta, Rprop, ASGD (averaging from step 12: μ and η are per-parameter counters that
+# every block of 2,048 rows starts from, as the step count)
+FUSED_FAMILIES = [
+    "adadelta:lr=0.5,weight_decay=0.01",
+    "rprop:lr=0.01,etas=(0.4,1.3)",
+    "asgd:lr=0.001,t0=10,lambd=0.01,weight_decay=0.01",
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("spec", FUSED_FAMILIES)
+def test_adadelta_rprop_asgd_take_the_fused_run(monkeypatch, spec, dtype) -> None:
+    """Their kernel families are the lab's too: all steps in one fused call over two blocks
+    of rows, equal to the step-by-step loop bit for bit."""
+    calls = []
+    real = CompiledTracker.fused_run
+
+    def counting(self, t, steps, *args):
+        calls.append(steps)
+        return real(self, t, steps, *args)
+
+    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    x0 = starts(3000)
+    fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert calls == [60]
+    monkeypatch.setattr(CompiledTracker, "fused_run", real)
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert_same(fused, plain, dtype)
+    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+
+
+def test_asgd_with_per_run_lr_declines_the_fused_run(monkeypatch) -> None:
+    """Two ASGD learning rates in one group are an (N, 1) lr: one η per run, which the kernel
+    (one η per tensor) does not take — the lab steps those runs on the chain, as it would
+    without kernels."""
+    calls = []
+    real = CompiledTracker.fused_run
+    monkeypatch.setattr(
+        CompiledTracker, "fused_run", lambda self, *a: calls.append(a) or real(self, *a)
+    )
+    specs = ["asgd:lr=0.001,t0=5", "asgd:lr=0.002,t0=5"]
+    x0 = starts(40)
+    ours = lab.run("rosenbrock", specs, x0, 30, dtype=torch.float64)
+    assert calls == []
+    monkeypatch.setattr(CompiledTracker, "fused_run", real)
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", specs, x0, 30, dtype=torch.float64)
+    assert_same(ours, plain, torch.float64)
 
 
 def domain_starts(ls, n: int) -> np.ndarray:
@@ -291,33 +415,19 @@ def test_fused_run_on_other_kernel_landscapes_equals_the_step_by_step_loop(
     monkeypatch, name, spec, dtype
 ) -> None:
     ls = landscapes.get(name)
-    calls = []
-    real = CompiledTracker.fused_run
-
-    def counting(self, t, steps, *args):
-        calls.append(steps)
-        return real(self, t, steps, *args)
-
-    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    calls = fused_calls(monkeypatch)
     x0 = domain_starts(ls, 3000)
     fused = lab.run(name, [spec], x0, 60, dtype=dtype, record_every=7)
     assert calls == [60]  # taken, all steps in one call
-    monkeypatch.setattr(CompiledTracker, "fused_run", real)
     step_by_step(monkeypatch)
     plain = lab.run(name, [spec], x0, 60, dtype=dtype, record_every=7)
+    assert calls == [60]  # the reference loop made no fused call
     assert_same(fused, plain, dtype)
     assert (fused.metrics["status"] == "diverged").sum() >= 1
 
 
 def test_fused_run_is_taken_and_matches_with_schedule_and_threads(monkeypatch) -> None:
-    calls = []
-    real = CompiledTracker.fused_run
-
-    def counting(self, t, steps, *args):
-        calls.append(steps)
-        return real(self, t, steps, *args)
-
-    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
+    calls = fused_calls(monkeypatch)
     x0 = starts(5000)
     lab.run("rosenbrock", ["adam:lr=0.01"], x0, 50, dtype=torch.float32)
     assert calls == [50]  # all steps in one call
@@ -336,10 +446,11 @@ def test_fused_run_is_taken_and_matches_with_schedule_and_threads(monkeypatch) -
         torch.set_num_threads(threads)
     assert np.array_equal(one.trajectories, two.trajectories, equal_nan=True)
     assert one.metrics.equals(two.metrics)
-    monkeypatch.setattr(CompiledTracker, "fused_run", real)
     step_by_step(monkeypatch)
+    calls.clear()
     assert_same(sched, lab.run("rosenbrock", ["adam:lr=0.01"], x0, 50, dtype=torch.float32,
                                schedule=lambda t: 1.0 / (1 + t)), torch.float32)  # fmt: skip
+    assert calls == []  # the reference loop made no fused call
 
 
 def test_fused_run_leaves_the_optimizer_state_of_the_step_by_step_loop(monkeypatch) -> None:

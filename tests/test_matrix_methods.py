@@ -154,3 +154,69 @@ def test_training_metrics_skip_the_matrix_methods_rates(cls) -> None:
         w.grad, b.grad = torch.randn(3, 2), torch.randn(2)
         opt.step()
     assert effective_lr_stats(opt) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_muon_steps_bit_for_bit_as_torch_muon(dtype, one_thread) -> None:
+    """θ ← θ(1 − γλ) − γs·O exactly as torch.optim.Muon computes it: the chain leaves γs
+    pending and the optimizer adds the bfloat16 O with alpha = −γs (torch's op), and the
+    look-ahead runs torch's lerp_/lerp/cast block by block (a matrix over two blocks, a tall
+    one, a wide one). Materialising u = γs·O in θ's dtype and subtracting it differs from
+    torch by rounding (~1e-8 in float32), so torch.equal fails without the fusion."""
+    from descend.transforms import muon as muon_module
+
+    torch.manual_seed(3)
+    shapes = [(3, muon_module.BLOCK // 3 + 5), (40, 9), (7, 30)]
+    start = [torch.randn(s, dtype=dtype) for s in shapes]
+    ours = [torch.nn.Parameter(x.clone()) for x in start]
+    theirs = [torch.nn.Parameter(x.clone()) for x in start]
+    opt = Muon(ours, lr=0.02, weight_decay=0.1)
+    ref = torch.optim.Muon(theirs, lr=0.02, weight_decay=0.1)
+    for _ in range(3):
+        for p, q in zip(ours, theirs):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt.step()
+        ref.step()
+        for p, q in zip(ours, theirs):
+            assert torch.equal(p, q)
+            assert torch.equal(opt.state[p]["momentum_buffer"], ref.state[q]["momentum_buffer"])
+    assert max(float((p.detach() - x).abs().max()) for p, x in zip(ours, start)) > 1e-3
+
+
+def test_a_pending_factor_folds_lr_and_never_reaches_a_link_that_reads_u(one_thread) -> None:
+    """``scale_by_lr`` after Muon folds γ into the pending factor (the same steps as Muon's own
+    γ); a link that reads u (``clip_by_value``) gets u = γs·O materialised: clipping O itself
+    (|O| up to ~1) at 1e-3 and scaling afterwards would give a step ~γs/1e-3 times smaller."""
+    from torch.optim._muon import _zeropower_via_newtonschulz as ns
+
+    from descend.optim import from_chain
+    from descend.transforms import add_weight_decay, clip_by_value, scale_by_lr, scale_by_muon
+
+    torch.manual_seed(4)
+    x0, grads = torch.randn(6, 4), [torch.randn(6, 4) for _ in range(3)]
+    a, b = torch.nn.Parameter(x0.clone()), torch.nn.Parameter(x0.clone())
+    hps = dict(momentum=0.95, ns_coefficients=NS, ns_steps=5, eps=1e-7, weight_decay=0.1)
+    folded = from_chain(
+        [a],
+        scale_by_muon(lr=1.0),
+        scale_by_lr(),
+        add_weight_decay(mode="decoupled"),
+        lr=0.02,
+        **hps,
+    )
+    muon = Muon([b], lr=0.02, weight_decay=0.1)
+    for g in grads:
+        a.grad, b.grad = g.clone(), g.clone()
+        folded.step()
+        muon.step()
+    assert torch.equal(a, b)
+
+    c = torch.nn.Parameter(x0.clone())
+    clipped = from_chain([c], scale_by_muon(), clip_by_value(1e-3), lr=0.02, **hps)
+    c.grad = grads[0].clone()
+    clipped.step()
+    look = grads[0].lerp(torch.zeros(6, 4).lerp_(grads[0], 1 - 0.95), 0.95)  # torch's M, step 1
+    u = (ns(look, NS, 5, 1e-7).float() * (0.02 * math.sqrt(6 / 4))).clamp(-1e-3, 1e-3)
+    assert torch.allclose(c.detach(), x0 - u, rtol=0, atol=1e-7)
+    assert float(u.abs().max()) == pytest.approx(1e-3)

@@ -152,3 +152,23 @@ def test_closure_misuse_is_explained() -> None:
 def test_newton_validation(kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         D.Newton([torch.zeros(2, requires_grad=True)], **kw)
+
+
+def test_newton_refuses_sharded_parameters() -> None:
+    """One solve over the whole model: sharded (DTensor) parameters would each solve for
+    their own block of H (a ZeroRedundancyOptimizer's share is refused too: the 2-rank job
+    of tests/test_distributed_matrix.py checks it)."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    assert not dist.is_initialized()
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        shard = torch.nn.Parameter(distribute_tensor(torch.zeros(4, 2), mesh, [Shard(0)]))
+        with pytest.raises(ValueError, match="the Hessian is not assembled across processes"):
+            D.Newton([shard])
+        D.Newton([torch.nn.Parameter(torch.zeros(2))])  # plain parameters: one process's solve
+    finally:
+        dist.destroy_process_group()

@@ -6,15 +6,16 @@ and the ported torch suite (``tests/test_torch_suite.py``):
   Adamax's two ε placements, Adadelta's units-from-the-past-steps ratio);
 * torch's signatures (positional order, defaults) and the convention rows against the
   installed Keras and optax signatures;
-* state-dict interchange with torch.optim (torch → descend → torch steps as torch);
-* the checks of their own keywords, and the default path's reason (no kernels yet);
+* state-dict interchange with torch.optim (the decoupled-decay switch; the torch → descend →
+  torch round trip is ``tests/test_interchange.py``'s);
+* the checks of their own keywords (their fast paths: ``tests/test_fast_radam_adamax_adopt.py``,
+  ``tests/test_fast_path.py``);
 * the surfaces: the lab (rows of per-run hyperparameters equal runs alone; the default rates
   make progress), ``explain`` (their own columns), ``compare`` and ``lr-find``.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import inspect
 import math
@@ -29,10 +30,8 @@ from conftest import require
 from descend import lab
 from descend.cli import main
 from descend.explain import explain
-from descend.optim.fast import last_path
 
 NAMES = ("RAdam", "Adamax", "Adadelta")
-CORE = {"RAdam": "scale_by_radam", "Adamax": "scale_by_adamax", "Adadelta": "scale_by_adadelta"}
 
 
 def _param(values) -> torch.Tensor:
@@ -239,67 +238,10 @@ def test_own_keywords_are_checked(name, kwargs, message):
         getattr(D, name)([torch.zeros(2, requires_grad=True)], **kwargs)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_the_default_path_says_why_and_fused_true_is_refused(name):
-    p = torch.zeros(3, requires_grad=True)
-    opt = getattr(D, name)([p])
-    p.grad = torch.ones(3)
-    opt.step()
-    assert last_path(opt) == {0: f"default: chain core {CORE[name]} has no fast kernel"}
-    with pytest.raises(ValueError, match=rf"{name}\(fused=True\) is not supported"):
-        getattr(D, name)([p], fused=True)
-
-
-# -- state dicts with torch --------------------------------------------------------------------
+# -- state dicts with torch (the round trip is tests/test_interchange.py's) ---------------------
 def _torch_params(seed=0):
     g = torch.Generator().manual_seed(seed)
     return [torch.nn.Parameter(torch.randn(4, 3, generator=g, dtype=torch.float64))]
-
-
-def _grads(params, step):
-    g = torch.Generator().manual_seed(50 + step)
-    for p in params:
-        p.grad = torch.randn(p.shape, generator=g, dtype=p.dtype)
-
-
-KWARGS = {
-    "RAdam": dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
-    "Adamax": dict(lr=0.01, weight_decay=0.1),
-    "Adadelta": dict(lr=0.5, weight_decay=0.1),
-}
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_torch_descend_torch_round_trip_steps_as_torch(name):
-    """torch's state dict loads into descend and back; 8 steps (RAdam's rectification starts
-    at step 6) match torch's own run."""
-    kwargs = KWARGS[name]
-    ref = _torch_params()
-    torch_opt = getattr(torch.optim, name)(ref, **kwargs)
-    for step in range(3):
-        _grads(ref, step)
-        torch_opt.step()
-    ours_params = [torch.nn.Parameter(p.detach().clone()) for p in ref]
-    ours = getattr(D, name)(ours_params, **kwargs)
-    assert set(ours.state_dict()["param_groups"][0]) == set(
-        torch_opt.state_dict()["param_groups"][0]
-    )
-    ours.load_state_dict(copy.deepcopy(torch_opt.state_dict()))
-    for step in range(3, 7):
-        _grads(ref, step)
-        _grads(ours_params, step)
-        torch_opt.step()
-        ours.step()
-    back_params = [torch.nn.Parameter(p.detach().clone()) for p in ours_params]
-    back = getattr(torch.optim, name)(back_params, **kwargs)
-    back.load_state_dict(copy.deepcopy(ours.state_dict()))
-    for step in range(7, 9):
-        _grads(ref, step)
-        _grads(back_params, step)
-        torch_opt.step()
-        back.step()
-    for a, b in zip(back_params, ref, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
 
 
 def test_radam_decoupled_weight_decay_is_the_decoupled_mode_both_ways():

@@ -313,22 +313,46 @@ def test_the_web_lab_runs_and_explains_them() -> None:
         assert column in [q["name"] for q in answer["quantities"]]
 
 
-def test_prodigy_refuses_a_share_of_the_model_per_process() -> None:
-    """d must be one estimate over the model: sharded DTensor parameters (FSDP2) or a
-    process group (a ZeroRedundancyOptimizer's share) would give each rank its own d."""
+def test_prodigy_takes_a_share_of_the_model_per_process_and_refuses_slicing_it() -> None:
+    """d is reduced across the ranks that share the model (2 ranks: tests/test_distributed.py);
+    here, on one rank, sharded (DTensor) parameters and a process group are accepted and step
+    as plain ones, and slice_p > 1 on a DTensor — whose sliced s would have no sharding —
+    is refused naming it, at construction and at a step after a change of the group."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.tensor import Shard, distribute_tensor
+    from torch.distributed.tensor import DTensor, Shard, distribute_tensor
 
     assert not dist.is_initialized()
     dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
     try:
         mesh = init_device_mesh("cpu", (1,))
-        shard = torch.nn.Parameter(distribute_tensor(torch.zeros(4, 2), mesh, [Shard(0)]))
-        with pytest.raises(ValueError, match="not reduced across processes yet"):
-            D.Prodigy([shard])
-        with pytest.raises(ValueError, match="not reduced across processes yet"):
-            D.Prodigy([torch.zeros(2, requires_grad=True)], process_group=dist.group.WORLD)
-        D.Prodigy([torch.zeros(2, requires_grad=True)])  # plain parameters (DDP): one d
+        torch.manual_seed(0)
+        w, grads = torch.randn(4, 2, dtype=torch.float64), torch.randn(3, 4, 2, dtype=torch.float64)
+        plain = torch.nn.Parameter(w.clone())
+        shard = torch.nn.Parameter(distribute_tensor(w.clone(), mesh, [Shard(0)]))
+        grouped = torch.nn.Parameter(w.clone())
+        opts = [
+            D.Prodigy([plain], weight_decay=0.1),
+            D.Prodigy([shard], weight_decay=0.1),
+            D.Prodigy([grouped], weight_decay=0.1, process_group=dist.group.WORLD),
+        ]
+        for g in grads:
+            plain.grad, grouped.grad = g.clone(), g.clone()
+            shard.grad = distribute_tensor(g.clone(), mesh, [Shard(0)])
+            for opt in opts:
+                opt.step()
+        assert torch.equal(grouped, plain)
+        assert torch.allclose(shard.full_tensor(), plain, rtol=0, atol=1e-15)
+        assert plain.sub(w).abs().max() > 1e-6  # d grew and the parameters moved
+        ds = [opt.param_groups[0]["d"] for opt in opts]
+        assert ds[1] == pytest.approx(ds[0], rel=1e-12) and ds[2] == ds[0]
+        state = opts[1].state[shard]
+        assert isinstance(state["s"], DTensor) and state["s"].shape == shard.shape
+        with pytest.raises(ValueError, match="slice_p=2 is invalid for sharded"):
+            D.Prodigy([shard], slice_p=2)
+        opts[1].param_groups[0]["slice_p"] = 2
+        with pytest.raises(ValueError, match="slice_p=2 is invalid for sharded"):
+            opts[1].step()
+        D.Prodigy([torch.zeros(2, requires_grad=True)], slice_p=2)  # plain: sliced as before
     finally:
         dist.destroy_process_group()

@@ -94,6 +94,8 @@ class ChainStepper:
             return None
         if prepared.args.n != 1 or prepared.args.row_len not in (0, self.theta.shape[1]):
             return None
+        if prepared.args.cautious:  # a per-tensor mask: the fused step declines it (lab.cpp)
+            return None
         return prepared
 
     def step(self, grad: Tensor, t: int) -> Tensor | None:

@@ -12,6 +12,13 @@ DTYPES = {torch.float32: 0, torch.float64: 1}
 
 # the family index of LabArgs (lab.cpp's step_family switch, in this order)
 FAMILIES = ("sgd", "adagrad", "rmsprop", "adam", "nadam", "lion")
+FAMILIES += ("ademamix", "schedule_free")  # AdEMAMix, Schedule-Free (issue #14)
+FAMILIES += ("radam", "adamax", "adopt")  # RAdam, Adamax, ADOPT (issue #14)
+FAMILIES += ("adadelta", "rprop", "asgd")  # Adadelta, Rprop, ASGD (issue #14)
+
+# cautious mask (issue #14, i14kc): the families whose drivers read ``Args.cautious`` (the
+# mask u·1[u·x > 0]·n/(Σ + 1) in two passes, drivers.h); any other keeps the chain under it.
+CAUTIOUS = ("sgd", "rmsprop", "adam", "nadam", "lion")
 
 # Landscape ids of ``landscapes.h`` (``enum Id``); the loader checks each name against the
 # library's ``descend_landscape_name``.
@@ -83,6 +90,46 @@ class Args(ctypes.Structure):
         ("el_lr", ctypes.c_void_p),
         ("el_keep", ctypes.c_void_p),
         ("el_l2", ctypes.c_void_p),
+        # AdEMAMix (issue #14)
+        ("ademamix_beta3", ctypes.c_double),
+        ("ademamix_alpha", ctypes.c_double),
+        ("ademamix_alpha_warmup", ctypes.c_double),
+        ("ademamix_beta3_warmup", ctypes.c_double),
+        # Schedule-Free (issue #14)
+        ("sf_lr", ctypes.c_double),
+        ("sf_warmup", ctypes.c_double),
+        ("sf_r", ctypes.c_double),
+        ("sf_power", ctypes.c_double),
+        ("sf_wd", ctypes.c_double),
+        ("sf_lr_max", ctypes.c_void_p),
+        ("sf_weight_sum", ctypes.c_void_p),
+        ("sf_rms", ctypes.c_int32),
+        ("sf_decay", ctypes.c_int32),
+        ("sf_lag", ctypes.c_int32),
+        ("sf_pad", ctypes.c_int32),
+        # RAdam, Adamax, ADOPT (issue #14)
+        ("radam_threshold", ctypes.c_double),
+        ("radam_eps_root", ctypes.c_double),
+        ("radam_nesterov", ctypes.c_int32),
+        ("adopt_clip", ctypes.c_int32),
+        ("adopt_nesterov", ctypes.c_int32),
+        ("adopt_first_decay", ctypes.c_int32),
+        ("adopt_clip_exp", ctypes.c_double),
+        ("adopt_clip_at", ctypes.c_void_p),
+        # Adadelta, Rprop, ASGD (Adadelta's rho is alpha, its eps eps_in; ASGD's eta is extra)
+        ("rprop_eta_minus", ctypes.c_double),
+        ("rprop_eta_plus", ctypes.c_double),
+        ("rprop_step_min", ctypes.c_double),
+        ("rprop_step_max", ctypes.c_double),
+        ("asgd_lr", ctypes.c_double),
+        ("asgd_lambd", ctypes.c_double),
+        ("asgd_alpha", ctypes.c_double),
+        ("asgd_t0", ctypes.c_double),
+        ("asgd_mu", ctypes.c_void_p),
+        ("asgd_mu_f64", ctypes.c_int32),
+        ("asgd_round32", ctypes.c_int32),
+        # cautious mask (issue #14, i14kc): 1 masks the core's update (families in CAUTIOUS)
+        ("cautious", ctypes.c_int32),
     ]
 
 

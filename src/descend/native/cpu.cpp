@@ -52,6 +52,17 @@ DESCEND_ENTRY(rmsprop)
 DESCEND_ENTRY(adam)
 DESCEND_ENTRY(nadam)
 DESCEND_ENTRY(lion)
+// AdEMAMix, Schedule-Free (issue #14)
+DESCEND_ENTRY(ademamix)
+DESCEND_ENTRY(schedule_free)
+// RAdam, Adamax, ADOPT (issue #14)
+DESCEND_ENTRY(radam)
+DESCEND_ENTRY(adamax)
+DESCEND_ENTRY(adopt)
+// Adadelta, Rprop, ASGD (issue #14)
+DESCEND_ENTRY(adadelta)
+DESCEND_ENTRY(rprop)
+DESCEND_ENTRY(asgd)
 
 extern "C" int descend_all_finite(const Args* a) {
   return a->dtype == 1 ? all_finite<double>(*a) : all_finite<float>(*a);

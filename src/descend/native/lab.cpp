@@ -87,6 +87,33 @@ bool step_family(int32_t family, const Args& opt, Runner&& runner) {
     case 5:
       drv::lion<T>(opt, runner);
       return true;
+    // AdEMAMix, Schedule-Free (issue #14)
+    case 6:
+      drv::ademamix<T>(opt, runner);
+      return true;
+    case 7:
+      drv::schedule_free<T>(opt, runner);
+      return true;
+    // RAdam, Adamax, ADOPT (issue #14)
+    case 8:
+      drv::radam<T>(opt, runner);
+      return true;
+    case 9:
+      drv::adamax<T>(opt, runner);
+      return true;
+    case 10:
+      drv::adopt<T>(opt, runner);
+      return true;
+    // Adadelta, Rprop, ASGD (issue #14)
+    case 11:
+      drv::adadelta<T>(opt, runner);
+      return true;
+    case 12:
+      drv::rprop<T>(opt, runner);
+      return true;
+    case 13:
+      drv::asgd<T>(opt, runner);
+      return true;
     default:
       return false;
   }
@@ -136,14 +163,31 @@ int64_t lab_run(const Args* opt, const LabArgs& a) {
   Counter step0, extra0, step_end, extra_end;
   step0.load(opt->step[0], opt->step_f64);
   if (opt->extra) extra0.load(opt->extra[0], opt->extra_f64);
+  Counter mu0, mu_end;  // ASGD's μ, a second per-parameter scalar
+  if (opt->asgd_mu) mu0.load(opt->asgd_mu[0], opt->asgd_mu_f64);
+  // Schedule-Free's bookkeeping (γ_max, Σw of the group's one tensor): per block, as the
+  // counters, each block starting from the same values and the first block's kept at the end
+  const bool sf = opt->sf_lr_max != nullptr;
+  const double sf0[2] = {sf ? opt->sf_lr_max[0] : 0.0, sf ? opt->sf_weight_sum[0] : 0.0};
+  double sf_end[2] = {sf0[0], sf0[1]};
   const int64_t frozen = blocks(a, [&](int64_t r0, int64_t r1) {
     Args local = *opt;
     Counter step, extra;
+    double sf_lr_max = sf0[0], sf_weight_sum = sf0[1];
+    if (sf) {
+      local.sf_lr_max = &sf_lr_max;
+      local.sf_weight_sum = &sf_weight_sum;
+    }
     step.load(step0.ptr[0], opt->step_f64);
     local.step = step.ptr;
     if (opt->extra) {
       extra.load(extra0.ptr[0], opt->extra_f64);
       local.extra = extra.ptr;
+    }
+    Counter mu;
+    if (opt->asgd_mu) {
+      mu.load(mu0.ptr[0], opt->asgd_mu_f64);
+      local.asgd_mu = mu.ptr;
     }
     int64_t newly = 0;
     if (fused) {
@@ -175,11 +219,19 @@ int64_t lab_run(const Args* opt, const LabArgs& a) {
     if (r0 == 0) {  // every block ends with the same counters: keep the first block's
       step_end = step;
       extra_end = extra;
+      mu_end = mu;
+      sf_end[0] = sf_lr_max;
+      sf_end[1] = sf_weight_sum;
     }
     return newly;
   });
   step_end.store(opt->step[0], opt->step_f64);
   if (opt->extra) extra_end.store(opt->extra[0], opt->extra_f64);
+  if (opt->asgd_mu) mu_end.store(opt->asgd_mu[0], opt->asgd_mu_f64);
+  if (sf) {
+    opt->sf_lr_max[0] = sf_end[0];
+    opt->sf_weight_sum[0] = sf_end[1];
+  }
   return frozen;
 }
 
@@ -204,8 +256,11 @@ extern "C" int64_t descend_landscape(const LabArgs* a) {
 // evaluate, step the family with *opt (a group of one (N, d) parameter: θ) and track, block by
 // block. Returns the number of rows frozen, or −1 (nothing done) for arguments it refuses.
 extern "C" int64_t descend_lab_step(const Args* opt, const LabArgs* a) {
-  if (!known_function(*a) || a->family > 5 || a->steps < 1 || a->rows < 1) return -1;
+  if (!known_function(*a) || a->family > 13 || a->steps < 1 || a->rows < 1) return -1;
   if (a->family < 0 ? a->steps != 1 : (opt == nullptr || opt->n != 1)) return -1;
+  // cautious mask (i14kc): its scale is per tensor, so its runs never share one (N, d) θ
+  // (the lab steps each alone); the block-by-block fused step cannot count before it writes.
+  if (a->family >= 0 && opt->cautious) return -1;
   return a->dtype == 1 ? lab_run<double>(opt, *a) : lab_run<float>(opt, *a);
 }
 

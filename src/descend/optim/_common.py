@@ -28,8 +28,9 @@ def check_common(group: dict) -> None:
     check.optional_positive("clip_value", group["clip_value"])
 
 
-def wrap(group: dict, core: list[Transform], lr_inside: bool = False):
-    """clip → maximize → L2 → core → lr → decoupled decay, as torch orders them."""
+def pre_links(group: dict) -> list[Transform]:
+    """The links before anything else reads the gradient: global-norm clipping, value
+    clipping, maximize's sign — each only where the group asks for it."""
     links: list[Transform] = []
     if group["max_grad_norm"] is not None:
         links.append(clip_by_global_norm())
@@ -37,6 +38,12 @@ def wrap(group: dict, core: list[Transform], lr_inside: bool = False):
         links.append(clip_by_value())
     if group["maximize"]:
         links.append(flip_sign())
+    return links
+
+
+def wrap(group: dict, core: list[Transform], lr_inside: bool = False):
+    """clip → maximize → L2 → core → lr → decoupled decay, as torch orders them."""
+    links = pre_links(group)
     mode = group.get("weight_decay_mode")
     if mode == "l2":
         links.append(add_weight_decay(mode="l2"))

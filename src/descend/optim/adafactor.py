@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-from torch import Tensor
-
 from ..transforms import scale_by_adafactor
 from . import validation as check
 from .declared import Declared, Spec
@@ -22,6 +20,9 @@ class Adafactor(Declared):
     torch departs from the paper (lr caps ρ; ε₁ clamps instead of being added to g²).
     Chain: [clip] [maximize] → scale_by_adafactor → [decoupled decay]. Not element-wise: the
     factored moments mix each matrix's rows and columns (and RMS(θ), RMS(U) the whole tensor).
+    Under FSDP2 (DTensor shards) each tensor is gathered (g and θ in one all-gather), stepped
+    whole on every rank and the rank's shard of the update kept; R and C are whole on every
+    rank, a vector's V̂ sharded like it (:mod:`descend.transforms._sharded`).
     """
 
     keywords = ("lr", "beta2_decay", "eps", "d", "weight_decay")
@@ -44,12 +45,10 @@ class Adafactor(Declared):
     couples = True
 
     def check(self, group: dict) -> None:
-        lr = group["lr"]
-        if isinstance(lr, Tensor) and lr.numel() != 1:
-            raise ValueError(
-                "lr must be a number or a 1-element tensor (Tensor lr must be 1-element): "
-                "Adafactor's update mixes a tensor's elements, so a per-row lr has no meaning"
-            )
+        check.one_element_lr(
+            group["lr"],
+            "Adafactor's update mixes a tensor's elements, so a per-row lr has no meaning",
+        )
         eps = group["eps"]
         if not isinstance(eps, (tuple, list)) or len(eps) != 2:
             raise ValueError(f"eps must be a pair (epsilon1, epsilon2), got {eps!r}")

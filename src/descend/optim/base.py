@@ -16,6 +16,7 @@ from torch.optim.optimizer import _get_scalar_dtype
 from torch.utils.hooks import RemovableHandle
 
 from ..transforms import Chain, Context, chain, hp
+from ..transforms.base import apply_updates, scaled
 from . import validation as check
 from .distributed import AUTO, decide, resolve_process_group
 
@@ -292,7 +293,9 @@ class ChainOptimizer(torch.optim.Optimizer):
             states.append(st)
         steps = [st["step"] for st in states]
         torch._foreach_add_(steps, 1)
-        ctx = Context(group, steps, trace={} if self._trace_hooks else None)
+        # apply_scaled: this step applies the updates itself, so a link may leave its factor
+        # pending (θ.add_(D, alpha=−s), see descend.transforms.base)
+        ctx = Context(group, steps, trace={} if self._trace_hooks else None, apply_scaled=True)
         if not torch.compiler.is_compiling():
             norm = self.__dict__.get("_global_norms", {}).get(index)
             if norm is not None:  # the norm of the whole gradient, agreed across ranks
@@ -300,9 +303,11 @@ class ChainOptimizer(torch.optim.Optimizer):
         grads = [p.grad for p in params]
         ctx.record("grad", grads)
         updates = links.update(grads, states, params, ctx)
-        decay = ctx.extras.get("decay")  # decoupled decay, already applied to θ in place
-        ctx.record("update", updates if decay is None else torch._foreach_add(updates, decay))
-        torch._foreach_sub_(params, updates)
+        if ctx.trace is not None:
+            full = updates if ctx.scales is None else scaled(updates, ctx.scales, params)
+            decay = ctx.extras.get("decay")  # decoupled decay, already applied to θ in place
+            ctx.record("update", full if decay is None else torch._foreach_add(full, decay))
+        apply_updates(params, updates, ctx.scales)
         if ctx.trace is not None:
             ctx.record("param", params)
             for hook in list(self._trace_hooks.values()):

@@ -154,8 +154,13 @@ class Declared(ChainOptimizer):
             core = self.core(group)
             if group.get("cautious"):
                 core = self.cautious_core(group, core)
-            chains[key] = wrap(group, core, lr_inside=self.lr_inside(group))
+            chains[key] = self.wrap(group, core)
         return chains[key]
+
+    def wrap(self, group: dict, core: list[Transform]):
+        """The chain around the core: clip → maximize → L2 → core → lr → decay
+        (:func:`._common.wrap`)."""
+        return wrap(group, core, lr_inside=self.lr_inside(group))
 
 
 def _make_init(cls: type[Declared]):

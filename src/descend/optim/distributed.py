@@ -152,3 +152,21 @@ def decide(opt, work: list, need_finite: bool) -> tuple[bool, dict[int, Tensor]]
         if group.get("max_grad_norm") is not None
     }
     return bool(total[0] == 0), norms
+
+
+def spread_over(opt, params: list[Tensor]) -> tuple:
+    """The process groups over which a param group's values are spread: a DTensor's
+    sharded mesh dimensions, else the optimizer's ``process_group`` (empty: none)."""
+    return _groups_of(opt, params)
+
+
+def all_reduce_sum(vec: Tensor, groups: tuple) -> Tensor:
+    """``vec`` (a CPU float64 vector of this rank's sums) summed over every rank of each
+    process group in ``groups`` in turn (a DTensor sharded along several mesh dimensions is
+    reduced along each). Every rank must call it with the same groups in the same order."""
+    total = vec.clone()
+    for pg in groups:
+        buf = total.to(_device_for(pg))
+        torch.distributed.all_reduce(buf, op=torch.distributed.ReduceOp.SUM, group=pg)
+        total = buf.cpu()
+    return total

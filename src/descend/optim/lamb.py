@@ -21,11 +21,12 @@ class LAMB(Declared):
         r = m̂/(√v̂ + ε) + λθ,   m̂ = m/(1 − β₁ᵗ), v̂ = v/(1 − β₂ᵗ)
         θ ← θ − γ · (‖θ‖/‖r‖) · r      (ratio 1 where ‖θ‖ = 0 or ‖r‖ = 0)
 
-    Each parameter tensor is one layer. ``weight_decay_mode="trust_ratio"`` (default; the paper
-    and ``optax.lamb``) puts λθ inside r as above; ``"decoupled"`` (Keras' ``Lamb``, whose decay
-    is every Keras optimizer's) shrinks θ ← θ(1 − γλ) outside the ratio, *before* the step as
-    Keras does, so the ratio reads the shrunk ‖θ‖ (``"independent"``: θ(1 − λ), likewise);
-    ``"l2"`` adds λθ to g.
+    Each parameter tensor is one layer (under FSDP2 its norms are the whole tensor's: every
+    tensor's squared shard norms in one all-reduce per step).
+    ``weight_decay_mode="trust_ratio"`` (default; the paper and ``optax.lamb``) puts λθ inside
+    r as above; ``"decoupled"`` (Keras' ``Lamb``, whose decay is every Keras optimizer's)
+    shrinks θ ← θ(1 − γλ) outside the ratio, *before* the step as Keras does, so the ratio
+    reads the shrunk ‖θ‖ (``"independent"``: θ(1 − λ), likewise); ``"l2"`` adds λθ to g.
     Exclusion masks are param groups: a group with ``weight_decay=0`` is optax's ``mask``, and
     ``trust_ratio=False`` turns the adaptation off (plain AdamW steps) for a group — e.g.
     ``param_groups(model, 0.01, no_decay_options={"trust_ratio": False})`` for biases and norms
@@ -62,17 +63,10 @@ class LAMB(Declared):
         check.non_negative("eps", group["eps"])
         check.flag("trust_ratio", group["trust_ratio"])
 
-    def chain(self, group: dict):
+    def wrap(self, group: dict, core):
         # the decay placements other than L2 are the core's own (see core)
-        key = self.shape(group)
-        chains = self.__dict__.setdefault("_chains", {})
-        if key not in chains:
-            core = self.core(group)
-            if group.get("cautious"):
-                core = self.cautious_core(group, core)
-            outer = "l2" if group["weight_decay_mode"] == "l2" else None
-            chains[key] = wrap({**group, "weight_decay_mode": outer}, core)
-        return chains[key]
+        outer = "l2" if group["weight_decay_mode"] == "l2" else None
+        return wrap({**group, "weight_decay_mode": outer}, core)
 
     def core(self, group: dict) -> list:
         mode = group["weight_decay_mode"]

@@ -15,9 +15,10 @@ class LARS(Declared):
         r = η‖θ‖/(‖u‖ + ε)                  (r = 1 where ‖θ‖ = 0 or ‖u‖ = 0)
         v ← μv + γ·r·u,   θ ← θ − v         (nesterov: θ ← θ − (μv + γ·r·u))
 
-    Each parameter tensor is one layer; the learning rate sits inside the velocity (optax
-    scales before its ``trace``: the same trajectory as torch's lr-outside form while γ is
-    constant, not under a schedule). Exclusion masks are param groups: a group with
+    Each parameter tensor is one layer (under FSDP2 its norms are the whole tensor's: every
+    tensor's squared shard norms in one all-reduce per step); the learning rate sits inside
+    the velocity (optax scales before its ``trace``: the same trajectory as torch's lr-outside
+    form while γ is constant, not under a schedule). Exclusion masks are param groups: a group with
     ``weight_decay=0`` is optax's ``weight_decay_mask``, ``trust_ratio=False`` its
     ``trust_ratio_mask`` — ``param_groups(model, 1e-4, no_decay_options={"trust_ratio":
     False})`` excludes biases and norms from both (:func:`descend.optim.param_groups`).

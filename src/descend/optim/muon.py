@@ -12,9 +12,6 @@ from torch import Tensor
 from ..transforms import (
     add_weight_decay,
     chain,
-    clip_by_global_norm,
-    clip_by_value,
-    flip_sign,
     scale_by_adam,
     scale_by_lr,
     scale_by_muon,
@@ -24,6 +21,7 @@ from ..transforms.base import Transform, hp
 from ..transforms.muon import ADJUST_LR_FNS, EPS_MODES, LAYOUTS, MOMENTUM_FORMS_MUON, NS_DTYPES
 from ..transforms.partition import partition
 from . import validation as check
+from ._common import pre_links
 from .declared import Declared, Spec
 
 _NS = (3.4445, -4.7750, 2.0315)  # Keller Jordan's quintic coefficients (all three frameworks)
@@ -71,6 +69,10 @@ class Muon(Declared):
       s = 0.2·√max(m, n), λ = λ_a = 4e-3, the AdamW of the non-matrices in Keras' ε̂ form
       (``adam_eps_placement="hat"``, ε_a 1e-7). Keras' ``rms_rate=None`` is
       ``adjust_lr_fn="none"``.
+
+    Under FSDP2 (DTensor shards) the momentum B stays sharded; M is gathered (one all-gather
+    per matrix and step), orthogonalised whole on every rank, and each rank keeps its rows of
+    O (:mod:`descend.transforms._sharded`): 2 ranks equal one process.
 
     The AdamW part is an AdamW with lr γ·r, its decay θ(1 − γrλ_a) included (torch's separate
     AdamW, optax's ``adam_learning_rate``); Keras decays those parameters with γ instead —
@@ -200,6 +202,11 @@ class Muon(Declared):
     point_as_matrix = True
 
     def check(self, group: dict) -> None:
+        check.one_element_lr(
+            group["lr"],
+            "Muon orthogonalises whole matrices, so a per-row lr has no meaning (the landscape "
+            "lab gives each run its own optimizer)",
+        )
         check.decay_rate("momentum", group["momentum"])
         check.non_negative("eps", group["eps"])
         check.non_negative("rms_rate", group["rms_rate"])
@@ -286,17 +293,22 @@ class Muon(Declared):
         nesterov = group["adam_nesterov"]
         return group["nesterov"] if nesterov is None else nesterov
 
+    def _step_group(self, index: int, group: dict, params: list) -> None:
+        if any(p.is_complex() for p in params):
+            # as real views a complex matrix would be 3-D (stepped by AdamW) and a complex
+            # vector 2-D (orthogonalised): neither is Muon's update of a complex parameter
+            raise RuntimeError(
+                "Muon does not support complex parameters (Newton–Schulz orthogonalises real "
+                "matrices; torch.optim.Muon refuses them too): step them with another "
+                "optimizer, or as torch.view_as_real views"
+            )
+        super()._step_group(index, group, params)
+
     def chain(self, group: dict):
         key = self.shape(group)
         chains = self.__dict__.setdefault("_chains", {})
         if key not in chains:
-            links: list[Transform] = []
-            if group["max_grad_norm"] is not None:
-                links.append(clip_by_global_norm())
-            if group["clip_value"] is not None:
-                links.append(clip_by_value())
-            if group["maximize"]:
-                links.append(flip_sign())
+            links = pre_links(group)
             # a group with use_muon=False is all AdamW: the same partition, choosing nothing
             select = is_matrix if group["use_muon"] else _nothing
             muon, adam = chain(*self.muon_links(group)), chain(*self.adam_links(group))

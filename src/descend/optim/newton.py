@@ -8,7 +8,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ..transforms._sharded import is_sharded
 from . import validation as check
+from .distributed import _building_zero
 from .registry import Spec, register
 
 HESSIANS = ("full", "diagonal")
@@ -73,6 +75,7 @@ class Newton(torch.optim.Optimizer):
                     f"parameters jointly, so {', '.join(SHARED)} are per optimizer; only lr "
                     "may differ per group"
                 )
+        _check_one_process(param_group["params"])
         super().add_param_group(param_group)
 
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:  # type: ignore[override]
@@ -198,6 +201,19 @@ def solve(h: Tensor, g: Tensor, damping, mode: str = "exact", kind: str = "full"
     if single:
         return Solution(direction[0], ok[0], lowest[0], finite[0])
     return Solution(direction, ok, lowest, finite)
+
+
+def _check_one_process(params) -> None:
+    """One Newton step solves one system over the whole model, with autograd's double
+    backward through it: refuse sharded (DTensor) parameters and a ZeroRedundancyOptimizer's
+    share, where each rank would solve for its part only (its blocks of H, not H)."""
+    params = [params] if isinstance(params, Tensor) else list(params)
+    if any(is_sharded(p) for p in params) or _building_zero() is not None:
+        raise ValueError(
+            "Newton solves one system (H + λI)d = g over every parameter, but here each "
+            "process holds a share of them (DTensor parameters or a ZeroRedundancyOptimizer): "
+            "the Hessian is not assembled across processes; use Newton in one process"
+        )
 
 
 def _solved_or_raise(sol: Solution, lam: float, mode: str, kind: str) -> Tensor:

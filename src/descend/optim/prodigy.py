@@ -9,12 +9,13 @@ import torch
 from torch.optim.optimizer import _get_scalar_dtype
 
 from ..transforms import Context, ProdigyRound, scale_by_prodigy
+from ..transforms._sharded import is_sharded
 from ..transforms.prodigy import fresh_estimate
 from . import validation as check
 from ._common import wrap
 from .base import _as_real
 from .declared import Declared, Spec
-from .distributed import _dtensor_type
+from .distributed import all_reduce_sum, spread_over
 
 PRODIGY_DECAY_MODES = ("decoupled", "l2")
 
@@ -42,9 +43,17 @@ class Prodigy(Declared):
 
     Keywords and order as prodigyopt. ``decouple=True`` (default) is decoupled decay with the
     step dγ, ``False`` is L2 (g + λθ); ``weight_decay_mode="decoupled"|"l2"`` and
-    ``decoupled_weight_decay`` say the same. ``fsdp_in_use`` must stay False: the estimate is
-    not reduced across processes yet, so sharded (DTensor) parameters and a
-    ZeroRedundancyOptimizer's share are refused; DDP is fine (every rank has every gradient).
+    ``decoupled_weight_decay`` say the same.
+
+    Across processes d stays one estimate: where each rank holds a share of the parameters —
+    FSDP2's DTensor shards, a ZeroRedundancyOptimizer's partition (``process_group``, see
+    :mod:`descend.optim.distributed`) — the sums r and Σ‖s‖₁ of each rank's share are
+    all-reduced (one ``all_reduce`` of a float64 vector per step and process group) before d
+    is updated, so every rank takes the same d and the run equals one process's. Under FSDP2
+    s and θ₀ have the parameter's shape and sharding (one process keeps them flat), and
+    ``slice_p`` must be 1 (a sliced vector has no sharding that matches the parameter's).
+    DDP needs no reduction (every rank has every gradient). ``fsdp_in_use`` (prodigyopt's
+    switch for the same reduction) must stay False: descend reduces wherever it is needed.
     Discrepancy with prodigyopt: a frozen group (lr = 0) does not move here; prodigyopt still
     applies the shared dγ to it (decaying it, and with β₁ = 0 stepping g/(dε)).
 
@@ -112,7 +121,7 @@ class Prodigy(Declared):
             group.setdefault(key, value)
         if self.param_groups:
             _check_lrs([*self.param_groups, {**self.defaults, **group}])
-        _check_one_process(self, group)
+        _check_sharding(group.get("slice_p", self.defaults["slice_p"]), group["params"])
         super().add_param_group(group)
 
     def validate(self, group: dict) -> None:
@@ -140,8 +149,9 @@ class Prodigy(Declared):
             raise ValueError(f"slice_p={slice_p!r} is invalid: it must be an integer ≥ 1")
         if group["fsdp_in_use"] is not False:
             raise ValueError(
-                f"fsdp_in_use={group['fsdp_in_use']!r}: descend's Prodigy does not reduce its "
-                "d estimate across processes yet; it must be False"
+                f"fsdp_in_use={group['fsdp_in_use']!r} is invalid: it must be False; descend's "
+                "Prodigy reduces its d estimate across ranks by itself (over a DTensor's mesh "
+                "or the optimizer's process_group)"
             )
 
     def chain(self, group: dict):
@@ -157,13 +167,16 @@ class Prodigy(Declared):
     @torch.no_grad()
     def step(self, closure=None):
         pending: list = []
+        skipped = self.skipped_steps
         with ExitStack() as stack:
             self.__dict__["_prodigy"] = (pending, stack)
             try:
                 loss = super().step(closure)  # checks, clipping norms; groups go to `pending`
             finally:
                 del self.__dict__["_prodigy"]
-            if pending:
+            # a ZeRO rank whose share has no gradient still takes part in the reduction
+            shared = self.process_group is not None and self.skipped_steps == skipped
+            if pending or shared:
                 self._step_all(pending)
         return loss
 
@@ -176,8 +189,11 @@ class Prodigy(Declared):
 
     def _step_all(self, pending: list) -> None:
         rnd = ProdigyRound.start(self.param_groups)  # checks the lrs before anything changes
+        for _, group, params, _ in pending:
+            _check_sharding(group["slice_p"], params)
         from .fast import step_group
 
+        shares = _Shares(self, len(self.param_groups))
         runs = []
         for index, group, params, norm in pending:
             if self.fused is not False and not self._trace_hooks:
@@ -202,9 +218,15 @@ class Prodigy(Declared):
             ctx.record("grad", updates)
             for link in head:
                 updates = link.update(updates, states, params, ctx)
-            core.measure(updates, states, params, ctx, rnd)
+            shares.measure(core, updates, states, params, ctx, rnd)
             runs.append((index, ctx, core, updates, states, params))
+        stepped = shares.reduce(rnd)  # r and Σ‖s‖₁ over every rank's share
         rnd.finish(self.param_groups)
+        if rnd.d_new is not None:  # a group stepped on other ranks only (ZeRO) counts too
+            ran = {index for index, *_ in runs}
+            for index in stepped - ran:
+                group = self.param_groups[index]
+                group["k"] = group.get("k", 0) + 1
         for index, ctx, core, updates, states, params in runs:
             ctx.extras["prodigy"] = rnd
             out = core.update(updates, states, params, ctx)
@@ -240,21 +262,60 @@ def _resolve_decay(group: dict) -> None:
     group["weight_decay_mode"], group["decouple"] = mode, mode == "decoupled"
 
 
-def _check_one_process(opt: Prodigy, group: dict) -> None:
-    """d must be one estimate over the whole model: refuse what would give each process its
-    own (sharded DTensor parameters, a ZeroRedundancyOptimizer's share) until the sums are
-    reduced across ranks."""
-    dtensor = _dtensor_type()
-    params = group["params"]
+def _check_sharding(slice_p, params) -> None:
+    """A DTensor parameter keeps s and θ₀ sharded like itself: slice_p must be 1."""
     params = [params] if isinstance(params, torch.Tensor) else list(params)
-    sharded = dtensor is not None and any(isinstance(p, dtensor) for p in params)
-    if sharded or opt.process_group is not None:
+    if slice_p != 1 and any(is_sharded(p) for p in params):
         raise ValueError(
-            "Prodigy's d is one estimate over every parameter, but here each process holds "
-            "only a share of them (DTensor parameters or a ZeroRedundancyOptimizer): the "
-            "estimate is not reduced across processes yet (prodigyopt's fsdp_in_use); use "
-            "Prodigy under DDP, or one process"
+            f"slice_p={slice_p!r} is invalid for sharded (DTensor) parameters: it must be 1 "
+            "(every slice_p-th element of a flattened tensor has no sharding that matches "
+            "the parameter's; FSDP2 already divides the state's memory by the ranks)"
         )
+
+
+class _Shares:
+    """Each group's share of Prodigy's sums r and Σ‖s‖₁, kept apart per set of process groups
+    it is spread over (:func:`descend.optim.distributed.spread_over`), and reduced across
+    ranks in :meth:`reduce`. In one process (nothing spread) the sums accumulate as before."""
+
+    def __init__(self, opt: Prodigy, n_groups: int):
+        self.opt, self.n = opt, n_groups
+        own = opt.process_group
+        self.parts: dict[tuple, tuple[tuple, torch.Tensor]] = {}
+        if own is not None:  # every rank reduces over it, whatever its share holds
+            self._part((own,))
+
+    def _part(self, groups: tuple) -> torch.Tensor:
+        key = tuple(map(id, groups))
+        if key not in self.parts:
+            self.parts[key] = (groups, torch.zeros(2 + self.n, dtype=torch.float64))
+        return self.parts[key][1]
+
+    def measure(self, core, updates, states, params, ctx, rnd: ProdigyRound) -> None:
+        groups = spread_over(self.opt, params)
+        if not groups:
+            core.measure(updates, states, params, ctx, rnd)
+            return
+        delta, denom = rnd.delta, rnd.denom
+        rnd.delta = rnd.denom = 0.0
+        core.measure(updates, states, params, ctx, rnd)
+        vec = self._part(groups)
+        vec[0] += rnd.delta
+        vec[1] += rnd.denom
+        index = next(i for i, g in enumerate(self.opt.param_groups) if g is ctx.group)
+        vec[2 + index] = 1.0
+        rnd.delta, rnd.denom = delta, denom
+
+    def reduce(self, rnd: ProdigyRound) -> set[int]:
+        """Add every rank's shares to ``rnd``; the indices of the groups that had a gradient
+        on some rank."""
+        stepped: set[int] = set()
+        for groups, vec in self.parts.values():
+            total = all_reduce_sum(vec, groups)
+            rnd.delta += float(total[0])
+            rnd.denom += float(total[1])
+            stepped.update(i for i in range(self.n) if total[2 + i] > 0)
+        return stepped
 
 
 def _check_lrs(groups: list[dict]) -> None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 from ..transforms import (
     add_weight_decay,
     chain,
-    clip_by_global_norm,
-    clip_by_value,
     decay_after_update,
-    flip_sign,
     scale_by_lr,
     scale_by_soap,
 )
 from ..transforms.soap import DATA_FORMATS
 from . import validation as check
+from ._common import pre_links
 from .declared import Declared, Spec
 
 
@@ -35,6 +33,12 @@ class SOAP(Declared):
     drops √(1 − β₂ˢ)/(1 − β₁ˢ). Weight decay is decoupled and applied after the step, as the
     reference does (``weight_decay_mode="l2"`` adds λθ to G instead; ``"independent"``
     decays by θ(1 − λ)). See :class:`descend.transforms.scale_by_soap`.
+
+    Under FSDP2 (DTensor shards) each matrix's G, m and v are gathered in one all-gather, the
+    step runs whole on every rank (the same result from the same values) and each rank keeps
+    its shard: m and v stay sharded like the parameter, the factors and bases (``GG``, ``Q``)
+    are whole plain tensors on every rank (DCP saves them once); a vector with identity bases
+    steps on its shard (:mod:`descend.transforms._sharded`).
 
     Where the reference crashes — ``merge_dims=True`` on a tensor whose dimensions all merge
     into one (its ``merge_small_dims`` returns [1]) — descend merges it into one dimension,
@@ -107,13 +111,7 @@ class SOAP(Declared):
         key = self.shape(group)
         chains = self.__dict__.setdefault("_chains", {})
         if key not in chains:
-            links = []
-            if group["max_grad_norm"] is not None:
-                links.append(clip_by_global_norm())
-            if group["clip_value"] is not None:
-                links.append(clip_by_value())
-            if group["maximize"]:
-                links.append(flip_sign())
+            links = pre_links(group)
             mode = group["weight_decay_mode"]
             if mode == "l2":
                 links.append(add_weight_decay(mode="l2"))

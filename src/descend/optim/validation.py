@@ -51,6 +51,16 @@ def decay_rate(name: str, value) -> None:
         raise ValueError(f"{name}={_show(value)} is invalid: it must be in [0, 1)")
 
 
+def one_element_lr(lr, why: str) -> None:
+    """lr is a number or a one-element tensor (torch's "Tensor lr must be 1-element"), for an
+    optimizer whose update mixes a tensor's elements, so one lr per element or row means
+    nothing; ``why`` says so for that optimizer."""
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        raise ValueError(
+            f"lr must be a number or a 1-element tensor (Tensor lr must be 1-element): {why}"
+        )
+
+
 def unit_closed(name: str, value) -> None:
     """value ∈ [0, 1]."""
     number(name, value)

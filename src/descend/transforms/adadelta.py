@@ -21,7 +21,7 @@ from torch import Tensor
 
 from . import _ops
 from .adam import _zeros
-from .base import Context, Transform, hp
+from .base import Context, KernelPlan, Transform, hp
 
 
 class scale_by_adadelta(Transform):  # noqa: N801
@@ -69,3 +69,10 @@ class scale_by_adadelta(Transform):  # noqa: N801
         ctx.record("delta_avg", acc)
         ctx.owned = True
         return delta
+
+    kernel = "adadelta"
+
+    def kernel_plan(self, read, fields: dict, absorbed=None) -> KernelPlan:
+        fields["alpha"] = read.number(self.rho, "rho")  # Args.alpha: the EWA's decay
+        fields["eps_in"] = read.number(self.eps, "eps")
+        return KernelPlan(slots=("square_avg", "acc_delta", None))

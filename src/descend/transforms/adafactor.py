@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._sharded import gather, is_sharded, local_like
 from .base import Context, Transform, hp
 
 
@@ -59,9 +60,9 @@ class scale_by_adafactor(Transform):  # noqa: N801
     def init(self, param: Tensor, state: dict) -> None:
         if param.dim() > 1:
             if "row_var" not in state:
-                state["row_var"] = param.new_zeros((*param.shape[:-1], 1))
+                state["row_var"] = _zeros(param, (*param.shape[:-1], 1))
             if "col_var" not in state:
-                state["col_var"] = param.new_zeros((*param.shape[:-2], 1, param.shape[-1]))
+                state["col_var"] = _zeros(param, (*param.shape[:-2], 1, param.shape[-1]))
         elif "variance" not in state:
             state["variance"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
@@ -73,31 +74,19 @@ class scale_by_adafactor(Transform):  # noqa: N801
         for g, p, st, t in zip(updates, params, states, ctx.t):
             if eps1 is None:  # torch: the first parameter's dtype decides for the group
                 eps1 = torch.finfo(p.dtype).eps
-            w = t**tau  # 1 − β̂₂ₜ
-            rho = min(lr, 1 / (t**0.5))
-            alpha = max(eps2, p.norm(2).item() / (p.numel() ** 0.5)) * rho
-            if g.dim() > 1:
-                row_var, col_var = st["row_var"], st["col_var"]
-                row_mean = torch.norm(g, dim=-1, keepdim=True).square_().div_(g.size(-1))
-                row_var.lerp_(row_mean, w)
-                col_mean = torch.norm(g, dim=-2, keepdim=True).square_().div_(g.size(-2))
-                col_var.lerp_(col_mean, w)
-                v_hat = row_var @ col_var
-                v_hat.div_(row_var.mean(dim=-2, keepdim=True).clamp_(min=eps1))
-                rows.append(row_var)
-                cols.append(col_var)
+            hyper = (lr, tau, d, eps1, eps2, ctx.tracing)
+            if is_sharded(g):
+                u, rho, scale, v_hat = self._step_sharded(g, p, st, t, hyper)
             else:
-                variance = st["variance"]
-                variance.lerp_(g * g, w)
-                v_hat = variance.clone()
-                fulls.append(variance)
+                u, rho, scale, v_hat = self._step(g, p, st, t, hyper)
+            if g.dim() > 1:
+                rows.append(st["row_var"])
+                cols.append(st["col_var"])
+            else:
+                fulls.append(st["variance"])
             if ctx.tracing:
-                v_hats.append(v_hat.clone())
-            u = v_hat.clamp_(min=eps1 * eps1).rsqrt_()
-            u.mul_(g)
-            denom = max(1.0, u.norm(2).item() / ((u.numel() ** 0.5) * d))
-            scale = alpha / denom
-            out.append(u.mul_(scale))  # torch: θ.add_(U, alpha=−α/denom)
+                v_hats.append(v_hat)
+            out.append(u)
             rhos.append(rho)
             scales.append(scale)
         if ctx.tracing:
@@ -111,3 +100,53 @@ class scale_by_adafactor(Transform):  # noqa: N801
             ctx.record("scale", scales)
         ctx.owned = True
         return out
+
+    @staticmethod
+    def _step(g: Tensor, p: Tensor, st: dict, t, hyper: tuple) -> tuple:
+        """One parameter's update on whole tensors: (u, ρ_t, scale, V̂ when tracing)."""
+        lr, tau, d, eps1, eps2, tracing = hyper
+        w = t**tau  # 1 − β̂₂ₜ
+        rho = min(lr, 1 / (t**0.5))
+        alpha = max(eps2, p.norm(2).item() / (p.numel() ** 0.5)) * rho
+        if g.dim() > 1:
+            row_var, col_var = st["row_var"], st["col_var"]
+            row_mean = torch.norm(g, dim=-1, keepdim=True).square_().div_(g.size(-1))
+            row_var.lerp_(row_mean, w)
+            col_mean = torch.norm(g, dim=-2, keepdim=True).square_().div_(g.size(-2))
+            col_var.lerp_(col_mean, w)
+            v_hat = row_var @ col_var
+            v_hat.div_(row_var.mean(dim=-2, keepdim=True).clamp_(min=eps1))
+        else:
+            variance = st["variance"]
+            variance.lerp_(g * g, w)
+            v_hat = variance.clone()
+        recorded = v_hat.clone() if tracing else None
+        u = v_hat.clamp_(min=eps1 * eps1).rsqrt_()
+        u.mul_(g)
+        denom = max(1.0, u.norm(2).item() / ((u.numel() ** 0.5) * d))
+        scale = alpha / denom
+        return u.mul_(scale), rho, scale, recorded  # torch: θ.add_(U, alpha=−α/denom)
+
+    def _step_sharded(self, g: Tensor, p: Tensor, st: dict, t, hyper: tuple) -> tuple:
+        """A DTensor parameter (FSDP2): G and θ (and a vector's v, sharded like θ) gathered
+        in one collective, :meth:`_step` on the whole tensors, this rank's shard of u kept.
+        A matrix's factored R and C are reductions over the whole matrix: whole (plain) on
+        every rank, each rank computing the same from the same gathered G."""
+        if g.dim() > 1:
+            full_g, full_p = gather(g, p)
+            whole = st
+        else:
+            full_g, full_p, full_v = gather(g, p, st["variance"])
+            whole = {"variance": full_v}
+        u, rho, scale, v_hat = self._step(full_g, full_p, whole, t, hyper)
+        if g.dim() <= 1:
+            st["variance"].to_local().copy_(local_like(full_v, g).to_local())
+        return local_like(u, g), rho, scale, v_hat if v_hat is None else local_like(v_hat, g)
+
+
+def _zeros(param: Tensor, shape: tuple) -> Tensor:
+    """A factored statistic's zeros: a plain tensor, whole on every rank, for a DTensor
+    parameter too (see ``scale_by_adafactor._step_sharded``)."""
+    if is_sharded(param):
+        return torch.zeros(shape, dtype=param.dtype, device=param.device)
+    return param.new_zeros(shape)

@@ -21,8 +21,9 @@ from torch import Tensor
 
 from . import _ops
 from .adam import _zeros
-from .base import Context, Transform, hp
+from .base import Context, KernelPlan, Transform, hp
 from .momentum import bias_correction
+from .rms import eps_fields
 
 EPS_PLACEMENTS_ADAMAX = ("inside", "outside")
 
@@ -90,6 +91,15 @@ class scale_by_adamax(Transform):  # noqa: N801
             ctx.precond = [1 / (c * d) for c, d in zip(c1, denom)]
         ctx.owned = True
         return out
+
+    kernel = "adamax"
+
+    def kernel_plan(self, read, fields: dict, absorbed=None) -> KernelPlan:
+        fields["beta1"] = read.number(self.b1, "betas[0]")
+        fields["beta2"] = read.number(self.b2, "betas[1]")
+        # ε inside the max (eps_in: |g| + ε) or added to u after it (eps_out)
+        eps_fields(fields, read.number(self.eps, "eps"), self.eps_placement == "inside")
+        return KernelPlan(slots=("exp_avg", "exp_inf", None))
 
 
 def _add(xs: list[Tensor], s) -> None:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from . import _ops
-from .base import Context, Transform, hp
+from .base import Context, KernelPlan, Transform, hp
 from .momentum import bias_correction
 
 
@@ -119,3 +119,16 @@ class scale_by_ademamix(Transform):  # noqa: N801
             ctx.precond = torch._foreach_reciprocal(denom)
         ctx.owned = True
         return out
+
+    kernel = "ademamix"
+
+    def kernel_plan(self, read, fields: dict, absorbed=None) -> KernelPlan:
+        fields["beta1"] = read.number(self.b1, "betas[0]")
+        fields["beta2"] = read.number(self.b2, "betas[1]")
+        fields["eps_out"] = read.number(self.eps, "eps")
+        fields["ademamix_beta3"] = read.number(self.b3, "beta3")
+        fields["ademamix_alpha"] = read.number(self.alpha, "alpha")
+        for name, ref in (("alpha_warmup", self.alpha_warmup), ("beta3_warmup", self.beta3_warmup)):
+            value = read.optional(ref, name)  # None: no warm-up, the driver's 0 (T ≥ 1)
+            fields[f"ademamix_{name}"] = 0.0 if value is None else value
+        return KernelPlan(slots=("exp_avg_fast", "exp_avg_slow", "exp_avg_sq"))

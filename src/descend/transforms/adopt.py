@@ -6,11 +6,13 @@ converges for any β₂.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from . import _ops
-from .base import Context, Transform, hp
+from .base import Context, KernelPlan, Transform, hp
 
 
 def clip_value_at(clip_lambda, step: float):
@@ -102,6 +104,31 @@ class scale_by_adopt(Transform):  # noqa: N801
                 ctx.precond = torch._foreach_reciprocal(denom)
         ctx.owned = True
         return out
+
+    kernel = "adopt"
+
+    def kernel_plan(self, read, fields: dict, absorbed=None) -> KernelPlan:
+        fields["beta1"] = read.number(self.b1, "betas[0]")
+        fields["beta2"] = read.number(self.b2, "betas[1]")
+        fields["eps_out"] = read.number(self.eps, "eps")  # the floor of max(√v, ε)
+        use = self.use_clipping
+        use = use.resolve(read.group) if isinstance(use, hp) else use
+        clip = self.clip_lambda
+        clip = clip.resolve(read.group) if isinstance(clip, hp) else clip
+        per_tensor = None
+        if use and clip is not None:
+            fields["adopt_clip"] = 1
+            if callable(clip):  # c(t − 1) per tensor, evaluated in Python at each step
+
+                def per_tensor(ts: list[float], f=clip) -> tuple[str, list[float]]:
+                    # as update: never called on a first step (t = 1 has no clipping)
+                    values = [float(clip_value_at(f, t - 1)) if t > 1 else math.inf for t in ts]
+                    return "adopt_clip_at", values
+
+            else:
+                fields["adopt_clip_exp"] = read.number(clip, "clip_lambda")
+        fields["adopt_nesterov"] = int(self.nesterov)
+        return KernelPlan(slots=("exp_avg", "exp_avg_sq", None), per_tensor=per_tensor)
 
 
 def _skip(name, tensors) -> None:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _get_scalar_dtype
 
-from .base import Context, Transform, hp
+from .base import Context, KernelPlan, Transform, hp
 
 
 class averaged_sgd(Transform):  # noqa: N801
@@ -93,6 +93,24 @@ class averaged_sgd(Transform):  # noqa: N801
             ctx.record("ax", [st["ax"] for st in states])
         ctx.owned = True
         return out
+
+    kernel = "asgd"
+
+    def kernel_plan(self, read, fields: dict, absorbed=None) -> KernelPlan:
+        # η and μ are per-parameter 0-d state (extra, asgd_mu); the step's 1 − λη, η, μ and the
+        # next η, μ are computed by the driver in double as ``update`` does in Python
+        lr = read.number(self.lr, "lr")  # a per-run (N, 1) γ means one η per run: the chain
+        fields["asgd_lr"] = lr
+        fields["asgd_lambd"] = read.number(self.lambd, "lambd")
+        fields["asgd_alpha"] = read.number(self.alpha, "alpha")
+        fields["asgd_t0"] = read.number(self.t0, "t0")
+        default = torch.get_default_dtype()  # torch.as_tensor(new η) is of this dtype
+        if default not in (torch.float32, torch.float64):
+            read.refuse(f"ASGD's η under default dtype {default} (fast kernels: fp32, fp64)")
+        fields["asgd_round32"] = int(default == torch.float32)
+        return KernelPlan(
+            slots=("ax", None, None), extra="eta", extra_fill=lr, scalars=(("asgd_mu", "mu"),)
+        )
 
 
 def _scalar_state(value, p: Tensor) -> Tensor:

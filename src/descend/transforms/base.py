@@ -14,6 +14,15 @@ A transform is a small object with an ``init`` / ``update`` pair, in the spirit 
   whether it sits inside or outside momentum). A transform may modify the list in place only
   after :meth:`Context.writable` has made it the chain's own copy; the gradients in ``p.grad``
   are never modified.
+* **A link may leave its factor to the caller** (a chain-level fusion the chain declares):
+  where the caller applies updates itself (``ctx.apply_scaled``, set by the optimizer) and
+  every later link of the chain lets a pending factor through (:attr:`Transform.keeps_scales`:
+  decoupled decay, which touches θ and not u; :func:`scale_by_lr`, which folds γ into the
+  factor), a link that declares :attr:`Transform.defers_scale` may return a direction D and
+  set ``ctx.scales`` to per-parameter numbers s (None: 1) meaning u = s·D. The optimizer
+  then steps θ ← θ − s·D as one ``θ.add_(D, alpha=−s)``, D in its own dtype (Muon's
+  bfloat16 O, as torch.optim.Muon adds it), instead of materialising s·D. Any other caller
+  sees the plain u.
 * **The step count lives in ``state["step"]``** (a float32 scalar tensor per parameter, as in
   torch); the optimizer increments it before the chain runs, so ``ctx.t`` is 1 on the first step.
 * **Hyperparameters** are plain numbers, 0-d or broadcastable tensors (the lab runs thousands of
@@ -24,7 +33,7 @@ A transform is a small object with an ``init`` / ``update`` pair, in the spirit 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +70,10 @@ class Context:
     # rate; adaptive transforms set it so scale_by_lr can report the effective lr.
     precond: list[Tensor] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # Whether the link being called may leave u = s·D with ``scales`` (see the module
+    # docstring); set per link by Chain.update from the caller's value.
+    apply_scaled: bool = False
+    scales: list | None = None
     # computed once per step (not functools.cached_property: its lock stops torch.compile)
     _t: list | None = field(default=None, repr=False)
     _uniform_t: tuple | None = field(default=None, repr=False)
@@ -116,6 +129,15 @@ class Context:
         self.owned = True
         return [u.clone() for u in updates]
 
+    def materialise(self, updates: list[Tensor], params: list[Tensor]) -> list[Tensor]:
+        """The updates as plain u (each s·D in its parameter's dtype) when a link left a
+        factor pending; clears ``scales``. For a link that reads u and lets no factor by."""
+        if self.scales is None:
+            return updates
+        out = scaled(updates, self.scales, params)
+        self.scales, self.owned = None, True
+        return out
+
     @property
     def tracing(self) -> bool:
         return self.trace is not None
@@ -129,6 +151,28 @@ class Context:
         ]
 
 
+def scaled(directions: list[Tensor], scales: list, params: list[Tensor]) -> list[Tensor]:
+    """u = s·D for pending factors ``scales`` (None: D itself), each in its parameter's dtype."""
+    return [
+        d if s is None else d.to(p.dtype).mul_(s)
+        for d, s, p in zip(directions, scales, params, strict=True)
+    ]
+
+
+def apply_updates(params: list[Tensor], updates: list[Tensor], scales: list | None) -> None:
+    """θ ← θ − u: one ``_foreach_sub_`` for the plain updates, and θ.add_(D, alpha=−s) for
+    each update a link left as a direction D with a pending factor s (``Context.scales``)."""
+    if scales is None:
+        torch._foreach_sub_(params, updates)
+        return
+    plain = [i for i, s in enumerate(scales) if s is None]
+    if plain:
+        torch._foreach_sub_([params[i] for i in plain], [updates[i] for i in plain])
+    for p, d, s in zip(params, updates, scales, strict=True):
+        if s is not None:
+            p.add_(d, alpha=-s)
+
+
 @dataclass
 class KernelPlan:
     """How the fast path (:mod:`descend.optim.fast`) runs a core transform as one kernel: the
@@ -137,8 +181,21 @@ class KernelPlan:
 
     slots: tuple[str | None, str | None, str | None] = (None, None, None)
     lazy: str | None = None
-    lazy_fill: float | None = None
+    lazy_fill: float | Tensor | None = None  # a Tensor: the lab's (N, 1) per-run values
     extra: str | None = None
+    # Per-parameter Python numbers of the state the kernel reads and updates in place, as
+    # {Args field: state key} (Schedule-Free's γ_max and Σw): passed as arrays of doubles,
+    # written back to the state after the call.
+    host: dict | None = None
+    # per_tensor(ts) -> (Args field, one number per tensor) for a value Python must compute
+    # each step from each tensor's step t (ADOPT's clip_lambda function), or None
+    per_tensor: Callable[[list[float]], tuple[str, list[float]]] | None = None
+    # Adadelta, Rprop, ASGD: the extra scalar created on first use with this value, as a 0-d
+    # tensor of torch's scalar dtype (ASGD's η₀ = γ), when ``init`` does not create it; and
+    # further per-parameter 0-d state as (``Args`` pointer field, state key) pairs (ASGD's μ:
+    # ``("asgd_mu", "mu")``; its dtype flag is the field's name + ``_f64``).
+    extra_fill: float | None = None
+    scalars: tuple[tuple[str, str], ...] = ()
 
 
 class Transform:
@@ -156,6 +213,12 @@ class Transform:
     columns: dict[str, tuple[str, str]] = {}
     kernel: str | None = None
     absorbs: tuple[type, ...] = ()
+    #: may leave its update as a direction with a pending factor (``ctx.scales``) when the
+    #: chain allows it (``ctx.apply_scaled``); see the module docstring
+    defers_scale: bool = False
+    #: lets a pending factor of an earlier link through (it ignores u, or folds a number into
+    #: the factors); a chain defers only where every later link does
+    keeps_scales: bool = False
 
     def kernel_plan(self, read, fields: dict, absorbed: Transform | None) -> KernelPlan:
         """Fill ``fields`` (``descend.native.abi.Args`` names) for one step and return the
@@ -201,13 +264,37 @@ class Chain(Transform):
         self.transforms = flat
         self.state_keys = tuple(seen)
 
+    defers_scale = True  # a chain passes the caller's permission on to its links
+
+    def _deferring(self) -> list[bool]:
+        """Per link, whether it may leave a factor pending: it declares so and every link
+        after it keeps one (computed once; absent from chains pickled before it existed)."""
+        flags = self.__dict__.get("_defer")
+        if flags is None or len(flags) != len(self.transforms):
+            links = self.transforms
+            flags = [
+                tr.defers_scale and all(t.keeps_scales for t in links[i + 1 :])
+                for i, tr in enumerate(links)
+            ]
+            self._defer = flags
+        return flags
+
+    @property
+    def keeps_scales(self) -> bool:  # type: ignore[override]
+        return all(t.keeps_scales for t in self.transforms)
+
     def init(self, param: Tensor, state: dict) -> None:
         for tr in self.transforms:
             tr.init(param, state)
 
     def update(self, updates, states, params, ctx):
-        for tr in self.transforms:
-            updates = tr.update(updates, states, params, ctx)
+        allowed = ctx.apply_scaled
+        try:
+            for tr, defer in zip(self.transforms, self._deferring()):
+                ctx.apply_scaled = allowed and defer
+                updates = tr.update(updates, states, params, ctx)
+        finally:
+            ctx.apply_scaled = allowed
         return updates
 
     def __repr__(self) -> str:

@@ -37,12 +37,18 @@ class add_weight_decay(Transform):  # noqa: N801
             )
         self.weight_decay, self.mode, self.lr = weight_decay, mode, lr
 
+    @property
+    def keeps_scales(self) -> bool:  # type: ignore[override]
+        """The decoupled forms shrink θ and leave u alone: an earlier link's pending factor
+        (``ctx.scales``) stays valid; ``l2`` adds to u."""
+        return self.mode != "l2"
+
     def update(self, updates, states, params, ctx: Context):
         wd = ctx.value(self.weight_decay)
         if not isinstance(wd, Tensor) and wd == 0:
             return updates
         if self.mode == "l2":
-            updates = ctx.writable(updates)
+            updates = ctx.writable(ctx.materialise(updates, params))
             _ops.add_scaled_(updates, params, wd)
             ctx.record("grad", updates)
             return updates

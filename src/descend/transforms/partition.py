@@ -19,8 +19,12 @@ class partition(Transform):  # noqa: N801 - transforms are named like functions
     group, as optax's ``contrib.muon`` (``combine.partition``) and Keras' ``Muon`` do.
     Intermediates each side records are merged into the trace with NaN where a parameter's
     side has no such quantity; decoupled decay amounts (``ctx.extras["decay"]``) likewise,
-    with zeros.
+    with zeros. A side may leave its updates as directions with pending factors
+    (``ctx.scales``, see :mod:`descend.transforms.base`) when the caller allows it; they are
+    merged likewise, with None (no factor) for the other side's parameters.
     """
+
+    defers_scale = True  # passes the permission to both sides and merges their factors
 
     def __init__(self, select: Callable[[Tensor], bool], chosen: Transform, rest: Transform):
         self.select, self.chosen, self.rest = select, chosen, rest
@@ -38,6 +42,7 @@ class partition(Transform):  # noqa: N801 - transforms are named like functions
         picked = [bool(self.select(p)) for p in params]
         out = list(updates)
         decay: list[Tensor] | None = None
+        scales: list | None = None
         traces = []
         for side, want in ((self.chosen, True), (self.rest, False)):
             idx = [i for i, s in enumerate(picked) if s is want]
@@ -49,6 +54,7 @@ class partition(Transform):  # noqa: N801 - transforms are named like functions
                 trace={} if ctx.tracing else None,
                 owned=ctx.owned,
                 extras={k: v for k, v in ctx.extras.items() if k != "decay"},
+                apply_scaled=ctx.apply_scaled,
             )
             result = side.update(
                 [updates[i] for i in idx], [states[i] for i in idx], [params[i] for i in idx], sub
@@ -57,6 +63,10 @@ class partition(Transform):  # noqa: N801 - transforms are named like functions
                 result = [u.clone() for u in result]
             for i, u in zip(idx, result):
                 out[i] = u
+            if sub.scales is not None:
+                scales = scales or [None] * len(params)
+                for i, s in zip(idx, sub.scales):
+                    scales[i] = s
             if "decay" in sub.extras:
                 decay = decay or [torch.zeros_like(p) for p in params]
                 for i, d in zip(idx, sub.extras["decay"]):
@@ -65,6 +75,7 @@ class partition(Transform):  # noqa: N801 - transforms are named like functions
                 traces.append((idx, sub.trace))
         ctx.owned = True
         ctx.precond = None
+        ctx.scales = scales
         if decay is not None:
             ctx.extras["decay"] = decay
         if ctx.trace is not None:

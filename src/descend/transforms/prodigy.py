@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ._sharded import is_sharded
 from .base import Context, Transform
 
 #: the group keys prodigyopt keeps the shared estimate in (every group holds the same values)
@@ -154,14 +155,17 @@ class scale_by_prodigy(Transform):  # noqa: N801
         s_scale = (d / d0) * (d if group["safeguard_warmup"] else dlr)
         for g, st, p in zip(updates, states, params):
             _init(st, p, group, beta1)
+            # a DTensor's shard (s and θ₀ sharded like θ): this rank's share of the sums
+            g, p = _local(g), _local(p)
             flat_g = g.reshape(-1)[::slice_p]
-            moved = st["p0"] - p.reshape(-1)[::slice_p]
+            moved = _local(st["p0"]).reshape(-1) - p.reshape(-1)[::slice_p]
             rnd.delta += (d / d0) * dlr * torch.dot(flat_g, moved).item()
             if beta1 > 0:
-                st["exp_avg"].mul_(beta1).add_(g, alpha=d * (1 - beta1))
-            st["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=d * d * (1 - beta2))
-            st["s"].mul_(beta3).add_(flat_g, alpha=s_scale)
-            rnd.denom += st["s"].abs().sum().item()
+                _local(st["exp_avg"]).mul_(beta1).add_(g, alpha=d * (1 - beta1))
+            _local(st["exp_avg_sq"]).mul_(beta2).addcmul_(g, g, value=d * d * (1 - beta2))
+            s = _local(st["s"]).view(-1)
+            s.mul_(beta3).add_(flat_g, alpha=s_scale)
+            rnd.denom += s.abs().sum().item()
         if ctx.tracing:
             if beta1 > 0:
                 ctx.record("m", [st["exp_avg"] for st in states])
@@ -208,14 +212,26 @@ class scale_by_prodigy(Transform):  # noqa: N801
 
 def _init(state: dict, param: Tensor, group: dict, beta1: float) -> None:
     """prodigyopt's state: s, θ₀ (every slice_p-th element; a 0-d zero when θ starts at 0),
-    m (when β₁ > 0) and v."""
+    m (when β₁ > 0) and v. For a DTensor parameter (FSDP2), s and θ₀ have θ's shape and
+    sharding (slice_p = 1: the flat vector of one process, laid out as θ so that each rank
+    holds the part of its shard), and "θ starts at 0" is decided over the whole tensor."""
     if "s" in state:
         return
-    flat = param.detach().reshape(-1)[:: group["slice_p"]]
+    if is_sharded(param):
+        nonzero = bool(param.detach().ne(0).sum().full_tensor())
+        flat = param.detach()
+    else:
+        flat = param.detach().reshape(-1)[:: group["slice_p"]]
+        nonzero = bool(param.any())
     state["s"] = torch.zeros_like(flat)
     state["p0"] = (
-        flat.clone() if param.any() else torch.tensor(0, device=param.device, dtype=param.dtype)
+        flat.clone() if nonzero else torch.tensor(0, device=param.device, dtype=param.dtype)
     )
     if beta1 > 0:
         state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
     state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+
+
+def _local(t: Tensor) -> Tensor:
+    """A DTensor's local shard (sharing its storage), or the tensor itself."""
+    return t.to_local() if is_sharded(t) else t

@@ -28,8 +28,9 @@ from torch import Tensor
 
 from . import _ops
 from .adam import EPS_PLACEMENTS, _moments, _zeros
-from .base import Context, Transform, hp
+from .base import Context, KernelPlan, Transform, hp
 from .momentum import bias_correction
+from .rms import eps_fields
 
 
 def radam_rho(b2, t: float):
@@ -143,6 +144,18 @@ class scale_by_radam(Transform):  # noqa: N801
             ]
         ctx.owned = True
         return out
+
+    kernel = "radam"
+
+    def kernel_plan(self, read, fields: dict, absorbed=None) -> KernelPlan:
+        fields["beta1"] = read.number(self.b1, "betas[0]")
+        fields["beta2"] = read.number(self.b2, "betas[1]")
+        eps_fields(fields, read.number(self.eps, "eps"), self.eps_placement == "inside")
+        fields["hat"] = int(self.eps_placement == "hat")
+        fields["radam_threshold"] = read.number(self.threshold, "threshold")
+        fields["radam_eps_root"] = read.number(self.eps_root, "eps_root")
+        fields["radam_nesterov"] = int(self.nesterov)
+        return KernelPlan(slots=("exp_avg", "exp_avg_sq", None))
 
 
 def _like(value, like: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Context, Transform, hp
+from .base import Context, KernelPlan, Transform, hp
 
 
 class scale_by_rprop(Transform):  # noqa: N801
@@ -78,6 +78,20 @@ class scale_by_rprop(Transform):  # noqa: N801
         ctx.record("step_size", sizes)
         ctx.owned = True
         return out
+
+    kernel = "rprop"
+
+    def kernel_plan(self, read, fields: dict, absorbed=None) -> KernelPlan:
+        etas = self.etas.resolve(read.group) if isinstance(self.etas, hp) else self.etas
+        sizes = self.step_sizes
+        sizes = sizes.resolve(read.group) if isinstance(sizes, hp) else sizes
+        fields["rprop_eta_minus"] = read.number(etas[0], "etas[0]")
+        fields["rprop_eta_plus"] = read.number(etas[1], "etas[1]")
+        fields["rprop_step_min"] = read.number(sizes[0], "step_sizes[0]")
+        fields["rprop_step_max"] = read.number(sizes[1], "step_sizes[1]")
+        # η₀ = γ, read when a parameter's step_size is created (the lab's (N, 1) γ too)
+        lr = read.scaling(self.lr, "lr")
+        return KernelPlan(slots=("prev", "step_size", None), lazy="step_size", lazy_fill=lr)
 
 
 def _like(x, like: Tensor):

@@ -29,7 +29,8 @@ import torch
 from torch import Tensor
 
 from . import _ops
-from .base import Context, Transform, hp
+from .base import Context, KernelPlan, Transform, hp
+from .rms import scale_by_rms
 
 DECAY_AT = ("y", "z")
 
@@ -133,6 +134,33 @@ class schedule_free(Transform):  # noqa: N801
         out = torch._foreach_sub(params, y)
         ctx.owned = True
         return out
+
+    kernel = "schedule_free"
+    absorbs_before = (scale_by_rms,)  # Schedule-Free AdamW's base direction g/(√v̂ + ε)
+
+    def kernel_plan(self, read, fields: dict, absorbed: scale_by_rms | None) -> KernelPlan:
+        if absorbed is not None:
+            if absorbed.centered or absorbed.eps_placement != "outside":
+                read.refuse(
+                    "Schedule-Free's kernel runs scale_by_rms uncentred with ε outside the root"
+                )
+            fields["sf_rms"] = 1
+            fields["beta2"] = read.number(absorbed.alpha, "betas[1]")
+            fields["eps_out"] = read.number(absorbed.eps, "eps")
+            fields["bias2"] = int(absorbed.bias_correction)
+        fields["beta"] = read.number(self.momentum, "momentum")
+        fields["sf_lr"] = read.number(self.lr, "lr")
+        fields["sf_warmup"] = read.number(self.warmup_steps, "warmup_steps")
+        fields["sf_r"] = read.number(self.r, "r")
+        fields["sf_power"] = read.number(self.weight_lr_power, "weight_lr_power")
+        wd = read.number(self.weight_decay, "weight_decay")
+        fields["sf_wd"] = wd
+        fields["sf_decay"] = 0 if wd == 0 else (2 if self.decay_at == "z" else 1)
+        fields["sf_lag"] = int(read.number(self.warmup_lag, "warmup_lag"))
+        v = "square_avg" if absorbed is not None else None
+        return KernelPlan(
+            slots=(v, "z", "x"), host={"sf_lr_max": "lr_max", "sf_weight_sum": "weight_sum"}
+        )
 
 
 def _warm(lr, t, warmup):

@@ -32,6 +32,7 @@ from itertools import chain
 import torch
 from torch import Tensor
 
+from ._sharded import gather, is_sharded, like_local, local_like
 from .base import Context, Transform, hp
 
 DATA_FORMATS = ("channels_first", "channels_last")
@@ -121,11 +122,11 @@ class scale_by_soap(Transform):  # noqa: N801 - transforms are named like functi
         if param.dim() == 1:
             d = param.numel()
             keep = self.precondition_1d and d <= self.max_precondition_dim
-            factors.append(param.new_zeros(d, d) if keep else [])
+            factors.append(_factor(param, d) if keep else [])
         else:
             shape = self._merged(param).shape if self.merge_dims else param.shape
             for d in shape:
-                factors.append(param.new_zeros(d, d) if d <= self.max_precondition_dim else [])
+                factors.append(_factor(param, d) if d <= self.max_precondition_dim else [])
         state["GG"] = factors
         state["Q"] = None
 
@@ -197,35 +198,17 @@ class scale_by_soap(Transform):  # noqa: N801 - transforms are named like functi
         beta_s = ctx.value(self.shampoo_beta)
         beta_s = b2 if beta_s is None else beta_s
         freq = int(ctx.value(self.precondition_frequency))
+        hyper = (b1, b2, eps, beta_s, freq, ctx.tracing)
         out, m_rec, v_rec, d_rec, r_rec = [], [], [], [], []
         for g, st, t in zip(updates, states, ctx.t):
-            if st["Q"] is None:  # the first step: the factors and their eigenbases only
-                self._update_factors(g, st, 0, beta_s, freq)
-                out.append(torch.zeros_like(g))
-                if ctx.tracing:
-                    m_rec.append(st["exp_avg"].clone())
-                    v_rec.append(st["exp_avg_sq"].clone())
-                    d_rec.append(torch.full_like(g, math.nan))
-                    r_rec.append(torch.full_like(g, math.nan))
-                continue
-            s = int(t) - 1
-            rotated = self._project(g, st["Q"])
-            m, v = st["exp_avg"], st["exp_avg_sq"]
-            m.lerp_(g, weight=1.0 - b1)
-            v.lerp_(rotated.square(), weight=1.0 - b2)
-            denom = v.sqrt().add_(eps)
-            n = self._project(self._project(m, st["Q"]) / denom, st["Q"], back=True)
-            if self.normalize_gradient:
-                n.div_(torch.mean(n.square()).sqrt_().add_(eps))
-            if self.correct_bias:
-                n.mul_(math.sqrt(1.0 - math.pow(b2, s)) / (1.0 - math.pow(b1, s)))
-            if ctx.tracing:
-                m_rec.append(m.clone())
-                v_rec.append(v.clone())
-                d_rec.append(denom)
-                r_rec.append(rotated)
-            self._update_factors(g, st, s, beta_s, freq)
+            if is_sharded(g):
+                n, records = self._step_sharded(g, st, int(t), hyper)
+            else:
+                n, records = self._step(g, st, int(t), hyper)
             out.append(n)
+            if ctx.tracing:
+                for rec, x in zip((m_rec, v_rec, d_rec, r_rec), records):
+                    rec.append(x)
         ctx.record("m", m_rec)
         ctx.record("v", v_rec)
         ctx.record("denom", d_rec)
@@ -233,6 +216,58 @@ class scale_by_soap(Transform):  # noqa: N801 - transforms are named like functi
         ctx.record("precond_update", out)
         ctx.owned = True
         return out
+
+    def _step(self, g: Tensor, st: dict, t: int, hyper: tuple) -> tuple[Tensor, tuple]:
+        """One parameter's step on whole tensors: the update N and, when tracing, the
+        records (m, v, √v + ε, G')."""
+        b1, b2, eps, beta_s, freq, tracing = hyper
+        if st["Q"] is None:  # the first step: the factors and their eigenbases only
+            self._update_factors(g, st, 0, beta_s, freq)
+            n = torch.zeros_like(g)
+            if not tracing:
+                return n, ()
+            nan = torch.full_like(g, math.nan)
+            return n, (st["exp_avg"].clone(), st["exp_avg_sq"].clone(), nan, nan.clone())
+        s = t - 1
+        rotated = self._project(g, st["Q"])
+        m, v = st["exp_avg"], st["exp_avg_sq"]
+        m.lerp_(g, weight=1.0 - b1)
+        v.lerp_(rotated.square(), weight=1.0 - b2)
+        denom = v.sqrt().add_(eps)
+        n = self._project(self._project(m, st["Q"]) / denom, st["Q"], back=True)
+        if self.normalize_gradient:
+            n.div_(torch.mean(n.square()).sqrt_().add_(eps))
+        if self.correct_bias:
+            n.mul_(math.sqrt(1.0 - math.pow(b2, s)) / (1.0 - math.pow(b1, s)))
+        records = (m.clone(), v.clone(), denom, rotated) if tracing else ()
+        self._update_factors(g, st, s, beta_s, freq)
+        return n, records
+
+    def _step_sharded(self, g: Tensor, st: dict, t: int, hyper: tuple) -> tuple[Tensor, tuple]:
+        """The step of a DTensor parameter (FSDP2): G, m and v gathered in one collective,
+        :meth:`_step` on the whole tensors on every rank, and this rank's shards of the new
+        m, v and N kept (:mod:`descend.transforms._sharded`). m and v stay sharded like the
+        parameter; the factors and bases (``GG``, ``Q``) are whole on every rank, each rank
+        computing the same from the same gathered G."""
+        m, v = st["exp_avg"], st["exp_avg_sq"]
+        if self.normalize_gradient or any(len(f) > 0 for f in st["GG"]):
+            full_g, full_m, full_v = gather(g, m, v)
+            whole = {**st, "exp_avg": full_m, "exp_avg_sq": full_v}
+            n, records = self._step(full_g, whole, t, hyper)
+            # the power iteration may have replaced v (permuted); GG is updated in place
+            m.to_local().copy_(local_like(whole["exp_avg"], m).to_local())
+            v.to_local().copy_(local_like(whole["exp_avg_sq"], v).to_local())
+            st["Q"] = whole["Q"]
+            return local_like(n, g), tuple(local_like(r, g) for r in records)
+        # identity bases only (a vector without precondition_1d, dimensions above
+        # max_precondition_dim): Adam, element-wise, on this rank's shard
+        v_local = v.to_local()
+        local = {**st, "exp_avg": m.to_local(), "exp_avg_sq": v_local}
+        n, records = self._step(g.to_local(), local, t, hyper)
+        if local["exp_avg_sq"] is not v_local:  # reshaped back by a power iteration
+            v_local.copy_(local["exp_avg_sq"])
+        st["Q"] = local["Q"]
+        return like_local(n, g), tuple(like_local(r, g) for r in records)
 
 
 class decay_after_update(Transform):  # noqa: N801
@@ -261,6 +296,14 @@ class decay_after_update(Transform):  # noqa: N801
         torch._foreach_mul_([updates[i] for i in idx], keep)
         torch._foreach_mul_([params[i] for i in idx], keep)
         return updates
+
+
+def _factor(param: Tensor, d: int) -> Tensor:
+    """A d × d zero factor in the parameter's dtype and device: a plain tensor, whole on
+    every rank, for a DTensor parameter too (see ``_step_sharded``)."""
+    if is_sharded(param):
+        return torch.zeros(d, d, dtype=param.dtype, device=param.device)
+    return param.new_zeros(d, d)
 
 
 def _eigenbasis(factor) -> Tensor | list:

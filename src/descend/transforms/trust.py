@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ._sharded import norms
 from .base import Context, Transform, hp
 
 
@@ -44,8 +45,9 @@ class scale_by_trust_ratio(Transform):  # noqa: N801
     def update(self, updates, states, params, ctx: Context):
         coef, eps = ctx.value(self.trust_coefficient), ctx.value(self.eps)
         min_norm = ctx.value(self.min_norm)
-        p_norms = [_safe_norm(n, min_norm) for n in torch._foreach_norm(params, 2.0)]
-        u_norms = [_safe_norm(n, min_norm) for n in torch._foreach_norm(updates, 2.0)]
+        # DTensor shards (FSDP2): each norm over the whole tensor, in one reduction across ranks
+        both = [_safe_norm(n, min_norm) for n in norms([*params, *updates])]
+        p_norms, u_norms = both[: len(params)], both[len(params) :]
         ratios = []
         for pn, un in zip(p_norms, u_norms):
             ratio = coef * pn / (un + eps)

@@ -8,7 +8,8 @@ region over all the group's tensors — as fast as torch's fused Adam, for every
 AMSGrad of v̂, …). The non-finite check of ``nonfinite="skip"|"raise"`` is one read pass too.
 
 **The switch** is torch's keyword, on every named optimizer (SGD, Adagrad, RMSprop, Adam,
-AdamW, AMSGrad, NAdam, Lion, and any other whose chain core declares a kernel):
+AdamW, AMSGrad, NAdam, Lion, RAdam, Adamax, ADOPT, and any other whose chain core declares a
+kernel):
 
 * ``fused=None`` (default): fast path whenever the group qualifies, else the default path;
 * ``fused=True``: fast path or an error saying why not (checked at construction and at
@@ -43,15 +44,17 @@ default path's floating-point operations in its order, and the tests compare the
 
 1. ``native/kernels.h``: the per-element function (``lion_element``) and its coefficient
    struct (``LionC``). It starts with ``grad_in`` (clip factor, maximize's sign, L2) and ends
-   with ``apply`` (lr, decoupled/independent decay), shared by every family, and in between
-   spells out the core transform's torch ops one by one: a product is ``mul`` (rounded in
-   float64, never contracted into the next addition), an op torch's CPU kernel rounds once —
-   ``add_(x, alpha=a)``, ``lerp``, ``addcmul`` — is one ``std::fma``. Lion writes them in both
-   dtypes, so it equals the chain bit for bit (its sign would flip on a rounding difference).
+   with ``apply_exact`` (lr, decoupled/independent decay, both products rounded in both dtypes),
+   shared by every family, and in between spells out the core transform's torch ops one by one:
+   a product is ``mul_exact`` (rounded, never contracted into the next addition), an op torch's
+   CPU kernel rounds once — ``add_(x, alpha=a)``, ``lerp`` (``lerp_exact``), ``addcmul``
+   (``ewa_sq_exact``) — is one ``std::fma``. Lion writes them in both dtypes, so it equals the
+   chain bit for bit (its sign would flip on a rounding difference).
 2. ``native/drivers.h``: the driver (``lion``): advances every step counter, computes the
    per-tensor, per-step coefficients in double (bias corrections, schedules), and hands the
-   ``#pragma omp simd`` loop over a range of one tensor (``lion_range``, with the lab's row
-   mode: per-element or per-row lr and decay) to the runner.
+   ``#pragma omp simd`` loop over a range of one tensor (``lion_range``: one call of
+   ``element_range``, which walks the lab's row modes — per-element or per-row lr and decay —
+   and flattens the element into the loop) to the runner.
 3. ``native/cpu.cpp``: ``DESCEND_ENTRY(lion)``, the C entry point ``descend_lion``.
 4. ``native/abi.py``: the name in ``FAMILIES`` (the loader binds ``descend_<name>``; its index
    is the lab's family id). ``Args`` carries the numbers (β₁, β₂, ε, …); a family that needs a
@@ -62,12 +65,33 @@ default path's floating-point operations in its order, and the tests compare the
    op (``descend::lion(… Tensor(b!)[] exp_avg, Tensor(c!)[] step …)``).
 7. The core transform (``transforms/lion.py``): ``kernel = "lion"`` and ``kernel_plan``, which
    fills the ``Args`` fields from the group exactly as ``update`` reads them and names the
-   state keys of the slots (s0 = ``exp_avg``).
+   state keys of the slots (s0 = ``exp_avg``). Per-parameter 0-d state beyond the step count
+   is a checked column too: ``KernelPlan.extra`` (NAdam's μ-product; ASGD's η, created at
+   first use with ``extra_fill``) and ``KernelPlan.scalars`` (ASGD's μ, ``Args.asgd_mu``);
+   a slot created at first use from the group is ``lazy`` with ``lazy_fill`` (Rprop's η₀ = γ).
+
+**The cautious mask** (``cautious=True``, :class:`descend.transforms.cautious`): the plan
+unwraps ``cautious(core [absorbed])`` for the families in ``descend.native.abi.CAUTIOUS`` (SGD,
+RMSprop, Adam, NAdam, Lion) and sets ``Args.cautious``; their drivers then step in two passes
+(``drivers.h``, ``cautious_step``): the core on copies of the state counts φ = 1[u·x > 0] per
+tensor, then the element runs with u·φ·n/(Σφ + 1). Any other family keeps the chain under it
+(the plan says so), as do per-run tensor hyperparameters (the mask couples rows) and DTensor
+parameters sharded over several ranks (the count is the whole tensor's). A new family that
+masks adds its name to ``CAUTIOUS``, a ``cautious_step`` overload and its core function.
 
 Nothing else: :func:`~.plan.shape_of` recognises any chain whose core declares a kernel, the
 per-call checks (``check.cpp``) run on every column the plan names, and the tests that iterate
 families (``tests/test_cases.py``, ``test_fast_fuzz.py``) pick the new one up; add its
 configurations to ``test_fast_path.py``'s tables, ``test_compile.py``'s and the benchmark's.
+
+Two more hooks, for Schedule-Free (``kernel = "schedule_free"``): a core may run the link
+before it in the same kernel (``absorbs_before``: Schedule-Free AdamW's ``scale_by_rms``, whose
+g/(√v̂ + ε) is the base direction), and keep per-parameter Python numbers in the state
+(``KernelPlan.host``: γ_max and Σw, ``{Args field: state key}``): they reach the driver as
+arrays of doubles it updates in place, and :class:`~.step.Prepared` writes them back to the
+state after the call (the lab's fused run advances them per block of runs, as the step
+counters). A compiled step cannot carry them, so such a group runs the chain under
+``torch.compile``.
 """
 
 from __future__ import annotations
@@ -175,7 +199,10 @@ def prepare_group(opt, index: int, group: dict, params: list) -> Prepared:
     _check_optimizer(opt)
     _lib_or_raise()
     links = opt.chain(group)
-    prepared = prepare(opt, index, links, _shape(opt, links).resolve(group), params)
+    plan = _shape(opt, links).resolve(group)
+    if plan.per_tensor is not None:  # the lab's call runs many steps; these change each step
+        raise Unsupported("a hyperparameter Python computes at each step (a function)")
+    prepared = prepare(opt, index, links, plan, params)
     opt.__dict__.setdefault("_fast_last", {})[index] = None
     return prepared
 
@@ -257,6 +284,9 @@ def init_compiled(opt, index: int, group: dict, params: list) -> tuple | None:
         numbers, rows, _ = _split_rows(plan, params)
         if rows:
             raise Unsupported("per-run hyperparameter tensors under torch.compile")
+        if plan.host:  # the op's columns are tensors: Python numbers cannot follow the graph
+            keys = ", ".join(plan.host.values())
+            raise Unsupported(f"state numbers ({keys}) under torch.compile (Schedule-Free)")
         grads = list(map(_grad, params))
         if _local_group(params, grads)[2] is not None:
             raise Unsupported("DTensor parameters under torch.compile")
@@ -279,6 +309,7 @@ def init_compiled(opt, index: int, group: dict, params: list) -> tuple | None:
     family = plan.family
     column_keys = [plan.slots[i] for i, name in enumerate(SLOTS[family]) if name is not None]
     column_keys += ["step", plan.extra] if family in EXTRA else ["step"]
+    column_keys += [key for _, key in plan.scalars]
     lazy = (column_keys.index(plan.lazy), plan.lazy) if created else None
     columns = [
         [] if key is None or (lazy is not None and key == lazy[1]) else [st[key] for st in states]

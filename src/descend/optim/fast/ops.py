@@ -16,6 +16,17 @@ structures, ``array.array``), so a compiled step calls one op per param group in
     descend::nadam(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, Tensor(d!)[] step,
                    Tensor(e!)[] mu_product …)
     descend::lion(… Tensor(b!)[] exp_avg, Tensor(c!)[] step …)
+    descend::ademamix(… Tensor(b!)[] exp_avg_fast, Tensor(c!)[] exp_avg_slow,
+                      Tensor(d!)[] exp_avg_sq, Tensor(e!)[] step …)
+    descend::schedule_free(… Tensor(b!)[] square_avg, Tensor(c!)[] z, Tensor(d!)[] x,
+                           Tensor(e!)[] step …)  (not called: Schedule-Free's bookkeeping
+                           is Python numbers, so a compiled Schedule-Free step runs the chain)
+    descend::radam(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, Tensor(d!)[] step …)
+    descend::adamax(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_inf, Tensor(d!)[] step …)
+    descend::adopt(… Tensor(b!)[] exp_avg, Tensor(c!)[] exp_avg_sq, Tensor(d!)[] step …)
+    descend::adadelta(… Tensor(b!)[] square_avg, Tensor(c!)[] acc_delta, Tensor(d!)[] step …)
+    descend::rprop(… Tensor(b!)[] prev, Tensor(c!)[] step_size, Tensor(d!)[] step …)
+    descend::asgd(… Tensor(b!)[] ax, Tensor(c!)[] step, Tensor(d!)[] eta, Tensor(e!)[] mu …)
 
 (an unused slot, e.g. AMSGrad's maximum without ``amsgrad``, is an empty list). ``plan`` is a
 token for the group's recognised chain and its non-tensor hyperparameters, registered when
@@ -53,14 +64,29 @@ SLOTS = {
     "adam": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
     "nadam": ("exp_avg", "exp_avg_sq", None),
     "lion": ("exp_avg", None, None),
+    # AdEMAMix, Schedule-Free (issue #14); Schedule-Free SGD has no square_avg (s0 unused)
+    "ademamix": ("exp_avg_fast", "exp_avg_slow", "exp_avg_sq"),
+    "schedule_free": ("square_avg", "z", "x"),
+    # RAdam, Adamax, ADOPT (issue #14)
+    "radam": ("exp_avg", "exp_avg_sq", None),
+    "adamax": ("exp_avg", "exp_inf", None),
+    "adopt": ("exp_avg", "exp_avg_sq", None),
+    # Adadelta, Rprop, ASGD (issue #14)
+    "adadelta": ("square_avg", "acc_delta", None),
+    "rprop": ("prev", "step_size", None),
+    "asgd": ("ax", None, None),
 }
 EXTRA = {"nadam": "mu_product"}
+EXTRA["asgd"] = "eta"  # Adadelta, Rprop, ASGD
+# further per-parameter 0-d state after the extra one (KernelPlan.scalars), in the op's order
+SCALARS = {"asgd": ("mu",)}
 
 
 def _schema(family: str) -> tuple[str, tuple[str, ...]]:
     columns = [name for name in SLOTS[family] if name is not None] + ["step"]
     if family in EXTRA:
         columns.append(EXTRA[family])
+    columns += SCALARS.get(family, ())
     letters = iter("bcdefg")
     mutated = ", ".join(f"Tensor({next(letters)}!)[] {name}" for name in columns)
     schema = (
@@ -112,9 +138,12 @@ def _run(
         numbers, rows, _ = _split_rows(resolved, params)
         if rows:
             raise Unsupported("per-run hyperparameter tensors under torch.compile")
+        if resolved.host:
+            raise Unsupported("state numbers (Schedule-Free) under torch.compile")
         # the op's columns, in its schema's order, under the state keys the plan reads
         keys = [resolved.slots[i] for i, name in enumerate(SLOTS[family]) if name is not None]
         keys += ["step", resolved.extra] if family in EXTRA else ["step"]
+        keys += [key for _, key in resolved.scalars]
         states: list[dict] = [{} for _ in params]
         for key, column in zip(keys, columns, strict=True):
             if key is not None:

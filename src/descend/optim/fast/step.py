@@ -186,11 +186,12 @@ def _state_columns(plan: Resolved, states: list[dict], dtype, numel: array, layo
     ``{arg name: (kind or None, tensors, addresses)}``. ``_NotTensor`` or ``KeyError`` when a
     state is absent (a first step, a parameter that joined, torch's None buffer)."""
     out = {}
-    names = ("s0", "s1", "s2", "step", "extra")
-    for name, key in zip(names, (*plan.slots, "step", plan.extra), strict=True):
+    names = ("s0", "s1", "s2", "step", "extra", *(name for name, _ in plan.scalars))
+    keys = (*plan.slots, "step", plan.extra, *(key for _, key in plan.scalars))
+    for name, key in zip(names, keys, strict=True):
         if key is None:
             continue
-        what, scalar = f"state {key!r}", name in ("step", "extra")
+        what, scalar = f"state {key!r}", name not in ("s0", "s1", "s2")
         ts = list(map(itemgetter(key), states))
         if layouts is not None:
             ts = _local_states(ts, what, layouts, scalar)
@@ -207,8 +208,9 @@ def _init_missing(links, plan: Resolved, params: list[Tensor], states: list[dict
     parameter joined); returns the indices of modern-momentum buffers created here, which
     the kernel sets to the first input (torch's v₁ = g)."""
     keys = tuple(k for k in plan.slots if k is not None and k != plan.lazy)
-    if plan.extra is not None:
+    if plan.extra is not None and plan.extra_fill is None:
         keys += (plan.extra,)
+    keys += tuple(key for _, key in plan.scalars)
     scalar = _get_scalar_dtype()
     fresh = []
     for i, (p, st) in enumerate(zip(params, states)):
@@ -216,10 +218,16 @@ def _init_missing(links, plan: Resolved, params: list[Tensor], states: list[dict
             st["step"] = torch.tensor(0.0, dtype=scalar)
         if any(k not in st for k in keys):
             links.init(p, st)
+        if plan.extra_fill is not None and plan.extra not in st:  # ASGD's η₀ = γ
+            st[plan.extra] = torch.as_tensor(plan.extra_fill, dtype=scalar).clone()
         if plan.lazy is not None and st.get(plan.lazy) is None:
             if plan.lazy_fill is None:
                 st[plan.lazy] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 fresh.append(i)
+            elif isinstance(plan.lazy_fill, Tensor):  # per-run values (Rprop's η₀ = γ)
+                st[plan.lazy] = torch.zeros_like(p, memory_format=torch.preserve_format).add_(
+                    plan.lazy_fill.to(dtype=p.dtype, device=p.device)
+                )
             else:
                 fill = plan.lazy_fill
                 st[plan.lazy] = torch.full_like(p, fill, memory_format=torch.preserve_format)
@@ -296,8 +304,39 @@ class Prepared:
         self.family, self.args, self.keep_alive, self.params = family, args, keep_alive, params
 
     def done(self) -> None:
-        """After the kernel ran: tell autograd the parameters changed in place."""
+        """After the kernel ran: tell autograd the parameters changed in place, and put the
+        per-parameter numbers the kernel updated back in the state (:class:`HostNumbers`)."""
         torch.autograd.graph.increment_version(self.params)
+        for item in self.keep_alive:
+            if type(item) is HostNumbers:
+                item.write_back()
+
+
+class HostNumbers:
+    """Per-parameter Python numbers of the state (``KernelPlan.host``: Schedule-Free's γ_max
+    and Σw) as arrays of doubles the kernel reads and updates in place; :meth:`write_back`
+    stores the new values in the state dicts as Python floats, as the chain keeps them."""
+
+    def __init__(self, host: dict, states: list[dict]):
+        self.states, self.columns = states, []
+        for arg, key in host.items():
+            values = list(map(itemgetter(key), states))  # KeyError: absent
+            for v in values:
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise Unsupported(
+                        f"state {key!r} is {type(v).__name__}, not a number (per-run values "
+                        "run on the chain)"
+                    )
+            self.columns.append((arg, key, array("d", map(float, values))))
+
+    def point(self, args) -> None:
+        for arg, _, values in self.columns:
+            setattr(args, arg, values.buffer_info()[0])
+
+    def write_back(self) -> None:
+        for _, key, values in self.columns:
+            for st, v in zip(self.states, values):
+                st[key] = v
 
 
 def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Prepared:
@@ -311,6 +350,12 @@ def prepare(opt, index: int, links, plan: Resolved, params: list[Tensor]) -> Pre
         if rows:
             raise Unsupported("per-run hyperparameter tensors with DTensor parameters")
         agreed = opt.__dict__.get("_global_norms", {}).get(index)
+        sharded = any(not pl.is_replicate() for _, placements in layouts for pl in placements)
+        if plan.fields.get("cautious") and ranks > 1 and sharded:  # cautious mask (i14kc)
+            raise Unsupported(
+                f"cautious=True with DTensor parameters sharded over {ranks} ranks: the mask's "
+                "scale n/(Σφ + 1) counts the whole tensor, not one shard"
+            )
         if plan.max_norm is not None and ranks > 1 and agreed is None:
             raise Unsupported(
                 f"global-norm clipping of DTensor parameters on a mesh of {ranks} ranks "
@@ -383,9 +428,19 @@ def assemble(
                 raise
             raise Unsupported(f"state {exc} is not a tensor") from None
 
+    host = None
+    if plan.host:
+        try:
+            host = HostNumbers(plan.host, states)
+        except KeyError as exc:
+            raise Unsupported(f"state {exc} is absent") from None
+
     args = _lib.Args(**numbers)
     args.n, args.dtype = len(local), _KIND[dtype]
     keep_alive: list = [local, grads, grad_ptr]
+    if host is not None:
+        host.point(args)
+        keep_alive.append(host)
     if rows:
         args.row_len = row_len
         if rows.keys() & {"mom_gain", "nest_scale"}:  # lr inside the velocity: row by row
@@ -406,10 +461,13 @@ def assemble(
     for name, (kind, tensors, ptrs) in columns.items():
         arrays[name] = ptrs
         keep_alive.append(tensors)
-        if name == "step":
-            args.step_f64 = kind
-        elif name == "extra":
-            args.extra_f64 = kind
+        if kind is not None:  # a scalar column: step, extra, plan.scalars
+            setattr(args, f"{name}_f64", kind)
+    if plan.per_tensor is not None:  # from each tensor's t of this step (its counter + 1)
+        field, values = plan.per_tensor([float(s) + 1.0 for s in columns["step"][1]])
+        per_tensor = array("d", values)
+        keep_alive.append(per_tensor)
+        setattr(args, field, per_tensor.buffer_info()[0])
     keep_alive.append(arrays)
     args.grad = grad_ptr.buffer_info()[0]
     for name, buf in arrays.items():
