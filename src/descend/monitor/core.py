@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import weakref
 from collections import OrderedDict
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +298,7 @@ class Monitor:
         self._layout: flat.Layout | None = None  # the sampled step's buffers
         self._subset: tuple | None = None  # (layout, kept, layout of the kept parameters)
         self._reader: tuple | None = None  # (layout, group specs, fused.Reader, source names)
+        self._row_maker: tuple | None = None  # (layout, groups, fused.Rows, tags): the flush's
         self._next = 1  # the next sampled step
         self._closed = False
         self._handles = [
@@ -756,8 +758,13 @@ class Monitor:
 
     def _finish_all(self, pendings: list[_Pending]) -> list[dict[str, float]]:
         """The rows of held sampled steps from what :meth:`_measure` read, in order (the
-        noise-scale averages advance step by step): the rates of each, the quantiles of all
-        those the kernels read selected together (:meth:`_select_all`), then each row."""
+        noise-scale averages advance step by step): all of them in one native call where
+        the kernels read them all (:meth:`_native_rows`), else the rates of each, the
+        quantiles of all those the kernels read selected together (:meth:`_select_all`), then
+        each row."""
+        rows = self._native_rows(pendings)
+        if rows is not None:
+            return rows
         items = []
         for pending in pendings:
             out: dict[str, float] = {}
@@ -781,6 +788,147 @@ class Monitor:
             items.append((out, pending.layout, read, drawn, has_eff))
         selected = self._select_all(items)
         return [self._finish(*item, selected.get(i)) for i, item in enumerate(items)]
+
+    def _native_rows(self, pendings: list[_Pending]) -> list[dict[str, float]] | None:
+        """The rows of :meth:`_finish_all` in one native call (``descend_monitor_rows``, see
+        :class:`~descend.monitor.fused.Rows`), where the kernels read every held step on one
+        layout, each group's state plan compiles to a rate program
+        (:func:`~descend.monitor.fused.rate_program`) and the steps gathered the same
+        sources; else None (then the rows are made in Python, the reference these equal bit
+        for bit, tested). Per step only the groups' programs, its backward-pass record and
+        the values the C++ side does not compute (lr, v̂ bias correction, skipped steps) are
+        gathered here; each row's dict is then built from its values and presence."""
+        lib = fused_kernels.rows_library()
+        if lib is None or not pendings:
+            return None
+        first = pendings[0]
+        layout = first.layout
+        groups = len(first.lrs)
+        names: list[str] | None = None
+        keys: dict[str, int] = {}
+        sums, gathered, programs, head, micro, info = [], [], [], [], [], []
+        ids = [id(p) for p in layout.tensors]
+        average = self._average
+        for pending in pendings:
+            read = pending.read
+            if (
+                read is None
+                or read[3] != "fused"
+                or pending.layout is not layout
+                or len(pending.lrs) != groups
+            ):
+                return None
+            got, plans, sampled = read[0], read[1], read[2]
+            if names is None:
+                names = list(sampled)
+                keys = {k: i for i, k in enumerate(names)}
+            elif len(sampled) != len(names) or any(a != b for a, b in zip(sampled, names)):
+                return None
+            for plan in plans:
+                if plan is None:
+                    programs.append(_NO_RATES)
+                    continue
+                if plan[0] != "state":
+                    return None
+                program = fused_kernels.rate_program(plan[1], plan[2], plan[3], keys)
+                if program is None:
+                    return None
+                programs.append(program)
+            sums.append(got if isinstance(got, np.ndarray) else np.array(got).T)
+            gathered += [sampled[k] for k in names]
+            for lr, bc in zip(pending.lrs, pending.bcs):
+                head += (lr, 1.0, 0.0 if bc is None else bc, bc is not None)
+            skipped = pending.skipped
+            head += (0.0 if skipped is None else float(skipped), skipped is not None)
+            entries = [pending.micro.get(key) for key in ids]
+            codes = [0 if e is None else 1 if e[1] is None else 2 for e in entries]
+            micro.append(codes)
+            k = max((e[0] for e in entries if e is not None), default=0)
+            passes = [t for e in entries if e is not None and e[1] for t in e[1]]
+            total = float(torch.stack(passes).sum()) if passes else 0.0
+            info.append((k, total, float(bool(passes)), 1.0 / k if average and k > 1 else 1.0))
+        count = len(pendings)
+        cached = self._row_maker
+        if cached is None or cached[0] is not layout or cached[1] != groups:
+            cached = self._row_maker = (layout, groups, *self._row_plan(layout, groups))
+        _, _, maker, tags = cached
+        values = np.zeros((count, maker.columns))
+        present = np.zeros((count, maker.columns), np.uint8)
+        columns = 2 * groups
+        block = np.array(head, np.float64).reshape(count, columns + 1, 2)
+        values[:, :columns] = block[:, :-1, 0]
+        present[:, :columns] = block[:, :-1, 1]
+        values[:, columns + 5] = block[:, -1, 0]
+        present[:, columns + 5] = block[:, -1, 1]
+        samples = layout.sample.size
+        ok = maker(
+            lib,
+            np.stack(sums),
+            np.stack(gathered).reshape(count, len(names or ()), samples)
+            if gathered
+            else np.zeros((count, 0, samples), np.float32),
+            np.array(programs, np.float64).reshape(count, len(layout.group_spans), -1),
+            np.array(micro, np.int64).reshape(count, len(ids)),
+            np.array(info, np.float64),
+            values,
+            present,
+            self._noise,
+            self.noise_beta,
+            float(self.batch_size or 1),
+        )
+        if not ok:
+            return None
+        return [
+            dict(zip(compress(tags, on), compress(row, on)))
+            for row, on in zip(values.tolist(), present.tolist())
+        ]
+
+    def _row_plan(self, layout: flat.Layout, groups: int) -> tuple[fused_kernels.Rows, list]:
+        """The fixed arguments of :meth:`_native_rows` for ``layout`` and ``groups`` param
+        groups, and the tags of its columns (in the order of the Python rows)."""
+        sample = layout.sample
+        scopes = self._scopes(layout)
+        parts = self._parts(layout, scopes)
+        group_of = sample.group_of
+        if group_of is None:
+            group_of = sample.group_of = np.full(sample.size, -1, np.int64)
+            for g, members in enumerate(sample.member_rows):
+                group_of[slice(None) if members is None else members] = g
+        param_group = [0] * len(layout.tensors)
+        for g, (first, end) in enumerate(layout.group_spans):
+            param_group[first:end] = [g] * (end - first)
+        layered = self.layers and sample.layer_rows is not None
+        maker = fused_kernels.Rows(
+            len(layout.tensors),
+            sample.size,
+            param_group,
+            [span for _, span, _ in scopes],
+            [(s.start, s.stop - s.start) for s in parts],
+            [(s.start, s.stop - s.start) for s in sample.layers] if layered else None,
+            group_of,
+            len(layout.group_spans),
+            2 * groups,
+        )
+        tags = [f"opt/group{gi}/{m}" for gi in range(groups) for m in ("lr", "v_bias_correction")]
+        tags += ["opt/" + m for m in ("grad_norm_preclip", "micro_batches", "gns_g2")]
+        tags += ["opt/" + m for m in ("gns_trace", "noise_scale", "skipped_steps")]
+        for prefix, _, _ in scopes:
+            tags += [prefix + m for m in (*_COMBINED, "momentum_cos")]
+        tags.append("opt/clipped")
+        for prefix, _, _ in scopes:
+            tags += [f"{prefix}{m}_{q}" for m in ("v_hat", "eff_lr") for q in ("p10", "p50", "p90")]
+        if layered:
+            tags += [tag for triple in self._layer_tags(layout) for tag in triple]
+        return maker, tags
+
+    def _layer_tags(self, layout: flat.Layout) -> list[tuple[str, str, str]]:
+        """Each layer's three tags (:data:`LAYER_METRICS`), made once per layout."""
+        if layout.tags is None:
+            layout.tags = [
+                tuple(f"layer/{self.names.get(id(p), f'param{j}')}/{m}" for m in LAYER_METRICS)
+                for j, p in enumerate(layout.tensors)
+            ]
+        return layout.tags
 
     def _scopes(self, layout: flat.Layout) -> list[tuple[str, tuple[int, int], int | None]]:
         scopes = [("opt/", (0, len(layout.tensors)), None)]
@@ -1093,6 +1241,7 @@ class Monitor:
         self._disarm()
         self._grad_hooks = {}
         self._layout = self._subset = self._reader = None  # the buffers
+        self._row_maker = None
         for handle in self._handles:
             handle.remove()
         for sink in self.sinks:

@@ -490,3 +490,153 @@ def combine(sums: np.ndarray, spans: Sequence[tuple[int, int]], layers: bool) ->
         int(bool(layers)), out.ctypes.data,
     )  # fmt: skip
     return None if rc else out.tolist()
+
+
+class RowsArgs(ctypes.Structure):
+    """Mirrors ``struct MonitorRows`` in ``monitor.cpp`` field by field."""
+
+    _fields_ = [
+        ("rows", _I64),
+        ("n", _I64),
+        ("keys", _I64),
+        ("samples", _I64),
+        ("groups", _I64),
+        ("sums", _PTR),
+        ("gathered", _PTR),
+        ("programs", _PTR),
+        ("group_of", _PTR),
+        ("param_group", _PTR),
+        ("scopes", _I64),
+        ("span", _PTR),
+        ("part", _PTR),
+        ("layers", _I64),
+        ("layer_part", _PTR),
+        ("micro", _PTR),
+        ("micro_info", _PTR),
+        ("noise_beta", ctypes.c_double),
+        ("unit", ctypes.c_double),
+        ("noise", _PTR),
+        ("head", _I64),
+        ("columns", _I64),
+        ("values", _PTR),
+        ("present", _PTR),
+    ]
+
+
+def rows_library():
+    """:func:`library` with ``descend_monitor_rows`` declared, or None (no kernels, or a
+    library whose ``MonitorRows`` is not :class:`RowsArgs`)."""
+    lib = library()
+    if lib is None:
+        return None
+    if _declared.get("rows") is not lib:
+        fn = lib.descend_monitor_rows
+        fn.argtypes = [ctypes.POINTER(RowsArgs)]
+        fn.restype = ctypes.c_int32
+        size = lib.descend_monitor_rows_size
+        size.argtypes, size.restype = [], _I64
+        if size() != ctypes.sizeof(RowsArgs):
+            return None
+        _declared["rows"] = lib
+    return lib
+
+
+MICRO_INFO = 4  # per held step: k, Σ‖gᵢ‖² of the parameters with several passes, has it, scale
+
+
+class Rows:
+    """The rows of a flush's held sampled steps in one native call (``descend_monitor_rows``),
+    its fixed arguments built once for a layout and an arrangement: ``n`` parameters in
+    ``groups`` (``param_group``: each one's), ``scopes`` as (first, end) parameter spans with
+    their sampled coordinates ``parts`` (start, count), each parameter's sampled coordinates
+    ``layer_parts`` (with layers), each sampled coordinate's group ``group_of``, and ``head``
+    columns the caller fills before the native ones (see ``monitor.cpp`` for the columns).
+
+    A call takes per held step its sums (P × n × 9 float64), sources at the sampled
+    coordinates (P × keys × samples float32), rate programs (P × groups × RATE_FIELDS, see
+    :func:`rate_program`), backward-pass codes (P × n: 0 none, 1 one, 2 several) and
+    :data:`MICRO_INFO` numbers, and ``values``/``present`` (P × columns) holding the caller's
+    columns; it fills the rest and advances ``noise`` (the two averages, in and out). Every
+    array's dtype and shape is checked here before its address is handed over, every index
+    and count again in C++, which writes nothing on a refusal (then False)."""
+
+    def __init__(
+        self,
+        n: int,
+        samples: int,
+        param_group: Sequence[int],
+        spans: Sequence[tuple[int, int]],
+        parts: Sequence[tuple[int, int]],
+        layer_parts: Sequence[tuple[int, int]] | None,
+        group_of: np.ndarray,
+        groups: int,
+        head: int,
+    ) -> None:
+        self.n, self.samples, self.groups, self.head = n, samples, groups, head
+        self.scopes = len(spans)
+        self.layers = layer_parts is not None
+        self.columns = head + 6 + 13 * self.scopes + 1 + (3 * n if self.layers else 0)
+        self._keep = [
+            np.ascontiguousarray(param_group, dtype=np.int64).reshape(n),
+            np.ascontiguousarray(spans, dtype=np.int64).reshape(self.scopes, 2),
+            np.ascontiguousarray(parts, dtype=np.int64).reshape(self.scopes, 2),
+            np.ascontiguousarray(layer_parts or [(0, 0)] * n, dtype=np.int64).reshape(n, 2),
+            np.ascontiguousarray(group_of, dtype=np.int64).reshape(samples),
+        ]
+        self._noise = array("d", [0.0, 0.0])
+        args = RowsArgs(0, n, 0, samples, groups)
+        args.param_group, args.span, args.part, args.layer_part, args.group_of = (
+            a.ctypes.data for a in self._keep
+        )
+        args.scopes, args.layers = self.scopes, int(self.layers)
+        args.noise = self._noise.buffer_info()[0]
+        args.head, args.columns = head, self.columns
+        self._args = args
+        self._args_ref = ctypes.pointer(args)
+
+    def __call__(
+        self,
+        lib,
+        sums: np.ndarray,
+        gathered: np.ndarray,
+        programs: np.ndarray,
+        micro: np.ndarray,
+        micro_info: np.ndarray,
+        values: np.ndarray,
+        present: np.ndarray,
+        noise: list[float],
+        noise_beta: float,
+        unit: float,
+    ) -> bool:
+        p, n = len(sums), self.n
+        want = (
+            (sums, np.float64, (p, n, SUMS)),
+            (gathered, np.float32, (p, gathered.shape[1] if gathered.ndim == 3 else -1,
+                                    self.samples)),
+            (programs, np.float64, (p, self.groups, RATE_FIELDS)),
+            (micro, np.int64, (p, n)),
+            (micro_info, np.float64, (p, MICRO_INFO)),
+            (values, np.float64, (p, self.columns)),
+            (present, np.uint8, (p, self.columns)),
+        )  # fmt: skip
+        for a, dtype, shape in want:
+            if a.dtype != dtype or a.shape != shape or not a.flags.c_contiguous:
+                return False
+        args = self._args
+        args.rows, args.keys = p, gathered.shape[1]
+        args.sums, args.gathered, args.programs = (
+            sums.ctypes.data,
+            gathered.ctypes.data,
+            (programs.ctypes.data),
+        )
+        args.micro, args.micro_info = micro.ctypes.data, micro_info.ctypes.data
+        args.values, args.present = values.ctypes.data, present.ctypes.data
+        args.noise_beta, args.unit = float(noise_beta), float(unit)
+        self._noise[0], self._noise[1] = noise
+        rc = lib.descend_monitor_rows(self._args_ref)
+        args.sums = args.gathered = args.programs = args.micro = args.micro_info = None
+        args.values = args.present = None  # no address of a freed array stays behind
+        if rc:
+            return False
+        noise[0], noise[1] = self._noise
+        return True

@@ -619,3 +619,252 @@ extern "C" int32_t descend_monitor_combine(int64_t n, const double* sums, int64_
 
 // sizeof(MonitorRead), which descend.monitor.fused compares with its ctypes mirror.
 extern "C" int64_t descend_monitor_read_args_size() { return sizeof(MonitorRead); }
+
+// The rows of all the sampled steps a flush writes, in one call (descend.monitor.core
+// Monitor._native_rows): per held step p the values of its row's tags and whether each tag is
+// present, from its per-parameter sums, its sources gathered at the sampled coordinates and
+// its groups' rate programs, by the same functions and the same float64 operations as the
+// Python rows (Monitor._clip_and_noise, descend_monitor_combine, descend_monitor_rates,
+// descend_monitor_quantiles), so every value is bit for bit the Python path's over the same
+// reads. The columns of a row (T = columns), after `head` columns the caller fills (each
+// group's lr and v̂ bias correction):
+//   head + 0..4   ‖g‖ before clipping, micro-batches, gns_g2, gns_trace, noise_scale
+//   head + 5      skipped steps (the caller's)
+//   head + 6 + 7s scope s: ‖g‖, ‖u‖, ‖θ‖, update ratio, opposed fraction, non-finite,
+//                 momentum cosine (present where ‖m‖² > 0)
+//   then 1        clipped (present with ‖g‖ before clipping)
+//   then 6s       scope s: v̂ p10 p50 p90, effective lr p10 p50 p90 (present where not NaN,
+//                 the rate's where a parameter of the scope has one)
+//   then 3j       with layers, parameter j: update ratio, ‖g‖, effective-lr median (present
+//                 where its group has a rate)
+// The noise-scale averages (noise[0..2), in and out) advance step after step. 1, and nothing
+// written (values, present, noise), if a size, span, part, group, program, code or count is
+// out of range.
+struct MonitorRows {
+  int64_t rows;               // P held steps
+  int64_t n;                  // parameters
+  int64_t keys;               // gathered sources per step
+  int64_t samples;            // sampled coordinates
+  int64_t groups;             // rate programs per step (the layout's groups)
+  const double* sums;         // P × n × 9 (descend_monitor_sums' columns)
+  const float* gathered;      // P × keys × samples
+  const double* programs;     // P × groups × 11 (descend_monitor_rates' programs)
+  const int64_t* group_of;    // samples: the group of each sampled coordinate, or -1
+  const int64_t* param_group; // n: the group of each parameter
+  int64_t scopes;             // ≥ 1: the whole model, then each group where several
+  const int64_t* span;        // scopes × 2: parameters [first, end)
+  const int64_t* part;        // scopes × 2: its sampled coordinates (start, count)
+  int64_t layers;             // 0 or 1
+  const int64_t* layer_part;  // n × 2: each parameter's sampled coordinates (with layers)
+  const int64_t* micro;       // P × n: 0 no backward pass seen, 1 one, 2 several
+  const double* micro_info;   // P × 4: k (most passes), Σ‖gᵢ‖² of the several, has it, scale
+  double noise_beta;          // the averages' factor
+  double unit;                // samples per micro-batch (1: in micro-batches)
+  double* noise;              // 2, in and out: the averages of gns_trace and gns_g2
+  int64_t head;               // columns before the native ones
+  int64_t columns;            // T
+  double* values;             // P × T, in (the caller's columns) and out
+  uint8_t* present;           // P × T, likewise
+};
+
+namespace {
+
+// stats.noise_scale_parts with k ≥ 2, in Python's operations and order (none contracted).
+__attribute__((noinline, optimize("fp-contract=off"))) void noise_parts(
+    double k, double micro_sq, double total_sq, double* g2, double* trace) {
+  const double small = micro_sq / k;
+  const double big = total_sq / (k * k);
+  *g2 = (k * big - small) / (k - 1.0);
+  *trace = k * (small - big) / (k - 1.0);
+}
+
+// b·old + (1 − b)·x, both products rounded (Python's).
+__attribute__((noinline, optimize("fp-contract=off"))) double average(double b, double old,
+                                                                       double x) {
+  const double kept = b * old;
+  const double added = (1.0 - b) * x;
+  return kept + added;
+}
+
+bool inside(const int64_t* pair, int64_t total) {
+  return pair[0] >= 0 && pair[1] >= 0 && pair[0] <= total && pair[1] <= total - pair[0];
+}
+
+}  // namespace
+
+extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
+  const int64_t P = a->rows, n = a->n, K = a->keys, S = a->samples, G = a->groups;
+  const int64_t scopes = a->scopes;
+  if (P < 0 || n < 0 || K < 0 || S < 0 || G < 0 || scopes < 1 || a->head < 0) return 1;
+  if (a->layers != 0 && a->layers != 1) return 1;
+  const int64_t c_micro = a->head, c_scope = a->head + 6, c_clip = c_scope + 7 * scopes;
+  const int64_t c_quant = c_clip + 1, c_layer = c_quant + 6 * scopes;
+  const int64_t T = a->columns;
+  if (T != c_layer + (a->layers ? 3 * n : 0)) return 1;
+  for (int64_t s = 0; s < scopes; ++s) {
+    const int64_t* sp = a->span + 2 * s;
+    if (sp[0] < 0 || sp[0] > sp[1] || sp[1] > n || !inside(a->part + 2 * s, S)) return 1;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    if (a->param_group[j] < 0 || a->param_group[j] >= G) return 1;
+    if (a->layers && !inside(a->layer_part + 2 * j, S)) return 1;
+  }
+  for (int64_t s = 0; s < S; ++s)
+    if (a->group_of[s] < -1 || a->group_of[s] >= G) return 1;
+  for (int64_t p = 0; p < P; ++p) {
+    for (int64_t g = 0; g < G; ++g) {  // the programs as descend_monitor_rates reads them
+      const double* f = a->programs + kRateFields * (p * G + g);
+      int64_t row;
+      bool on;
+      if (!row_index(f[0], K, &row) || !flag(f[1], &on) || !row_index(f[3], K, &row) ||
+          !row_index(f[4], K, &row) || !flag(f[5], &on) || !flag(f[7], &on))
+        return 1;
+    }
+    const double* info = a->micro_info + 4 * p;
+    bool counted = false, several;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t code = a->micro[p * n + j];
+      if (code < 0 || code > 2) return 1;
+      counted = counted || code > 0;
+    }
+    // k: a whole number of passes, ≥ 1 exactly where a parameter was counted
+    if (!(info[0] >= 0.0 && info[0] < 9.0e15) || info[0] != std::floor(info[0]) ||
+        (info[0] >= 1.0) != counted || !flag(info[2], &several))
+      return 1;
+  }
+  // everything into copies; written out only once every step's row is complete
+  std::vector<double> values(a->values, a->values + P * T);
+  std::vector<uint8_t> present(a->present, a->present + P * T);
+  double noise[2] = {a->noise[0], a->noise[1]};
+  std::vector<double> combined(8 * scopes + 2 * n);
+  std::vector<float> drawn(2 * S);
+  std::vector<int64_t> start, count;
+  std::vector<double> picked;
+  std::vector<uint8_t> has_eff(n);
+  const double qs[3] = {0.1, 0.5, 0.9}, median = 0.5;
+  for (int64_t p = 0; p < P; ++p) {
+    double* v = values.data() + p * T;
+    uint8_t* on = present.data() + p * T;
+    const double* sums = a->sums + p * n * 9;
+    // the gradient before clipping and the noise scale (Monitor._clip_and_noise)
+    const double* info = a->micro_info + 4 * p;
+    const int64_t* code = a->micro + p * n;
+    double pre = NAN;
+    const bool counted = info[0] >= 1.0;
+    if (counted) {
+      const double k = info[0];
+      double total_sq = 0.0, single = 0.0;
+      for (int64_t j = 0; j < n; ++j) {
+        if (code[j] > 0) total_sq += sums[9 * j + 1];
+        if (code[j] == 1) single += sums[9 * j + 1];
+      }
+      double micro_sq = total_sq;
+      if (k != 1.0) micro_sq = info[2] != 0.0 ? info[1] + single : single;
+      pre = std::sqrt(total_sq) * info[3];
+      v[c_micro] = pre;
+      v[c_micro + 1] = k;
+      on[c_micro] = on[c_micro + 1] = 1;
+      if (k >= 2.0) {
+        double g2, trace;
+        noise_parts(k, micro_sq, total_sq, &g2, &trace);
+        v[c_micro + 2] = g2;
+        v[c_micro + 3] = trace;
+        on[c_micro + 2] = on[c_micro + 3] = 1;
+        const double b = a->noise_beta;
+        const double n0 = average(b, noise[0], trace), n1 = average(b, noise[1], g2);
+        noise[0] = n0;
+        noise[1] = n1;
+        if (n1 > 0) {
+          v[c_micro + 4] = a->unit * n0 / n1;
+          on[c_micro + 4] = 1;
+        }
+      }
+    }
+    // the combinations of the sums (descend_monitor_combine)
+    if (descend_monitor_combine(n, sums, scopes, a->span, a->layers, combined.data())) return 1;
+    for (int64_t s = 0; s < scopes; ++s) {
+      const double* c = combined.data() + 8 * s;
+      for (int64_t t = 0; t < 6; ++t) {
+        v[c_scope + 7 * s + t] = c[t];
+        on[c_scope + 7 * s + t] = 1;
+      }
+      if (c[7] != 0.0) {
+        v[c_scope + 7 * s + 6] = c[6];
+        on[c_scope + 7 * s + 6] = 1;
+      }
+    }
+    if (counted) {
+      v[c_clip] = combined[0] < pre * (1 - 1e-4) ? 1.0 : 0.0;
+      on[c_clip] = 1;
+    }
+    if (a->layers)
+      for (int64_t j = 0; j < n; ++j) {
+        v[c_layer + 3 * j] = combined[8 * scopes + 2 * j];
+        v[c_layer + 3 * j + 1] = combined[8 * scopes + 2 * j + 1];
+        on[c_layer + 3 * j] = on[c_layer + 3 * j + 1] = 1;
+      }
+    // v̂ and the rate at the sampled coordinates (descend_monitor_rates), their quantiles
+    // (descend_monitor_quantiles: each scope's, each layer's median)
+    const double* program = a->programs + kRateFields * p * G;
+    bool any_rate = false, any_eff = false;
+    for (int64_t g = 0; g < G; ++g)
+      any_rate = any_rate || program[kRateFields * g] >= 0 || program[kRateFields * g + 3] >= 0;
+    if (!any_rate) continue;
+    for (int64_t j = 0; j < n; ++j) {
+      has_eff[j] = program[kRateFields * a->param_group[j] + 3] >= 0;
+      any_eff = any_eff || has_eff[j];
+    }
+    if (descend_monitor_rates(G, program, K, S, a->gathered + p * K * S, a->group_of,
+                              drawn.data()))
+      return 1;
+    start.clear();
+    count.clear();
+    for (int64_t s = 0; s < scopes; ++s)
+      for (int64_t r = 0; r < 2; ++r) {
+        start.push_back(r * S + a->part[2 * s]);
+        count.push_back(a->part[2 * s + 1]);
+      }
+    picked.resize(3 * start.size());
+    if (descend_monitor_quantiles(static_cast<int64_t>(start.size()), start.data(),
+                                  count.data(), 2 * S, drawn.data(), 3, qs, picked.data()))
+      return 1;
+    for (int64_t s = 0; s < scopes; ++s) {
+      bool eff_here = false;
+      for (int64_t j = a->span[2 * s]; j < a->span[2 * s + 1]; ++j) eff_here = eff_here || has_eff[j];
+      for (int64_t r = 0; r < 2; ++r) {
+        const double* q = picked.data() + 3 * (2 * s + r);
+        const bool shown = (r == 0 || eff_here) && !(std::isnan(q[0]) && std::isnan(q[1]) &&
+                                                     std::isnan(q[2]));
+        for (int64_t t = 0; t < 3; ++t) {
+          v[c_quant + 6 * s + 3 * r + t] = q[t];
+          on[c_quant + 6 * s + 3 * r + t] = shown;
+        }
+      }
+    }
+    if (!a->layers || !any_eff) continue;
+    start.clear();
+    count.clear();
+    for (int64_t j = 0; j < n; ++j)
+      if (has_eff[j]) {
+        start.push_back(S + a->layer_part[2 * j]);
+        count.push_back(a->layer_part[2 * j + 1]);
+      }
+    picked.resize(start.size());
+    if (descend_monitor_quantiles(static_cast<int64_t>(start.size()), start.data(),
+                                  count.data(), 2 * S, drawn.data(), 1, &median, picked.data()))
+      return 1;
+    for (int64_t j = 0, i = 0; j < n; ++j)
+      if (has_eff[j]) {
+        v[c_layer + 3 * j + 2] = picked[i++];
+        on[c_layer + 3 * j + 2] = 1;
+      }
+  }
+  std::copy(values.begin(), values.end(), a->values);
+  std::copy(present.begin(), present.end(), a->present);
+  a->noise[0] = noise[0];
+  a->noise[1] = noise[1];
+  return 0;
+}
+
+// sizeof(MonitorRows), which descend.monitor.fused compares with its ctypes mirror.
+extern "C" int64_t descend_monitor_rows_size() { return sizeof(MonitorRows); }
