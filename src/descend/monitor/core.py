@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from array import array
 from collections import OrderedDict
 from itertools import compress
 from pathlib import Path
@@ -797,18 +798,18 @@ class Monitor:
         sources; else None (then the rows are made in Python, the reference these equal bit
         for bit, tested). Per step only the groups' programs, its backward-pass record and
         the values the C++ side does not compute (lr, v̂ bias correction, skipped steps) are
-        gathered here; each row's dict is then built from its values and presence."""
+        gathered here; each row's dict is then built from its present values and the tags
+        of its presence pattern (made once per pattern)."""
         lib = fused_kernels.rows_library()
         if lib is None or not pendings:
             return None
-        first = pendings[0]
-        layout = first.layout
-        groups = len(first.lrs)
+        layout = pendings[0].layout
+        groups = len(pendings[0].lrs)
         names: list[str] | None = None
         keys: dict[str, int] = {}
-        sums, gathered, programs, head, micro, info = [], [], [], [], [], []
+        sums, gathered, programs, lead, micro, info = [], [], [], [], [], []
         ids = [id(p) for p in layout.tensors]
-        average = self._average
+        average, program_of = self._average, fused_kernels.rate_program
         for pending in pendings:
             read = pending.read
             if (
@@ -826,62 +827,62 @@ class Monitor:
                 return None
             for plan in plans:
                 if plan is None:
-                    programs.append(_NO_RATES)
+                    programs += _NO_RATES
                     continue
                 if plan[0] != "state":
                     return None
-                program = fused_kernels.rate_program(plan[1], plan[2], plan[3], keys)
+                program = program_of(plan[1], plan[2], plan[3], keys)
                 if program is None:
                     return None
-                programs.append(program)
+                programs += program
             sums.append(got if isinstance(got, np.ndarray) else np.array(got).T)
             gathered += [sampled[k] for k in names]
             for lr, bc in zip(pending.lrs, pending.bcs):
-                head += (lr, 1.0, 0.0 if bc is None else bc, bc is not None)
+                lead += (lr, 1.0, 0.0, 0.0) if bc is None else (lr, 1.0, bc, 1.0)
             skipped = pending.skipped
-            head += (0.0 if skipped is None else float(skipped), skipped is not None)
+            lead += (0.0, 0.0) if skipped is None else (float(skipped), 1.0)
             entries = [pending.micro.get(key) for key in ids]
-            codes = [0 if e is None else 1 if e[1] is None else 2 for e in entries]
-            micro.append(codes)
-            k = max((e[0] for e in entries if e is not None), default=0)
-            passes = [t for e in entries if e is not None and e[1] for t in e[1]]
-            total = float(torch.stack(passes).sum()) if passes else 0.0
-            info.append((k, total, float(bool(passes)), 1.0 / k if average and k > 1 else 1.0))
-        count = len(pendings)
+            if None in entries:
+                micro += [0 if e is None else 1 if e[1] is None else 2 for e in entries]
+                entries = [e for e in entries if e is not None]
+            else:
+                micro += [1 if e[1] is None else 2 for e in entries]
+            k = max((e[0] for e in entries), default=0)
+            if k > 1:
+                passes = [t for e in entries if e[1] for t in e[1]]
+                total = float(torch.stack(passes).sum()) if passes else 0.0
+                info += (k, total, float(bool(passes)), 1.0 / k if average else 1.0)
+            else:
+                info += (k, 0.0, 0.0, 1.0)
         cached = self._row_maker
         if cached is None or cached[0] is not layout or cached[1] != groups:
-            cached = self._row_maker = (layout, groups, *self._row_plan(layout, groups))
-        _, _, maker, tags = cached
-        values = np.zeros((count, maker.columns))
-        present = np.zeros((count, maker.columns), np.uint8)
-        columns = 2 * groups
-        block = np.array(head, np.float64).reshape(count, columns + 1, 2)
-        values[:, :columns] = block[:, :-1, 0]
-        present[:, :columns] = block[:, :-1, 1]
-        values[:, columns + 5] = block[:, -1, 0]
-        present[:, columns + 5] = block[:, -1, 1]
-        samples = layout.sample.size
-        ok = maker(
+            cached = self._row_maker = (layout, groups, *self._row_plan(layout, groups), {})
+        _, _, maker, tags, patterns = cached
+        got = maker(
             lib,
-            np.stack(sums),
-            np.stack(gathered).reshape(count, len(names or ()), samples)
-            if gathered
-            else np.zeros((count, 0, samples), np.float32),
-            np.array(programs, np.float64).reshape(count, len(layout.group_spans), -1),
-            np.array(micro, np.int64).reshape(count, len(ids)),
-            np.array(info, np.float64),
-            values,
-            present,
+            np.concatenate(sums),
+            np.concatenate(gathered) if gathered else np.zeros(0, np.float32),
+            array("d", programs),
+            array("q", micro),
+            array("d", info),
+            array("d", lead),
             self._noise,
             self.noise_beta,
-            float(self.batch_size or 1),
+            self.batch_size or 1,
         )
-        if not ok:
+        if got is None:
             return None
-        return [
-            dict(zip(compress(tags, on), compress(row, on)))
-            for row, on in zip(values.tolist(), present.tolist())
-        ]
+        present, values = got
+        rows, at, width = [], 0, maker.columns
+        for start in range(0, len(present), width):
+            pattern = present[start : start + width]
+            chosen = patterns.get(pattern)
+            if chosen is None:
+                chosen = patterns[pattern] = tuple(compress(tags, pattern))
+            end = at + len(chosen)
+            rows.append(dict(zip(chosen, values[at:end])))
+            at = end
+        return rows
 
     def _row_plan(self, layout: flat.Layout, groups: int) -> tuple[fused_kernels.Rows, list]:
         """The fixed arguments of :meth:`_native_rows` for ``layout`` and ``groups`` param

@@ -517,15 +517,17 @@ class RowsArgs(ctypes.Structure):
         ("unit", ctypes.c_double),
         ("noise", _PTR),
         ("head", _I64),
+        ("lead", _PTR),
         ("columns", _I64),
-        ("values", _PTR),
         ("present", _PTR),
+        ("packed", _PTR),
     ]
 
 
 def rows_library():
-    """:func:`library` with ``descend_monitor_rows`` declared, or None (no kernels, or a
-    library whose ``MonitorRows`` is not :class:`RowsArgs`)."""
+    """:func:`library` with ``descend_monitor_rows`` (and ``descend_monitor_quantiles_radix``)
+    declared, or None (no kernels, or a library whose ``MonitorRows`` is not
+    :class:`RowsArgs`)."""
     lib = library()
     if lib is None:
         return None
@@ -533,12 +535,36 @@ def rows_library():
         fn = lib.descend_monitor_rows
         fn.argtypes = [ctypes.POINTER(RowsArgs)]
         fn.restype = ctypes.c_int32
+        radix = lib.descend_monitor_quantiles_radix
+        radix.argtypes = [_I64, _PTR, _PTR, _I64, _PTR, _I64, _PTR, _PTR]
+        radix.restype = ctypes.c_int32
         size = lib.descend_monitor_rows_size
         size.argtypes, size.restype = [], _I64
         if size() != ctypes.sizeof(RowsArgs):
             return None
         _declared["rows"] = lib
     return lib
+
+
+def radix_quantiles(
+    data: np.ndarray, rows: Sequence[tuple[int, int]], qs: Sequence[float]
+) -> list[list[float]] | None:
+    """:func:`quantiles` with the selection of ``descend_monitor_rows`` (a most significant
+    digit radix selection of the entries' order keys; ``data`` is not reordered): the same
+    values. None without the kernels or where a row or q is refused."""
+    lib = rows_library()
+    if lib is None:
+        return None
+    data = np.ascontiguousarray(data, dtype=np.float32).reshape(-1)
+    start = array("q", [r[0] for r in rows])
+    count = array("q", [r[1] for r in rows])
+    q = array("d", qs)
+    out = np.empty((len(rows), len(qs)))
+    rc = lib.descend_monitor_quantiles_radix(
+        len(rows), start.buffer_info()[0], count.buffer_info()[0], len(data), data.ctypes.data,
+        len(qs), q.buffer_info()[0], out.ctypes.data,
+    )  # fmt: skip
+    return None if rc else out.tolist()
 
 
 MICRO_INFO = 4  # per held step: k, Σ‖gᵢ‖² of the parameters with several passes, has it, scale
@@ -550,15 +576,17 @@ class Rows:
     ``groups`` (``param_group``: each one's), ``scopes`` as (first, end) parameter spans with
     their sampled coordinates ``parts`` (start, count), each parameter's sampled coordinates
     ``layer_parts`` (with layers), each sampled coordinate's group ``group_of``, and ``head``
-    columns the caller fills before the native ones (see ``monitor.cpp`` for the columns).
+    columns the caller gives before the native ones (see ``monitor.cpp`` for the columns).
 
-    A call takes per held step its sums (P × n × 9 float64), sources at the sampled
-    coordinates (P × keys × samples float32), rate programs (P × groups × RATE_FIELDS, see
-    :func:`rate_program`), backward-pass codes (P × n: 0 none, 1 one, 2 several) and
-    :data:`MICRO_INFO` numbers, and ``values``/``present`` (P × columns) holding the caller's
-    columns; it fills the rest and advances ``noise`` (the two averages, in and out). Every
-    array's dtype and shape is checked here before its address is handed over, every index
-    and count again in C++, which writes nothing on a refusal (then False)."""
+    A call takes per held step its sums (n × 9 float64, the steps stacked: P·n × 9), sources
+    at the sampled coordinates (keys × samples float32, all end to end), rate programs
+    (groups × RATE_FIELDS, see :func:`rate_program`), backward-pass codes (n: 0 none, 1 one,
+    2 several), :data:`MICRO_INFO` numbers and its ``lead`` ((value, present) of the head
+    columns and of the skipped count), each kind end to end; it returns the presence of
+    every column (bytes, P × columns) and the present values in column order, rows end to
+    end, and advances ``noise`` (the two averages, in and out). Every array's type and size
+    is checked here before its address is handed over, every index and count again in C++,
+    which writes nothing on a refusal (then None)."""
 
     def __init__(
         self,
@@ -599,44 +627,49 @@ class Rows:
         lib,
         sums: np.ndarray,
         gathered: np.ndarray,
-        programs: np.ndarray,
-        micro: np.ndarray,
-        micro_info: np.ndarray,
-        values: np.ndarray,
-        present: np.ndarray,
+        programs: array,
+        micro: array,
+        micro_info: array,
+        lead: array,
         noise: list[float],
         noise_beta: float,
         unit: float,
-    ) -> bool:
-        p, n = len(sums), self.n
-        want = (
-            (sums, np.float64, (p, n, SUMS)),
-            (gathered, np.float32, (p, gathered.shape[1] if gathered.ndim == 3 else -1,
-                                    self.samples)),
-            (programs, np.float64, (p, self.groups, RATE_FIELDS)),
-            (micro, np.int64, (p, n)),
-            (micro_info, np.float64, (p, MICRO_INFO)),
-            (values, np.float64, (p, self.columns)),
-            (present, np.uint8, (p, self.columns)),
-        )  # fmt: skip
-        for a, dtype, shape in want:
-            if a.dtype != dtype or a.shape != shape or not a.flags.c_contiguous:
-                return False
+    ) -> tuple[bytes, list[float]] | None:
+        p = len(micro_info) // MICRO_INFO
+        n, t = self.n, self.columns
+        if (
+            sums.dtype != np.float64
+            or sums.shape != (p * n, SUMS)
+            or not sums.flags.c_contiguous
+            or gathered.dtype != np.float32
+            or gathered.ndim != 1
+            or not gathered.flags.c_contiguous
+            or gathered.size % max(p * self.samples, 1)
+            or programs.typecode != "d"
+            or len(programs) != p * self.groups * RATE_FIELDS
+            or micro.typecode != "q"
+            or len(micro) != p * n
+            or micro_info.typecode != "d"
+            or len(micro_info) != p * MICRO_INFO
+            or lead.typecode != "d"
+            or len(lead) != p * 2 * (self.head + 1)
+        ):
+            return None
+        keys = gathered.size // (p * self.samples) if p * self.samples else 0
+        present = array("B", bytes(p * t))
+        packed = array("d", bytes(8 * p * t))
         args = self._args
-        args.rows, args.keys = p, gathered.shape[1]
-        args.sums, args.gathered, args.programs = (
-            sums.ctypes.data,
-            gathered.ctypes.data,
-            (programs.ctypes.data),
-        )
-        args.micro, args.micro_info = micro.ctypes.data, micro_info.ctypes.data
-        args.values, args.present = values.ctypes.data, present.ctypes.data
+        args.rows, args.keys = p, keys
+        args.sums, args.gathered = sums.ctypes.data, gathered.ctypes.data
+        args.programs, args.micro = programs.buffer_info()[0], micro.buffer_info()[0]
+        args.micro_info, args.lead = micro_info.buffer_info()[0], lead.buffer_info()[0]
+        args.present, args.packed = present.buffer_info()[0], packed.buffer_info()[0]
         args.noise_beta, args.unit = float(noise_beta), float(unit)
         self._noise[0], self._noise[1] = noise
         rc = lib.descend_monitor_rows(self._args_ref)
         args.sums = args.gathered = args.programs = args.micro = args.micro_info = None
-        args.values = args.present = None  # no address of a freed array stays behind
+        args.lead = args.present = args.packed = None  # no address of a freed array stays
         if rc:
-            return False
+            return None
         noise[0], noise[1] = self._noise
-        return True
+        return present.tobytes(), packed.tolist()

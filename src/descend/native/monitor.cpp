@@ -623,13 +623,13 @@ extern "C" int64_t descend_monitor_read_args_size() { return sizeof(MonitorRead)
 // The rows of all the sampled steps a flush writes, in one call (descend.monitor.core
 // Monitor._native_rows): per held step p the values of its row's tags and whether each tag is
 // present, from its per-parameter sums, its sources gathered at the sampled coordinates and
-// its groups' rate programs, by the same functions and the same float64 operations as the
-// Python rows (Monitor._clip_and_noise, descend_monitor_combine, descend_monitor_rates,
-// descend_monitor_quantiles), so every value is bit for bit the Python path's over the same
-// reads. The columns of a row (T = columns), after `head` columns the caller fills (each
-// group's lr and v̂ bias correction):
+// its groups' rate programs, by the same float64 operations as the Python rows
+// (Monitor._clip_and_noise, descend_monitor_combine, descend_monitor_rates and the
+// quantiles of descend_monitor_quantiles, here selected by radix_ranks), so every value is
+// bit for bit the Python path's over the same reads. The columns of a row (T = columns):
+//   0 .. head     the caller's (each group's lr and v̂ bias correction), from lead
 //   head + 0..4   ‖g‖ before clipping, micro-batches, gns_g2, gns_trace, noise_scale
-//   head + 5      skipped steps (the caller's)
+//   head + 5      skipped steps (the caller's, from lead)
 //   head + 6 + 7s scope s: ‖g‖, ‖u‖, ‖θ‖, update ratio, opposed fraction, non-finite,
 //                 momentum cosine (present where ‖m‖² > 0)
 //   then 1        clipped (present with ‖g‖ before clipping)
@@ -637,9 +637,10 @@ extern "C" int64_t descend_monitor_read_args_size() { return sizeof(MonitorRead)
 //                 the rate's where a parameter of the scope has one)
 //   then 3j       with layers, parameter j: update ratio, ‖g‖, effective-lr median (present
 //                 where its group has a rate)
-// The noise-scale averages (noise[0..2), in and out) advance step after step. 1, and nothing
-// written (values, present, noise), if a size, span, part, group, program, code or count is
-// out of range.
+// Out: present (P × T, 0 or 1) and packed, the present values of each row in column order,
+// rows end to end (at most P × T). The noise-scale averages (noise[0..2), in and out) advance
+// step after step. 1, and nothing written (present, packed, noise), if a size, span, part,
+// group, program, code or count is out of range.
 struct MonitorRows {
   int64_t rows;               // P held steps
   int64_t n;                  // parameters
@@ -661,10 +662,11 @@ struct MonitorRows {
   double noise_beta;          // the averages' factor
   double unit;                // samples per micro-batch (1: in micro-batches)
   double* noise;              // 2, in and out: the averages of gns_trace and gns_g2
-  int64_t head;               // columns before the native ones
+  int64_t head;               // the caller's columns before the native ones
+  const double* lead;         // P × (head + 1) × 2: (value, present) of those and of skipped
   int64_t columns;            // T
-  double* values;             // P × T, in (the caller's columns) and out
-  uint8_t* present;           // P × T, likewise
+  uint8_t* present;           // out: P × T
+  double* packed;             // out: the present values, row after row
 };
 
 namespace {
@@ -690,15 +692,140 @@ bool inside(const int64_t* pair, int64_t total) {
   return pair[0] >= 0 && pair[1] >= 0 && pair[0] <= total && pair[1] <= total - pair[0];
 }
 
+// The entries of keys[0..n) (order keys) at the sorted ranks r[0..k) (ascending, distinct,
+// in [0, n)) into out: most significant digit first, 8 bits a level from bit `shift` down,
+// one histogram of the digit, then the entries of the buckets holding a wanted rank copied
+// out in one branch-free pass (a bucket holding every entry is not copied) and each selected
+// in alone, down to buckets of at most 32 entries, which are sorted. nth_element mispredicts
+// on about every other comparison; this moves each entry a few times without a branch.
+void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, size_t k,
+                 uint32_t* out) {
+  if (shift < 0) {  // every bit alike: all the entries are one value
+    for (size_t q = 0; q < k; ++q) out[q] = keys[0];
+    return;
+  }
+  if (n <= 32) {
+    uint32_t small[32];
+    std::copy(keys, keys + n, small);
+    std::sort(small, small + n);
+    for (size_t q = 0; q < k; ++q) out[q] = small[r[q]];
+    return;
+  }
+  uint32_t count[256] = {0};
+  for (int64_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & 255u];
+  int64_t start[257];
+  start[0] = 0;
+  for (int b = 0; b < 256; ++b) start[b + 1] = start[b] + count[b];
+  // the buckets holding a wanted rank and where their entries go
+  int64_t pos[256], off[256];
+  uint8_t wanted[256] = {0};
+  int64_t total = 0;
+  for (size_t q = 0, b = 0; q < k; ++q) {
+    while (start[b + 1] <= r[q]) ++b;
+    if (!wanted[b]) {
+      wanted[b] = 1;
+      off[b] = total;
+      total += count[b];
+    }
+  }
+  if (total == n) {  // one bucket holds every entry: the next digit, nothing copied
+    radix_ranks(keys, n, shift - 8, r, k, out);
+    return;
+  }
+  std::vector<uint32_t> buf(total + 1);  // the last slot takes the other buckets' entries
+  for (int b = 0; b < 256; ++b) pos[b] = wanted[b] ? off[b] : total;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t d = (keys[i] >> shift) & 255u;
+    const int64_t p = pos[d];
+    buf[p] = keys[i];
+    pos[d] = p + wanted[d];
+  }
+  int64_t local[64];
+  for (size_t q = 0, b = 0; q < k;) {
+    while (start[b + 1] <= r[q]) ++b;
+    size_t e = q;
+    while (e < k && r[e] < start[b + 1]) ++e;
+    for (size_t x = q; x < e; ++x) local[x - q] = r[x] - start[b];
+    radix_ranks(buf.data() + off[b], count[b], shift - 8, local, e - q, out + q);
+    q = e;
+  }
+}
+
+inline float from_key(uint32_t u) {
+  u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// Quantiles qs[0..nq) of the finite entries of a[0..count), as descend_monitor_quantiles
+// computes one row (the same ranks, the same interpolation written the same way), the order
+// statistics selected by radix_ranks; NaN without finite entries.
+void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, double* o,
+                  std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
+                  std::vector<uint32_t>& picked) {
+  keys.resize(count);
+  int64_t n = 0;
+  for (int64_t i = 0; i < count; ++i)
+    if (a[i] - a[i] == 0.0f) keys[n++] = order_key(a[i]);
+  if (n == 0) {
+    for (int64_t k = 0; k < nq; ++k) o[k] = NAN;
+    return;
+  }
+  ranks.clear();
+  for (int64_t k = 0; k < nq; ++k) {
+    const double p = qs[k] * static_cast<double>(n - 1);
+    const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
+    for (const int64_t x : {i, std::min(i + 1, n - 1)})
+      if (ranks.empty() || ranks.back() < x) ranks.push_back(x);
+  }
+  picked.resize(ranks.size());
+  if (ranks.size() > 64) {  // more ranks than radix_ranks holds: a sort
+    std::sort(keys.begin(), keys.begin() + n);
+    for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
+  } else {
+    radix_ranks(keys.data(), n, 24, ranks.data(), ranks.size(), picked.data());
+  }
+  auto value = [&](int64_t x) {
+    return static_cast<double>(
+        from_key(picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()]));
+  };
+  for (int64_t k = 0; k < nq; ++k) {
+    const double p = qs[k] * static_cast<double>(n - 1);
+    const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
+    double x = value(i);
+    if (i + 1 < n && p > static_cast<double>(i)) x += (value(i + 1) - x) * (p - static_cast<double>(i));
+    o[k] = x;
+  }
+}
+
 }  // namespace
+
+// descend_monitor_quantiles with radix_ranks' selection, the rows left as they are (no
+// reordering): the same values (tested against it and numpy). For tests and benchmarks of
+// the selection descend_monitor_rows uses.
+extern "C" int32_t descend_monitor_quantiles_radix(int64_t rows, const int64_t* start,
+                                                   const int64_t* count, int64_t total,
+                                                   const float* data, int64_t nq,
+                                                   const double* qs, double* out) {
+  for (int64_t r = 0; r < rows; ++r)
+    if (start[r] < 0 || count[r] < 0 || start[r] > total || count[r] > total - start[r]) return 1;
+  for (int64_t k = 0; k < nq; ++k)
+    if (!(qs[k] >= 0.0 && qs[k] <= 1.0) || (k > 0 && qs[k] < qs[k - 1])) return 1;
+  std::vector<uint32_t> keys, picked;
+  std::vector<int64_t> ranks;
+  for (int64_t r = 0; r < rows; ++r)
+    quantile_row(data + start[r], count[r], qs, nq, out + nq * r, keys, ranks, picked);
+  return 0;
+}
 
 extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
   const int64_t P = a->rows, n = a->n, K = a->keys, S = a->samples, G = a->groups;
   const int64_t scopes = a->scopes;
   if (P < 0 || n < 0 || K < 0 || S < 0 || G < 0 || scopes < 1 || a->head < 0) return 1;
   if (a->layers != 0 && a->layers != 1) return 1;
-  const int64_t c_micro = a->head, c_scope = a->head + 6, c_clip = c_scope + 7 * scopes;
-  const int64_t c_quant = c_clip + 1, c_layer = c_quant + 6 * scopes;
+  const int64_t head = a->head, c_micro = head, c_scope = head + 6;
+  const int64_t c_clip = c_scope + 7 * scopes, c_quant = c_clip + 1, c_layer = c_quant + 6 * scopes;
   const int64_t T = a->columns;
   if (T != c_layer + (a->layers ? 3 * n : 0)) return 1;
   for (int64_t s = 0; s < scopes; ++s) {
@@ -720,6 +847,10 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
           !row_index(f[4], K, &row) || !flag(f[5], &on) || !flag(f[7], &on))
         return 1;
     }
+    for (int64_t c = 0; c <= head; ++c) {
+      bool on;
+      if (!flag(a->lead[2 * ((head + 1) * p + c) + 1], &on)) return 1;
+    }
     const double* info = a->micro_info + 4 * p;
     bool counted = false, several;
     for (int64_t j = 0; j < n; ++j) {
@@ -733,19 +864,26 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
       return 1;
   }
   // everything into copies; written out only once every step's row is complete
-  std::vector<double> values(a->values, a->values + P * T);
-  std::vector<uint8_t> present(a->present, a->present + P * T);
+  std::vector<double> values(P * T, 0.0);
+  std::vector<uint8_t> present(P * T, 0);
   double noise[2] = {a->noise[0], a->noise[1]};
   std::vector<double> combined(8 * scopes + 2 * n);
   std::vector<float> drawn(2 * S);
-  std::vector<int64_t> start, count;
-  std::vector<double> picked;
+  std::vector<uint32_t> keys, picked;
+  std::vector<int64_t> ranks;
   std::vector<uint8_t> has_eff(n);
   const double qs[3] = {0.1, 0.5, 0.9}, median = 0.5;
   for (int64_t p = 0; p < P; ++p) {
     double* v = values.data() + p * T;
     uint8_t* on = present.data() + p * T;
     const double* sums = a->sums + p * n * 9;
+    const double* lead = a->lead + 2 * (head + 1) * p;
+    for (int64_t c = 0; c < head; ++c) {
+      v[c] = lead[2 * c];
+      on[c] = lead[2 * c + 1] != 0.0;
+    }
+    v[head + 5] = lead[2 * head];
+    on[head + 5] = lead[2 * head + 1] != 0.0;
     // the gradient before clipping and the noise scale (Monitor._clip_and_noise)
     const double* info = a->micro_info + 4 * p;
     const int64_t* code = a->micro + p * n;
@@ -803,8 +941,8 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
         v[c_layer + 3 * j + 1] = combined[8 * scopes + 2 * j + 1];
         on[c_layer + 3 * j] = on[c_layer + 3 * j + 1] = 1;
       }
-    // v̂ and the rate at the sampled coordinates (descend_monitor_rates), their quantiles
-    // (descend_monitor_quantiles: each scope's, each layer's median)
+    // v̂ and the rate at the sampled coordinates (descend_monitor_rates), their quantiles:
+    // each scope's, each layer's median
     const double* program = a->programs + kRateFields * p * G;
     bool any_rate = false, any_eff = false;
     for (int64_t g = 0; g < G; ++g)
@@ -817,24 +955,16 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
     if (descend_monitor_rates(G, program, K, S, a->gathered + p * K * S, a->group_of,
                               drawn.data()))
       return 1;
-    start.clear();
-    count.clear();
-    for (int64_t s = 0; s < scopes; ++s)
-      for (int64_t r = 0; r < 2; ++r) {
-        start.push_back(r * S + a->part[2 * s]);
-        count.push_back(a->part[2 * s + 1]);
-      }
-    picked.resize(3 * start.size());
-    if (descend_monitor_quantiles(static_cast<int64_t>(start.size()), start.data(),
-                                  count.data(), 2 * S, drawn.data(), 3, qs, picked.data()))
-      return 1;
     for (int64_t s = 0; s < scopes; ++s) {
       bool eff_here = false;
-      for (int64_t j = a->span[2 * s]; j < a->span[2 * s + 1]; ++j) eff_here = eff_here || has_eff[j];
+      for (int64_t j = a->span[2 * s]; j < a->span[2 * s + 1]; ++j)
+        eff_here = eff_here || has_eff[j];
       for (int64_t r = 0; r < 2; ++r) {
-        const double* q = picked.data() + 3 * (2 * s + r);
-        const bool shown = (r == 0 || eff_here) && !(std::isnan(q[0]) && std::isnan(q[1]) &&
-                                                     std::isnan(q[2]));
+        double q[3];
+        quantile_row(drawn.data() + r * S + a->part[2 * s], a->part[2 * s + 1], qs, 3, q, keys,
+                     ranks, picked);
+        const bool shown =
+            (r == 0 || eff_here) && !(std::isnan(q[0]) && std::isnan(q[1]) && std::isnan(q[2]));
         for (int64_t t = 0; t < 3; ++t) {
           v[c_quant + 6 * s + 3 * r + t] = q[t];
           on[c_quant + 6 * s + 3 * r + t] = shown;
@@ -842,25 +972,17 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
       }
     }
     if (!a->layers || !any_eff) continue;
-    start.clear();
-    count.clear();
     for (int64_t j = 0; j < n; ++j)
       if (has_eff[j]) {
-        start.push_back(S + a->layer_part[2 * j]);
-        count.push_back(a->layer_part[2 * j + 1]);
-      }
-    picked.resize(start.size());
-    if (descend_monitor_quantiles(static_cast<int64_t>(start.size()), start.data(),
-                                  count.data(), 2 * S, drawn.data(), 1, &median, picked.data()))
-      return 1;
-    for (int64_t j = 0, i = 0; j < n; ++j)
-      if (has_eff[j]) {
-        v[c_layer + 3 * j + 2] = picked[i++];
+        quantile_row(drawn.data() + S + a->layer_part[2 * j], a->layer_part[2 * j + 1], &median,
+                     1, v + c_layer + 3 * j + 2, keys, ranks, picked);
         on[c_layer + 3 * j + 2] = 1;
       }
   }
-  std::copy(values.begin(), values.end(), a->values);
   std::copy(present.begin(), present.end(), a->present);
+  double* packed = a->packed;
+  for (int64_t i = 0; i < P * T; ++i)
+    if (present[i]) *packed++ = values[i];
   a->noise[0] = noise[0];
   a->noise[1] = noise[1];
   return 0;
