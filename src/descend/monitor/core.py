@@ -808,6 +808,7 @@ class Monitor:
         names: list[str] | None = None
         keys: dict[str, int] = {}
         sums, gathered, programs, lead, micro, info = [], [], [], [], [], []
+        modes, given, given_eff = [], [], []
         ids = [id(p) for p in layout.tensors]
         average, program_of = self._average, fused_kernels.rate_program
         for pending in pendings:
@@ -820,23 +821,39 @@ class Monitor:
             ):
                 return None
             got, plans, sampled = read[0], read[1], read[2]
-            if names is None:
-                names = list(sampled)
-                keys = {k: i for i, k in enumerate(names)}
-            elif len(sampled) != len(names) or any(a != b for a, b in zip(sampled, names)):
-                return None
-            for plan in plans:
-                if plan is None:
-                    programs += _NO_RATES
-                    continue
-                if plan[0] != "state":
+            if any(plan is not None and plan[0] == "trace" for plan in plans):
+                # the chain's recorded v̂ and rate, placed by the Python rows' own code
+                drawn, has_eff = self._rates(layout, plans, sampled)
+                programs += _NO_RATES * len(plans)
+                given_eff += [int(h) for h in has_eff]
+                if drawn is None:
+                    modes.append(2)
+                    given.append(None)
+                else:
+                    modes.append(1)
+                    given.append(drawn.reshape(-1))
+                gathered.append(None)  # the sources are not read
+            else:
+                if names is None:
+                    names = list(sampled)
+                    keys = {k: i for i, k in enumerate(names)}
+                elif len(sampled) != len(names) or any(a != b for a, b in zip(sampled, names)):
                     return None
-                program = program_of(plan[1], plan[2], plan[3], keys)
-                if program is None:
-                    return None
-                programs += program
-            sums.append(got if isinstance(got, np.ndarray) else np.array(got).T)
-            gathered += [sampled[k] for k in names]
+                gathered.append([sampled[k] for k in names])
+                modes.append(0)
+                given.append(None)
+                given_eff += [0] * len(ids)
+                for plan in plans:
+                    if plan is None:
+                        programs += _NO_RATES
+                        continue
+                    if plan[0] != "state":
+                        return None
+                    program = program_of(plan[1], plan[2], plan[3], keys)
+                    if program is None:
+                        return None
+                    programs += program
+            sums.append(got if isinstance(got, np.ndarray) else np.array(got).T.copy())
             for lr, bc in zip(pending.lrs, pending.bcs):
                 lead += (lr, 1.0, 0.0, 0.0) if bc is None else (lr, 1.0, bc, 1.0)
             skipped = pending.skipped
@@ -854,6 +871,18 @@ class Monitor:
                 info += (k, total, float(bool(passes)), 1.0 / k if average else 1.0)
             else:
                 info += (k, 0.0, 0.0, 1.0)
+        if names:
+            if None in gathered:
+                blank = [np.zeros(layout.sample.size, np.float32)] * len(names)
+                gathered = [blank if rows is None else rows for rows in gathered]
+            sources = np.concatenate([row for rows in gathered for row in rows])
+        else:
+            sources = np.zeros(0, np.float32)
+        if 1 in modes:  # the given rows of every step (read for those of mode 1 only)
+            blank = np.zeros(2 * layout.sample.size, np.float32)
+            given = np.concatenate([blank if g is None else g for g in given], dtype=np.float32)
+        else:
+            given = np.zeros(0, np.float32)
         cached = self._row_maker
         if cached is None or cached[0] is not layout or cached[1] != groups:
             cached = self._row_maker = (layout, groups, *self._row_plan(layout, groups), {})
@@ -861,8 +890,11 @@ class Monitor:
         got = maker(
             lib,
             np.concatenate(sums),
-            np.concatenate(gathered) if gathered else np.zeros(0, np.float32),
+            sources,
             array("d", programs),
+            array("q", modes),
+            given,
+            array("q", given_eff),
             array("q", micro),
             array("d", info),
             array("d", lead),

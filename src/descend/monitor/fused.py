@@ -504,6 +504,9 @@ class RowsArgs(ctypes.Structure):
         ("sums", _PTR),
         ("gathered", _PTR),
         ("programs", _PTR),
+        ("mode", _PTR),
+        ("given", _PTR),
+        ("given_eff", _PTR),
         ("group_of", _PTR),
         ("param_group", _PTR),
         ("scopes", _I64),
@@ -578,12 +581,15 @@ class Rows:
     ``layer_parts`` (with layers), each sampled coordinate's group ``group_of``, and ``head``
     columns the caller gives before the native ones (see ``monitor.cpp`` for the columns).
 
-    A call takes per held step its sums (n × 9 float64, the steps stacked: P·n × 9), sources
-    at the sampled coordinates (keys × samples float32, all end to end), rate programs
-    (groups × RATE_FIELDS, see :func:`rate_program`), backward-pass codes (n: 0 none, 1 one,
-    2 several), :data:`MICRO_INFO` numbers and its ``lead`` ((value, present) of the head
-    columns and of the skipped count), each kind end to end; it returns the presence of
-    every column (bytes, P × columns) and the present values in column order, rows end to
+    A call takes per held step, each kind end to end: its sums (n × 9 float64, stacked:
+    P·n × 9), its sources at the sampled coordinates (keys × samples float32), its groups'
+    rate programs (groups × RATE_FIELDS, see :func:`rate_program`), its mode (0: v̂ and the
+    rate by the programs, 1: given, 2: none), the given rows (2 × samples float32, read for
+    the steps of mode 1; none at all without such steps) and which parameters have a given
+    rate (n: 0 or 1), its backward-pass codes (n: 0 none, 1 one, 2 several),
+    :data:`MICRO_INFO` numbers and its ``lead`` ((value, present) of the head columns and
+    of the skipped count). It returns the presence of every column (bytes, P × columns)
+    and the present values in column order, rows end to
     end, and advances ``noise`` (the two averages, in and out). Every array's type and size
     is checked here before its address is handed over, every index and count again in C++,
     which writes nothing on a refusal (then None)."""
@@ -628,6 +634,9 @@ class Rows:
         sums: np.ndarray,
         gathered: np.ndarray,
         programs: array,
+        mode: array,
+        given: np.ndarray,
+        given_eff: array,
         micro: array,
         micro_info: array,
         lead: array,
@@ -647,6 +656,13 @@ class Rows:
             or gathered.size % max(p * self.samples, 1)
             or programs.typecode != "d"
             or len(programs) != p * self.groups * RATE_FIELDS
+            or mode.typecode != "q"
+            or len(mode) != p
+            or given.dtype != np.float32
+            or given.size != (2 * p * self.samples if 1 in mode else 0)
+            or not given.flags.c_contiguous
+            or given_eff.typecode != "q"
+            or len(given_eff) != p * n
             or micro.typecode != "q"
             or len(micro) != p * n
             or micro_info.typecode != "d"
@@ -662,13 +678,15 @@ class Rows:
         args.rows, args.keys = p, keys
         args.sums, args.gathered = sums.ctypes.data, gathered.ctypes.data
         args.programs, args.micro = programs.buffer_info()[0], micro.buffer_info()[0]
+        args.mode, args.given = mode.buffer_info()[0], given.ctypes.data
+        args.given_eff = given_eff.buffer_info()[0]
         args.micro_info, args.lead = micro_info.buffer_info()[0], lead.buffer_info()[0]
         args.present, args.packed = present.buffer_info()[0], packed.buffer_info()[0]
         args.noise_beta, args.unit = float(noise_beta), float(unit)
         self._noise[0], self._noise[1] = noise
         rc = lib.descend_monitor_rows(self._args_ref)
         args.sums = args.gathered = args.programs = args.micro = args.micro_info = None
-        args.lead = args.present = args.packed = None  # no address of a freed array stays
+        args.lead = args.present = args.packed = args.mode = args.given = args.given_eff = None
         if rc:
             return None
         noise[0], noise[1] = self._noise

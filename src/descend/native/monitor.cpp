@@ -637,6 +637,8 @@ extern "C" int64_t descend_monitor_read_args_size() { return sizeof(MonitorRead)
 //                 the rate's where a parameter of the scope has one)
 //   then 3j       with layers, parameter j: update ratio, ‖g‖, effective-lr median (present
 //                 where its group has a rate)
+// v̂ and the rate at the sampled coordinates come from the programs (mode 0), or are given
+// (mode 1: the rows the chain's trace recorded), or there are none (mode 2: no quantiles).
 // Out: present (P × T, 0 or 1) and packed, the present values of each row in column order,
 // rows end to end (at most P × T). The noise-scale averages (noise[0..2), in and out) advance
 // step after step. 1, and nothing written (present, packed, noise), if a size, span, part,
@@ -650,6 +652,9 @@ struct MonitorRows {
   const double* sums;         // P × n × 9 (descend_monitor_sums' columns)
   const float* gathered;      // P × keys × samples
   const double* programs;     // P × groups × 11 (descend_monitor_rates' programs)
+  const int64_t* mode;        // P: 0 v̂ and the rate by the programs, 1 given, 2 neither
+  const float* given;         // P × 2 × samples: v̂ and the rate where the mode is 1
+  const int64_t* given_eff;   // P × n: 1 where a parameter has a given rate (mode 1)
   const int64_t* group_of;    // samples: the group of each sampled coordinate, or -1
   const int64_t* param_group; // n: the group of each parameter
   int64_t scopes;             // ≥ 1: the whole model, then each group where several
@@ -722,15 +727,15 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
   int64_t total = 0;
   for (size_t q = 0, b = 0; q < k; ++q) {
     while (start[b + 1] <= r[q]) ++b;
+    if (count[b] == n) {  // one bucket holds every entry: the next digit, nothing copied
+      radix_ranks(keys, n, shift - 8, r, k, out);
+      return;
+    }
     if (!wanted[b]) {
       wanted[b] = 1;
       off[b] = total;
       total += count[b];
     }
-  }
-  if (total == n) {  // one bucket holds every entry: the next digit, nothing copied
-    radix_ranks(keys, n, shift - 8, r, k, out);
-    return;
   }
   std::vector<uint32_t> buf(total + 1);  // the last slot takes the other buckets' entries
   for (int b = 0; b < 256; ++b) pos[b] = wanted[b] ? off[b] : total;
@@ -847,6 +852,10 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
           !row_index(f[4], K, &row) || !flag(f[5], &on) || !flag(f[7], &on))
         return 1;
     }
+    if (a->mode[p] < 0 || a->mode[p] > 2) return 1;
+    for (int64_t j = 0; j < n; ++j)
+      if (a->mode[p] == 1 && a->given_eff[p * n + j] != 0 && a->given_eff[p * n + j] != 1)
+        return 1;
     for (int64_t c = 0; c <= head; ++c) {
       bool on;
       if (!flag(a->lead[2 * ((head + 1) * p + c) + 1], &on)) return 1;
@@ -944,16 +953,21 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
     // v̂ and the rate at the sampled coordinates (descend_monitor_rates), their quantiles:
     // each scope's, each layer's median
     const double* program = a->programs + kRateFields * p * G;
-    bool any_rate = false, any_eff = false;
-    for (int64_t g = 0; g < G; ++g)
+    const int64_t mode = a->mode[p];
+    bool any_rate = mode == 1, any_eff = false;
+    for (int64_t g = 0; g < G && mode == 0; ++g)
       any_rate = any_rate || program[kRateFields * g] >= 0 || program[kRateFields * g + 3] >= 0;
     if (!any_rate) continue;
     for (int64_t j = 0; j < n; ++j) {
-      has_eff[j] = program[kRateFields * a->param_group[j] + 3] >= 0;
+      has_eff[j] = mode == 1 ? a->given_eff[p * n + j] == 1
+                             : program[kRateFields * a->param_group[j] + 3] >= 0;
       any_eff = any_eff || has_eff[j];
     }
-    if (descend_monitor_rates(G, program, K, S, a->gathered + p * K * S, a->group_of,
-                              drawn.data()))
+    const float* rates = drawn.data();
+    if (mode == 1)
+      rates = a->given + 2 * S * p;
+    else if (descend_monitor_rates(G, program, K, S, a->gathered + p * K * S, a->group_of,
+                                   drawn.data()))
       return 1;
     for (int64_t s = 0; s < scopes; ++s) {
       bool eff_here = false;
@@ -961,7 +975,7 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
         eff_here = eff_here || has_eff[j];
       for (int64_t r = 0; r < 2; ++r) {
         double q[3];
-        quantile_row(drawn.data() + r * S + a->part[2 * s], a->part[2 * s + 1], qs, 3, q, keys,
+        quantile_row(rates + r * S + a->part[2 * s], a->part[2 * s + 1], qs, 3, q, keys,
                      ranks, picked);
         const bool shown =
             (r == 0 || eff_here) && !(std::isnan(q[0]) && std::isnan(q[1]) && std::isnan(q[2]));
@@ -974,7 +988,7 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
     if (!a->layers || !any_eff) continue;
     for (int64_t j = 0; j < n; ++j)
       if (has_eff[j]) {
-        quantile_row(drawn.data() + S + a->layer_part[2 * j], a->layer_part[2 * j + 1], &median,
+        quantile_row(rates + S + a->layer_part[2 * j], a->layer_part[2 * j + 1], &median,
                      1, v + c_layer + 3 * j + 2, keys, ranks, picked);
         on[c_layer + 3 * j + 2] = 1;
       }
