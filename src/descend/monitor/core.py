@@ -810,7 +810,9 @@ class Monitor:
         sums, gathered, programs, lead, micro, info = [], [], [], [], [], []
         modes, given, given_eff = [], [], []
         ids = [id(p) for p in layout.tensors]
-        average, program_of = self._average, fused_kernels.rate_program
+        n = len(ids)
+        one = [1, None]  # a parameter's record of one backward pass
+        average, program_of, trace = self._average, fused_kernels.rate_program, self.use_trace
         for pending in pendings:
             read = pending.read
             if (
@@ -821,7 +823,7 @@ class Monitor:
             ):
                 return None
             got, plans, sampled = read[0], read[1], read[2]
-            if any(plan is not None and plan[0] == "trace" for plan in plans):
+            if trace:
                 # the chain's recorded v̂ and rate, placed by the Python rows' own code
                 drawn, has_eff = self._rates(layout, plans, sampled)
                 programs += _NO_RATES * len(plans)
@@ -842,7 +844,7 @@ class Monitor:
                 gathered.append([sampled[k] for k in names])
                 modes.append(0)
                 given.append(None)
-                given_eff += [0] * len(ids)
+                given_eff += [0] * n
                 for plan in plans:
                     if plan is None:
                         programs += _NO_RATES
@@ -858,7 +860,11 @@ class Monitor:
                 lead += (lr, 1.0, 0.0, 0.0) if bc is None else (lr, 1.0, bc, 1.0)
             skipped = pending.skipped
             lead += (0.0, 0.0) if skipped is None else (float(skipped), 1.0)
-            entries = [pending.micro.get(key) for key in ids]
+            entries = list(map(pending.micro.get, ids))
+            if n and entries.count(one) == n:  # one backward pass each
+                micro += [1] * n
+                info += (1, 0.0, 0.0, 1.0)
+                continue
             if None in entries:
                 micro += [0 if e is None else 1 if e[1] is None else 2 for e in entries]
                 entries = [e for e in entries if e is not None]

@@ -804,6 +804,101 @@ void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, d
   }
 }
 
+// The rate a program gives a coordinate whose v̂ is z, where the rate's source is v̂'s and
+// divided alike (see pairable): rate_run's own float32 operations on the same input, so the
+// same bits.
+inline float rate_of(const RateProgram& p, float z) {
+  return p.inside ? p.lr / (p.c1 * std::sqrt(z + p.eps)) : p.lr / (p.c1 * (std::sqrt(z) + p.eps));
+}
+
+// A program as descend_monitor_rates reads it (false: refused there too).
+bool parse_program(const double* f, int64_t keys, RateProgram* p) {
+  if (!row_index(f[0], keys, &p->v_src) || !flag(f[1], &p->v_div) ||
+      !row_index(f[3], keys, &p->e_src) || !row_index(f[4], keys, &p->e_center) ||
+      !flag(f[5], &p->e_div) || !flag(f[7], &p->inside))
+    return false;
+  p->v_c = static_cast<float>(f[2]);
+  p->e_c = static_cast<float>(f[6]);
+  p->lr = static_cast<float>(f[8]);
+  p->c1 = static_cast<float>(f[9]);
+  p->eps = static_cast<float>(f[10]);
+  return true;
+}
+
+// Whether a program's rate is a non-increasing function of its v̂ alone, rate_of: the same
+// source read the same way (no centring), and lr ≥ 0, c1 > 0, ε ≥ 0, each operation of
+// rate_of then being monotone (IEEE rounding is). The rates' order statistics are then the
+// v̂ order statistics' rates taken from the other end (sorted(h(v)) = h(v sorted downward)),
+// wherever every coordinate's rate is finite exactly where its v̂ is (checked per row).
+bool pairable(const RateProgram& p) {
+  return p.v_src >= 0 && p.e_src == p.v_src && p.e_center < 0 && p.e_div == p.v_div &&
+         (!p.v_div || p.e_c == p.v_c) && p.lr >= 0.0f && p.c1 > 0.0f && p.eps >= 0.0f &&
+         std::isfinite(p.lr) && std::isfinite(p.c1) && std::isfinite(p.eps);
+}
+
+// quantile_row of v̂ (a) and of the rate (e) of count coordinates of one pairable program,
+// in one selection of the v̂ order statistics: the rate's ranks x taken as h(v̂ at rank
+// n − 1 − x). False (nothing written) where a coordinate's rate is finite and its v̂ not,
+// or the other way round, or a finite v̂ is below 0: then each row is selected alone.
+bool quantile_pair(const float* a, const float* e, int64_t count, const RateProgram& prog,
+                   const double* qs, int64_t nq, double* out_v, double* out_e,
+                   std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
+                   std::vector<uint32_t>& picked) {
+  keys.resize(count);
+  int64_t n = 0;
+  bool bad = false;
+  for (int64_t i = 0; i < count; ++i) {
+    const bool finite = a[i] - a[i] == 0.0f;
+    bad |= finite != (e[i] - e[i] == 0.0f);
+    bad |= finite && !(a[i] >= 0.0f);
+    if (finite) keys[n++] = order_key(a[i]);
+  }
+  if (bad) return false;
+  if (n == 0) {
+    for (int64_t k = 0; k < nq; ++k) out_v[k] = out_e[k] = NAN;
+    return true;
+  }
+  auto at = [&](double q) {
+    const double p = q * static_cast<double>(n - 1);
+    return std::min(static_cast<int64_t>(std::floor(p)), n - 1);
+  };
+  ranks.clear();
+  for (int64_t k = 0; k < nq; ++k) {
+    const int64_t i = at(qs[k]);
+    for (const int64_t x : {i, std::min(i + 1, n - 1)}) {
+      ranks.push_back(x);
+      ranks.push_back(n - 1 - x);
+    }
+  }
+  std::sort(ranks.begin(), ranks.end());
+  ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+  picked.resize(ranks.size());
+  if (ranks.size() > 64) {
+    std::sort(keys.begin(), keys.begin() + n);
+    for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
+  } else {
+    radix_ranks(keys.data(), n, 24, ranks.data(), ranks.size(), picked.data());
+  }
+  auto key_at = [&](int64_t x) {
+    return picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()];
+  };
+  auto value_v = [&](int64_t x) { return static_cast<double>(from_key(key_at(x))); };
+  auto value_e = [&](int64_t x) {
+    return static_cast<double>(rate_of(prog, from_key(key_at(n - 1 - x))));
+  };
+  for (int64_t k = 0; k < nq; ++k) {
+    const double p = qs[k] * static_cast<double>(n - 1);
+    const int64_t i = at(qs[k]);
+    double x = value_v(i);
+    if (i + 1 < n && p > static_cast<double>(i)) x += (value_v(i + 1) - x) * (p - static_cast<double>(i));
+    out_v[k] = x;
+    double y = value_e(i);
+    if (i + 1 < n && p > static_cast<double>(i)) y += (value_e(i + 1) - y) * (p - static_cast<double>(i));
+    out_e[k] = y;
+  }
+  return true;
+}
+
 }  // namespace
 
 // descend_monitor_quantiles with radix_ranks' selection, the rows left as they are (no
@@ -871,6 +966,15 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
     if (!(info[0] >= 0.0 && info[0] < 9.0e15) || info[0] != std::floor(info[0]) ||
         (info[0] >= 1.0) != counted || !flag(info[2], &several))
       return 1;
+  }
+  // the group every sampled coordinate of a scope is in, or -1 (several, or none)
+  std::vector<int64_t> scope_group(scopes, -1);
+  for (int64_t s = 0; s < scopes; ++s) {
+    const int64_t first = a->part[2 * s], count = a->part[2 * s + 1];
+    int64_t g = count > 0 ? a->group_of[first] : -1;
+    for (int64_t i = first; i < first + count && g >= 0; ++i)
+      if (a->group_of[i] != g) g = -1;
+    scope_group[s] = g;
   }
   // everything into copies; written out only once every step's row is complete
   std::vector<double> values(P * T, 0.0);
@@ -973,14 +1077,21 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
       bool eff_here = false;
       for (int64_t j = a->span[2 * s]; j < a->span[2 * s + 1]; ++j)
         eff_here = eff_here || has_eff[j];
+      double q[2][3];
+      const float* row = rates + a->part[2 * s];
+      const int64_t g = scope_group[s];
+      RateProgram prog;
+      const bool paired = mode == 0 && g >= 0 &&
+                          parse_program(program + kRateFields * g, K, &prog) && pairable(prog) &&
+                          quantile_pair(row, row + S, a->part[2 * s + 1], prog, qs, 3, q[0],
+                                        q[1], keys, ranks, picked);
       for (int64_t r = 0; r < 2; ++r) {
-        double q[3];
-        quantile_row(rates + r * S + a->part[2 * s], a->part[2 * s + 1], qs, 3, q, keys,
-                     ranks, picked);
-        const bool shown =
-            (r == 0 || eff_here) && !(std::isnan(q[0]) && std::isnan(q[1]) && std::isnan(q[2]));
+        if (!paired)
+          quantile_row(row + r * S, a->part[2 * s + 1], qs, 3, q[r], keys, ranks, picked);
+        const bool shown = (r == 0 || eff_here) &&
+                           !(std::isnan(q[r][0]) && std::isnan(q[r][1]) && std::isnan(q[r][2]));
         for (int64_t t = 0; t < 3; ++t) {
-          v[c_quant + 6 * s + 3 * r + t] = q[t];
+          v[c_quant + 6 * s + 3 * r + t] = q[r][t];
           on[c_quant + 6 * s + 3 * r + t] = shown;
         }
       }
