@@ -256,3 +256,66 @@ def test_native_rows_refuse_bad_arguments_and_write_nothing():
     assert rows(lib, *call[:3], array("q", [1]), *call[4:], *rest) is None  # given missing
     assert rows(lib, *call, array("i", [1]), *rest[1:]) is None
     assert noise == [1.0, 2.0]  # k = 1: the averages stay
+
+
+def _one_step(rows: fused.Rows, source: np.ndarray, program: list, mode: int):
+    """``descend_monitor_rows`` on one step of one parameter and one source: mode 0 (the
+    program computes v̂ and the rate, each scope's pair selected once where it can) or mode
+    1 (the same rows, computed by ``descend_monitor_rates``, given: each selected alone)."""
+    lib = fused.rows_library()
+    given = np.zeros(0, np.float32)
+    if mode == 1:
+        given = fused.rates([program], source[None], np.zeros(rows.samples, np.int64))
+        given = np.ascontiguousarray(given).reshape(-1)
+    got = rows(
+        lib,
+        np.ones((1, fused.SUMS)),
+        source.astype(np.float32),
+        array("d", program if mode == 0 else [-1, 0, 1.0, -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0]),
+        array("q", [mode]),
+        given,
+        array("q", [mode]),  # with mode 1 the parameter has a rate
+        array("q", [1]),
+        array("d", [1, 0, 0, 1]),
+        array("d", [1e-3, 1, 0, 0, 0, 0]),
+        [0.0, 0.0],
+        0.9,
+        1,
+    )
+    assert got is not None
+    return got
+
+
+def test_rate_quantiles_from_the_v_hat_selection_equal_their_own():
+    rng = np.random.default_rng(5)
+    size = 300
+    rows = fused.Rows(1, size, [0], [(0, 1)], [(0, size)], [(0, size)], np.zeros(size), 1, 2)
+    typical = np.exp(rng.uniform(-40, 0, size)).astype(np.float32)
+    typical[::9] = 0.0
+    typical[::13] = typical[5]  # ties
+    planted = []
+    for values in ([-0.0], [np.nan], [np.inf], [-1e-3]):
+        x = typical.copy()
+        x[[3, 70, 200]] = values[0]
+        planted.append(x)
+    adam = [0, 1, 0.25, 0, -1, 1, 0.25, 0, 1e-3, 0.9, 1e-8]
+    programs = [
+        adam,
+        [0, 1, 0.25, 0, -1, 1, 0.25, 1, 1e-3, 0.9, 1e-8],  # ε inside the root
+        [0, 0, 1.0, 0, -1, 0, 1.0, 0, 1e-2, 1.3, 1e-10],  # Adagrad: no division
+        [0, 1, 0.25, 0, -1, 1, 0.25, 0, 0.0, 0.9, 1e-8],  # lr 0: every rate 0
+        [0, 1, 0.25, 0, -1, 1, 0.25, 0, 1e-3, 0.9, 0.0],  # ε 0: the zeros' rates infinite
+        [0, 1, 0.25, 0, -1, 1, 0.5, 0, 1e-3, 0.9, 1e-8],  # divided otherwise: not paired
+    ]
+    for source in [typical, *planted]:
+        for program in programs:
+            paired, alone = (_one_step(rows, source, program, m) for m in (0, 1))
+            assert paired == alone, program
+            v, e = fused.rates([program], source[None].astype(np.float32), np.zeros(size, int))
+            value = dict(zip([c for c, on in enumerate(paired[0]) if on], paired[1]))
+            first = 2 + 6 + 7 + 1  # head, micro and skipped, the scope, clipped
+            for row, at in ((v, first), (e, first + 3)):
+                got = [value.get(c, math.nan) for c in range(at, at + 3)]
+                finite = row[np.isfinite(row)].astype(np.float64)
+                want = np.quantile(finite, (0.1, 0.5, 0.9))
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
