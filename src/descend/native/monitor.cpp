@@ -717,7 +717,16 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
     return;
   }
   uint32_t count[256] = {0};
-  for (int64_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & 255u];
+  if (n < 512) {
+    for (int64_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & 255u];
+  } else {  // four histograms: a run of one digit is not one chain of increments
+    uint32_t part[4][256] = {{0}};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+      for (int w = 0; w < 4; ++w) ++part[w][(keys[i + w] >> shift) & 255u];
+    for (; i < n; ++i) ++part[0][(keys[i] >> shift) & 255u];
+    for (int b = 0; b < 256; ++b) count[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
+  }
   int64_t start[257];
   start[0] = 0;
   for (int b = 0; b < 256; ++b) start[b + 1] = start[b] + count[b];
