@@ -289,6 +289,7 @@ class Monitor:
         self.steps = 0  # optimizer updates seen
         self.samples = 0  # sampled steps written
         self._rows: list[dict[str, float]] = []  # everything written, with "step"
+        self._unmade: list[tuple[int, dict[str, float]]] = []  # written, not yet in _rows
         self._losses: list[tuple[int, Any]] = []  # log_loss values not yet written
         self._noise = [0.0, 0.0]  # EMAs of gns_trace and gns_g2 (bias cancels in the ratio)
         self._armed: list[Any] = []  # handles of the hooks armed for the next step
@@ -1170,6 +1171,9 @@ class Monitor:
     def rows(self) -> list[dict[str, float]]:
         """Everything written so far, one dict per write with its ``"step"``."""
         self.flush_losses()
+        if self._unmade:  # made when asked for, not on the training thread at each write
+            unmade, self._unmade = self._unmade, []
+            self._rows.extend([{"step": step, **scalars} for step, scalars in unmade])
         return self._rows
 
     def _emit(self, step: int, scalars: dict[str, float]) -> None:
@@ -1179,7 +1183,7 @@ class Monitor:
     def _write_many(self, rows: list[tuple[int, dict[str, float]]]) -> None:
         """Write ``(step, scalars)`` rows to memory and to every sink (with one call where
         the sink takes several rows at once: ``write_many``)."""
-        self._rows.extend([{"step": step, **scalars} for step, scalars in rows])
+        self._unmade += rows
         for sink in self.sinks:
             many = getattr(sink, "write_many", None)
             if many is not None:
