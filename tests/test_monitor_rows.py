@@ -43,7 +43,7 @@ MAKERS = {
 }
 
 
-def _run(make, native: bool, monkeypatch, *, layers=True, passes=2, nan_at=5, steps=11):
+def _run(make, native: bool, monkeypatch, *, layers=True, passes=2, nan_at=5, steps=11, clip=0):
     """Rows of a monitored run (every=2, defer=3: flushes of 3, 3 and the rest), and how
     many flushes the native call made (None: it was switched off)."""
     made = []
@@ -72,6 +72,8 @@ def _run(make, native: bool, monkeypatch, *, layers=True, passes=2, nan_at=5, st
             if step == nan_at and i == 0:
                 loss = loss * float("nan")
             loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
         schedule.step()
         mon.log_loss(loss.detach())
@@ -319,3 +321,22 @@ def test_rate_quantiles_from_the_v_hat_selection_equal_their_own():
                 finite = row[np.isfinite(row)].astype(np.float64)
                 want = np.quantile(finite, (0.1, 0.5, 0.9))
                 np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+def test_native_rows_of_an_accumulating_clipped_optimizer(monkeypatch):
+    # Accumulate(k=2, average): the pre-clip norm is the average's, from two micro-batches;
+    # each micro-batch's gradient clipped in place before it is added (clipped = 1)
+    from descend.optim.accumulate import Accumulate
+
+    def make(groups):
+        return Accumulate(optim.Adam(groups, lr=1e-2), k=2)
+
+    options = {"passes": 1, "nan_at": 0, "steps": 12, "clip": 0.05}
+    native, made = _run(make, True, monkeypatch, **options)
+    reference, _ = _run(make, False, monkeypatch, **options)
+    assert made == [True]  # 6 updates, sampled 1, 3, 5: one flush of three
+    _same(native, reference)
+    sampled = [r for r in native if "opt/grad_norm" in r]
+    assert [r["opt/micro_batches"] for r in sampled] == [2.0, 2.0, 2.0]
+    assert [r["opt/clipped"] for r in sampled] == [1.0, 1.0, 1.0]
+    assert all("opt/noise_scale" in r or "opt/gns_g2" in r for r in sampled)
