@@ -207,7 +207,11 @@ class Monitor:
             A step the kernels read also gets its v̂ and effective lr at the sampled
             coordinates (``descend_monitor_rates``) and its rows' combinations of the sums
             (``descend_monitor_combine``) from C++, bit for bit the numpy formulas and
-            :func:`~descend.monitor.stats.combine` that the torch path runs (tested).
+            :func:`~descend.monitor.stats.combine` that the torch path runs (tested); where
+            the kernels read every held step, their rows — noise scale, combinations,
+            rates, quantiles, layer tags — come from one call for all of them
+            (``descend_monitor_rows``, :meth:`_native_rows`), bit for bit those rows made
+            step by step in Python (tested).
         defer: what a sampled step must read is read at once; the rest (rates, quantiles,
             combining the sums, writing) waits until ``defer`` sampled steps are held, or
             until :attr:`rows`, :meth:`frame`, :meth:`flush_losses`, :meth:`log` or
