@@ -431,13 +431,16 @@ def _program(group: dict, merged: set, state: dict, rows: dict[str, int]) -> lis
         e_src, eps = row("sum"), float(group["eps"])
         c1 = 1.0 + (t - 1.0) * float(group.get("lr_decay", 0.0))
     values = [v_src, v_div, v_c, e_src, center, e_div, e_c, inside, lr, c1, eps]
-    for x in values:  # (a tuple of types: ``int | float`` would be made again each time)
+    if _EXACT.issuperset(map(type, values)):  # every one an int or a float (one C pass)
+        return values
+    for x in values:
         if not isinstance(x, _REAL) or isinstance(x, bool):
             return None  # e.g. a complex power: the numpy formulas decide
     return values
 
 
 _REAL = (int, float)
+_EXACT = frozenset(_REAL)
 
 
 def rates(
