@@ -1185,8 +1185,9 @@ class Monitor:
         self._write_many([*self._held(), (step, scalars)])
 
     def _write_many(self, rows: list[tuple[int, dict[str, float]]]) -> None:
-        """Write ``(step, scalars)`` rows to memory and to every sink (with one call where
-        the sink takes several rows at once: ``write_many``)."""
+        """Write ``(step, scalars)`` rows to memory (kept as they are, made into the dicts of
+        :attr:`rows` when asked for) and to every sink (with one call where the sink takes
+        several rows at once: ``write_many``)."""
         self._unmade += rows
         for sink in self.sinks:
             many = getattr(sink, "write_many", None)
