@@ -305,6 +305,15 @@ void select_ranks(float* a, int64_t n, const std::vector<int64_t>& ranks, std::v
   }
 }
 
+// x + (y − x)·f with the product rounded before the sum, as Python computes it
+// (stats._interpolate, flat.row_quantiles): -march=native would otherwise fuse it into one
+// fma, an ulp away from the torch path's quantiles now and then.
+__attribute__((noinline, optimize("fp-contract=off"))) double interpolate(double x, double y,
+                                                                           double f) {
+  const double step = (y - x) * f;
+  return x + step;
+}
+
 }  // namespace
 
 // Quantiles qs[0..nq) (ascending, in [0, 1]) of each row r of data — the entries
@@ -347,7 +356,7 @@ extern "C" int32_t descend_monitor_quantiles(int64_t rows, const int64_t* start,
       const double p = qs[k] * static_cast<double>(n - 1);
       const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
       double x = value(i);
-      if (i + 1 < n && p > static_cast<double>(i)) x += (value(i + 1) - x) * (p - static_cast<double>(i));
+      if (i + 1 < n && p > static_cast<double>(i)) x = interpolate(x, value(i + 1), p - static_cast<double>(i));
       o[k] = x;
     }
   }
@@ -773,7 +782,7 @@ inline float from_key(uint32_t u) {
 }
 
 // Quantiles qs[0..nq) of the finite entries of a[0..count), as descend_monitor_quantiles
-// computes one row (the same ranks, the same interpolation written the same way), the order
+// computes one row (the same ranks, the same interpolation), the order
 // statistics selected by radix_ranks; NaN without finite entries.
 void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, double* o,
                   std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
@@ -808,7 +817,7 @@ void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, d
     const double p = qs[k] * static_cast<double>(n - 1);
     const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
     double x = value(i);
-    if (i + 1 < n && p > static_cast<double>(i)) x += (value(i + 1) - x) * (p - static_cast<double>(i));
+    if (i + 1 < n && p > static_cast<double>(i)) x = interpolate(x, value(i + 1), p - static_cast<double>(i));
     o[k] = x;
   }
 }
@@ -898,12 +907,10 @@ bool quantile_pair(const float* a, const float* e, int64_t count, const RateProg
   for (int64_t k = 0; k < nq; ++k) {
     const double p = qs[k] * static_cast<double>(n - 1);
     const int64_t i = at(qs[k]);
-    double x = value_v(i);
-    if (i + 1 < n && p > static_cast<double>(i)) x += (value_v(i + 1) - x) * (p - static_cast<double>(i));
-    out_v[k] = x;
-    double y = value_e(i);
-    if (i + 1 < n && p > static_cast<double>(i)) y += (value_e(i + 1) - y) * (p - static_cast<double>(i));
-    out_e[k] = y;
+    const double f = p - static_cast<double>(i);
+    const bool between = i + 1 < n && p > static_cast<double>(i);
+    out_v[k] = between ? interpolate(value_v(i), value_v(i + 1), f) : value_v(i);
+    out_e[k] = between ? interpolate(value_e(i), value_e(i + 1), f) : value_e(i);
   }
   return true;
 }
