@@ -221,9 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         "tensor hook armed for that step only (the pre-clip norm), then one `descend_check` of "
         "the live tensors and one C++ pass per parameter over θ, g and m for the sums (float64) "
         "with the gather of the optimizer state at 2,048 fixed sampled coordinates (+ ≤ 512 per "
-        "layer); the effective lr and v̂ of the samples (numpy), their quantiles (C++), the "
-        "combinations and the TensorBoard events (encoded and framed in C++, one file write) are "
-        "computed for 8 sampled steps at once (`defer=8`). The other steps cost two optimizer "
+        "layer); the effective lr and v̂ of the samples, their quantiles and the combinations "
+        "of the sums (C++: one call for all 8 rows, `descend_monitor_rows`) and the "
+        "TensorBoard events (encoded and framed in C++, one file write) are computed for 8 "
+        "sampled steps at once (`defer=8`). The other steps cost two optimizer "
         "hook calls and reading the loss. Where the target is missed, `every` = 10 × "
         "overhead/5% brings it under 5% (the cost per sampled step does not depend on "
         "`every`).",

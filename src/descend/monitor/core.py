@@ -36,7 +36,9 @@ from __future__ import annotations
 import math
 import warnings
 import weakref
+from array import array
 from collections import OrderedDict
+from itertools import compress
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,9 @@ LAYER_METRICS = ("update_ratio", "grad_norm", "eff_lr_p50")
 # optimizer state the effective learning rate and v̂ are computed from
 RATE_KEYS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "sum")
 LOSS_BUFFER = 256  # losses held by Monitor.log_loss before they are written
+# the first six values per scope of fused.combine, in stats.combine's order
+_COMBINED = ("grad_norm", "update_norm", "weight_norm", "update_ratio", "opposed_frac", "nonfinite")
+_NO_RATES = [-1, 0, 1.0, -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0]  # a group with neither v̂ nor rate
 
 
 def _names(model: nn.Module | None, optimizer: torch.optim.Optimizer) -> dict[int, str]:
@@ -249,6 +254,14 @@ class Monitor:
             (default) where they take the tensors (float32, CPU), else torch's operations;
             ``True`` requires them (``RuntimeError`` at a sampled step they cannot read);
             ``False`` always torch's. :attr:`last_path` says which read the last sampled step.
+            A step the kernels read also gets its v̂ and effective lr at the sampled
+            coordinates (``descend_monitor_rates``) and its rows' combinations of the sums
+            (``descend_monitor_combine``) from C++, bit for bit the numpy formulas and
+            :func:`~descend.monitor.stats.combine` that the torch path runs (tested); where
+            the kernels read every held step, their rows — noise scale, combinations,
+            rates, quantiles, layer tags — come from one call for all of them
+            (``descend_monitor_rows``, :meth:`_native_rows`), bit for bit those rows made
+            step by step in Python (tested).
         defer: what a sampled step must read is read at once; the rest (rates, quantiles,
             combining the sums, writing) waits until ``defer`` sampled steps are held, or
             until :attr:`rows`, :meth:`frame`, :meth:`flush_losses`, :meth:`log` or
@@ -330,6 +343,7 @@ class Monitor:
         self.steps = 0  # optimizer updates seen
         self.samples = 0  # sampled steps written
         self._rows: list[dict[str, float]] = []  # everything written, with "step"
+        self._unmade: list[tuple[int, dict[str, float]]] = []  # written, not yet in _rows
         self._losses: list[tuple[int, Any]] = []  # log_loss values not yet written
         self._noise = [0.0, 0.0]  # EMAs of gns_trace and gns_g2 (bias cancels in the ratio)
         self._armed: list[Any] = []  # handles of the hooks armed for the next step
@@ -346,6 +360,7 @@ class Monitor:
         self._subset: tuple | None = None  # (layout, kept, layout of the kept parameters)
         self._reader: tuple | None = None  # (layout, group specs, fused.Reader, source names)
         self._snapshot: tuple | None = None  # (layout, fused.Snapshot, …): θ before the step
+        self._row_maker: tuple | None = None  # (layout, groups, fused.Rows, tags): the rows
         self._next = 1  # the next sampled step
         self._closed = False
         self._handles = [
@@ -736,11 +751,19 @@ class Monitor:
                     view.zero_()
         layout.momentum_zero = not any(filled)
 
-    def _rates(self, layout: flat.Layout, plans: list, sampled: dict) -> tuple[Any, list]:
+    def _rates(
+        self, layout: flat.Layout, plans: list, sampled: dict, path: str = "torch"
+    ) -> tuple[Any, list]:
         """v̂ and the effective learning rate at the sampled coordinates, as the two rows of
         one float32 array (NaN where a group has none; None when no group has either), from
         ``sampled`` (each source at the sample's coordinates, host arrays); and which
-        parameters have an effective learning rate."""
+        parameters have an effective learning rate. Read by the kernels (``path`` "fused"),
+        in one native call (:func:`descend.monitor.fused.rates`, the same bits); else, or
+        where a group's formula is not one the native programs express, with numpy."""
+        if path == "fused":
+            got = self._native_rates(layout, plans, sampled)
+            if got is not None:
+                return got
         sample = layout.sample
         drawn = None
         has_eff = [False] * len(layout.tensors)
@@ -771,6 +794,43 @@ class Monitor:
             if pair[1] is not None:
                 has_eff[first:end] = [True] * (end - first)
         return drawn, has_eff
+
+    @staticmethod
+    def _native_rates(layout: flat.Layout, plans: list, sampled: dict) -> tuple | None:
+        """:meth:`_rates` through ``descend_monitor_rates``: each group's formula compiled
+        to a program (:func:`descend.monitor.fused.rate_program`), all coordinates in one
+        call; None where a plan is a trace or a formula has no program."""
+        names = list(sampled)
+        rows = {k: i for i, k in enumerate(names)}
+        programs, has_eff, any_rate = [], [False] * len(layout.tensors), False
+        for g, plan in enumerate(plans):
+            if plan is None:
+                programs.append(_NO_RATES)
+                continue
+            if plan[0] != "state":
+                return None
+            _, group, keys, state = plan
+            program = fused_kernels.rate_program(group, keys, state, rows)
+            if program is None:
+                return None
+            programs.append(program)
+            if program[3] >= 0:
+                first, end = layout.group_spans[g]
+                has_eff[first:end] = [True] * (end - first)
+            any_rate = any_rate or program[0] >= 0 or program[3] >= 0
+        if not any_rate:
+            return None, has_eff
+        sample = layout.sample
+        group_of = sample.group_of
+        if group_of is None:
+            group_of = sample.group_of = np.full(sample.size, -1, np.int64)
+            for g, members in enumerate(sample.member_rows):
+                group_of[slice(None) if members is None else members] = g
+        gathered = np.stack([sampled[k] for k in names]) if names else None
+        if gathered is None:
+            return None
+        drawn = fused_kernels.rates(programs, gathered, group_of)
+        return None if drawn is None else (drawn, has_eff)
 
     def _read(self, layout: flat.Layout, fast: bool = True) -> tuple[Any, list, dict, str]:
         """Sums per parameter (an n × 9 array, or nine lists), the group plans, each source at
@@ -859,8 +919,13 @@ class Monitor:
 
     def _finish_all(self, pendings: list[_Pending]) -> list[dict[str, float]]:
         """The rows of held sampled steps from what :meth:`_measure` read, in order (the
-        noise-scale averages advance step by step): the rates of each, the quantiles of all
-        those the kernels read selected together (:meth:`_select_all`), then each row."""
+        noise-scale averages advance step by step): all of them in one native call where
+        the kernels read them all (:meth:`_native_rows`), else the rates of each, the
+        quantiles of all those the kernels read selected together (:meth:`_select_all`), then
+        each row."""
+        rows = self._native_rows(pendings)
+        if rows is not None:
+            return rows
         items = []
         for pending in pendings:
             out: dict[str, float] = {}
@@ -871,18 +936,198 @@ class Monitor:
             read = pending.read
             if read is not None:
                 sums = read[0]
+                raw = sums
                 if isinstance(sums, np.ndarray):
                     sums = sums.T.tolist()
                 self._clip_and_noise(out, pending.layout, sums[flat.GP2], pending.micro)
-                read = (sums, *read[1:])
+                read = (sums, *read[1:4], raw)
             if pending.skipped is not None:
                 out["opt/skipped_steps"] = float(pending.skipped)
             drawn = has_eff = None
             if read is not None:
-                drawn, has_eff = self._rates(pending.layout, read[1], read[2])
+                drawn, has_eff = self._rates(pending.layout, read[1], read[2], read[3])
             items.append((out, pending.layout, read, drawn, has_eff))
         selected = self._select_all(items)
         return [self._finish(*item, selected.get(i)) for i, item in enumerate(items)]
+
+    def _native_rows(self, pendings: list[_Pending]) -> list[dict[str, float]] | None:
+        """The rows of :meth:`_finish_all` in one native call (``descend_monitor_rows``, see
+        :class:`~descend.monitor.fused.Rows`), where the kernels read every held step on one
+        layout, each group's state plan compiles to a rate program
+        (:func:`~descend.monitor.fused.rate_program`) and the steps gathered the same
+        sources; else None (then the rows are made in Python, the reference these equal bit
+        for bit, tested). Per step only the groups' programs, its backward-pass record and
+        the values the C++ side does not compute (lr, v̂ bias correction, skipped steps) are
+        gathered here; each row's dict is then built from its present values and the tags
+        of its presence pattern (made once per pattern)."""
+        lib = fused_kernels.rows_library()
+        if lib is None or not pendings:
+            return None
+        layout = pendings[0].layout
+        groups = len(pendings[0].lrs)
+        names: list[str] | None = None
+        keys: dict[str, int] = {}
+        sums, gathered, programs, lead, micro, info = [], [], [], [], [], []
+        modes, given, given_eff = [], [], []
+        ids = [id(p) for p in layout.tensors]
+        n = len(ids)
+        one = [1, None]  # a parameter's record of one backward pass
+        average, program_of, trace = self._average, fused_kernels.rate_program, self.use_trace
+        for pending in pendings:
+            read = pending.read
+            if (
+                read is None
+                or read[3] != "fused"
+                or pending.layout is not layout
+                or len(pending.lrs) != groups
+            ):
+                return None
+            got, plans, sampled = read[0], read[1], read[2]
+            if trace:
+                # the chain's recorded v̂ and rate, placed by the Python rows' own code
+                drawn, has_eff = self._rates(layout, plans, sampled)
+                programs += _NO_RATES * len(plans)
+                given_eff += [int(h) for h in has_eff]
+                if drawn is None:
+                    modes.append(2)
+                    given.append(None)
+                else:
+                    modes.append(1)
+                    given.append(drawn.reshape(-1))
+                gathered.append(None)  # the sources are not read
+            else:
+                if names is None:
+                    names = list(sampled)
+                    keys = {k: i for i, k in enumerate(names)}
+                elif len(sampled) != len(names) or any(a != b for a, b in zip(sampled, names)):
+                    return None
+                gathered.append([sampled[k] for k in names])
+                modes.append(0)
+                given.append(None)
+                given_eff += [0] * n
+                for plan in plans:
+                    if plan is None:
+                        programs += _NO_RATES
+                        continue
+                    if plan[0] != "state":
+                        return None
+                    program = program_of(plan[1], plan[2], plan[3], keys)
+                    if program is None:
+                        return None
+                    programs += program
+            sums.append(got if isinstance(got, np.ndarray) else np.array(got).T.copy())
+            for lr, bc in zip(pending.lrs, pending.bcs):
+                lead += (lr, 1.0, 0.0, 0.0) if bc is None else (lr, 1.0, bc, 1.0)
+            skipped = pending.skipped
+            lead += (0.0, 0.0) if skipped is None else (float(skipped), 1.0)
+            entries = list(map(pending.micro.get, ids))
+            if n and entries.count(one) == n:  # one backward pass each
+                micro += [1] * n
+                info += (1, 0.0, 0.0, 1.0)
+                continue
+            if None in entries:
+                micro += [0 if e is None else 1 if e[1] is None else 2 for e in entries]
+                entries = [e for e in entries if e is not None]
+            else:
+                micro += [1 if e[1] is None else 2 for e in entries]
+            k = max((e[0] for e in entries), default=0)
+            if k > 1:
+                passes = [t for e in entries if e[1] for t in e[1]]
+                total = float(torch.stack(passes).sum()) if passes else 0.0
+                info += (k, total, float(bool(passes)), 1.0 / k if average else 1.0)
+            else:
+                info += (k, 0.0, 0.0, 1.0)
+        if names:
+            if None in gathered:
+                blank = [np.zeros(layout.sample.size, np.float32)] * len(names)
+                gathered = [blank if rows is None else rows for rows in gathered]
+            sources = np.concatenate([row for rows in gathered for row in rows])
+        else:
+            sources = np.zeros(0, np.float32)
+        if 1 in modes:  # the given rows of every step (read for those of mode 1 only)
+            blank = np.zeros(2 * layout.sample.size, np.float32)
+            given = np.concatenate([blank if g is None else g for g in given], dtype=np.float32)
+        else:
+            given = np.zeros(0, np.float32)
+        cached = self._row_maker
+        if cached is None or cached[0] is not layout or cached[1] != groups:
+            cached = self._row_maker = (layout, groups, *self._row_plan(layout, groups), {})
+        _, _, maker, tags, patterns = cached
+        got = maker(
+            lib,
+            np.concatenate(sums),
+            sources,
+            array("d", programs),
+            array("q", modes),
+            given,
+            array("q", given_eff),
+            array("q", micro),
+            array("d", info),
+            array("d", lead),
+            self._noise,
+            self.noise_beta,
+            self.batch_size or 1,
+        )
+        if got is None:
+            return None
+        present, values = got
+        rows, at, width = [], 0, maker.columns
+        for start in range(0, len(present), width):
+            pattern = present[start : start + width]
+            chosen = patterns.get(pattern)
+            if chosen is None:
+                chosen = patterns[pattern] = tuple(compress(tags, pattern))
+            end = at + len(chosen)
+            rows.append(dict(zip(chosen, values[at:end])))
+            at = end
+        return rows
+
+    def _row_plan(self, layout: flat.Layout, groups: int) -> tuple[fused_kernels.Rows, list]:
+        """The fixed arguments of :meth:`_native_rows` for ``layout`` and ``groups`` param
+        groups, and the tags of its columns (in the order of the Python rows)."""
+        sample = layout.sample
+        scopes = self._scopes(layout)
+        parts = self._parts(layout, scopes)
+        group_of = sample.group_of
+        if group_of is None:
+            group_of = sample.group_of = np.full(sample.size, -1, np.int64)
+            for g, members in enumerate(sample.member_rows):
+                group_of[slice(None) if members is None else members] = g
+        param_group = [0] * len(layout.tensors)
+        for g, (first, end) in enumerate(layout.group_spans):
+            param_group[first:end] = [g] * (end - first)
+        layered = self.layers and sample.layer_rows is not None
+        maker = fused_kernels.Rows(
+            len(layout.tensors),
+            sample.size,
+            param_group,
+            [span for _, span, _ in scopes],
+            [(s.start, s.stop - s.start) for s in parts],
+            [(s.start, s.stop - s.start) for s in sample.layers] if layered else None,
+            group_of,
+            len(layout.group_spans),
+            2 * groups,
+        )
+        tags = [f"opt/group{gi}/{m}" for gi in range(groups) for m in ("lr", "v_bias_correction")]
+        tags += ["opt/" + m for m in ("grad_norm_preclip", "micro_batches", "gns_g2")]
+        tags += ["opt/" + m for m in ("gns_trace", "noise_scale", "skipped_steps")]
+        for prefix, _, _ in scopes:
+            tags += [prefix + m for m in (*_COMBINED, "momentum_cos")]
+        tags.append("opt/clipped")
+        for prefix, _, _ in scopes:
+            tags += [f"{prefix}{m}_{q}" for m in ("v_hat", "eff_lr") for q in ("p10", "p50", "p90")]
+        if layered:
+            tags += [tag for triple in self._layer_tags(layout) for tag in triple]
+        return maker, tags
+
+    def _layer_tags(self, layout: flat.Layout) -> list[tuple[str, str, str]]:
+        """Each layer's three tags (:data:`LAYER_METRICS`), made once per layout."""
+        if layout.tags is None:
+            layout.tags = [
+                tuple(f"layer/{self.names.get(id(p), f'param{j}')}/{m}" for m in LAYER_METRICS)
+                for j, p in enumerate(layout.tensors)
+            ]
+        return layout.tags
 
     def _scopes(self, layout: flat.Layout) -> list[tuple[str, tuple[int, int], int | None]]:
         scopes = [("opt/", (0, len(layout.tensors)), None)]
@@ -942,14 +1187,26 @@ class Monitor:
         from :meth:`_select_all`, or None (then selected here)."""
         if read is None:
             return out
-        sums, plans, sampled, path = read
+        sums, plans, sampled, path = read[:4]
         tensors = layout.tensors
         scopes = self._scopes(layout)
-        order = (flat.U2, flat.W2, flat.G2, flat.MG, flat.M2, flat.OPPOSED, flat.NONZERO, 8)
-        for prefix, (first, end), _ in scopes:
-            total = [sum(sums[r][first:end]) for r in order]
-            for key, value in stats.combine([total]).items():
-                out[prefix + key] = value
+        combined = None
+        if path == "fused" and isinstance(read[-1], np.ndarray):  # the kernels' n × 9 sums
+            combined = fused_kernels.combine(read[-1], [s for _, s, _ in scopes], self.layers)
+        if combined is not None:
+            names = _COMBINED
+            for s, (prefix, *_) in enumerate(scopes):
+                values = combined[8 * s : 8 * s + 8]
+                for name, value in zip(names, values[:6]):
+                    out[prefix + name] = value
+                if values[7]:
+                    out[prefix + "momentum_cos"] = values[6]
+        else:
+            order = (flat.U2, flat.W2, flat.G2, flat.MG, flat.M2, flat.OPPOSED, flat.NONZERO, 8)
+            for prefix, (first, end), _ in scopes:
+                total = [sum(sums[r][first:end]) for r in order]
+                for key, value in stats.combine([total]).items():
+                    out[prefix + key] = value
         if "opt/grad_norm_preclip" in out:
             clipped = out["opt/grad_norm"] < out["opt/grad_norm_preclip"] * (1 - 1e-4)
             out["opt/clipped"] = float(clipped)
@@ -974,9 +1231,13 @@ class Monitor:
                     for j, p in enumerate(tensors)
                 ]
             u2s, w2s, g2s = sums[flat.U2], sums[flat.W2], sums[flat.G2]
+            at = 8 * len(scopes)
             for j, (ratio_tag, grad_tag, eff_tag) in enumerate(tags):
-                out[ratio_tag] = ratio(sqrt(u2s[j]), sqrt(w2s[j]))
-                out[grad_tag] = sqrt(g2s[j])
+                if combined is not None:
+                    out[ratio_tag], out[grad_tag] = combined[at + 2 * j], combined[at + 2 * j + 1]
+                else:
+                    out[ratio_tag] = ratio(sqrt(u2s[j]), sqrt(w2s[j]))
+                    out[grad_tag] = sqrt(g2s[j])
                 if medians is not None and has_eff[j]:
                     out[eff_tag] = medians[j]
         return out
@@ -1061,6 +1322,9 @@ class Monitor:
     def rows(self) -> list[dict[str, float]]:
         """Everything written so far, one dict per write with its ``"step"``."""
         self.flush_losses()
+        if self._unmade:  # made when asked for, not on the training thread at each write
+            unmade, self._unmade = self._unmade, []
+            self._rows.extend([{"step": step, **scalars} for step, scalars in unmade])
         return self._rows
 
     def _emit(self, step: int, scalars: dict[str, float]) -> None:
@@ -1068,9 +1332,10 @@ class Monitor:
         self._write_many([*self._held(), (step, scalars)])
 
     def _write_many(self, rows: list[tuple[int, dict[str, float]]]) -> None:
-        """Write ``(step, scalars)`` rows to memory and to every sink (with one call where
-        the sink takes several rows at once: ``write_many``)."""
-        self._rows.extend([{"step": step, **scalars} for step, scalars in rows])
+        """Write ``(step, scalars)`` rows to memory (kept as they are, made into the dicts of
+        :attr:`rows` when asked for) and to every sink (with one call where the sink takes
+        several rows at once: ``write_many``)."""
+        self._unmade += rows
         for sink in self.sinks:
             many = getattr(sink, "write_many", None)
             if many is not None:
@@ -1168,6 +1433,7 @@ class Monitor:
         self._disarm()
         self._grad_hooks, self._grads, self._layout_hooks = {}, {}, None
         self._layout = self._subset = self._reader = self._snapshot = None  # the buffers
+        self._row_maker = None
         for handle in self._handles:
             handle.remove()
         for sink in self.sinks:

@@ -96,6 +96,7 @@ class Sample:
         # each group's entries of the index (its spans of coordinates), for the per-group
         # formula of the effective learning rate
         self.member_rows: list[np.ndarray | None] = []
+        self.group_of: np.ndarray | None = None  # each entry's group (the monitor's, made once)
         for first, end in group_spans:
             inside = (flat >= offsets[first]) & (flat < offsets[end])
             self.member_rows.append(None if inside.all() else np.flatnonzero(inside))

@@ -13,6 +13,7 @@ whose results these equal (tested).
 from __future__ import annotations
 
 import ctypes
+import math
 import operator
 import sys
 from array import array
@@ -54,6 +55,12 @@ def library():
         events.argtypes = [_I64, ctypes.c_double, _PTR, _PTR, _I64, _PTR, _PTR, _I64, _PTR, _I64]
         events.argtypes += [_PTR, _I64, _PTR, ctypes.POINTER(_I64)]
         events.restype = ctypes.c_int32
+        rates = lib.descend_monitor_rates
+        rates.argtypes = [_I64, _PTR, _I64, _I64, _PTR, _PTR, _PTR]
+        rates.restype = ctypes.c_int32
+        combined = lib.descend_monitor_combine
+        combined.argtypes = [_I64, _PTR, _I64, _PTR, _I64, _PTR]
+        combined.restype = ctypes.c_int32
         size = lib.descend_monitor_read_args_size
         size.argtypes, size.restype = [], _I64
         if size() != ctypes.sizeof(ReadArgs):  # a stale library: the kernels are not used
@@ -492,3 +499,341 @@ def scalars(tensors: Sequence[torch.Tensor]) -> list[float] | None:
     if lib.descend_read_scalars(ctypes.byref(args), out.buffer_info()[0]):
         return None
     return out.tolist()
+
+
+RATE_FIELDS = 11  # doubles per group in a program of descend_monitor_rates (see monitor.cpp)
+
+
+def rate_program(
+    group: dict, keys: Sequence[str], state: dict, rows: dict[str, int]
+) -> list | None:
+    """The program of ``descend_monitor_rates`` for one group: its v̂ and effective learning
+    rate by the formulas of :func:`descend.monitor.flat.state_rates` (v̂) and
+    :func:`descend.train.metrics._param_eff_lr` (the rate), the scalars computed here in
+    Python exactly as they compute them, the per-coordinate float32 arithmetic left to C++.
+    ``keys``: the group's state sources, ``state``: its scalars (``step``, ``mu_product``),
+    ``rows``: each source's row in the gathered array. None where a formula is one this
+    program does not express (the numpy formulas then run, and raise what they raise)."""
+    try:
+        return _program(group, set(keys) | set(state), state, rows)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError):
+        return None
+
+
+def _program(group: dict, merged: set, state: dict, rows: dict[str, int]) -> list | None:
+    from descend.train.metrics import _pair
+
+    def row(key: str) -> int:
+        if key not in rows:  # a source the gather did not read
+            raise KeyError(key)
+        return rows[key]
+
+    # v̂ (flat._rates): Adam's v/(1 − β₂ᵗ), else RMSprop's square_avg or AdaGrad's sum
+    v_src, v_div, v_c = -1, 0, 1.0
+    if "exp_avg_sq" in merged and "betas" in group:
+        t = float(state.get("step", 1))
+        v_src, v_div, v_c = row("exp_avg_sq"), 1, 1 - float(group["betas"][1]) ** t
+    elif "square_avg" in merged or "sum" in merged:
+        v_src = row("square_avg" if "square_avg" in merged else "sum")
+    # the rate (metrics._param_eff_lr): lr / (c1 · sqrt_plus(y, eps))
+    e_src, center, e_div, e_c, inside, lr, c1, eps = -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0
+    lr = float(group["lr"])
+    t = max(float(state.get("step", 1)), 1.0)
+    placement = group.get("eps_placement") or "outside"
+    inside = int(placement == "inside")
+    if "exp_avg_sq" in merged:
+        if "betas" in group and "Q" not in merged:
+            b1, b2 = (float(b) for b in group["betas"])
+            eps = float(group["eps"])
+            if "mu_product" in merged:  # NAdam
+                e_src, e_div, e_c, inside = row("exp_avg_sq"), 1, 1 - b2**t, 0
+            else:
+                bc_m, bc_v = _pair(group.get("bias_correction", True))
+                c1 = 1 - b1**t if bc_m else 1.0
+                c2 = 1 - b2**t if bc_v else 1.0
+                corrected_max = group.get("amsgrad_of", "raw") == "corrected"
+                raw_max = group.get("amsgrad") and not corrected_max
+                source = "max_exp_avg_sq" if raw_max else "exp_avg_sq"
+                if placement == "hat":
+                    e_src, inside, lr = row(source), 0, lr * math.sqrt(c2)
+                elif group.get("amsgrad") and corrected_max:
+                    e_src = row("max_exp_avg_sq")
+                else:
+                    e_src, e_div, e_c = row(source), 1, c2
+    elif "square_avg" in merged:
+        e_src, eps = row("square_avg"), float(group["eps"])
+        if group.get("centered", False):
+            center = row("grad_avg")
+        if group.get("bias_correction", False):
+            e_div, e_c = 1, 1 - float(group["alpha"]) ** t
+    elif "sum" in merged:
+        e_src, eps = row("sum"), float(group["eps"])
+        c1 = 1.0 + (t - 1.0) * float(group.get("lr_decay", 0.0))
+    values = [v_src, v_div, v_c, e_src, center, e_div, e_c, inside, lr, c1, eps]
+    if _EXACT.issuperset(map(type, values)):  # every one an int or a float (one C pass)
+        return values
+    for x in values:
+        if not isinstance(x, _REAL) or isinstance(x, bool):
+            return None  # e.g. a complex power: the numpy formulas decide
+    return values
+
+
+_REAL = (int, float)
+_EXACT = frozenset(_REAL)
+
+
+def rates(
+    programs: Sequence[Sequence[float]], gathered: np.ndarray, group: np.ndarray
+) -> np.ndarray | None:
+    """v̂ and the effective learning rate at the sampled coordinates as a (2 × samples)
+    float32 array, computed in C++ by each coordinate's group's program (see
+    :func:`rate_program`; ``group[s]`` = -1: NaN); the same bits as the numpy formulas
+    (tested). ``gathered``: the sources (keys × samples, float32). None without the kernels,
+    or where the native side refuses the arguments (a row or group out of range)."""
+    lib = library()
+    if lib is None:
+        return None
+    gathered = np.ascontiguousarray(gathered, dtype=np.float32)
+    if gathered.ndim != 2:
+        raise ValueError(f"gathered must be 2-d (keys × samples), got shape {gathered.shape}")
+    group = np.ascontiguousarray(group, dtype=np.int64)
+    keys, samples = gathered.shape
+    if group.shape != (samples,):
+        raise ValueError(f"group must hold one entry per sample ({samples}), got {group.shape}")
+    program = array("d", [float(x) for p in programs for x in p])
+    if len(program) != RATE_FIELDS * len(programs):
+        raise ValueError(f"each program holds {RATE_FIELDS} numbers")
+    out = np.empty((2, samples), np.float32)
+    rc = lib.descend_monitor_rates(
+        len(programs), program.buffer_info()[0] if programs else None, keys, samples,
+        gathered.ctypes.data, group.ctypes.data, out.ctypes.data,
+    )  # fmt: skip
+    return None if rc else out
+
+
+COMBINED = 8  # values per scope of descend_monitor_combine (see monitor.cpp)
+
+
+def combine(sums: np.ndarray, spans: Sequence[tuple[int, int]], layers: bool) -> list | None:
+    """Per scope (parameters ``first:end`` of the n × 9 float64 ``sums``) the eight values of
+    ``descend_monitor_combine`` — ‖g‖, ‖u‖, ‖θ‖, update ratio, opposed fraction, non-finite,
+    momentum cosine, [‖m‖² > 0] — then, with ``layers``, each parameter's update ratio and
+    ‖g‖, as one list; the same bits as :func:`descend.monitor.stats.combine` (tested). None
+    without the kernels or where a span is refused."""
+    lib = library()
+    if lib is None:
+        return None
+    sums = np.ascontiguousarray(sums, dtype=np.float64)
+    if sums.ndim != 2 or sums.shape[1] != SUMS:
+        raise ValueError(f"sums must be n × {SUMS}, got shape {sums.shape}")
+    n = sums.shape[0]
+    span = array("q", [x for pair in spans for x in pair])
+    if len(span) != 2 * len(spans):
+        raise ValueError("each span is (first, end)")
+    out = np.empty(COMBINED * len(spans) + (2 * n if layers else 0))
+    rc = lib.descend_monitor_combine(
+        n, sums.ctypes.data, len(spans), span.buffer_info()[0] if spans else None,
+        int(bool(layers)), out.ctypes.data,
+    )  # fmt: skip
+    return None if rc else out.tolist()
+
+
+class RowsArgs(ctypes.Structure):
+    """Mirrors ``struct MonitorRows`` in ``monitor.cpp`` field by field."""
+
+    _fields_ = [
+        ("rows", _I64),
+        ("n", _I64),
+        ("keys", _I64),
+        ("samples", _I64),
+        ("groups", _I64),
+        ("sums", _PTR),
+        ("gathered", _PTR),
+        ("programs", _PTR),
+        ("mode", _PTR),
+        ("given", _PTR),
+        ("given_eff", _PTR),
+        ("group_of", _PTR),
+        ("param_group", _PTR),
+        ("scopes", _I64),
+        ("span", _PTR),
+        ("part", _PTR),
+        ("layers", _I64),
+        ("layer_part", _PTR),
+        ("micro", _PTR),
+        ("micro_info", _PTR),
+        ("noise_beta", ctypes.c_double),
+        ("unit", ctypes.c_double),
+        ("noise", _PTR),
+        ("head", _I64),
+        ("lead", _PTR),
+        ("columns", _I64),
+        ("present", _PTR),
+        ("packed", _PTR),
+    ]
+
+
+def rows_library():
+    """:func:`library` with ``descend_monitor_rows`` (and ``descend_monitor_quantiles_radix``)
+    declared, or None (no kernels, or a library whose ``MonitorRows`` is not
+    :class:`RowsArgs`)."""
+    lib = library()
+    if lib is None:
+        return None
+    if _declared.get("rows") is not lib:
+        fn = lib.descend_monitor_rows
+        fn.argtypes = [ctypes.POINTER(RowsArgs)]
+        fn.restype = ctypes.c_int32
+        radix = lib.descend_monitor_quantiles_radix
+        radix.argtypes = [_I64, _PTR, _PTR, _I64, _PTR, _I64, _PTR, _PTR]
+        radix.restype = ctypes.c_int32
+        size = lib.descend_monitor_rows_size
+        size.argtypes, size.restype = [], _I64
+        if size() != ctypes.sizeof(RowsArgs):
+            return None
+        _declared["rows"] = lib
+    return lib
+
+
+def radix_quantiles(
+    data: np.ndarray, rows: Sequence[tuple[int, int]], qs: Sequence[float]
+) -> list[list[float]] | None:
+    """:func:`quantiles` with the selection of ``descend_monitor_rows`` (a most significant
+    digit radix selection of the entries' order keys; ``data`` is not reordered): the same
+    values. None without the kernels or where a row or q is refused."""
+    lib = rows_library()
+    if lib is None:
+        return None
+    data = np.ascontiguousarray(data, dtype=np.float32).reshape(-1)
+    start = array("q", [r[0] for r in rows])
+    count = array("q", [r[1] for r in rows])
+    q = array("d", qs)
+    out = np.empty((len(rows), len(qs)))
+    rc = lib.descend_monitor_quantiles_radix(
+        len(rows), start.buffer_info()[0], count.buffer_info()[0], len(data), data.ctypes.data,
+        len(qs), q.buffer_info()[0], out.ctypes.data,
+    )  # fmt: skip
+    return None if rc else out.tolist()
+
+
+MICRO_INFO = 4  # per held step: k, Σ‖gᵢ‖² of the parameters with several passes, has it, scale
+
+
+class Rows:
+    """The rows of a flush's held sampled steps in one native call (``descend_monitor_rows``),
+    its fixed arguments built once for a layout and an arrangement: ``n`` parameters in
+    ``groups`` (``param_group``: each one's), ``scopes`` as (first, end) parameter spans with
+    their sampled coordinates ``parts`` (start, count), each parameter's sampled coordinates
+    ``layer_parts`` (with layers), each sampled coordinate's group ``group_of``, and ``head``
+    columns the caller gives before the native ones (see ``monitor.cpp`` for the columns).
+
+    A call takes per held step, each kind end to end: its sums (n × 9 float64, stacked:
+    P·n × 9), its sources at the sampled coordinates (keys × samples float32), its groups'
+    rate programs (groups × RATE_FIELDS, see :func:`rate_program`), its mode (0: v̂ and the
+    rate by the programs, 1: given, 2: none), the given rows (2 × samples float32, read for
+    the steps of mode 1; none at all without such steps) and which parameters have a given
+    rate (n: 0 or 1), its backward-pass codes (n: 0 none, 1 one, 2 several),
+    :data:`MICRO_INFO` numbers and its ``lead`` ((value, present) of the head columns and
+    of the skipped count). It returns the presence of every column (bytes, P × columns)
+    and the present values in column order, rows end to
+    end, and advances ``noise`` (the two averages, in and out). Every array's type and size
+    is checked here before its address is handed over, every index and count again in C++,
+    which writes nothing on a refusal (then None)."""
+
+    def __init__(
+        self,
+        n: int,
+        samples: int,
+        param_group: Sequence[int],
+        spans: Sequence[tuple[int, int]],
+        parts: Sequence[tuple[int, int]],
+        layer_parts: Sequence[tuple[int, int]] | None,
+        group_of: np.ndarray,
+        groups: int,
+        head: int,
+    ) -> None:
+        self.n, self.samples, self.groups, self.head = n, samples, groups, head
+        self.scopes = len(spans)
+        self.layers = layer_parts is not None
+        self.columns = head + 6 + 13 * self.scopes + 1 + (3 * n if self.layers else 0)
+        self._keep = [
+            np.ascontiguousarray(param_group, dtype=np.int64).reshape(n),
+            np.ascontiguousarray(spans, dtype=np.int64).reshape(self.scopes, 2),
+            np.ascontiguousarray(parts, dtype=np.int64).reshape(self.scopes, 2),
+            np.ascontiguousarray(layer_parts or [(0, 0)] * n, dtype=np.int64).reshape(n, 2),
+            np.ascontiguousarray(group_of, dtype=np.int64).reshape(samples),
+        ]
+        self._noise = array("d", [0.0, 0.0])
+        args = RowsArgs(0, n, 0, samples, groups)
+        args.param_group, args.span, args.part, args.layer_part, args.group_of = (
+            a.ctypes.data for a in self._keep
+        )
+        args.scopes, args.layers = self.scopes, int(self.layers)
+        args.noise = self._noise.buffer_info()[0]
+        args.head, args.columns = head, self.columns
+        self._args = args
+        self._args_ref = ctypes.pointer(args)
+
+    def __call__(
+        self,
+        lib,
+        sums: np.ndarray,
+        gathered: np.ndarray,
+        programs: array,
+        mode: array,
+        given: np.ndarray,
+        given_eff: array,
+        micro: array,
+        micro_info: array,
+        lead: array,
+        noise: list[float],
+        noise_beta: float,
+        unit: float,
+    ) -> tuple[bytes, list[float]] | None:
+        p = len(micro_info) // MICRO_INFO
+        n, t = self.n, self.columns
+        if (
+            sums.dtype != np.float64
+            or sums.shape != (p * n, SUMS)
+            or not sums.flags.c_contiguous
+            or gathered.dtype != np.float32
+            or gathered.ndim != 1
+            or not gathered.flags.c_contiguous
+            or gathered.size % max(p * self.samples, 1)
+            or programs.typecode != "d"
+            or len(programs) != p * self.groups * RATE_FIELDS
+            or mode.typecode != "q"
+            or len(mode) != p
+            or given.dtype != np.float32
+            or given.size != (2 * p * self.samples if 1 in mode else 0)
+            or not given.flags.c_contiguous
+            or given_eff.typecode != "q"
+            or len(given_eff) != p * n
+            or micro.typecode != "q"
+            or len(micro) != p * n
+            or micro_info.typecode != "d"
+            or len(micro_info) != p * MICRO_INFO
+            or lead.typecode != "d"
+            or len(lead) != p * 2 * (self.head + 1)
+        ):
+            return None
+        keys = gathered.size // (p * self.samples) if p * self.samples else 0
+        present = array("B", bytes(p * t))
+        packed = array("d", bytes(8 * p * t))
+        args = self._args
+        args.rows, args.keys = p, keys
+        args.sums, args.gathered = sums.ctypes.data, gathered.ctypes.data
+        args.programs, args.micro = programs.buffer_info()[0], micro.buffer_info()[0]
+        args.mode, args.given = mode.buffer_info()[0], given.ctypes.data
+        args.given_eff = given_eff.buffer_info()[0]
+        args.micro_info, args.lead = micro_info.buffer_info()[0], lead.buffer_info()[0]
+        args.present, args.packed = present.buffer_info()[0], packed.buffer_info()[0]
+        args.noise_beta, args.unit = float(noise_beta), float(unit)
+        self._noise[0], self._noise[1] = noise
+        rc = lib.descend_monitor_rows(self._args_ref)
+        args.sums = args.gathered = args.programs = args.micro = args.micro_info = None
+        args.lead = args.present = args.packed = args.mode = args.given = args.given_eff = None
+        if rc:
+            return None
+        noise[0], noise[1] = self._noise
+        return present.tobytes(), packed.tolist()

@@ -218,7 +218,31 @@ inline uint32_t order_key(float x) {
 }
 
 constexpr int kBucketBits = 11;  // first-level buckets of the selection: the key's top bits
-constexpr int64_t kRadixFrom = 1024;  // shorter rows select with nth_element alone
+constexpr int64_t kRadixFrom = 4096;  // shorter rows select by multi_select alone (measured:
+// a sampled row of 2,048 v̂ of the digits MLP, ~7 µs against ~27 through the histogram)
+
+// Puts the entries of a[lo..hi) of ranks r[0..k) (ascending, distinct, inside [lo, hi)) in
+// their sorted places: a rank at either end of the range by one scan for the least or the
+// greatest entry (the pairs i, i + 1 of an interpolation), else nth_element at the middle
+// rank and the same on each side of it, so that each pass works on a shrinking range.
+void multi_select(float* a, int64_t lo, int64_t hi, const int64_t* r, size_t k) {
+  while (k > 0) {
+    if (r[0] == lo) {
+      std::iter_swap(a + lo, std::min_element(a + lo, a + hi));
+      ++lo, ++r, --k;
+    } else if (r[k - 1] == hi - 1) {
+      std::iter_swap(a + hi - 1, std::max_element(a + lo, a + hi));
+      --hi, --k;
+    } else {
+      const size_t m = k / 2;
+      std::nth_element(a + lo, a + r[m], a + hi);
+      multi_select(a, lo, r[m], r, m);
+      lo = r[m] + 1;
+      r += m + 1;
+      k -= m + 1;
+    }
+  }
+}
 
 // The entries of a[0..n) at the sorted ranks `ranks` (ascending), into `out`, reordering a:
 // one histogram of the keys' top bits finds the bucket of each rank, one pass moves those
@@ -228,15 +252,8 @@ constexpr int64_t kRadixFrom = 1024;  // shorter rows select with nth_element al
 void select_ranks(float* a, int64_t n, const std::vector<int64_t>& ranks, std::vector<float>& out) {
   out.resize(ranks.size());
   if (n < kRadixFrom) {
-    int64_t lo = 0;
-    for (size_t k = 0; k < ranks.size(); ++k) {
-      const int64_t r = ranks[k];
-      if (r >= lo) {
-        std::nth_element(a + lo, a + r, a + n);
-        lo = r + 1;
-      }
-      out[k] = a[r];
-    }
+    multi_select(a, 0, n, ranks.data(), ranks.size());
+    for (size_t k = 0; k < ranks.size(); ++k) out[k] = a[ranks[k]];
     return;
   }
   constexpr int64_t kBuckets = int64_t{1} << kBucketBits;
@@ -288,6 +305,15 @@ void select_ranks(float* a, int64_t n, const std::vector<int64_t>& ranks, std::v
   }
 }
 
+// x + (y − x)·f with the product rounded before the sum, as Python computes it
+// (stats._interpolate, flat.row_quantiles): -march=native would otherwise fuse it into one
+// fma, an ulp away from the torch path's quantiles now and then.
+__attribute__((noinline, optimize("fp-contract=off"))) double interpolate(double x, double y,
+                                                                           double f) {
+  const double step = (y - x) * f;
+  return x + step;
+}
+
 }  // namespace
 
 // Quantiles qs[0..nq) (ascending, in [0, 1]) of each row r of data — the entries
@@ -330,7 +356,7 @@ extern "C" int32_t descend_monitor_quantiles(int64_t rows, const int64_t* start,
       const double p = qs[k] * static_cast<double>(n - 1);
       const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
       double x = value(i);
-      if (i + 1 < n && p > static_cast<double>(i)) x += (value(i + 1) - x) * (p - static_cast<double>(i));
+      if (i + 1 < n && p > static_cast<double>(i)) x = interpolate(x, value(i + 1), p - static_cast<double>(i));
       o[k] = x;
     }
   }
@@ -438,8 +464,673 @@ extern "C" int32_t descend_monitor_events(int64_t rows, double wall_time, const 
   return 0;
 }
 
+// The per-coordinate rates of descend.monitor at the sampled coordinates, the float32
+// arithmetic of descend.monitor.flat.state_rates (numpy on float32 rows, a Python float
+// rounded to float32 before each operation) in the same order, so the rows are bit for bit
+// numpy's. Per group g, RATE_FIELDS doubles of program[RATE_FIELDS·g ..]:
+//   0 v_src   row of gathered read for v̂ (-1: no v̂)       1 v_div   divide it by (float)v_c
+//   2 v_c                                                  3 e_src   row for the rate (-1: none)
+//   4 e_center row subtracted squared (RMSprop centered, -1: none)
+//   5 e_div   divide by (float)e_c                         6 e_c
+//   7 inside  ε inside the root                            8 lr      9 c1      10 eps
+//   v̂ = x / v_c;   y = x − a² (centered), y = y / e_c;
+//   rate = lr / (c1 · (√y + ε))  or  lr / (c1 · √(y + ε))  (inside)
+// gathered: keys × samples (float32); group[s]: the group of sampled coordinate s, or -1;
+// out: 2 × samples (v̂ then the rate), NaN where the group has none. 1, and nothing written,
+// if a row index is not an integer in [-1, keys), a flag not 0 or 1, or a group outside
+// [-1, groups).
+namespace {
+constexpr int64_t kRateFields = 11;
+
+bool row_index(double x, int64_t keys, int64_t* out) {
+  if (!(x >= -1.0 && x < static_cast<double>(keys)) || x != std::floor(x)) return false;
+  *out = static_cast<int64_t>(x);
+  return true;
+}
+
+bool flag(double x, bool* out) {
+  if (x != 0.0 && x != 1.0) return false;
+  *out = x == 1.0;
+  return true;
+}
+
+struct RateProgram {
+  int64_t v_src, e_src, e_center;
+  bool v_div, e_div, inside;
+  float v_c, e_c, lr, c1, eps;
+};
+
+// y − a² in separate float32 operations, not contracted into a fused multiply-add (numpy
+// rounds a² first); its own function so that the attribute stays off the other loops.
+__attribute__((noinline, optimize("fp-contract=off"))) void subtract_squares(
+    int64_t count, const float* __restrict__ a, float* __restrict__ y) {
+  for (int64_t s = 0; s < count; ++s) {
+    const float a2 = a[s] * a[s];
+    y[s] = y[s] - a2;
+  }
+}
+
+// One group's run of sampled coordinates [0, count) (gathered rows offset to its start):
+// each formula as separate passes of float32 operations that the compiler vectorises (no
+// branch inside a loop); none is a multiply followed by an add that could be contracted.
+void rate_run(const RateProgram& p, int64_t count, int64_t samples, const float* gathered,
+              float* __restrict__ v_out, float* __restrict__ e_out) {
+  if (p.v_src < 0) {
+    for (int64_t s = 0; s < count; ++s) v_out[s] = NAN;
+  } else {
+    const float* __restrict__ x = gathered + p.v_src * samples;
+    const float c = p.v_c;
+    if (p.v_div)
+      for (int64_t s = 0; s < count; ++s) v_out[s] = x[s] / c;
+    else
+      for (int64_t s = 0; s < count; ++s) v_out[s] = x[s];
+  }
+  if (p.e_src < 0) {
+    for (int64_t s = 0; s < count; ++s) e_out[s] = NAN;
+    return;
+  }
+  const float* __restrict__ x = gathered + p.e_src * samples;
+  for (int64_t s = 0; s < count; ++s) e_out[s] = x[s];  // y, then each step in place
+  if (p.e_center >= 0) subtract_squares(count, gathered + p.e_center * samples, e_out);
+  if (p.e_div) {
+    const float c = p.e_c;
+    for (int64_t s = 0; s < count; ++s) e_out[s] = e_out[s] / c;
+  }
+  const float eps = p.eps, c1 = p.c1, lr = p.lr;
+  if (p.inside)
+    for (int64_t s = 0; s < count; ++s) e_out[s] = lr / (c1 * std::sqrt(e_out[s] + eps));
+  else
+    for (int64_t s = 0; s < count; ++s) e_out[s] = lr / (c1 * (std::sqrt(e_out[s]) + eps));
+}
+
+// Every sampled coordinate by its group's program, run after run of one group (a single
+// group: one run).
+void rate_rows(const RateProgram* programs, int64_t samples, const float* gathered,
+               const int64_t* group, float* out) {
+  const RateProgram none{-1, -1, -1, false, false, false, 1.0f, 1.0f, 0.0f, 1.0f, 0.0f};
+  for (int64_t s = 0; s < samples;) {
+    const int64_t g = group[s];
+    int64_t e = s + 1;
+    while (e < samples && group[e] == g) ++e;
+    rate_run(g >= 0 ? programs[g] : none, e - s, samples, gathered + s, out + s,
+             out + samples + s);
+    s = e;
+  }
+}
+}  // namespace
+
+extern "C" int32_t descend_monitor_rates(int64_t groups, const double* program, int64_t keys,
+                                         int64_t samples, const float* gathered,
+                                         const int64_t* group, float* out) {
+  if (groups < 0 || keys < 0 || samples < 0) return 1;
+  std::vector<RateProgram> programs(groups);
+  for (int64_t g = 0; g < groups; ++g) {
+    const double* f = program + kRateFields * g;
+    RateProgram& p = programs[g];
+    if (!row_index(f[0], keys, &p.v_src) || !flag(f[1], &p.v_div) ||
+        !row_index(f[3], keys, &p.e_src) || !row_index(f[4], keys, &p.e_center) ||
+        !flag(f[5], &p.e_div) || !flag(f[7], &p.inside))
+      return 1;
+    p.v_c = static_cast<float>(f[2]);
+    p.e_c = static_cast<float>(f[6]);
+    p.lr = static_cast<float>(f[8]);
+    p.c1 = static_cast<float>(f[9]);
+    p.eps = static_cast<float>(f[10]);
+  }
+  for (int64_t s = 0; s < samples; ++s)
+    if (group[s] < -1 || group[s] >= groups) return 1;
+  rate_rows(programs.data(), samples, gathered, group, out);
+  return 0;
+}
+
+// The monitor's combinations of per-parameter sums (descend.monitor.stats.combine and the
+// per-layer tags of Monitor._finish), in the same float64 operations in the same order
+// (sums added left to right from 0, then sqrt and one division each), so the values are
+// bit for bit Python's. sums: n × 9 (descend_monitor_sums' rows); scope s adds parameters
+// span[2s] .. span[2s + 1] and writes 8 values into out[8s ..]:
+//   ‖g‖, ‖u‖, ‖θ‖, ‖u‖/‖θ‖, #(u·g < 0)/#(g ≠ 0), [#non-finite > 0], m·g/(‖m‖‖g‖), [‖m‖² > 0]
+// (a ratio is NaN where its denominator is not > 0); with layers != 0, per parameter j
+// ‖u‖/‖θ‖ and ‖g‖ into out[8·scopes + 2j ..]. 1, and nothing written, if a span is not
+// inside [0, n] in order, or layers is not 0 or 1.
+namespace {
+inline double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
+}  // namespace
+
+extern "C" int32_t descend_monitor_combine(int64_t n, const double* sums, int64_t scopes,
+                                           const int64_t* span, int64_t layers, double* out) {
+  if (n < 0 || scopes < 0 || (layers != 0 && layers != 1)) return 1;
+  for (int64_t s = 0; s < scopes; ++s)
+    if (span[2 * s] < 0 || span[2 * s] > span[2 * s + 1] || span[2 * s + 1] > n) return 1;
+  for (int64_t s = 0; s < scopes; ++s) {
+    double t[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t j = span[2 * s]; j < span[2 * s + 1]; ++j)
+      for (int k = 0; k < 9; ++k) t[k] += sums[9 * j + k];
+    const double w2 = t[0], g2 = t[2], u2 = t[3], m2 = t[4], mg = t[5];
+    double* o = out + 8 * s;
+    o[0] = std::sqrt(g2);
+    o[1] = std::sqrt(u2);
+    o[2] = std::sqrt(w2);
+    o[3] = ratio(std::sqrt(u2), std::sqrt(w2));
+    o[4] = ratio(t[6], t[7]);
+    o[5] = t[8] > 0 ? 1.0 : 0.0;
+    o[6] = m2 > 0 ? ratio(mg, std::sqrt(m2 * g2)) : NAN;
+    o[7] = m2 > 0 ? 1.0 : 0.0;
+  }
+  if (layers) {
+    double* o = out + 8 * scopes;
+    for (int64_t j = 0; j < n; ++j) {
+      o[2 * j] = ratio(std::sqrt(sums[9 * j + 3]), std::sqrt(sums[9 * j]));
+      o[2 * j + 1] = std::sqrt(sums[9 * j + 2]);
+    }
+  }
+  return 0;
+}
+
 // sizeof(MonitorRead), which descend.monitor.fused compares with its ctypes mirror.
 extern "C" int64_t descend_monitor_read_args_size() { return sizeof(MonitorRead); }
+
+// The rows of all the sampled steps a flush writes, in one call (descend.monitor.core
+// Monitor._native_rows): per held step p the values of its row's tags and whether each tag is
+// present, from its per-parameter sums, its sources gathered at the sampled coordinates and
+// its groups' rate programs, by the same float64 operations as the Python rows
+// (Monitor._clip_and_noise, descend_monitor_combine, descend_monitor_rates and the
+// quantiles of descend_monitor_quantiles, here selected by radix_ranks), so every value is
+// bit for bit the Python path's over the same reads. The columns of a row (T = columns):
+//   0 .. head     the caller's (each group's lr and v̂ bias correction), from lead
+//   head + 0..4   ‖g‖ before clipping, micro-batches, gns_g2, gns_trace, noise_scale
+//   head + 5      skipped steps (the caller's, from lead)
+//   head + 6 + 7s scope s: ‖g‖, ‖u‖, ‖θ‖, update ratio, opposed fraction, non-finite,
+//                 momentum cosine (present where ‖m‖² > 0)
+//   then 1        clipped (present with ‖g‖ before clipping)
+//   then 6s       scope s: v̂ p10 p50 p90, effective lr p10 p50 p90 (present where not NaN,
+//                 the rate's where a parameter of the scope has one)
+//   then 3j       with layers, parameter j: update ratio, ‖g‖, effective-lr median (present
+//                 where its group has a rate)
+// v̂ and the rate at the sampled coordinates come from the programs (mode 0), or are given
+// (mode 1: the rows the chain's trace recorded), or there are none (mode 2: no quantiles).
+// Out: present (P × T, 0 or 1) and packed, the present values of each row in column order,
+// rows end to end (at most P × T). The noise-scale averages (noise[0..2), in and out) advance
+// step after step. 1, and nothing written (present, packed, noise), if a size, span, part,
+// group, program, code or count is out of range.
+struct MonitorRows {
+  int64_t rows;               // P held steps
+  int64_t n;                  // parameters
+  int64_t keys;               // gathered sources per step
+  int64_t samples;            // sampled coordinates
+  int64_t groups;             // rate programs per step (the layout's groups)
+  const double* sums;         // P × n × 9 (descend_monitor_sums' columns)
+  const float* gathered;      // P × keys × samples
+  const double* programs;     // P × groups × 11 (descend_monitor_rates' programs)
+  const int64_t* mode;        // P: 0 v̂ and the rate by the programs, 1 given, 2 neither
+  const float* given;         // P × 2 × samples: v̂ and the rate where the mode is 1
+  const int64_t* given_eff;   // P × n: 1 where a parameter has a given rate (mode 1)
+  const int64_t* group_of;    // samples: the group of each sampled coordinate, or -1
+  const int64_t* param_group; // n: the group of each parameter
+  int64_t scopes;             // ≥ 1: the whole model, then each group where several
+  const int64_t* span;        // scopes × 2: parameters [first, end)
+  const int64_t* part;        // scopes × 2: its sampled coordinates (start, count)
+  int64_t layers;             // 0 or 1
+  const int64_t* layer_part;  // n × 2: each parameter's sampled coordinates (with layers)
+  const int64_t* micro;       // P × n: 0 no backward pass seen, 1 one, 2 several
+  const double* micro_info;   // P × 4: k (most passes), Σ‖gᵢ‖² of the several, has it, scale
+  double noise_beta;          // the averages' factor
+  double unit;                // samples per micro-batch (1: in micro-batches)
+  double* noise;              // 2, in and out: the averages of gns_trace and gns_g2
+  int64_t head;               // the caller's columns before the native ones
+  const double* lead;         // P × (head + 1) × 2: (value, present) of those and of skipped
+  int64_t columns;            // T
+  uint8_t* present;           // out: P × T
+  double* packed;             // out: the present values, row after row
+};
+
+namespace {
+
+// stats.noise_scale_parts with k ≥ 2, in Python's operations and order (none contracted).
+__attribute__((noinline, optimize("fp-contract=off"))) void noise_parts(
+    double k, double micro_sq, double total_sq, double* g2, double* trace) {
+  const double small = micro_sq / k;
+  const double big = total_sq / (k * k);
+  *g2 = (k * big - small) / (k - 1.0);
+  *trace = k * (small - big) / (k - 1.0);
+}
+
+// b·old + (1 − b)·x, both products rounded (Python's).
+__attribute__((noinline, optimize("fp-contract=off"))) double average(double b, double old,
+                                                                       double x) {
+  const double kept = b * old;
+  const double added = (1.0 - b) * x;
+  return kept + added;
+}
+
+bool inside(const int64_t* pair, int64_t total) {
+  return pair[0] >= 0 && pair[1] >= 0 && pair[0] <= total && pair[1] <= total - pair[0];
+}
+
+// The entries of keys[0..n) (order keys) at the sorted ranks r[0..k) (ascending, distinct,
+// in [0, n)) into out: most significant digit first, 8 bits a level from bit `shift` down,
+// one histogram of the digit, then the entries of the buckets holding a wanted rank copied
+// out in one branch-free pass (a bucket holding every entry is not copied) and each selected
+// in alone, down to buckets of at most 32 entries, which are sorted. nth_element mispredicts
+// on about every other comparison; this moves each entry a few times without a branch.
+void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, size_t k,
+                 uint32_t* out) {
+  if (shift < 0) {  // every bit alike: all the entries are one value
+    for (size_t q = 0; q < k; ++q) out[q] = keys[0];
+    return;
+  }
+  if (n <= 32) {
+    uint32_t small[32];
+    std::copy(keys, keys + n, small);
+    std::sort(small, small + n);
+    for (size_t q = 0; q < k; ++q) out[q] = small[r[q]];
+    return;
+  }
+  uint32_t count[256] = {0};
+  if (n < 512) {
+    for (int64_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & 255u];
+  } else {  // four histograms: a run of one digit is not one chain of increments
+    uint32_t part[4][256] = {{0}};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+      for (int w = 0; w < 4; ++w) ++part[w][(keys[i + w] >> shift) & 255u];
+    for (; i < n; ++i) ++part[0][(keys[i] >> shift) & 255u];
+    for (int b = 0; b < 256; ++b) count[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
+  }
+  int64_t start[257];
+  start[0] = 0;
+  for (int b = 0; b < 256; ++b) start[b + 1] = start[b] + count[b];
+  // the buckets holding a wanted rank and where their entries go
+  int64_t pos[256], off[256];
+  uint8_t wanted[256] = {0};
+  int64_t total = 0;
+  for (size_t q = 0, b = 0; q < k; ++q) {
+    while (start[b + 1] <= r[q]) ++b;
+    if (count[b] == n) {  // one bucket holds every entry: the next digit, nothing copied
+      radix_ranks(keys, n, shift - 8, r, k, out);
+      return;
+    }
+    if (!wanted[b]) {
+      wanted[b] = 1;
+      off[b] = total;
+      total += count[b];
+    }
+  }
+  std::vector<uint32_t> buf(total + 1);  // the last slot takes the other buckets' entries
+  for (int b = 0; b < 256; ++b) pos[b] = wanted[b] ? off[b] : total;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t d = (keys[i] >> shift) & 255u;
+    const int64_t p = pos[d];
+    buf[p] = keys[i];
+    pos[d] = p + wanted[d];
+  }
+  int64_t local[64];
+  for (size_t q = 0, b = 0; q < k;) {
+    while (start[b + 1] <= r[q]) ++b;
+    size_t e = q;
+    while (e < k && r[e] < start[b + 1]) ++e;
+    for (size_t x = q; x < e; ++x) local[x - q] = r[x] - start[b];
+    radix_ranks(buf.data() + off[b], count[b], shift - 8, local, e - q, out + q);
+    q = e;
+  }
+}
+
+inline float from_key(uint32_t u) {
+  u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
+  float x;
+  std::memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+// Quantiles qs[0..nq) of the finite entries of a[0..count), as descend_monitor_quantiles
+// computes one row (the same ranks, the same interpolation), the order
+// statistics selected by radix_ranks; NaN without finite entries.
+void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, double* o,
+                  std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
+                  std::vector<uint32_t>& picked) {
+  keys.resize(count);
+  int64_t n = 0;
+  for (int64_t i = 0; i < count; ++i)
+    if (a[i] - a[i] == 0.0f) keys[n++] = order_key(a[i]);
+  if (n == 0) {
+    for (int64_t k = 0; k < nq; ++k) o[k] = NAN;
+    return;
+  }
+  ranks.clear();
+  for (int64_t k = 0; k < nq; ++k) {
+    const double p = qs[k] * static_cast<double>(n - 1);
+    const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
+    for (const int64_t x : {i, std::min(i + 1, n - 1)})
+      if (ranks.empty() || ranks.back() < x) ranks.push_back(x);
+  }
+  picked.resize(ranks.size());
+  if (ranks.size() > 64) {  // more ranks than radix_ranks holds: a sort
+    std::sort(keys.begin(), keys.begin() + n);
+    for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
+  } else {
+    radix_ranks(keys.data(), n, 24, ranks.data(), ranks.size(), picked.data());
+  }
+  auto value = [&](int64_t x) {
+    return static_cast<double>(
+        from_key(picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()]));
+  };
+  for (int64_t k = 0; k < nq; ++k) {
+    const double p = qs[k] * static_cast<double>(n - 1);
+    const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
+    double x = value(i);
+    if (i + 1 < n && p > static_cast<double>(i)) x = interpolate(x, value(i + 1), p - static_cast<double>(i));
+    o[k] = x;
+  }
+}
+
+// The rate a program gives a coordinate whose v̂ is z, where the rate's source is v̂'s and
+// divided alike (see pairable): rate_run's own float32 operations on the same input, so the
+// same bits.
+inline float rate_of(const RateProgram& p, float z) {
+  return p.inside ? p.lr / (p.c1 * std::sqrt(z + p.eps)) : p.lr / (p.c1 * (std::sqrt(z) + p.eps));
+}
+
+// A program as descend_monitor_rates reads it (false: refused there too).
+bool parse_program(const double* f, int64_t keys, RateProgram* p) {
+  if (!row_index(f[0], keys, &p->v_src) || !flag(f[1], &p->v_div) ||
+      !row_index(f[3], keys, &p->e_src) || !row_index(f[4], keys, &p->e_center) ||
+      !flag(f[5], &p->e_div) || !flag(f[7], &p->inside))
+    return false;
+  p->v_c = static_cast<float>(f[2]);
+  p->e_c = static_cast<float>(f[6]);
+  p->lr = static_cast<float>(f[8]);
+  p->c1 = static_cast<float>(f[9]);
+  p->eps = static_cast<float>(f[10]);
+  return true;
+}
+
+// Whether a program's rate is a non-increasing function of its v̂ alone, rate_of: the same
+// source read the same way (no centring), and lr ≥ 0, c1 > 0, ε ≥ 0, each operation of
+// rate_of then being monotone (IEEE rounding is). The rates' order statistics are then the
+// v̂ order statistics' rates taken from the other end (sorted(h(v)) = h(v sorted downward)),
+// wherever every coordinate's rate is finite exactly where its v̂ is (checked per row).
+bool pairable(const RateProgram& p) {
+  return p.v_src >= 0 && p.e_src == p.v_src && p.e_center < 0 && p.e_div == p.v_div &&
+         (!p.v_div || p.e_c == p.v_c) && p.lr >= 0.0f && p.c1 > 0.0f && p.eps >= 0.0f &&
+         std::isfinite(p.lr) && std::isfinite(p.c1) && std::isfinite(p.eps);
+}
+
+// quantile_row of v̂ (a) and of the rate (e) of count coordinates of one pairable program,
+// in one selection of the v̂ order statistics: the rate's ranks x taken as h(v̂ at rank
+// n − 1 − x). False (nothing written) where a coordinate's rate is finite and its v̂ not,
+// or the other way round, or a finite v̂ is below 0: then each row is selected alone.
+bool quantile_pair(const float* a, const float* e, int64_t count, const RateProgram& prog,
+                   const double* qs, int64_t nq, double* out_v, double* out_e,
+                   std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
+                   std::vector<uint32_t>& picked) {
+  keys.resize(count);
+  int64_t n = 0;
+  bool bad = false;
+  for (int64_t i = 0; i < count; ++i) {
+    const bool finite = a[i] - a[i] == 0.0f;
+    bad |= finite != (e[i] - e[i] == 0.0f);
+    bad |= finite && !(a[i] >= 0.0f);
+    if (finite) keys[n++] = order_key(a[i]);
+  }
+  if (bad) return false;
+  if (n == 0) {
+    for (int64_t k = 0; k < nq; ++k) out_v[k] = out_e[k] = NAN;
+    return true;
+  }
+  auto at = [&](double q) {
+    const double p = q * static_cast<double>(n - 1);
+    return std::min(static_cast<int64_t>(std::floor(p)), n - 1);
+  };
+  ranks.clear();
+  for (int64_t k = 0; k < nq; ++k) {
+    const int64_t i = at(qs[k]);
+    for (const int64_t x : {i, std::min(i + 1, n - 1)}) {
+      ranks.push_back(x);
+      ranks.push_back(n - 1 - x);
+    }
+  }
+  std::sort(ranks.begin(), ranks.end());
+  ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+  picked.resize(ranks.size());
+  if (ranks.size() > 64) {
+    std::sort(keys.begin(), keys.begin() + n);
+    for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
+  } else {
+    radix_ranks(keys.data(), n, 24, ranks.data(), ranks.size(), picked.data());
+  }
+  auto key_at = [&](int64_t x) {
+    return picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()];
+  };
+  auto value_v = [&](int64_t x) { return static_cast<double>(from_key(key_at(x))); };
+  auto value_e = [&](int64_t x) {
+    return static_cast<double>(rate_of(prog, from_key(key_at(n - 1 - x))));
+  };
+  for (int64_t k = 0; k < nq; ++k) {
+    const double p = qs[k] * static_cast<double>(n - 1);
+    const int64_t i = at(qs[k]);
+    const double f = p - static_cast<double>(i);
+    const bool between = i + 1 < n && p > static_cast<double>(i);
+    out_v[k] = between ? interpolate(value_v(i), value_v(i + 1), f) : value_v(i);
+    out_e[k] = between ? interpolate(value_e(i), value_e(i + 1), f) : value_e(i);
+  }
+  return true;
+}
+
+}  // namespace
+
+// descend_monitor_quantiles with radix_ranks' selection, the rows left as they are (no
+// reordering): the same values (tested against it and numpy). For tests and benchmarks of
+// the selection descend_monitor_rows uses.
+extern "C" int32_t descend_monitor_quantiles_radix(int64_t rows, const int64_t* start,
+                                                   const int64_t* count, int64_t total,
+                                                   const float* data, int64_t nq,
+                                                   const double* qs, double* out) {
+  for (int64_t r = 0; r < rows; ++r)
+    if (start[r] < 0 || count[r] < 0 || start[r] > total || count[r] > total - start[r]) return 1;
+  for (int64_t k = 0; k < nq; ++k)
+    if (!(qs[k] >= 0.0 && qs[k] <= 1.0) || (k > 0 && qs[k] < qs[k - 1])) return 1;
+  std::vector<uint32_t> keys, picked;
+  std::vector<int64_t> ranks;
+  for (int64_t r = 0; r < rows; ++r)
+    quantile_row(data + start[r], count[r], qs, nq, out + nq * r, keys, ranks, picked);
+  return 0;
+}
+
+extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
+  const int64_t P = a->rows, n = a->n, K = a->keys, S = a->samples, G = a->groups;
+  const int64_t scopes = a->scopes;
+  if (P < 0 || n < 0 || K < 0 || S < 0 || G < 0 || scopes < 1 || a->head < 0) return 1;
+  if (a->layers != 0 && a->layers != 1) return 1;
+  const int64_t head = a->head, c_micro = head, c_scope = head + 6;
+  const int64_t c_clip = c_scope + 7 * scopes, c_quant = c_clip + 1, c_layer = c_quant + 6 * scopes;
+  const int64_t T = a->columns;
+  if (T != c_layer + (a->layers ? 3 * n : 0)) return 1;
+  for (int64_t s = 0; s < scopes; ++s) {
+    const int64_t* sp = a->span + 2 * s;
+    if (sp[0] < 0 || sp[0] > sp[1] || sp[1] > n || !inside(a->part + 2 * s, S)) return 1;
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    if (a->param_group[j] < 0 || a->param_group[j] >= G) return 1;
+    if (a->layers && !inside(a->layer_part + 2 * j, S)) return 1;
+  }
+  for (int64_t s = 0; s < S; ++s)
+    if (a->group_of[s] < -1 || a->group_of[s] >= G) return 1;
+  for (int64_t p = 0; p < P; ++p) {
+    for (int64_t g = 0; g < G; ++g) {  // the programs as descend_monitor_rates reads them
+      const double* f = a->programs + kRateFields * (p * G + g);
+      int64_t row;
+      bool on;
+      if (!row_index(f[0], K, &row) || !flag(f[1], &on) || !row_index(f[3], K, &row) ||
+          !row_index(f[4], K, &row) || !flag(f[5], &on) || !flag(f[7], &on))
+        return 1;
+    }
+    if (a->mode[p] < 0 || a->mode[p] > 2) return 1;
+    for (int64_t j = 0; j < n; ++j)
+      if (a->mode[p] == 1 && a->given_eff[p * n + j] != 0 && a->given_eff[p * n + j] != 1)
+        return 1;
+    for (int64_t c = 0; c <= head; ++c) {
+      bool on;
+      if (!flag(a->lead[2 * ((head + 1) * p + c) + 1], &on)) return 1;
+    }
+    const double* info = a->micro_info + 4 * p;
+    bool counted = false, several;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t code = a->micro[p * n + j];
+      if (code < 0 || code > 2) return 1;
+      counted = counted || code > 0;
+    }
+    // k: a whole number of passes, ≥ 1 exactly where a parameter was counted
+    if (!(info[0] >= 0.0 && info[0] < 9.0e15) || info[0] != std::floor(info[0]) ||
+        (info[0] >= 1.0) != counted || !flag(info[2], &several))
+      return 1;
+  }
+  // the group every sampled coordinate of a scope is in, or -1 (several, or none)
+  std::vector<int64_t> scope_group(scopes, -1);
+  for (int64_t s = 0; s < scopes; ++s) {
+    const int64_t first = a->part[2 * s], count = a->part[2 * s + 1];
+    int64_t g = count > 0 ? a->group_of[first] : -1;
+    for (int64_t i = first; i < first + count && g >= 0; ++i)
+      if (a->group_of[i] != g) g = -1;
+    scope_group[s] = g;
+  }
+  // everything into copies; written out only once every step's row is complete
+  std::vector<double> values(P * T, 0.0);
+  std::vector<uint8_t> present(P * T, 0);
+  double noise[2] = {a->noise[0], a->noise[1]};
+  std::vector<double> combined(8 * scopes + 2 * n);
+  std::vector<float> drawn(2 * S);
+  std::vector<uint32_t> keys, picked;
+  std::vector<int64_t> ranks;
+  std::vector<uint8_t> has_eff(n);
+  const double qs[3] = {0.1, 0.5, 0.9}, median = 0.5;
+  for (int64_t p = 0; p < P; ++p) {
+    double* v = values.data() + p * T;
+    uint8_t* on = present.data() + p * T;
+    const double* sums = a->sums + p * n * 9;
+    const double* lead = a->lead + 2 * (head + 1) * p;
+    for (int64_t c = 0; c < head; ++c) {
+      v[c] = lead[2 * c];
+      on[c] = lead[2 * c + 1] != 0.0;
+    }
+    v[head + 5] = lead[2 * head];
+    on[head + 5] = lead[2 * head + 1] != 0.0;
+    // the gradient before clipping and the noise scale (Monitor._clip_and_noise)
+    const double* info = a->micro_info + 4 * p;
+    const int64_t* code = a->micro + p * n;
+    double pre = NAN;
+    const bool counted = info[0] >= 1.0;
+    if (counted) {
+      const double k = info[0];
+      double total_sq = 0.0, single = 0.0;
+      for (int64_t j = 0; j < n; ++j) {
+        if (code[j] > 0) total_sq += sums[9 * j + 1];
+        if (code[j] == 1) single += sums[9 * j + 1];
+      }
+      double micro_sq = total_sq;
+      if (k != 1.0) micro_sq = info[2] != 0.0 ? info[1] + single : single;
+      pre = std::sqrt(total_sq) * info[3];
+      v[c_micro] = pre;
+      v[c_micro + 1] = k;
+      on[c_micro] = on[c_micro + 1] = 1;
+      if (k >= 2.0) {
+        double g2, trace;
+        noise_parts(k, micro_sq, total_sq, &g2, &trace);
+        v[c_micro + 2] = g2;
+        v[c_micro + 3] = trace;
+        on[c_micro + 2] = on[c_micro + 3] = 1;
+        const double b = a->noise_beta;
+        const double n0 = average(b, noise[0], trace), n1 = average(b, noise[1], g2);
+        noise[0] = n0;
+        noise[1] = n1;
+        if (n1 > 0) {
+          v[c_micro + 4] = a->unit * n0 / n1;
+          on[c_micro + 4] = 1;
+        }
+      }
+    }
+    // the combinations of the sums (descend_monitor_combine)
+    if (descend_monitor_combine(n, sums, scopes, a->span, a->layers, combined.data())) return 1;
+    for (int64_t s = 0; s < scopes; ++s) {
+      const double* c = combined.data() + 8 * s;
+      for (int64_t t = 0; t < 6; ++t) {
+        v[c_scope + 7 * s + t] = c[t];
+        on[c_scope + 7 * s + t] = 1;
+      }
+      if (c[7] != 0.0) {
+        v[c_scope + 7 * s + 6] = c[6];
+        on[c_scope + 7 * s + 6] = 1;
+      }
+    }
+    if (counted) {
+      v[c_clip] = combined[0] < pre * (1 - 1e-4) ? 1.0 : 0.0;
+      on[c_clip] = 1;
+    }
+    if (a->layers)
+      for (int64_t j = 0; j < n; ++j) {
+        v[c_layer + 3 * j] = combined[8 * scopes + 2 * j];
+        v[c_layer + 3 * j + 1] = combined[8 * scopes + 2 * j + 1];
+        on[c_layer + 3 * j] = on[c_layer + 3 * j + 1] = 1;
+      }
+    // v̂ and the rate at the sampled coordinates (descend_monitor_rates), their quantiles:
+    // each scope's, each layer's median
+    const double* program = a->programs + kRateFields * p * G;
+    const int64_t mode = a->mode[p];
+    bool any_rate = mode == 1, any_eff = false;
+    for (int64_t g = 0; g < G && mode == 0; ++g)
+      any_rate = any_rate || program[kRateFields * g] >= 0 || program[kRateFields * g + 3] >= 0;
+    if (!any_rate) continue;
+    for (int64_t j = 0; j < n; ++j) {
+      has_eff[j] = mode == 1 ? a->given_eff[p * n + j] == 1
+                             : program[kRateFields * a->param_group[j] + 3] >= 0;
+      any_eff = any_eff || has_eff[j];
+    }
+    const float* rates = drawn.data();
+    if (mode == 1)
+      rates = a->given + 2 * S * p;
+    else if (descend_monitor_rates(G, program, K, S, a->gathered + p * K * S, a->group_of,
+                                   drawn.data()))
+      return 1;
+    for (int64_t s = 0; s < scopes; ++s) {
+      bool eff_here = false;
+      for (int64_t j = a->span[2 * s]; j < a->span[2 * s + 1]; ++j)
+        eff_here = eff_here || has_eff[j];
+      double q[2][3];
+      const float* row = rates + a->part[2 * s];
+      const int64_t g = scope_group[s];
+      RateProgram prog;
+      const bool paired = mode == 0 && g >= 0 &&
+                          parse_program(program + kRateFields * g, K, &prog) && pairable(prog) &&
+                          quantile_pair(row, row + S, a->part[2 * s + 1], prog, qs, 3, q[0],
+                                        q[1], keys, ranks, picked);
+      for (int64_t r = 0; r < 2; ++r) {
+        if (!paired)
+          quantile_row(row + r * S, a->part[2 * s + 1], qs, 3, q[r], keys, ranks, picked);
+        const bool shown = (r == 0 || eff_here) &&
+                           !(std::isnan(q[r][0]) && std::isnan(q[r][1]) && std::isnan(q[r][2]));
+        for (int64_t t = 0; t < 3; ++t) {
+          v[c_quant + 6 * s + 3 * r + t] = q[r][t];
+          on[c_quant + 6 * s + 3 * r + t] = shown;
+        }
+      }
+    }
+    if (!a->layers || !any_eff) continue;
+    for (int64_t j = 0; j < n; ++j)
+      if (has_eff[j]) {
+        quantile_row(rates + S + a->layer_part[2 * j], a->layer_part[2 * j + 1], &median,
+                     1, v + c_layer + 3 * j + 2, keys, ranks, picked);
+        on[c_layer + 3 * j + 2] = 1;
+      }
+  }
+  std::copy(present.begin(), present.end(), a->present);
+  double* packed = a->packed;
+  for (int64_t i = 0; i < P * T; ++i)
+    if (present[i]) *packed++ = values[i];
+  a->noise[0] = noise[0];
+  a->noise[1] = noise[1];
+  return 0;
+}
+
+// sizeof(MonitorRows), which descend.monitor.fused compares with its ctypes mirror.
+extern "C" int64_t descend_monitor_rows_size() { return sizeof(MonitorRows); }
 
 // ---------------------------------------------------------------------------------------------
 // descend_monitor_step_read: the sampled step's read with θ before the step and the gradient
