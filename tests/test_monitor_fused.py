@@ -144,11 +144,18 @@ def test_kernels_refuse_bad_rows_and_indices_without_writing():
     assert fused.quantiles(data, [(5, 6)], (0.5,)) is None  # past the end
     assert fused.quantiles(data, [(0, 10)], (0.9, 0.1)) is None  # q not ascending
     a, b = torch.arange(6.0), torch.arange(4.0) + 100
-    out = fused.gather([6, 4], [[a, b], [None, b]], np.array([0, 5, 6, 9]))
+    theta, zero = [a, b], [torch.zeros(6), torch.zeros(4)]
+    flat_ = torch.cat(theta)
+
+    def gather(sources, index):
+        got = fused.read([6, 4], theta, zero, [None, None], flat_, flat_, sources, index)
+        return None if got is None else got[1]
+
+    out = gather([[a, b], [None, b]], np.array([0, 5, 6, 9]))
     np.testing.assert_array_equal(out[0], [0, 5, 100, 103])
     assert np.isnan(out[1, :2]).all() and out[1, 2:].tolist() == [100, 103]
-    assert fused.gather([6, 4], [[a, b]], np.array([10])) is None  # outside Σ numel
-    assert fused.gather([6, 4], [[a, b]], np.array([-1])) is None
+    assert gather([[a, b]], np.array([10])) is None  # outside Σ numel
+    assert gather([[a, b]], np.array([-1])) is None
 
 
 def test_tensors_the_kernels_cannot_read_fall_back_or_raise():

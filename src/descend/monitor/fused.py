@@ -5,8 +5,8 @@ sampled coordinates in one gather.
 Every call checks the live tensors it is about to hand over — float32, strided, contiguous,
 on the CPU, of the expected size, inside their storage — with ``descend_check``
 (``native/check.cpp``) in one call, and gets their addresses from it; nothing is cached
-between calls. Where a check fails or the kernels are unavailable, :func:`sums` and
-:func:`gather` return None and the monitor takes its torch path (:mod:`descend.monitor.flat`),
+between calls. Where a check fails or the kernels are unavailable, :class:`Reader` and
+:func:`read` return None and the monitor takes its torch path (:mod:`descend.monitor.flat`),
 whose results these equal (tested).
 """
 
@@ -39,18 +39,9 @@ def library():
     if lib is None:
         return None
     if _declared.get("lib") is not lib:  # once per loaded library, before any call
-        fn = lib.descend_monitor_sums
-        fn.argtypes = [_I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR]
-        fn.restype = ctypes.c_int32
-        gather = lib.descend_monitor_gather
-        gather.argtypes = [_I64, _PTR, _I64, _PTR, _I64, _PTR, _PTR]
-        gather.restype = ctypes.c_int32
         select = lib.descend_monitor_quantiles
         select.argtypes = [_I64, _PTR, _PTR, _I64, _PTR, _I64, _PTR, _PTR]
         select.restype = ctypes.c_int32
-        step_read = lib.descend_monitor_read
-        step_read.argtypes = [ctypes.POINTER(ReadArgs)]
-        step_read.restype = ctypes.c_int32
         events = lib.descend_monitor_events
         events.argtypes = [_I64, ctypes.c_double, _PTR, _PTR, _I64, _PTR, _PTR, _I64, _PTR, _I64]
         events.argtypes += [_PTR, _I64, _PTR, ctypes.POINTER(_I64)]
@@ -61,38 +52,11 @@ def library():
         combined = lib.descend_monitor_combine
         combined.argtypes = [_I64, _PTR, _I64, _PTR, _I64, _PTR]
         combined.restype = ctypes.c_int32
-        size = lib.descend_monitor_read_args_size
-        size.argtypes, size.restype = [], _I64
-        if size() != ctypes.sizeof(ReadArgs):  # a stale library: the kernels are not used
-            return None
         _declared["lib"] = lib
     return lib
 
 
 _declared: dict = {}
-
-
-class ReadArgs(ctypes.Structure):
-    """Mirrors ``struct MonitorRead`` in ``monitor.cpp`` field by field."""
-
-    _fields_ = [
-        ("n", _I64),
-        ("numel", _PTR),
-        ("count", _I64),
-        ("ptrs", _PTR),
-        ("sizes", _PTR),
-        ("theta", _PTR),
-        ("grad", _PTR),
-        ("momentum", _PTR),
-        ("before", _I64),
-        ("preclip", _I64),
-        ("keys", _I64),
-        ("sources", _PTR),
-        ("samples", _I64),
-        ("index", _PTR),
-        ("sums", _PTR),
-        ("gathered", _PTR),
-    ]
 
 
 def available() -> bool:
@@ -103,25 +67,6 @@ def unavailable_reason() -> str:
     from descend.native import build
 
     return build.status()["error"] or "unknown"
-
-
-def _checked(lib, tensors: Sequence[torch.Tensor], numel: Sequence[int]) -> array | None:
-    """Addresses of ``tensors`` after ``descend_check`` has read each one now: float32,
-    strided, contiguous, CPU, ``numel`` elements inside its storage; None if one is not."""
-    n = len(tensors)
-    if n == 0:
-        return array("q")
-    for t in tensors:  # the C++ check reads a TensorImpl: plain tensors only
-        if type(t) not in _PLAIN:
-            return None
-    impl = array("q", [t._cdata for t in tensors])
-    want = array("q", numel)
-    sizes, ptrs = array("q", bytes(8 * n)), array("q", bytes(8 * n))
-    args = CheckArgs(n, impl.buffer_info()[0], want.buffer_info()[0], sizes.buffer_info()[0])
-    args.out_ptr, args.dtype = ptrs.buffer_info()[0], 0
-    if lib.descend_check(ctypes.byref(args)):
-        return None
-    return ptrs
 
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
@@ -230,8 +175,11 @@ class Reader:
     have each gathered state source. A call hands over the live tensors (in the order below)
     to one native call, ``descend_monitor_step_read``: ``descend_check`` reads each of them
     (float32, contiguous, CPU, the expected size, inside its storage), every index, size and
-    start is checked again, then the nine sums per parameter are computed (see :func:`sums`)
-    and the sources gathered at ``index`` (see :func:`gather`). Nothing
+    start is checked again, then the nine sums per parameter are computed (float64: ‖θ_before‖²,
+    ‖g_preclip‖², ‖g‖², ‖u‖², ‖m‖², m·g, #(u·g < 0), #(g ≠ 0), #(g non-finite), u = θ_before − θ,
+    non-finite entries of g counted then taken as 0) and entry ``index[s]`` (a coordinate of
+    all parameters laid end to end) of each source gathered (NaN where a parameter has
+    none). Nothing
     about the tensors is kept between calls: only where each role sits in the list. The
     results are written into arrays the reader made, reused once no one holds them.
 
@@ -352,34 +300,6 @@ class Reader:
     __call__ = run  # the monitor's prebuilt reader is called; :func:`read`'s one-off runs
 
 
-def sums(
-    lengths: Sequence[int],
-    params: Sequence[torch.Tensor],
-    grads: Sequence[torch.Tensor],
-    momentum: Sequence[torch.Tensor | None],
-    before: torch.Tensor,
-    preclip: torch.Tensor,
-) -> list[list[float]] | None:
-    """Per parameter the nine sums of ``monitor.cpp`` (float64), as nine lists (rows), or None
-    where the kernels cannot take these tensors. ``before`` and ``preclip`` are the
-    parameters' θ before the step and gradients before clipping laid end to end; a None
-    momentum counts as none."""
-    out = read(lengths, params, grads, momentum, before, preclip, [], np.zeros(0, np.int64))
-    return None if out is None else out[0]
-
-
-def gather(
-    lengths: Sequence[int], sources: Sequence[Sequence[torch.Tensor | None]], index: np.ndarray
-) -> np.ndarray | None:
-    """``out[k, s]`` = entry ``index[s]`` (a coordinate of all parameters laid end to end) of
-    the k-th list of per-parameter tensors in ``sources`` (NaN where that tensor is None), as a
-    (keys × len(index)) float32 array; None where the kernels cannot take these tensors."""
-    lib = library()
-    if lib is None:
-        return None
-    return _gather(lib, lengths, sources, index, None)
-
-
 def read(
     lengths: Sequence[int],
     params: Sequence[torch.Tensor],
@@ -390,9 +310,12 @@ def read(
     sources: Sequence[Sequence[torch.Tensor | None]],
     index: np.ndarray,
 ) -> tuple[list[list[float]], np.ndarray] | None:
-    """:func:`sums` and :func:`gather` of ``sources`` at ``index`` after one check of all
-    the tensors (through a :class:`Reader` made for them: the same arithmetic as the
-    monitor's prebuilt one); None where the kernels cannot take one of them."""
+    """The nine sums per parameter (as nine lists) and ``sources`` gathered at ``index`` (a
+    keys × len(index) float32 array) after one check of all the tensors, through a
+    :class:`Reader` made for them (the same arithmetic as the monitor's prebuilt one); None
+    where the kernels cannot take one of them. ``before`` and ``preclip`` are θ before the
+    step and the gradients before clipping laid end to end; a None momentum or source
+    counts as none."""
     lib = step_library()
     if lib is None:
         return None
@@ -410,38 +333,6 @@ def read(
         return None
     out, gathered = got
     return out.T.tolist(), gathered
-
-
-def _gather(lib, lengths, sources, index, checked) -> np.ndarray | None:
-    n, keys = len(lengths), len(sources)
-    if checked is None:
-        listed = [
-            (k, j, t)
-            for k, column in enumerate(sources)
-            for j, t in enumerate(column)
-            if t is not None
-        ]
-        ptrs = _checked(lib, [t for _, _, t in listed], [lengths[j] for _, j, _ in listed])
-        if ptrs is None:
-            return None
-    else:
-        listed, ptrs = checked
-    table = array("q", bytes(8 * n * keys))
-    for (k, j, _), address in zip(listed, ptrs):
-        table[k * n + j] = address
-    index = np.ascontiguousarray(index, dtype=np.int64)
-    out = np.empty((keys, len(index)), np.float32)
-    size = array("q", lengths)
-    rc = lib.descend_monitor_gather(
-        n,
-        size.buffer_info()[0],
-        keys,
-        table.buffer_info()[0],
-        len(index),
-        index.ctypes.data,
-        out.ctypes.data,
-    )
-    return None if rc else out
 
 
 def quantiles(

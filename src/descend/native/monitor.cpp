@@ -13,101 +13,6 @@
 
 namespace {
 
-inline const float* at(const int64_t* addresses, int64_t j) {
-  return addresses == nullptr ? nullptr : reinterpret_cast<const float*>(addresses[j]);
-}
-
-}  // namespace
-
-namespace {
-
-// The nine sums of one parameter (see descend_monitor_sums), in one sequential pass with
-// float64 accumulators (a fixed order: deterministic). Not an `omp simd` loop: measured on the
-// digits MLP, the vectorised reduction was no faster (17 µs against 15 for 7,510 entries; the
-// float → double conversions and nine accumulators bound it), and gcc kept an unvectorised
-// copy of it.
-template <bool kMomentum>
-void param_sums(int64_t n, const float* __restrict__ th, const float* __restrict__ g,
-                const float* __restrict__ m, const float* __restrict__ b,
-                const float* __restrict__ p, double* __restrict__ o) {
-  double w2 = 0, gp2 = 0, g2 = 0, u2 = 0, m2 = 0, mg = 0;
-  int64_t opposed = 0, nonzero = 0, nonfinite = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float raw = g[i];
-    const bool finite = raw - raw == 0.0f;  // false for ±inf and NaN
-    const float gi = finite ? raw : 0.0f;
-    const float uf = b[i] - th[i];  // as torch: the float32 difference
-    const double bi = b[i], pi = p[i], gd = gi, u = uf;
-    w2 += bi * bi;
-    gp2 += pi * pi;
-    g2 += gd * gd;
-    u2 += u * u;
-    opposed += uf * gi < 0.0f;
-    nonzero += gi != 0.0f;
-    nonfinite += !finite;
-    if (kMomentum) {
-      const double mi = m[i];
-      m2 += mi * mi;
-      mg += mi * gd;
-    }
-  }
-  o[0] = w2;
-  o[1] = gp2;
-  o[2] = g2;
-  o[3] = u2;
-  o[4] = m2;
-  o[5] = mg;
-  o[6] = static_cast<double>(opposed);
-  o[7] = static_cast<double>(nonzero);
-  o[8] = static_cast<double>(nonfinite);
-}
-
-}  // namespace
-
-namespace {
-
-// The sums of descend_monitor_sums over resolved addresses (offset: n + 1 prefix sums).
-void all_sums(int64_t n, const int64_t* numel, const int64_t* offset, const int64_t* theta,
-              const int64_t* grad, const int64_t* momentum, const float* before,
-              const float* preclip, double* out) {
-#pragma omp parallel for schedule(dynamic) if (offset[n] > (int64_t{1} << 18))
-  for (int64_t j = 0; j < n; ++j) {
-    const float* m = at(momentum, j);
-    const float* b = before + offset[j];
-    const float* p = preclip + offset[j];
-    if (m != nullptr)
-      param_sums<true>(numel[j], at(theta, j), at(grad, j), m, b, p, out + 9 * j);
-    else
-      param_sums<false>(numel[j], at(theta, j), at(grad, j), nullptr, b, p, out + 9 * j);
-  }
-}
-
-// The gather of descend_monitor_gather over resolved addresses; 1 if an index is outside
-// [0, offset[n]).
-int32_t all_gather(int64_t n, const int64_t* offset, int64_t keys, const int64_t* sources,
-                   int64_t count, const int64_t* index, float* out) {
-  std::vector<int64_t> owner(count);
-  for (int64_t s = 0; s < count; ++s) {
-    const int64_t c = index[s];
-    if (c < 0 || c >= offset[n]) return 1;
-    int64_t lo = 0, hi = n;  // the last j with offset[j] <= c
-    while (hi - lo > 1) {
-      const int64_t mid = (lo + hi) / 2;
-      if (offset[mid] <= c) lo = mid; else hi = mid;
-    }
-    owner[s] = lo;
-  }
-  for (int64_t k = 0; k < keys; ++k) {
-    float* o = out + k * count;
-    for (int64_t s = 0; s < count; ++s) {
-      const int64_t j = owner[s];
-      const float* src = at(sources + k * n, j);
-      o[s] = src == nullptr ? NAN : src[index[s] - offset[j]];
-    }
-  }
-  return 0;
-}
-
 // offset[0..n]: the prefix sums of numel; false if a size is negative.
 bool offsets(int64_t n, const int64_t* numel, std::vector<int64_t>& offset) {
   offset.assign(n + 1, 0);
@@ -119,94 +24,6 @@ bool offsets(int64_t n, const int64_t* numel, std::vector<int64_t>& offset) {
 }
 
 }  // namespace
-
-// Per parameter j (numel[j] coordinates at theta[j], grad[j], momentum[j]; before and preclip
-// laid end to end, parameter after parameter), nine float64 sums into out[9j .. 9j + 8]:
-//   ‖θ_before‖², ‖g_preclip‖², ‖g‖², ‖u‖², ‖m‖², m·g, #(u·g < 0), #(g ≠ 0), #(g non-finite)
-// with u = θ_before − θ and the non-finite entries of g counted, then taken as 0 everywhere
-// else. momentum may be null (no momentum), or hold 0 for a parameter without one.
-extern "C" int32_t descend_monitor_sums(int64_t n, const int64_t* numel, const int64_t* theta,
-                                        const int64_t* grad, const int64_t* momentum,
-                                        const float* before, const float* preclip, double* out) {
-  std::vector<int64_t> offset;
-  if (!offsets(n, numel, offset)) return 1;
-  all_sums(n, numel, offset.data(), theta, grad, momentum, before, preclip, out);
-  return 0;
-}
-
-// out[k × count + s] = the entry at coordinate index[s] (of all parameters laid end to end)
-// of sources[k × n + j], j the parameter holding it; NaN where that address is 0 (a
-// parameter without this state). 1, and nothing written, if an index is outside
-// [0, Σ numel).
-extern "C" int32_t descend_monitor_gather(int64_t n, const int64_t* numel, int64_t keys,
-                                          const int64_t* sources, int64_t count,
-                                          const int64_t* index, float* out) {
-  std::vector<int64_t> offset;
-  if (!offsets(n, numel, offset)) return 1;
-  return all_gather(n, offset.data(), keys, sources, count, index, out);
-}
-
-// One sampled step's read (descend.monitor.fused.Reader): the sums of descend_monitor_sums
-// and the gather of descend_monitor_gather in one call, over the tensors descend_check has
-// just read in the same Python call (their addresses and sizes). Each role names its tensor
-// by its index among the checked ones; every index and every size is checked here again
-// (1, and nothing written, on any mismatch).
-struct MonitorRead {
-  int64_t n;                // parameters
-  const int64_t* numel;     // their sizes
-  int64_t count;            // tensors checked
-  const int64_t* ptrs;      // their addresses (descend_check's out_ptr)
-  const int64_t* sizes;     // their sizes as checked (out_numel)
-  const int64_t* theta;     // per parameter: the index of θ among the checked tensors
-  const int64_t* grad;      // per parameter: of its gradient
-  const int64_t* momentum;  // per parameter: of its momentum buffer, or -1 (none)
-  int64_t before;           // of θ before the step, all parameters end to end
-  int64_t preclip;          // of the gradients before clipping, end to end
-  int64_t keys;             // state sources gathered
-  const int64_t* sources;   // keys × n: the index of each parameter's source, or -1 (NaN)
-  int64_t samples;          // sampled coordinates
-  const int64_t* index;     // their coordinates (all parameters end to end)
-  double* sums;             // out: n × 9
-  float* gathered;          // out: keys × samples
-};
-
-extern "C" int32_t descend_monitor_read(const MonitorRead* a) {
-  const int64_t n = a->n;
-  if (n < 0 || a->keys < 0 || a->samples < 0 || a->count < 0) return 1;
-  std::vector<int64_t> offset;
-  if (!offsets(n, a->numel, offset)) return 1;
-  // the address of tensor i if it holds `want` entries, else 0 (the role is refused)
-  auto resolve = [a](int64_t i, int64_t want, bool optional, int64_t* out) {
-    if (optional && i == -1) {
-      *out = 0;
-      return true;
-    }
-    if (i < 0 || i >= a->count || a->sizes[i] != want) return false;
-    *out = a->ptrs[i];
-    return want == 0 || *out != 0;
-  };
-  std::vector<int64_t> theta(n), grad(n), momentum(n), sources(a->keys * n);
-  for (int64_t j = 0; j < n; ++j) {
-    const int64_t len = a->numel[j];
-    if (!resolve(a->theta[j], len, false, &theta[j]) ||
-        !resolve(a->grad[j], len, false, &grad[j]) ||
-        !resolve(a->momentum[j], len, true, &momentum[j]))
-      return 1;
-    for (int64_t k = 0; k < a->keys; ++k)
-      if (!resolve(a->sources[k * n + j], len, true, &sources[k * n + j])) return 1;
-  }
-  int64_t before = 0, preclip = 0;
-  if (!resolve(a->before, offset[n], false, &before) ||
-      !resolve(a->preclip, offset[n], false, &preclip))
-    return 1;
-  for (int64_t s = 0; s < a->samples; ++s)
-    if (a->index[s] < 0 || a->index[s] >= offset[n]) return 1;
-  all_sums(n, a->numel, offset.data(), theta.data(), grad.data(), momentum.data(),
-           reinterpret_cast<const float*>(before), reinterpret_cast<const float*>(preclip),
-           a->sums);
-  return all_gather(n, offset.data(), a->keys, sources.data(), a->samples, a->index,
-                    a->gathered);
-}
 
 namespace {
 
@@ -586,7 +403,7 @@ extern "C" int32_t descend_monitor_rates(int64_t groups, const double* program, 
 // The monitor's combinations of per-parameter sums (descend.monitor.stats.combine and the
 // per-layer tags of Monitor._finish), in the same float64 operations in the same order
 // (sums added left to right from 0, then sqrt and one division each), so the values are
-// bit for bit Python's. sums: n × 9 (descend_monitor_sums' rows); scope s adds parameters
+// bit for bit Python's. sums: n × 9 (descend_monitor_step_read's rows); scope s adds parameters
 // span[2s] .. span[2s + 1] and writes 8 values into out[8s ..]:
 //   ‖g‖, ‖u‖, ‖θ‖, ‖u‖/‖θ‖, #(u·g < 0)/#(g ≠ 0), [#non-finite > 0], m·g/(‖m‖‖g‖), [‖m‖² > 0]
 // (a ratio is NaN where its denominator is not > 0); with layers != 0, per parameter j
@@ -626,9 +443,6 @@ extern "C" int32_t descend_monitor_combine(int64_t n, const double* sums, int64_
   return 0;
 }
 
-// sizeof(MonitorRead), which descend.monitor.fused compares with its ctypes mirror.
-extern "C" int64_t descend_monitor_read_args_size() { return sizeof(MonitorRead); }
-
 // The rows of all the sampled steps a flush writes, in one call (descend.monitor.core
 // Monitor._native_rows): per held step p the values of its row's tags and whether each tag is
 // present, from its per-parameter sums, its sources gathered at the sampled coordinates and
@@ -658,7 +472,7 @@ struct MonitorRows {
   int64_t keys;               // gathered sources per step
   int64_t samples;            // sampled coordinates
   int64_t groups;             // rate programs per step (the layout's groups)
-  const double* sums;         // P × n × 9 (descend_monitor_sums' columns)
+  const double* sums;         // P × n × 9 (descend_monitor_step_read's columns)
   const float* gathered;      // P × keys × samples
   const double* programs;     // P × groups × 11 (descend_monitor_rates' programs)
   const int64_t* mode;        // P: 0 v̂ and the rate by the programs, 1 given, 2 neither
@@ -1151,10 +965,12 @@ inline f4 load4(const float* x) {
 
 inline double lanes(d4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
-// The nine sums of param_sums, accumulated in four lanes (lane l holds the entries i ≡ l mod 4
-// of the first 4⌊n/4⌋, summed in order), then the tail in order, combined as
-// ((l0 + l1) + (l2 + l3)) + tail: a fixed order (deterministic), another rounding than the
-// one-lane pass. The counts are exact (int32 lanes, emptied into int64 every 2^28 groups).
+// The nine sums of one parameter, in float64 (with u = θ_before − θ, the float32 difference,
+// and the non-finite entries of g counted, then taken as 0 everywhere else):
+//   ‖θ_before‖², ‖g_preclip‖², ‖g‖², ‖u‖², ‖m‖², m·g, #(u·g < 0), #(g ≠ 0), #(g non-finite)
+// accumulated in four lanes (lane l holds the entries i ≡ l mod 4 of the first 4⌊n/4⌋,
+// summed in order), then the tail in order, combined as ((l0 + l1) + (l2 + l3)) + tail: a
+// fixed order (deterministic). The counts are exact (int32 lanes, emptied into int64 every 2^28 groups).
 template <bool kMomentum>
 void lane_sums(int64_t n, const float* __restrict__ th, const float* __restrict__ g,
                const float* __restrict__ m, const float* __restrict__ b,
@@ -1231,8 +1047,8 @@ void lane_sums(int64_t n, const float* __restrict__ th, const float* __restrict_
 struct CheckArgs;  // check.cpp's
 extern "C" int32_t descend_check(CheckArgs* a);
 
-// The arguments of descend_monitor_step_read: as MonitorRead, with θ before the step and the
-// gradient before clipping per parameter j: tensor before[j] from its element before_at[j] on
+// The arguments of descend_monitor_step_read. Each role names its tensor by its index among
+// the checked ones; θ before the step and the gradient before clipping per parameter j: tensor before[j] from its element before_at[j] on
 // (numel[j] elements), and likewise preclip[j], preclip_at[j]; and the check of the live
 // tensors to run first, whose out_ptr and out_numel are ptrs and sizes.
 struct MonitorStepRead {
@@ -1260,8 +1076,9 @@ struct MonitorStepRead {
   float* step_values;         // out: their values
 };
 
-// Per parameter the nine sums of descend_monitor_sums (in lanes: see lane_sums) and the
-// gather of descend_monitor_gather, over the tensors descend_check reads first, in this call
+// Per parameter the nine sums of lane_sums, and gathered[k × samples + s] = the entry at
+// coordinate index[s] (of all parameters laid end to end) of source k of the parameter
+// holding it (NaN where it has none), over the tensors descend_check reads first, in this call
 // (their addresses and sizes: ptrs and sizes). Every index, size, start and coordinate is
 // checked before anything is read or written: 1, and nothing written to sums or gathered, on
 // a failed check or any mismatch.
