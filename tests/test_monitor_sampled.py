@@ -300,3 +300,64 @@ def test_sparse_gradients_are_read_densely(fused_path):
     assert mon.last_path.startswith("torch")
     if fused_path is None:
         assert mon.last_path.startswith("torch: a tensor the kernels do not take")
+
+
+def test_hook_dictionary_is_reused_only_while_it_holds_the_monitors_hook_alone():
+    from descend.monitor.core import _GradHook
+
+    p = torch.nn.Parameter(torch.randn(3))
+    seen = []
+    hook = _GradHook(p, seen.append)
+    hook.arm()
+    first = p._backward_hooks
+    assert list(first.values()) == [seen.append]
+    hook.remove()
+    assert p._backward_hooks is None  # no per-backward call between sampled steps
+    hook.arm()
+    assert p._backward_hooks is first  # the same dictionary, fn alone in it
+    (2 * p).sum().backward()
+    assert len(seen) == 1 and torch.equal(seen[0], torch.full((3,), 2.0))
+    theirs = p.register_hook(lambda g: None)  # a user's hook lands in our dictionary
+    hook.remove()
+    assert list(p._backward_hooks) == [theirs.id]  # theirs stays, ours is out
+    hook.arm()
+    assert list(p._backward_hooks) == [theirs.id, hook.key]
+    assert p._backward_hooks is first  # torch's dictionary now: ours goes in and out of it
+    hook.remove()
+    theirs.remove()
+    assert not p._backward_hooks
+    (2 * p).sum().backward()
+    assert len(seen) == 1
+
+
+def test_layout_holds_the_groups_exactly_when_it_matches_their_parameters():
+    from descend.monitor import flat
+
+    a, b, c = (torch.nn.Parameter(torch.randn(n)) for n in (4, 3, 2))
+    opt = torch.optim.SGD([{"params": [a, b]}, {"params": [c]}], lr=0.1)
+
+    def params():
+        return [
+            (gi, p) for gi, g in enumerate(opt.param_groups) for p in g["params"] if p.requires_grad
+        ]
+
+    layout = flat.Layout(params(), False)
+    changes = [
+        lambda: None,
+        lambda: b.requires_grad_(False),
+        lambda: setattr(b, "data", torch.randn(3, 1)),  # another shape, the same numel
+        lambda: setattr(c, "data", torch.randn(2).double()),
+        lambda: opt.param_groups[1]["params"].append(torch.nn.Parameter(torch.randn(1))),
+        lambda: opt.param_groups[0]["params"].reverse(),
+        lambda: opt.param_groups[0]["params"].append(opt.param_groups[1]["params"].pop()),
+    ]
+    for change in changes:
+        saved = [list(g["params"]) for g in opt.param_groups]
+        state = [(p.data, p.requires_grad) for p in (a, b, c)]
+        change()
+        assert layout.holds(opt.param_groups) == layout.matches(params())
+        assert layout.holds(opt.param_groups) == (change is changes[0])
+        for g, ps in zip(opt.param_groups, saved):
+            g["params"][:] = ps
+        for p, (data, rg) in zip((a, b, c), state):
+            p.data, p.requires_grad = data, rg

@@ -124,12 +124,14 @@ class _GradHook:
     :meth:`arm` puts the function in the tensor's hook dictionary (``_backward_hooks``, what
     ``Tensor.register_hook`` fills) under a key drawn once from torch's handle counter;
     :meth:`remove` takes it out. Where the dictionary did not exist before, arming creates
-    it and removing it (left empty) sets it back to None, which takes torch's per-tensor
-    pre-hook out of every backward pass in between: an empty dictionary still costs a call
-    into Python per parameter and backward (~1 µs). A non-leaf tensor goes through
-    ``register_hook`` (its ``grad_fn`` holds the dictionary too)."""
+    it and removing it (fn alone left in it) sets it back to None, which takes torch's
+    per-tensor pre-hook out of every backward pass in between: an empty dictionary still
+    costs a call into Python per parameter and backward (~1 µs). That dictionary, holding fn
+    only, is kept and put back at the next arming (no dictionary made per sampled step). A
+    non-leaf tensor goes through ``register_hook`` (its ``grad_fn`` holds the dictionary
+    too)."""
 
-    __slots__ = ("tensor", "fn", "key", "hooks", "created")
+    __slots__ = ("tensor", "fn", "key", "hooks", "created", "own")
 
     def __init__(self, p: torch.Tensor, fn: Any) -> None:
         self.tensor = weakref.ref(p)
@@ -137,6 +139,9 @@ class _GradHook:
         self.key = RemovableHandle(OrderedDict()).id  # unique among torch's hook keys
         self.hooks: Any = None  # the dictionary holding fn while armed
         self.created = False
+        # the dictionary arming puts on a tensor that has none, {key: fn}, reused while no one
+        # else has put a hook into it (see remove)
+        self.own: Any = None
 
     def arm(self) -> None:
         p = self.tensor()
@@ -144,8 +149,9 @@ class _GradHook:
             return
         hooks = p._backward_hooks
         if hooks is None and p.grad_fn is None:
-            hooks = OrderedDict()
-            hooks[self.key] = self.fn
+            hooks = self.own
+            if hooks is None:
+                hooks = self.own = OrderedDict(((self.key, self.fn),))
             p._backward_hooks = hooks
             self.created = True
         elif hooks is None:
@@ -160,10 +166,18 @@ class _GradHook:
         hooks, self.hooks = self.hooks, None
         if hooks is None:
             return
-        hooks.pop(self.key, None)
         p = self.tensor()
-        if self.created and not hooks and p is not None and p._backward_hooks is hooks:
-            p._backward_hooks = None
+        if self.created and p is not None and p._backward_hooks is hooks:
+            if hooks is self.own and len(hooks) == 1 and self.key in hooks:  # fn alone: reused
+                p._backward_hooks = None
+                return
+            hooks.pop(self.key, None)
+            if not hooks:
+                p._backward_hooks = None
+        else:
+            hooks.pop(self.key, None)
+        if hooks is self.own:  # another hook was put into it, or it left the tensor
+            self.own = None
 
 
 _UNREAD = object()  # a group whose bias correction _fast_read did not compute
@@ -387,7 +401,7 @@ class Monitor:
         :class:`_GradHook`: each parameter's hook function is made once and put in and out
         of the tensor's hook dictionary)."""
         self._micro, self._grads = {}, {}
-        layout = self._layout_for(self._params())
+        layout = self._current_layout()
         hooks = self._layout_hooks
         if hooks is None or hooks[0] is not layout:  # the layout's hooks, listed once
             kept = self._grad_hooks
@@ -412,6 +426,14 @@ class Monitor:
         for handle in self._armed:
             handle.remove()
         self._armed = []
+
+    def _current_layout(self) -> flat.Layout:
+        """:meth:`_layout_for` the trainable parameters, the current layout checked against
+        the live groups in place first (:meth:`flat.Layout.holds`)."""
+        old = self._layout
+        if old is not None and old.holds(self.base.param_groups):
+            return old
+        return self._layout_for(self._params())
 
     def _layout_for(self, params: list[tuple[int, torch.Tensor]]) -> flat.Layout:
         """The buffers of ``params``: the current layout if it still matches the live tensors,
@@ -488,7 +510,7 @@ class Monitor:
             return
         # Every trainable parameter: with a closure (Lightning) backward runs inside step(),
         # after this hook, so which ones get a gradient is known only afterwards.
-        layout = self._layout_for(self._params())
+        layout = self._current_layout()
         snap = self._snapshot
         if snap is None or snap[0] is not layout:
             snap = self._snapshot = self._make_snapshot(layout)

@@ -170,6 +170,25 @@ class Layout:
                 return False
         return True
 
+    def holds(self, groups: Sequence[dict]) -> bool:
+        """:meth:`matches` of the trainable parameters of the optimizer's ``groups``, in group
+        order (``Monitor._params``), walked where they are: no list of them is made."""
+        tensors, params, key, cpu = self.tensors, self.params, self.key, self.cpu
+        n, i = len(tensors), 0
+        for gi, group in enumerate(groups):
+            for p in group["params"]:
+                if not p.requires_grad:
+                    continue
+                if i == n or p is not tensors[i] or params[i][0] != gi:
+                    return False
+                shape, dtype, device = key[i]
+                if p.shape != shape or p.dtype != dtype:
+                    return False
+                if not p.is_cpu if cpu else p.device != device:
+                    return False
+                i += 1
+        return i == n
+
     def row(self, name: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """An extra row (optimizer state or a traced intermediate) and its per-parameter
         views, made on first use."""
