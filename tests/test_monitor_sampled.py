@@ -361,3 +361,16 @@ def test_layout_holds_the_groups_exactly_when_it_matches_their_parameters():
             g["params"][:] = ps
         for p, (data, rg) in zip((a, b, c), state):
             p.data, p.requires_grad = data, rg
+
+
+def test_step_read_gathers_unsorted_coordinates_across_empty_parameters():
+    """The gather tries the previous coordinate's parameter first: coordinates out of order,
+    repeated, at the ends of parameters and next to empty ones still land in the right one."""
+    lengths = [3, 0, 4, 0, 0, 5, 1]
+    params, grads, moms, before, preclip = _case(lengths)
+    state = [[torch.randn(n) for n in lengths]]
+    index = np.array([12, 0, 2, 3, 3, 6, 7, 11, 2, 7, 12, 0, 6], np.int64)
+    reader = fused.Reader(lengths, [m is not None for m in moms], [[True] * 7], index, split=True)
+    got = reader(fused.step_library(), _tensors(params, grads, moms, before, preclip, state, True))
+    assert got is not None
+    np.testing.assert_array_equal(got[1][0], torch.cat(state[0]).numpy()[index])

@@ -1142,24 +1142,31 @@ extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
     else
       lane_sums<false>(a->numel[j], r[0], r[1], nullptr, r[3], r[4], a->sums + 9 * j);
   }
-  // each sample's parameter (the last j with offset[j] <= c, by a branchless binary search)
-  // and its element there, then that element of every source
+  // each sample's parameter j (offset[j] <= c < offset[j + 1]: one non-empty parameter) and
+  // its element there, then that element of every source. The previous sample's j is tried
+  // first (the coordinates are sorted within each part of the sample, so it almost always
+  // holds), else the last j with offset[j] <= c is found by a branchless binary search.
   const int64_t keys = a->keys, samples = a->samples;
   const int64_t* const index = a->index;
+  const int64_t* const off = offset.data();
   float* const gathered = a->gathered;
   for (int64_t k = 0; k < keys; ++k) {
     const int64_t* const src = sources.data() + k * n;
     float* const o = gathered + k * samples;
+    int64_t j = 0;  // samples > 0 means total > 0, so n >= 1 and off[1] exists
     for (int64_t s = 0; s < samples; ++s) {
       const int64_t c = index[s];
-      const int64_t* base = offset.data();
-      for (int64_t len = n; len > 1;) {
-        const int64_t half = len / 2;
-        base = base[half] <= c ? base + half : base;
-        len -= half;
+      if (c < off[j] || c >= off[j + 1]) {
+        const int64_t* base = off;
+        for (int64_t len = n; len > 1;) {
+          const int64_t half = len / 2;
+          base = base[half] <= c ? base + half : base;
+          len -= half;
+        }
+        j = base - off;
       }
-      const float* x = reinterpret_cast<const float*>(src[base - offset.data()]);
-      o[s] = x == nullptr ? NAN : x[c - *base];
+      const float* x = reinterpret_cast<const float*>(src[j]);
+      o[s] = x == nullptr ? NAN : x[c - off[j]];
     }
   }
   for (int64_t i = 0; i < a->steps; ++i) a->step_values[i] = *reinterpret_cast<const float*>(step[i]);
