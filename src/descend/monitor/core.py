@@ -34,6 +34,7 @@ group (``lr`` and ``v_bias_correction`` always, the rest when there are several 
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 import weakref
 from array import array
@@ -181,6 +182,8 @@ class _GradHook:
 
 
 _UNREAD = object()  # a group whose bias correction _fast_read did not compute
+_GRAD = operator.attrgetter("grad")
+_STEP = operator.itemgetter("step")
 
 
 def _bias_correction(group: dict, t: float | None) -> float | None:
@@ -639,7 +642,7 @@ class Monitor:
         counts: list[torch.Tensor] = []  # the step tensors the kernels read
         counted: list[tuple] = []  # (scalars, group, first, start, end) of each group's
         for first, end, gi, keys, mkey, rate_keys, at, native_step in specs:
-            states = [state.get(p) for p in tensors[first:end]]
+            states = list(map(state.get, tensors[first:end]))
             if keys is None:  # no state: nothing to read in this group
                 if any(states):
                     return None
@@ -651,7 +654,7 @@ class Monitor:
             scalars = {}
             if native_step:  # read by the kernels, compared below
                 counted.append((scalars, gi, first, len(counts), len(counts) + len(states)))
-                counts += [st["step"] for st in states]
+                counts += map(_STEP, states)
             elif "step" in keys:
                 step = float(states[0]["step"])
                 for st in states:
@@ -663,13 +666,13 @@ class Monitor:
             if "mu_product" in keys:
                 scalars["mu_product"] = states[0]["mu_product"]
             if mkey is not None:
-                moms += [st[mkey] for st in states]
+                moms += map(operator.itemgetter(mkey), states)
             for k, column in zip(rate_keys, at):
-                columns[column] += [st[k] for st in states]
+                columns[column] += map(operator.itemgetter(k), states)
             plans.append(("state", {**groups[gi]}, rate_keys, scalars))
-        held = self._grads
-        ordered = [*tensors, *[p.grad for p in tensors], *moms, layout.before]
-        ordered += [held.get(key, view) for key, view in preclip]
+        # the held first-pass gradient of each parameter, else its pre-clip view
+        ordered = [*tensors, *map(_GRAD, tensors), *moms, layout.before]
+        ordered += map(self._grads.get, *preclip)
         for column in columns:
             ordered += column
         ordered += counts
@@ -726,7 +729,7 @@ class Monitor:
             split=True,
             steps=steps,
         )
-        preclip = [(id(p), v) for p, v in zip(layout.tensors, layout.views[flat.PRECLIP])]
+        preclip = ([id(p) for p in layout.tensors], layout.views[flat.PRECLIP])  # keys, views
         self._reader = (layout, specs, reader, names, lib, preclip)
 
     def _torch_sums(self, layout: flat.Layout, momentum: list, sources: dict) -> list[list]:
