@@ -734,6 +734,18 @@ bool inside(const int64_t* pair, int64_t total) {
   return pair[0] >= 0 && pair[1] >= 0 && pair[0] <= total && pair[1] <= total - pair[0];
 }
 
+// The first digit's shift for radix_ranks over keys[0..n): the one whose 8 bits end at the
+// highest bit where the keys differ (the bits above are alike in all of them: a digit
+// there puts every entry in one bucket, a pass for nothing), -1 if all are one value.
+int top_shift(const uint32_t* keys, int64_t n) {
+  uint32_t diff = 0;
+  const uint32_t k0 = n ? keys[0] : 0u;
+  for (int64_t i = 0; i < n; ++i) diff |= keys[i] ^ k0;
+  if (diff == 0) return -1;
+  const int high = 31 - __builtin_clz(diff);
+  return std::max(high - 7, 0);
+}
+
 // The entries of keys[0..n) (order keys) at the sorted ranks r[0..k) (ascending, distinct,
 // in [0, n)) into out: most significant digit first, 8 bits a level from bit `shift` down,
 // one histogram of the digit, then the entries of the buckets holding a wanted rank copied
@@ -742,6 +754,9 @@ bool inside(const int64_t* pair, int64_t total) {
 // on about every other comparison; this moves each entry a few times without a branch.
 void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, size_t k,
                  uint32_t* out) {
+  // the next digit: 8 bits lower, the last one bits 0..7 (overlapping bits this bucket's
+  // entries share are harmless), then none
+  const int next = shift <= 0 ? -1 : std::max(shift - 8, 0);
   if (shift < 0) {  // every bit alike: all the entries are one value
     for (size_t q = 0; q < k; ++q) out[q] = keys[0];
     return;
@@ -774,7 +789,7 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
   for (size_t q = 0, b = 0; q < k; ++q) {
     while (start[b + 1] <= r[q]) ++b;
     if (count[b] == n) {  // one bucket holds every entry: the next digit, nothing copied
-      radix_ranks(keys, n, shift - 8, r, k, out);
+      radix_ranks(keys, n, next, r, k, out);
       return;
     }
     if (!wanted[b]) {
@@ -797,7 +812,7 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
     size_t e = q;
     while (e < k && r[e] < start[b + 1]) ++e;
     for (size_t x = q; x < e; ++x) local[x - q] = r[x] - start[b];
-    radix_ranks(buf.data() + off[b], count[b], shift - 8, local, e - q, out + q);
+    radix_ranks(buf.data() + off[b], count[b], next, local, e - q, out + q);
     q = e;
   }
 }
@@ -835,7 +850,8 @@ void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, d
     std::sort(keys.begin(), keys.begin() + n);
     for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
   } else {
-    radix_ranks(keys.data(), n, 24, ranks.data(), ranks.size(), picked.data());
+    radix_ranks(keys.data(), n, top_shift(keys.data(), n), ranks.data(), ranks.size(),
+                picked.data());
   }
   auto value = [&](int64_t x) {
     return static_cast<double>(
@@ -923,7 +939,8 @@ bool quantile_pair(const float* a, const float* e, int64_t count, const RateProg
     std::sort(keys.begin(), keys.begin() + n);
     for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
   } else {
-    radix_ranks(keys.data(), n, 24, ranks.data(), ranks.size(), picked.data());
+    radix_ranks(keys.data(), n, top_shift(keys.data(), n), ranks.data(), ranks.size(),
+                picked.data());
   }
   auto key_at = [&](int64_t x) {
     return picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()];
