@@ -138,6 +138,8 @@ def test_radix_quantiles_equal_the_kernels_and_numpy():
         (1e5 / (1 + rng.exponential(1e-3, 2048))).astype(np.float32),  # bunched near 1e5
         np.full(300, 0.25, np.float32),  # one value
         np.float32(1) + rng.integers(0, 3, 600).astype(np.float32) * np.float32(2**-23),
+        # differing in bits 0..10 only: a first digit at bit 3, then one overlapping it at 0
+        np.float32(1) + rng.integers(0, 2048, 3000).astype(np.float32) * np.float32(2**-23),
         rng.standard_normal(5000).astype(np.float32),
     ]
     rows[0][0] = -0.0

@@ -990,7 +990,7 @@ class Monitor:
             return None
         layout = pendings[0].layout
         groups = len(pendings[0].lrs)
-        names: list[str] | None = None
+        names: tuple[str, ...] | None = None
         keys: dict[str, int] = {}
         sums, gathered, programs, lead, micro, info = [], [], [], [], [], []
         modes, given, given_eff = [], [], []
@@ -1022,11 +1022,11 @@ class Monitor:
                 gathered.append(None)  # the sources are not read
             else:
                 if names is None:
-                    names = list(sampled)
+                    names = tuple(sampled)
                     keys = {k: i for i, k in enumerate(names)}
-                elif len(sampled) != len(names) or any(a != b for a, b in zip(sampled, names)):
+                elif tuple(sampled) != names:
                     return None
-                gathered.append([sampled[k] for k in names])
+                gathered.append(list(map(sampled.__getitem__, names)))
                 modes.append(0)
                 given.append(None)
                 given_eff += [0] * n

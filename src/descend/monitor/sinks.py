@@ -23,6 +23,7 @@ import struct
 import time
 from array import array
 from itertools import accumulate, chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -171,6 +172,9 @@ def tf_record(data: bytes, crc) -> bytes:
     return header + _U32.pack(crc(header)) + data + _U32.pack(crc(data))
 
 
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+
+
 class _NativeEvents:
     """Scalar events encoded and framed as TFRecords in C++ (``descend_monitor_events`` in
     ``native/monitor.cpp``; CRC-32C there too): the bytes of :func:`tf_record` of
@@ -189,14 +193,15 @@ class _NativeEvents:
     def __init__(self, lib) -> None:
         self.lib = lib
         self.ids: dict[str, int] = {}
-        self.layouts: dict[tuple[str, ...], list[int]] = {}
+        self.layouts: dict[tuple[str, ...], bytes] = {}  # a row's keys: its tags' ids
+        self.counts: dict[tuple[str, ...], int] = {}
         self.prefixes = bytearray()
         self.off = array("q", [0])
         self.blob = np.zeros(1, np.uint8)
         self.widest = 0
 
-    def _layout(self, keys: tuple[str, ...]) -> list[int]:
-        ids = []
+    def _layout(self, keys: tuple[str, ...]) -> bytes:
+        ids = array("q")
         for tag in keys:
             t = self.ids.get(tag)
             if t is None:
@@ -207,27 +212,33 @@ class _NativeEvents:
                 self.widest = max(self.widest, len(prefix))
                 self.blob = np.frombuffer(bytes(self.prefixes), np.uint8)
             ids.append(t)
-        self.layouts[keys] = ids
-        return ids
+        packed = self.layouts[keys] = ids.tobytes()  # int64 ids, joined per call
+        self.counts[keys] = len(ids)
+        return packed
 
     def __call__(self, wall_time: float, rows: list[tuple[int, dict[str, float]]]):
         try:
-            layouts = self.layouts
-            ids = [layouts.get(tuple(scalars)) for _, scalars in rows]
+            # every pass a C-level map (no Python frame per row)
+            dicts = list(map(_SECOND, rows))
+            keys = list(map(tuple, dicts))
+            ids = list(map(self.layouts.get, keys))
             if None in ids:
-                ids = [self._layout(tuple(d)) if i is None else i for i, (_, d) in zip(ids, rows)]
-            steps = array("q", [step for step, _ in rows])
-            first = array("q", accumulate(map(len, ids), initial=0))
-            tags = array("q", chain.from_iterable(ids))
-            values = array("d", chain.from_iterable(d.values() for _, d in rows))
+                ids = [self._layout(k) if i is None else i for i, k in zip(ids, keys)]
+            steps = array("q", map(_FIRST, rows))
+            first = array("q", accumulate(map(self.counts.__getitem__, keys), initial=0))
+            tags = b"".join(ids)  # int64 ids end to end
+            values = array("d", list(chain.from_iterable(map(dict.values, dicts))))
         except (TypeError, ValueError, OverflowError):  # not numbers, a step past int64
             return None
-        cap = 48 * len(rows) + (self.widest + 4) * len(tags)
+        items = first[-1]
+        if len(tags) != 8 * items or len(values) != items:
+            return None
+        cap = 48 * len(rows) + (self.widest + 4) * items
         out = np.empty(cap, np.uint8)
         written = ctypes.c_int64(0)
         rc = self.lib.descend_monitor_events(
             len(rows), float(wall_time), steps.buffer_info()[0], first.buffer_info()[0],
-            len(tags), tags.buffer_info()[0], values.buffer_info()[0], len(self.off) - 1,
+            items, tags, values.buffer_info()[0], len(self.off) - 1,
             self.off.buffer_info()[0], len(self.blob), self.blob.ctypes.data, cap,
             out.ctypes.data, ctypes.byref(written),
         )  # fmt: skip
