@@ -39,21 +39,28 @@ def library():
     if lib is None:
         return None
     if _declared.get("lib") is not lib:  # once per loaded library, before any call
-        select = lib.descend_monitor_quantiles
-        select.argtypes = [_I64, _PTR, _PTR, _I64, _PTR, _I64, _PTR, _PTR]
-        select.restype = ctypes.c_int32
-        events = lib.descend_monitor_events
-        events.argtypes = [_I64, ctypes.c_double, _PTR, _PTR, _I64, _PTR, _PTR, _I64, _PTR, _I64]
-        events.argtypes += [_PTR, _I64, _PTR, ctypes.POINTER(_I64)]
-        events.restype = ctypes.c_int32
-        rates = lib.descend_monitor_rates
-        rates.argtypes = [_I64, _PTR, _I64, _I64, _PTR, _PTR, _PTR]
-        rates.restype = ctypes.c_int32
-        combined = lib.descend_monitor_combine
-        combined.argtypes = [_I64, _PTR, _I64, _PTR, _I64, _PTR]
-        combined.restype = ctypes.c_int32
+        _declare(lib, "descend_monitor_quantiles", [_I64, _PTR, _PTR, _I64, _PTR, _I64, _PTR, _PTR])
+        events = [_I64, ctypes.c_double, _PTR, _PTR, _I64, _PTR, _PTR, _I64, _PTR, _I64]
+        events += [_PTR, _I64, _PTR, ctypes.POINTER(_I64)]
+        _declare(lib, "descend_monitor_events", events)
+        _declare(lib, "descend_monitor_rates", [_I64, _PTR, _I64, _I64, _PTR, _PTR, _PTR])
+        _declare(lib, "descend_monitor_combine", [_I64, _PTR, _I64, _PTR, _I64, _PTR])
         _declared["lib"] = lib
     return lib
+
+
+def _declare(lib, name: str, argtypes: list) -> None:
+    """Give entry point ``name`` its argument types (it returns an int32 status)."""
+    fn = getattr(lib, name)
+    fn.argtypes, fn.restype = argtypes, ctypes.c_int32
+
+
+def _sized(lib, name: str, struct: type[ctypes.Structure]) -> bool:
+    """Whether the library's ``name()`` (the sizeof of a C struct) is ``struct``'s size: a
+    stale library whose struct differs is not used."""
+    size = getattr(lib, name)
+    size.argtypes, size.restype = [], _I64
+    return size() == ctypes.sizeof(struct)
 
 
 _declared: dict = {}
@@ -111,19 +118,12 @@ def step_library():
     if lib is None:
         return None
     if _declared.get("step") is not lib:
-        fn = lib.descend_monitor_step_read
-        fn.argtypes = [ctypes.POINTER(StepReadArgs)]
-        fn.restype = ctypes.c_int32
-        size = lib.descend_monitor_step_read_args_size
-        size.argtypes, size.restype = [], _I64
-        if size() != ctypes.sizeof(StepReadArgs):
-            return None
-        snap = lib.descend_monitor_snapshot
-        snap.argtypes = [ctypes.POINTER(SnapshotArgs)]
-        snap.restype = ctypes.c_int32
-        size = lib.descend_monitor_snapshot_args_size
-        size.argtypes, size.restype = [], _I64
-        if size() != ctypes.sizeof(SnapshotArgs):
+        _declare(lib, "descend_monitor_step_read", [ctypes.POINTER(StepReadArgs)])
+        _declare(lib, "descend_monitor_snapshot", [ctypes.POINTER(SnapshotArgs)])
+        if not (
+            _sized(lib, "descend_monitor_step_read_args_size", StepReadArgs)
+            and _sized(lib, "descend_monitor_snapshot_args_size", SnapshotArgs)
+        ):
             return None
         _declared["step"] = lib
     return lib
@@ -579,15 +579,10 @@ def rows_library():
     if lib is None:
         return None
     if _declared.get("rows") is not lib:
-        fn = lib.descend_monitor_rows
-        fn.argtypes = [ctypes.POINTER(RowsArgs)]
-        fn.restype = ctypes.c_int32
-        radix = lib.descend_monitor_quantiles_radix
-        radix.argtypes = [_I64, _PTR, _PTR, _I64, _PTR, _I64, _PTR, _PTR]
-        radix.restype = ctypes.c_int32
-        size = lib.descend_monitor_rows_size
-        size.argtypes, size.restype = [], _I64
-        if size() != ctypes.sizeof(RowsArgs):
+        _declare(lib, "descend_monitor_rows", [ctypes.POINTER(RowsArgs)])
+        radix = [_I64, _PTR, _PTR, _I64, _PTR, _I64, _PTR, _PTR]
+        _declare(lib, "descend_monitor_quantiles_radix", radix)
+        if not _sized(lib, "descend_monitor_rows_size", RowsArgs):
             return None
         _declared["rows"] = lib
     return lib

@@ -72,6 +72,18 @@ void multi_select(float* a, int64_t lo, int64_t hi, const int64_t* r, size_t k) 
 // buckets' entries to the front, and nth_element works inside them only. Equal values give
 // the same order statistics as a full sort (ties are equal floats, except −0 and +0, which
 // compare equal as floats and are returned as one of them).
+// The order statistics the quantiles qs[0..nq) of n finite entries interpolate between: for
+// each q, ranks i = ⌊q·(n − 1)⌋ and i + 1 (capped at n − 1), each rank once, ascending.
+inline void quantile_ranks(int64_t nq, const double* qs, int64_t n, std::vector<int64_t>& ranks) {
+  ranks.clear();
+  for (int64_t k = 0; k < nq; ++k) {
+    const double p = qs[k] * static_cast<double>(n - 1);
+    const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
+    for (const int64_t x : {i, std::min(i + 1, n - 1)})
+      if (ranks.empty() || ranks.back() < x) ranks.push_back(x);
+  }
+}
+
 void select_ranks(float* a, int64_t n, const std::vector<int64_t>& ranks, std::vector<float>& out) {
   out.resize(ranks.size());
   if (n < kRadixFrom) {
@@ -163,14 +175,7 @@ extern "C" int32_t descend_monitor_quantiles(int64_t rows, const int64_t* start,
       for (int64_t k = 0; k < nq; ++k) o[k] = NAN;
       continue;
     }
-    // the order statistics each quantile interpolates between: ranks i and i + 1
-    ranks.clear();
-    for (int64_t k = 0; k < nq; ++k) {
-      const double p = qs[k] * static_cast<double>(n - 1);
-      const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
-      for (const int64_t x : {i, std::min(i + 1, n - 1)})
-        if (ranks.empty() || ranks.back() < x) ranks.push_back(x);
-    }
+    quantile_ranks(nq, qs, n, ranks);
     select_ranks(a, n, ranks, values);
     auto value = [&](int64_t x) {
       return static_cast<double>(values[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()]);
@@ -652,13 +657,7 @@ void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, d
     for (int64_t k = 0; k < nq; ++k) o[k] = NAN;
     return;
   }
-  ranks.clear();
-  for (int64_t k = 0; k < nq; ++k) {
-    const double p = qs[k] * static_cast<double>(n - 1);
-    const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
-    for (const int64_t x : {i, std::min(i + 1, n - 1)})
-      if (ranks.empty() || ranks.back() < x) ranks.push_back(x);
-  }
+  quantile_ranks(nq, qs, n, ranks);
   picked.resize(ranks.size());
   if (ranks.size() > 64) {  // more ranks than radix_ranks holds: a sort
     std::sort(keys.begin(), keys.begin() + n);
