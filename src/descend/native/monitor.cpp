@@ -636,6 +636,20 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
   }
 }
 
+// The keys at ranks (ascending, distinct) of keys[0..n) into picked: by radix_ranks, or by a
+// sort where there are more ranks than it holds.
+void pick_ranks(std::vector<uint32_t>& keys, int64_t n, const std::vector<int64_t>& ranks,
+                std::vector<uint32_t>& picked) {
+  picked.resize(ranks.size());
+  if (ranks.size() > 64) {
+    std::sort(keys.begin(), keys.begin() + n);
+    for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
+  } else {
+    radix_ranks(keys.data(), n, top_shift(keys.data(), n), ranks.data(), ranks.size(),
+                picked.data());
+  }
+}
+
 inline float from_key(uint32_t u) {
   u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
   float x;
@@ -658,14 +672,7 @@ void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, d
     return;
   }
   quantile_ranks(nq, qs, n, ranks);
-  picked.resize(ranks.size());
-  if (ranks.size() > 64) {  // more ranks than radix_ranks holds: a sort
-    std::sort(keys.begin(), keys.begin() + n);
-    for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
-  } else {
-    radix_ranks(keys.data(), n, top_shift(keys.data(), n), ranks.data(), ranks.size(),
-                picked.data());
-  }
+  pick_ranks(keys, n, ranks, picked);
   auto value = [&](int64_t x) {
     return static_cast<double>(
         from_key(picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()]));
@@ -747,14 +754,7 @@ bool quantile_pair(const float* a, const float* e, int64_t count, const RateProg
   }
   std::sort(ranks.begin(), ranks.end());
   ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
-  picked.resize(ranks.size());
-  if (ranks.size() > 64) {
-    std::sort(keys.begin(), keys.begin() + n);
-    for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
-  } else {
-    radix_ranks(keys.data(), n, top_shift(keys.data(), n), ranks.data(), ranks.size(),
-                picked.data());
-  }
+  pick_ranks(keys, n, ranks, picked);
   auto key_at = [&](int64_t x) {
     return picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()];
   };
