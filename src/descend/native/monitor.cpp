@@ -149,6 +149,20 @@ __attribute__((noinline, optimize("fp-contract=off"))) double interpolate(double
   return x + step;
 }
 
+// o[k] = quantile qs[k] of n entries whose order statistic of rank r is value(r): numpy's
+// linear interpolation between ranks ⌊q(n − 1)⌋ and the next (quantile_ranks' ranks).
+template <typename Value>
+void interpolated(int64_t nq, const double* qs, int64_t n, Value value, double* o) {
+  for (int64_t k = 0; k < nq; ++k) {
+    const double p = qs[k] * static_cast<double>(n - 1);
+    const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
+    double x = value(i);
+    if (i + 1 < n && p > static_cast<double>(i))
+      x = interpolate(x, value(i + 1), p - static_cast<double>(i));
+    o[k] = x;
+  }
+}
+
 }  // namespace
 
 // Quantiles qs[0..nq) (ascending, in [0, 1]) of each row r of data — the entries
@@ -180,13 +194,7 @@ extern "C" int32_t descend_monitor_quantiles(int64_t rows, const int64_t* start,
     auto value = [&](int64_t x) {
       return static_cast<double>(values[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()]);
     };
-    for (int64_t k = 0; k < nq; ++k) {
-      const double p = qs[k] * static_cast<double>(n - 1);
-      const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
-      double x = value(i);
-      if (i + 1 < n && p > static_cast<double>(i)) x = interpolate(x, value(i + 1), p - static_cast<double>(i));
-      o[k] = x;
-    }
+    interpolated(nq, qs, n, value, o);
   }
   return 0;
 }
@@ -677,13 +685,7 @@ void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, d
     return static_cast<double>(
         from_key(picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()]));
   };
-  for (int64_t k = 0; k < nq; ++k) {
-    const double p = qs[k] * static_cast<double>(n - 1);
-    const int64_t i = std::min(static_cast<int64_t>(std::floor(p)), n - 1);
-    double x = value(i);
-    if (i + 1 < n && p > static_cast<double>(i)) x = interpolate(x, value(i + 1), p - static_cast<double>(i));
-    o[k] = x;
-  }
+  interpolated(nq, qs, n, value, o);
 }
 
 // The rate a program gives a coordinate whose v̂ is z, where the rate's source is v̂'s and
