@@ -438,6 +438,25 @@ def _scenario_dcp(rank, out, mesh, tmp):
 
 
 def _worker(rank, port, outdir):
+    run_scenarios(
+        rank,
+        port,
+        outdir,
+        lambda out, mesh: (
+            ("ddp", lambda: _scenario_ddp(rank, out)),
+            ("zero", lambda: _scenario_zero(rank, out)),
+            ("fsdp", lambda: _scenario_fsdp(rank, out, mesh)),
+            ("nan_fsdp", lambda: _scenario_nan_fsdp(rank, out, mesh)),
+            ("clip_fsdp", lambda: _scenario_clip_fsdp(rank, out, mesh)),
+            ("dcp", lambda: _scenario_dcp(rank, out, mesh, outdir)),
+        ),
+    )
+
+
+def run_scenarios(rank, port, outdir, scenarios) -> None:
+    """One rank of a job: join the gloo group on 127.0.0.1, run each ``(name, fn)`` of
+    ``scenarios(out, mesh)`` (a 1-D CPU device mesh of ``WORLD`` ranks), recording its
+    error and seconds in ``out``, write ``out`` whole to ``rankR.pt`` and leave."""
     out: dict = {}
     try:
         torch.set_num_threads(1)
@@ -453,14 +472,7 @@ def _worker(rank, port, outdir):
         import descend.optim.fast  # noqa: F401 - last_path
 
         mesh = init_device_mesh("cpu", (WORLD,))
-        for name, run in (
-            ("ddp", lambda: _scenario_ddp(rank, out)),
-            ("zero", lambda: _scenario_zero(rank, out)),
-            ("fsdp", lambda: _scenario_fsdp(rank, out, mesh)),
-            ("nan_fsdp", lambda: _scenario_nan_fsdp(rank, out, mesh)),
-            ("clip_fsdp", lambda: _scenario_clip_fsdp(rank, out, mesh)),
-            ("dcp", lambda: _scenario_dcp(rank, out, mesh, outdir)),
-        ):
+        for name, run in scenarios(out, mesh):
             t0 = time.perf_counter()
             try:  # a failed scenario fails its tests; the others still run
                 run()

@@ -32,10 +32,7 @@ traceback.
 from __future__ import annotations
 
 import os
-import sys
-import time
 import traceback
-from datetime import timedelta
 
 import pytest
 import torch
@@ -43,7 +40,6 @@ import torch
 from test_distributed import (
     DTYPES,
     TOL,
-    WORLD,
     _batch,
     _fsdp_model,
     _full,
@@ -52,6 +48,7 @@ from test_distributed import (
     _model,
     _ok,
     run_ranks,
+    run_scenarios,
 )
 
 DEADLINE_S = 120.0
@@ -279,45 +276,18 @@ def _scenario_dcp(rank, out, mesh, tmp):
 
 
 def _worker(rank, port, outdir):
-    out: dict = {}
-    try:
-        torch.set_num_threads(1)
-        torch.distributed.init_process_group(
-            "gloo",
-            init_method=f"tcp://127.0.0.1:{port}",
-            rank=rank,
-            world_size=WORLD,
-            timeout=timedelta(seconds=30),
-        )
-        from torch.distributed.device_mesh import init_device_mesh
-
-        import descend.optim.fast  # noqa: F401 - last_path
-
-        mesh = init_device_mesh("cpu", (WORLD,))
-        for name, run in (
+    run_scenarios(
+        rank,
+        port,
+        outdir,
+        lambda out, mesh: (
             ("fsdp", lambda: _scenario_fsdp(rank, out, mesh)),
             ("half", lambda: _scenario_half_batches(rank, out, mesh)),
             ("prodigy_zero_start", lambda: _scenario_prodigy_zero_start(rank, out, mesh)),
             ("zero", lambda: _scenario_zero(rank, out)),
             ("dcp", lambda: _scenario_dcp(rank, out, mesh, outdir)),
-        ):
-            t0 = time.perf_counter()
-            try:  # a failed scenario fails its tests; the others still run
-                run()
-            except BaseException:  # noqa: BLE001 - reported to the parent
-                out.setdefault("errors", {})[name] = traceback.format_exc()
-            out.setdefault("seconds", {})[name] = time.perf_counter() - t0
-    except Exception:  # noqa: BLE001 - the parent reports it
-        out["error"] = traceback.format_exc()
-    finally:
-        path = os.path.join(outdir, f"rank{rank}.pt")
-        torch.save(out, path + ".part")
-        os.replace(path + ".part", path)  # whole or absent: the parent reads only whole files
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)  # as tests/test_distributed.py: no teardown of torch's C++ threads
+        ),
+    )
 
 
 @pytest.fixture(scope="module")
