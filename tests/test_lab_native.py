@@ -241,6 +241,20 @@ def fused_calls(monkeypatch) -> list[int]:
     return calls
 
 
+def assert_fused_run_is_the_loop(monkeypatch, spec: str, dtype, n: int) -> None:
+    """``spec`` on Rosenbrock from ``n`` starts, 60 steps: all of them in one fused call,
+    equal bit for bit to the step-by-step loop (which makes no fused call), and moving."""
+    calls = fused_calls(monkeypatch)
+    x0 = starts(n)
+    fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert calls == [60]
+    step_by_step(monkeypatch)
+    plain = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
+    assert calls == [60]  # the reference loop made no fused call
+    assert_same(fused, plain, dtype)
+    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+
+
 def assert_same(a, b, dtype) -> None:
     assert np.array_equal(a.trajectories, b.trajectories, equal_nan=True)
     assert np.array_equal(a.losses, b.losses, equal_nan=True)
@@ -293,22 +307,7 @@ def test_ademamix_and_schedule_free_take_the_fused_run(monkeypatch, spec, dtype)
     """Their kernel families are the lab's too: all steps in one fused call, equal to the
     step-by-step loop bit for bit — Schedule-Free's γ_max and Σw advanced per block of runs
     from the same start, as the step counter is, and written back once."""
-    calls = []
-    real = CompiledTracker.fused_run
-
-    def counting(self, t, steps, *args):
-        calls.append(steps)
-        return real(self, t, steps, *args)
-
-    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
-    x0 = starts(3000)
-    fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
-    assert calls == [60]
-    monkeypatch.setattr(CompiledTracker, "fused_run", real)
-    step_by_step(monkeypatch)
-    plain = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
-    assert_same(fused, plain, dtype)
-    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+    assert_fused_run_is_the_loop(monkeypatch, spec, dtype, 3000)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -326,22 +325,7 @@ def test_radam_adamax_adopt_take_the_fused_run(monkeypatch, spec, dtype) -> None
     """RAdam, Adamax and ADOPT are lab families (``step_family`` in lab.cpp; issue #14): all
     steps in one fused call, each step's coefficients from the block's own step counter —
     equal to the step-by-step loop bit for bit."""
-    calls = []
-    real = CompiledTracker.fused_run
-
-    def counting(self, t, steps, *args):
-        calls.append(steps)
-        return real(self, t, steps, *args)
-
-    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
-    x0 = starts(2500)
-    fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
-    assert calls == [60]
-    monkeypatch.setattr(CompiledTracker, "fused_run", real)
-    step_by_step(monkeypatch)
-    plain = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
-    assert_same(fused, plain, dtype)
-    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+    assert_fused_run_is_the_loop(monkeypatch, spec, dtype, 2500)
 
 
 # Adadelta, Rprop, ASGD (averaging from step 12: μ and η are per-parameter counters that
@@ -358,22 +342,7 @@ FUSED_FAMILIES = [
 def test_adadelta_rprop_asgd_take_the_fused_run(monkeypatch, spec, dtype) -> None:
     """Their kernel families are the lab's too: all steps in one fused call over two blocks
     of rows, equal to the step-by-step loop bit for bit."""
-    calls = []
-    real = CompiledTracker.fused_run
-
-    def counting(self, t, steps, *args):
-        calls.append(steps)
-        return real(self, t, steps, *args)
-
-    monkeypatch.setattr(CompiledTracker, "fused_run", counting)
-    x0 = starts(3000)
-    fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
-    assert calls == [60]
-    monkeypatch.setattr(CompiledTracker, "fused_run", real)
-    step_by_step(monkeypatch)
-    plain = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
-    assert_same(fused, plain, dtype)
-    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+    assert_fused_run_is_the_loop(monkeypatch, spec, dtype, 3000)
 
 
 def test_asgd_with_per_run_lr_declines_the_fused_run(monkeypatch) -> None:
