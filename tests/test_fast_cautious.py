@@ -21,6 +21,9 @@ import descend.optim as D
 from descend.native import abi
 from descend.optim import fast
 from descend.optim.fast.plan import Unsupported, shape_of
+from test_fast_path import make_params as path_params
+from test_fast_path import rel
+from test_fast_path import run as path_run
 
 # every test steps the compiled kernels, at 1 thread unless it says otherwise (conftest)
 pytestmark = pytest.mark.usefixtures("fast_kernels", "one_thread")
@@ -31,10 +34,7 @@ SHAPES = [(7, 3), (), (0,), (40,), (301,)]
 
 
 def make_params(dtype, shapes=SHAPES, seed=0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return [
-        torch.randn(s, generator=g, dtype=torch.float64).to(dtype).requires_grad_() for s in shapes
-    ]
+    return path_params(dtype, shapes, seed)
 
 
 def set_grads(params, step: int, sign: float = 1.0) -> None:
@@ -50,15 +50,9 @@ def set_grads(params, step: int, sign: float = 1.0) -> None:
 
 
 def run(make_opt, dtype, steps=STEPS, params=None, each=None):
+    """test_fast_path's run over these shapes and this module's gradients."""
     params = make_params(dtype) if params is None else params
-    opt = make_opt(params)
-    sign = -1.0 if opt.defaults.get("maximize") else 1.0
-    for t in range(steps):
-        set_grads(params, t, sign)
-        if each is not None:
-            each(t, params, opt)
-        opt.step()
-    return [p.detach().clone() for p in params], opt
+    return path_run(make_opt, dtype, steps, params, each, grads=set_grads)
 
 
 # (id, spec, keywords): every family with a cautious kernel × the switches of its kernel
@@ -119,11 +113,6 @@ def assert_bitwise(opt, ref, a, b) -> None:
         assert sorted(sa) == sorted(sb)
         for key in sa:
             assert sa[key].dtype == sb[key].dtype and _same(sa[key], sb[key]), key
-
-
-def rel(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
-    num = sum(float(((x.double() - y.double()) ** 2).sum()) for x, y in zip(a, b)) ** 0.5
-    return num / sum(float((y.double() ** 2).sum()) for y in b) ** 0.5
 
 
 # Bit for bit in float64: the kernels whose unmasked step is (SGD's, Lion's); Adam's, NAdam's

@@ -49,14 +49,15 @@ def set_grads(params, step: int, sign: float = 1.0) -> None:
             p.grad = sign * (p**3 + p + 0.3 * torch.sin(phase) + 0.9 * p * torch.cos(phase))
 
 
-def run(make_opt, dtype=torch.float32, steps=STEPS, params=None, each=None):
-    """``steps`` steps from ``make_params``; an optimizer that maximizes gets −∇ (so it
-    still descends the loss and stays finite)."""
+def run(make_opt, dtype=torch.float32, steps=STEPS, params=None, each=None, grads=set_grads):
+    """``steps`` steps from ``make_params`` (or ``params``), gradients from ``grads`` (as
+    :func:`set_grads`); an optimizer that maximizes gets −∇ (so it still descends the loss
+    and stays finite)."""
     params = make_params(dtype) if params is None else params
     opt = make_opt(params)
     sign = -1.0 if opt.defaults.get("maximize") else 1.0
     for t in range(steps):
-        set_grads(params, t, sign)
+        grads(params, t, sign)
         if each is not None:
             each(t, params, opt)
         opt.step()
