@@ -374,3 +374,39 @@ def test_step_read_gathers_unsorted_coordinates_across_empty_parameters():
     got = reader(fused.step_library(), _tensors(params, grads, moms, before, preclip, state, True))
     assert got is not None
     np.testing.assert_array_equal(got[1][0], torch.cat(state[0]).numpy()[index])
+
+
+@pytest.mark.parametrize("fused_path", [True, False])
+def test_pre_hook_is_in_the_optimizer_only_while_a_step_is_armed(fused_path):
+    """The monitor's step pre-hook (θ before the step) sits in the optimizer's hook dictionary
+    only from the arming after the step before a sampled one until that step ends; the other
+    steps run the post-hook alone. The update it measures is still the step's: ‖u‖ equals
+    ‖θ_before − θ_after‖ computed here around each sampled step, and close() leaves no hook."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(5, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    hooks = opt._optimizer_step_pre_hooks
+    mon = Monitor(opt, model, every=3, fused=fused_path)
+    present, expected = [], []
+    x, y = torch.randn(8, 5), torch.randn(8, 3)
+    for step in range(1, 8):
+        present.append(len(hooks) == 1)
+        before = [p.detach().clone() for p in model.parameters()]
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+        if mon.sampled(step):
+            u2 = sum(
+                float(((b - p.detach()).double() ** 2).sum())
+                for b, p in zip(before, model.parameters())
+            )
+            expected.append(math.sqrt(u2))
+    # armed for steps 1, 4 and 7 (at construction, after steps 3 and 6)
+    assert present == [True, False, False, True, False, False, True]
+    rows = [r for r in mon.rows if "opt/update_norm" in r]
+    assert [r["step"] for r in rows] == [1, 4, 7]
+    assert mon.last_path == ("fused" if fused_path else "torch")
+    for row, norm in zip(rows, expected):
+        assert row["opt/update_norm"] == pytest.approx(norm, rel=1e-6)
+    mon.close()
+    assert len(hooks) == 0 and len(opt._optimizer_step_post_hooks) == 0
