@@ -1,14 +1,14 @@
 """Monitor overhead: a training step with ``descend.monitor`` attached at every=10, against
 the same loop without it.
 
-    python benchmarks/bench_monitor.py            # 60 (MLP) / 15 (transformer) rounds × 80 steps
+    python benchmarks/bench_monitor.py            # 32 (MLP) / 8 (transformer) rounds × 320 steps
     python benchmarks/bench_monitor.py --smoke    # 2 rounds × 10 steps, checks only
 
 Workloads: the digits MLP (64 → 100 → 10, batch 32, descend Adam) and a small transformer
 (2 encoder layers, width 64, 4 heads, sequences of 32 tokens, batch 16, descend AdamW). Two
 copies of each model and optimizer start equal; in every round each copy trains the same
 batches (order alternated), one with a :class:`~descend.monitor.Monitor` writing TensorBoard
-event files to a temporary folder, one without. A round is every × defer = 80 steps, so each
+event files to a temporary folder, one without. A round is every × defer = 320 steps, so each
 holds the same share of sampled steps and of writes of the deferred rows as the whole run.
 The overhead is the median over rounds of (monitored time / plain time − 1), in CPU time;
 each step's CPU time also splits the cost into its parts. One torch thread (see shared notes
@@ -164,12 +164,12 @@ def measure(workload, rounds: int, steps: int, logdir: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="tiny sizes, checks only")
-    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--rounds", type=int, default=8)
     p.add_argument(
         "--steps",
         type=int,
         default=0,
-        help="steps per round (default: every × defer = 80, one write of the deferred rows each)",
+        help="steps per round (default: every × defer = 320, one write of the deferred rows each)",
     )
     p.add_argument("--results", type=Path, default=_results.RESULTS)
     args = p.parse_args(argv)
@@ -184,12 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         torch.set_num_threads(threads)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    cycle = results[0]["steps"]
+    cycle, defer = results[0]["steps"], results[0]["defer"]
     lines = [
         f"## Monitor overhead (`descend.monitor` at every={EVERY}, TensorBoard sink)",
         "",
         f"{_results.cpu_name()}, torch {torch.__version__}, 1 thread; {rounds * 4} (MLP) and "
-        f"{rounds} (transformer) rounds × {cycle} steps (every × defer: each round holds 8 "
+        f"{rounds} (transformer) rounds × {cycle} steps (every × defer: each round holds {defer} "
         "sampled steps and one write of their rows, so a round's ratio is that of the average "
         "step), monitored and plain loops interleaved in one process (order alternated); "
         "overhead = median over rounds of monitored/plain − 1. "
@@ -197,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         "the per-operation cost of the sampled step grows with the load, the plain step less).",
         "",
         "| workload | CPU: plain ms/step | CPU: monitored ms/step | CPU: overhead | wall: "
-        "overhead | extra CPU µs: sampled step | extra CPU µs: sampled step that writes 8 rows "
+        "overhead | extra CPU µs: sampled step | extra CPU µs: sampled step that writes "
+        f"{defer} rows "
         "| extra CPU µs: other steps | tags per sampled step | target (CPU) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "CPU columns: process time (less disturbed by the other processes of a shared machine "
         "than the wall clock); overhead = median over rounds of monitored/plain time − 1. Extra "
         "µs: median over steps of the monitored step's thread CPU time minus the plain step's "
-        "on the same batch, for the sampled steps, the sampled step that also writes the 8 "
+        f"on the same batch, for the sampled steps, the sampled step that also writes the {defer} "
         "deferred rows, and the other steps (the latter two include the cache misses the "
         "monitor's work causes to the training step after it). What a sampled step costs: θ "
         "copied before the step (`descend_monitor_snapshot`: the check, one memcpy per "
@@ -224,10 +225,12 @@ def main(argv: list[str] | None = None) -> int:
         "float64 sums per parameter over θ, g, m, θ before and g before clipping, the gather of "
         "the optimizer state at 2,048 fixed sampled coordinates + ≤ 512 per layer); the "
         "effective lr and v̂ of the samples, their quantiles and the combinations of the sums "
-        "(C++: one call for all 8 rows, `descend_monitor_rows`) and the TensorBoard events "
-        "(encoded and framed in C++, one file write) are computed for 8 sampled steps at once "
-        "(`defer=8`). The other steps cost two optimizer hook calls and holding the loss tensor "
-        "(`log_loss`; the held losses are read by one native call at the write, where their "
+        f"(C++: one call for all {defer} rows, `descend_monitor_rows`) and the TensorBoard events "
+        "(encoded and framed in C++, one file write) are computed for "
+        f"{defer} sampled steps at once (`defer={defer}`, the default; at most `max_delay`=10 s "
+        "late). The other steps cost one optimizer hook call and holding the loss tensor "
+        "(`log_loss`; the held losses are read by one native call at the write or every 256 "
+        "losses, where their "
         "graphs are also freed — a cost the plain loop pays one step at a time). Where the "
         "target is missed, `every` = 10 × overhead/5% brings it under 5% (the cost per sampled "
         "step does not depend on "

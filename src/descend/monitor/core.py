@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import operator
+import time
 import warnings
 import weakref
 from array import array
@@ -83,7 +84,8 @@ METRICS = {
 LAYER_METRICS = ("update_ratio", "grad_norm", "eff_lr_p50")
 # optimizer state the effective learning rate and v̂ are computed from
 RATE_KEYS = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "grad_avg", "sum")
-LOSS_BUFFER = 256  # losses held by Monitor.log_loss before they are written
+LOSS_BUFFER = 256  # losses held by Monitor.log_loss before they are written or read
+HELD_BYTES = 64 << 20  # the sampled coordinates' values held for the deferred rows, at most
 # the first six values per scope of fused.combine, in stats.combine's order
 _COMBINED = ("grad_norm", "update_norm", "weight_norm", "update_ratio", "opposed_frac", "nonfinite")
 _NO_RATES = [-1, 0, 1.0, -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0]  # a group with neither v̂ nor rate
@@ -285,7 +287,12 @@ class Monitor:
             :meth:`close`, then runs for all of them together with warm caches: on a small
             model most of a lone sampled step's cost is the cache misses of code run once in
             ``every`` steps. The sinks then see the rows up to ``defer × every`` steps late
-            (1: each sampled step written at once).
+            (1: each sampled step written at once), and no later than the first sampled step
+            ``max_delay`` seconds after the oldest one held (or once the held steps' sampled
+            values reach :data:`HELD_BYTES`): a fast loop writes 32 rows at a time, a slow one
+            every few seconds. (TensorBoard's own ``SummaryWriter`` flushes its file every
+            120 s.)
+        max_delay: seconds, see ``defer``.
     """
 
     def __init__(
@@ -301,7 +308,8 @@ class Monitor:
         histogram_every: int = 0,
         noise_beta: float = 0.9,
         fused: bool | None = None,
-        defer: int = 8,
+        defer: int = 32,
+        max_delay: float = 10.0,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ValueError(
@@ -314,6 +322,12 @@ class Monitor:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if (
+            isinstance(max_delay, bool)
+            or not isinstance(max_delay, int | float)
+            or not max_delay > 0
+        ):
+            raise ValueError(f"max_delay must be a number of seconds > 0, got {max_delay!r}")
         if source not in ("auto", "trace", "state"):
             raise ValueError(f"source must be 'auto', 'trace' or 'state', got {source!r}")
         if batch_size is not None and (
@@ -353,7 +367,10 @@ class Monitor:
         self.noise_beta = noise_beta
         self.fused = fused
         self.defer = defer
+        self.max_delay = float(max_delay)
         self._deferred = 0  # sampled steps read and not yet written
+        self._held_since = 0.0  # time.monotonic() when the oldest of them was read
+        self._held_bytes = 0  # their sampled values' bytes
         self.last_path: str | None = None  # "fused" or "torch…": what read the last sample
         self.sinks: list[Sink] = as_sinks(log)
         self.names = _names(model, self.base)
@@ -362,6 +379,7 @@ class Monitor:
         self._rows: list[dict[str, float]] = []  # everything written, with "step"
         self._unmade: list[tuple[int, dict[str, float]]] = []  # written, not yet in _rows
         self._losses: list[tuple[int, Any]] = []  # log_loss values not yet written
+        self._unread = 0  # loss tensors given to log_loss since the last write or read
         self._noise = [0.0, 0.0]  # EMAs of gns_trace and gns_g2 (bias cancels in the ratio)
         self._armed: list[Any] = []  # handles of the hooks armed for the next step
         self._grad_hooks: dict[int, _GradHook] = {}  # id(p): its hook, kept between steps
@@ -948,8 +966,18 @@ class Monitor:
         self.samples += 1
         skipped = skipped if isinstance(skipped, int) else None
         self._losses.append((step, _Pending(lrs, bcs, skipped, layout, read, self._micro)))
+        now = time.monotonic()
         self._deferred += 1
-        if self._deferred >= self.defer:
+        if self._deferred == 1:  # the first held since the last write
+            self._held_since, self._held_bytes = now, 0
+        if read is not None:
+            self._held_bytes += sum(map(operator.attrgetter("nbytes"), read[2].values()))
+        if (
+            self._deferred >= self.defer
+            or now - self._held_since >= self.max_delay
+            or self._held_bytes >= HELD_BYTES
+        ):
+            self._unread = 0
             with torch.no_grad():
                 self.flush_losses()
 
@@ -1386,7 +1414,9 @@ class Monitor:
 
         A tensor is kept as it is and read with the others in one ``tolist`` when the next
         write of the deferred rows, :meth:`log`, :attr:`rows`, :meth:`frame` or :meth:`close`
-        comes, or after :data:`LOSS_BUFFER` losses: one host read per batch instead of one
+        comes, or every :data:`LOSS_BUFFER` tensors held (:meth:`_losses_full`: written, or
+        read into floats while sampled steps wait for their write): one host read per batch
+        instead of one
         ``item()`` per step (no device sync per step on a GPU; on the CPU the ``item()`` of a
         small model's loss costs ~2–3 µs a step, the hold ~1 µs). A tensor changed in place
         after it was given (its version counter moved) cannot be read as it was: its loss is
@@ -1400,12 +1430,27 @@ class Monitor:
             if len(shape) and math.prod(shape) != 1:
                 raise ValueError(f"loss must hold one value, got a tensor of shape {tuple(shape)}")
             value: Any = (loss, loss._version)
+            self._unread += 1
         else:
             value = float(loss)
-        losses = self._losses
-        losses.append((at, value))
-        if len(losses) >= LOSS_BUFFER:
+        self._losses.append((at, value))
+        if self._unread >= LOSS_BUFFER:
+            self._losses_full()
+
+    def _losses_full(self) -> None:
+        """:data:`LOSS_BUFFER` loss tensors held unread: without sampled steps held (or held
+        past ``max_delay``) everything is written; else the held loss tensors are read into
+        floats now (their autograd graphs go) and the write waits for the deferred rows."""
+        self._unread = 0
+        if not self._deferred or time.monotonic() - self._held_since >= self.max_delay:
             self.flush_losses()
+            return
+        held = self._losses
+        at = [i for i, (_, v) in enumerate(held) if type(v) is tuple]
+        if at:
+            values = _read_losses([held[i][1] for i in at])
+            for i, x in zip(at, values):
+                held[i] = (held[i][0], x)
 
     def flush_losses(self) -> None:
         """Write the losses :meth:`log_loss` holds and the sampled steps not yet written
