@@ -410,3 +410,28 @@ def test_pre_hook_is_in_the_optimizer_only_while_a_step_is_armed(fused_path):
         assert row["opt/update_norm"] == pytest.approx(norm, rel=1e-6)
     mon.close()
     assert len(hooks) == 0 and len(opt._optimizer_step_post_hooks) == 0
+
+
+def test_parameter_changed_between_arming_and_the_sampled_step_is_read_as_it_is():
+    """The layout is checked when the hooks are armed (after the step before a sampled one);
+    a parameter whose data changes shape and size in between is refused by the native copy
+    of θ, the groups are then checked again, and the step is read on the new layout: no
+    error inside optimizer.step, ‖θ before the step‖ of the changed weights."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 3)
+    opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+    mon = Monitor(opt, lin, every=2, fused=True)
+    x = torch.randn(5, 4)
+    for step in range(1, 4):
+        if step == 3:  # armed after step 2 for a (3, 4) weight: now (3, 6)
+            with torch.no_grad():
+                lin.weight.data = torch.randn(3, 6)
+                lin.in_features = 6
+            x = torch.randn(5, 6)
+        before = [p.detach().clone() for p in (lin.weight, lin.bias)]
+        opt.zero_grad()
+        lin(x).pow(2).mean().backward()
+        opt.step()
+    (row,) = [r for r in mon.rows if r["step"] == 3 and "opt/weight_norm" in r]
+    w2 = sum(float((p.double() ** 2).sum()) for p in before)  # ‖θ before the step‖
+    assert row["opt/weight_norm"] == pytest.approx(math.sqrt(w2), rel=1e-5)

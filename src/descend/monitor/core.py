@@ -473,8 +473,11 @@ class Monitor:
             with torch.no_grad():
                 for key in self._micro:
                     i, j = old.position.get(key), new.position.get(key)
-                    if i is not None and j is not None:
-                        new.views[flat.PRECLIP][j].copy_(old.views[flat.PRECLIP][i])
+                    # (a parameter whose size changed has no gradient to carry over)
+                    if i is not None and j is not None and old.lengths[i] == new.lengths[j]:
+                        new.views[flat.PRECLIP][j].view(-1).copy_(
+                            old.views[flat.PRECLIP][i].view(-1)
+                        )
         self._layout = new
         return new
 
@@ -538,18 +541,25 @@ class Monitor:
         # Every trainable parameter: with a closure (Lightning) backward runs inside step(),
         # after this hook, so which ones get a gradient is known only afterwards. The layout
         # was checked against the groups when the hooks were armed, after the step before
-        # this one (a change to the groups in between counts from the next sampled step on);
-        # the native copy checks each tensor as it is now.
+        # this one; the native copy checks each tensor as it is now, and where it refuses
+        # (or the kernels do not copy) the groups are checked again here.
         layout = self._layout
         if self._armed_at != self.steps or layout is None:
             layout = self._current_layout()
+        if not self._copy_before(layout):
+            layout = self._current_layout()
+            if not self._copy_before(layout):
+                with torch.no_grad():
+                    torch._foreach_copy_(layout.views[flat.BEFORE], layout.tensors)
+        self._pending = [float(g["lr"]) for g in self.base.param_groups]
+
+    def _copy_before(self, layout: flat.Layout) -> bool:
+        """θ into ``layout``'s row of θ before the step by the kernels' copy; False where
+        they do not copy this layout or refuse a tensor as it is now (nothing copied)."""
         snap = self._snapshot
         if snap is None or snap[0] is not layout:
             snap = self._snapshot = self._make_snapshot(layout)
-        if snap[1] is None or not snap[1](snap[2], snap[3]):
-            with torch.no_grad():
-                torch._foreach_copy_(layout.views[flat.BEFORE], layout.tensors)
-        self._pending = [float(g["lr"]) for g in self.base.param_groups]
+        return snap[1] is not None and snap[1](snap[2], snap[3])
 
     def _make_snapshot(self, layout: flat.Layout) -> tuple:
         """(layout, :class:`~descend.monitor.fused.Snapshot` or None, the library, the
