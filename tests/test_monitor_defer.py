@@ -105,3 +105,49 @@ def test_max_delay_must_be_positive_seconds(bad):
     model = torch.nn.Linear(2, 1)
     with pytest.raises(ValueError, match="max_delay must be a number of seconds > 0"):
         Monitor(torch.optim.SGD(model.parameters(), lr=0.1), model, max_delay=bad)
+
+
+def test_log_loss_keeps_no_autograd_graph():
+    """log_loss holds a detached alias: the loss's graph (here a node whose context holds a
+    token) is freed when the loop drops the loss, not at the next read; the value read is the
+    loss's, and an in-place change through the original still reads as NaN."""
+    import gc
+    import weakref
+
+    class Token:
+        pass
+
+    class Keep(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, token):
+            ctx.token = token  # lives as long as the node
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            return g, None
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sink = Sink()
+    mon = Monitor(opt, model, every=100, defer=1, log=sink)
+    token = Token()
+    ref = weakref.ref(token)
+    loss = Keep.apply(model(torch.randn(4, 3)).pow(2).mean(), token)
+    del token
+    loss.backward()
+    opt.step()
+    mon.log_loss(loss)
+    value = loss.item()
+    del loss
+    gc.collect()
+    assert ref() is None  # the graph went with the loop's reference
+    second = model(torch.randn(4, 3)).pow(2).mean()
+    mon.log_loss(second)
+    with torch.no_grad():
+        second.add_(1.0)  # changed in place before the read
+    with pytest.warns(RuntimeWarning, match="changed in place"):
+        mon.flush_losses()
+    got = [r["loss"] for w in sink.writes for _, r in w if "loss" in r]
+    assert got[0] == pytest.approx(value, rel=1e-7) and got[1] != got[1]
