@@ -379,9 +379,9 @@ def scalars(tensors: Sequence[torch.Tensor]) -> list[float] | None:
     if lib is None or not tensors:
         return None
     n = len(tensors)
-    impl = array("q", [t._cdata for t in tensors if type(t) in _PLAIN])
-    if len(impl) != n:  # the C++ check reads a TensorImpl: plain tensors only
-        return None
+    if not _PLAIN_TYPES.issuperset(map(type, tensors)):  # the C++ check reads a TensorImpl:
+        return None  # plain tensors only
+    impl = array("q", map(_CDATA, tensors))
     sizes, ptrs = array("q", bytes(8 * n)), array("q", bytes(8 * n))
     out = array("d", bytes(8 * n))
     args = CheckArgs(n, impl.buffer_info()[0], None, sizes.buffer_info()[0])
