@@ -87,6 +87,8 @@ LOSS_BUFFER = 256  # losses held by Monitor.log_loss before they are written
 # the first six values per scope of fused.combine, in stats.combine's order
 _COMBINED = ("grad_norm", "update_norm", "weight_norm", "update_ratio", "opposed_frac", "nonfinite")
 _NO_RATES = [-1, 0, 1.0, -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0]  # a group with neither v̂ nor rate
+_NO_SOURCES = np.zeros(0, np.float32)  # an empty float32 argument (never written)
+_NO_SOURCES.flags.writeable = False
 
 
 def _names(model: nn.Module | None, optimizer: torch.optim.Optimizer) -> dict[int, str]:
@@ -999,6 +1001,7 @@ class Monitor:
         ids = [id(p) for p in layout.tensors]
         n = len(ids)
         one = [1, None]  # a parameter's record of one backward pass
+        ones, no_pass = [1] * n, (1, 0.0, 0.0, 1.0)
         average, program_of, trace = self._average, fused_kernels.rate_program, self.use_trace
         for pending in pendings:
             read = pending.read
@@ -1021,17 +1024,13 @@ class Monitor:
                 else:
                     modes.append(1)
                     given.append(drawn.reshape(-1))
-                gathered.append(None)  # the sources are not read
-            else:
+            else:  # mode 0 (filled in below), the sources gathered in the names' order
                 if names is None:
                     names = tuple(sampled)
                     keys = {k: i for i, k in enumerate(names)}
                 elif tuple(sampled) != names:
                     return None
-                gathered.append(list(map(sampled.__getitem__, names)))
-                modes.append(0)
-                given.append(None)
-                given_eff += [0] * n
+                gathered += map(sampled.__getitem__, names)
                 for plan in plans:
                     if plan is None:
                         programs += _NO_RATES
@@ -1049,8 +1048,8 @@ class Monitor:
             lead += (0.0, 0.0) if skipped is None else (float(skipped), 1.0)
             entries = list(map(pending.micro.get, ids))
             if n and entries.count(one) == n:  # one backward pass each
-                micro += [1] * n
-                info += (1, 0.0, 0.0, 1.0)
+                micro += ones
+                info += no_pass
                 continue
             if None in entries:
                 micro += [0 if e is None else 1 if e[1] is None else 2 for e in entries]
@@ -1064,18 +1063,16 @@ class Monitor:
                 info += (k, total, float(bool(passes)), 1.0 / k if average else 1.0)
             else:
                 info += (k, 0.0, 0.0, 1.0)
-        if names:
-            if None in gathered:
-                blank = [np.zeros(layout.sample.size, np.float32)] * len(names)
-                gathered = [blank if rows is None else rows for rows in gathered]
-            sources = np.concatenate([row for rows in gathered for row in rows])
-        else:
-            sources = np.zeros(0, np.float32)
+        if not trace:
+            modes = [0] * len(pendings)
+            given_eff = [0] * (n * len(pendings))
+        # the sources: none read with trace (names stays None)
+        sources = np.concatenate(gathered) if names else _NO_SOURCES
         if 1 in modes:  # the given rows of every step (read for those of mode 1 only)
             blank = np.zeros(2 * layout.sample.size, np.float32)
             given = np.concatenate([blank if g is None else g for g in given], dtype=np.float32)
         else:
-            given = np.zeros(0, np.float32)
+            given = _NO_SOURCES
         cached = self._row_maker
         if cached is None or cached[0] is not layout or cached[1] != groups:
             cached = self._row_maker = (layout, groups, *self._row_plan(layout, groups), {})
