@@ -271,6 +271,9 @@ def test_loss_rows_given_as_floats_are_the_bytes_of_their_dicts(tmp_path, monkey
     sinks without ``loss_rows`` get the dicts, and :attr:`Monitor.rows` the same rows."""
     from descend.monitor import sinks
     from descend.monitor.core import Monitor
+    from descend.monitor.sinks import _masked_crc, scalar_event, tf_record
+
+    crc = _masked_crc()
 
     row = {"opt/a": 1.5, "opt/b": -0.0, "loss": 2.0}
     shapes = [
@@ -283,6 +286,19 @@ def test_loss_rows_given_as_floats_are_the_bytes_of_their_dicts(tmp_path, monkey
     for rows in shapes:
         dicts = [(s, {"loss": x}) if type(x) is float else (s, x) for s, x in rows]
         assert bytes(native(1.7e9, rows)) == bytes(native(1.7e9, dicts))
+        # the same arrangement again (its kept offsets and tags), other steps and values
+        again = [
+            (s + 7, x * 3 if type(x) is float else dict.fromkeys(x, -x["loss"])) for s, x in rows
+        ]
+        want = b"".join(
+            tf_record(scalar_event(1.0, s, {"loss": x} if type(x) is float else x, {}), crc)
+            for s, x in again
+        )
+        assert bytes(native(1.0, again)) == want
+    for rows in ([(1, 0.5), (2, {"a": 1.0})], [(1, 0.5), (2, {"b": 2.0, "c": 3.0})]):
+        want = tf_record(scalar_event(1.0, 1, {"loss": 0.5}, {}), crc)
+        want += tf_record(scalar_event(1.0, 2, rows[1][1], {}), crc)
+        assert bytes(native(1.0, rows)) == want  # other keys at the same places
     monkeypatch.setattr(sinks.time, "time", lambda: 1.7e9)
     written = {}
     for name, native_on in (("cpp", True), ("python", False)):

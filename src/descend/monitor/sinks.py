@@ -199,6 +199,8 @@ class _NativeEvents:
         self.off = array("q", [0])
         self.blob = np.zeros(1, np.uint8)
         self.widest = 0
+        # the last call's arrangement: (rows, loss rows' places, tag ids, offsets, tags)
+        self.frame: tuple = (-1, None, None, None, None)
 
     def _layout(self, keys: tuple[str, ...]) -> bytes:
         ids = array("q")
@@ -232,24 +234,37 @@ class _NativeEvents:
             ids = list(map(self.layouts.get, keys))
             if None in ids:
                 ids = [self._layout(k) if i is None else i for i, k in zip(ids, keys)]
-            counts = list(map(self.counts.__getitem__, keys))
             if losses:  # the loss rows' runs between the others: one tag and value each
-                loss = self.layouts.get(_LOSS) or self._layout(_LOSS)
-                per, parts, values, prev = [1] * len(items), [], [], 0
-                for i, packed, count in zip(at, ids, counts):
-                    per[i] = count
-                    parts += (loss * (i - prev), packed)
+                values, prev = [], 0
+                for i, row in zip(at, dicts):
                     values += items[prev:i]
-                    values += items[i].values()
+                    values += row.values()
                     prev = i + 1
-                parts.append(loss * (len(items) - prev))
                 values += items[prev:]
-                tags = b"".join(parts)
-                counts = per
             else:
-                tags = b"".join(ids)  # int64 ids end to end
+                at = None
                 values = list(chain.from_iterable(map(dict.values, dicts)))
-            first = array("q", accumulate(counts, initial=0))
+            # the rows' offsets and tag ids: as the last call's where its rows came in the
+            # same arrangement (the same rows, loss rows at the same places, the same keys)
+            frame = self.frame
+            if frame[0] == len(items) and frame[1] == at and frame[2] == ids:
+                first, tags = frame[3], frame[4]
+            else:
+                counts = list(map(self.counts.__getitem__, keys))
+                if losses:
+                    loss = self.layouts.get(_LOSS) or self._layout(_LOSS)
+                    per, parts, prev = [1] * len(items), [], 0
+                    for i, packed, count in zip(at, ids, counts):
+                        per[i] = count
+                        parts += (loss * (i - prev), packed)
+                        prev = i + 1
+                    parts.append(loss * (len(items) - prev))
+                    tags = b"".join(parts)
+                    counts = per
+                else:
+                    tags = b"".join(ids)  # int64 ids end to end
+                first = array("q", accumulate(counts, initial=0))
+                self.frame = (len(items), at, ids, first, tags)
             values = array("d", values)
         except (TypeError, ValueError, OverflowError):  # not numbers, a step past int64
             return None
