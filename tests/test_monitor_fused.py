@@ -265,6 +265,81 @@ def test_kernel_events_are_the_python_encoders_bytes():
     assert native(1.0, [(2**63, {"x": 1.0})]) is None  # past int64
 
 
+def test_loss_rows_given_as_floats_are_the_bytes_of_their_dicts(tmp_path, monkeypatch):
+    """The monitor hands the TensorBoard sink each loss row as its float (no dict per step):
+    C++ and Python encoders, and the SummaryWriter path, write the bytes of ``{"loss": x}``;
+    sinks without ``loss_rows`` get the dicts, and :attr:`Monitor.rows` the same rows."""
+    from descend.monitor import sinks
+    from descend.monitor.core import Monitor
+    from descend.monitor.sinks import _masked_crc, scalar_event, tf_record
+
+    crc = _masked_crc()
+
+    row = {"opt/a": 1.5, "opt/b": -0.0, "loss": 2.0}
+    shapes = [
+        [(1, 0.25), (2, 0.5), (3, row), (4, 0.75), (5, row), (6, row), (7, 1.0), (8, 1e300)],
+        [(3, row), (4, 0.125)],
+        [(9, 3.0)],
+        [(1, row)],
+    ]
+    native = sinks._NativeEvents.make()
+    for rows in shapes:
+        dicts = [(s, {"loss": x}) if type(x) is float else (s, x) for s, x in rows]
+        assert bytes(native(1.7e9, rows)) == bytes(native(1.7e9, dicts))
+        # the same arrangement again (its kept offsets and tags), other steps and values
+        again = [
+            (s + 7, x * 3 if type(x) is float else dict.fromkeys(x, -x["loss"])) for s, x in rows
+        ]
+        want = b"".join(
+            tf_record(scalar_event(1.0, s, {"loss": x} if type(x) is float else x, {}), crc)
+            for s, x in again
+        )
+        assert bytes(native(1.0, again)) == want
+    for rows in ([(1, 0.5), (2, {"a": 1.0})], [(1, 0.5), (2, {"b": 2.0, "c": 3.0})]):
+        want = tf_record(scalar_event(1.0, 1, {"loss": 0.5}, {}), crc)
+        want += tf_record(scalar_event(1.0, 2, rows[1][1], {}), crc)
+        assert bytes(native(1.0, rows)) == want  # other keys at the same places
+    monkeypatch.setattr(sinks.time, "time", lambda: 1.7e9)
+    written = {}
+    for name, native_on in (("cpp", True), ("python", False)):
+        for form in ("floats", "dicts"):
+            tb = sinks.TensorBoard(tmp_path / f"{name}-{form}")
+            tb._native = sinks._NativeEvents.make() if native_on else None
+            for rows in shapes:
+                if form == "dicts":
+                    rows = [(s, {"loss": x}) if type(x) is float else (s, x) for s, x in rows]
+                tb.write_many(rows)
+            tb.close()
+            (path,) = (tmp_path / f"{name}-{form}").iterdir()
+            written[name, form] = path.read_bytes()
+    assert len(set(written.values())) == 1
+
+    class Recorder:
+        def __init__(self):
+            self.got = []
+
+        def write(self, step, scalars):
+            self.got.append((step, scalars))
+
+        def close(self):
+            pass
+
+    recorder = Recorder()
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    mon = Monitor(opt, net, every=2, log=[recorder], defer=2)
+    for i in range(5):
+        opt.zero_grad()
+        loss = net(torch.ones(1, 2)).sum()
+        loss.backward()
+        opt.step()
+        mon.log_loss(loss if i % 2 else loss.item())
+    mon.close()
+    assert all(type(scalars) is dict for _, scalars in recorder.got)
+    assert [{"step": s, **d} for s, d in recorder.got] == mon.rows
+    assert [r["step"] for r in mon.rows if "loss" in r] == [1, 2, 3, 4, 5]
+
+
 def _mlp_run(steps=12, every=2, patch=None, **options):
     ds = train.load("digits")
     train.seed_everything(0)

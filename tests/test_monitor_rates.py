@@ -99,6 +99,39 @@ def test_native_rates_are_the_numpy_formulas_bit_for_bit(name):
             np.testing.assert_array_equal(row.view(np.uint32), np.asarray(want).view(np.uint32))
 
 
+def _program_and_numpy(group, rate_keys, values, scalars):
+    program = fused.rate_program(group, rate_keys, scalars, {k: i for i, k in enumerate(rate_keys)})
+    want = flat.state_rates(group, dict(values), scalars)
+    return program, want
+
+
+@pytest.mark.parametrize("name", ["adam_hat", "adam_bc_v_only", "rmsprop", "adagrad"])
+def test_kept_program_shapes_follow_new_steps_rates_and_switches(name):
+    # a shape kept from an earlier call (same switches, keys and rows) gives the numpy
+    # formulas' bits at another step and lr; a changed switch is not served the kept shape
+    model, opt = _stepped(MAKERS[name])
+    group = opt.param_groups[0]
+    states = [opt.state[p] for p in group["params"]]
+    _, _, rate_keys = _arrangement(states, list(group["params"]))
+    values = {k: torch.cat([st[k].reshape(-1) for st in states]).numpy() for k in rate_keys}
+    gathered = np.stack([values[k] for k in rate_keys])
+    switch = {"adam_hat": ("eps_placement", "inside"), "adam_bc_v_only": ("bias_correction", True)}
+    switch |= {"rmsprop": ("centered", True), "adagrad": ("lr_decay", 0.5)}
+    key, other = switch[name]
+    if key == "centered":  # a centered RMSprop also needs grad_avg
+        rate_keys = (*rate_keys, "grad_avg")
+        values["grad_avg"] = values[rate_keys[0]] * np.float32(0.5)
+        gathered = np.stack([values[k] for k in rate_keys])
+    for step, lr, changed in ((3.0, 1e-2, False), (7.0, 3e-3, False), (11.0, 5e-3, True)):
+        g = {**group, "lr": lr}
+        if changed:
+            g[key] = other
+        program, (want_v, want_e) = _program_and_numpy(g, rate_keys, values, {"step": step})
+        got = fused.rates([program], gathered, np.zeros(gathered.shape[1], np.int64))
+        for want, row in ((want_v, got[0]), (want_e, got[1])):
+            np.testing.assert_array_equal(row.view(np.uint32), want.view(np.uint32))
+
+
 def test_native_rates_follow_each_entrys_group_and_refuse_bad_programs():
     gathered = np.array([[4.0, 9.0, 16.0, 25.0], [1.0, 1.0, 1.0, 1.0]], np.float32)
     # group 0: v̂ = x / 2, rate = 0.5 / (1 · (√x + 0)); group 1: nothing

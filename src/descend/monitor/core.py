@@ -40,7 +40,7 @@ import warnings
 import weakref
 from array import array
 from collections import OrderedDict
-from itertools import compress
+from itertools import compress, repeat
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,8 @@ HELD_BYTES = 64 << 20  # the sampled coordinates' values held for the deferred r
 # the first six values per scope of fused.combine, in stats.combine's order
 _COMBINED = ("grad_norm", "update_norm", "weight_norm", "update_ratio", "opposed_frac", "nonfinite")
 _NO_RATES = [-1, 0, 1.0, -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0]  # a group with neither v̂ nor rate
+_NO_SOURCES = np.zeros(0, np.float32)  # an empty float32 argument (never written)
+_NO_SOURCES.flags.writeable = False
 
 
 def _names(model: nn.Module | None, optimizer: torch.optim.Optimizer) -> dict[int, str]:
@@ -186,6 +188,7 @@ class _GradHook:
 _UNREAD = object()  # a group whose bias correction _fast_read did not compute
 _GRAD = operator.attrgetter("grad")
 _STEP = operator.itemgetter("step")
+_VERSION = operator.attrgetter("_version")
 
 
 def _bias_correction(group: dict, t: float | None) -> float | None:
@@ -220,7 +223,7 @@ def _read_losses(kept: list[tuple[torch.Tensor, int]]) -> list[float]:
     given)``, in one read — descend's C++ where all are float32 (or all float64) CPU tensors,
     else torch's where they stack (all 0-d, or all (1,), on one device): NaN, with a
     warning, for one changed in place since (its version counter moved)."""
-    tensors = [t for t, _ in kept]
+    tensors, versions = zip(*kept)  # (C-level passes, no Python frame per loss)
     values = fused_kernels.scalars(tensors)  # float32 (or float64) CPU tensors: one C++ read
     if values is None:
         with torch.no_grad():
@@ -231,7 +234,8 @@ def _read_losses(kept: list[tuple[torch.Tensor, int]]) -> list[float]:
                     values = torch.stack([t.reshape(()) for t in tensors]).double().tolist()
                 except (RuntimeError, TypeError):  # mixed devices or dtypes: one by one
                     values = [float(t) for t in tensors]
-    moved = [i for i, (t, version) in enumerate(kept) if t._version != version]
+    now = list(map(_VERSION, tensors))
+    moved = [] if now == list(versions) else [i for i, v in enumerate(now) if v != versions[i]]
     if moved:
         warnings.warn(
             f"{len(moved)} loss tensor(s) given to Monitor.log_loss were changed in place "
@@ -1046,6 +1050,7 @@ class Monitor:
         ids = [id(p) for p in layout.tensors]
         n = len(ids)
         one = [1, None]  # a parameter's record of one backward pass
+        ones, no_pass = [1] * n, (1, 0.0, 0.0, 1.0)
         average, program_of, trace = self._average, fused_kernels.rate_program, self.use_trace
         for pending in pendings:
             read = pending.read
@@ -1068,17 +1073,13 @@ class Monitor:
                 else:
                     modes.append(1)
                     given.append(drawn.reshape(-1))
-                gathered.append(None)  # the sources are not read
-            else:
+            else:  # mode 0 (filled in below), the sources gathered in the names' order
                 if names is None:
                     names = tuple(sampled)
                     keys = {k: i for i, k in enumerate(names)}
                 elif tuple(sampled) != names:
                     return None
-                gathered.append(list(map(sampled.__getitem__, names)))
-                modes.append(0)
-                given.append(None)
-                given_eff += [0] * n
+                gathered += map(sampled.__getitem__, names)
                 for plan in plans:
                     if plan is None:
                         programs += _NO_RATES
@@ -1096,8 +1097,8 @@ class Monitor:
             lead += (0.0, 0.0) if skipped is None else (float(skipped), 1.0)
             entries = list(map(pending.micro.get, ids))
             if n and entries.count(one) == n:  # one backward pass each
-                micro += [1] * n
-                info += (1, 0.0, 0.0, 1.0)
+                micro += ones
+                info += no_pass
                 continue
             if None in entries:
                 micro += [0 if e is None else 1 if e[1] is None else 2 for e in entries]
@@ -1111,18 +1112,16 @@ class Monitor:
                 info += (k, total, float(bool(passes)), 1.0 / k if average else 1.0)
             else:
                 info += (k, 0.0, 0.0, 1.0)
-        if names:
-            if None in gathered:
-                blank = [np.zeros(layout.sample.size, np.float32)] * len(names)
-                gathered = [blank if rows is None else rows for rows in gathered]
-            sources = np.concatenate([row for rows in gathered for row in rows])
-        else:
-            sources = np.zeros(0, np.float32)
+        if not trace:
+            modes = [0] * len(pendings)
+            given_eff = [0] * (n * len(pendings))
+        # the sources: none read with trace (names stays None)
+        sources = np.concatenate(gathered) if names else _NO_SOURCES
         if 1 in modes:  # the given rows of every step (read for those of mode 1 only)
             blank = np.zeros(2 * layout.sample.size, np.float32)
             given = np.concatenate([blank if g is None else g for g in given], dtype=np.float32)
         else:
-            given = np.zeros(0, np.float32)
+            given = _NO_SOURCES
         cached = self._row_maker
         if cached is None or cached[0] is not layout or cached[1] != groups:
             cached = self._row_maker = (layout, groups, *self._row_plan(layout, groups), {})
@@ -1398,24 +1397,40 @@ class Monitor:
         self.flush_losses()
         if self._unmade:  # made when asked for, not on the training thread at each write
             unmade, self._unmade = self._unmade, []
-            self._rows.extend([{"step": step, **scalars} for step, scalars in unmade])
+            self._rows.extend(
+                [
+                    {"step": step, "loss": scalars}
+                    if type(scalars) is float
+                    else {"step": step, **scalars}
+                    for step, scalars in unmade
+                ]
+            )
         return self._rows
 
     def _emit(self, step: int, scalars: dict[str, float]) -> None:
         # the held losses first: the sinks get every write in the order it was made
         self._write_many([*self._held(), (step, scalars)])
 
-    def _write_many(self, rows: list[tuple[int, dict[str, float]]]) -> None:
+    def _write_many(self, rows: list[tuple[int, dict[str, float] | float]]) -> None:
         """Write ``(step, scalars)`` rows to memory (kept as they are, made into the dicts of
         :attr:`rows` when asked for) and to every sink (with one call where the sink takes
-        several rows at once: ``write_many``)."""
+        several rows at once: ``write_many``). A float as scalars is a loss row (see
+        :meth:`_held`): the sinks that take such rows (``loss_rows``: TensorBoard's, which
+        encodes them straight from the floats) get them so, the others the same rows with
+        ``{"loss": value}``, made once for all of them."""
         self._unmade += rows
+        dicts = None
         for sink in self.sinks:
             many = getattr(sink, "write_many", None)
-            if many is not None:
+            if many is not None and getattr(sink, "loss_rows", False):
                 many(rows)
+                continue
+            if dicts is None:
+                dicts = [(s, {"loss": x}) if type(x) is float else (s, x) for s, x in rows]
+            if many is not None:
+                many(dicts)
             else:
-                for step, scalars in rows:
+                for step, scalars in dicts:
                     sink.write(step, scalars)
 
     def log_loss(self, loss: Any, step: int | None = None) -> None:
@@ -1468,24 +1483,40 @@ class Monitor:
         if self._losses:
             self._write_many(self._held())
 
-    def _held(self) -> list[tuple[int, dict[str, float]]]:
+    def _held(self) -> list[tuple[int, dict[str, float] | float]]:
         """The held losses and sampled steps as rows, in the order they came (loss tensors
-        read in one ``tolist``), and forget them."""
+        read in one native call), and forget them. A loss row's scalars are its value, a
+        float standing for ``{"loss": value}`` (made into that dict by :meth:`_write_many`
+        for the sinks that take dicts, by :attr:`rows` when asked for): no dict per step.
+        Each pass is a C-level one where the held values are loss tensors and sampled
+        steps only (the usual case), else one loop."""
         if not self._losses:
             return []
         held, self._losses = self._losses, []
         self._deferred = 0
-        kept = [v for _, v in held if type(v) is tuple]
+        ats, values = zip(*held)
+        kinds = list(map(type, values))
+        pending = kinds.count(_Pending)
+        if kinds.count(tuple) + pending == len(kinds):
+            at = list(compress(range(len(kinds)), map(operator.is_, kinds, repeat(_Pending))))
+            pendings = list(map(values.__getitem__, at))
+            kept = list(compress(values, map(operator.is_, kinds, repeat(tuple))))
+            items = _read_losses(kept) if kept else []
+            if pendings:
+                for i, row in zip(at, self._finish_all(pendings)):  # ascending positions
+                    items.insert(i, row)
+            return list(zip(ats, items))
+        kept = [v for v in values if type(v) is tuple]
         if kept:
             read = iter(_read_losses(kept))
-        pendings = [v for _, v in held if isinstance(v, _Pending)]
+        pendings = [v for v in values if isinstance(v, _Pending)]
         finished = iter(self._finish_all(pendings)) if pendings else iter(())
-        rows = []
+        rows: list = []
         for at, v in held:
             if type(v) is float:
-                rows.append((at, {"loss": v}))
+                rows.append((at, v))
             elif type(v) is tuple:
-                rows.append((at, {"loss": next(read)}))
+                rows.append((at, next(read)))
             elif isinstance(v, _Pending):
                 rows.append((at, next(finished)))
             else:

@@ -379,9 +379,9 @@ def scalars(tensors: Sequence[torch.Tensor]) -> list[float] | None:
     if lib is None or not tensors:
         return None
     n = len(tensors)
-    impl = array("q", [t._cdata for t in tensors if type(t) in _PLAIN])
-    if len(impl) != n:  # the C++ check reads a TensorImpl: plain tensors only
-        return None
+    if not _PLAIN_TYPES.issuperset(map(type, tensors)):  # the C++ check reads a TensorImpl:
+        return None  # plain tensors only
+    impl = array("q", map(_CDATA, tensors))
     sizes, ptrs = array("q", bytes(8 * n)), array("q", bytes(8 * n))
     out = array("d", bytes(8 * n))
     args = CheckArgs(n, impl.buffer_info()[0], None, sizes.buffer_info()[0])
@@ -404,17 +404,57 @@ def rate_program(
     Python exactly as they compute them, the per-coordinate float32 arithmetic left to C++.
     ``keys``: the group's state sources, ``state``: its scalars (``step``, ``mu_product``),
     ``rows``: each source's row in the gathered array. None where a formula is one this
-    program does not express (the numpy formulas then run, and raise what they raise)."""
+    program does not express (the numpy formulas then run, and raise what they raise).
+
+    The formula's branches (:func:`_shape`: which sources, which corrections) are found once
+    per arrangement — the group's switches, the state's keys and the rows — and kept (the
+    last :data:`_SHAPES_KEPT`); each call then computes only the numbers (:func:`_values`:
+    lr, eps and the step's corrections, read from ``group`` and ``state`` as they are), so
+    a program is the same list whether its shape was kept or found again (tested)."""
     try:
-        return _program(group, set(keys) | set(state), state, rows)
+        switches = ("betas" in group, *map(group.get, _SWITCHES, _ABSENT_EACH))
+        names = (*keys, None, *state)
+        for kept in _SHAPES:  # == compares the switches' values (a changed one: a miss)
+            if kept[0] == switches and kept[1] == names and kept[2] == rows:
+                shape = kept[3]
+                break
+        else:
+            shape = _MISSING
+    except Exception:  # a switch that == cannot compare: the shape is found, not kept
+        switches = shape = _MISSING
+    try:
+        if shape is _MISSING:
+            shape = _shape(group, set(keys) | set(state), rows)
+            if switches is not _MISSING:
+                _SHAPES.insert(0, (switches, names, dict(rows), shape))
+                del _SHAPES[_SHAPES_KEPT:]
+        return None if shape is None else _values(shape, group, state)
     except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError):
         return None
 
 
+_ABSENT = object()  # a switch the group does not hold
+_MISSING = object()  # no kept shape
+# the group's entries that pick a branch (besides whether it holds betas)
+_SWITCHES = ("eps_placement", "bias_correction", "amsgrad_of", "amsgrad", "centered")
+_ABSENT_EACH = (_ABSENT,) * len(_SWITCHES)
+_SHAPES: list[tuple] = []  # (switches, state names, rows, shape), the last found first
+_SHAPES_KEPT = 8
 _PAIR: list = []  # descend.train.metrics._pair, imported on first use (~0.6 µs an import)
+# the rate's branches (see _shape)
+_NO_RATE, _NADAM, _ADAM, _ADAM_HAT, _ADAM_CORRECTED_MAX, _RMSPROP, _ADAGRAD = range(7)
 
 
 def _program(group: dict, merged: set, state: dict, rows: dict[str, int]) -> list | None:
+    """The program of ``group`` without a kept shape (``merged``: its sources and scalars)."""
+    shape = _shape(group, merged, rows)
+    return None if shape is None else _values(shape, group, state)
+
+
+def _shape(group: dict, merged: set, rows: dict[str, int]) -> tuple | None:
+    """The branches of the group's formulas: v̂'s source row and whether it is Adam's
+    (divided by 1 − β₂ᵗ), the rate's kind, its source and centering rows, eps inside the
+    root, and Adam's two bias-correction switches; None where a source was not gathered."""
     if not _PAIR:
         from descend.train.metrics import _pair as found
 
@@ -426,46 +466,76 @@ def _program(group: dict, merged: set, state: dict, rows: dict[str, int]) -> lis
             raise KeyError(key)
         return rows[key]
 
-    # v̂ (flat._rates): Adam's v/(1 − β₂ᵗ), else RMSprop's square_avg or AdaGrad's sum
-    v_src, v_div, v_c = -1, 0, 1.0
-    if "exp_avg_sq" in merged and "betas" in group:
+    try:
+        # v̂ (flat._rates): Adam's v/(1 − β₂ᵗ), else RMSprop's square_avg or AdaGrad's sum
+        v_src, v_adam = -1, False
+        if "exp_avg_sq" in merged and "betas" in group:
+            v_src, v_adam = row("exp_avg_sq"), True
+        elif "square_avg" in merged or "sum" in merged:
+            v_src = row("square_avg" if "square_avg" in merged else "sum")
+        # the rate (metrics._param_eff_lr): lr / (c1 · sqrt_plus(y, eps))
+        kind, e_src, center, bc_m, bc_v = _NO_RATE, -1, -1, False, False
+        placement = group.get("eps_placement") or "outside"
+        inside = int(placement == "inside")
+        if "exp_avg_sq" in merged:
+            if "betas" in group and "Q" not in merged:
+                if "mu_product" in merged:  # NAdam
+                    kind, e_src, inside = _NADAM, row("exp_avg_sq"), 0
+                else:
+                    bc_m, bc_v = _pair(group.get("bias_correction", True))
+                    bc_m, bc_v = bool(bc_m), bool(bc_v)
+                    corrected_max = group.get("amsgrad_of", "raw") == "corrected"
+                    raw_max = group.get("amsgrad") and not corrected_max
+                    source = "max_exp_avg_sq" if raw_max else "exp_avg_sq"
+                    if placement == "hat":
+                        kind, e_src, inside = _ADAM_HAT, row(source), 0
+                    elif group.get("amsgrad") and corrected_max:
+                        kind, e_src = _ADAM_CORRECTED_MAX, row("max_exp_avg_sq")
+                    else:
+                        kind, e_src = _ADAM, row(source)
+        elif "square_avg" in merged:
+            kind, e_src = _RMSPROP, row("square_avg")
+            if group.get("centered", False):
+                center = row("grad_avg")
+            bc_v = bool(group.get("bias_correction", False))
+        elif "sum" in merged:
+            kind, e_src = _ADAGRAD, row("sum")
+    except (KeyError, TypeError, ValueError):
+        return None
+    return v_src, v_adam, kind, e_src, center, inside, bc_m, bc_v
+
+
+def _values(shape: tuple, group: dict, state: dict) -> list | None:
+    """The program's numbers for ``shape`` (:func:`_shape`) from the group's and the state's
+    values as they are now: raises what the formulas raise on values they cannot take."""
+    v_src, v_adam, kind, e_src, center, inside, bc_m, bc_v = shape
+    v_div, v_c = 0, 1.0
+    if v_adam:
         t = float(state.get("step", 1))
-        v_src, v_div, v_c = row("exp_avg_sq"), 1, 1 - float(group["betas"][1]) ** t
-    elif "square_avg" in merged or "sum" in merged:
-        v_src = row("square_avg" if "square_avg" in merged else "sum")
-    # the rate (metrics._param_eff_lr): lr / (c1 · sqrt_plus(y, eps))
-    e_src, center, e_div, e_c, inside, lr, c1, eps = -1, -1, 0, 1.0, 0, 0.0, 1.0, 0.0
+        v_div, v_c = 1, 1 - float(group["betas"][1]) ** t
+    e_div, e_c, c1, eps = 0, 1.0, 1.0, 0.0
     lr = float(group["lr"])
     t = max(float(state.get("step", 1)), 1.0)
-    placement = group.get("eps_placement") or "outside"
-    inside = int(placement == "inside")
-    if "exp_avg_sq" in merged:
-        if "betas" in group and "Q" not in merged:
-            b1, b2 = (float(b) for b in group["betas"])
-            eps = float(group["eps"])
-            if "mu_product" in merged:  # NAdam
-                e_src, e_div, e_c, inside = row("exp_avg_sq"), 1, 1 - b2**t, 0
-            else:
-                bc_m, bc_v = _pair(group.get("bias_correction", True))
-                c1 = 1 - b1**t if bc_m else 1.0
-                c2 = 1 - b2**t if bc_v else 1.0
-                corrected_max = group.get("amsgrad_of", "raw") == "corrected"
-                raw_max = group.get("amsgrad") and not corrected_max
-                source = "max_exp_avg_sq" if raw_max else "exp_avg_sq"
-                if placement == "hat":
-                    e_src, inside, lr = row(source), 0, lr * math.sqrt(c2)
-                elif group.get("amsgrad") and corrected_max:
-                    e_src = row("max_exp_avg_sq")
-                else:
-                    e_src, e_div, e_c = row(source), 1, c2
-    elif "square_avg" in merged:
-        e_src, eps = row("square_avg"), float(group["eps"])
-        if group.get("centered", False):
-            center = row("grad_avg")
-        if group.get("bias_correction", False):
+    if kind == _NO_RATE:
+        pass
+    elif kind <= _ADAM_CORRECTED_MAX:  # Adam's family
+        b1, b2 = map(float, group["betas"])
+        eps = float(group["eps"])
+        if kind == _NADAM:
+            e_div, e_c = 1, 1 - b2**t
+        else:
+            c1 = 1 - b1**t if bc_m else 1.0
+            c2 = 1 - b2**t if bc_v else 1.0
+            if kind == _ADAM_HAT:
+                lr = lr * math.sqrt(c2)
+            elif kind == _ADAM:
+                e_div, e_c = 1, c2
+    elif kind == _RMSPROP:
+        eps = float(group["eps"])
+        if bc_v:
             e_div, e_c = 1, 1 - float(group["alpha"]) ** t
-    elif "sum" in merged:
-        e_src, eps = row("sum"), float(group["eps"])
+    else:  # AdaGrad
+        eps = float(group["eps"])
         c1 = 1.0 + (t - 1.0) * float(group.get("lr_decay", 0.0))
     values = [v_src, v_div, v_c, e_src, center, e_div, e_c, inside, lr, c1, eps]
     if _EXACT.issuperset(map(type, values)):  # every one an int or a float (one C pass)

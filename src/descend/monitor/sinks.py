@@ -22,8 +22,8 @@ import os
 import struct
 import time
 from array import array
-from itertools import accumulate, chain
-from operator import itemgetter
+from itertools import accumulate, chain, compress, repeat
+from operator import is_not, itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -199,6 +199,8 @@ class _NativeEvents:
         self.off = array("q", [0])
         self.blob = np.zeros(1, np.uint8)
         self.widest = 0
+        # the last call's arrangement: (rows, loss rows' places, tag ids, offsets, tags)
+        self.frame: tuple = (-1, None, None, None, None)
 
     def _layout(self, keys: tuple[str, ...]) -> bytes:
         ids = array("q")
@@ -216,18 +218,54 @@ class _NativeEvents:
         self.counts[keys] = len(ids)
         return packed
 
-    def __call__(self, wall_time: float, rows: list[tuple[int, dict[str, float]]]):
+    def __call__(self, wall_time: float, rows: list[tuple[int, dict[str, float] | float]]):
         try:
-            # every pass a C-level map (no Python frame per row)
-            dicts = list(map(_SECOND, rows))
+            # every pass over all rows a C-level map (no Python frame per row)
+            steps = array("q", map(_FIRST, rows))
+            items = list(map(_SECOND, rows))
+            kinds = list(map(type, items))
+            losses = kinds.count(float)  # loss rows given as their value (see write_many)
+            if losses:
+                at = list(compress(range(len(items)), map(is_not, kinds, repeat(float))))
+                dicts = list(map(items.__getitem__, at))
+            else:
+                dicts = items
             keys = list(map(tuple, dicts))
             ids = list(map(self.layouts.get, keys))
             if None in ids:
                 ids = [self._layout(k) if i is None else i for i, k in zip(ids, keys)]
-            steps = array("q", map(_FIRST, rows))
-            first = array("q", accumulate(map(self.counts.__getitem__, keys), initial=0))
-            tags = b"".join(ids)  # int64 ids end to end
-            values = array("d", list(chain.from_iterable(map(dict.values, dicts))))
+            if losses:  # the loss rows' runs between the others: one tag and value each
+                values, prev = [], 0
+                for i, row in zip(at, dicts):
+                    values += items[prev:i]
+                    values += row.values()
+                    prev = i + 1
+                values += items[prev:]
+            else:
+                at = None
+                values = list(chain.from_iterable(map(dict.values, dicts)))
+            # the rows' offsets and tag ids: as the last call's where its rows came in the
+            # same arrangement (the same rows, loss rows at the same places, the same keys)
+            frame = self.frame
+            if frame[0] == len(items) and frame[1] == at and frame[2] == ids:
+                first, tags = frame[3], frame[4]
+            else:
+                counts = list(map(self.counts.__getitem__, keys))
+                if losses:
+                    loss = self.layouts.get(_LOSS) or self._layout(_LOSS)
+                    per, parts, prev = [1] * len(items), [], 0
+                    for i, packed, count in zip(at, ids, counts):
+                        per[i] = count
+                        parts += (loss * (i - prev), packed)
+                        prev = i + 1
+                    parts.append(loss * (len(items) - prev))
+                    tags = b"".join(parts)
+                    counts = per
+                else:
+                    tags = b"".join(ids)  # int64 ids end to end
+                first = array("q", accumulate(counts, initial=0))
+                self.frame = (len(items), at, ids, first, tags)
+            values = array("d", values)
         except (TypeError, ValueError, OverflowError):  # not numbers, a step past int64
             return None
         items = first[-1]
@@ -245,6 +283,14 @@ class _NativeEvents:
         return None if rc else memoryview(out)[: written.value]
 
 
+_LOSS = ("loss",)
+
+
+def _loss_dicts(rows: list[tuple[int, dict[str, float] | float]]) -> list:
+    """``rows`` with each loss row given as its value (a float) made ``{"loss": value}``."""
+    return [(s, {"loss": x}) if type(x) is float else (s, x) for s, x in rows]
+
+
 class TensorBoard:
     """Scalars (one event per step holding all of that step's tags) and histograms in the
     TensorBoard run directory ``logdir`` (default ``runs/<date>``, as ``SummaryWriter``).
@@ -256,6 +302,8 @@ class TensorBoard:
     which at one loss per step was most of the monitor's cost. ``writer=`` an existing
     ``SummaryWriter`` writes through it instead (flushed on close, not closed).
     """
+
+    loss_rows = True  # write_many takes a loss row as its float value (see Monitor._held)
 
     def __init__(
         self, logdir: str | Path | None = None, *, writer: Any = None, flush_every: int = 200
@@ -312,9 +360,10 @@ class TensorBoard:
     def write_many(self, rows: list[tuple[int, dict[str, float]]]) -> None:
         """Write several steps' scalars (one event each) with one write to the file, the
         events encoded and framed in C++ where the kernels load (:class:`_NativeEvents`:
-        the same bytes), else here."""
+        the same bytes), else here. A row's scalars may be a float, the monitor's loss row
+        ``{"loss": value}`` given as its value (:attr:`loss_rows`; no dict per step)."""
         if self._file is None:
-            for step, scalars in rows:
+            for step, scalars in _loss_dicts(rows):
                 self.write(step, scalars)
             return
         now = time.time()
@@ -322,6 +371,7 @@ class TensorBoard:
             self._native = _NativeEvents.make()
         data = self._native(now, rows) if self._native is not None else None
         if data is None:
+            rows = _loss_dicts(rows)
             tags, crc = self._tags, self._crc
             data = b"".join(tf_record(scalar_event(now, s, d, tags), crc) for s, d in rows)
         self._file.write(data)
