@@ -1488,8 +1488,9 @@ class Monitor:
         read in one native call), and forget them. A loss row's scalars are its value, a
         float standing for ``{"loss": value}`` (made into that dict by :meth:`_write_many`
         for the sinks that take dicts, by :attr:`rows` when asked for): no dict per step.
-        Each pass is a C-level one where the held values are loss tensors and sampled
-        steps only (the usual case), else one loop."""
+        Each pass is a C-level one where the held values are loss tensors (or losses
+        :meth:`_losses_full` read into floats) and sampled steps only (the usual case), else
+        one loop."""
         if not self._losses:
             return []
         held, self._losses = self._losses, []
@@ -1497,11 +1498,17 @@ class Monitor:
         ats, values = zip(*held)
         kinds = list(map(type, values))
         pending = kinds.count(_Pending)
-        if kinds.count(tuple) + pending == len(kinds):
+        tensors = kinds.count(tuple)
+        if tensors + kinds.count(float) + pending == len(kinds):
             at = list(compress(range(len(kinds)), map(operator.is_, kinds, repeat(_Pending))))
             pendings = list(map(values.__getitem__, at))
-            kept = list(compress(values, map(operator.is_, kinds, repeat(tuple))))
-            items = _read_losses(kept) if kept else []
+            items = list(compress(values, map(operator.is_not, kinds, repeat(_Pending))))
+            if tensors == len(items):  # loss tensors only
+                items = _read_losses(items) if items else []
+            elif tensors:  # and losses read into floats already (_losses_full)
+                unread = [i for i, v in enumerate(items) if type(v) is tuple]
+                for i, x in zip(unread, _read_losses([items[i] for i in unread])):
+                    items[i] = x
             if pendings:
                 for i, row in zip(at, self._finish_all(pendings)):  # ascending positions
                     items.insert(i, row)
