@@ -573,14 +573,37 @@ int top_shift(const uint32_t* keys, int64_t n) {
   return std::max(high - 7, 0);
 }
 
+// The scratch radix_ranks needs for n entries: 2n a level, at most four levels of 8 bits.
+inline int64_t radix_scratch(int64_t n) { return 8 * n + 8; }
+
+// The entries of keys[0..n) (n ≤ 32) at the sorted ranks r[0..k) into out: each entry's
+// place in the sorted order counted whole (the entries below it, and the equal ones before
+// it), compare by compare without a branch, so that a bucket is sorted by a few vector
+// passes instead of a comparison sort's unpredictable branches.
+void rank_small(const uint32_t* keys, int64_t n, const int64_t* r, size_t k, uint32_t* out) {
+  uint32_t sorted[32];
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t x = keys[i];
+    int64_t p = 0;
+    for (int64_t j = 0; j < i; ++j) p += keys[j] <= x;
+    for (int64_t j = i + 1; j < n; ++j) p += keys[j] < x;
+    sorted[p] = x;
+  }
+  for (size_t q = 0; q < k; ++q) out[q] = sorted[r[q]];
+}
+
 // The entries of keys[0..n) (order keys) at the sorted ranks r[0..k) (ascending, distinct,
-// in [0, n)) into out: most significant digit first, 8 bits a level from bit `shift` down,
-// one histogram of the digit, then the entries of the buckets holding a wanted rank copied
-// out in one branch-free pass (a bucket holding every entry is not copied) and each selected
-// in alone, down to buckets of at most 32 entries, which are sorted. nth_element mispredicts
-// on about every other comparison; this moves each entry a few times without a branch.
+// in [0, n), k ≤ 64) into out: most significant digit first, 8 bits a level from bit `shift`
+// down, one histogram of the digit, then the entries of the buckets holding a wanted rank
+// gathered into scratch (a bucket holding every entry is not copied) and each selected in
+// alone, down to buckets of at most 32 entries, which are ranked whole (rank_small). The
+// gathering is branch-free: every entry is stored at the end of the gathered ones, which
+// grow by one where its bucket is wanted (a chain through one register, not through a
+// counter in memory per bucket); where several buckets are wanted, the gathered entries
+// (few) are then placed bucket by bucket. scratch: room for 2n entries here, and as much
+// again for each level below (radix_scratch); nothing is allocated.
 void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, size_t k,
-                 uint32_t* out) {
+                 uint32_t* out, uint32_t* scratch) {
   // the next digit: 8 bits lower, the last one bits 0..7 (overlapping bits this bucket's
   // entries share are harmless), then none
   const int next = shift <= 0 ? -1 : std::max(shift - 8, 0);
@@ -589,10 +612,7 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
     return;
   }
   if (n <= 32) {
-    uint32_t small[32];
-    std::copy(keys, keys + n, small);
-    std::sort(small, small + n);
-    for (size_t q = 0; q < k; ++q) out[q] = small[r[q]];
+    rank_small(keys, n, r, k, out);
     return;
   }
   uint32_t count[256] = {0};
@@ -606,55 +626,71 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
     for (; i < n; ++i) ++part[0][(keys[i] >> shift) & 255u];
     for (int b = 0; b < 256; ++b) count[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
   }
-  int64_t start[257];
-  start[0] = 0;
-  for (int b = 0; b < 256; ++b) start[b + 1] = start[b] + count[b];
-  // the buckets holding a wanted rank and where their entries go
-  int64_t pos[256], off[256];
+  // the buckets holding a wanted rank (ascending), their first rank and where their
+  // entries go
+  int64_t first[64], off[64];
+  int bucket[64];
   uint8_t wanted[256] = {0};
-  int64_t total = 0;
+  int w = 0;
+  int64_t total = 0, below = 0;  // below: the entries of the buckets before b
   for (size_t q = 0, b = 0; q < k; ++q) {
-    while (start[b + 1] <= r[q]) ++b;
+    while (below + count[b] <= r[q]) below += count[b++];
     if (count[b] == n) {  // one bucket holds every entry: the next digit, nothing copied
-      radix_ranks(keys, n, next, r, k, out);
+      radix_ranks(keys, n, next, r, k, out, scratch);
       return;
     }
-    if (!wanted[b]) {
-      wanted[b] = 1;
-      off[b] = total;
+    if (w == 0 || bucket[w - 1] != static_cast<int>(b)) {
+      bucket[w] = static_cast<int>(b);
+      first[w] = below;
+      off[w] = total;
       total += count[b];
+      wanted[b] = 1;
+      ++w;
     }
   }
-  std::vector<uint32_t> buf(total + 1);  // the last slot takes the other buckets' entries
-  for (int b = 0; b < 256; ++b) pos[b] = wanted[b] ? off[b] : total;
+  uint32_t* gathered = scratch;  // the wanted buckets' entries in their order in keys
+  int64_t m = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const uint32_t d = (keys[i] >> shift) & 255u;
-    const int64_t p = pos[d];
-    buf[p] = keys[i];
-    pos[d] = p + wanted[d];
+    const uint32_t key = keys[i];
+    gathered[m] = key;
+    m += wanted[(key >> shift) & 255u];
+  }
+  uint32_t* placed = gathered;
+  if (w > 1) {  // bucket by bucket, after the gathered entries
+    placed = scratch + n;
+    int64_t pos[256];
+    for (int x = 0; x < w; ++x) pos[bucket[x]] = off[x];
+    for (int64_t i = 0; i < m; ++i) {
+      const uint32_t key = gathered[i];
+      placed[pos[(key >> shift) & 255u]++] = key;
+    }
   }
   int64_t local[64];
-  for (size_t q = 0, b = 0; q < k;) {
-    while (start[b + 1] <= r[q]) ++b;
+  for (size_t q = 0; q < k;) {
+    int x = 0;
+    while (r[q] >= first[x] + static_cast<int64_t>(count[bucket[x]])) ++x;
+    const int64_t size = count[bucket[x]];
     size_t e = q;
-    while (e < k && r[e] < start[b + 1]) ++e;
-    for (size_t x = q; x < e; ++x) local[x - q] = r[x] - start[b];
-    radix_ranks(buf.data() + off[b], count[b], next, local, e - q, out + q);
+    while (e < k && r[e] < first[x] + size) ++e;
+    for (size_t y = q; y < e; ++y) local[y - q] = r[y] - first[x];
+    radix_ranks(placed + off[x], size, next, local, e - q, out + q, scratch + 2 * n);
     q = e;
   }
 }
 
-// The keys at ranks (ascending, distinct) of keys[0..n) into picked: by radix_ranks, or by a
-// sort where there are more ranks than it holds.
+// The keys at ranks (ascending, distinct) of keys[0..n) into picked: by radix_ranks (with
+// scratch, grown here and kept by the caller across selections), or by a sort where there are
+// more ranks than it holds.
 void pick_ranks(std::vector<uint32_t>& keys, int64_t n, const std::vector<int64_t>& ranks,
-                std::vector<uint32_t>& picked) {
+                std::vector<uint32_t>& picked, std::vector<uint32_t>& scratch) {
   picked.resize(ranks.size());
   if (ranks.size() > 64) {
     std::sort(keys.begin(), keys.begin() + n);
     for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
   } else {
+    if (scratch.size() < static_cast<size_t>(radix_scratch(n))) scratch.resize(radix_scratch(n));
     radix_ranks(keys.data(), n, top_shift(keys.data(), n), ranks.data(), ranks.size(),
-                picked.data());
+                picked.data(), scratch.data());
   }
 }
 
@@ -665,22 +701,39 @@ inline float from_key(uint32_t u) {
   return x;
 }
 
+// The order keys of the finite entries of a[0..count) into keys (room for count), in their
+// order; their number. Without a branch per entry: a counting pass, then (all finite, the
+// usual case) one vectorised pass, else each key stored at the end of the kept ones, which
+// grow by one where it is finite.
+int64_t finite_keys(const float* a, int64_t count, uint32_t* keys) {
+  int64_t finite = 0;
+  for (int64_t i = 0; i < count; ++i) finite += a[i] - a[i] == 0.0f;
+  if (finite == count) {
+    for (int64_t i = 0; i < count; ++i) keys[i] = order_key(a[i]);
+    return count;
+  }
+  int64_t n = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    keys[n] = order_key(a[i]);
+    n += a[i] - a[i] == 0.0f;
+  }
+  return n;
+}
+
 // Quantiles qs[0..nq) of the finite entries of a[0..count), as descend_monitor_quantiles
 // computes one row (the same ranks, the same interpolation), the order
 // statistics selected by radix_ranks; NaN without finite entries.
 void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, double* o,
                   std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
-                  std::vector<uint32_t>& picked) {
+                  std::vector<uint32_t>& picked, std::vector<uint32_t>& scratch) {
   keys.resize(count);
-  int64_t n = 0;
-  for (int64_t i = 0; i < count; ++i)
-    if (a[i] - a[i] == 0.0f) keys[n++] = order_key(a[i]);
+  const int64_t n = finite_keys(a, count, keys.data());
   if (n == 0) {
     for (int64_t k = 0; k < nq; ++k) o[k] = NAN;
     return;
   }
   quantile_ranks(nq, qs, n, ranks);
-  pick_ranks(keys, n, ranks, picked);
+  pick_ranks(keys, n, ranks, picked, scratch);
   auto value = [&](int64_t x) {
     return static_cast<double>(
         from_key(picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()]));
@@ -727,17 +780,15 @@ bool pairable(const RateProgram& p) {
 bool quantile_pair(const float* a, const float* e, int64_t count, const RateProgram& prog,
                    const double* qs, int64_t nq, double* out_v, double* out_e,
                    std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
-                   std::vector<uint32_t>& picked) {
-  keys.resize(count);
-  int64_t n = 0;
-  bool bad = false;
+                   std::vector<uint32_t>& picked, std::vector<uint32_t>& scratch) {
+  int32_t bad = 0;  // branch-free, vectorised
   for (int64_t i = 0; i < count; ++i) {
     const bool finite = a[i] - a[i] == 0.0f;
-    bad |= finite != (e[i] - e[i] == 0.0f);
-    bad |= finite && !(a[i] >= 0.0f);
-    if (finite) keys[n++] = order_key(a[i]);
+    bad |= (finite != (e[i] - e[i] == 0.0f)) | (finite & !(a[i] >= 0.0f));
   }
   if (bad) return false;
+  keys.resize(count);
+  const int64_t n = finite_keys(a, count, keys.data());
   if (n == 0) {
     for (int64_t k = 0; k < nq; ++k) out_v[k] = out_e[k] = NAN;
     return true;
@@ -756,7 +807,7 @@ bool quantile_pair(const float* a, const float* e, int64_t count, const RateProg
   }
   std::sort(ranks.begin(), ranks.end());
   ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
-  pick_ranks(keys, n, ranks, picked);
+  pick_ranks(keys, n, ranks, picked, scratch);
   auto key_at = [&](int64_t x) {
     return picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()];
   };
@@ -788,10 +839,10 @@ extern "C" int32_t descend_monitor_quantiles_radix(int64_t rows, const int64_t* 
     if (start[r] < 0 || count[r] < 0 || start[r] > total || count[r] > total - start[r]) return 1;
   for (int64_t k = 0; k < nq; ++k)
     if (!(qs[k] >= 0.0 && qs[k] <= 1.0) || (k > 0 && qs[k] < qs[k - 1])) return 1;
-  std::vector<uint32_t> keys, picked;
+  std::vector<uint32_t> keys, picked, scratch;
   std::vector<int64_t> ranks;
   for (int64_t r = 0; r < rows; ++r)
-    quantile_row(data + start[r], count[r], qs, nq, out + nq * r, keys, ranks, picked);
+    quantile_row(data + start[r], count[r], qs, nq, out + nq * r, keys, ranks, picked, scratch);
   return 0;
 }
 
@@ -858,7 +909,7 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
   double noise[2] = {a->noise[0], a->noise[1]};
   std::vector<double> combined(8 * scopes + 2 * n);
   std::vector<float> drawn(2 * S);
-  std::vector<uint32_t> keys, picked;
+  std::vector<uint32_t> keys, picked, scratch;
   std::vector<int64_t> ranks;
   std::vector<uint8_t> has_eff(n);
   const double qs[3] = {0.1, 0.5, 0.9}, median = 0.5;
@@ -960,10 +1011,11 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
       const bool paired = mode == 0 && g >= 0 &&
                           parse_program(program + kRateFields * g, K, &prog) && pairable(prog) &&
                           quantile_pair(row, row + S, a->part[2 * s + 1], prog, qs, 3, q[0],
-                                        q[1], keys, ranks, picked);
+                                        q[1], keys, ranks, picked, scratch);
       for (int64_t r = 0; r < 2; ++r) {
         if (!paired)
-          quantile_row(row + r * S, a->part[2 * s + 1], qs, 3, q[r], keys, ranks, picked);
+          quantile_row(row + r * S, a->part[2 * s + 1], qs, 3, q[r], keys, ranks, picked,
+                       scratch);
         const bool shown = (r == 0 || eff_here) &&
                            !(std::isnan(q[r][0]) && std::isnan(q[r][1]) && std::isnan(q[r][2]));
         for (int64_t t = 0; t < 3; ++t) {
@@ -976,7 +1028,7 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
     for (int64_t j = 0; j < n; ++j)
       if (has_eff[j]) {
         quantile_row(rates + S + a->layer_part[2 * j], a->layer_part[2 * j + 1], &median,
-                     1, v + c_layer + 3 * j + 2, keys, ranks, picked);
+                     1, v + c_layer + 3 * j + 2, keys, ranks, picked, scratch);
         on[c_layer + 3 * j + 2] = 1;
       }
   }
