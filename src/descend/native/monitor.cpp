@@ -358,19 +358,34 @@ struct RateProgram {
   float v_c, e_c, lr, c1, eps;
 };
 
-// y − a² in separate float32 operations, not contracted into a fused multiply-add (numpy
-// rounds a² first); its own function so that the attribute stays off the other loops.
-__attribute__((noinline, optimize("fp-contract=off"))) void subtract_squares(
-    int64_t count, const float* __restrict__ a, float* __restrict__ y) {
+// The rate of each of count coordinates, e = lr / (c1·(√y + ε)) (or lr / (c1·√(y + ε)),
+// Inside) of y = x (− a², Center) (/ c, Div), in one vectorised pass per program shape: each
+// operation one float32 rounding, as numpy does it, none contracted into a fused
+// multiply-add (fp-contract off for this function alone).
+template <bool Center, bool Div, bool Inside>
+__attribute__((noinline, optimize("fp-contract=off"))) void rate_pass(
+    int64_t count, const float* __restrict__ x, const float* __restrict__ a, float c, float lr,
+    float c1, float eps, float* __restrict__ out) {
   for (int64_t s = 0; s < count; ++s) {
-    const float a2 = a[s] * a[s];
-    y[s] = y[s] - a2;
+    float y = x[s];
+    if (Center) y = y - a[s] * a[s];
+    if (Div) y = y / c;
+    out[s] = Inside ? lr / (c1 * std::sqrt(y + eps)) : lr / (c1 * (std::sqrt(y) + eps));
   }
 }
 
-// One group's run of sampled coordinates [0, count) (gathered rows offset to its start):
-// each formula as separate passes of float32 operations that the compiler vectorises (no
-// branch inside a loop); none is a multiply followed by an add that could be contracted.
+template <bool Center, bool Div>
+void rate_pass(bool inside, int64_t count, const float* x, const float* a, float c, float lr,
+               float c1, float eps, float* out) {
+  if (inside)
+    rate_pass<Center, Div, true>(count, x, a, c, lr, c1, eps, out);
+  else
+    rate_pass<Center, Div, false>(count, x, a, c, lr, c1, eps, out);
+}
+
+// One group's run of sampled coordinates [0, count) (gathered rows offset to its start): v̂
+// (its source, divided or not), then the rate by rate_pass — from v̂ itself where the rate
+// reads the same source divided alike (the same float32 value: one division saved).
 void rate_run(const RateProgram& p, int64_t count, int64_t samples, const float* gathered,
               float* __restrict__ v_out, float* __restrict__ e_out) {
   if (p.v_src < 0) {
@@ -387,33 +402,45 @@ void rate_run(const RateProgram& p, int64_t count, int64_t samples, const float*
     for (int64_t s = 0; s < count; ++s) e_out[s] = NAN;
     return;
   }
-  const float* __restrict__ x = gathered + p.e_src * samples;
-  for (int64_t s = 0; s < count; ++s) e_out[s] = x[s];  // y, then each step in place
-  if (p.e_center >= 0) subtract_squares(count, gathered + p.e_center * samples, e_out);
-  if (p.e_div) {
-    const float c = p.e_c;
-    for (int64_t s = 0; s < count; ++s) e_out[s] = e_out[s] / c;
-  }
-  const float eps = p.eps, c1 = p.c1, lr = p.lr;
-  if (p.inside)
-    for (int64_t s = 0; s < count; ++s) e_out[s] = lr / (c1 * std::sqrt(e_out[s] + eps));
+  const float* x = gathered + p.e_src * samples;
+  const float* a = p.e_center >= 0 ? gathered + p.e_center * samples : nullptr;
+  const float c = p.e_c, lr = p.lr, c1 = p.c1, eps = p.eps;
+  if (p.e_src == p.v_src && p.e_center < 0 && p.e_div == p.v_div && (!p.e_div || c == p.v_c))
+    rate_pass<false, false>(p.inside, count, v_out, a, c, lr, c1, eps, e_out);
+  else if (a && p.e_div)
+    rate_pass<true, true>(p.inside, count, x, a, c, lr, c1, eps, e_out);
+  else if (a)
+    rate_pass<true, false>(p.inside, count, x, a, c, lr, c1, eps, e_out);
+  else if (p.e_div)
+    rate_pass<false, true>(p.inside, count, x, a, c, lr, c1, eps, e_out);
   else
-    for (int64_t s = 0; s < count; ++s) e_out[s] = lr / (c1 * (std::sqrt(e_out[s]) + eps));
+    rate_pass<false, false>(p.inside, count, x, a, c, lr, c1, eps, e_out);
 }
 
-// Every sampled coordinate by its group's program, run after run of one group (a single
-// group: one run).
-void rate_rows(const RateProgram* programs, int64_t samples, const float* gathered,
-               const int64_t* group, float* out) {
-  const RateProgram none{-1, -1, -1, false, false, false, 1.0f, 1.0f, 0.0f, 1.0f, 0.0f};
+// The runs of one group in group[0..samples): [first, end) and the group, in order (a
+// single group: one run).
+struct Run {
+  int64_t first, end, group;
+};
+
+void group_runs(const int64_t* group, int64_t samples, std::vector<Run>& runs) {
+  runs.clear();
   for (int64_t s = 0; s < samples;) {
-    const int64_t g = group[s];
     int64_t e = s + 1;
-    while (e < samples && group[e] == g) ++e;
-    rate_run(g >= 0 ? programs[g] : none, e - s, samples, gathered + s, out + s,
-             out + samples + s);
+    while (e < samples && group[e] == group[s]) ++e;
+    runs.push_back({s, e, group[s]});
     s = e;
   }
+}
+
+// Every sampled coordinate by its group's program, run after run of one group (the runs of
+// group_runs, groups checked in range).
+void rate_rows(const RateProgram* programs, int64_t samples, const float* gathered,
+               const std::vector<Run>& runs, float* out) {
+  const RateProgram none{-1, -1, -1, false, false, false, 1.0f, 1.0f, 0.0f, 1.0f, 0.0f};
+  for (const Run& r : runs)
+    rate_run(r.group >= 0 ? programs[r.group] : none, r.end - r.first, samples,
+             gathered + r.first, out + r.first, out + samples + r.first);
 }
 }  // namespace
 
@@ -437,7 +464,9 @@ extern "C" int32_t descend_monitor_rates(int64_t groups, const double* program, 
   }
   for (int64_t s = 0; s < samples; ++s)
     if (group[s] < -1 || group[s] >= groups) return 1;
-  rate_rows(programs.data(), samples, gathered, group, out);
+  std::vector<Run> runs;
+  group_runs(group, samples, runs);
+  rate_rows(programs.data(), samples, gathered, runs, out);
   return 0;
 }
 
@@ -912,6 +941,9 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
   std::vector<uint32_t> keys, picked, scratch;
   std::vector<int64_t> ranks;
   std::vector<uint8_t> has_eff(n);
+  std::vector<RateProgram> parsed(G);
+  std::vector<Run> runs;
+  group_runs(a->group_of, S, runs);
   const double qs[3] = {0.1, 0.5, 0.9}, median = 0.5;
   for (int64_t p = 0; p < P; ++p) {
     double* v = values.data() + p * T;
@@ -997,9 +1029,11 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
     const float* rates = drawn.data();
     if (mode == 1)
       rates = a->given + 2 * S * p;
-    else if (descend_monitor_rates(G, program, K, S, a->gathered + p * K * S, a->group_of,
-                                   drawn.data()))
-      return 1;
+    else {  // descend_monitor_rates, its programs and groups checked above
+      for (int64_t g = 0; g < G; ++g)
+        if (!parse_program(program + kRateFields * g, K, &parsed[g])) return 1;
+      rate_rows(parsed.data(), S, a->gathered + p * K * S, runs, drawn.data());
+    }
     for (int64_t s = 0; s < scopes; ++s) {
       bool eff_here = false;
       for (int64_t j = a->span[2 * s]; j < a->span[2 * s + 1]; ++j)
