@@ -11,6 +11,9 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #if defined(__SSE4_2__) && defined(__x86_64__)
 #include <nmmintrin.h>
 #elif defined(__ARM_FEATURE_CRC32) && defined(__aarch64__)
@@ -608,8 +611,9 @@ int top_shift(const uint32_t* keys, int64_t n) {
   return std::max(high - 7, 0);
 }
 
-// The scratch radix_ranks needs for n entries: 2n a level, at most four levels of 8 bits.
-inline int64_t radix_scratch(int64_t n) { return 8 * n + 8; }
+// The scratch radix_ranks needs for n entries: 2(n + 16) a level (each holding at most n),
+// at most four levels of 8 bits.
+inline int64_t radix_scratch(int64_t n) { return 8 * (n + 16); }
 
 // The entries of keys[0..n) (n ≤ 32) at the sorted ranks r[0..k) into out: each entry's
 // place in the sorted order counted whole (the entries below it, and the equal ones before
@@ -627,16 +631,47 @@ void rank_small(const uint32_t* keys, int64_t n, const int64_t* r, size_t k, uin
   for (size_t q = 0; q < k; ++q) out[q] = sorted[r[q]];
 }
 
+// The entries of keys[0..n) whose digit (key >> shift) & 255 is set in the 256-bit map
+// wanted (8 words), in their order, into out (room for n + 16); their number. Branch-free:
+// with AVX-512, sixteen keys at a time, each one's bit fetched from the map by a lane
+// permutation and the kept ones compressed to the front of a register that is stored whole;
+// else (and for the last n mod 16) each key stored at the end of the kept ones, which grow by
+// one where it is wanted (a chain through one register, not through memory).
+int64_t gather_digits(const uint32_t* keys, int64_t n, int shift, const uint32_t* wanted,
+                      uint32_t* out) {
+  int64_t m = 0, i = 0;
+#if defined(__AVX512F__)
+  const __m512i map = _mm512_zextsi256_si512(
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wanted)));
+  const __m128i by = _mm_cvtsi32_si128(shift);
+  const __m512i digit = _mm512_set1_epi32(255), low = _mm512_set1_epi32(31);
+  const __m512i one = _mm512_set1_epi32(1);
+  for (; i + 16 <= n; i += 16) {
+    const __m512i k = _mm512_loadu_si512(keys + i);
+    const __m512i d = _mm512_and_si512(_mm512_srl_epi32(k, by), digit);
+    const __m512i word = _mm512_permutexvar_epi32(_mm512_srli_epi32(d, 5), map);
+    const __m512i bit = _mm512_srlv_epi32(word, _mm512_and_si512(d, low));
+    const __mmask16 keep = _mm512_test_epi32_mask(bit, one);
+    _mm512_storeu_si512(out + m, _mm512_maskz_compress_epi32(keep, k));
+    m += __builtin_popcount(static_cast<unsigned>(keep));
+  }
+#endif
+  for (; i < n; ++i) {
+    const uint32_t key = keys[i], d = (key >> shift) & 255u;
+    out[m] = key;
+    m += (wanted[d >> 5] >> (d & 31u)) & 1u;
+  }
+  return m;
+}
+
 // The entries of keys[0..n) (order keys) at the sorted ranks r[0..k) (ascending, distinct,
 // in [0, n), k ≤ 64) into out: most significant digit first, 8 bits a level from bit `shift`
 // down, one histogram of the digit, then the entries of the buckets holding a wanted rank
-// gathered into scratch (a bucket holding every entry is not copied) and each selected in
-// alone, down to buckets of at most 32 entries, which are ranked whole (rank_small). The
-// gathering is branch-free: every entry is stored at the end of the gathered ones, which
-// grow by one where its bucket is wanted (a chain through one register, not through a
-// counter in memory per bucket); where several buckets are wanted, the gathered entries
-// (few) are then placed bucket by bucket. scratch: room for 2n entries here, and as much
-// again for each level below (radix_scratch); nothing is allocated.
+// gathered into scratch (gather_digits; a bucket holding every entry is not copied) and
+// each selected in alone, down to buckets of at most 32 entries, which are ranked whole
+// (rank_small). Where several buckets are wanted, each one's entries are gathered again from
+// the gathered ones (few). scratch: room for 2(n + 16) entries here, and as much again for
+// each level below (radix_scratch); nothing is allocated.
 void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, size_t k,
                  uint32_t* out, uint32_t* scratch) {
   // the next digit: 8 bits lower, the last one bits 0..7 (overlapping bits this bucket's
@@ -651,7 +686,7 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
     return;
   }
   uint32_t count[256] = {0};
-  if (n < 512) {
+  if (n < 128) {
     for (int64_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & 255u];
   } else {  // four histograms: a run of one digit is not one chain of increments
     uint32_t part[4][256] = {{0}};
@@ -661,13 +696,12 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
     for (; i < n; ++i) ++part[0][(keys[i] >> shift) & 255u];
     for (int b = 0; b < 256; ++b) count[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
   }
-  // the buckets holding a wanted rank (ascending), their first rank and where their
-  // entries go
-  int64_t first[64], off[64];
+  // the buckets holding a wanted rank (ascending) and their first ranks
+  int64_t first[64];
   int bucket[64];
-  uint8_t wanted[256] = {0};
+  uint32_t wanted[8] = {0};
   int w = 0;
-  int64_t total = 0, below = 0;  // below: the entries of the buckets before b
+  int64_t below = 0;  // the entries of the buckets before b
   for (size_t q = 0, b = 0; q < k; ++q) {
     while (below + count[b] <= r[q]) below += count[b++];
     if (count[b] == n) {  // one bucket holds every entry: the next digit, nothing copied
@@ -677,38 +711,28 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
     if (w == 0 || bucket[w - 1] != static_cast<int>(b)) {
       bucket[w] = static_cast<int>(b);
       first[w] = below;
-      off[w] = total;
-      total += count[b];
-      wanted[b] = 1;
+      wanted[b >> 5] |= 1u << (b & 31u);
       ++w;
     }
   }
   uint32_t* gathered = scratch;  // the wanted buckets' entries in their order in keys
-  int64_t m = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t key = keys[i];
-    gathered[m] = key;
-    m += wanted[(key >> shift) & 255u];
-  }
-  uint32_t* placed = gathered;
-  if (w > 1) {  // bucket by bucket, after the gathered entries
-    placed = scratch + n;
-    int64_t pos[256];
-    for (int x = 0; x < w; ++x) pos[bucket[x]] = off[x];
-    for (int64_t i = 0; i < m; ++i) {
-      const uint32_t key = gathered[i];
-      placed[pos[(key >> shift) & 255u]++] = key;
-    }
-  }
+  const int64_t m = gather_digits(keys, n, shift, wanted, gathered);
+  uint32_t* below_scratch = scratch + 2 * (n + 16);
   int64_t local[64];
-  for (size_t q = 0; q < k;) {
-    int x = 0;
-    while (r[q] >= first[x] + static_cast<int64_t>(count[bucket[x]])) ++x;
+  for (size_t q = 0, x = 0; q < k && x < static_cast<size_t>(w); ++x) {
     const int64_t size = count[bucket[x]];
+    const uint32_t* entries = gathered;
+    if (w > 1) {  // this bucket's entries alone, after the gathered ones
+      uint32_t one[8] = {0};
+      one[bucket[x] >> 5] = 1u << (bucket[x] & 31u);
+      uint32_t* alone = scratch + n + 16;
+      gather_digits(gathered, m, shift, one, alone);
+      entries = alone;
+    }
     size_t e = q;
     while (e < k && r[e] < first[x] + size) ++e;
     for (size_t y = q; y < e; ++y) local[y - q] = r[y] - first[x];
-    radix_ranks(placed + off[x], size, next, local, e - q, out + q, scratch + 2 * n);
+    radix_ranks(entries, size, next, local, e - q, out + q, below_scratch);
     q = e;
   }
 }
