@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -615,6 +616,23 @@ int top_shift(const uint32_t* keys, int64_t n) {
 // at most four levels of 8 bits.
 inline int64_t radix_scratch(int64_t n) { return 8 * (n + 16); }
 
+// radix_ranks' scratch, kept by a caller across its selections: grown where too small, never
+// cleared (radix_ranks reads only what it has written).
+class Scratch {
+ public:
+  uint32_t* at_least(int64_t n) {
+    if (n > size_) {
+      data_.reset(new uint32_t[n]);
+      size_ = n;
+    }
+    return data_.get();
+  }
+
+ private:
+  std::unique_ptr<uint32_t[]> data_;
+  int64_t size_ = 0;
+};
+
 // The entries of keys[0..n) (n ≤ 32) at the sorted ranks r[0..k) into out: each entry's
 // place in the sorted order counted whole (the entries below it, and the equal ones before
 // it), compare by compare without a branch, so that a bucket is sorted by a few vector
@@ -664,6 +682,23 @@ int64_t gather_digits(const uint32_t* keys, int64_t n, int shift, const uint32_t
   return m;
 }
 
+// count[d] = the entries of keys[0..n) whose digit (key >> shift) & 255 is d, counted in
+// Tables histograms side by side: a run of one digit is then Tables chains of increments,
+// not one chain through memory.
+template <int Tables>
+void histogram(const uint32_t* keys, int64_t n, int shift, uint32_t* count) {
+  uint32_t part[Tables][256] = {{0}};
+  int64_t i = 0;
+  for (; i + Tables <= n; i += Tables)
+    for (int w = 0; w < Tables; ++w) ++part[w][(keys[i + w] >> shift) & 255u];
+  for (; i < n; ++i) ++part[0][(keys[i] >> shift) & 255u];
+  for (int b = 0; b < 256; ++b) {
+    uint32_t t = 0;
+    for (int w = 0; w < Tables; ++w) t += part[w][b];
+    count[b] = t;
+  }
+}
+
 // The entries of keys[0..n) (order keys) at the sorted ranks r[0..k) (ascending, distinct,
 // in [0, n), k ≤ 64) into out: most significant digit first, 8 bits a level from bit `shift`
 // down, one histogram of the digit, then the entries of the buckets holding a wanted rank
@@ -686,15 +721,17 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
     return;
   }
   uint32_t count[256] = {0};
-  if (n < 128) {
+  if (n < 128)
     for (int64_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & 255u];
-  } else {  // four histograms: a run of one digit is not one chain of increments
-    uint32_t part[4][256] = {{0}};
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4)
-      for (int w = 0; w < 4; ++w) ++part[w][(keys[i + w] >> shift) & 255u];
-    for (; i < n; ++i) ++part[0][(keys[i] >> shift) & 255u];
-    for (int b = 0; b < 256; ++b) count[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
+  else if (n < 1024)
+    histogram<4>(keys, n, shift, count);
+  else
+    histogram<8>(keys, n, shift, count);
+  uint32_t block[16];  // the entries of buckets 16j .. 16j + 15
+  for (int j = 0; j < 16; ++j) {
+    uint32_t t = 0;
+    for (int b = 0; b < 16; ++b) t += count[16 * j + b];
+    block[j] = t;
   }
   // the buckets holding a wanted rank (ascending) and their first ranks
   int64_t first[64];
@@ -703,7 +740,14 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
   int w = 0;
   int64_t below = 0;  // the entries of the buckets before b
   for (size_t q = 0, b = 0; q < k; ++q) {
-    while (below + count[b] <= r[q]) below += count[b++];
+    while (below + count[b] <= r[q]) {  // to the bucket holding rank r[q], a block at a time
+      if ((b & 15) == 0 && below + block[b >> 4] <= r[q]) {
+        below += block[b >> 4];
+        b += 16;
+      } else {
+        below += count[b++];
+      }
+    }
     if (count[b] == n) {  // one bucket holds every entry: the next digit, nothing copied
       radix_ranks(keys, n, next, r, k, out, scratch);
       return;
@@ -741,15 +785,14 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
 // scratch, grown here and kept by the caller across selections), or by a sort where there are
 // more ranks than it holds.
 void pick_ranks(std::vector<uint32_t>& keys, int64_t n, const std::vector<int64_t>& ranks,
-                std::vector<uint32_t>& picked, std::vector<uint32_t>& scratch) {
+                std::vector<uint32_t>& picked, Scratch& scratch) {
   picked.resize(ranks.size());
   if (ranks.size() > 64) {
     std::sort(keys.begin(), keys.begin() + n);
     for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
   } else {
-    if (scratch.size() < static_cast<size_t>(radix_scratch(n))) scratch.resize(radix_scratch(n));
     radix_ranks(keys.data(), n, top_shift(keys.data(), n), ranks.data(), ranks.size(),
-                picked.data(), scratch.data());
+                picked.data(), scratch.at_least(radix_scratch(n)));
   }
 }
 
@@ -784,7 +827,7 @@ int64_t finite_keys(const float* a, int64_t count, uint32_t* keys) {
 // statistics selected by radix_ranks; NaN without finite entries.
 void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, double* o,
                   std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
-                  std::vector<uint32_t>& picked, std::vector<uint32_t>& scratch) {
+                  std::vector<uint32_t>& picked, Scratch& scratch) {
   keys.resize(count);
   const int64_t n = finite_keys(a, count, keys.data());
   if (n == 0) {
@@ -854,7 +897,7 @@ __attribute__((noinline)) bool unpairable(const float* __restrict__ a,
 bool quantile_pair(const float* a, const float* e, int64_t count, const RateProgram& prog,
                    const double* qs, int64_t nq, double* out_v, double* out_e,
                    std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
-                   std::vector<uint32_t>& picked, std::vector<uint32_t>& scratch) {
+                   std::vector<uint32_t>& picked, Scratch& scratch) {
   if (unpairable(a, e, count)) return false;
   keys.resize(count);
   const int64_t n = finite_keys(a, count, keys.data());
@@ -908,7 +951,8 @@ extern "C" int32_t descend_monitor_quantiles_radix(int64_t rows, const int64_t* 
     if (start[r] < 0 || count[r] < 0 || start[r] > total || count[r] > total - start[r]) return 1;
   for (int64_t k = 0; k < nq; ++k)
     if (!(qs[k] >= 0.0 && qs[k] <= 1.0) || (k > 0 && qs[k] < qs[k - 1])) return 1;
-  std::vector<uint32_t> keys, picked, scratch;
+  std::vector<uint32_t> keys, picked;
+  Scratch scratch;
   std::vector<int64_t> ranks;
   for (int64_t r = 0; r < rows; ++r)
     quantile_row(data + start[r], count[r], qs, nq, out + nq * r, keys, ranks, picked, scratch);
@@ -932,8 +976,9 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
     if (a->param_group[j] < 0 || a->param_group[j] >= G) return 1;
     if (a->layers && !inside(a->layer_part + 2 * j, S)) return 1;
   }
-  for (int64_t s = 0; s < S; ++s)
-    if (a->group_of[s] < -1 || a->group_of[s] >= G) return 1;
+  int64_t outside = 0;  // (branch-free, vectorised)
+  for (int64_t s = 0; s < S; ++s) outside += (a->group_of[s] < -1) | (a->group_of[s] >= G);
+  if (outside) return 1;
   for (int64_t p = 0; p < P; ++p) {
     for (int64_t g = 0; g < G; ++g) {  // the programs as descend_monitor_rates reads them
       const double* f = a->programs + kRateFields * (p * G + g);
@@ -967,10 +1012,10 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
   std::vector<int64_t> scope_group(scopes, -1);
   for (int64_t s = 0; s < scopes; ++s) {
     const int64_t first = a->part[2 * s], count = a->part[2 * s + 1];
-    int64_t g = count > 0 ? a->group_of[first] : -1;
-    for (int64_t i = first; i < first + count && g >= 0; ++i)
-      if (a->group_of[i] != g) g = -1;
-    scope_group[s] = g;
+    const int64_t g = count > 0 ? a->group_of[first] : -1;
+    int64_t other = 0;  // (branch-free, vectorised)
+    for (int64_t i = first; i < first + count; ++i) other += a->group_of[i] != g;
+    scope_group[s] = other ? -1 : g;
   }
   // everything into copies; written out only once every step's row is complete
   std::vector<double> values(P * T, 0.0);
@@ -978,7 +1023,8 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
   double noise[2] = {a->noise[0], a->noise[1]};
   std::vector<double> combined(8 * scopes + 2 * n);
   std::vector<float> drawn(2 * S);
-  std::vector<uint32_t> keys, picked, scratch;
+  std::vector<uint32_t> keys, picked;
+  Scratch scratch;
   std::vector<int64_t> ranks;
   std::vector<uint8_t> has_eff(n);
   std::vector<RateProgram> parsed(G);
