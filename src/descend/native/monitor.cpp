@@ -1272,6 +1272,20 @@ void lane_sums(int64_t n, const float* __restrict__ th, const float* __restrict_
 
 }  // namespace
 
+namespace {
+// o[s] = x[index[s] − first] for s < count (every coordinate inside x, checked by the caller),
+// or NaN where there is no x; scalar (GCC's gathers were slower here).
+__attribute__((noinline, optimize("no-tree-vectorize"))) void gather_run(
+    const float* x, const int64_t* __restrict__ index, int64_t count, int64_t first,
+    float* __restrict__ o) {
+  if (x == nullptr) {
+    for (int64_t s = 0; s < count; ++s) o[s] = NAN;
+    return;
+  }
+  for (int64_t s = 0; s < count; ++s) o[s] = x[index[s] - first];
+}
+}  // namespace
+
 struct CheckArgs;  // check.cpp's
 extern "C" int32_t descend_check(CheckArgs* a);
 
@@ -1382,7 +1396,7 @@ extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
     const int64_t* const src = sources.data() + k * n;
     float* const o = gathered + k * samples;
     int64_t j = 0;  // samples > 0 means total > 0, so n >= 1 and off[1] exists
-    for (int64_t s = 0; s < samples; ++s) {
+    for (int64_t s = 0; s < samples;) {
       const int64_t c = index[s];
       if (c < off[j] || c >= off[j + 1]) {
         const int64_t* base = off;
@@ -1393,8 +1407,12 @@ extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
         }
         j = base - off;
       }
-      const float* x = reinterpret_cast<const float*>(src[j]);
-      o[s] = x == nullptr ? NAN : x[c - off[j]];
+      // the run of samples from s on inside parameter j, read in a loop of its own
+      const uint64_t lo = static_cast<uint64_t>(off[j]), size = off[j + 1] - off[j];
+      int64_t e = s + 1;
+      while (e < samples && static_cast<uint64_t>(index[e]) - lo < size) ++e;
+      gather_run(reinterpret_cast<const float*>(src[j]), index + s, e - s, off[j], o + s);
+      s = e;
     }
   }
   for (int64_t i = 0; i < a->steps; ++i) a->step_values[i] = *reinterpret_cast<const float*>(step[i]);
