@@ -165,6 +165,30 @@ def test_radix_quantiles_equal_the_kernels_and_numpy():
     assert fused.radix_quantiles(data, [(0, 5)], (0.9, 0.1)) is None
 
 
+def test_radix_selection_of_ties_clusters_and_many_ranks():
+    # the selection's harder paths against the per-row kernel and numpy: a cluster holding
+    # the median that differs in bits 0..1 only (levels of one bucket, then buckets of one
+    # value), heavy ties, a bucket of <= 32 ranked whole, 62 ranks (many buckets wanted,
+    # each gathered alone) and 80 (a sort); lengths off a multiple of 16 (the vector tail)
+    rng = np.random.default_rng(11)
+    wide = np.exp(rng.uniform(-60, 5, 1500)).astype(np.float32)
+    cluster = (np.float32(1) + rng.integers(0, 4, 1501) * np.float32(2**-23)).astype(np.float32)
+    rows = [
+        np.concatenate([wide, cluster]),
+        rng.choice(np.float32([-2.5, -0.0, 0.0, 1e-30, 3.0, 7e20]), 2047),
+        np.concatenate([rng.standard_normal(40), np.full(30, 5.0)]).astype(np.float32),
+        -np.exp(rng.uniform(-20, 20, 999)).astype(np.float32),
+    ]
+    data = np.concatenate(rows)
+    spans = list(zip(np.cumsum([0] + [len(r) for r in rows[:-1]]).tolist(), map(len, rows)))
+    for qs in ((0.5,), tuple(np.linspace(0, 1, 31)), tuple(np.linspace(0, 1, 40))):
+        got = fused.radix_quantiles(data, spans, qs)
+        np.testing.assert_array_equal(got, fused.quantiles(data, spans, qs))
+        for r, values in zip(rows, got):
+            want = np.quantile(r.astype(np.float64), qs)
+            np.testing.assert_allclose(values, want, rtol=1e-12, atol=0)
+
+
 def _direct(rows: fused.Rows, **change):
     """``descend_monitor_rows`` called on a one-step, one-parameter, one-group input with
     ``change`` applied to its arguments, its outputs and noise prefilled with sentinels:

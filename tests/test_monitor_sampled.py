@@ -435,3 +435,25 @@ def test_parameter_changed_between_arming_and_the_sampled_step_is_read_as_it_is(
     (row,) = [r for r in mon.rows if r["step"] == 3 and "opt/weight_norm" in r]
     w2 = sum(float((p.double() ** 2).sum()) for p in before)  # ‖θ before the step‖
     assert row["opt/weight_norm"] == pytest.approx(math.sqrt(w2), rel=1e-5)
+
+
+def test_step_read_gathers_runs_of_two_sources_one_missing_for_some_parameters():
+    """Each source read run by run (a run: consecutive coordinates in one parameter): a
+    source missing for a parameter gives NaN over exactly its coordinates, the runs broken
+    by out-of-order, repeated and boundary coordinates, around empty parameters."""
+    lengths = [3, 0, 4, 0, 0, 5, 1]
+    params, grads, moms, before, preclip = _case(lengths)
+    state = [
+        [torch.randn(n) for n in lengths],
+        [None if j in (0, 5) else torch.randn(n) for j, n in enumerate(lengths)],
+    ]
+    index = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 12, 2, 3, 7, 6, 0], np.int64)
+    present = [[t is not None for t in column] for column in state]
+    reader = fused.Reader(lengths, [m is not None for m in moms], present, index, split=True)
+    got = reader(fused.step_library(), _tensors(params, grads, moms, before, preclip, state, True))
+    assert got is not None
+    np.testing.assert_array_equal(got[1][0], torch.cat(state[0]).numpy()[index])
+    second = torch.cat(
+        [torch.full((n,), math.nan) if t is None else t for t, n in zip(state[1], lengths)]
+    ).numpy()
+    np.testing.assert_array_equal(got[1][1], second[index])  # NaN equal to NaN

@@ -9,8 +9,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <vector>
 
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 #if defined(__SSE4_2__) && defined(__x86_64__)
 #include <nmmintrin.h>
 #elif defined(__ARM_FEATURE_CRC32) && defined(__aarch64__)
@@ -32,6 +36,12 @@ bool offsets(int64_t n, const int64_t* numel, std::vector<int64_t>& offset) {
 }  // namespace
 
 namespace {
+
+inline uint32_t bits_of(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u;
+}
 
 // Order-preserving unsigned key of a finite float (negative values reversed).
 inline uint32_t order_key(float x) {
@@ -358,19 +368,34 @@ struct RateProgram {
   float v_c, e_c, lr, c1, eps;
 };
 
-// y − a² in separate float32 operations, not contracted into a fused multiply-add (numpy
-// rounds a² first); its own function so that the attribute stays off the other loops.
-__attribute__((noinline, optimize("fp-contract=off"))) void subtract_squares(
-    int64_t count, const float* __restrict__ a, float* __restrict__ y) {
+// The rate of each of count coordinates, e = lr / (c1·(√y + ε)) (or lr / (c1·√(y + ε)),
+// Inside) of y = x (− a², Center) (/ c, Div), in one vectorised pass per program shape: each
+// operation one float32 rounding, as numpy does it, none contracted into a fused
+// multiply-add (fp-contract off for this function alone).
+template <bool Center, bool Div, bool Inside>
+__attribute__((noinline, optimize("fp-contract=off"))) void rate_pass(
+    int64_t count, const float* __restrict__ x, const float* __restrict__ a, float c, float lr,
+    float c1, float eps, float* __restrict__ out) {
   for (int64_t s = 0; s < count; ++s) {
-    const float a2 = a[s] * a[s];
-    y[s] = y[s] - a2;
+    float y = x[s];
+    if (Center) y = y - a[s] * a[s];
+    if (Div) y = y / c;
+    out[s] = Inside ? lr / (c1 * std::sqrt(y + eps)) : lr / (c1 * (std::sqrt(y) + eps));
   }
 }
 
-// One group's run of sampled coordinates [0, count) (gathered rows offset to its start):
-// each formula as separate passes of float32 operations that the compiler vectorises (no
-// branch inside a loop); none is a multiply followed by an add that could be contracted.
+template <bool Center, bool Div>
+void rate_pass(bool inside, int64_t count, const float* x, const float* a, float c, float lr,
+               float c1, float eps, float* out) {
+  if (inside)
+    rate_pass<Center, Div, true>(count, x, a, c, lr, c1, eps, out);
+  else
+    rate_pass<Center, Div, false>(count, x, a, c, lr, c1, eps, out);
+}
+
+// One group's run of sampled coordinates [0, count) (gathered rows offset to its start): v̂
+// (its source, divided or not), then the rate by rate_pass — from v̂ itself where the rate
+// reads the same source divided alike (the same float32 value: one division saved).
 void rate_run(const RateProgram& p, int64_t count, int64_t samples, const float* gathered,
               float* __restrict__ v_out, float* __restrict__ e_out) {
   if (p.v_src < 0) {
@@ -387,33 +412,45 @@ void rate_run(const RateProgram& p, int64_t count, int64_t samples, const float*
     for (int64_t s = 0; s < count; ++s) e_out[s] = NAN;
     return;
   }
-  const float* __restrict__ x = gathered + p.e_src * samples;
-  for (int64_t s = 0; s < count; ++s) e_out[s] = x[s];  // y, then each step in place
-  if (p.e_center >= 0) subtract_squares(count, gathered + p.e_center * samples, e_out);
-  if (p.e_div) {
-    const float c = p.e_c;
-    for (int64_t s = 0; s < count; ++s) e_out[s] = e_out[s] / c;
-  }
-  const float eps = p.eps, c1 = p.c1, lr = p.lr;
-  if (p.inside)
-    for (int64_t s = 0; s < count; ++s) e_out[s] = lr / (c1 * std::sqrt(e_out[s] + eps));
+  const float* x = gathered + p.e_src * samples;
+  const float* a = p.e_center >= 0 ? gathered + p.e_center * samples : nullptr;
+  const float c = p.e_c, lr = p.lr, c1 = p.c1, eps = p.eps;
+  if (p.e_src == p.v_src && p.e_center < 0 && p.e_div == p.v_div && (!p.e_div || c == p.v_c))
+    rate_pass<false, false>(p.inside, count, v_out, a, c, lr, c1, eps, e_out);
+  else if (a && p.e_div)
+    rate_pass<true, true>(p.inside, count, x, a, c, lr, c1, eps, e_out);
+  else if (a)
+    rate_pass<true, false>(p.inside, count, x, a, c, lr, c1, eps, e_out);
+  else if (p.e_div)
+    rate_pass<false, true>(p.inside, count, x, a, c, lr, c1, eps, e_out);
   else
-    for (int64_t s = 0; s < count; ++s) e_out[s] = lr / (c1 * (std::sqrt(e_out[s]) + eps));
+    rate_pass<false, false>(p.inside, count, x, a, c, lr, c1, eps, e_out);
 }
 
-// Every sampled coordinate by its group's program, run after run of one group (a single
-// group: one run).
-void rate_rows(const RateProgram* programs, int64_t samples, const float* gathered,
-               const int64_t* group, float* out) {
-  const RateProgram none{-1, -1, -1, false, false, false, 1.0f, 1.0f, 0.0f, 1.0f, 0.0f};
+// The runs of one group in group[0..samples): [first, end) and the group, in order (a
+// single group: one run).
+struct Run {
+  int64_t first, end, group;
+};
+
+void group_runs(const int64_t* group, int64_t samples, std::vector<Run>& runs) {
+  runs.clear();
   for (int64_t s = 0; s < samples;) {
-    const int64_t g = group[s];
     int64_t e = s + 1;
-    while (e < samples && group[e] == g) ++e;
-    rate_run(g >= 0 ? programs[g] : none, e - s, samples, gathered + s, out + s,
-             out + samples + s);
+    while (e < samples && group[e] == group[s]) ++e;
+    runs.push_back({s, e, group[s]});
     s = e;
   }
+}
+
+// Every sampled coordinate by its group's program, run after run of one group (the runs of
+// group_runs, groups checked in range).
+void rate_rows(const RateProgram* programs, int64_t samples, const float* gathered,
+               const std::vector<Run>& runs, float* out) {
+  const RateProgram none{-1, -1, -1, false, false, false, 1.0f, 1.0f, 0.0f, 1.0f, 0.0f};
+  for (const Run& r : runs)
+    rate_run(r.group >= 0 ? programs[r.group] : none, r.end - r.first, samples,
+             gathered + r.first, out + r.first, out + samples + r.first);
 }
 }  // namespace
 
@@ -437,7 +474,9 @@ extern "C" int32_t descend_monitor_rates(int64_t groups, const double* program, 
   }
   for (int64_t s = 0; s < samples; ++s)
     if (group[s] < -1 || group[s] >= groups) return 1;
-  rate_rows(programs.data(), samples, gathered, group, out);
+  std::vector<Run> runs;
+  group_runs(group, samples, runs);
+  rate_rows(programs.data(), samples, gathered, runs, out);
   return 0;
 }
 
@@ -573,14 +612,103 @@ int top_shift(const uint32_t* keys, int64_t n) {
   return std::max(high - 7, 0);
 }
 
+// The scratch radix_ranks needs for n entries: 2(n + 16) a level (each holding at most n),
+// at most four levels of 8 bits.
+inline int64_t radix_scratch(int64_t n) { return 8 * (n + 16); }
+
+// radix_ranks' scratch, kept by a caller across its selections: grown where too small, never
+// cleared (radix_ranks reads only what it has written).
+class Scratch {
+ public:
+  uint32_t* at_least(int64_t n) {
+    if (n > size_) {
+      data_.reset(new uint32_t[n]);
+      size_ = n;
+    }
+    return data_.get();
+  }
+
+ private:
+  std::unique_ptr<uint32_t[]> data_;
+  int64_t size_ = 0;
+};
+
+// The entries of keys[0..n) (n ≤ 32) at the sorted ranks r[0..k) into out: each entry's
+// place in the sorted order counted whole (the entries below it, and the equal ones before
+// it), compare by compare without a branch, so that a bucket is sorted by a few vector
+// passes instead of a comparison sort's unpredictable branches.
+void rank_small(const uint32_t* keys, int64_t n, const int64_t* r, size_t k, uint32_t* out) {
+  uint32_t sorted[32];
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t x = keys[i];
+    int64_t p = 0;
+    for (int64_t j = 0; j < i; ++j) p += keys[j] <= x;
+    for (int64_t j = i + 1; j < n; ++j) p += keys[j] < x;
+    sorted[p] = x;
+  }
+  for (size_t q = 0; q < k; ++q) out[q] = sorted[r[q]];
+}
+
+// The entries of keys[0..n) whose digit (key >> shift) & 255 is set in the 256-bit map
+// wanted (8 words), in their order, into out (room for n + 16); their number. Branch-free:
+// with AVX-512, sixteen keys at a time, each one's bit fetched from the map by a lane
+// permutation and the kept ones compressed to the front of a register that is stored whole;
+// else (and for the last n mod 16) each key stored at the end of the kept ones, which grow by
+// one where it is wanted (a chain through one register, not through memory).
+int64_t gather_digits(const uint32_t* keys, int64_t n, int shift, const uint32_t* wanted,
+                      uint32_t* out) {
+  int64_t m = 0, i = 0;
+#if defined(__AVX512F__)
+  const __m512i map = _mm512_zextsi256_si512(
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wanted)));
+  const __m128i by = _mm_cvtsi32_si128(shift);
+  const __m512i digit = _mm512_set1_epi32(255), low = _mm512_set1_epi32(31);
+  const __m512i one = _mm512_set1_epi32(1);
+  for (; i + 16 <= n; i += 16) {
+    const __m512i k = _mm512_loadu_si512(keys + i);
+    const __m512i d = _mm512_and_si512(_mm512_srl_epi32(k, by), digit);
+    const __m512i word = _mm512_permutexvar_epi32(_mm512_srli_epi32(d, 5), map);
+    const __m512i bit = _mm512_srlv_epi32(word, _mm512_and_si512(d, low));
+    const __mmask16 keep = _mm512_test_epi32_mask(bit, one);
+    _mm512_storeu_si512(out + m, _mm512_maskz_compress_epi32(keep, k));
+    m += __builtin_popcount(static_cast<unsigned>(keep));
+  }
+#endif
+  for (; i < n; ++i) {
+    const uint32_t key = keys[i], d = (key >> shift) & 255u;
+    out[m] = key;
+    m += (wanted[d >> 5] >> (d & 31u)) & 1u;
+  }
+  return m;
+}
+
+// count[d] = the entries of keys[0..n) whose digit (key >> shift) & 255 is d, counted in
+// Tables histograms side by side: a run of one digit is then Tables chains of increments,
+// not one chain through memory.
+template <int Tables>
+void histogram(const uint32_t* keys, int64_t n, int shift, uint32_t* count) {
+  uint32_t part[Tables][256] = {{0}};
+  int64_t i = 0;
+  for (; i + Tables <= n; i += Tables)
+    for (int w = 0; w < Tables; ++w) ++part[w][(keys[i + w] >> shift) & 255u];
+  for (; i < n; ++i) ++part[0][(keys[i] >> shift) & 255u];
+  for (int b = 0; b < 256; ++b) {
+    uint32_t t = 0;
+    for (int w = 0; w < Tables; ++w) t += part[w][b];
+    count[b] = t;
+  }
+}
+
 // The entries of keys[0..n) (order keys) at the sorted ranks r[0..k) (ascending, distinct,
-// in [0, n)) into out: most significant digit first, 8 bits a level from bit `shift` down,
-// one histogram of the digit, then the entries of the buckets holding a wanted rank copied
-// out in one branch-free pass (a bucket holding every entry is not copied) and each selected
-// in alone, down to buckets of at most 32 entries, which are sorted. nth_element mispredicts
-// on about every other comparison; this moves each entry a few times without a branch.
+// in [0, n), k ≤ 64) into out: most significant digit first, 8 bits a level from bit `shift`
+// down, one histogram of the digit, then the entries of the buckets holding a wanted rank
+// gathered into scratch (gather_digits; a bucket holding every entry is not copied) and
+// each selected in alone, down to buckets of at most 32 entries, which are ranked whole
+// (rank_small). Where several buckets are wanted, each one's entries are gathered again from
+// the gathered ones (few). scratch: room for 2(n + 16) entries here, and as much again for
+// each level below (radix_scratch); nothing is allocated.
 void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, size_t k,
-                 uint32_t* out) {
+                 uint32_t* out, uint32_t* scratch) {
   // the next digit: 8 bits lower, the last one bits 0..7 (overlapping bits this bucket's
   // entries share are harmless), then none
   const int next = shift <= 0 ? -1 : std::max(shift - 8, 0);
@@ -589,72 +717,82 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
     return;
   }
   if (n <= 32) {
-    uint32_t small[32];
-    std::copy(keys, keys + n, small);
-    std::sort(small, small + n);
-    for (size_t q = 0; q < k; ++q) out[q] = small[r[q]];
+    rank_small(keys, n, r, k, out);
     return;
   }
   uint32_t count[256] = {0};
-  if (n < 512) {
+  if (n < 128)
     for (int64_t i = 0; i < n; ++i) ++count[(keys[i] >> shift) & 255u];
-  } else {  // four histograms: a run of one digit is not one chain of increments
-    uint32_t part[4][256] = {{0}};
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4)
-      for (int w = 0; w < 4; ++w) ++part[w][(keys[i + w] >> shift) & 255u];
-    for (; i < n; ++i) ++part[0][(keys[i] >> shift) & 255u];
-    for (int b = 0; b < 256; ++b) count[b] = part[0][b] + part[1][b] + part[2][b] + part[3][b];
+  else if (n < 1024)
+    histogram<4>(keys, n, shift, count);
+  else
+    histogram<8>(keys, n, shift, count);
+  uint32_t block[16];  // the entries of buckets 16j .. 16j + 15
+  for (int j = 0; j < 16; ++j) {
+    uint32_t t = 0;
+    for (int b = 0; b < 16; ++b) t += count[16 * j + b];
+    block[j] = t;
   }
-  int64_t start[257];
-  start[0] = 0;
-  for (int b = 0; b < 256; ++b) start[b + 1] = start[b] + count[b];
-  // the buckets holding a wanted rank and where their entries go
-  int64_t pos[256], off[256];
-  uint8_t wanted[256] = {0};
-  int64_t total = 0;
+  // the buckets holding a wanted rank (ascending) and their first ranks
+  int64_t first[64];
+  int bucket[64];
+  uint32_t wanted[8] = {0};
+  int w = 0;
+  int64_t below = 0;  // the entries of the buckets before b
   for (size_t q = 0, b = 0; q < k; ++q) {
-    while (start[b + 1] <= r[q]) ++b;
+    while (below + count[b] <= r[q]) {  // to the bucket holding rank r[q], a block at a time
+      if ((b & 15) == 0 && below + block[b >> 4] <= r[q]) {
+        below += block[b >> 4];
+        b += 16;
+      } else {
+        below += count[b++];
+      }
+    }
     if (count[b] == n) {  // one bucket holds every entry: the next digit, nothing copied
-      radix_ranks(keys, n, next, r, k, out);
+      radix_ranks(keys, n, next, r, k, out, scratch);
       return;
     }
-    if (!wanted[b]) {
-      wanted[b] = 1;
-      off[b] = total;
-      total += count[b];
+    if (w == 0 || bucket[w - 1] != static_cast<int>(b)) {
+      bucket[w] = static_cast<int>(b);
+      first[w] = below;
+      wanted[b >> 5] |= 1u << (b & 31u);
+      ++w;
     }
   }
-  std::vector<uint32_t> buf(total + 1);  // the last slot takes the other buckets' entries
-  for (int b = 0; b < 256; ++b) pos[b] = wanted[b] ? off[b] : total;
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t d = (keys[i] >> shift) & 255u;
-    const int64_t p = pos[d];
-    buf[p] = keys[i];
-    pos[d] = p + wanted[d];
-  }
+  uint32_t* gathered = scratch;  // the wanted buckets' entries in their order in keys
+  const int64_t m = gather_digits(keys, n, shift, wanted, gathered);
+  uint32_t* below_scratch = scratch + 2 * (n + 16);
   int64_t local[64];
-  for (size_t q = 0, b = 0; q < k;) {
-    while (start[b + 1] <= r[q]) ++b;
+  for (size_t q = 0, x = 0; q < k && x < static_cast<size_t>(w); ++x) {
+    const int64_t size = count[bucket[x]];
+    const uint32_t* entries = gathered;
+    if (w > 1) {  // this bucket's entries alone, after the gathered ones
+      uint32_t one[8] = {0};
+      one[bucket[x] >> 5] = 1u << (bucket[x] & 31u);
+      uint32_t* alone = scratch + n + 16;
+      gather_digits(gathered, m, shift, one, alone);
+      entries = alone;
+    }
     size_t e = q;
-    while (e < k && r[e] < start[b + 1]) ++e;
-    for (size_t x = q; x < e; ++x) local[x - q] = r[x] - start[b];
-    radix_ranks(buf.data() + off[b], count[b], next, local, e - q, out + q);
+    while (e < k && r[e] < first[x] + size) ++e;
+    for (size_t y = q; y < e; ++y) local[y - q] = r[y] - first[x];
+    radix_ranks(entries, size, next, local, e - q, out + q, below_scratch);
     q = e;
   }
 }
 
-// The keys at ranks (ascending, distinct) of keys[0..n) into picked: by radix_ranks, or by a
-// sort where there are more ranks than it holds.
+// The keys at ranks (ascending, distinct) of keys[0..n) into picked: by radix_ranks (with
+// scratch, grown here and kept by the caller across selections), or by a sort where there are
+// more ranks than it holds.
 void pick_ranks(std::vector<uint32_t>& keys, int64_t n, const std::vector<int64_t>& ranks,
-                std::vector<uint32_t>& picked) {
+                std::vector<uint32_t>& picked, Scratch& scratch) {
   picked.resize(ranks.size());
   if (ranks.size() > 64) {
     std::sort(keys.begin(), keys.begin() + n);
     for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
   } else {
     radix_ranks(keys.data(), n, top_shift(keys.data(), n), ranks.data(), ranks.size(),
-                picked.data());
+                picked.data(), scratch.at_least(radix_scratch(n)));
   }
 }
 
@@ -665,22 +803,39 @@ inline float from_key(uint32_t u) {
   return x;
 }
 
+// The order keys of the finite entries of a[0..count) into keys (room for count), in their
+// order; their number. Without a branch per entry: a counting pass, then (all finite, the
+// usual case) one vectorised pass, else each key stored at the end of the kept ones, which
+// grow by one where it is finite.
+int64_t finite_keys(const float* a, int64_t count, uint32_t* keys) {
+  int64_t finite = 0;  // by the bits (exponent not all ones), vectorised
+  for (int64_t i = 0; i < count; ++i) finite += (bits_of(a[i]) & 0x7f800000u) != 0x7f800000u;
+  if (finite == count) {
+    for (int64_t i = 0; i < count; ++i) keys[i] = order_key(a[i]);
+    return count;
+  }
+  int64_t n = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    keys[n] = order_key(a[i]);
+    n += a[i] - a[i] == 0.0f;
+  }
+  return n;
+}
+
 // Quantiles qs[0..nq) of the finite entries of a[0..count), as descend_monitor_quantiles
 // computes one row (the same ranks, the same interpolation), the order
 // statistics selected by radix_ranks; NaN without finite entries.
 void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, double* o,
                   std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
-                  std::vector<uint32_t>& picked) {
+                  std::vector<uint32_t>& picked, Scratch& scratch) {
   keys.resize(count);
-  int64_t n = 0;
-  for (int64_t i = 0; i < count; ++i)
-    if (a[i] - a[i] == 0.0f) keys[n++] = order_key(a[i]);
+  const int64_t n = finite_keys(a, count, keys.data());
   if (n == 0) {
     for (int64_t k = 0; k < nq; ++k) o[k] = NAN;
     return;
   }
   quantile_ranks(nq, qs, n, ranks);
-  pick_ranks(keys, n, ranks, picked);
+  pick_ranks(keys, n, ranks, picked, scratch);
   auto value = [&](int64_t x) {
     return static_cast<double>(
         from_key(picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()]));
@@ -720,6 +875,21 @@ bool pairable(const RateProgram& p) {
          std::isfinite(p.lr) && std::isfinite(p.c1) && std::isfinite(p.eps);
 }
 
+// Whether a coordinate's rate e is finite and its v̂ a not, or the other way round, or a
+// finite v̂ is below 0: by the bits (finite: the exponent not all ones; below 0: the sign
+// set and the magnitude not 0, −0 ≥ 0), branch-free and vectorised.
+__attribute__((noinline)) bool unpairable(const float* __restrict__ a,
+                                          const float* __restrict__ e, int64_t count) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    const uint32_t u = bits_of(a[i]), w = bits_of(e[i]);
+    const uint32_t finite = (u & 0x7f800000u) != 0x7f800000u ? 1u : 0u;
+    const uint32_t rate_finite = (w & 0x7f800000u) != 0x7f800000u ? 1u : 0u;
+    bad |= (finite ^ rate_finite) | (finite & (u > 0x80000000u ? 1u : 0u));
+  }
+  return bad != 0;
+}
+
 // quantile_row of v̂ (a) and of the rate (e) of count coordinates of one pairable program,
 // in one selection of the v̂ order statistics: the rate's ranks x taken as h(v̂ at rank
 // n − 1 − x). False (nothing written) where a coordinate's rate is finite and its v̂ not,
@@ -727,17 +897,10 @@ bool pairable(const RateProgram& p) {
 bool quantile_pair(const float* a, const float* e, int64_t count, const RateProgram& prog,
                    const double* qs, int64_t nq, double* out_v, double* out_e,
                    std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
-                   std::vector<uint32_t>& picked) {
+                   std::vector<uint32_t>& picked, Scratch& scratch) {
+  if (unpairable(a, e, count)) return false;
   keys.resize(count);
-  int64_t n = 0;
-  bool bad = false;
-  for (int64_t i = 0; i < count; ++i) {
-    const bool finite = a[i] - a[i] == 0.0f;
-    bad |= finite != (e[i] - e[i] == 0.0f);
-    bad |= finite && !(a[i] >= 0.0f);
-    if (finite) keys[n++] = order_key(a[i]);
-  }
-  if (bad) return false;
+  const int64_t n = finite_keys(a, count, keys.data());
   if (n == 0) {
     for (int64_t k = 0; k < nq; ++k) out_v[k] = out_e[k] = NAN;
     return true;
@@ -756,7 +919,7 @@ bool quantile_pair(const float* a, const float* e, int64_t count, const RateProg
   }
   std::sort(ranks.begin(), ranks.end());
   ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
-  pick_ranks(keys, n, ranks, picked);
+  pick_ranks(keys, n, ranks, picked, scratch);
   auto key_at = [&](int64_t x) {
     return picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()];
   };
@@ -789,9 +952,10 @@ extern "C" int32_t descend_monitor_quantiles_radix(int64_t rows, const int64_t* 
   for (int64_t k = 0; k < nq; ++k)
     if (!(qs[k] >= 0.0 && qs[k] <= 1.0) || (k > 0 && qs[k] < qs[k - 1])) return 1;
   std::vector<uint32_t> keys, picked;
+  Scratch scratch;
   std::vector<int64_t> ranks;
   for (int64_t r = 0; r < rows; ++r)
-    quantile_row(data + start[r], count[r], qs, nq, out + nq * r, keys, ranks, picked);
+    quantile_row(data + start[r], count[r], qs, nq, out + nq * r, keys, ranks, picked, scratch);
   return 0;
 }
 
@@ -812,8 +976,9 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
     if (a->param_group[j] < 0 || a->param_group[j] >= G) return 1;
     if (a->layers && !inside(a->layer_part + 2 * j, S)) return 1;
   }
-  for (int64_t s = 0; s < S; ++s)
-    if (a->group_of[s] < -1 || a->group_of[s] >= G) return 1;
+  int64_t outside = 0;  // (branch-free, vectorised)
+  for (int64_t s = 0; s < S; ++s) outside += (a->group_of[s] < -1) | (a->group_of[s] >= G);
+  if (outside) return 1;
   for (int64_t p = 0; p < P; ++p) {
     for (int64_t g = 0; g < G; ++g) {  // the programs as descend_monitor_rates reads them
       const double* f = a->programs + kRateFields * (p * G + g);
@@ -847,10 +1012,10 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
   std::vector<int64_t> scope_group(scopes, -1);
   for (int64_t s = 0; s < scopes; ++s) {
     const int64_t first = a->part[2 * s], count = a->part[2 * s + 1];
-    int64_t g = count > 0 ? a->group_of[first] : -1;
-    for (int64_t i = first; i < first + count && g >= 0; ++i)
-      if (a->group_of[i] != g) g = -1;
-    scope_group[s] = g;
+    const int64_t g = count > 0 ? a->group_of[first] : -1;
+    int64_t other = 0;  // (branch-free, vectorised)
+    for (int64_t i = first; i < first + count; ++i) other += a->group_of[i] != g;
+    scope_group[s] = other ? -1 : g;
   }
   // everything into copies; written out only once every step's row is complete
   std::vector<double> values(P * T, 0.0);
@@ -859,8 +1024,12 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
   std::vector<double> combined(8 * scopes + 2 * n);
   std::vector<float> drawn(2 * S);
   std::vector<uint32_t> keys, picked;
+  Scratch scratch;
   std::vector<int64_t> ranks;
   std::vector<uint8_t> has_eff(n);
+  std::vector<RateProgram> parsed(G);
+  std::vector<Run> runs;
+  group_runs(a->group_of, S, runs);
   const double qs[3] = {0.1, 0.5, 0.9}, median = 0.5;
   for (int64_t p = 0; p < P; ++p) {
     double* v = values.data() + p * T;
@@ -946,9 +1115,11 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
     const float* rates = drawn.data();
     if (mode == 1)
       rates = a->given + 2 * S * p;
-    else if (descend_monitor_rates(G, program, K, S, a->gathered + p * K * S, a->group_of,
-                                   drawn.data()))
-      return 1;
+    else {  // descend_monitor_rates, its programs and groups checked above
+      for (int64_t g = 0; g < G; ++g)
+        if (!parse_program(program + kRateFields * g, K, &parsed[g])) return 1;
+      rate_rows(parsed.data(), S, a->gathered + p * K * S, runs, drawn.data());
+    }
     for (int64_t s = 0; s < scopes; ++s) {
       bool eff_here = false;
       for (int64_t j = a->span[2 * s]; j < a->span[2 * s + 1]; ++j)
@@ -960,10 +1131,11 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
       const bool paired = mode == 0 && g >= 0 &&
                           parse_program(program + kRateFields * g, K, &prog) && pairable(prog) &&
                           quantile_pair(row, row + S, a->part[2 * s + 1], prog, qs, 3, q[0],
-                                        q[1], keys, ranks, picked);
+                                        q[1], keys, ranks, picked, scratch);
       for (int64_t r = 0; r < 2; ++r) {
         if (!paired)
-          quantile_row(row + r * S, a->part[2 * s + 1], qs, 3, q[r], keys, ranks, picked);
+          quantile_row(row + r * S, a->part[2 * s + 1], qs, 3, q[r], keys, ranks, picked,
+                       scratch);
         const bool shown = (r == 0 || eff_here) &&
                            !(std::isnan(q[r][0]) && std::isnan(q[r][1]) && std::isnan(q[r][2]));
         for (int64_t t = 0; t < 3; ++t) {
@@ -976,7 +1148,7 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
     for (int64_t j = 0; j < n; ++j)
       if (has_eff[j]) {
         quantile_row(rates + S + a->layer_part[2 * j], a->layer_part[2 * j + 1], &median,
-                     1, v + c_layer + 3 * j + 2, keys, ranks, picked);
+                     1, v + c_layer + 3 * j + 2, keys, ranks, picked, scratch);
         on[c_layer + 3 * j + 2] = 1;
       }
   }
@@ -1011,6 +1183,16 @@ inline f4 load4(const float* x) {
 
 inline double lanes(d4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
+// Four floats widened to doubles (exact): one vcvtps2pd where AVX has it (GCC's
+// __builtin_convertvector made two half conversions and an insert of them).
+inline d4 widen(f4 x) {
+#if defined(__AVX__)
+  return (d4)_mm256_cvtps_pd((__m128)x);
+#else
+  return __builtin_convertvector(x, d4);
+#endif
+}
+
 // The nine sums of one parameter, in float64 (with u = θ_before − θ, the float32 difference,
 // and the non-finite entries of g counted, then taken as 0 everywhere else):
 //   ‖θ_before‖², ‖g_preclip‖², ‖g‖², ‖u‖², ‖m‖², m·g, #(u·g < 0), #(g ≠ 0), #(g non-finite)
@@ -1034,10 +1216,10 @@ void lane_sums(int64_t n, const float* __restrict__ th, const float* __restrict_
       const f4 gi = (f4)((i4)raw & finite);  // the non-finite entries as 0 (bit casts)
       const f4 bf = load4(b + i);
       const f4 uf = bf - load4(th + i);  // as torch: the float32 difference
-      const d4 bd = __builtin_convertvector(bf, d4);
-      const d4 pd = __builtin_convertvector(load4(p + i), d4);
-      const d4 gd = __builtin_convertvector(gi, d4);
-      const d4 ud = __builtin_convertvector(uf, d4);
+      const d4 bd = widen(bf);
+      const d4 pd = widen(load4(p + i));
+      const d4 gd = widen(gi);
+      const d4 ud = widen(uf);
       w2 += bd * bd;
       gp2 += pd * pd;
       g2 += gd * gd;
@@ -1046,7 +1228,7 @@ void lane_sums(int64_t n, const float* __restrict__ th, const float* __restrict_
       nz -= (gi != 0.0f);
       bad += finite + 1;
       if (kMomentum) {
-        const d4 md = __builtin_convertvector(load4(m + i), d4);
+        const d4 md = widen(load4(m + i));
         m2 += md * md;
         mg += md * gd;
       }
@@ -1088,6 +1270,20 @@ void lane_sums(int64_t n, const float* __restrict__ th, const float* __restrict_
   o[8] = static_cast<double>(nonfinite);
 }
 
+}  // namespace
+
+namespace {
+// o[s] = x[index[s] − first] for s < count (every coordinate inside x, checked by the caller),
+// or NaN where there is no x; scalar (GCC's gathers were slower here).
+__attribute__((noinline, optimize("no-tree-vectorize"))) void gather_run(
+    const float* x, const int64_t* __restrict__ index, int64_t count, int64_t first,
+    float* __restrict__ o) {
+  if (x == nullptr) {
+    for (int64_t s = 0; s < count; ++s) o[s] = NAN;
+    return;
+  }
+  for (int64_t s = 0; s < count; ++s) o[s] = x[index[s] - first];
+}
 }  // namespace
 
 struct CheckArgs;  // check.cpp's
@@ -1200,7 +1396,7 @@ extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
     const int64_t* const src = sources.data() + k * n;
     float* const o = gathered + k * samples;
     int64_t j = 0;  // samples > 0 means total > 0, so n >= 1 and off[1] exists
-    for (int64_t s = 0; s < samples; ++s) {
+    for (int64_t s = 0; s < samples;) {
       const int64_t c = index[s];
       if (c < off[j] || c >= off[j + 1]) {
         const int64_t* base = off;
@@ -1211,8 +1407,12 @@ extern "C" int32_t descend_monitor_step_read(const MonitorStepRead* a) {
         }
         j = base - off;
       }
-      const float* x = reinterpret_cast<const float*>(src[j]);
-      o[s] = x == nullptr ? NAN : x[c - off[j]];
+      // the run of samples from s on inside parameter j, read in a loop of its own
+      const uint64_t lo = static_cast<uint64_t>(off[j]), size = off[j + 1] - off[j];
+      int64_t e = s + 1;
+      while (e < samples && static_cast<uint64_t>(index[e]) - lo < size) ++e;
+      gather_run(reinterpret_cast<const float*>(src[j]), index + s, e - s, off[j], o + s);
+      s = e;
     }
   }
   for (int64_t i = 0; i < a->steps; ++i) a->step_values[i] = *reinterpret_cast<const float*>(step[i]);
