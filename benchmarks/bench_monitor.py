@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         "(encoded and framed in C++, one file write) are computed for "
         f"{defer} sampled steps at once (`defer={defer}`, the default; at most `max_delay`=10 s "
         "late). The other steps cost one optimizer hook call and holding the loss tensor "
-        "(`log_loss` keeps a detached alias, its graph freed at once as in the plain loop; "
-        "the held losses are read by one native call every 256 losses or at the write); the "
+        "(`log_loss`; the held losses are read by one native call every 256 losses or at the "
+        "write, where their graphs are freed — cheaper here than freeing each step's); the "
         "step pre-hook that copies θ is in the optimizer only while a step is armed. Where the "
         "target is missed, `every` = 10 × overhead/5% brings it under 5% (the cost per sampled "
         "step does not depend on `every`).",

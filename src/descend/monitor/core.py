@@ -384,6 +384,7 @@ class Monitor:
         self._unmade: list[tuple[int, dict[str, float]]] = []  # written, not yet in _rows
         self._losses: list[tuple[int, Any]] = []  # log_loss values not yet written
         self._unread = 0  # loss tensors given to log_loss since the last write or read
+        self._read_to: tuple = (None, 0)  # (_losses, how many of its entries were read)
         self._noise = [0.0, 0.0]  # EMAs of gns_trace and gns_g2 (bias cancels in the ratio)
         self._armed: list[Any] = []  # handles of the hooks armed for the next step
         self._grad_hooks: dict[int, _GradHook] = {}  # id(p): its hook, kept between steps
@@ -1437,24 +1438,25 @@ class Monitor:
         """Record the training loss of the step just taken (call after ``optimizer.step()``);
         ``step`` defaults to the number of optimizer steps so far.
 
-        A tensor is kept (a detached alias: its autograd graph goes at once, as in a loop
-        without the monitor) and read with the others in one native call when the next
+        A tensor is kept as it is and read with the others in one native call when the next
         write of the deferred rows, :meth:`log`, :attr:`rows`, :meth:`frame` or :meth:`close`
         comes, or every :data:`LOSS_BUFFER` tensors held (:meth:`_losses_full`: written, or
         read into floats while sampled steps wait for their write): one host read per batch
         instead of one
         ``item()`` per step (no device sync per step on a GPU; on the CPU the ``item()`` of a
-        small model's loss costs ~2–3 µs a step, the hold ~1 µs; holding the tensor with its
-        graph cost ~1 µs a step more than the alias: the graph's memory was not reused by
-        the next step). A tensor changed in place after it was given (its version counter,
-        shared by the alias, moved) cannot be read as it was: its loss is written as NaN
-        with a warning — pass ``loss.item()`` or a copy for a tensor you reuse."""
+        small model's loss costs ~2–3 µs a step, the hold ~1 µs; holding a detached alias
+        instead, to free the graph at once, measured ~1 µs a step more). A tensor changed in
+        place after it was given (its version counter moved) cannot be read as it was: its
+        loss is written as NaN with a warning — pass ``loss.item()`` or a copy for a tensor
+        you reuse. The tensor's autograd graph lives until the read: after ``backward()``
+        that is only its nodes (backward frees what they saved); with ``retain_graph=True``
+        pass ``loss.detach()``."""
         at = self.steps if step is None else int(step)
         if isinstance(loss, torch.Tensor):
             shape = loss.shape
             if len(shape) and math.prod(shape) != 1:
                 raise ValueError(f"loss must hold one value, got a tensor of shape {tuple(shape)}")
-            value: Any = (loss.detach(), loss._version)
+            value: Any = (loss, loss._version)
             self._unread += 1
         else:
             value = float(loss)
@@ -1471,7 +1473,9 @@ class Monitor:
             self.flush_losses()
             return
         held = self._losses
-        at = [i for i, (_, v) in enumerate(held) if type(v) is tuple]
+        start = self._read_to[1] if self._read_to[0] is held else 0  # read before: floats
+        at = [i for i in range(start, len(held)) if type(held[i][1]) is tuple]
+        self._read_to = (held, len(held))
         if at:
             values = _read_losses([held[i][1] for i in at])
             for i, x in zip(at, values):
