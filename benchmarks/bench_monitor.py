@@ -232,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         "(`log_loss`; the held losses are read by one native call every 256 losses or at the "
         "write, where their graphs are freed — cheaper here than freeing each step's); the "
         "step pre-hook that copies θ is in the optimizer only while a step is armed. Where the "
-        "target is missed, `every` = 10 × overhead/5% brings it under 5% (the cost per sampled "
-        "step does not depend on `every`).",
+        "target is missed, a larger `every` brings it under 5%: the cost per sampled step does "
+        "not depend on `every`, so the sampled steps' share falls as 1/`every` (that of the "
+        "other steps stays).",
     ]
     body = "\n".join(lines)
     print(body)
