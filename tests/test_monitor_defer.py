@@ -105,3 +105,20 @@ def test_max_delay_must_be_positive_seconds(bad):
     model = torch.nn.Linear(2, 1)
     with pytest.raises(ValueError, match="max_delay must be a number of seconds > 0"):
         Monitor(torch.optim.SGD(model.parameters(), lr=0.1), model, max_delay=bad)
+
+
+def test_keep_rows_false_keeps_nothing_and_the_sinks_get_everything():
+    """keep_rows=False: the sinks get the same writes as with the default, nothing is kept
+    in memory after a write, and rows / frame() / to_csv() say so (after writing what was
+    held); keep_rows must be a bool."""
+    kept_mon, kept, _ = _run(12, every=2, defer=3)
+    lean_mon, lean, _ = _run(12, every=2, defer=3, keep_rows=False)
+    assert lean_mon._unmade == [] and lean_mon._rows == []
+    for method in (lambda m: m.rows, lambda m: m.frame(), lambda m: m.to_csv("x.csv")):
+        with pytest.raises(RuntimeError, match=r"keep_rows=False\) keeps no rows"):
+            method(lean_mon)
+    kept_mon.flush_losses()
+    assert lean.writes == kept.writes  # what was held was written before the error
+    assert len(kept_mon.rows) == sum(map(len, kept.writes)) > 12
+    with pytest.raises(ValueError, match="keep_rows must be True or False"):
+        Monitor(torch.optim.SGD(torch.nn.Linear(2, 1).parameters(), lr=0.1), keep_rows=1)

@@ -297,6 +297,10 @@ class Monitor:
             every few seconds. (TensorBoard's own ``SummaryWriter`` flushes its file every
             120 s.)
         max_delay: seconds, see ``defer``.
+        keep_rows: keep everything written in memory for :attr:`rows`, :meth:`frame` and
+            :meth:`to_csv` (default). ``False`` keeps nothing once the sinks have it — a long
+            run's memory then does not grow with its steps (~100 bytes a logged loss and
+            ~2–3 kB a sampled step kept otherwise) — and those three raise.
     """
 
     def __init__(
@@ -314,6 +318,7 @@ class Monitor:
         fused: bool | None = None,
         defer: int = 32,
         max_delay: float = 10.0,
+        keep_rows: bool = True,
     ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise ValueError(
@@ -332,6 +337,8 @@ class Monitor:
             or not max_delay > 0
         ):
             raise ValueError(f"max_delay must be a number of seconds > 0, got {max_delay!r}")
+        if not isinstance(keep_rows, bool):
+            raise ValueError(f"keep_rows must be True or False, got {keep_rows!r}")
         if source not in ("auto", "trace", "state"):
             raise ValueError(f"source must be 'auto', 'trace' or 'state', got {source!r}")
         if batch_size is not None and (
@@ -372,6 +379,7 @@ class Monitor:
         self.fused = fused
         self.defer = defer
         self.max_delay = float(max_delay)
+        self.keep_rows = keep_rows
         self._deferred = 0  # sampled steps read and not yet written
         self._held_since = 0.0  # time.monotonic() when the oldest of them was read
         self._held_bytes = 0  # their sampled values' bytes
@@ -1394,8 +1402,14 @@ class Monitor:
     # --- writing ----------------------------------------------------------------------------------
     @property
     def rows(self) -> list[dict[str, float]]:
-        """Everything written so far, one dict per write with its ``"step"``."""
+        """Everything written so far, one dict per write with its ``"step"`` (a
+        ``RuntimeError`` with ``keep_rows=False``, after writing what is held)."""
         self.flush_losses()
+        if not self.keep_rows:
+            raise RuntimeError(
+                "Monitor(keep_rows=False) keeps no rows in memory: read what it wrote from "
+                "its sinks (e.g. log='run.csv' or a TensorBoard run), or pass keep_rows=True"
+            )
         if self._unmade:  # made when asked for, not on the training thread at each write
             unmade, self._unmade = self._unmade, []
             self._rows.extend(
@@ -1418,8 +1432,10 @@ class Monitor:
         several rows at once: ``write_many``). A float as scalars is a loss row (see
         :meth:`_held`): the sinks that take such rows (``loss_rows``: TensorBoard's, which
         encodes them straight from the floats) get them so, the others the same rows with
-        ``{"loss": value}``, made once for all of them."""
-        self._unmade += rows
+        ``{"loss": value}``, made once for all of them. Nothing is kept with
+        ``keep_rows=False``."""
+        if self.keep_rows:
+            self._unmade += rows
         dicts = None
         for sink in self.sinks:
             many = getattr(sink, "write_many", None)
