@@ -18,7 +18,7 @@ import operator
 import sys
 from array import array
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -64,6 +64,20 @@ def _sized(lib, name: str, struct: type[ctypes.Structure]) -> bool:
 
 
 _declared: dict = {}
+
+
+def _library_with(key: str, declare: Callable[[ctypes.CDLL], bool]) -> ctypes.CDLL | None:
+    """:func:`library` once ``declare(lib)`` has run for it (once per loaded library, kept
+    under ``key``), or None: no kernels, or ``declare`` found the library's structs not
+    the ctypes mirrors (False)."""
+    lib = library()
+    if lib is None:
+        return None
+    if _declared.get(key) is not lib:
+        if not declare(lib):
+            return None
+        _declared[key] = lib
+    return lib
 
 
 def available() -> bool:
@@ -114,19 +128,15 @@ def step_library():
     """:func:`library` with ``descend_monitor_step_read`` declared (the entry point of
     :class:`Reader`), or None (no kernels, or a library whose ``MonitorStepRead`` is not
     :class:`StepReadArgs`)."""
-    lib = library()
-    if lib is None:
-        return None
-    if _declared.get("step") is not lib:
+
+    def declare(lib) -> bool:
         _declare(lib, "descend_monitor_step_read", [ctypes.POINTER(StepReadArgs)])
         _declare(lib, "descend_monitor_snapshot", [ctypes.POINTER(SnapshotArgs)])
-        if not (
-            _sized(lib, "descend_monitor_step_read_args_size", StepReadArgs)
-            and _sized(lib, "descend_monitor_snapshot_args_size", SnapshotArgs)
-        ):
-            return None
-        _declared["step"] = lib
-    return lib
+        return _sized(lib, "descend_monitor_step_read_args_size", StepReadArgs) and _sized(
+            lib, "descend_monitor_snapshot_args_size", SnapshotArgs
+        )
+
+    return _library_with("step", declare)
 
 
 class SnapshotArgs(ctypes.Structure):
@@ -645,17 +655,14 @@ def rows_library():
     """:func:`library` with ``descend_monitor_rows`` (and ``descend_monitor_quantiles_radix``)
     declared, or None (no kernels, or a library whose ``MonitorRows`` is not
     :class:`RowsArgs`)."""
-    lib = library()
-    if lib is None:
-        return None
-    if _declared.get("rows") is not lib:
+
+    def declare(lib) -> bool:
         _declare(lib, "descend_monitor_rows", [ctypes.POINTER(RowsArgs)])
         radix = [_I64, _PTR, _PTR, _I64, _PTR, _I64, _PTR, _PTR]
         _declare(lib, "descend_monitor_quantiles_radix", radix)
-        if not _sized(lib, "descend_monitor_rows_size", RowsArgs):
-            return None
-        _declared["rows"] = lib
-    return lib
+        return _sized(lib, "descend_monitor_rows_size", RowsArgs)
+
+    return _library_with("rows", declare)
 
 
 def radix_quantiles(
