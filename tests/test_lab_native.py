@@ -241,16 +241,17 @@ def fused_calls(monkeypatch) -> list[int]:
     return calls
 
 
-def assert_fused_run_is_the_loop(monkeypatch, spec: str, dtype, n: int) -> None:
-    """``spec`` on Rosenbrock from ``n`` starts, 60 steps: all of them in one fused call,
-    equal bit for bit to the step-by-step loop (which makes no fused call), and moving."""
+def assert_fused_run_is_the_loop(monkeypatch, spec: str, dtype, n: int, steps: int = 60) -> None:
+    """``spec`` on Rosenbrock from ``n`` starts, ``steps`` steps: all of them in one fused
+    call, equal bit for bit to the step-by-step loop (which makes no fused call), and
+    moving."""
     calls = fused_calls(monkeypatch)
     x0 = starts(n)
-    fused = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
-    assert calls == [60]
+    fused = lab.run("rosenbrock", [spec], x0, steps, dtype=dtype, record_every=7)
+    assert calls == [steps]
     step_by_step(monkeypatch)
-    plain = lab.run("rosenbrock", [spec], x0, 60, dtype=dtype, record_every=7)
-    assert calls == [60]  # the reference loop made no fused call
+    plain = lab.run("rosenbrock", [spec], x0, steps, dtype=dtype, record_every=7)
+    assert calls == [steps]  # the reference loop made no fused call
     assert_same(fused, plain, dtype)
     assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
 
@@ -281,16 +282,8 @@ def test_fused_run_equals_the_step_by_step_loop(monkeypatch, spec, dtype) -> Non
 def test_lion_takes_the_fused_run_and_equals_the_step_by_step_loop(monkeypatch, dtype) -> None:
     """Lion's kernel family is one of the lab's (``step_family`` in lab.cpp): all steps in one
     fused call, equal to the step-by-step loop bit for bit."""
-    calls = fused_calls(monkeypatch)
-    x0 = starts(3000)
     spec = "lion:lr=0.003,betas=(0.95,0.98),weight_decay_mode=l2,weight_decay=0.01"
-    fused = lab.run("rosenbrock", [spec], x0, 80, dtype=dtype, record_every=7)
-    assert calls == [80]
-    step_by_step(monkeypatch)
-    plain = lab.run("rosenbrock", [spec], x0, 80, dtype=dtype, record_every=7)
-    assert calls == [80]  # the reference loop made no fused call
-    assert_same(fused, plain, dtype)
-    assert not np.array_equal(fused.trajectories[:, 0], fused.trajectories[:, -1])  # it moved
+    assert_fused_run_is_the_loop(monkeypatch, spec, dtype, 3000, steps=80)
 
 
 # AdEMAMix, Schedule-Free (issue #14)
