@@ -189,6 +189,7 @@ _UNREAD = object()  # a group whose bias correction _fast_read did not compute
 _GRAD = operator.attrgetter("grad")
 _STEP = operator.itemgetter("step")
 _VERSION = operator.attrgetter("_version")
+_NBYTES = operator.attrgetter("nbytes")
 
 
 def _bias_correction(group: dict, t: float | None) -> float | None:
@@ -392,7 +393,7 @@ class Monitor:
         self._unmade: list[tuple[int, dict[str, float]]] = []  # written, not yet in _rows
         self._losses: list[tuple[int, Any]] = []  # log_loss values not yet written
         self._unread = 0  # loss tensors given to log_loss since the last write or read
-        self._read_to: tuple = (None, 0)  # (_losses, how many of its entries were read)
+        self._read_to = 0  # entries of _losses before this one read (_losses_full)
         self._noise = [0.0, 0.0]  # EMAs of gns_trace and gns_g2 (bias cancels in the ratio)
         self._armed: list[Any] = []  # handles of the hooks armed for the next step
         self._grad_hooks: dict[int, _GradHook] = {}  # id(p): its hook, kept between steps
@@ -556,14 +557,15 @@ class Monitor:
         # was checked against the groups when the hooks were armed, after the step before
         # this one; the native copy checks each tensor as it is now, and where it refuses
         # (or the kernels do not copy) the groups are checked again here.
-        layout = self._layout
-        if self._armed_at != self.steps or layout is None:
+        armed = self._layout if self._armed_at == self.steps else None
+        layout = armed if armed is not None else self._current_layout()
+        copied = self._copy_before(layout)
+        if not copied and armed is not None:  # refused: have the groups changed since?
             layout = self._current_layout()
-        if not self._copy_before(layout):
-            layout = self._current_layout()
-            if not self._copy_before(layout):
-                with torch.no_grad():
-                    torch._foreach_copy_(layout.views[flat.BEFORE], layout.tensors)
+            copied = layout is not armed and self._copy_before(layout)
+        if not copied:
+            with torch.no_grad():
+                torch._foreach_copy_(layout.views[flat.BEFORE], layout.tensors)
         self._pending = [float(g["lr"]) for g in self.base.param_groups]
 
     def _copy_before(self, layout: flat.Layout) -> bool:
@@ -994,13 +996,12 @@ class Monitor:
         if self._deferred == 1:  # the first held since the last write
             self._held_since, self._held_bytes = now, 0
         if read is not None:
-            self._held_bytes += sum(map(operator.attrgetter("nbytes"), read[2].values()))
+            self._held_bytes += sum(map(_NBYTES, read[2].values()))
         if (
             self._deferred >= self.defer
             or now - self._held_since >= self.max_delay
             or self._held_bytes >= HELD_BYTES
         ):
-            self._unread = 0
             with torch.no_grad():
                 self.flush_losses()
 
@@ -1484,14 +1485,12 @@ class Monitor:
         """:data:`LOSS_BUFFER` loss tensors held unread: without sampled steps held (or held
         past ``max_delay``) everything is written; else the held loss tensors are read into
         floats now (their autograd graphs go) and the write waits for the deferred rows."""
-        self._unread = 0
         if not self._deferred or time.monotonic() - self._held_since >= self.max_delay:
-            self.flush_losses()
+            self.flush_losses()  # (_held starts the counts again)
             return
         held = self._losses
-        start = self._read_to[1] if self._read_to[0] is held else 0  # read before: floats
-        at = [i for i in range(start, len(held)) if type(held[i][1]) is tuple]
-        self._read_to = (held, len(held))
+        at = [i for i in range(self._read_to, len(held)) if type(held[i][1]) is tuple]
+        self._unread, self._read_to = 0, len(held)
         if at:
             values = _read_losses([held[i][1] for i in at])
             for i, x in zip(at, values):
@@ -1514,7 +1513,7 @@ class Monitor:
         if not self._losses:
             return []
         held, self._losses = self._losses, []
-        self._deferred = 0
+        self._deferred = self._unread = self._read_to = 0
         ats, values = zip(*held)
         kinds = list(map(type, values))
         pending = kinds.count(_Pending)
