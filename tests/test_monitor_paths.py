@@ -101,10 +101,16 @@ def _select(place: str, path: str):
     return fused.portable_paths(path == "portable")
 
 
-def _ran(place: str) -> bool:
-    """Whether ``place``'s fast path runs now (``descend_monitor_paths``)."""
+def _assert_ran(place: str, path: str) -> None:
+    """That ``place`` takes ``path`` now and that only that path ran since the record was
+    cleared (on entering ``fused.portable_paths``): ``descend_monitor_paths``' bits, marked
+    where the code runs."""
     now = fused.paths()
-    return now.simd_gather if place == "gather" else now.hardware_crc
+    if place == "gather":
+        got = (now.simd_gather, now.simd_gather_ran, now.scalar_gather_ran)
+    else:
+        got = (now.hardware_crc, now.hardware_crc_ran, now.table_crc_ran)
+    assert got == ((False, False, True) if path == "portable" else (True, True, False)), now
 
 
 def _rows_data():
@@ -137,8 +143,8 @@ def test_radix_quantiles_on_each_gather_path(path):
     got = {}
     for qs in ((0.5,), (0.0, 0.1, 0.5, 0.9, 1.0), tuple(np.linspace(0, 1, 31))):
         with _select("gather", path):
-            assert _ran("gather") == (path == "simd")
             got[qs] = fused.radix_quantiles(data, spans, qs)
+            _assert_ran("gather", path)
         # the per-row nth_element kernel (no radix gather) bit for bit, numpy to 1e-12
         np.testing.assert_array_equal(got[qs], fused.quantiles(data, spans, qs))
         for r, values in zip(rows, got[qs]):
@@ -146,9 +152,9 @@ def test_radix_quantiles_on_each_gather_path(path):
             np.testing.assert_allclose(values, np.quantile(finite, qs), rtol=1e-12, atol=0)
     if path == "simd":  # and the portable gather's bits, directly
         with fused.portable_paths():
-            assert not _ran("gather")
             for qs, want in got.items():
                 np.testing.assert_array_equal(fused.radix_quantiles(data, spans, qs), want)
+            _assert_ran("gather", "portable")
     assert not fused.paths().portable  # the switch restored
 
 
@@ -194,8 +200,8 @@ def test_native_rows_quantiles_on_each_gather_path(path):
     parts = [(0, LAYER), (LAYER, SAMPLES - LAYER)]
     rows = fused.Rows(2, SAMPLES, [0, 0], [(0, 2)], [(0, SAMPLES)], parts, np.zeros(SAMPLES), 1, 2)
     with _select("gather", path):
-        assert _ran("gather") == (path == "simd")
         values, raw = _rows_call(rows, v, given)
+        _assert_ran("gather", path)
     # the reference: v̂ and the rate by descend_monitor_rates (step 0) or as given (step 1),
     # their quantiles by the nth_element kernel
     rated = fused.rates([ADAM], v[None], np.zeros(SAMPLES, np.int64))
@@ -210,8 +216,8 @@ def test_native_rows_quantiles_on_each_gather_path(path):
         np.testing.assert_array_equal(values[step, c_layer + 2 :: 3], np.ravel(medians))
     if path == "simd":  # every byte of the portable path's output
         with fused.portable_paths():
-            assert not _ran("gather")
             assert _rows_call(rows, v, given)[1] == raw
+            _assert_ran("gather", "portable")
 
 
 def _records(blob: bytes) -> list[int]:
@@ -238,41 +244,50 @@ def test_event_records_on_each_crc_path(path):
     assert {size % 8 for size in _records(want)} == set(range(8))
     native = _NativeEvents.make()
     with _select("crc", path):
-        assert _ran("crc") == (path == "hardware")
         got = bytes(native(1.7e9, rows))
+        _assert_ran("crc", path)
     assert got == want
     if path == "hardware":
         with fused.portable_paths():
-            assert not _ran("crc")
             assert bytes(native(1.7e9, rows)) == got
+            _assert_ran("crc", "portable")
+
+
+def _switch() -> tuple[bool, ...]:
+    """:func:`fused.paths` without the record of what ran: what is built and taken now."""
+    return fused.paths()[:5]
 
 
 def test_the_switch_is_checked_restored_and_says_when_it_cannot_work(monkeypatch):
     lib = fused.paths_library()
-    default = fused.paths()
-    assert not default.portable
-    # the bits as the build has them: taken exactly where built while the switch is off
-    assert default.simd_gather == default.simd_gather_built
-    assert default.hardware_crc == default.hardware_crc_built
+    default = _switch()
+    built_gather, gather, built_crc, crc, portable = default
+    assert not portable
+    # taken exactly where built while the switch is off
+    assert (gather, crc) == (built_gather, built_crc)
     for bad in (2, -1, 16):  # refused, nothing changed
         assert lib.descend_monitor_set_portable(bad) == 1
-        assert fused.paths() == default
+        assert _switch() == default
     for bad in (1, "yes", None, 0.0):
         with pytest.raises(ValueError, match="on must be True or False"):
             fused.set_portable(bad)
-    assert fused.paths() == default
+    assert _switch() == default
     with pytest.raises(KeyError):  # restored on an exception, nested blocks too
         with fused.portable_paths() as outer:
-            assert outer.portable and not outer.simd_gather and not outer.hardware_crc
+            assert outer[:5] == (built_gather, False, built_crc, False, True)
+            assert not any(outer[5:])  # the record cleared
             with fused.portable_paths(False) as inner:
-                assert inner == default
-            assert fused.paths() == outer
+                assert inner[:5] == default
+            assert _switch() == outer[:5]
             raise KeyError("inside")
-    assert fused.paths() == default
+    assert _switch() == default
+    fused.clear_taken()
+    assert not any(fused.paths()[5:])
     # without the kernels: a RuntimeError naming why, not a silent no-op
     monkeypatch.setattr(fused, "library", lambda: None)
-    for call in (fused.paths, lambda: fused.set_portable(True), fused.portable_paths().__enter__):
+    calls = (fused.paths, fused.clear_taken, lambda: fused.set_portable(True))
+    for call in (*calls, fused.portable_paths().__enter__):
         with pytest.raises(RuntimeError, match="kernels are unavailable"):
             call()
     monkeypatch.undo()
-    assert fused.paths() == default
+    assert _switch() == default

@@ -100,27 +100,33 @@ def unavailable_reason() -> str:
 
 
 class Paths(NamedTuple):
-    """The code the two CPU-dependent places of ``native/monitor.cpp`` take now
-    (``descend_monitor_paths``): where a fast path is not built or not taken, its portable
-    code runs (the same results)."""
+    """The code the two CPU-dependent places of ``native/monitor.cpp`` take now, and the code
+    that ran there since the record was last cleared (:func:`clear_taken`, and on entering
+    :func:`portable_paths`), marked where it runs (``descend_monitor_paths``). Where a fast
+    path is not built or not taken, its portable code runs (the same results)."""
 
     simd_gather_built: bool  # the radix selection's AVX-512 gather is compiled (-mavx512f)
-    simd_gather: bool  # and taken: built, and the portable switch off
+    simd_gather: bool  # and taken now: built, and the portable switch off
     hardware_crc_built: bool  # CRC-32C by the crc32 instruction (SSE 4.2, ARMv8 CRC) compiled
-    hardware_crc: bool  # and taken
+    hardware_crc: bool  # and taken now
     portable: bool  # the portable switch (set_portable) is on
+    simd_gather_ran: bool  # the AVX-512 gather ran (sixteen keys at a time)
+    scalar_gather_ran: bool  # the gather ran by its portable code alone
+    hardware_crc_ran: bool  # a CRC was computed by the crc32 instruction
+    table_crc_ran: bool  # a CRC was computed by the table alone
 
 
-_PATH_BITS = (1, 2, 4, 8, 16)  # Paths' fields, in order, as monitor.cpp's bits
+_PATH_BITS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # Paths' fields, in order: monitor.cpp's bits
 
 
 def paths_library():
-    """:func:`library` with ``descend_monitor_paths`` and ``descend_monitor_set_portable``
-    declared, or None (no kernels)."""
+    """:func:`library` with ``descend_monitor_paths``, ``descend_monitor_clear_taken`` and
+    ``descend_monitor_set_portable`` declared, or None (no kernels)."""
 
     def declare(lib) -> bool:
         lib.descend_monitor_paths.argtypes = []
         lib.descend_monitor_paths.restype = ctypes.c_int32
+        lib.descend_monitor_clear_taken.argtypes, lib.descend_monitor_clear_taken.restype = [], None
         _declare(lib, "descend_monitor_set_portable", [ctypes.c_int32])
         return True
 
@@ -138,10 +144,17 @@ def _paths_library() -> ctypes.CDLL:
 
 
 def paths() -> Paths:
-    """Which code each CPU-dependent place of the kernels takes now (see :class:`Paths`);
-    a RuntimeError, with the build's reason, where the kernels are unavailable."""
+    """Which code each CPU-dependent place of the kernels takes now, and which ran since
+    :func:`clear_taken` (see :class:`Paths`); a RuntimeError, with the build's reason, where
+    the kernels are unavailable."""
     flags = _paths_library().descend_monitor_paths()
     return Paths(*(bool(flags & bit) for bit in _PATH_BITS))
+
+
+def clear_taken() -> None:
+    """Clear the record of the code that ran (:class:`Paths`' ``…_ran`` fields), process-wide;
+    a RuntimeError where the kernels are unavailable."""
+    _paths_library().descend_monitor_clear_taken()
 
 
 def set_portable(on: bool) -> None:
@@ -160,10 +173,13 @@ def set_portable(on: bool) -> None:
 @contextlib.contextmanager
 def portable_paths(on: bool = True) -> Iterator[Paths]:
     """Within the block, the kernels' portable code (``on=True``) or their default paths
-    (``False``), the switch restored as it was on leaving (an exception too); yields
-    :func:`paths` as set. Process-wide, as :func:`set_portable`: not for concurrent use."""
+    (``False``), the switch restored as it was on leaving (an exception too); the record of
+    the code that ran is cleared on entering, so :func:`paths` in the block says what ran in
+    it. Yields :func:`paths` as set. Process-wide, as :func:`set_portable`: not for
+    concurrent use."""
     before = paths().portable
     set_portable(on)
+    clear_taken()
     try:
         yield paths()
     finally:

@@ -12,7 +12,8 @@
 // crc32 instruction (SSE 4.2, ARMv8's CRC). Their portable code (a scalar loop, a table) is
 // compiled in every build, and descend_monitor_set_portable selects it at run time even
 // where the fast path is compiled, so that both can be tested on one machine
-// (tests/test_monitor_paths.py); descend_monitor_paths says which one each place takes now.
+// (tests/test_monitor_paths.py); descend_monitor_paths says which one each place takes now,
+// and which code ran there since descend_monitor_clear_taken.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -63,16 +64,37 @@ inline bool portable_now() { return portable_switch.load(std::memory_order_relax
 inline bool simd_gather_now() { return kSimdGatherBuilt && !portable_now(); }
 inline bool hardware_crc_now() { return kHardwareCrcBuilt && !portable_now(); }
 
+// The paths taken since the record was last cleared (descend_monitor_paths' bits 32 .. 256),
+// marked where the code runs (gather_digits, Crc32c): what ran, not what was asked for. Never
+// read by the kernels; a bit already set costs a load and a predictable branch.
+enum Taken : int32_t {
+  kTakenSimdGather = 32,  // gather_digits' AVX-512 body (sixteen keys at a time) ran
+  kTakenScalarGather = 64,  // gather_digits ran without simd (the portable code alone)
+  kTakenHardwareCrc = 128,  // Crc32c by the crc32 instruction
+  kTakenTableCrc = 256,  // Crc32c by the table alone
+};
+std::atomic<int32_t> taken{0};
+
+inline void mark(Taken bit) {
+  if (!(taken.load(std::memory_order_relaxed) & bit)) taken.fetch_or(bit, std::memory_order_relaxed);
+}
+
 }  // namespace
 
-// The paths the monitor's kernels take now, as bit flags: 1 the AVX-512 gather is compiled,
-// 2 it runs (compiled, and the switch off), 4 the crc32 instruction is compiled, 8 it runs,
-// 16 the portable switch is on. Without 2 (or 8) the scalar gather (the table CRC) runs.
+// The paths of the monitor's kernels, as bit flags: 1 the AVX-512 gather is compiled, 2 it is
+// taken now (compiled, and the portable switch off), 4 the crc32 instruction is compiled, 8
+// it is taken now, 16 the portable switch is on (without 2, or 8, the scalar gather, or the
+// table CRC, runs); then what ran since the record was cleared (descend_monitor_clear_taken):
+// 32 the AVX-512 gather, 64 the scalar gather alone, 128 the crc32 instruction, 256 the table.
 extern "C" int32_t descend_monitor_paths() {
   const bool on = portable_now();
   return (kSimdGatherBuilt ? 1 : 0) | (kSimdGatherBuilt && !on ? 2 : 0) |
-         (kHardwareCrcBuilt ? 4 : 0) | (kHardwareCrcBuilt && !on ? 8 : 0) | (on ? 16 : 0);
+         (kHardwareCrcBuilt ? 4 : 0) | (kHardwareCrcBuilt && !on ? 8 : 0) | (on ? 16 : 0) |
+         taken.load(std::memory_order_relaxed);
 }
+
+// Clears the record of the paths taken (descend_monitor_paths' bits 32 .. 256).
+extern "C" void descend_monitor_clear_taken() { taken.store(0, std::memory_order_relaxed); }
 
 // Sets the portable-paths switch: on = 1, the scalar gather and the table CRC even where the
 // fast paths are compiled; 0, the default, the fast paths where compiled. 0, or 1 and nothing
@@ -276,7 +298,7 @@ namespace {
 // CRC-32C (Castagnoli), reflected: TFRecord's checksum. With hardware, the CPU's crc32
 // instruction where the build targets one (SSE 4.2 on x86-64, ARMv8's CRC extension: 8 bytes
 // a step, the same polynomial 0x82F63B78 reflected); else (or without hardware) a table a
-// byte at a time; the same value.
+// byte at a time; the same value. Marks the path taken (once per call).
 struct Crc32c {
   uint32_t table[256];
   Crc32c() {
@@ -299,6 +321,7 @@ struct Crc32c {
       }
       c = static_cast<uint32_t>(wide);
       for (; i < n; ++i) c = _mm_crc32_u8(c, p[i]);
+      mark(kTakenHardwareCrc);
     }
 #elif defined(__ARM_FEATURE_CRC32) && defined(__aarch64__)
     if (hardware) {
@@ -308,10 +331,12 @@ struct Crc32c {
         c = __crc32cd(c, word);
       }
       for (; i < n; ++i) c = __crc32cb(c, p[i]);
+      mark(kTakenHardwareCrc);
     }
 #else
     (void)hardware;
 #endif
+    if (!hardware) mark(kTakenTableCrc);
     for (; i < n; ++i) c = table[(c ^ p[i]) & 0xFFu] ^ (c >> 8);
     return c ^ 0xFFFFFFFFu;
   }
@@ -727,7 +752,8 @@ void rank_small(const uint32_t* keys, int64_t n, const int64_t* r, size_t k, uin
 // bit fetched from the map by a lane permutation and the kept ones compressed to the front of
 // a register that is stored whole; else (and for the last n mod 16) each key stored at the
 // end of the kept ones, which grow by one where it is wanted (a chain through one register,
-// not through memory). Both give the same entries in the same order.
+// not through memory). Both give the same entries in the same order. Marks the path taken
+// (once per call: the AVX-512 body where it ran, the portable code where simd is off).
 int64_t gather_digits(const uint32_t* keys, int64_t n, int shift, const uint32_t* wanted,
                       uint32_t* out, bool simd) {
   int64_t m = 0, i = 0;
@@ -747,9 +773,9 @@ int64_t gather_digits(const uint32_t* keys, int64_t n, int shift, const uint32_t
     _mm512_storeu_si512(out + m, _mm512_maskz_compress_epi32(keep, k));
     m += __builtin_popcount(static_cast<unsigned>(keep));
   }
-#else
-  (void)simd;
+  if (i > 0) mark(kTakenSimdGather);
 #endif
+  if (!simd) mark(kTakenScalarGather);
   for (; i < n; ++i) {
     const uint32_t key = keys[i], d = (key >> shift) & 255u;
     out[m] = key;
