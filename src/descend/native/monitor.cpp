@@ -76,7 +76,8 @@ enum Taken : int32_t {
 std::atomic<int32_t> taken{0};
 
 inline void mark(Taken bit) {
-  if (!(taken.load(std::memory_order_relaxed) & bit)) taken.fetch_or(bit, std::memory_order_relaxed);
+  if (!(taken.load(std::memory_order_relaxed) & bit))
+    taken.fetch_or(bit, std::memory_order_relaxed);
 }
 
 }  // namespace
