@@ -8,17 +8,26 @@ on the CPU, of the expected size, inside their storage — with ``descend_check`
 between calls. Where a check fails or the kernels are unavailable, :class:`Reader` and
 :func:`read` return None and the monitor takes its torch path (:mod:`descend.monitor.flat`),
 whose results these equal (tested).
+
+Two places of the kernels have a path the build picks from the CPU (``-march=native``): the
+radix selection's gather (:func:`radix_quantiles`, :class:`Rows`: AVX-512, sixteen keys at a
+time) and the TensorBoard records' CRC-32C (the CPU's crc32 instruction). Their portable code
+(a scalar loop, a table), which other CPUs run, is compiled in too: :func:`portable_paths`
+selects it for a block (the same results, bit for bit: tested), :func:`paths` says which one
+each place takes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import operator
 import sys
 from array import array
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -88,6 +97,93 @@ def unavailable_reason() -> str:
     from descend.native import build
 
     return build.status()["error"] or "unknown"
+
+
+class Paths(NamedTuple):
+    """The code the two CPU-dependent places of ``native/monitor.cpp`` take now, and the code
+    that ran there since the record was last cleared (:func:`clear_taken`, and on entering
+    :func:`portable_paths`), marked where it runs (``descend_monitor_paths``). Where a fast
+    path is not built or not taken, its portable code runs (the same results)."""
+
+    simd_gather_built: bool  # the radix selection's AVX-512 gather is compiled (-mavx512f)
+    simd_gather: bool  # and taken now: built, and the portable switch off
+    hardware_crc_built: bool  # CRC-32C by the crc32 instruction (SSE 4.2, ARMv8 CRC) compiled
+    hardware_crc: bool  # and taken now
+    portable: bool  # the portable switch (set_portable) is on
+    simd_gather_ran: bool  # the AVX-512 gather ran (sixteen keys at a time)
+    scalar_gather_ran: bool  # the gather ran by its portable code alone
+    hardware_crc_ran: bool  # a CRC was computed by the crc32 instruction
+    table_crc_ran: bool  # a CRC was computed by the table alone
+
+
+_PATH_BITS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # Paths' fields, in order: monitor.cpp's bits
+
+
+def paths_library():
+    """:func:`library` with ``descend_monitor_paths``, ``descend_monitor_clear_taken`` and
+    ``descend_monitor_set_portable`` declared, or None (no kernels)."""
+
+    def declare(lib) -> bool:
+        lib.descend_monitor_paths.argtypes = []
+        lib.descend_monitor_paths.restype = ctypes.c_int32
+        lib.descend_monitor_clear_taken.argtypes, lib.descend_monitor_clear_taken.restype = [], None
+        _declare(lib, "descend_monitor_set_portable", [ctypes.c_int32])
+        return True
+
+    return _library_with("paths", declare)
+
+
+def _paths_library() -> ctypes.CDLL:
+    lib = paths_library()
+    if lib is None:
+        raise RuntimeError(
+            "the monitor's native paths cannot be read or selected: the kernels are "
+            f"unavailable ({unavailable_reason()})"
+        )
+    return lib
+
+
+def paths() -> Paths:
+    """Which code each CPU-dependent place of the kernels takes now, and which ran since
+    :func:`clear_taken` (see :class:`Paths`); a RuntimeError, with the build's reason, where
+    the kernels are unavailable."""
+    flags = _paths_library().descend_monitor_paths()
+    return Paths(*(bool(flags & bit) for bit in _PATH_BITS))
+
+
+def clear_taken() -> None:
+    """Clear the record of the code that ran (:class:`Paths`' ``…_ran`` fields), process-wide;
+    a RuntimeError where the kernels are unavailable."""
+    _paths_library().descend_monitor_clear_taken()
+
+
+def set_portable(on: bool) -> None:
+    """Switch both CPU-dependent places of the kernels to their portable code (``on=True``:
+    the scalar gather, the table CRC, even where the fast paths are built) or back to the
+    default (``False``). Process-wide — every thread and monitor, until switched back — and
+    meant for tests and for comparing the paths (:func:`portable_paths` restores it); each
+    native call reads it once, at its start. A RuntimeError where the kernels are
+    unavailable, a ValueError for an ``on`` that is not a bool."""
+    if not isinstance(on, bool | np.bool_):
+        raise ValueError(f"set_portable: on must be True or False, got {on!r}")
+    if _paths_library().descend_monitor_set_portable(int(on)):
+        raise RuntimeError(f"descend_monitor_set_portable refused on={int(on)}")
+
+
+@contextlib.contextmanager
+def portable_paths(on: bool = True) -> Iterator[Paths]:
+    """Within the block, the kernels' portable code (``on=True``) or their default paths
+    (``False``), the switch restored as it was on leaving (an exception too); the record of
+    the code that ran is cleared on entering, so :func:`paths` in the block says what ran in
+    it. Yields :func:`paths` as set. Process-wide, as :func:`set_portable`: not for
+    concurrent use."""
+    before = paths().portable
+    set_portable(on)
+    clear_taken()
+    try:
+        yield paths()
+    finally:
+        set_portable(before)
 
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)

@@ -5,7 +5,17 @@
 // descend_check (check.cpp) has just read from the live tensors in the same call: every
 // tensor a float32, contiguous, strided CPU tensor of the expected size lying inside its
 // storage. Nothing here is cached between calls.
+//
+// Two places have a path chosen at compile time from the CPU the library is built for
+// (-march=native): gather_digits (the radix selection of the quantiles) compresses sixteen
+// keys at a time with AVX-512, and Crc32c (the TensorBoard records' checksums) uses the CPU's
+// crc32 instruction (SSE 4.2, ARMv8's CRC). Their portable code (a scalar loop, a table) is
+// compiled in every build, and descend_monitor_set_portable selects it at run time even
+// where the fast path is compiled, so that both can be tested on one machine
+// (tests/test_monitor_paths.py); descend_monitor_paths says which one each place takes now,
+// and which code ran there since descend_monitor_clear_taken.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -20,6 +30,81 @@
 #elif defined(__ARM_FEATURE_CRC32) && defined(__aarch64__)
 #include <arm_acle.h>
 #endif
+
+#if defined(__AVX512F__)
+#define DESCEND_SIMD_GATHER 1  // gather_digits' AVX-512 compress
+#endif
+#if (defined(__SSE4_2__) && defined(__x86_64__)) || \
+    (defined(__ARM_FEATURE_CRC32) && defined(__aarch64__))
+#define DESCEND_HARDWARE_CRC 1  // Crc32c's crc32 instruction
+#endif
+
+namespace {
+
+// The portable-paths switch (descend_monitor_set_portable): 0, the default, each place takes
+// its fast path where the build has it; 1, its portable code even there. Process-wide (every
+// thread, every monitor), meant for tests and for comparing the paths. Read once by each
+// top-level call that uses it (descend_monitor_events, descend_monitor_rows,
+// descend_monitor_quantiles_radix) and handed down as a bool, so the loops test nothing and a
+// call keeps the paths it started with.
+std::atomic<int32_t> portable_switch{0};
+
+#if defined(DESCEND_SIMD_GATHER)
+constexpr bool kSimdGatherBuilt = true;
+#else
+constexpr bool kSimdGatherBuilt = false;
+#endif
+#if defined(DESCEND_HARDWARE_CRC)
+constexpr bool kHardwareCrcBuilt = true;
+#else
+constexpr bool kHardwareCrcBuilt = false;
+#endif
+
+inline bool portable_now() { return portable_switch.load(std::memory_order_relaxed) != 0; }
+inline bool simd_gather_now() { return kSimdGatherBuilt && !portable_now(); }
+inline bool hardware_crc_now() { return kHardwareCrcBuilt && !portable_now(); }
+
+// The paths taken since the record was last cleared (descend_monitor_paths' bits 32 .. 256),
+// marked where the code runs (gather_digits, Crc32c): what ran, not what was asked for. Never
+// read by the kernels; a bit already set costs a load and a predictable branch.
+enum Taken : int32_t {
+  kTakenSimdGather = 32,  // gather_digits' AVX-512 body (sixteen keys at a time) ran
+  kTakenScalarGather = 64,  // gather_digits ran without simd (the portable code alone)
+  kTakenHardwareCrc = 128,  // Crc32c by the crc32 instruction
+  kTakenTableCrc = 256,  // Crc32c by the table alone
+};
+std::atomic<int32_t> taken{0};
+
+inline void mark(Taken bit) {
+  if (!(taken.load(std::memory_order_relaxed) & bit))
+    taken.fetch_or(bit, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+// The paths of the monitor's kernels, as bit flags: 1 the AVX-512 gather is compiled, 2 it is
+// taken now (compiled, and the portable switch off), 4 the crc32 instruction is compiled, 8
+// it is taken now, 16 the portable switch is on (without 2, or 8, the scalar gather, or the
+// table CRC, runs); then what ran since the record was cleared (descend_monitor_clear_taken):
+// 32 the AVX-512 gather, 64 the scalar gather alone, 128 the crc32 instruction, 256 the table.
+extern "C" int32_t descend_monitor_paths() {
+  const bool on = portable_now();
+  return (kSimdGatherBuilt ? 1 : 0) | (kSimdGatherBuilt && !on ? 2 : 0) |
+         (kHardwareCrcBuilt ? 4 : 0) | (kHardwareCrcBuilt && !on ? 8 : 0) | (on ? 16 : 0) |
+         taken.load(std::memory_order_relaxed);
+}
+
+// Clears the record of the paths taken (descend_monitor_paths' bits 32 .. 256).
+extern "C" void descend_monitor_clear_taken() { taken.store(0, std::memory_order_relaxed); }
+
+// Sets the portable-paths switch: on = 1, the scalar gather and the table CRC even where the
+// fast paths are compiled; 0, the default, the fast paths where compiled. 0, or 1 and nothing
+// changed where on is neither 0 nor 1.
+extern "C" int32_t descend_monitor_set_portable(int32_t on) {
+  if (on != 0 && on != 1) return 1;
+  portable_switch.store(on, std::memory_order_relaxed);
+  return 0;
+}
 
 namespace {
 
@@ -211,9 +296,10 @@ extern "C" int32_t descend_monitor_quantiles(int64_t rows, const int64_t* start,
 
 namespace {
 
-// CRC-32C (Castagnoli), reflected: TFRecord's checksum. The CPU's crc32 instruction where the
-// build targets one (SSE 4.2 on x86-64, ARMv8's CRC extension: 8 bytes a step, the same
-// polynomial 0x82F63B78 reflected), else a table a byte at a time; the same value.
+// CRC-32C (Castagnoli), reflected: TFRecord's checksum. With hardware, the CPU's crc32
+// instruction where the build targets one (SSE 4.2 on x86-64, ARMv8's CRC extension: 8 bytes
+// a step, the same polynomial 0x82F63B78 reflected); else (or without hardware) a table a
+// byte at a time; the same value. Marks the path taken (once per call).
 struct Crc32c {
   uint32_t table[256];
   Crc32c() {
@@ -223,26 +309,35 @@ struct Crc32c {
       table[i] = c;
     }
   }
-  uint32_t operator()(const uint8_t* p, int64_t n) const {
+  uint32_t operator()(const uint8_t* p, int64_t n, bool hardware) const {
     uint32_t c = 0xFFFFFFFFu;
     int64_t i = 0;
 #if defined(__SSE4_2__) && defined(__x86_64__)
-    uint64_t wide = c;
-    for (; i + 8 <= n; i += 8) {
-      uint64_t word;
-      std::memcpy(&word, p + i, 8);
-      wide = _mm_crc32_u64(wide, word);
+    if (hardware) {
+      uint64_t wide = c;
+      for (; i + 8 <= n; i += 8) {
+        uint64_t word;
+        std::memcpy(&word, p + i, 8);
+        wide = _mm_crc32_u64(wide, word);
+      }
+      c = static_cast<uint32_t>(wide);
+      for (; i < n; ++i) c = _mm_crc32_u8(c, p[i]);
+      mark(kTakenHardwareCrc);
     }
-    c = static_cast<uint32_t>(wide);
-    for (; i < n; ++i) c = _mm_crc32_u8(c, p[i]);
 #elif defined(__ARM_FEATURE_CRC32) && defined(__aarch64__)
-    for (; i + 8 <= n; i += 8) {
-      uint64_t word;
-      std::memcpy(&word, p + i, 8);
-      c = __crc32cd(c, word);
+    if (hardware) {
+      for (; i + 8 <= n; i += 8) {
+        uint64_t word;
+        std::memcpy(&word, p + i, 8);
+        c = __crc32cd(c, word);
+      }
+      for (; i < n; ++i) c = __crc32cb(c, p[i]);
+      mark(kTakenHardwareCrc);
     }
-    for (; i < n; ++i) c = __crc32cb(c, p[i]);
+#else
+    (void)hardware;
 #endif
+    if (!hardware) mark(kTakenTableCrc);
     for (; i < n; ++i) c = table[(c ^ p[i]) & 0xFFu] ^ (c >> 8);
     return c ^ 0xFFFFFFFFu;
   }
@@ -250,8 +345,8 @@ struct Crc32c {
 
 const Crc32c crc32c;
 
-inline uint32_t masked_crc(const uint8_t* p, int64_t n) {
-  const uint32_t x = crc32c(p, n);
+inline uint32_t masked_crc(const uint8_t* p, int64_t n, bool hardware) {
+  const uint32_t x = crc32c(p, n, hardware);
   return ((x >> 15) | (x << 17)) + 0xA282EAD8u;
 }
 
@@ -264,7 +359,8 @@ inline uint32_t masked_crc(const uint8_t* p, int64_t n) {
 // field 2), the value as float32 (a cast as CPython's struct: ±inf beyond float32); the same
 // bytes as sinks.tf_record(sinks.scalar_event(...)). Written into out (capacity cap): 0 and
 // *written, or 1 (nothing usable) if a tag or range is outside its array (items values and
-// tags, prefix bytes), out is too small, or the machine is not little-endian.
+// tags, prefix bytes), out is too small, or the machine is not little-endian. The checksums
+// take the crc32 instruction or the table as the portable switch says at the call's start.
 extern "C" int32_t descend_monitor_events(int64_t rows, double wall_time, const int64_t* step,
                                           const int64_t* first, int64_t items, const int64_t* tag,
                                           const double* values, int64_t tags,
@@ -272,6 +368,7 @@ extern "C" int32_t descend_monitor_events(int64_t rows, double wall_time, const 
                                           const uint8_t* prefix, int64_t cap, uint8_t* out,
                                           int64_t* written) {
   *written = 0;
+  const bool hardware = hardware_crc_now();
   const uint16_t probe = 1;
   if (*reinterpret_cast<const uint8_t*>(&probe) != 1) return 1;
   if (tags < 0 || off[0] != 0 || off[tags] > bytes) return 1;
@@ -304,7 +401,7 @@ extern "C" int32_t descend_monitor_events(int64_t rows, double wall_time, const 
     uint8_t* o = out + at;
     const uint64_t length = static_cast<uint64_t>(size);
     std::memcpy(o, &length, 8);
-    const uint32_t head_crc = masked_crc(o, 8);
+    const uint32_t head_crc = masked_crc(o, 8, hardware);
     std::memcpy(o + 8, &head_crc, 4);
     uint8_t* e = o + 12;  // the event
     *e++ = 0x09;
@@ -324,7 +421,7 @@ extern "C" int32_t descend_monitor_events(int64_t rows, double wall_time, const 
       std::memcpy(e, &f, 4);
       e += 4;
     }
-    const uint32_t data_crc = masked_crc(o + 12, size);
+    const uint32_t data_crc = masked_crc(o + 12, size, hardware);
     std::memcpy(o + 12 + size, &data_crc, 4);
     at += size + 16;
   }
@@ -528,8 +625,9 @@ extern "C" int32_t descend_monitor_combine(int64_t n, const double* sums, int64_
 // present, from its per-parameter sums, its sources gathered at the sampled coordinates and
 // its groups' rate programs, by the same float64 operations as the Python rows
 // (Monitor._clip_and_noise, descend_monitor_combine, descend_monitor_rates and the
-// quantiles of descend_monitor_quantiles, here selected by radix_ranks), so every value is
-// bit for bit the Python path's over the same reads. The columns of a row (T = columns):
+// quantiles of descend_monitor_quantiles, here selected by radix_ranks, its gather_digits
+// path as the portable switch says at the call's start), so every value is bit for bit the
+// Python path's over the same reads. The columns of a row (T = columns):
 //   0 .. head     the caller's (each group's lr and v̂ bias correction), from lead
 //   head + 0..4   ‖g‖ before clipping, micro-batches, gns_g2, gns_trace, noise_scale
 //   head + 5      skipped steps (the caller's, from lead)
@@ -651,20 +749,23 @@ void rank_small(const uint32_t* keys, int64_t n, const int64_t* r, size_t k, uin
 
 // The entries of keys[0..n) whose digit (key >> shift) & 255 is set in the 256-bit map
 // wanted (8 words), in their order, into out (room for n + 16); their number. Branch-free:
-// with AVX-512, sixteen keys at a time, each one's bit fetched from the map by a lane
-// permutation and the kept ones compressed to the front of a register that is stored whole;
-// else (and for the last n mod 16) each key stored at the end of the kept ones, which grow by
-// one where it is wanted (a chain through one register, not through memory).
+// with simd (the AVX-512 build, the portable switch off), sixteen keys at a time, each one's
+// bit fetched from the map by a lane permutation and the kept ones compressed to the front of
+// a register that is stored whole; else (and for the last n mod 16) each key stored at the
+// end of the kept ones, which grow by one where it is wanted (a chain through one register,
+// not through memory). Both give the same entries in the same order. Marks the path taken
+// (once per call: the AVX-512 body where it ran, the portable code where simd is off).
 int64_t gather_digits(const uint32_t* keys, int64_t n, int shift, const uint32_t* wanted,
-                      uint32_t* out) {
+                      uint32_t* out, bool simd) {
   int64_t m = 0, i = 0;
-#if defined(__AVX512F__)
+#if defined(DESCEND_SIMD_GATHER)
   const __m512i map = _mm512_zextsi256_si512(
       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wanted)));
   const __m128i by = _mm_cvtsi32_si128(shift);
   const __m512i digit = _mm512_set1_epi32(255), low = _mm512_set1_epi32(31);
   const __m512i one = _mm512_set1_epi32(1);
-  for (; i + 16 <= n; i += 16) {
+  const int64_t vector_end = simd ? n : 0;  // without simd, every key by the loop below
+  for (; i + 16 <= vector_end; i += 16) {
     const __m512i k = _mm512_loadu_si512(keys + i);
     const __m512i d = _mm512_and_si512(_mm512_srl_epi32(k, by), digit);
     const __m512i word = _mm512_permutexvar_epi32(_mm512_srli_epi32(d, 5), map);
@@ -673,7 +774,9 @@ int64_t gather_digits(const uint32_t* keys, int64_t n, int shift, const uint32_t
     _mm512_storeu_si512(out + m, _mm512_maskz_compress_epi32(keep, k));
     m += __builtin_popcount(static_cast<unsigned>(keep));
   }
+  if (i > 0) mark(kTakenSimdGather);
 #endif
+  if (!simd) mark(kTakenScalarGather);
   for (; i < n; ++i) {
     const uint32_t key = keys[i], d = (key >> shift) & 255u;
     out[m] = key;
@@ -706,9 +809,9 @@ void histogram(const uint32_t* keys, int64_t n, int shift, uint32_t* count) {
 // each selected in alone, down to buckets of at most 32 entries, which are ranked whole
 // (rank_small). Where several buckets are wanted, each one's entries are gathered again from
 // the gathered ones (few). scratch: room for 2(n + 16) entries here, and as much again for
-// each level below (radix_scratch); nothing is allocated.
+// each level below (radix_scratch); nothing is allocated. simd: gather_digits' path.
 void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, size_t k,
-                 uint32_t* out, uint32_t* scratch) {
+                 uint32_t* out, uint32_t* scratch, bool simd) {
   // the next digit: 8 bits lower, the last one bits 0..7 (overlapping bits this bucket's
   // entries share are harmless), then none
   const int next = shift <= 0 ? -1 : std::max(shift - 8, 0);
@@ -749,7 +852,7 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
       }
     }
     if (count[b] == n) {  // one bucket holds every entry: the next digit, nothing copied
-      radix_ranks(keys, n, next, r, k, out, scratch);
+      radix_ranks(keys, n, next, r, k, out, scratch, simd);
       return;
     }
     if (w == 0 || bucket[w - 1] != static_cast<int>(b)) {
@@ -760,7 +863,7 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
     }
   }
   uint32_t* gathered = scratch;  // the wanted buckets' entries in their order in keys
-  const int64_t m = gather_digits(keys, n, shift, wanted, gathered);
+  const int64_t m = gather_digits(keys, n, shift, wanted, gathered, simd);
   uint32_t* below_scratch = scratch + 2 * (n + 16);
   int64_t local[64];
   for (size_t q = 0, x = 0; q < k && x < static_cast<size_t>(w); ++x) {
@@ -770,29 +873,29 @@ void radix_ranks(const uint32_t* keys, int64_t n, int shift, const int64_t* r, s
       uint32_t one[8] = {0};
       one[bucket[x] >> 5] = 1u << (bucket[x] & 31u);
       uint32_t* alone = scratch + n + 16;
-      gather_digits(gathered, m, shift, one, alone);
+      gather_digits(gathered, m, shift, one, alone, simd);
       entries = alone;
     }
     size_t e = q;
     while (e < k && r[e] < first[x] + size) ++e;
     for (size_t y = q; y < e; ++y) local[y - q] = r[y] - first[x];
-    radix_ranks(entries, size, next, local, e - q, out + q, below_scratch);
+    radix_ranks(entries, size, next, local, e - q, out + q, below_scratch, simd);
     q = e;
   }
 }
 
 // The keys at ranks (ascending, distinct) of keys[0..n) into picked: by radix_ranks (with
 // scratch, grown here and kept by the caller across selections), or by a sort where there are
-// more ranks than it holds.
+// more ranks than it holds. simd: gather_digits' path.
 void pick_ranks(std::vector<uint32_t>& keys, int64_t n, const std::vector<int64_t>& ranks,
-                std::vector<uint32_t>& picked, Scratch& scratch) {
+                std::vector<uint32_t>& picked, Scratch& scratch, bool simd) {
   picked.resize(ranks.size());
   if (ranks.size() > 64) {
     std::sort(keys.begin(), keys.begin() + n);
     for (size_t x = 0; x < ranks.size(); ++x) picked[x] = keys[ranks[x]];
   } else {
     radix_ranks(keys.data(), n, top_shift(keys.data(), n), ranks.data(), ranks.size(),
-                picked.data(), scratch.at_least(radix_scratch(n)));
+                picked.data(), scratch.at_least(radix_scratch(n)), simd);
   }
 }
 
@@ -824,10 +927,10 @@ int64_t finite_keys(const float* a, int64_t count, uint32_t* keys) {
 
 // Quantiles qs[0..nq) of the finite entries of a[0..count), as descend_monitor_quantiles
 // computes one row (the same ranks, the same interpolation), the order
-// statistics selected by radix_ranks; NaN without finite entries.
+// statistics selected by radix_ranks (simd: gather_digits' path); NaN without finite entries.
 void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, double* o,
                   std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
-                  std::vector<uint32_t>& picked, Scratch& scratch) {
+                  std::vector<uint32_t>& picked, Scratch& scratch, bool simd) {
   keys.resize(count);
   const int64_t n = finite_keys(a, count, keys.data());
   if (n == 0) {
@@ -835,7 +938,7 @@ void quantile_row(const float* a, int64_t count, const double* qs, int64_t nq, d
     return;
   }
   quantile_ranks(nq, qs, n, ranks);
-  pick_ranks(keys, n, ranks, picked, scratch);
+  pick_ranks(keys, n, ranks, picked, scratch, simd);
   auto value = [&](int64_t x) {
     return static_cast<double>(
         from_key(picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()]));
@@ -894,10 +997,11 @@ __attribute__((noinline)) bool unpairable(const float* __restrict__ a,
 // in one selection of the v̂ order statistics: the rate's ranks x taken as h(v̂ at rank
 // n − 1 − x). False (nothing written) where a coordinate's rate is finite and its v̂ not,
 // or the other way round, or a finite v̂ is below 0: then each row is selected alone.
+// simd: gather_digits' path.
 bool quantile_pair(const float* a, const float* e, int64_t count, const RateProgram& prog,
                    const double* qs, int64_t nq, double* out_v, double* out_e,
                    std::vector<uint32_t>& keys, std::vector<int64_t>& ranks,
-                   std::vector<uint32_t>& picked, Scratch& scratch) {
+                   std::vector<uint32_t>& picked, Scratch& scratch, bool simd) {
   if (unpairable(a, e, count)) return false;
   keys.resize(count);
   const int64_t n = finite_keys(a, count, keys.data());
@@ -919,7 +1023,7 @@ bool quantile_pair(const float* a, const float* e, int64_t count, const RateProg
   }
   std::sort(ranks.begin(), ranks.end());
   ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
-  pick_ranks(keys, n, ranks, picked, scratch);
+  pick_ranks(keys, n, ranks, picked, scratch, simd);
   auto key_at = [&](int64_t x) {
     return picked[std::lower_bound(ranks.begin(), ranks.end(), x) - ranks.begin()];
   };
@@ -942,7 +1046,8 @@ bool quantile_pair(const float* a, const float* e, int64_t count, const RateProg
 
 // descend_monitor_quantiles with radix_ranks' selection, the rows left as they are (no
 // reordering): the same values (tested against it and numpy). For tests and benchmarks of
-// the selection descend_monitor_rows uses.
+// the selection descend_monitor_rows uses. gather_digits' path: as the portable switch says
+// at the call's start.
 extern "C" int32_t descend_monitor_quantiles_radix(int64_t rows, const int64_t* start,
                                                    const int64_t* count, int64_t total,
                                                    const float* data, int64_t nq,
@@ -954,8 +1059,10 @@ extern "C" int32_t descend_monitor_quantiles_radix(int64_t rows, const int64_t* 
   std::vector<uint32_t> keys, picked;
   Scratch scratch;
   std::vector<int64_t> ranks;
+  const bool simd = simd_gather_now();
   for (int64_t r = 0; r < rows; ++r)
-    quantile_row(data + start[r], count[r], qs, nq, out + nq * r, keys, ranks, picked, scratch);
+    quantile_row(data + start[r], count[r], qs, nq, out + nq * r, keys, ranks, picked, scratch,
+                 simd);
   return 0;
 }
 
@@ -1031,6 +1138,7 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
   std::vector<Run> runs;
   group_runs(a->group_of, S, runs);
   const double qs[3] = {0.1, 0.5, 0.9}, median = 0.5;
+  const bool simd = simd_gather_now();  // gather_digits' path, for the whole call
   for (int64_t p = 0; p < P; ++p) {
     double* v = values.data() + p * T;
     uint8_t* on = present.data() + p * T;
@@ -1131,11 +1239,11 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
       const bool paired = mode == 0 && g >= 0 &&
                           parse_program(program + kRateFields * g, K, &prog) && pairable(prog) &&
                           quantile_pair(row, row + S, a->part[2 * s + 1], prog, qs, 3, q[0],
-                                        q[1], keys, ranks, picked, scratch);
+                                        q[1], keys, ranks, picked, scratch, simd);
       for (int64_t r = 0; r < 2; ++r) {
         if (!paired)
           quantile_row(row + r * S, a->part[2 * s + 1], qs, 3, q[r], keys, ranks, picked,
-                       scratch);
+                       scratch, simd);
         const bool shown = (r == 0 || eff_here) &&
                            !(std::isnan(q[r][0]) && std::isnan(q[r][1]) && std::isnan(q[r][2]));
         for (int64_t t = 0; t < 3; ++t) {
@@ -1148,7 +1256,7 @@ extern "C" int32_t descend_monitor_rows(const MonitorRows* a) {
     for (int64_t j = 0; j < n; ++j)
       if (has_eff[j]) {
         quantile_row(rates + S + a->layer_part[2 * j], a->layer_part[2 * j + 1], &median,
-                     1, v + c_layer + 3 * j + 2, keys, ranks, picked, scratch);
+                     1, v + c_layer + 3 * j + 2, keys, ranks, picked, scratch, simd);
         on[c_layer + 3 * j + 2] = 1;
       }
   }
