@@ -415,8 +415,9 @@ extern "C" int32_t descend_monitor_events(int64_t rows, double wall_time, const 
     e = put_varint_at(e, static_cast<uint64_t>(body));
     for (int64_t i = first[r]; i < first[r + 1]; ++i) {
       const int64_t t = tag[i];
-      std::memcpy(e, prefix + off[t], static_cast<size_t>(off[t + 1] - off[t]));
-      e += off[t + 1] - off[t];
+      const int64_t length = off[t + 1] - off[t];
+      if (length > 0) std::memcpy(e, prefix + off[t], static_cast<size_t>(length));  // (no
+      e += length;  // memcpy from prefix where every prefix is empty: it may then be null)
       const float f = static_cast<float>(values[i]);
       std::memcpy(e, &f, 4);
       e += 4;
