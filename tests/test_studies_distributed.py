@@ -162,3 +162,40 @@ def test_landscape_sweep_split_over_the_cluster_equals_one_process(cluster, nois
     pd.testing.assert_frame_equal(one.result.metrics, split.result.metrics, check_exact=True)
     np.testing.assert_array_equal(one.steps_to_tol, split.steps_to_tol)
     np.testing.assert_array_equal(one.result.trajectories, split.result.trajectories)
+
+
+def _offset(common, x):
+    return x + common["offset"]
+
+
+def test_each_run_uses_keys_of_its_own_on_the_cluster(cluster, monkeypatch):
+    """Two runs of the same study on one cluster share no key: the common arguments go out as
+    one object under a fresh key (not each value under its name, "model", "updates", …) and
+    every trial's key carries the run's token. With shared names, a rerun next to a killed
+    study whose keys the scheduler was releasing lost its data ("Key lost during
+    replication") and its trials failed."""
+    from dask.distributed import Client
+
+    calls = []
+    scatter, submit = Client.scatter, Client.submit
+
+    def scattering(self, data, **kw):
+        calls.append(("scatter", data, kw))
+        return scatter(self, data, **kw)
+
+    def submitting(self, *args, **kw):
+        calls.append(("submit", kw.get("key"), None))
+        return submit(self, *args, **kw)
+
+    monkeypatch.setattr(Client, "scatter", scattering)
+    monkeypatch.setattr(Client, "submit", submitting)
+    trials = [(f"k{i}", i) for i in range(3)]
+    common = {"offset": 10}
+    runs = [run_trials(_offset, common, trials, address=cluster.scheduler_address) for _ in "ab"]
+    assert [[o.result for o in run] for run in runs] == [[10, 11, 12]] * 2
+    scattered = [(data, kw) for kind, data, kw in calls if kind == "scatter"]
+    assert [data for data, _ in scattered] == [[common], [common]]  # one object, not by name
+    assert all(kw.get("hash") is False and kw.get("broadcast") for _, kw in scattered)
+    keys = [key for kind, key, _ in calls if kind == "submit"]
+    assert len(keys) == 6 and len(set(keys)) == 6
+    assert all(key.startswith(f"trial-k{i % 3}-") for i, key in enumerate(keys))

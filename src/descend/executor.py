@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import json
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,10 +200,16 @@ def run_trials(
         from dask.distributed import as_completed
 
         with dask_client(workers, address) as client:
-            shared = client.scatter(common, broadcast=True)
+            # Keys of this run only: the cluster may hold another client's (a study still
+            # running, or one killed whose data the scheduler is releasing). Scattering the
+            # dict itself would key each value by its name ("model", "updates", …) and a trial
+            # by its name alone, shared with any such client: the scheduler then lost them
+            # while that client's were released, and the trials failed.
+            run = uuid.uuid4().hex[:12]
+            [shared] = client.scatter([common], broadcast=True, hash=False)
             futures = {
                 client.submit(
-                    _call, fn, shared, trial, threads, pure=False, key=f"trial-{key}"
+                    _call, fn, shared, trial, threads, pure=False, key=f"trial-{key}-{run}"
                 ): key
                 for key, trial in todo
             }
