@@ -51,7 +51,7 @@ from torch.utils.hooks import RemovableHandle
 
 from descend.monitor import flat, stats
 from descend.monitor import fused as fused_kernels
-from descend.monitor.sinks import Sink, as_sinks
+from descend.monitor.sinks import Sink, as_sinks, loss_dicts
 from descend.optim.accumulate import Accumulate
 
 # What each tag means (the names are the same in every sink and adapter).
@@ -1444,7 +1444,7 @@ class Monitor:
                 many(rows)
                 continue
             if dicts is None:
-                dicts = [(s, {"loss": x}) if type(x) is float else (s, x) for s, x in rows]
+                dicts = loss_dicts(rows)
             if many is not None:
                 many(dicts)
             else:
@@ -1507,47 +1507,29 @@ class Monitor:
         read in one native call), and forget them. A loss row's scalars are its value, a
         float standing for ``{"loss": value}`` (made into that dict by :meth:`_write_many`
         for the sinks that take dicts, by :attr:`rows` when asked for): no dict per step.
-        Each pass is a C-level one where the held values are loss tensors (or losses
-        :meth:`_losses_full` read into floats) and sampled steps only (the usual case), else
-        one loop."""
+        Every held value is a loss tensor (as ``(tensor, version)``), a loss read into a float
+        (:meth:`log_loss` of a number, or :meth:`_losses_full`) or a sampled step (a
+        :class:`_Pending`): each pass is a C-level one."""
         if not self._losses:
             return []
         held, self._losses = self._losses, []
         self._deferred = self._unread = self._read_to = 0
         ats, values = zip(*held)
-        kinds = list(map(type, values))
-        pending = kinds.count(_Pending)
+        kinds = list(map(type, values))  # tuple (a loss tensor), float, or _Pending
+        at = list(compress(range(len(kinds)), map(operator.is_, kinds, repeat(_Pending))))
+        pendings = list(map(values.__getitem__, at))
+        items = list(compress(values, map(operator.is_not, kinds, repeat(_Pending))))
         tensors = kinds.count(tuple)
-        if tensors + kinds.count(float) + pending == len(kinds):
-            at = list(compress(range(len(kinds)), map(operator.is_, kinds, repeat(_Pending))))
-            pendings = list(map(values.__getitem__, at))
-            items = list(compress(values, map(operator.is_not, kinds, repeat(_Pending))))
-            if tensors == len(items):  # loss tensors only
-                items = _read_losses(items) if items else []
-            elif tensors:  # and losses read into floats already (_losses_full)
-                unread = [i for i, v in enumerate(items) if type(v) is tuple]
-                for i, x in zip(unread, _read_losses([items[i] for i in unread])):
-                    items[i] = x
-            if pendings:
-                for i, row in zip(at, self._finish_all(pendings)):  # ascending positions
-                    items.insert(i, row)
-            return list(zip(ats, items))
-        kept = [v for v in values if type(v) is tuple]
-        if kept:
-            read = iter(_read_losses(kept))
-        pendings = [v for v in values if isinstance(v, _Pending)]
-        finished = iter(self._finish_all(pendings)) if pendings else iter(())
-        rows: list = []
-        for at, v in held:
-            if type(v) is float:
-                rows.append((at, v))
-            elif type(v) is tuple:
-                rows.append((at, next(read)))
-            elif isinstance(v, _Pending):
-                rows.append((at, next(finished)))
-            else:
-                rows.append((at, {"loss": v}))
-        return rows
+        if tensors == len(items):  # loss tensors only
+            items = _read_losses(items) if items else []
+        elif tensors:  # and losses read into floats already (_losses_full)
+            unread = [i for i, v in enumerate(items) if type(v) is tuple]
+            for i, x in zip(unread, _read_losses([items[i] for i in unread])):
+                items[i] = x
+        if pendings:
+            for i, row in zip(at, self._finish_all(pendings)):  # ascending positions
+                items.insert(i, row)
+        return list(zip(ats, items))
 
     def log(self, scalars: dict[str, float], step: int | None = None) -> None:
         """Write any other scalars (e.g. ``val_loss``) to the same sinks."""

@@ -286,7 +286,7 @@ class _NativeEvents:
 _LOSS = ("loss",)
 
 
-def _loss_dicts(rows: list[tuple[int, dict[str, float] | float]]) -> list:
+def loss_dicts(rows: list[tuple[int, dict[str, float] | float]]) -> list:
     """``rows`` with each loss row given as its value (a float) made ``{"loss": value}``."""
     return [(s, {"loss": x}) if type(x) is float else (s, x) for s, x in rows]
 
@@ -363,7 +363,7 @@ class TensorBoard:
         the same bytes), else here. A row's scalars may be a float, the monitor's loss row
         ``{"loss": value}`` given as its value (:attr:`loss_rows`; no dict per step)."""
         if self._file is None:
-            for step, scalars in _loss_dicts(rows):
+            for step, scalars in loss_dicts(rows):
                 self.write(step, scalars)
             return
         now = time.time()
@@ -371,7 +371,7 @@ class TensorBoard:
             self._native = _NativeEvents.make()
         data = self._native(now, rows) if self._native is not None else None
         if data is None:
-            rows = _loss_dicts(rows)
+            rows = loss_dicts(rows)
             tags, crc = self._tags, self._crc
             data = b"".join(tf_record(scalar_event(now, s, d, tags), crc) for s, d in rows)
         self._file.write(data)
