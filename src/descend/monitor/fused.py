@@ -124,8 +124,7 @@ def paths_library():
     ``descend_monitor_set_portable`` declared, or None (no kernels)."""
 
     def declare(lib) -> bool:
-        lib.descend_monitor_paths.argtypes = []
-        lib.descend_monitor_paths.restype = ctypes.c_int32
+        _declare(lib, "descend_monitor_paths", [])
         lib.descend_monitor_clear_taken.argtypes, lib.descend_monitor_clear_taken.restype = [], None
         _declare(lib, "descend_monitor_set_portable", [ctypes.c_int32])
         return True
@@ -549,12 +548,6 @@ _SHAPES_KEPT = 8
 _PAIR: list = []  # descend.train.metrics._pair, imported on first use (~0.6 µs an import)
 # the rate's branches (see _shape)
 _NO_RATE, _NADAM, _ADAM, _ADAM_HAT, _ADAM_CORRECTED_MAX, _RMSPROP, _ADAGRAD = range(7)
-
-
-def _program(group: dict, merged: set, state: dict, rows: dict[str, int]) -> list | None:
-    """The program of ``group`` without a kept shape (``merged``: its sources and scalars)."""
-    shape = _shape(group, merged, rows)
-    return None if shape is None else _values(shape, group, state)
 
 
 def _shape(group: dict, merged: set, rows: dict[str, int]) -> tuple | None:
