@@ -207,6 +207,74 @@ def test_every_k_samples_and_costs_nothing_in_between():
     assert not opt._trace_hooks and not opt._optimizer_step_pre_hooks
 
 
+@pytest.mark.parametrize("kind", ["torch", "descend-trace"])
+def test_detached_steps_run_as_without_a_monitor_and_are_not_seen(kind):
+    """Between detach() and attach() the optimizer and the parameter hold none of the
+    monitor's hooks and the steps are not counted; the training is bit for bit that of a
+    copy never monitored; after attach() sampling goes on from the count (the step armed
+    when detached is armed again) and its row is the hand-computed one."""
+    torch.manual_seed(0)
+    w0 = torch.randn(40)
+    target = torch.randn(40)
+
+    def make():
+        w = torch.nn.Parameter(w0.clone())
+        if kind == "torch":
+            return w, torch.optim.SGD([w], lr=0.05, momentum=0.9)
+        return w, optim.SGD([w], lr=0.05, momentum=0.9, fused=False)  # the chain: traced
+
+    w, opt = make()
+    ref_w, ref_opt = make()
+    mon = Monitor(opt, every=3)
+    assert mon.use_trace == (kind == "descend-trace")
+
+    def step(w, opt, watch=None):
+        opt.zero_grad()
+        (3 * (w - target)).pow(2).sum().backward()
+        raw = float(w.grad.norm())
+        torch.nn.utils.clip_grad_norm_([w], 0.5)  # changes w.grad in place after backward
+        before = w.detach().clone()
+        opt.step()
+        return raw, float((before - w.detach()).norm())
+
+    for _ in range(6):
+        step(w, opt)
+        step(ref_w, ref_opt)
+    assert [r["step"] for r in mon.rows] == [1, 4]
+    assert mon._armed  # step 7 is sampled: armed after step 6
+    mon.detach()
+    mon.detach()  # a second call does nothing
+    assert not mon.attached
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    assert w._backward_hooks is None
+    assert not getattr(opt, "_trace_hooks", None)
+    for _ in range(5):
+        step(w, opt)
+        step(ref_w, ref_opt)
+    assert mon.steps == 6 and [r["step"] for r in mon.rows] == [1, 4]
+    mon.attach()
+    assert mon.attached and mon._armed
+    raw, moved = step(w, opt)
+    step(ref_w, ref_opt)
+    row = mon.rows[-1]
+    assert row["step"] == 7
+    assert row["opt/grad_norm_preclip"] == pytest.approx(raw, rel=1e-6)  # gradient hook back
+    assert row["opt/update_norm"] == pytest.approx(moved, rel=1e-6)  # θ before the step
+    assert row["opt/grad_norm"] == pytest.approx(0.5, rel=1e-5)
+    for _ in range(3):
+        step(w, opt)
+        step(ref_w, ref_opt)
+    assert [r["step"] for r in mon.rows] == [1, 4, 7, 10]
+    assert torch.equal(w, ref_w)  # watched or not, the same training
+    mon.close()
+    assert not mon.attached
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    with pytest.raises(RuntimeError, match="Monitor.attach: the monitor is closed"):
+        mon.attach()
+    with pytest.raises(RuntimeError, match="Monitor.detach: the monitor is closed"):
+        mon.detach()
+
+
 def test_noise_scale_matches_per_sample_gradient_covariance():
     """B_simple = tr(Σ)/|G|² from per-sample gradients at fixed weights (lr = 0), against the
     monitor's estimate from 4 accumulated micro-batches of 8 samples."""
@@ -357,8 +425,9 @@ def test_bad_arguments_name_the_parameter():
 
 
 def test_bench_monitor_smoke_monitored_training_is_bit_for_bit_the_plain_one(capsys):
-    """benchmarks/bench_monitor.py --smoke: the monitored copies (digits MLP, transformer) end
-    with exactly the weights of the plain ones, since the monitor only observes."""
+    """benchmarks/bench_monitor.py --smoke: the monitored phase (digits MLP, transformer),
+    replayed without the monitor from the weights and optimizer state it started from, ends
+    with exactly the same weights, since the monitor only observes (main exits 1 if not)."""
     import importlib.util
     import sys
     from pathlib import Path

@@ -417,7 +417,10 @@ class Monitor:
         # calls the post-hook alone (a hook call costs ~1 µs a step)
         pre = self.base.register_step_pre_hook(self._before)
         self._pre_id = pre.id
-        self._handles = [pre, self.base.register_step_post_hook(self._after)]
+        post = self.base.register_step_post_hook(self._after)
+        self._post_id = post.id
+        self._handles = [pre, post]
+        self._detached = False
         self._armed_at = -1  # self.steps when the hooks were last armed
         self._arm()  # step 1 is sampled
 
@@ -467,6 +470,42 @@ class Monitor:
             handle.remove()
         self._armed = []
         self.base._optimizer_step_pre_hooks.pop(self._pre_id, None)
+
+    def detach(self) -> None:
+        """Take the monitor out of the optimizer until :meth:`attach`: its hooks leave the
+        optimizer and the parameters, so the steps taken meanwhile run exactly as without a
+        monitor, and are not seen — not counted in :attr:`steps`, never sampled (the sampled
+        step after :meth:`attach` is the one the count reaches; a step armed when detached is
+        armed again). What was measured stays held until the next write. For a phase you do
+        not want watched, or to time the same loop on the same model with and without the
+        monitor (``benchmarks/bench_monitor.py``). Does nothing if detached already;
+        ``RuntimeError`` once closed."""
+        if self._closed:
+            raise RuntimeError("Monitor.detach: the monitor is closed")
+        if self._detached:
+            return
+        self._disarm()
+        self._grads, self._micro = {}, {}
+        self.base._optimizer_step_post_hooks.pop(self._post_id, None)
+        self._detached = True
+
+    def attach(self) -> None:
+        """Put the monitor back after :meth:`detach` (its step post-hook, and the hooks of
+        the next step where that one is sampled). Does nothing if attached;
+        ``RuntimeError`` once closed."""
+        if self._closed:
+            raise RuntimeError("Monitor.attach: the monitor is closed")
+        if not self._detached:
+            return
+        self.base._optimizer_step_post_hooks[self._post_id] = self._after
+        self._detached = False
+        if self.steps + 1 == self._next:
+            self._arm()
+
+    @property
+    def attached(self) -> bool:
+        """False between :meth:`detach` and :meth:`attach`, and once closed."""
+        return not (self._detached or self._closed)
 
     def _current_layout(self) -> flat.Layout:
         """:meth:`_layout_for` the trainable parameters, the current layout checked against
