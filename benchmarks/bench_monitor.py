@@ -3,21 +3,26 @@ the same loop without it.
 
     python benchmarks/bench_monitor.py            # 32 (MLP) / 8 (transformer) rounds × 320 steps
     python benchmarks/bench_monitor.py --smoke    # 2 rounds × 10 steps, checks only
+    python benchmarks/bench_monitor.py --every 30 --results /tmp/x.md   # another every
 
 Workloads: the digits MLP (64 → 100 → 10, batch 32, descend Adam) and a small transformer
-(2 encoder layers, width 64, 4 heads, sequences of 32 tokens, batch 16, descend AdamW). Two
-copies of each model and optimizer start equal; in every round each copy trains the same
-batches (order alternated), one with a :class:`~descend.monitor.Monitor` writing TensorBoard
-event files to a temporary folder, one without. A round is every × defer = 320 steps, so each
-holds the same share of sampled steps and of writes of the deferred rows as the whole run.
-The overhead is the median over rounds of (monitored time / plain time − 1), in CPU time,
-divided by what the two copies differ by without a monitor: before the monitor is attached,
-the same number of rounds runs both copies plain (an A/A run; their tensors lie in different
-memory, which moved a 9 ms transformer step by up to ±4% between runs), and the overhead is
-(1 + monitored ratio) / (1 + A/A ratio) − 1. Each step's CPU time also splits the cost into
-its parts. One torch thread (see shared notes
-on 2-thread stalls).
-Target from the issue: ≤ 5%. ``main`` replaces only the ``monitor`` section of RESULTS.md.
+(2 encoder layers, width 64, 4 heads, sequences of 32 tokens, batch 16, descend AdamW). One
+model and optimizer train in blocks of every × defer = 320 steps, so a block holds the same
+share of sampled steps and of writes of the deferred rows as the whole run. Each round trains
+two blocks on the same batches (order alternated): one with a
+:class:`~descend.monitor.Monitor` writing TensorBoard event files to a temporary folder
+attached, one with it detached (``Monitor.detach``: no hook of it left in the optimizer or
+the parameters). Both blocks train the same model, so nothing but the monitor tells them
+apart (with two copies of the model, their tensors in different memory moved a 9 ms
+transformer step by up to ±4% between runs). The overhead is the median over rounds of
+(monitored time / plain time − 1), in CPU time. Before the monitor is attached the same
+rounds run with both blocks plain (an A/A run): its median is the method's zero, reported
+beside the overhead. Each step's CPU time against the plain step on the same batch also
+splits the cost into its parts. At the end the monitored phase is replayed from the weights
+and optimizer state it started from, without the monitor: the weights must come out the same
+bit for bit (the monitor only observes). One torch thread (see shared notes on 2-thread
+stalls). Target from the issue: ≤ 5% at every=10. ``main`` replaces only the ``monitor``
+section of RESULTS.md, and only for every=10.
 """
 
 from __future__ import annotations
@@ -108,51 +113,55 @@ def _train(model, opt, batches, step_fn, steps, start, mon=None) -> tuple[float,
     return time.perf_counter() - t0, time.process_time() - c0, each
 
 
-def measure(workload, rounds: int, steps: int, logdir: Path) -> dict:
+def measure(workload, rounds: int, steps: int, logdir: Path, every: int = EVERY) -> dict:
     from descend.monitor import Monitor, TensorBoard
 
     name, model, make_opt, batches, step_fn = workload()
-    plain_model, mon_model = model, copy.deepcopy(model)
-    plain_opt, mon_opt = make_opt(plain_model.parameters()), make_opt(mon_model.parameters())
+    opt = make_opt(model.parameters())
     defer = inspect.signature(Monitor).parameters["defer"].default
-    cycle = EVERY * defer  # steps from one write of the deferred rows to the next
+    cycle = every * defer  # steps from one write of the deferred rows to the next
     steps = steps or cycle
-    for m, o in ((plain_model, plain_opt), (mon_model, mon_opt)):  # warm-up (kernels, allocator)
-        _train(m, o, batches, step_fn, cycle, 0)
-    # A/A: the two copies, both plain, in rounds alternated as below: how much they differ
-    # without a monitor (their tensors lie in different memory), divided out of the ratio
-    aa_wall, aa_cpu, aa_steps = [], [], []
+    played: list[tuple[int, int]] = []  # (first batch, steps) of each block, in order
+
+    def block(start: int, n: int, mon=None) -> tuple[float, float, list]:
+        played.append((start, n))
+        return _train(model, opt, batches, step_fn, n, start, mon)
+
+    block(0, cycle)  # warm-up (kernels, allocator)
+    # A/A: the same alternation with both blocks plain: the method's zero (noise only, since
+    # both blocks train the same model); reported, not divided out
+    aa_wall, aa_cpu = [], []
     for r in range(rounds):
         start = cycle + r * steps
-        order = [(plain_model, plain_opt), (mon_model, mon_opt)]
+        a, b = block(start, steps), block(start, steps)
         if r % 2:
-            order.reverse()
-        got = {id(m): _train(m, o, batches, step_fn, steps, start) for m, o in order}
-        a, b = got[id(plain_model)], got[id(mon_model)]
+            a, b = b, a
         aa_wall.append(b[0] / a[0] - 1)
         aa_cpu.append(b[1] / a[1] - 1)
-        aa_steps += [(y - x) / 1e3 for x, y in zip(a[2], b[2])]
-    bias_wall, bias_cpu = statistics.median(aa_wall), statistics.median(aa_cpu)
-    bias_step = statistics.median(aa_steps)  # µs a step, taken out of the parts below
-    mon = Monitor(mon_opt, mon_model, every=EVERY, log=TensorBoard(logdir / name.split()[0]))
-    assert mon.defer == defer
+    # the weights and optimizer state where the monitor comes in: the monitored phase is
+    # replayed from here without it at the end, and must end with the same weights
+    reference = (copy.deepcopy(model), copy.deepcopy(opt.state_dict()), len(played))
     warm = cycle + rounds * steps
-    _train(plain_model, plain_opt, batches, step_fn, cycle, warm)  # the monitor warmed up
-    _train(mon_model, mon_opt, batches, step_fn, cycle, warm, mon)
+    mon = Monitor(opt, model, every=every, log=TensorBoard(logdir / name.split()[0]))
+    assert mon.defer == defer
+    block(warm, cycle, mon)  # the monitor warmed up (layouts, readers, a first write)
+    mon.detach()
+    block(warm, cycle)
     begin = warm + cycle  # where the measured rounds start in the batches
     ratios, plain_times, mon_times, plain_cpu, mon_cpu, cpu_ratios = [], [], [], [], [], []
     parts: dict[str, list[float]] = {"sampled": [], "unsampled": [], "write": []}
     for r in range(rounds):
         start = begin + r * steps
-        order = [(False, plain_model, plain_opt), (True, mon_model, mon_opt)]
-        if r % 2:
-            order.reverse()
         times = {}
-        for watched, m, o in order:
-            first = mon.steps
-            times[watched] = _train(m, o, batches, step_fn, steps, start, mon if watched else None)
+        for watched in (True, False) if r % 2 else (False, True):
             if watched:
+                first = mon.steps
+                mon.attach()
+                times[True] = block(start, steps, mon)
+                mon.detach()
                 steps_of = range(first + 1, first + steps + 1)
+            else:
+                times[False] = block(start, steps)
         ratios.append(times[True][0] / times[False][0] - 1)
         cpu_ratios.append(times[True][1] / times[False][1] - 1)
         plain_times.append(times[False][0] / steps)
@@ -163,30 +172,34 @@ def measure(workload, rounds: int, steps: int, logdir: Path) -> dict:
         for step, a, b in zip(steps_of, times[False][2], times[True][2]):
             extra = (b - a) / 1e3
             if mon.sampled(step):
-                sample = (step - 1) // EVERY + 1
+                sample = (step - 1) // every + 1
                 parts["write" if sample % mon.defer == 0 else "sampled"].append(extra)
             else:
                 parts["unsampled"].append(extra)
     mon.close()
-    same = all(torch.equal(a, b) for a, b in zip(plain_model.parameters(), mon_model.parameters()))
+    tags = len(mon.rows[0]) - 1 if mon.rows else 0
+    ref_model, ref_state, since = reference
+    ref_opt = make_opt(ref_model.parameters())
+    ref_opt.load_state_dict(ref_state)
+    for start, n in played[since:]:
+        _train(ref_model, ref_opt, batches, step_fn, n, start)
+    same = all(torch.equal(a, b) for a, b in zip(ref_model.parameters(), model.parameters()))
     return {
         "name": name,
-        "overhead": (1 + statistics.median(ratios)) / (1 + bias_wall) - 1,
+        "overhead": statistics.median(ratios),
         "plain_ms": statistics.median(plain_times) * 1e3,
         "monitored_ms": statistics.median(mon_times) * 1e3,
         "plain_cpu_ms": statistics.median(plain_cpu) * 1e3,
         "monitored_cpu_ms": statistics.median(mon_cpu) * 1e3,
-        "cpu_overhead": (1 + statistics.median(cpu_ratios)) / (1 + bias_cpu) - 1,
-        "cpu_raw": statistics.median(cpu_ratios),
-        "cpu_aa": bias_cpu,
-        "parts_us": {
-            k: statistics.median(v) - bias_step if v else math.nan for k, v in parts.items()
-        },
+        "cpu_overhead": statistics.median(cpu_ratios),
+        "cpu_quartiles": statistics.quantiles(cpu_ratios, n=4)[::2] if rounds > 1 else [],
+        "cpu_aa": statistics.median(aa_cpu),
+        "parts_us": {k: statistics.median(v) if v else math.nan for k, v in parts.items()},
         "rounds": rounds,
         "steps": steps,
         "defer": mon.defer,
         "sampled": mon.samples,
-        "tags": len(mon.rows[0]) - 1 if mon.rows else 0,
+        "tags": tags,
         "same_weights": same,
     }
 
@@ -201,54 +214,64 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="steps per round (default: every × defer = 320, one write of the deferred rows each)",
     )
+    p.add_argument("--every", type=int, default=EVERY, help=f"sample every k steps ({EVERY})")
     p.add_argument("--results", type=Path, default=_results.RESULTS)
     args = p.parse_args(argv)
     rounds, steps = (2, 10) if args.smoke else (args.rounds, args.steps)
     if steps < 0:
         p.error(f"--steps must be >= 0, got {steps}")
+    if args.every < 1:
+        p.error(f"--every must be >= 1, got {args.every}")
+    if args.every != EVERY and args.results == _results.RESULTS:
+        p.error(f"--every {args.every}: RESULTS.md holds every={EVERY}; pass --results PATH")
+    every = args.every
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            results = [measure(w, rounds * scale, steps, Path(tmp)) for w, scale in WORKLOADS]
+            results = [
+                measure(w, rounds * scale, steps, Path(tmp), every) for w, scale in WORKLOADS
+            ]
     finally:
         torch.set_num_threads(threads)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     cycle, defer = results[0]["steps"], results[0]["defer"]
     lines = [
-        f"## Monitor overhead (`descend.monitor` at every={EVERY}, TensorBoard sink)",
+        f"## Monitor overhead (`descend.monitor` at every={every}, TensorBoard sink)",
         "",
         f"{_results.cpu_name()}, torch {torch.__version__}, 1 thread; {rounds * 4} (MLP) and "
-        f"{rounds} (transformer) rounds × {cycle} steps (every × defer: each round holds {defer} "
-        "sampled steps and one write of their rows, so a round's ratio is that of the average "
-        "step), monitored and plain loops interleaved in one process (order alternated); "
-        "overhead = median over rounds of monitored/plain − 1, divided by the A/A run's. "
-        f"Target ≤ {TARGET:.0%}. Load average at the end of the run: {load} (shared machine: "
-        "the per-operation cost of the sampled step grows with the load, the plain step less).",
+        f"{rounds} (transformer) rounds, each of two blocks of {cycle} steps on the same batches "
+        f"(every × defer: a block holds {defer} sampled steps and one write of their rows, so "
+        "its ratio is that of the average step), one with the monitor attached and one with it "
+        "detached, on the same model and optimizer (order alternated); overhead = median over "
+        f"rounds of monitored/plain − 1. Target ≤ {TARGET:.0%}. Load average at the end of the "
+        f"run: {load} (shared machine: the per-operation cost of the sampled step grows with "
+        "the load, the plain step less).",
         "",
-        "| workload | CPU: plain ms/step | CPU: monitored ms/step | CPU: A/A (copies, no "
-        "monitor) | CPU: overhead | wall: overhead | extra CPU µs: sampled step | extra CPU µs: "
+        "| workload | CPU: plain ms/step | CPU: monitored ms/step | CPU: A/A (plain/plain) "
+        "| CPU: overhead | CPU: overhead, quartiles over rounds | wall: overhead "
+        "| extra CPU µs: sampled step | extra CPU µs: "
         f"sampled step that writes {defer} rows "
         "| extra CPU µs: other steps | tags per sampled step | target (CPU) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         verdict = "met" if r["cpu_overhead"] <= TARGET else "**missed**"
         part = r["parts_us"]
+        spread = " to ".join(f"{q:+.1%}" for q in r["cpu_quartiles"]) or "–"
         lines.append(
             f"| {r['name']} | {r['plain_cpu_ms']:.3f} | {r['monitored_cpu_ms']:.3f} | "
-            f"{r['cpu_aa']:+.1%} | {r['cpu_overhead']:+.1%} | {r['overhead']:+.1%} | "
+            f"{r['cpu_aa']:+.1%} | {r['cpu_overhead']:+.1%} | {spread} | {r['overhead']:+.1%} | "
             f"{part['sampled']:.0f} | "
             f"{part['write']:.0f} | {part['unsampled']:.1f} | {r['tags']} | {verdict} |"
         )
     lines += [
         "",
         "CPU columns: process time (less disturbed by the other processes of a shared machine "
-        "than the wall clock); overhead = (1 + median over rounds of monitored/plain time − 1) "
-        "/ (1 + the same median of an A/A run of the two copies before the monitor is attached) "
-        "− 1 (the A/A column: what the copies differ by on their own). Extra "
-        "µs: median over steps of the monitored step's thread CPU time minus the plain step's "
-        "on the same batch, less the same median of the A/A run, for the sampled steps, the "
+        "than the wall clock). A/A: the same rounds with both blocks plain, before the monitor "
+        "is attached — the method's zero (noise only), not divided out. Extra µs: median over "
+        "steps of the monitored step's thread CPU time minus the plain step's on the same "
+        "batch, for the sampled steps, the "
         f"sampled step that also writes the {defer} "
         "deferred rows, and the other steps (the latter two include the cache misses the "
         "monitor's work causes to the training step after it). What a sampled step costs: θ "

@@ -25,6 +25,7 @@ RESULTS.md (its ``monitor`` section quotes these figures).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -46,6 +47,7 @@ def _patch(kind: str) -> None:
     if kind == "never":
         init = core.Monitor.__init__
 
+        @functools.wraps(init)  # (bench_monitor reads the signature's defaults)
         def never(self, *args, **kwargs):
             kwargs["every"] = 10**9
             init(self, *args, **kwargs)
@@ -64,7 +66,7 @@ def _patch(kind: str) -> None:
         fused.Reader.run = fused.Reader.__call__ = reused
 
 
-def one(kind: str, rounds: int) -> dict:
+def one(kind: str, rounds: int, steps: int = 0) -> dict:
     """bench_monitor's MLP measure under ``kind``'s patches (in this process)."""
     import torch
 
@@ -74,7 +76,7 @@ def one(kind: str, rounds: int) -> dict:
     torch.set_num_threads(1)
     _patch(kind)
     with tempfile.TemporaryDirectory() as tmp:
-        r = bench_monitor.measure(bench_monitor.digits_workload, rounds, 0, Path(tmp))
+        r = bench_monitor.measure(bench_monitor.digits_workload, rounds, steps, Path(tmp))
     return {k: r[k] for k in ("cpu_overhead", "overhead", "plain_cpu_ms", "parts_us")}
 
 
@@ -84,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--rounds", type=int, default=24)
     p.add_argument("--one", choices=list(VARIANTS.values()), help=argparse.SUPPRESS)
+    p.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(one(args.one, args.rounds)))
+        print(json.dumps(one(args.one, args.rounds, args.steps)))
         return 0
     repeats, rounds = (1, 1) if args.smoke else (args.repeats, args.rounds)
     if repeats < 1 or rounds < 1:
@@ -95,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(repeats):
         for name, kind in VARIANTS.items():
             cmd = [sys.executable, __file__, "--one", kind, "--rounds", str(rounds)]
+            cmd += ["--steps", "10" if args.smoke else "0"]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             got[name].append(json.loads(out.splitlines()[-1]))
     print("| digits MLP, every=10 | CPU overhead (each repeat) | extra CPU µs: sampled step |")

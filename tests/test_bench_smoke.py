@@ -9,6 +9,7 @@ timing is asserted. ``run.py`` must find every ``bench_*.py`` and pass ``--smoke
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -97,3 +98,31 @@ def test_bench_matrix_smoke_checks_agreement_and_writes_nothing(tmp_path, capsys
     shapes = bench.resnet18_matrices()  # torchvision's resnet18: 20 convolutions + fc
     # its 11,689,512 parameters less the batch norms' 2 × 4,800 and the classifier's bias
     assert len(shapes) == 21 and sum(a * b for a, b in shapes) == 11_689_512 - 9_600 - 1_000
+
+
+def test_bench_monitor_floor_variants_run(capsys):
+    """bench_monitor_floor's variants (each patches the monitor; restored here, where the
+    script runs each in its own process): every one measures, at tiny sizes. The variant that
+    never samples has no sampled step; the others have one."""
+    require_kernels()
+    from descend.monitor import core, fused
+
+    floor = _load("bench_monitor_floor")
+    saved = [
+        (core.Monitor, "__init__"),
+        (core._GradHook, "arm"),
+        (fused.Snapshot, "__call__"),
+        (fused.Reader, "run"),
+        (fused.Reader, "__call__"),
+    ]
+    saved = [(owner, name, owner.__dict__[name]) for owner, name in saved]
+    try:
+        for name, kind in floor.VARIANTS.items():
+            got = floor.one(kind, 1, 10)
+            for owner, attr, value in saved:
+                setattr(owner, attr, value)
+            assert math.isfinite(got["cpu_overhead"]) and got["plain_cpu_ms"] > 0, name
+            assert math.isnan(got["parts_us"]["sampled"]) == (kind == "never"), name
+    finally:
+        for owner, attr, value in saved:
+            setattr(owner, attr, value)
