@@ -3,6 +3,7 @@ failing trial kept with its error, and a killed study resumed from what finished
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -111,6 +112,34 @@ def test_failing_trial_is_reported_and_the_others_kept(cluster, tmp_path):
     # the failed trial is stored with its error and tried again on a rerun, the others resumed
     again = compare("digits", ["sgd:lr=0.1"], **kw)
     assert again.config["n_resumed"] == 2 and again.config["n_failed"] == 1
+
+
+def test_compare_with_a_failed_trial_exits_1_and_a_rerun_runs_only_it(
+    tmp_path, monkeypatch, capsys
+):
+    """descend compare (serial): a trial that raises is reported with its error, the table and
+    files are still written, the command exits 1; the same command again runs only that trial
+    (the other is resumed) and exits 0."""
+    module = importlib.import_module("descend.train.compare")  # (the package exports a function)
+    trial = module._compare_trial
+
+    def fails_on_seed_1(common, item):
+        if item[1] == 1:
+            raise RuntimeError("planted failure for seed 1")
+        return trial(common, item)
+
+    monkeypatch.setattr(module, "_compare_trial", fails_on_seed_1)
+    args = ["compare", "--task", "digits", "--optimizers", "sgd:lr=0.1", "--seeds", "2"]
+    args += ["--epochs", "1", "--quiet", "--threads", "1", "--out", str(tmp_path)]
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    assert "planted failure for seed 1" in out and "1 of 2 trials failed" in out
+    runs = pd.read_csv(tmp_path / "compare_runs.csv")
+    assert runs["error"].notna().tolist() == [False, True]
+    monkeypatch.setattr(module, "_compare_trial", trial)
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 of 2 trials resumed" in out and "failed:" not in out and "trials failed" not in out
 
 
 def _square(common, x):

@@ -25,7 +25,9 @@ def register(sub: Any) -> None:
         description=(
             "Train every configuration on one task for every seed with the same budget (epochs "
             "or updates), the same initial weights and the same data order per seed; report "
-            "means and 95% intervals and save PNG, CSV and JSON."
+            "means and 95% intervals and save PNG, CSV and JSON. Exit status 1 when a trial "
+            "failed (reported with its error; the rest is written, and a rerun tries only the "
+            "failed ones)."
         ),
     )
     p.add_argument("--study", help="a built-in study: batch-size or adamw")
@@ -417,4 +419,11 @@ def run(args: argparse.Namespace) -> int:
         note(f"diverged: {message}", args.format)
     paths = cmp.save(args.out, prefix=study or "compare")
     note("wrote " + ", ".join(str(p) for p in paths), args.format)
+    if len(failed):  # reported and saved with the others; a script must still see it
+        note(
+            f"{len(failed)} of {cmp.config['n_runs']} trials failed: the same command again "
+            "runs only those (the finished ones are resumed); exit status 1",
+            args.format,
+        )
+        return 1
     return 0
