@@ -16,17 +16,20 @@ the Python encoder (``tf_record(scalar_event(…))``, TensorBoard's masked CRC) 
 path's results to the portable path's, bit for bit.
 
 Where this build has no fast path for a place, its fast case checks that this is right —
-the build's flags (``-march=native``) and the CPU's (``avx512f``, ``sse4_2`` in
-``/proc/cpuinfo``; ``crc32`` on ARM) say the compiler had no such instructions to use — and
-then that the default (switch off) runs the portable code, which such a CPU runs: no case
-skips. A build that should have the fast path and does not (or has one the CPU lacks) fails,
-under ``CI=true`` as anywhere; CI's CPU (AMD Zen 4) has both, so there both paths run.
+the compiler, asked for its predefined macros under the build's flags (``-dM -E``), does
+not define ``__AVX512F__`` (``__SSE4_2__``; ``__ARM_FEATURE_CRC32`` on ARM), which is what
+``monitor.cpp``'s ``#if`` reads — and then that the default (switch off) runs the portable
+code: no case skips. A build that should have the fast path and does not, or has one the
+CPU lacks (``avx512f``, ``sse4_2``, ``crc32`` in ``/proc/cpuinfo``), fails, under
+``CI=true`` as anywhere; CI's CPU (AMD Zen 4) has both, so there both paths run.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import platform
+import subprocess
 from array import array
 from functools import cache
 from pathlib import Path
@@ -58,32 +61,38 @@ def _cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def _should_build(place: str) -> tuple[bool, str]:
-    """Whether the build should hold ``place``'s fast path ("gather" or "crc"), from the
-    compile flags and the CPU's, and why (for the failure)."""
+@cache
+def _macros() -> frozenset[str]:
+    """The compiler's predefined macros under the build's flags (``-dM -E``): what
+    ``monitor.cpp``'s ``#if``s read, whatever the flags (``-march=native``, another level,
+    ``-m…``)."""
     from descend.native import build
 
-    machine = platform.machine().lower()
-    native = "-march=native" in build.FLAGS
+    cxx = build._compiler()
+    assert cxx, "the kernels are built, so the compiler must be there"
+    flags = [f for f in build.FLAGS if f not in ("-shared", "-fPIC")]
+    cmd = [cxx, *flags, "-dM", "-E", "-x", "c++", os.devnull]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
+    return frozenset(line.split()[1] for line in out.splitlines() if line.startswith("#define "))
+
+
+def _should_build(place: str) -> tuple[bool, str]:
+    """Whether the build should hold ``place``'s fast path ("gather" or "crc"), from the
+    compiler's macros under the build's flags, and why (for the failure)."""
+    macros = _macros()
     if place == "gather":  # AVX-512 only (monitor.cpp has no other vector gather)
-        if machine not in ("x86_64", "amd64"):
-            return False, f"the AVX-512 gather is x86-64 code; this machine is {machine}"
-        flag, gcc = "avx512f", "avx512f"
-    elif machine in ("x86_64", "amd64"):
-        flag, gcc = "sse4_2", "sse4.2"
-    elif machine in ("aarch64", "arm64"):
-        flag, gcc = "crc32", "crc"
+        need = "__AVX512F__"
+    elif "__x86_64__" in macros:
+        need = "__SSE4_2__"
+    elif "__aarch64__" in macros:
+        need = "__ARM_FEATURE_CRC32"
     else:
-        return False, f"no crc32 instruction is used on {machine}"
-    if f"-mno-{gcc}" in build.FLAGS:
-        return False, f"the build's flags turn {gcc} off"
-    if f"-m{gcc}" in build.FLAGS:
-        return True, f"the build's flags ask for {gcc}"
-    has = flag in _cpu_flags()
-    reason = f"the CPU {'has' if has else 'lacks'} {flag} (/proc/cpuinfo)"
-    if not native:
-        return False, f"the build is not -march=native and does not ask for {gcc}"
-    return has, f"-march=native and {reason}"
+        return False, f"no crc32 instruction is used on {platform.machine()}"
+    should = need in macros
+    return should, f"the compiler {'defines' if should else 'does not define'} {need}"
+
+
+CPU_FLAG = {"gather": ("avx512f",), "crc": ("sse4_2", "crc32")}  # /proc/cpuinfo's names
 
 
 def _built(place: str) -> bool:
@@ -99,6 +108,9 @@ def _select(place: str, path: str):
     if path != "portable":
         built, (should, why) = _built(place), _should_build(place)
         assert built == should, f"the {place} fast path is {'' if built else 'not '}built: {why}"
+        cpu = _cpu_flags()
+        if built and cpu:  # code this CPU could not run would be a build defect
+            assert any(f in cpu for f in CPU_FLAG[place]), f"the CPU lacks {CPU_FLAG[place]}"
     return fused.portable_paths(path == "portable")
 
 
