@@ -228,19 +228,23 @@ def test_detached_steps_run_as_without_a_monitor_and_are_not_seen(kind):
     mon = Monitor(opt, every=3)
     assert mon.use_trace == (kind == "descend-trace")
 
-    def step(w, opt, watch=None):
+    def step(w, opt, log=None):
         opt.zero_grad()
-        (3 * (w - target)).pow(2).sum().backward()
+        loss = (3 * (w - target)).pow(2).sum()
+        loss.backward()
         raw = float(w.grad.norm())
         torch.nn.utils.clip_grad_norm_([w], 0.5)  # changes w.grad in place after backward
         before = w.detach().clone()
         opt.step()
+        if log is not None:
+            log(loss)
         return raw, float((before - w.detach()).norm())
 
     for _ in range(6):
-        step(w, opt)
+        step(w, opt, mon.log_loss)
         step(ref_w, ref_opt)
-    assert [r["step"] for r in mon.rows] == [1, 4]
+    assert [r["step"] for r in mon.rows if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in mon.rows if "opt/update_norm" in r] == [1, 4]
     assert mon._armed  # step 7 is sampled: armed after step 6
     mon.detach()
     mon.detach()  # a second call does nothing
@@ -249,22 +253,22 @@ def test_detached_steps_run_as_without_a_monitor_and_are_not_seen(kind):
     assert w._backward_hooks is None
     assert not getattr(opt, "_trace_hooks", None)
     for _ in range(5):
-        step(w, opt)
+        step(w, opt, mon.log_loss)  # not logged while detached
         step(ref_w, ref_opt)
-    assert mon.steps == 6 and [r["step"] for r in mon.rows] == [1, 4]
+    assert mon.steps == 6 and len(mon.rows) == 6 + 2
     mon.attach()
     assert mon.attached and mon._armed
     raw, moved = step(w, opt)
     step(ref_w, ref_opt)
     row = mon.rows[-1]
-    assert row["step"] == 7
+    assert row["step"] == 7 and "opt/update_norm" in row
     assert row["opt/grad_norm_preclip"] == pytest.approx(raw, rel=1e-6)  # gradient hook back
     assert row["opt/update_norm"] == pytest.approx(moved, rel=1e-6)  # θ before the step
     assert row["opt/grad_norm"] == pytest.approx(0.5, rel=1e-5)
     for _ in range(3):
         step(w, opt)
         step(ref_w, ref_opt)
-    assert [r["step"] for r in mon.rows] == [1, 4, 7, 10]
+    assert [r["step"] for r in mon.rows if "opt/update_norm" in r] == [1, 4, 7, 10]
     assert torch.equal(w, ref_w)  # watched or not, the same training
     mon.close()
     assert not mon.attached

@@ -476,7 +476,8 @@ class Monitor:
         optimizer and the parameters, so the steps taken meanwhile run exactly as without a
         monitor, and are not seen — not counted in :attr:`steps`, never sampled (the sampled
         step after :meth:`attach` is the one the count reaches; a step armed when detached is
-        armed again). What was measured stays held until the next write. For a phase you do
+        armed again), their losses not logged (:meth:`log_loss` does nothing meanwhile, so the
+        loop need not change). What was measured stays held until the next write. For a phase you do
         not want watched, or to time the same loop on the same model with and without the
         monitor (``benchmarks/bench_monitor.py``). Does nothing if detached already;
         ``RuntimeError`` once closed."""
@@ -1506,7 +1507,10 @@ class Monitor:
         loss is written as NaN with a warning — pass ``loss.item()`` or a copy for a tensor
         you reuse. The tensor's autograd graph lives until the read: after ``backward()``
         that is only its nodes (backward frees what they saved); with ``retain_graph=True``
-        pass ``loss.detach()``."""
+        pass ``loss.detach()``. Nothing is logged while the monitor is detached
+        (:meth:`detach`)."""
+        if self._detached:
+            return
         at = self.steps if step is None else int(step)
         if isinstance(loss, torch.Tensor):
             shape = loss.shape
