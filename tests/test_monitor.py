@@ -227,6 +227,11 @@ def test_detached_steps_run_as_without_a_monitor_and_are_not_seen(kind):
     ref_w, ref_opt = make()
     mon = Monitor(opt, every=3)
     assert mon.use_trace == (kind == "descend-trace")
+    mine = [
+        opt.register_step_pre_hook(lambda *_: None),
+        opt.register_step_post_hook(lambda *_: None),
+    ]
+    pre, post = opt._optimizer_step_pre_hooks, opt._optimizer_step_post_hooks
 
     def step(w, opt, log=None):
         opt.zero_grad()
@@ -249,7 +254,7 @@ def test_detached_steps_run_as_without_a_monitor_and_are_not_seen(kind):
     mon.detach()
     mon.detach()  # a second call does nothing
     assert not mon.attached
-    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    assert list(pre) == [mine[0].id] and list(post) == [mine[1].id]  # the user's only
     assert w._backward_hooks is None
     assert not getattr(opt, "_trace_hooks", None)
     for _ in range(5):
@@ -258,6 +263,8 @@ def test_detached_steps_run_as_without_a_monitor_and_are_not_seen(kind):
     assert mon.steps == 6 and len(mon.rows) == 6 + 2
     mon.attach()
     assert mon.attached and mon._armed
+    # back in their places: the hooks registered after the monitor's still run after them
+    assert len(pre) == len(post) == 2 and list(pre) == sorted(pre) and list(post) == sorted(post)
     raw, moved = step(w, opt)
     step(ref_w, ref_opt)
     row = mon.rows[-1]
@@ -272,7 +279,7 @@ def test_detached_steps_run_as_without_a_monitor_and_are_not_seen(kind):
     assert torch.equal(w, ref_w)  # watched or not, the same training
     mon.close()
     assert not mon.attached
-    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    assert list(pre) == [mine[0].id] and list(post) == [mine[1].id]
     with pytest.raises(RuntimeError, match="Monitor.attach: the monitor is closed"):
         mon.attach()
     with pytest.raises(RuntimeError, match="Monitor.detach: the monitor is closed"):

@@ -185,6 +185,16 @@ class _GradHook:
             self.own = None
 
 
+def _put_back(hooks: OrderedDict, key: int, fn: Any) -> None:
+    """Put ``fn`` back into an optimizer's step-hook dictionary under the key it was
+    registered with, in its place: the hooks registered after it (larger handle ids) still
+    run after it."""
+    hooks[key] = fn
+    later = [k for k in hooks if k > key]
+    for k in later:
+        hooks.move_to_end(k)
+
+
 _UNREAD = object()  # a group whose bias correction _fast_read did not compute
 _GRAD = operator.attrgetter("grad")
 _STEP = operator.itemgetter("step")
@@ -459,7 +469,7 @@ class Monitor:
         for hook in hooks[1]:
             hook.arm()
         self._armed += hooks[1]
-        self.base._optimizer_step_pre_hooks[self._pre_id] = self._before
+        _put_back(self.base._optimizer_step_pre_hooks, self._pre_id, self._before)
         self._armed_at = self.steps
         if self.use_trace:
             self._records = {}
@@ -477,9 +487,10 @@ class Monitor:
         monitor, and are not seen — not counted in :attr:`steps`, never sampled (the sampled
         step after :meth:`attach` is the one the count reaches; a step armed when detached is
         armed again), their losses not logged (:meth:`log_loss` does nothing meanwhile, so the
-        loop need not change). What was measured stays held until the next write. For a phase you do
-        not want watched, or to time the same loop on the same model with and without the
-        monitor (``benchmarks/bench_monitor.py``). Does nothing if detached already;
+        loop need not change). What was measured stays held until the next write. For a phase
+        you do not want watched, or to time the same loop on the same model with and without
+        the monitor (``benchmarks/bench_monitor.py``). :meth:`attach` puts the hooks back in
+        their places among the optimizer's. Does nothing if detached already;
         ``RuntimeError`` once closed."""
         if self._closed:
             raise RuntimeError("Monitor.detach: the monitor is closed")
@@ -498,7 +509,7 @@ class Monitor:
             raise RuntimeError("Monitor.attach: the monitor is closed")
         if not self._detached:
             return
-        self.base._optimizer_step_post_hooks[self._post_id] = self._after
+        _put_back(self.base._optimizer_step_post_hooks, self._post_id, self._after)
         self._detached = False
         if self.steps + 1 == self._next:
             self._arm()
