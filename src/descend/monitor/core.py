@@ -188,7 +188,7 @@ class _GradHook:
 def _put_back(hooks: OrderedDict, key: int, fn: Any) -> None:
     """Put ``fn`` back into an optimizer's step-hook dictionary under the key it was
     registered with, in its place: the hooks registered after it (larger handle ids) still
-    run after it."""
+    run after it (:meth:`Monitor.attach`'s post-hook)."""
     hooks[key] = fn
     later = [k for k in hooks if k > key]
     for k in later:
@@ -469,7 +469,9 @@ class Monitor:
         for hook in hooks[1]:
             hook.arm()
         self._armed += hooks[1]
-        _put_back(self.base._optimizer_step_pre_hooks, self._pre_id, self._before)
+        # put in last (at the end of the hook dictionary as it is now): it sees lr and θ as the
+        # pre-hooks registered before this arming left them
+        self.base._optimizer_step_pre_hooks[self._pre_id] = self._before
         self._armed_at = self.steps
         if self.use_trace:
             self._records = {}
@@ -489,8 +491,8 @@ class Monitor:
         armed again), their losses not logged (:meth:`log_loss` does nothing meanwhile, so the
         loop need not change). What was measured stays held until the next write. For a phase
         you do not want watched, or to time the same loop on the same model with and without
-        the monitor (``benchmarks/bench_monitor.py``). :meth:`attach` puts the hooks back in
-        their places among the optimizer's. Does nothing if detached already;
+        the monitor (``benchmarks/bench_monitor.py``). :meth:`attach` puts the post-hook back
+        in its place among the optimizer's. Does nothing if detached already;
         ``RuntimeError`` once closed."""
         if self._closed:
             raise RuntimeError("Monitor.detach: the monitor is closed")
